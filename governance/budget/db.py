@@ -1,0 +1,172 @@
+"""Engines for the ledger: SQLite files by default, PostgreSQL in production.
+
+SQLite: WAL so readers never block the writer, and `BEGIN IMMEDIATE` so that a
+transaction takes the write lock before it reads a balance — two processes can then
+never both read "enough funds" and both write. A busy timeout turns lock waits into
+waiting, not errors. PostgreSQL: READ COMMITTED plus a row lock on the budget
+(see ledger.py), with retries on serialization failures and deadlocks.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
+
+from .errors import DatabaseUnavailable, SchemaBehind
+
+DEFAULT_SQLITE_PATH = Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share")) / "qgov" / "ledger.db"
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+def default_database_url() -> str:
+    return os.environ.get("QGOV_DATABASE_URL") or f"sqlite:///{DEFAULT_SQLITE_PATH}"
+
+
+def normalise_url(url: str) -> str:
+    """Accept the URLs people paste (postgres://, postgresql://) and use psycopg 3 for them."""
+    url = url.strip()
+    url = re.sub(r"^postgres(ql)?://", "postgresql+psycopg://", url)
+    return url
+
+
+def redact(url: str) -> str:
+    """The URL without its password, for messages."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<malformed URL>"
+
+
+def make_engine(url: str | None = None, *, pool_size: int = 10) -> Engine:
+    """Create an engine; raises DatabaseUnavailable with a one-line reason for bad URLs."""
+    raw = normalise_url(url or default_database_url())
+    try:
+        parsed = make_url(raw)
+    except ArgumentError:
+        raise DatabaseUnavailable(
+            f"malformed database URL {raw!r}: expected sqlite:///PATH or postgresql://USER@HOST/DB"
+        ) from None
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        database = parsed.database or ""
+        if database and database != ":memory:":
+            Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(parsed, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+        _configure_sqlite(engine)
+        return engine
+    if backend == "postgresql":
+        try:
+            return create_engine(
+                parsed, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True,
+                connect_args={"connect_timeout": 5},
+            )
+        except (ArgumentError, ImportError) as exc:
+            raise DatabaseUnavailable(f"cannot use database URL {redact(raw)}: {exc}") from None
+    raise DatabaseUnavailable(f"unsupported database {backend!r} in {redact(raw)}: use sqlite or postgresql")
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn, _record):  # type: ignore[no-untyped-def]
+        # Let SQLAlchemy, not the driver, decide where transactions begin.
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn):  # type: ignore[no-untyped-def]
+        # Writers take the write lock before reading balances; readers (read_only) do not.
+        conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get("qgov_read_only") else "BEGIN IMMEDIATE")
+
+
+def read_only(engine: Engine) -> Connection:
+    """A connection for reads: on SQLite it does not take the write lock."""
+    return engine.connect().execution_options(qgov_read_only=True)
+
+
+def is_sqlite(engine: Engine) -> bool:
+    return engine.dialect.name == "sqlite"
+
+
+def head_revision() -> str:
+    """The newest migration revision this code expects."""
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(alembic_config(None)).get_current_head() or ""
+
+
+def current_revision(engine: Engine) -> str | None:
+    try:
+        with engine.connect() as conn:
+            if not inspect(conn).has_table("alembic_version"):
+                return None
+            return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    except OperationalError as exc:
+        raise DatabaseUnavailable(f"cannot reach database {redact(str(engine.url))}: {first_line(exc)}") from None
+
+
+def check_schema(engine: Engine) -> None:
+    """Refuse to run against a schema older than the code: tell the user what to do."""
+    current, head = current_revision(engine), head_revision()
+    if current != head:
+        where = redact(engine.url.render_as_string(hide_password=False))
+        if current is None:
+            raise SchemaBehind(f"database {where} has no qgov schema: run `qgov db upgrade`")
+        raise SchemaBehind(f"database {where} is at schema {current}, qgov needs {head}: run `qgov db upgrade`")
+
+
+def alembic_config(engine_url: str | None):  # type: ignore[no-untyped-def]
+    from alembic.config import Config
+
+    root = Path(__file__).resolve().parents[2] / "migrations"
+    if not root.exists():  # installed as a wheel: migrations ship inside the package
+        root = Path(__file__).resolve().parents[1] / "migrations"
+    cfg = Config()
+    cfg.set_main_option("script_location", str(root))
+    if engine_url:
+        cfg.set_main_option("sqlalchemy.url", engine_url.replace("%", "%%"))
+    return cfg
+
+
+def upgrade(url: str | None = None, revision: str = "head") -> str:
+    """Bring the schema to `revision`; returns the revision reached."""
+    from alembic import command
+
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except (OperationalError, SQLAlchemyError) as exc:
+        raise DatabaseUnavailable(f"cannot reach database {redact(str(engine.url))}: {first_line(exc)}") from None
+    cfg = alembic_config(engine.url.render_as_string(hide_password=False))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, revision)
+    reached = current_revision(engine) or "base"
+    engine.dispose()
+    return reached
+
+
+def downgrade(url: str | None, revision: str = "base") -> None:
+    from alembic import command
+
+    engine = make_engine(url)
+    cfg = alembic_config(engine.url.render_as_string(hide_password=False))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, revision)
+    engine.dispose()
+
+
+def first_line(exc: BaseException) -> str:
+    orig = getattr(exc, "orig", None) or exc
+    return (str(orig).strip().splitlines() or [type(orig).__name__])[0]

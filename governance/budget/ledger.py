@@ -1,0 +1,628 @@
+"""The budget ledger: reserve, settle, release, adjust — exact, idempotent, concurrency-safe.
+
+Every money movement runs in one transaction that first locks the budget's row (the
+budget row is the lock), then reads the balances, decides, and writes the reservation,
+its ledger entries and the new balances. Every movement is keyed (the job's UID for
+reservations), and a repeated call returns the first outcome without changing anything,
+so an operator replaying after a crash or a failover never charges twice.
+
+Invariant under hard enforcement: in every budget period, spent + held never exceeds the
+limit through an admission. Only two things can put a period above its limit, and both
+are recorded: an actual usage above its reservation (`overrun_micro`) and a limit lowered
+below what was already committed.
+
+A reservation belongs to the period in which it was admitted, and is settled there even
+when settlement comes after the rollover: the admission was granted against that
+period's funds, and moving it would retroactively overspend the next period.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from datetime import datetime, timedelta, timezone
+from typing import Any, TypeVar
+
+from sqlalchemy import Connection, Engine, and_, func, select, update
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+
+from .db import check_schema, first_line, make_engine, read_only, redact
+from .errors import DatabaseUnavailable, InvalidTransition, LedgerError, UnknownBudget, UnknownReservation
+from .models import Adjustment, Budget, BudgetPeriod, LedgerEntry, Reservation
+from .money import format_amount
+from .periods import Window, utc, window_at
+from .types import (
+    Balance,
+    BudgetSpec,
+    Decision,
+    QueueChange,
+    ReleaseOutcome,
+    ReserveOutcome,
+    ReserveRequest,
+    SettleOutcome,
+)
+
+B = Budget.__table__
+P = BudgetPeriod.__table__
+R = Reservation.__table__
+E = LedgerEntry.__table__
+A = Adjustment.__table__
+
+T = TypeVar("T")
+Clock = Callable[[], datetime]
+
+# PostgreSQL SQLSTATEs worth retrying: serialization failure, deadlock, unique violation
+# (two writers inserting the same new key or period; the retry then sees the winner's row).
+_RETRY_SQLSTATES = {"40001", "40P01", "23505"}
+MAX_ATTEMPTS = 12
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _default_anchor(period: str, now: datetime) -> datetime:
+    day = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    if period == "monthly":
+        return day.replace(day=1)
+    if period == "weekly":
+        return day - timedelta(days=day.weekday())  # weeks start on Monday
+    return day
+
+
+class Ledger:
+    """Operations on the budget ledger. Thread-safe: each call uses its own pooled connection."""
+
+    def __init__(self, engine: Engine | str | None = None, *, clock: Clock = _now, check: bool = True) -> None:
+        self.engine = engine if isinstance(engine, Engine) else make_engine(engine)
+        self.clock = clock
+        if check:
+            check_schema(self.engine)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # ------------------------------------------------------------------ transactions
+
+    def _transaction(self, work: Callable[[Connection], T]) -> T:
+        """Run `work` in one transaction, retrying on lock conflicts and serialization failures."""
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            try:
+                with self.engine.begin() as conn:
+                    return work(conn)
+            except (OperationalError, IntegrityError) as exc:
+                if attempt == MAX_ATTEMPTS or not _retryable(exc):
+                    if isinstance(exc, OperationalError) and not _retryable(exc):
+                        raise DatabaseUnavailable(
+                            f"database {redact(str(self.engine.url))}: {first_line(exc)}"
+                        ) from None
+                    raise
+                time.sleep(min(0.05, 0.001 * 2**attempt) * random.random())
+        raise AssertionError("unreachable")
+
+    # ------------------------------------------------------------------ budgets
+
+    def upsert_budget(self, spec: BudgetSpec) -> tuple[Balance, tuple[QueueChange, ...]]:
+        """Create or update a budget. Raising the limit admits queued work in FIFO order."""
+
+        def work(conn: Connection) -> tuple[Balance, tuple[QueueChange, ...]]:
+            now = utc(self.clock())
+            row = conn.execute(
+                select(B).where(B.c.namespace == spec.namespace, B.c.name == spec.name).with_for_update()
+            ).first()
+            anchor = utc(spec.anchor) if spec.anchor else None
+            if row is None:
+                anchor = anchor or _default_anchor(spec.period, now)
+                conn.execute(
+                    B.insert().values(
+                        namespace=spec.namespace, name=spec.name, limit_micro=spec.limit_micro, unit=spec.unit,
+                        period=spec.period, anchor=anchor, enforcement=spec.enforcement,
+                        warn_at=",".join(str(p) for p in sorted(set(spec.warn_at))), queue_seq=0,
+                        queued_count=0, created_at=now, updated_at=now,
+                    )
+                )
+            else:
+                values: dict[str, Any] = dict(
+                    limit_micro=spec.limit_micro, period=spec.period, enforcement=spec.enforcement,
+                    warn_at=",".join(str(p) for p in sorted(set(spec.warn_at))), updated_at=now,
+                )
+                if row.unit != spec.unit:
+                    raise LedgerError(
+                        f"budget {spec.namespace}/{spec.name}: unit cannot change from {row.unit} to {spec.unit} "
+                        "(amounts already recorded are in the old unit); create a new budget instead"
+                    )
+                if anchor is not None:
+                    values["anchor"] = anchor
+                elif row.period != spec.period:
+                    values["anchor"] = _default_anchor(spec.period, now)
+                conn.execute(update(B).where(B.c.id == row.id).values(**values))
+            budget = self._lock_budget(conn, spec.namespace, spec.name)
+            period = self._current_period(conn, budget, now)
+            if period.limit_micro != budget.limit_micro:
+                conn.execute(update(P).where(P.c.id == period.id).values(limit_micro=budget.limit_micro))
+            changes = self._admit_queued(conn, budget, now)
+            return self._balance(conn, budget, now), changes
+
+        return self._transaction(work)
+
+    def balance(self, namespace: str, budget: str, at: datetime | None = None) -> Balance:
+        """The balances of the period that contains `at` (default: now)."""
+        moment = utc(at or self.clock())
+        with read_only(self.engine) as conn:
+            row = conn.execute(select(B).where(B.c.namespace == namespace, B.c.name == budget)).first()
+            if row is None:
+                raise UnknownBudget(_no_budget_message(namespace, budget))
+            return self._balance(conn, row, moment)
+
+    def budgets(self, namespace: str | None = None) -> list[Any]:
+        with read_only(self.engine) as conn:
+            query = select(B).order_by(B.c.namespace, B.c.name)
+            if namespace is not None:
+                query = query.where(B.c.namespace == namespace)
+            return list(conn.execute(query))
+
+    # ------------------------------------------------------------------ reserve
+
+    def reserve(self, request: ReserveRequest) -> ReserveOutcome:
+        return self.reserve_many([request])[0]
+
+    def reserve_many(self, requests: Sequence[ReserveRequest]) -> list[ReserveOutcome]:
+        """Decide many requests; those for one budget share one transaction and one lock.
+
+        Outcomes come back in the order of `requests`. Within a budget, requests are decided
+        in the order given, so a batch is equivalent to the same calls made one by one.
+        """
+        groups: dict[tuple[str, str], list[int]] = {}
+        for index, req in enumerate(requests):
+            groups.setdefault((req.namespace, req.budget), []).append(index)
+        outcomes: list[ReserveOutcome | None] = [None] * len(requests)
+        for (namespace, name), indexes in sorted(groups.items()):
+            batch = [requests[i] for i in indexes]
+            decided = self._transaction(lambda conn: self._reserve_group(conn, namespace, name, batch))
+            for i, outcome in zip(indexes, decided):
+                outcomes[i] = outcome
+        return [o for o in outcomes if o is not None]
+
+    def _reserve_group(
+        self, conn: Connection, namespace: str, name: str, batch: list[ReserveRequest]
+    ) -> list[ReserveOutcome]:
+        now = utc(self.clock())
+        budget = self._lock_budget(conn, namespace, name)
+        period = self._current_period(conn, budget, now)
+        if budget.queued_count:
+            self._admit_queued(conn, budget, now)
+            budget = self._lock_budget(conn, namespace, name)
+            period = self._current_period(conn, budget, now)
+        keys = list({req.key for req in batch})
+        existing = {row.key: row for row in conn.execute(select(R).where(R.c.key.in_(keys)))}
+
+        limit, spent, held = budget.limit_micro, period.spent_micro, period.held_micro
+        queued, seq = budget.queued_count, budget.queue_seq
+        unit = budget.unit
+        new_rows: list[dict[str, Any]] = []
+        entries: list[dict[str, Any]] = []
+        outcomes: list[ReserveOutcome] = []
+        fresh: dict[str, ReserveOutcome] = {}
+        for req in batch:
+            if req.key in existing or req.key in fresh:
+                if req.key in fresh:
+                    outcomes.append(_as_replay(fresh[req.key]))
+                else:
+                    outcomes.append(self._replay_reserve(conn, budget, existing[req.key], now))
+                continue
+            amount = req.amount_micro
+            base = dict(
+                key=req.key, budget_id=budget.id, job=req.job, backend=req.backend, session=req.session,
+                amount_micro=amount, actual_micro=None, overrun_micro=0, created_at=now,
+            )
+            label = f"{namespace}/{name}"
+            if queued == 0 and spent + held + amount <= limit:
+                held += amount
+                new_rows.append(
+                    dict(base, state="held", period_start=period.period_start, queue_seq=None, message="",
+                         admitted_at=now, finished_at=None)
+                )
+                entries.append(
+                    dict(budget_id=budget.id, period_start=period.period_start, reservation_key=req.key,
+                         kind="reserve", held_delta=amount, spent_delta=0, note="", created_at=now)
+                )
+                decision, state, message, position = Decision.ADMITTED, "held", "", None
+            elif budget.enforcement == "queue" and amount <= limit:
+                queued += 1
+                seq += 1
+                position = queued
+                message = (
+                    f"queued for budget {label} (position {position}): requested {format_amount(amount, unit)}, "
+                    f"spent {format_amount(spent, unit)}, reserved {format_amount(held, unit)}, "
+                    f"limit {format_amount(limit, unit)}"
+                )
+                new_rows.append(
+                    dict(base, state="queued", period_start=None, queue_seq=seq, message=message,
+                         admitted_at=None, finished_at=None)
+                )
+                decision, state = Decision.QUEUED, "queued"
+            else:
+                message = _refusal_message(label, amount, spent, held, limit, unit)
+                new_rows.append(
+                    dict(base, state="refused", period_start=None, queue_seq=None, message=message,
+                         admitted_at=None, finished_at=now)
+                )
+                decision, state, position = Decision.REFUSED, "refused", None
+            outcome = ReserveOutcome(
+                key=req.key, decision=decision, state=state, amount_micro=amount,
+                balance=Balance(namespace, name, unit, limit, spent, held, _utc_or_none(period.period_start),
+                                _utc_or_none(period.period_end), queued),
+                message=message, queue_position=position,
+            )
+            fresh[req.key] = outcome
+            outcomes.append(outcome)
+
+        if new_rows:
+            conn.execute(R.insert(), new_rows)
+        if entries:
+            conn.execute(E.insert(), entries)
+        crossed: tuple[int, ...] = ()
+        if held != period.held_micro:
+            crossed = _thresholds_crossed(budget.warn_at, period.warned_pct, spent + held, limit)
+            conn.execute(
+                update(P).where(P.c.id == period.id).values(
+                    held_micro=held, warned_pct=max(crossed, default=period.warned_pct)
+                )
+            )
+        if queued != budget.queued_count:
+            conn.execute(update(B).where(B.c.id == budget.id).values(queued_count=queued, queue_seq=seq))
+        if crossed:  # report crossings on the last admission of the batch that made them
+            for i in range(len(outcomes) - 1, -1, -1):
+                if outcomes[i].decision is Decision.ADMITTED and not outcomes[i].replayed:
+                    outcomes[i] = _with(outcomes[i], thresholds_crossed=crossed)
+                    break
+        return outcomes
+
+    def _replay_reserve(self, conn: Connection, budget: Any, row: Any, now: datetime) -> ReserveOutcome:
+        if row.budget_id != budget.id:
+            raise LedgerError(f"reservation {row.key} was made against another budget")
+        if row.state == "refused":
+            decision = Decision.REFUSED
+        elif row.admitted_at is None:
+            decision = Decision.QUEUED
+        else:
+            decision = Decision.ADMITTED
+        position = None
+        if row.state == "queued":
+            position = conn.execute(
+                select(func.count()).where(
+                    R.c.budget_id == budget.id, R.c.state == "queued", R.c.queue_seq <= row.queue_seq
+                )
+            ).scalar_one()
+        return ReserveOutcome(
+            key=row.key, decision=decision, state=row.state, amount_micro=row.amount_micro,
+            balance=self._balance(conn, budget, now), message=row.message, replayed=True,
+            queue_position=position,
+        )
+
+    # ------------------------------------------------------------------ settle / release
+
+    def settle(self, key: str, actual_micro: int) -> SettleOutcome:
+        """Charge the actual usage of an admitted reservation and release the rest.
+
+        An actual above the reservation is charged in full and flagged (`overrun_micro`).
+        Settling again returns the first settlement; settling a released reservation is refused.
+        """
+        if actual_micro < 0:
+            raise ValueError(f"reservation {key}: actual usage must be zero or more")
+
+        def work(conn: Connection) -> SettleOutcome:
+            now = utc(self.clock())
+            row, budget = self._lock_reservation(conn, key)
+            if row.state == "settled":
+                return SettleOutcome(
+                    key, "settled", row.amount_micro, row.actual_micro, max(0, row.amount_micro - row.actual_micro),
+                    row.overrun_micro, replayed=True,
+                )
+            if row.state != "held":
+                raise InvalidTransition(
+                    f"reservation {key} is {row.state}, not held: only admitted work can be settled"
+                )
+            overrun = max(0, actual_micro - row.amount_micro)
+            released = max(0, row.amount_micro - actual_micro)
+            conn.execute(
+                update(R).where(R.c.id == row.id).values(
+                    state="settled", actual_micro=actual_micro, overrun_micro=overrun, finished_at=now
+                )
+            )
+            conn.execute(
+                E.insert().values(
+                    budget_id=budget.id, period_start=row.period_start, reservation_key=key, kind="settle",
+                    held_delta=-row.amount_micro, spent_delta=actual_micro,
+                    note=f"overrun {overrun}" if overrun else "", created_at=now,
+                )
+            )
+            conn.execute(
+                update(P).where(P.c.budget_id == budget.id, P.c.period_start == row.period_start).values(
+                    held_micro=P.c.held_micro - row.amount_micro,
+                    spent_micro=P.c.spent_micro + actual_micro,
+                    overrun_micro=P.c.overrun_micro + overrun,
+                )
+            )
+            changes = self._admit_queued(conn, budget, now) if released else ()
+            return SettleOutcome(
+                key, "settled", row.amount_micro, actual_micro, released, overrun,
+                admitted_from_queue=tuple(c.key for c in changes if c.decision is Decision.ADMITTED),
+            )
+
+        return self._transaction(work)
+
+    def release(self, key: str) -> ReleaseOutcome:
+        """Give back a held (or still queued) reservation. Harmless on finished ones."""
+
+        def work(conn: Connection) -> ReleaseOutcome:
+            now = utc(self.clock())
+            row, budget = self._lock_reservation(conn, key)
+            if row.state in ("settled", "released", "refused"):
+                return ReleaseOutcome(key, row.state, 0, replayed=True)
+            conn.execute(update(R).where(R.c.id == row.id).values(state="released", finished_at=now))
+            if row.state == "queued":
+                conn.execute(update(B).where(B.c.id == budget.id).values(queued_count=B.c.queued_count - 1))
+                return ReleaseOutcome(key, "released", 0)
+            conn.execute(
+                E.insert().values(
+                    budget_id=budget.id, period_start=row.period_start, reservation_key=key, kind="release",
+                    held_delta=-row.amount_micro, spent_delta=0, note="", created_at=now,
+                )
+            )
+            conn.execute(
+                update(P).where(P.c.budget_id == budget.id, P.c.period_start == row.period_start).values(
+                    held_micro=P.c.held_micro - row.amount_micro
+                )
+            )
+            changes = self._admit_queued(conn, budget, now)
+            return ReleaseOutcome(
+                key, "released", row.amount_micro,
+                admitted_from_queue=tuple(c.key for c in changes if c.decision is Decision.ADMITTED),
+            )
+
+        return self._transaction(work)
+
+    def adjust(self, namespace: str, budget: str, amount_micro: int, *, key: str, reason: str = "") -> Balance:
+        """Debit (positive) or credit (negative) the current period's spend, idempotent by `key`."""
+
+        def work(conn: Connection) -> Balance:
+            now = utc(self.clock())
+            row = self._lock_budget(conn, namespace, budget)
+            period = self._current_period(conn, row, now)
+            if conn.execute(select(A.c.key).where(A.c.key == key)).first() is None:
+                if period.spent_micro + amount_micro < 0:
+                    raise LedgerError(
+                        f"budget {namespace}/{budget}: a credit of {format_amount(-amount_micro, row.unit)} is more "
+                        f"than the {format_amount(period.spent_micro, row.unit)} spent this period"
+                    )
+                conn.execute(
+                    A.insert().values(key=key, budget_id=row.id, amount_micro=amount_micro,
+                                      period_start=period.period_start, reason=reason, created_at=now)
+                )
+                conn.execute(
+                    E.insert().values(budget_id=row.id, period_start=period.period_start, reservation_key=None,
+                                      kind="adjust", held_delta=0, spent_delta=amount_micro, note=reason,
+                                      created_at=now)
+                )
+                conn.execute(
+                    update(P).where(P.c.id == period.id).values(spent_micro=P.c.spent_micro + amount_micro)
+                )
+                if amount_micro < 0:
+                    self._admit_queued(conn, row, now)
+            return self._balance(conn, row, now)
+
+        return self._transaction(work)
+
+    def admit_queued(self, namespace: str | None = None) -> list[QueueChange]:
+        """Admit queued work that now fits (after a period rollover); run it from a timer."""
+        changes: list[QueueChange] = []
+        with read_only(self.engine) as conn:
+            query = select(B.c.namespace, B.c.name).where(B.c.queued_count > 0)
+            if namespace is not None:
+                query = query.where(B.c.namespace == namespace)
+            targets = list(conn.execute(query))
+        for ns, name in targets:
+            changes.extend(
+                self._transaction(
+                    lambda conn, ns=ns, name=name: self._admit_queued(
+                        conn, self._lock_budget(conn, ns, name), utc(self.clock())
+                    )
+                )
+            )
+        return changes
+
+    def reservation(self, key: str) -> Any:
+        with read_only(self.engine) as conn:
+            row = conn.execute(select(R).where(R.c.key == key)).first()
+        if row is None:
+            raise UnknownReservation(f"no reservation with key {key!r}")
+        return row
+
+    # ------------------------------------------------------------------ verification
+
+    def verify(self) -> list[str]:
+        """Recompute every balance from the entry log and the reservations; list disagreements."""
+        problems: list[str] = []
+        with read_only(self.engine) as conn:
+            sums = {
+                (r.budget_id, _utc_or_none(r.period_start)): (r.held, r.spent)
+                for r in conn.execute(
+                    select(E.c.budget_id, E.c.period_start, func.sum(E.c.held_delta).label("held"),
+                           func.sum(E.c.spent_delta).label("spent")).group_by(E.c.budget_id, E.c.period_start)
+                )
+            }
+            holds = {
+                (r.budget_id, _utc_or_none(r.period_start)): r.held
+                for r in conn.execute(
+                    select(R.c.budget_id, R.c.period_start, func.sum(R.c.amount_micro).label("held"))
+                    .where(R.c.state == "held").group_by(R.c.budget_id, R.c.period_start)
+                )
+            }
+            names = {r.id: f"{r.namespace}/{r.name}" for r in conn.execute(select(B.c.id, B.c.namespace, B.c.name))}
+            seen = set()
+            for p in conn.execute(select(P)):
+                k = (p.budget_id, _utc_or_none(p.period_start))
+                seen.add(k)
+                held, spent = sums.get(k, (0, 0))
+                where = f"budget {names.get(p.budget_id)} period {k[1].isoformat()}"
+                if p.held_micro != held:
+                    problems.append(f"{where}: stored held {p.held_micro} != entries {held}")
+                if p.spent_micro != spent:
+                    problems.append(f"{where}: stored spent {p.spent_micro} != entries {spent}")
+                if p.held_micro != holds.get(k, 0):
+                    problems.append(f"{where}: stored held {p.held_micro} != held reservations {holds.get(k, 0)}")
+                if p.held_micro < 0:
+                    problems.append(f"{where}: negative held {p.held_micro}")
+            for k in set(sums) - seen:
+                problems.append(f"entries for budget {names.get(k[0])} period {k[1]} have no period row")
+            queued = dict(
+                conn.execute(
+                    select(R.c.budget_id, func.count()).where(R.c.state == "queued").group_by(R.c.budget_id)
+                ).all()
+            )
+            for b in conn.execute(select(B.c.id, B.c.queued_count)):
+                if b.queued_count != queued.get(b.id, 0):
+                    problems.append(
+                        f"budget {names[b.id]}: queued_count {b.queued_count} != queued reservations "
+                        f"{queued.get(b.id, 0)}"
+                    )
+        return problems
+
+    # ------------------------------------------------------------------ internals
+
+    def _lock_budget(self, conn: Connection, namespace: str, name: str) -> Any:
+        row = conn.execute(
+            select(B).where(B.c.namespace == namespace, B.c.name == name).with_for_update()
+        ).first()
+        if row is None:
+            raise UnknownBudget(_no_budget_message(namespace, name))
+        return row
+
+    def _lock_reservation(self, conn: Connection, key: str) -> tuple[Any, Any]:
+        found = conn.execute(select(R.c.budget_id).where(R.c.key == key)).first()
+        if found is None:
+            raise UnknownReservation(f"no reservation with key {key!r}")
+        budget = conn.execute(select(B).where(B.c.id == found.budget_id).with_for_update()).one()
+        row = conn.execute(select(R).where(R.c.key == key)).one()  # re-read under the lock
+        return row, budget
+
+    def _current_period(self, conn: Connection, budget: Any, now: datetime) -> Any:
+        window = window_at(budget.period, utc(budget.anchor), now)
+        return self._period_row(conn, budget, window)
+
+    def _period_row(self, conn: Connection, budget: Any, window: Window) -> Any:
+        row = conn.execute(
+            select(P).where(P.c.budget_id == budget.id, P.c.period_start == window.start)
+        ).first()
+        if row is None:
+            conn.execute(
+                P.insert().values(
+                    budget_id=budget.id, period_start=window.start, period_end=window.end,
+                    limit_micro=budget.limit_micro, spent_micro=0, held_micro=0, overrun_micro=0, warned_pct=0,
+                )
+            )
+            row = conn.execute(
+                select(P).where(P.c.budget_id == budget.id, P.c.period_start == window.start)
+            ).one()
+        return row
+
+    def _balance(self, conn: Connection, budget: Any, moment: datetime) -> Balance:
+        window = window_at(budget.period, utc(budget.anchor), moment)
+        row = conn.execute(
+            select(P).where(P.c.budget_id == budget.id, P.c.period_start == window.start)
+        ).first()
+        spent, held, limit = (row.spent_micro, row.held_micro, row.limit_micro) if row else (0, 0, budget.limit_micro)
+        return Balance(budget.namespace, budget.name, budget.unit, limit, spent, held, window.start, window.end,
+                       budget.queued_count)
+
+    def _admit_queued(self, conn: Connection, budget: Any, now: datetime) -> tuple[QueueChange, ...]:
+        """Admit queued reservations strictly in FIFO order while the head fits (head-of-line blocks)."""
+        if not budget.queued_count:
+            return ()
+        period = self._current_period(conn, budget, now)
+        limit, spent, held = budget.limit_micro, period.spent_micro, period.held_micro
+        label = f"{budget.namespace}/{budget.name}"
+        changes: list[QueueChange] = []
+        for row in conn.execute(
+            select(R).where(R.c.budget_id == budget.id, R.c.state == "queued").order_by(R.c.queue_seq)
+        ).all():
+            if row.amount_micro > limit:  # can never fit under this limit: refuse rather than block forever
+                message = _refusal_message(label, row.amount_micro, spent, held, limit, budget.unit)
+                message += " (the request is larger than the whole limit)"
+                conn.execute(update(R).where(R.c.id == row.id).values(state="refused", message=message,
+                                                                      finished_at=now))
+                changes.append(QueueChange(row.key, Decision.REFUSED, message))
+                continue
+            if spent + held + row.amount_micro > limit:
+                break
+            held += row.amount_micro
+            conn.execute(
+                update(R).where(R.c.id == row.id).values(state="held", period_start=period.period_start,
+                                                         admitted_at=now, message="")
+            )
+            conn.execute(
+                E.insert().values(budget_id=budget.id, period_start=period.period_start, reservation_key=row.key,
+                                  kind="reserve", held_delta=row.amount_micro, spent_delta=0,
+                                  note="admitted from queue", created_at=now)
+            )
+            changes.append(QueueChange(row.key, Decision.ADMITTED, ""))
+        if changes:
+            crossed = _thresholds_crossed(budget.warn_at, period.warned_pct, spent + held, limit)
+            conn.execute(
+                update(P).where(P.c.id == period.id).values(
+                    held_micro=held, warned_pct=max(crossed, default=period.warned_pct)
+                )
+            )
+            conn.execute(
+                update(B).where(B.c.id == budget.id).values(queued_count=B.c.queued_count - len(changes))
+            )
+        return tuple(changes)
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+def _refusal_message(label: str, amount: int, spent: int, held: int, limit: int, unit: str) -> str:
+    """ResourceQuota's style: what was asked, what is used, what the limit is."""
+    return (
+        f"exceeded budget {label}: requested {format_amount(amount, unit)}, spent {format_amount(spent, unit)}, "
+        f"reserved {format_amount(held, unit)}, limit {format_amount(limit, unit)}"
+    )
+
+
+def _no_budget_message(namespace: str, name: str) -> str:
+    return (
+        f"no budget {name!r} in namespace {namespace!r}: create a QiskitBudget "
+        f"(kubectl apply -f a manifest with kind: QiskitBudget, metadata.namespace: {namespace})"
+    )
+
+
+def _thresholds_crossed(warn_at: str, warned_pct: int, committed: int, limit: int) -> tuple[int, ...]:
+    if not warn_at or limit <= 0:
+        return ()
+    pct_x100 = committed * 10_000 // limit  # hundredths of a percent, exact
+    return tuple(t for t in (int(x) for x in warn_at.split(",")) if warned_pct < t and t * 100 <= pct_x100)
+
+
+def _as_replay(outcome: ReserveOutcome) -> ReserveOutcome:
+    return _with(outcome, replayed=True, thresholds_crossed=())
+
+
+def _with(outcome: ReserveOutcome, **changes: Any) -> ReserveOutcome:
+    return replace(outcome, **changes)
+
+
+def _utc_or_none(moment: datetime | None) -> datetime | None:
+    return utc(moment) if moment is not None else None
+
+
+def _retryable(exc: DBAPIError) -> bool:
+    orig = getattr(exc, "orig", None)
+    code = getattr(orig, "sqlstate", None)
+    if code in _RETRY_SQLSTATES:
+        return True
+    text = str(orig or exc).lower()
+    return "database is locked" in text or "database table is locked" in text

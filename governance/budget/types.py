@@ -1,0 +1,142 @@
+"""Value types the ledger takes and returns (plain, immutable, no database objects)."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from .money import UNITS, format_amount
+from .periods import PERIODS
+
+ENFORCEMENTS = ("hard", "queue")
+
+
+class Decision(str, enum.Enum):
+    ADMITTED = "admitted"
+    QUEUED = "queued"
+    REFUSED = "refused"
+
+
+@dataclass(frozen=True)
+class BudgetSpec:
+    namespace: str
+    name: str
+    limit_micro: int
+    unit: str = "USD"
+    period: str = "none"
+    enforcement: str = "hard"
+    warn_at: tuple[int, ...] = ()
+    anchor: datetime | None = None  # default: the start of the current UTC day / month
+
+    def __post_init__(self) -> None:
+        if not self.namespace or not self.name:
+            raise ValueError("a budget needs a namespace and a name")
+        if self.limit_micro < 0:
+            raise ValueError(f"budget {self.namespace}/{self.name}: limit must be zero or more")
+        if self.unit not in UNITS:
+            raise ValueError(f"budget {self.namespace}/{self.name}: unit {self.unit!r} is not one of {', '.join(UNITS)}")
+        if self.period not in PERIODS:
+            raise ValueError(
+                f"budget {self.namespace}/{self.name}: period {self.period!r} is not one of {', '.join(PERIODS)}"
+            )
+        if self.enforcement not in ENFORCEMENTS:
+            raise ValueError(
+                f"budget {self.namespace}/{self.name}: enforcement {self.enforcement!r} is not one of "
+                f"{', '.join(ENFORCEMENTS)}"
+            )
+        for pct in self.warn_at:
+            if not 0 < pct <= 100:
+                raise ValueError(f"budget {self.namespace}/{self.name}: warnAt {pct} must be within 1..100")
+
+
+@dataclass(frozen=True)
+class ReserveRequest:
+    key: str  # the job's UID: the idempotency key
+    namespace: str
+    budget: str
+    amount_micro: int
+    job: str = ""
+    backend: str = ""
+    session: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.key:
+            raise ValueError("a reservation needs a key (the job's UID)")
+        if self.amount_micro < 0:
+            raise ValueError(f"reservation {self.key}: amount must be zero or more")
+
+
+@dataclass(frozen=True)
+class Balance:
+    namespace: str
+    budget: str
+    unit: str
+    limit_micro: int
+    spent_micro: int
+    held_micro: int
+    period_start: datetime
+    period_end: datetime | None
+    queued: int = 0
+
+    @property
+    def remaining_micro(self) -> int:
+        return max(0, self.limit_micro - self.spent_micro - self.held_micro)
+
+    def describe(self) -> str:
+        u = self.unit
+        return (
+            f"spent {format_amount(self.spent_micro, u)}, reserved {format_amount(self.held_micro, u)}, "
+            f"limit {format_amount(self.limit_micro, u)}"
+        )
+
+
+@dataclass(frozen=True)
+class ReserveOutcome:
+    key: str
+    decision: Decision
+    state: str  # the reservation's state now: queued, held, settled, released, refused
+    amount_micro: int
+    balance: Balance
+    message: str
+    replayed: bool = False  # True when the key had been seen: nothing was changed
+    queue_position: int | None = None
+    thresholds_crossed: tuple[int, ...] = ()
+
+    @property
+    def admitted(self) -> bool:
+        return self.decision is Decision.ADMITTED
+
+
+@dataclass(frozen=True)
+class SettleOutcome:
+    key: str
+    state: str
+    amount_micro: int
+    actual_micro: int
+    released_micro: int
+    overrun_micro: int
+    replayed: bool = False
+    admitted_from_queue: tuple[str, ...] = field(default=())
+
+    @property
+    def overrun(self) -> bool:
+        return self.overrun_micro > 0
+
+
+@dataclass(frozen=True)
+class ReleaseOutcome:
+    key: str
+    state: str
+    released_micro: int
+    replayed: bool = False
+    admitted_from_queue: tuple[str, ...] = field(default=())
+
+
+@dataclass(frozen=True)
+class QueueChange:
+    """A queued reservation that a later event admitted (or refused because it can never fit)."""
+
+    key: str
+    decision: Decision
+    message: str

@@ -1,0 +1,1 @@
+"""Session domain core: batching into Runtime sessions, lifecycle, token refresh."""
