@@ -99,17 +99,22 @@ class CircuitShape:
 def estimate_usage(
     circuits: Sequence[CircuitShape], shots: int, *, simulator: bool,
     rep_delay_s: Decimal = DEFAULT_REP_DELAY_S, overhead_s: Decimal = DEFAULT_JOB_OVERHEAD_QPU_S,
+    safety: Decimal = SAFETY_FACTOR,
 ) -> Usage:
-    """A conservative estimate of what running `circuits` × `shots` uses."""
+    """A conservative estimate of what running `circuits` × `shots` uses.
+
+    With `safety=1` it is the model itself: what the fake provider reports as the
+    modelled QPU time of a run.
+    """
     if shots <= 0:
         raise ValueError("shots must be positive")
     total_shots = shots * len(circuits)
     if simulator:
         gate_shots = sum(c.gates for c in circuits) * shots
         cpu = AER_BASE_CPU_S + AER_CPU_S_PER_GATE_SHOT * gate_shots
-        return Usage(cpu_seconds=cpu * SAFETY_FACTOR, shots=total_shots, tasks=len(circuits))
+        return Usage(cpu_seconds=cpu * safety, shots=total_shots, tasks=len(circuits))
     per_shot = sum(c.duration_s + rep_delay_s for c in circuits)
-    qpu = (per_shot * shots + overhead_s) * SAFETY_FACTOR
+    qpu = (per_shot * shots + overhead_s) * safety
     return Usage(qpu_seconds=qpu, shots=total_shots, tasks=len(circuits))
 
 

@@ -1,0 +1,221 @@
+"""`qgov` command line: database migrations, ledger reports and manual ledger operations.
+
+Every failure a user can cause (bad URL, unknown namespace, bad amount, old schema) ends
+in one line on stderr and a non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from .budget import db
+from .budget.errors import LedgerError
+from .budget.money import AmountError, format_amount, parse_amount
+
+EXIT_USAGE = 2
+EXIT_FAILED = 1
+
+
+class CliError(Exception):
+    """A user-facing failure: printed as one line."""
+
+
+def _ledger(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from .budget.ledger import Ledger
+
+    return Ledger(args.database_url)
+
+
+# ---------------------------------------------------------------------- db
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    reached = db.upgrade(args.database_url, args.revision)
+    print(f"database {db.redact(db.normalise_url(args.database_url or db.default_database_url()))} is at {reached}")
+    return 0
+
+
+def cmd_db_downgrade(args: argparse.Namespace) -> int:
+    db.downgrade(args.database_url, args.revision)
+    print(f"downgraded to {args.revision}")
+    return 0
+
+
+def cmd_db_current(args: argparse.Namespace) -> int:
+    engine = db.make_engine(args.database_url)
+    current, head = db.current_revision(engine), db.head_revision()
+    print(f"current {current or 'none'}, head {head}" + ("" if current == head else " (run `qgov db upgrade`)"))
+    return 0 if current == head else EXIT_FAILED
+
+
+# ---------------------------------------------------------------------- ledger
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .budget.report import build_report, parse_window, render
+
+    window = parse_window(args.period)
+    ledger = _ledger(args)
+    print(render(build_report(ledger.engine, args.namespace, window), args.format))
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    problems = _ledger(args).verify()
+    for line in problems:
+        print(line)
+    print("ledger consistent: every balance equals its recomputation" if not problems
+          else f"{len(problems)} inconsistencies")
+    return 0 if not problems else EXIT_FAILED
+
+
+def cmd_budget_set(args: argparse.Namespace) -> int:
+    from .budget.types import BudgetSpec
+
+    warn = tuple(_parse_percent(x) for x in args.warn_at.split(",") if x.strip()) if args.warn_at else ()
+    spec = BudgetSpec(args.namespace, args.name, parse_amount(args.limit, field="--limit"), args.unit, args.period,
+                      args.enforcement, warn)
+    balance, changes = _ledger(args).upsert_budget(spec)
+    print(f"budget {args.namespace}/{args.name}: limit {format_amount(balance.limit_micro, balance.unit)}, "
+          f"{balance.describe()}")
+    for change in changes:
+        print(f"  queued reservation {change.key}: {change.decision.value}")
+    return 0
+
+
+def cmd_reserve(args: argparse.Namespace) -> int:
+    from .budget.types import ReserveRequest
+
+    req = ReserveRequest(args.key, args.namespace, args.budget, parse_amount(args.amount, field="--amount"),
+                         job=args.job, backend=args.backend, session=args.session)
+    outcome = _ledger(args).reserve(req)
+    print(f"{outcome.key}: {outcome.decision.value}" + (f": {outcome.message}" if outcome.message else "")
+          + (" (replayed: nothing changed)" if outcome.replayed else ""))
+    return 0 if outcome.admitted else EXIT_FAILED
+
+
+def cmd_settle(args: argparse.Namespace) -> int:
+    outcome = _ledger(args).settle(args.key, parse_amount(args.actual, field="--actual"))
+    print(f"{outcome.key}: settled {format_amount(outcome.actual_micro)}, released {format_amount(outcome.released_micro)}"
+          + (f", OVERRUN {format_amount(outcome.overrun_micro)}" if outcome.overrun else "")
+          + (" (replayed: nothing changed)" if outcome.replayed else ""))
+    return 0
+
+
+def cmd_release(args: argparse.Namespace) -> int:
+    outcome = _ledger(args).release(args.key)
+    print(f"{outcome.key}: {outcome.state}, released {format_amount(outcome.released_micro)}"
+          + (" (replayed: nothing changed)" if outcome.replayed else ""))
+    return 0
+
+
+def cmd_adjust(args: argparse.Namespace) -> int:
+    amount = parse_amount(args.amount, field="--amount", allow_negative=True)
+    balance = _ledger(args).adjust(args.namespace, args.budget, amount, key=args.key, reason=args.reason)
+    print(f"budget {args.namespace}/{args.budget}: {balance.describe()}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_ledger_demo
+
+    print(run_ledger_demo(args.database_url))
+    return 0
+
+
+def _parse_percent(text: str) -> int:
+    try:
+        value = int(text.strip().rstrip("%"))
+    except ValueError:
+        raise CliError(f"--warn-at: {text!r} is not a whole percentage") from None
+    return value
+
+
+# ---------------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="qgov", description="Govern quantum-computing spend on Kubernetes.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def with_db(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p.add_argument("--database-url", default=None,
+                       help="ledger database (default: $QGOV_DATABASE_URL, else a SQLite file under ~/.local/share/qgov)")
+        return p
+
+    def add(parent: argparse._SubParsersAction, name: str, func: Callable[[argparse.Namespace], int], help: str
+            ) -> argparse.ArgumentParser:
+        p = with_db(parent.add_parser(name, help=help, description=help))
+        p.set_defaults(func=func)
+        return p
+
+    dbp = sub.add_parser("db", help="ledger database schema").add_subparsers(dest="db_command", required=True)
+    p = add(dbp, "upgrade", cmd_db_upgrade, "create or migrate the ledger schema")
+    p.add_argument("revision", nargs="?", default="head")
+    p = add(dbp, "downgrade", cmd_db_downgrade, "migrate the ledger schema down")
+    p.add_argument("revision", nargs="?", default="base")
+    add(dbp, "current", cmd_db_current, "show the schema revision")
+
+    lp = sub.add_parser("ledger", help="budget ledger").add_subparsers(dest="ledger_command", required=True)
+    p = add(lp, "report", cmd_report, "cost report for a namespace")
+    p.add_argument("--namespace", "-n", required=True)
+    p.add_argument("--period", help="2026-11 (month), 2026-W48 (ISO week) or 2026-11-24 (day); default this month")
+    p.add_argument("--format", "-o", choices=("table", "json", "csv"), default="table")
+    add(lp, "verify", cmd_verify, "recompute every balance from the entry log and compare")
+    p = add(lp, "budget", cmd_budget_set, "create or update a budget")
+    p.add_argument("--namespace", "-n", required=True)
+    p.add_argument("--name", required=True)
+    p.add_argument("--limit", required=True, help="decimal, e.g. 10.00")
+    p.add_argument("--unit", choices=("USD", "QPU-seconds"), default="USD")
+    p.add_argument("--period", choices=("none", "daily", "weekly", "monthly"), default="none")
+    p.add_argument("--enforcement", choices=("hard", "queue"), default="hard")
+    p.add_argument("--warn-at", default="", help="comma-separated percentages, e.g. 50,80,100")
+    p = add(lp, "reserve", cmd_reserve, "reserve an amount for a key (normally the operator does this)")
+    p.add_argument("--namespace", "-n", required=True)
+    p.add_argument("--budget", required=True)
+    p.add_argument("--key", required=True)
+    p.add_argument("--amount", required=True)
+    p.add_argument("--job", default="")
+    p.add_argument("--backend", default="")
+    p.add_argument("--session", default="")
+    p = add(lp, "settle", cmd_settle, "settle a reservation with its actual usage")
+    p.add_argument("--key", required=True)
+    p.add_argument("--actual", required=True)
+    p = add(lp, "release", cmd_release, "release a reservation")
+    p.add_argument("--key", required=True)
+    p = add(lp, "adjust", cmd_adjust, "debit (positive) or credit (negative) a budget's current period")
+    p.add_argument("--namespace", "-n", required=True)
+    p.add_argument("--budget", required=True)
+    p.add_argument("--amount", required=True)
+    p.add_argument("--key", required=True, help="idempotency key: the same key never adjusts twice")
+    p.add_argument("--reason", default="")
+    add(sub, "demo", cmd_demo, "price real circuits, reserve and settle them on a demo ledger, print the report")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except (LedgerError, AmountError, CliError, ValueError) as exc:
+        print(f"qgov: error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except SQLAlchemyError as exc:
+        orig = getattr(exc, "orig", None) or exc
+        line = (str(orig).strip().splitlines() or [type(orig).__name__])[0]
+        print(f"qgov: error: database: {line}", file=sys.stderr)
+        return EXIT_FAILED
+    except OSError as exc:
+        print(f"qgov: error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
