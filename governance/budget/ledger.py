@@ -346,7 +346,7 @@ class Ledger:
                     overrun_micro=P.c.overrun_micro + overrun,
                 )
             )
-            changes = self._admit_queued(conn, budget, now) if released else ()
+            changes = self._admit_queued(conn, budget, now)
             return SettleOutcome(
                 key, "settled", row.amount_micro, actual_micro, released, overrun,
                 admitted_from_queue=tuple(c.key for c in changes if c.decision is Decision.ADMITTED),
@@ -410,8 +410,7 @@ class Ledger:
                 conn.execute(
                     update(P).where(P.c.id == period.id).values(spent_micro=P.c.spent_micro + amount_micro)
                 )
-                if amount_micro < 0:
-                    self._admit_queued(conn, row, now)
+                self._admit_queued(conn, row, now)
             return self._balance(conn, row, now)
 
         return self._transaction(work)
