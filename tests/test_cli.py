@@ -1,0 +1,156 @@
+"""The `qgov` command as a user runs it: real console script, real databases, one-line errors."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from governance.budget import db
+from governance.budget.ledger import Ledger
+from governance.budget.types import BudgetSpec, ReserveRequest
+
+QGOV = str(Path(sys.executable).parent / "qgov")
+
+
+def qgov(*args: str, url: str | None = None) -> subprocess.CompletedProcess[str]:
+    cmd = [QGOV, *args] + (["--database-url", url] if url else [])
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess[str], expected: str) -> None:
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert expected in lines[0], lines[0]
+
+
+@pytest.fixture
+def populated(database_url: str) -> str:
+    """A ledger with one budget and three jobs (settled, held, refused), built through the API."""
+    ledger = Ledger(database_url)
+    ledger.upsert_budget(BudgetSpec("team-a", "team-a", 10_000_000, period="monthly", warn_at=(50, 80)))
+    for key, amount, backend in (("j1", 3_200_000, "ibm_torino"), ("j2", 2_500_000, "fake_manila"),
+                                 ("j3", 5_000_000, "ibm_torino")):
+        ledger.reserve(ReserveRequest(key, "team-a", "team-a", amount, job=key, backend=backend))
+    ledger.settle("j1", 2_999_999)
+    ledger.close()
+    return database_url
+
+
+def test_upgrade_budget_reserve_settle_through_the_command(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    assert "is at 0001" in qgov("db", "upgrade", url=url).stdout
+    out = qgov("ledger", "budget", "-n", "t", "--name", "t", "--limit", "5", "--warn-at", "50,80", url=url)
+    assert out.returncode == 0 and "limit 5.00 USD" in out.stdout
+    assert qgov("ledger", "reserve", "-n", "t", "--budget", "t", "--key", "k", "--amount", "4", url=url).returncode == 0
+    assert "settled 1.50, released 2.50" in qgov("ledger", "settle", "--key", "k", "--actual", "1.5", url=url).stdout
+    assert "spent 1.50 USD" in qgov("ledger", "adjust", "-n", "t", "--budget", "t", "--amount", "0", "--key", "a",
+                                    url=url).stdout
+
+
+def test_report_table_json_and_csv_agree_with_the_ledger(populated: str) -> None:
+    table = qgov("ledger", "report", "-n", "team-a", url=populated)
+    assert table.returncode == 0, table.stderr
+    assert "team-a  USD   monthly  hard" in table.stdout
+    assert "2.999999" in table.stdout and "ibm_torino" in table.stdout
+    data = json.loads(qgov("ledger", "report", "-n", "team-a", "-o", "json", url=populated).stdout)
+    [period] = data["budgets"][0]["periods"]
+    assert (period["limit"], period["spent"], period["held"], period["remaining"]) == (
+        "10.00", "2.999999", "2.50", "4.500001")
+    assert data["counts"] == {"settled": 1, "held": 1, "refused": 1}
+    assert data["by_backend"][0] == {"name": "ibm_torino", "unit": "USD", "jobs": 1, "spent": "2.999999",
+                                     "held": "0.00"}
+    assert data["accuracy"]["settled"] == 1 and data["accuracy"]["mean_ratio"] == "0.937"
+    rows = list(csv.DictReader(io.StringIO(qgov("ledger", "report", "-n", "team-a", "-o", "csv",
+                                                url=populated).stdout)))
+    assert {r["section"] for r in rows} == {"budget", "backend", "session", "job"}
+    assert next(r for r in rows if r["section"] == "budget")["remaining"] == "4.500001"
+
+
+def test_reserve_exit_code_and_refusal_message(populated: str) -> None:
+    out = qgov("ledger", "reserve", "-n", "team-a", "--budget", "team-a", "--key", "j9", "--amount", "9",
+               url=populated)
+    assert out.returncode == 1
+    assert "refused: exceeded budget team-a/team-a: requested 9.00 USD, spent 2.999999 USD" in out.stdout
+    again = qgov("ledger", "reserve", "-n", "team-a", "--budget", "team-a", "--key", "j2", "--amount", "2.50",
+                 url=populated)
+    assert again.returncode == 0 and "replayed" in again.stdout
+
+
+def test_verify_reports_a_tampered_balance(populated: str) -> None:
+    assert qgov("ledger", "verify", url=populated).returncode == 0
+    engine = db.make_engine(populated)
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE budget_periods SET spent_micro = spent_micro + 1"))
+    engine.dispose()
+    out = qgov("ledger", "verify", url=populated)
+    assert out.returncode == 1 and "stored spent 3000000 != entries 2999999" in out.stdout
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["ledger", "report", "-n", "nobody"], "no budgets in namespace 'nobody' (namespaces with budgets: team-a)"),
+        (["ledger", "report", "-n", "team-a", "--period", "2026-13"], "bad period '2026-13'"),
+        (["ledger", "report", "-n", "team-a", "--period", "last month"], "bad period"),
+        (["ledger", "reserve", "-n", "team-a", "--budget", "team-a", "--key", "x", "--amount", "-1"], "negative"),
+        (["ledger", "reserve", "-n", "team-a", "--budget", "team-a", "--key", "x", "--amount", "ten"],
+         "is not a number"),
+        (["ledger", "reserve", "-n", "team-a", "--budget", "team-a", "--key", "x", "--amount", "0.0000001"],
+         "more than 6 decimal places"),
+        (["ledger", "budget", "-n", "team-a", "--name", "b", "--limit", "NaN"], "not a finite number"),
+        (["ledger", "budget", "-n", "team-a", "--name", "b", "--limit", "1", "--warn-at", "150"], "within 1..100"),
+        (["ledger", "settle", "--key", "nope", "--actual", "1"], "no reservation with key 'nope'"),
+        (["ledger", "settle", "--key", "j1", "--actual", "-5"], "negative"),
+        (["ledger", "reserve", "-n", "team-a", "--budget", "other", "--key", "x", "--amount", "1"],
+         "no budget 'other' in namespace 'team-a'"),
+    ],
+)
+def test_bad_input_gets_one_clear_line(populated: str, args: list[str], expected: str) -> None:
+    assert_one_line_error(qgov(*args, url=populated), expected)
+
+
+def test_nothing_is_charged_by_rejected_input(populated: str) -> None:
+    before = qgov("ledger", "report", "-n", "team-a", "-o", "json", url=populated).stdout
+    qgov("ledger", "reserve", "-n", "team-a", "--budget", "team-a", "--key", "x", "--amount", "-1", url=populated)
+    qgov("ledger", "settle", "--key", "j2", "--actual", "abc", url=populated)
+    assert qgov("ledger", "report", "-n", "team-a", "-o", "json", url=populated).stdout == before
+
+
+def test_database_problems_get_one_clear_line(tmp_path: Path) -> None:
+    assert_one_line_error(qgov("ledger", "report", "-n", "a", url="not a url"), "malformed database URL")
+    assert_one_line_error(qgov("db", "upgrade", url="mysql://u@h/db"), "unsupported database 'mysql'")
+    assert_one_line_error(qgov("ledger", "report", "-n", "a", url="postgresql://qgov:s3cret@127.0.0.1:1/x"),
+                          "cannot reach database")
+    unreachable = qgov("db", "upgrade", url="postgresql://qgov:s3cret@127.0.0.1:1/x")
+    assert_one_line_error(unreachable, "cannot reach database")
+    assert "s3cret" not in unreachable.stderr  # the password never shows
+    empty = f"sqlite:///{tmp_path / 'empty.db'}"
+    assert_one_line_error(qgov("ledger", "report", "-n", "a", url=empty), "no qgov schema: run `qgov db upgrade`")
+
+
+def test_a_schema_behind_the_code_tells_the_user_to_upgrade(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    assert qgov("db", "upgrade", url=url).returncode == 0
+    engine = db.make_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = '0000'"))
+    engine.dispose()
+    assert_one_line_error(qgov("ledger", "verify", url=url), "is at schema 0000, qgov needs 0001: run `qgov db upgrade`")
+    current = qgov("db", "current", url=url)
+    assert current.returncode == 1 and "run `qgov db upgrade`" in current.stdout
+
+
+def test_demo_prices_runs_settles_and_reports(tmp_path: Path) -> None:
+    out = qgov("demo", url=f"sqlite:///{tmp_path / 'demo.db'}")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.count("admitted, ran") == 3 and out.stdout.count("REFUSED: exceeded budget") == 2
+    assert "ledger check: every balance equals its recomputation" in out.stdout
