@@ -62,7 +62,9 @@ def make_engine(url: str | None = None, *, pool_size: int = 10) -> Engine:
     if backend == "postgresql":
         try:
             return create_engine(
-                parsed, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True,
+                # No pool_pre_ping: it costs a round trip per transaction on the hot path.
+                # A connection dropped by the server is retried by Ledger._transaction instead.
+                parsed, pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800,
                 connect_args={"connect_timeout": 5},
             )
         except (ArgumentError, ImportError) as exc:

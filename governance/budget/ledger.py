@@ -22,10 +22,11 @@ import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
+from types import SimpleNamespace
 from datetime import datetime, timedelta, timezone
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, and_, func, select, update
+from sqlalchemy import Connection, Engine, and_, bindparam, func, select, text, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from .db import check_schema, first_line, make_engine, read_only, redact
@@ -78,6 +79,8 @@ class Ledger:
     def __init__(self, engine: Engine | str | None = None, *, clock: Clock = _now, check: bool = True) -> None:
         self.engine = engine if isinstance(engine, Engine) else make_engine(engine)
         self.clock = clock
+        # (namespace, name) -> (period, anchor): lets a reservation lock budget and period at once
+        self._period_config: dict[tuple[str, str], tuple[str, datetime]] = {}
         if check:
             check_schema(self.engine)
 
@@ -93,6 +96,8 @@ class Ledger:
                 with self.engine.begin() as conn:
                     return work(conn)
             except (OperationalError, IntegrityError) as exc:
+                if exc.connection_invalidated and attempt < MAX_ATTEMPTS:
+                    continue  # the server dropped an idle pooled connection: a fresh one is taken
                 if attempt == MAX_ATTEMPTS or not _retryable(exc):
                     if isinstance(exc, OperationalError) and not _retryable(exc):
                         raise DatabaseUnavailable(
@@ -189,14 +194,15 @@ class Ledger:
         self, conn: Connection, namespace: str, name: str, batch: list[ReserveRequest]
     ) -> list[ReserveOutcome]:
         now = utc(self.clock())
-        budget = self._lock_budget(conn, namespace, name)
-        period = self._current_period(conn, budget, now)
+        keys = list({req.key for req in batch})
+        budget, period, known = self._lock_for_reserve(conn, namespace, name, keys, now)
         if budget.queued_count:
             self._admit_queued(conn, budget, now)
             budget = self._lock_budget(conn, namespace, name)
             period = self._current_period(conn, budget, now)
-        keys = list({req.key for req in batch})
-        existing = {row.key: row for row in conn.execute(select(R).where(R.c.key.in_(keys)))}
+        existing = (
+            {row.key: row for row in conn.execute(select(R).where(R.c.key.in_(keys)))} if known else {}
+        )
 
         limit, spent, held = budget.limit_micro, period.spent_micro, period.held_micro
         queued, seq = budget.queued_count, budget.queue_seq
@@ -259,20 +265,13 @@ class Ledger:
             fresh[req.key] = outcome
             outcomes.append(outcome)
 
-        if new_rows:
-            conn.execute(R.insert(), new_rows)
-        if entries:
-            conn.execute(E.insert(), entries)
         crossed: tuple[int, ...] = ()
+        period_values: dict[str, Any] = {}
         if held != period.held_micro:
             crossed = _thresholds_crossed(budget.warn_at, period.warned_pct, spent + held, limit)
-            conn.execute(
-                update(P).where(P.c.id == period.id).values(
-                    held_micro=held, warned_pct=max(crossed, default=period.warned_pct)
-                )
-            )
-        if queued != budget.queued_count:
-            conn.execute(update(B).where(B.c.id == budget.id).values(queued_count=queued, queue_seq=seq))
+            period_values = dict(held_micro=held, warned_pct=max(crossed, default=period.warned_pct))
+        budget_values = dict(queued_count=queued, queue_seq=seq) if queued != budget.queued_count else {}
+        self._write(conn, new_rows, entries, period.id, period_values, budget.id, budget_values)
         if crossed:  # report crossings on the last admission of the batch that made them
             for i in range(len(outcomes) - 1, -1, -1):
                 if outcomes[i].decision is Decision.ADMITTED and not outcomes[i].replayed:
@@ -492,6 +491,61 @@ class Ledger:
 
     # ------------------------------------------------------------------ internals
 
+    def _lock_for_reserve(
+        self, conn: Connection, namespace: str, name: str, keys: list[str], now: datetime
+    ) -> tuple[Any, Any, int]:
+        """Lock the budget and its current period in one round trip; count keys already known.
+
+        Both rows are locked (FOR UPDATE OF both), so after waiting for the lock PostgreSQL
+        re-reads their latest committed versions. The key count may be older than the lock;
+        a key inserted meanwhile makes our insert fail on the unique key, and the retry then
+        sees it as a replay. The period start comes from a cache of the budget's period
+        settings, checked against the locked row; the first call, or a changed budget, takes
+        the slow path.
+        """
+        config = self._period_config.get((namespace, name))
+        if config is not None:
+            start = window_at(config[0], config[1], now).start
+            row = conn.execute(_LOCK_BUDGET_AND_PERIOD, dict(namespace=namespace, name=name, start=start,
+                                                              keys=keys)).first()
+            if row is not None and (row.period, utc(row.anchor)) == config:
+                m = row._mapping
+                budget = SimpleNamespace(**{c.name: m[c] for c in B.c})
+                period = SimpleNamespace(**{c.name: m[f"p_{c.name}"] for c in P.c})
+                return budget, period, row.known_keys
+        budget = self._lock_budget(conn, namespace, name)
+        self._period_config[(namespace, name)] = (budget.period, utc(budget.anchor))
+        period = self._current_period(conn, budget, now)
+        known = conn.execute(select(func.count()).where(R.c.key.in_(keys))).scalar_one()
+        return budget, period, known
+
+    def _write(
+        self, conn: Connection, reservations: list[dict[str, Any]], entries: list[dict[str, Any]],
+        period_id: int, period_values: dict[str, Any], budget_id: int, budget_values: dict[str, Any],
+    ) -> None:
+        """Write a decided batch. Round trips, not SQL, are what a hot budget's lock is held for,
+        so on PostgreSQL the whole batch is ONE prepared statement (columns passed as arrays)."""
+        if not (reservations or entries or period_values or budget_values):
+            return
+        if conn.dialect.name == "postgresql":
+            params: dict[str, Any] = {f"r_{c}": [r[c] for r in reservations] for c in _R_COLUMNS}
+            params.update({f"e_{c}": [e[c] for e in entries] for c in _E_COLUMNS})
+            params.update(
+                period_id=period_id, update_period=bool(period_values), held=period_values.get("held_micro", 0),
+                warned=period_values.get("warned_pct", 0), budget_id=budget_id, update_budget=bool(budget_values),
+                queued=budget_values.get("queued_count", 0), seq=budget_values.get("queue_seq", 0),
+            )
+            conn.execute(_PG_WRITE_BATCH, params)
+            return
+        if reservations:
+            conn.execute(R.insert(), reservations)
+        if entries:
+            conn.execute(E.insert(), entries)
+        if budget_values:
+            conn.execute(update(B).where(B.c.id == budget_id).values(**budget_values))
+        if period_values:
+            conn.execute(update(P).where(P.c.id == period_id).values(**period_values))
+
     def _lock_budget(self, conn: Connection, namespace: str, name: str) -> Any:
         row = conn.execute(
             select(B).where(B.c.namespace == namespace, B.c.name == name).with_for_update()
@@ -579,6 +633,44 @@ class Ledger:
                 update(B).where(B.c.id == budget.id).values(queued_count=B.c.queued_count - len(changes))
             )
         return tuple(changes)
+
+
+# ---------------------------------------------------------------------- prepared statements
+
+# The budget row and its current period row, both locked, with a count of already-known keys.
+_LOCK_BUDGET_AND_PERIOD = (
+    select(B, *(c.label(f"p_{c.name}") for c in P.c),
+           select(func.count()).where(R.c.key.in_(bindparam("keys", expanding=True)))
+           .scalar_subquery().label("known_keys"))
+    .join(P, and_(P.c.budget_id == B.c.id, P.c.period_start == bindparam("start")))
+    .where(B.c.namespace == bindparam("namespace"), B.c.name == bindparam("name"))
+    .with_for_update(of=[B, P])
+)
+
+# ---------------------------------------------------------------------- PostgreSQL batch write
+
+_R_COLUMNS = ("key", "budget_id", "job", "backend", "session", "amount_micro", "actual_micro", "overrun_micro",
+              "state", "period_start", "queue_seq", "message", "created_at", "admitted_at", "finished_at")
+_E_COLUMNS = ("budget_id", "period_start", "reservation_key", "kind", "held_delta", "spent_delta", "note",
+              "created_at")
+
+
+def _array_type(column: Any) -> str:
+    return {"BIGINT": "bigint", "INTEGER": "integer", "TEXT": "text"}.get(
+        str(column.type), "timestamptz" if "DATETIME" in str(column.type) else "varchar")
+
+
+def _unnest(table: Any, prefix: str, columns: tuple[str, ...]) -> str:
+    arrays = ", ".join(f"CAST(:{prefix}{c} AS {_array_type(table.c[c])}[])" for c in columns)
+    return f"INSERT INTO {table.name} ({', '.join(columns)}) SELECT * FROM unnest({arrays})"
+
+
+_PG_WRITE_BATCH = text(
+    f"WITH r AS ({_unnest(R, 'r_', _R_COLUMNS)}), "
+    f"e AS ({_unnest(E, 'e_', _E_COLUMNS)}), "
+    "b AS (UPDATE budgets SET queued_count = :queued, queue_seq = :seq WHERE id = :budget_id AND :update_budget) "
+    "UPDATE budget_periods SET held_micro = :held, warned_pct = :warned WHERE id = :period_id AND :update_period"
+)
 
 
 # ---------------------------------------------------------------------- helpers
