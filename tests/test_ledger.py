@@ -144,6 +144,17 @@ def test_queued_work_runs_when_the_limit_is_raised_or_is_cancelled(ledger: Ledge
     assert ledger.verify() == []
 
 
+def test_cancelling_the_head_of_the_queue_lets_the_next_in(ledger: Ledger) -> None:
+    budget(ledger, 10 * USD, enforcement="queue")
+    ledger.reserve(req("running", 6 * USD))
+    ledger.reserve(req("head", 5 * USD))
+    ledger.reserve(req("next", 3 * USD))  # fits, but waits behind the head
+    assert ledger.release("head").admitted_from_queue == ("next",)
+    assert ledger.reservation("next").state == "held"
+    assert ledger.balance(NS, NS).held_micro == 9 * USD
+    assert ledger.verify() == []
+
+
 def test_a_request_larger_than_the_whole_limit_is_refused_not_queued(ledger: Ledger) -> None:
     budget(ledger, 2 * USD, enforcement="queue")
     out = ledger.reserve(req("huge", 3 * USD))

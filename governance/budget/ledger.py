@@ -362,9 +362,14 @@ class Ledger:
             if row.state in ("settled", "released", "refused"):
                 return ReleaseOutcome(key, row.state, 0, replayed=True)
             conn.execute(update(R).where(R.c.id == row.id).values(state="released", finished_at=now))
-            if row.state == "queued":
+            if row.state == "queued":  # cancelled while waiting: whoever was behind it may fit now
                 conn.execute(update(B).where(B.c.id == budget.id).values(queued_count=B.c.queued_count - 1))
-                return ReleaseOutcome(key, "released", 0)
+                budget = conn.execute(select(B).where(B.c.id == budget.id)).one()
+                changes = self._admit_queued(conn, budget, now)
+                return ReleaseOutcome(
+                    key, "released", 0,
+                    admitted_from_queue=tuple(c.key for c in changes if c.decision is Decision.ADMITTED),
+                )
             conn.execute(
                 E.insert().values(
                     budget_id=budget.id, period_start=row.period_start, reservation_key=key, kind="release",
