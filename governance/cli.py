@@ -127,6 +127,30 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dev(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from .devcluster.cluster import DevCluster
+
+    async def serve() -> None:
+        cluster = DevCluster(port=args.port, workdir=args.workdir)
+        await cluster.start()
+        print(f"qgov dev cluster: API {cluster.url} (127.0.0.1 only), pod runner on")
+        print(f"kubeconfig: {cluster.kubeconfig}")
+        print(f"  export KUBECONFIG={cluster.kubeconfig}; kubectl get namespaces")
+        print("Ctrl-C to stop.", flush=True)
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await cluster.stop()
+
+    try:
+        asyncio.run(serve())
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
 def _parse_percent(text: str) -> int:
     try:
         value = int(text.strip().rstrip("%"))
@@ -193,6 +217,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--amount", required=True)
     p.add_argument("--key", required=True, help="idempotency key: the same key never adjusts twice")
     p.add_argument("--reason", default="")
+    p = sub.add_parser("dev", help="run a local Kubernetes API emulator and pod runner",
+                       description="run a local Kubernetes API emulator and pod runner on 127.0.0.1")
+    p.add_argument("--port", type=int, default=0, help="port to listen on (default: any free port)")
+    p.add_argument("--workdir", default=None, help="where the kubeconfig and pod files go (default: a temp dir)")
+    p.set_defaults(func=cmd_dev)
     add(sub, "demo", cmd_demo, "price real circuits, reserve and settle them on a demo ledger, print the report")
     return parser
 

@@ -1,0 +1,99 @@
+"""Assemble the dev cluster: store + API server + pod runner on 127.0.0.1, and a kubeconfig."""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+import threading
+from pathlib import Path
+
+from aiohttp import web
+
+from .kubelet import PodRunner
+from .server import ApiServer
+from .store import Store
+
+KUBECONFIG_TEMPLATE = """apiVersion: v1
+kind: Config
+clusters:
+- name: qgov-dev
+  cluster:
+    server: {url}
+contexts:
+- name: qgov-dev
+  context:
+    cluster: qgov-dev
+    user: qgov-dev
+    namespace: default
+current-context: qgov-dev
+users:
+- name: qgov-dev
+  user: {{}}
+"""
+
+
+class DevCluster:
+    """The API emulator and the pod runner, on this process's event loop."""
+
+    def __init__(self, *, port: int = 0, workdir: Path | None = None, pods: bool = True) -> None:
+        self.port = port
+        self.workdir = Path(workdir or tempfile.mkdtemp(prefix="qgov-dev-"))
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.kubeconfig = self.workdir / "kubeconfig"
+        self.store = Store()
+        self.runner = PodRunner(self.store, workdir=self.workdir / "pods", extra_env={
+            "KUBECONFIG": str(self.kubeconfig)}) if pods else None
+        self.api = ApiServer(self.store, log_source=self.runner.logs if self.runner else None)
+        self._app_runner: web.AppRunner | None = None
+        self.url = ""
+
+    async def start(self) -> None:
+        self._app_runner = web.AppRunner(self.api.app, access_log=None, handle_signals=False)
+        await self._app_runner.setup()
+        site = web.TCPSite(self._app_runner, "127.0.0.1", self.port, shutdown_timeout=0.1)
+        await site.start()
+        sockets = site._server.sockets  # type: ignore[union-attr]
+        self.port = sockets[0].getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.api.address = f"127.0.0.1:{self.port}"
+        self.kubeconfig.write_text(KUBECONFIG_TEMPLATE.format(url=self.url))
+
+    async def stop(self) -> None:
+        if self.runner:
+            await self.runner.close()
+        if self._app_runner:
+            await self._app_runner.cleanup()
+
+
+class ThreadedDevCluster:
+    """A DevCluster on its own event loop in a background thread (for tests and `qgov dev`)."""
+
+    def __init__(self, **kwargs: object) -> None:
+        self._kwargs = kwargs
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name="qgov-dev-cluster", daemon=True)
+        self.cluster: DevCluster | None = None
+
+    def __enter__(self) -> DevCluster:
+        self._thread.start()
+
+        async def make() -> DevCluster:
+            cluster = DevCluster(**self._kwargs)  # type: ignore[arg-type]
+            await cluster.start()
+            return cluster
+
+        self.cluster = asyncio.run_coroutine_threadsafe(make(), self.loop).result(30)
+        return self.cluster
+
+    def call(self, fn, *args):  # type: ignore[no-untyped-def]
+        """Run fn(*args) on the cluster's loop (the store is not thread-safe)."""
+        async def run():  # type: ignore[no-untyped-def]
+            return fn(*args)
+
+        return asyncio.run_coroutine_threadsafe(run(), self.loop).result(30)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.cluster:
+            asyncio.run_coroutine_threadsafe(self.cluster.stop(), self.loop).result(30)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(10)
