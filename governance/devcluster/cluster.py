@@ -48,9 +48,9 @@ class DevCluster:
         self.url = ""
 
     async def start(self) -> None:
-        self._app_runner = web.AppRunner(self.api.app, access_log=None, handle_signals=False)
+        self._app_runner = web.AppRunner(self.api.app, access_log=None, handle_signals=False, shutdown_timeout=0.1)
         await self._app_runner.setup()
-        site = web.TCPSite(self._app_runner, "127.0.0.1", self.port, shutdown_timeout=0.1)
+        site = web.TCPSite(self._app_runner, "127.0.0.1", self.port)
         await site.start()
         sockets = site._server.sockets  # type: ignore[union-attr]
         self.port = sockets[0].getsockname()[1]
