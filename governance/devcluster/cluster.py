@@ -59,6 +59,8 @@ class DevCluster:
         self.kubeconfig.write_text(KUBECONFIG_TEMPLATE.format(url=self.url))
 
     async def stop(self) -> None:
+        self.store.end_watches()
+        await asyncio.sleep(0.05)  # let the streams write their end
         if self.runner:
             await self.runner.close()
         if self._app_runner:

@@ -431,26 +431,27 @@ class ApiServer:
                 await response.write(json.dumps({"type": kind, "object": payload}, separators=(",", ":")).encode()
                                      + b"\n")
 
-            for kind, obj in backlog:
-                await send(kind, obj)
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + timeout if timeout else None
-            while True:
-                wait = None if deadline is None else max(0.0, deadline - loop.time())
-                try:
-                    event = await asyncio.wait_for(queue.get(), wait)
-                except asyncio.TimeoutError:
-                    break
-                if event is None:  # the resource type went away (CRD deleted)
-                    break
-                if event.rv <= high_water:
-                    continue
-                for kind, obj in self._filtered(event, namespace, match):
+            try:
+                for kind, obj in backlog:
                     await send(kind, obj)
-            await response.write_eof()
+                loop = asyncio.get_running_loop()
+                deadline = loop.time() + timeout if timeout else None
+                while True:
+                    wait = None if deadline is None else max(0.0, deadline - loop.time())
+                    try:
+                        event = await asyncio.wait_for(queue.get(), wait)
+                    except asyncio.TimeoutError:
+                        break
+                    if event is None:  # the resource type went away (CRD deleted), or shutdown
+                        break
+                    if event.rv <= high_water:
+                        continue
+                    for kind, obj in self._filtered(event, namespace, match):
+                        await send(kind, obj)
+                await response.write_eof()
+            except ConnectionResetError:
+                pass  # the watcher went away: nothing to tell it
             return response
-        except (ConnectionResetError, asyncio.CancelledError):
-            raise
         finally:
             self.store.watchers.get(rtype.key, set()).discard(queue)
 

@@ -143,6 +143,12 @@ class Store:
         for queue in self.watchers.pop(key, set()):
             queue.put_nowait(None)
 
+    def end_watches(self) -> None:
+        """Tell every open watch stream to finish (on shutdown)."""
+        for queues in self.watchers.values():
+            for queue in queues:
+                queue.put_nowait(None)
+
     def find_type(self, group: str, version: str, plural: str) -> ResourceType:
         rtype = self.types.get((group, plural))
         if rtype is None or version not in rtype.versions:

@@ -1,0 +1,93 @@
+"""The pod runner: Pods run as local processes, with status, exit codes, logs, mounts and kills."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+NS = "default"
+
+
+def pod(name: str, code: str, **container) -> dict:
+    return {"metadata": {"name": name}, "spec": {"restartPolicy": "Never", "containers": [
+        {"name": "main", "image": "python:3.11", "command": ["python", "-c", code], **container}],
+        **container.pop("spec", {})}}
+
+
+def logs(core, name: str, **kw) -> str:
+    """kubernetes 36's client returns repr(bytes) for text bodies (it skips decoding for `str`
+    responses, against real clusters too), so read the raw body."""
+    return core.read_namespaced_pod_log(name, NS, _preload_content=False, **kw).data.decode()
+
+
+def wait_for(core, name: str, phases: tuple[str, ...], timeout: float = 30):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        p = core.read_namespaced_pod(name, NS)
+        if p.status.phase in phases:
+            return p
+        time.sleep(0.1)
+    raise AssertionError(f"pod {name} stayed {p.status.phase}")
+
+
+def test_a_python_pod_succeeds_with_its_exit_code_and_logs(core) -> None:
+    core.create_namespaced_pod(NS, pod("hello", "print('hello from the pod'); print('line 2')"))
+    done = wait_for(core, "hello", ("Succeeded", "Failed"))
+    assert done.status.phase == "Succeeded"
+    term = done.status.container_statuses[0].state.terminated
+    assert (term.exit_code, term.reason) == (0, "Completed")
+    assert logs(core, "hello") == "hello from the pod\nline 2\n"
+    assert logs(core, "hello", tail_lines=1) == "line 2\n"
+
+
+def test_a_failing_pod_reports_exit_code_and_termination_message(core) -> None:
+    code = "import sys; open('/dev/termination-log', 'w').write('bad circuit at index 2'); sys.exit(3)"
+    core.create_namespaced_pod(NS, pod("fails", code))
+    done = wait_for(core, "fails", ("Succeeded", "Failed"))
+    term = done.status.container_statuses[0].state.terminated
+    assert (done.status.phase, term.exit_code, term.reason, term.message) == ("Failed", 3, "Error",
+                                                                              "bad circuit at index 2")
+
+
+def test_configmap_volumes_and_secret_env_reach_the_process(core) -> None:
+    core.create_namespaced_config_map(NS, {"metadata": {"name": "circuits"}, "data": {"bell.qasm": "OPENQASM 2.0;"}})
+    core.create_namespaced_secret(NS, {"metadata": {"name": "token"}, "stringData": {"token": "s3cr3t"}})
+    code = ("import os; print(open('/etc/qgov/bell.qasm').read()); "
+            "print(os.environ['TOKEN'] == 's3cr3t', os.environ['MODE'])")
+    spec = pod("mounts", code, volumeMounts=[{"name": "c", "mountPath": "/etc/qgov"}],
+               env=[{"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "token", "key": "token"}}},
+                    {"name": "MODE", "valueFrom": {"configMapKeyRef": {"name": "circuits", "key": "bell.qasm"}}}])
+    spec["spec"]["volumes"] = [{"name": "c", "configMap": {"name": "circuits"}}]
+    core.create_namespaced_pod(NS, spec)
+    assert wait_for(core, "mounts", ("Succeeded", "Failed")).status.phase == "Succeeded"
+    assert logs(core, "mounts") == "OPENQASM 2.0;\nTrue OPENQASM 2.0;\n"
+
+
+def test_deleting_a_running_pod_kills_its_process(core, tmp_path) -> None:
+    pidfile = tmp_path / "pid"
+    core.create_namespaced_pod(NS, pod("sleeper", f"import os, time; open({str(pidfile)!r}, 'w').write(str(os.getpid()));"
+                                                  " time.sleep(300)"))
+    wait_for(core, "sleeper", ("Running",))
+    deadline = time.monotonic() + 10
+    while not pidfile.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    pid = int(pidfile.read_text())
+    os.kill(pid, 0)  # alive
+    core.delete_namespaced_pod("sleeper", NS)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
+    pytest.fail("the pod's process outlived the pod")
+
+
+def test_a_pod_without_a_command_fails_with_a_clear_reason(core) -> None:
+    core.create_namespaced_pod(NS, {"metadata": {"name": "image-only"},
+                                    "spec": {"containers": [{"name": "main", "image": "nginx"}]}})
+    done = wait_for(core, "image-only", ("Failed",))
+    assert "images are not pulled" in done.status.message
