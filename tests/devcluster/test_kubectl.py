@@ -92,3 +92,29 @@ def kubectl_path() -> str:
     from .conftest import kubectl_binary
 
     return kubectl_binary()
+
+
+def test_qgov_dev_serves_until_interrupted(tmp_path) -> None:
+    """`qgov dev` as a user starts it: prints its kubeconfig, kubectl reaches it, Ctrl-C stops it."""
+    import re
+    import signal
+    import sys
+    from pathlib import Path
+
+    qgov = str(Path(sys.executable).parent / "qgov")
+    proc = subprocess.Popen([qgov, "dev", "--workdir", str(tmp_path)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        kubeconfig = None
+        for line in proc.stdout:  # type: ignore[union-attr]
+            if m := re.match(r"kubeconfig: (.+)", line):
+                kubeconfig = m[1].strip()
+                break
+        assert kubeconfig == str(tmp_path / "kubeconfig")
+        assert "server: http://127.0.0.1:" in Path(kubeconfig).read_text()
+        out = subprocess.run([kubectl_path(), "--kubeconfig", kubeconfig, "get", "namespaces", "-o", "name"],
+                             capture_output=True, text=True, timeout=30)
+        assert out.stdout.split() == ["namespace/default", "namespace/kube-public", "namespace/kube-system"]
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(15) == 0
