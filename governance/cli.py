@@ -128,26 +128,22 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_dev(args: argparse.Namespace) -> int:
-    import asyncio
+    from .devcluster.devmain import main as dev_main
 
-    from .devcluster.cluster import DevCluster
+    return dev_main(args.port, args.workdir, not args.no_operator, args.demo)
 
-    async def serve() -> None:
-        cluster = DevCluster(port=args.port, workdir=args.workdir)
-        await cluster.start()
-        print(f"qgov dev cluster: API {cluster.url} (127.0.0.1 only), pod runner on")
-        print(f"kubeconfig: {cluster.kubeconfig}")
-        print(f"  export KUBECONFIG={cluster.kubeconfig}; kubectl get namespaces")
-        print("Ctrl-C to stop.", flush=True)
-        try:
-            await asyncio.Event().wait()
-        finally:
-            await cluster.stop()
 
-    try:
-        asyncio.run(serve())
-    except KeyboardInterrupt:
-        pass
+def cmd_operator(args: argparse.Namespace) -> int:
+    import logging
+
+    import kopf
+
+    from . import handlers  # noqa: F401  (registers the handlers)
+
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # standalone: the ledger, not kopf's peering, keeps two replicas from charging twice
+    kopf.run(standalone=True, clusterwide=True, liveness_endpoint=args.liveness)
     return 0
 
 
@@ -221,7 +217,15 @@ def build_parser() -> argparse.ArgumentParser:
                        description="run a local Kubernetes API emulator and pod runner on 127.0.0.1")
     p.add_argument("--port", type=int, default=0, help="port to listen on (default: any free port)")
     p.add_argument("--workdir", default=None, help="where the kubeconfig and pod files go (default: a temp dir)")
+    p.add_argument("--no-operator", action="store_true", help="only the API and the pod runner")
+    p.add_argument("--demo", action="store_true",
+                   help="apply the samples, wait for the jobs, print kubectl get/describe, and exit")
     p.set_defaults(func=cmd_dev)
+    p = sub.add_parser("operator", help="run the qgov operator against the current kubeconfig or in-cluster",
+                       description="run the qgov operator (kopf) against $KUBECONFIG or the in-cluster config")
+    p.add_argument("--verbose", action="store_true")
+    p.add_argument("--liveness", default=None, help="e.g. http://0.0.0.0:8080/healthz")
+    p.set_defaults(func=cmd_operator)
     add(sub, "demo", cmd_demo, "price real circuits, reserve and settle them on a demo ledger, print the report")
     return parser
 

@@ -437,6 +437,11 @@ class Ledger:
             )
         return changes
 
+    def open_reservations(self) -> list[str]:
+        """Keys of reservations still held or queued (for reconciliation against live jobs)."""
+        with read_only(self.engine) as conn:
+            return [r[0] for r in conn.execute(select(R.c.key).where(R.c.state.in_(("held", "queued"))))]
+
     def reservation(self, key: str) -> Any:
         with read_only(self.engine) as conn:
             row = conn.execute(select(R).where(R.c.key == key)).first()

@@ -39,6 +39,12 @@ class ReportWindow:
     end: datetime
 
 
+def period_window(start: datetime, end: datetime | None) -> ReportWindow:
+    """A budget period as a report window (an open-ended period reports up to now)."""
+    stop = end or datetime.now(timezone.utc) + timedelta(days=1)
+    return ReportWindow(f"period from {start.date().isoformat()}", start, stop)
+
+
 def parse_window(text: str | None, now: datetime | None = None) -> ReportWindow:
     """`2026-11` (a month), `2026-W48` (an ISO week), `2026-11-24` (a day); default this month."""
     now = utc(now or datetime.now(timezone.utc))
@@ -134,9 +140,13 @@ class Report:
     accuracy: Accuracy = field(default_factory=Accuracy)
 
 
-def build_report(engine: Engine, namespace: str, window: ReportWindow) -> Report:
+def build_report(engine: Engine, namespace: str, window: ReportWindow, budget: str | None = None) -> Report:
+    """The report for a namespace (or one of its budgets, for that budget's status)."""
     with read_only(engine) as conn:
-        budgets = list(conn.execute(select(B).where(B.c.namespace == namespace).order_by(B.c.name)))
+        query = select(B).where(B.c.namespace == namespace).order_by(B.c.name)
+        if budget is not None:
+            query = query.where(B.c.name == budget)
+        budgets = list(conn.execute(query))
         if not budgets:
             known = [r[0] for r in conn.execute(select(B.c.namespace).distinct().order_by(B.c.namespace))]
             hint = f" (namespaces with budgets: {', '.join(known)})" if known else " (the ledger has no budgets yet)"

@@ -154,15 +154,16 @@ class PodRunner:
             self._set_status(pod, phase="Failed", reason="Unsupported", message=reason)
             return
         container = containers[0]
+        term_log = root / "termination-log"
         try:
             mounts = self._mounts(pod, container, root)
+            # the termination message path maps like a mount, before env and args are rewritten
+            mounts[container.get("terminationMessagePath", TERMINATION_LOG)] = str(term_log)
             env = self._env(pod, container, mounts)
         except (ApiError, KeyError) as exc:
             message = exc.message if isinstance(exc, ApiError) else f"missing key {exc}"
             self._set_status(pod, phase="Pending", reason="CreateContainerConfigError", message=message)
             return
-        term_log = root / "termination-log"
-        mounts[container.get("terminationMessagePath", TERMINATION_LOG)] = str(term_log)
         argv = [_substitute(str(a), mounts) for a in container["command"] + (container.get("args") or [])]
         if argv[0] in ("python", "python3"):
             argv[0] = sys.executable

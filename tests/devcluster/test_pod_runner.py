@@ -91,3 +91,11 @@ def test_a_pod_without_a_command_fails_with_a_clear_reason(core) -> None:
                                     "spec": {"containers": [{"name": "main", "image": "nginx"}]}})
     done = wait_for(core, "image-only", ("Failed",))
     assert "images are not pulled" in done.status.message
+
+
+def test_the_termination_message_path_is_mapped_in_env_too(core) -> None:
+    """A program told its termination-log path through env writes where the runner reads it."""
+    code = "import os; open(os.environ['TERM_LOG'], 'w').write('usage: 1.5')"
+    core.create_namespaced_pod(NS, pod("envpath", code, env=[{"name": "TERM_LOG", "value": "/dev/termination-log"}]))
+    done = wait_for(core, "envpath", ("Succeeded", "Failed"))
+    assert done.status.container_statuses[0].state.terminated.message == "usage: 1.5"

@@ -1,0 +1,91 @@
+"""The admission decision for a QiskitJob, before any money moves: validate, then price.
+
+Pure with respect to Kubernetes and the ledger: given a job spec, its backend and the unit
+of the budget that pays, it returns an estimate or the first problem, each with a reason a
+status condition can carry. Reserving the estimate is the ledger's job.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+from .api.specs import Backend, JobSpec
+from .backends import UnknownBackendModel, max_qubits, target
+from .budget.costmodel import Usage, amount_in_unit, estimate_usage, shape_on_target
+from .budget.money import format_amount
+from .circuits import CircuitError, parse_circuits
+
+
+@dataclass(frozen=True)
+class Problem:
+    reason: str  # CamelCase, for conditions and Events
+    message: str
+
+
+@dataclass(frozen=True)
+class Estimate:
+    usage: Usage
+    amount_micro: int  # in the budget's unit
+    unit: str
+    qubits: int
+
+    def describe(self) -> str:
+        return format_amount(self.amount_micro, self.unit)
+
+
+def assess(job: JobSpec, backend: Backend, unit: str) -> Estimate | Problem:
+    """Validate the job against its backend and estimate what it will cost."""
+    if backend.provider == "ibm":
+        return Problem("UnsupportedBackend", f"backend {backend.name} is an IBM Runtime backend; qgov runs IBM "
+                                             "jobs through QiskitSessions, which this operator version does not yet do")
+    limits = backend.limits
+    if limits.max_circuits and len(job.circuits) > limits.max_circuits:
+        return Problem("TooManyCircuits", f"spec.circuits: {len(job.circuits)} circuits, backend {backend.name} "
+                                          f"accepts at most {limits.max_circuits}")
+    if limits.max_shots and job.shots > limits.max_shots:
+        return Problem("TooManyShots", f"spec.shots: {job.shots} shots, backend {backend.name} accepts at most "
+                                       f"{limits.max_shots}")
+    try:
+        circuits = parse_circuits(job.circuits)
+        capacity = max_qubits(backend)
+    except CircuitError as exc:
+        return Problem("InvalidCircuit", str(exc))
+    except UnknownBackendModel as exc:
+        return Problem("UnknownBackend", f"backend {backend.name}: {exc}")
+    for i, circuit in enumerate(circuits):
+        if circuit.num_qubits > capacity:
+            return Problem("TooManyQubits", f"spec.circuits[{i}]: {circuit.num_qubits} qubits, backend "
+                                            f"{backend.name} has {capacity}")
+        if job.primitive == "sampler" and circuit.num_clbits == 0:
+            return Problem("NoMeasurements", f"spec.circuits[{i}]: the sampler needs measurements; the circuit "
+                                             "measures nothing")
+        if job.primitive == "estimator":
+            for j, pauli in enumerate(job.observables[i]):
+                if len(pauli) != circuit.num_qubits:
+                    return Problem("InvalidObservable", f"spec.observables[{i}][{j}]: {pauli!r} has {len(pauli)} "
+                                                        f"terms, circuit {i} has {circuit.num_qubits} qubits")
+    tgt = target(backend)
+    try:
+        shapes = [shape_on_target(c.remove_final_measurements(inplace=False) if job.primitive == "estimator" else c,
+                                  tgt) for c in circuits]
+    except Exception as exc:  # noqa: BLE001 - the transpiler's many error types
+        return Problem("TranspileFailed", f"cannot transpile for {backend.name}: {' '.join(str(exc).split())}")
+    usage = estimate_usage(shapes, job.shots, simulator=backend.provider == "aer")
+    try:
+        amount = amount_in_unit(usage, backend.prices, unit)
+    except ValueError as exc:
+        return Problem("CurrencyMismatch", str(exc))
+    estimate = Estimate(usage, amount, unit, max(c.num_qubits for c in circuits))
+    if job.max_cost_micro is not None and amount > job.max_cost_micro:
+        return Problem("MaxCostExceeded", f"estimated {estimate.describe()} is above spec.maxCost "
+                                          f"{format_amount(job.max_cost_micro, unit)}")
+    return estimate
+
+
+def modelled_usage(job: JobSpec, backend: Backend) -> Usage:
+    """What the fake provider reports as the QPU time of a run: the model without its margin."""
+    circuits = parse_circuits(job.circuits)
+    tgt = target(backend)
+    shapes = [shape_on_target(c, tgt) for c in circuits]
+    return estimate_usage(shapes, job.shots, simulator=backend.provider == "aer", safety=Decimal(1))

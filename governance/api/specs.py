@@ -1,0 +1,129 @@
+"""Specs of QiskitBackend, QiskitBudget and QiskitJob as typed values, with field-path errors.
+
+The CRD schemas already reject wrong types at the API server; these checks catch what a
+schema cannot (values that depend on each other) and give every error its field path, so a
+status condition can say exactly what is wrong.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ..budget.costmodel import PriceList
+from ..budget.money import AmountError, parse_amount
+from ..budget.types import BudgetSpec
+
+MAX_SHOTS = 10_000_000  # above this no backend accepts a job; a typo, not a workload
+
+
+class SpecError(ValueError):
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+
+
+@dataclass(frozen=True)
+class BackendLimits:
+    max_qubits: int | None = None
+    max_shots: int | None = None
+    max_circuits: int | None = None
+
+
+@dataclass(frozen=True)
+class Backend:
+    name: str  # the QiskitBackend's name
+    provider: str  # aer | fake | ibm
+    backend_name: str  # aer_simulator, fake_manila, ibm_torino
+    prices: PriceList
+    limits: BackendLimits
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    backend: str
+    primitive: str
+    circuits: tuple[str, ...]
+    shots: int
+    observables: tuple[tuple[str, ...], ...]
+    session: str | None
+    budget: str | None
+    max_cost_micro: int | None
+    backoff_limit: int
+
+
+def _int(value: Any, field: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise SpecError(field, f"must be an integer, not {type(value).__name__} {value!r}")
+    return value
+
+
+def parse_backend(name: str, spec: dict[str, Any]) -> Backend:
+    provider = spec.get("provider")
+    if provider not in ("aer", "fake", "ibm"):
+        raise SpecError("spec.provider", f"{provider!r} is not one of aer, fake, ibm")
+    pricing = spec.get("pricing") or {}
+    try:
+        prices = PriceList.from_strings(**{k: str(v) for k, v in pricing.items()
+                                           if k in ("currency", "perQPUSecond", "perShot", "perTask", "perCPUSecond")})
+    except AmountError as exc:
+        raise SpecError("spec.pricing", str(exc)) from None
+    limits = spec.get("limits") or {}
+    return Backend(name, provider, str(spec.get("name") or ""), prices, BackendLimits(
+        limits.get("maxQubits"), limits.get("maxShots"), limits.get("maxCircuits")))
+
+
+def parse_budget(namespace: str, name: str, spec: dict[str, Any]) -> BudgetSpec:
+    try:
+        limit = parse_amount(str(spec.get("limit", "")), field="spec.limit")
+    except AmountError as exc:
+        raise SpecError("spec.limit", str(exc).removeprefix("spec.limit: ")) from None
+    try:
+        return BudgetSpec(namespace, name, limit, spec.get("unit", "USD"), spec.get("period", "monthly"),
+                          spec.get("enforcement", "hard"), tuple(spec.get("warnAt") or ()))
+    except ValueError as exc:
+        raise SpecError("spec", str(exc)) from None
+
+
+def parse_job(spec: dict[str, Any]) -> JobSpec:
+    backend = spec.get("backend")
+    if not isinstance(backend, str) or not backend:
+        raise SpecError("spec.backend", "a QiskitBackend name is required")
+    primitive = spec.get("primitive", "sampler")
+    if primitive not in ("sampler", "estimator"):
+        raise SpecError("spec.primitive", f"{primitive!r} is not one of sampler, estimator")
+    circuits = spec.get("circuits")
+    if not isinstance(circuits, list) or not circuits:
+        raise SpecError("spec.circuits", "at least one OpenQASM circuit is required")
+    for i, c in enumerate(circuits):
+        if not isinstance(c, str) or not c.strip():
+            raise SpecError(f"spec.circuits[{i}]", "must be a non-empty OpenQASM 2 or 3 string")
+    shots = _int(spec.get("shots", 1024), "spec.shots")
+    if shots < 1:
+        raise SpecError("spec.shots", f"must be at least 1, got {shots}")
+    if shots > MAX_SHOTS:
+        raise SpecError("spec.shots", f"{shots} is more than the {MAX_SHOTS} shots any backend accepts")
+    observables = spec.get("observables") or []
+    if primitive == "estimator":
+        if len(observables) != len(circuits):
+            raise SpecError("spec.observables", f"the estimator needs one list of Pauli strings per circuit: "
+                                                f"{len(circuits)} circuits, {len(observables)} lists")
+    elif observables:
+        raise SpecError("spec.observables", "observables are for the estimator; the sampler takes none")
+    parsed_obs: list[tuple[str, ...]] = []
+    for i, obs in enumerate(observables):
+        if not isinstance(obs, list) or not obs or not all(isinstance(o, str) and o for o in obs):
+            raise SpecError(f"spec.observables[{i}]", "must be a non-empty list of Pauli strings such as \"ZZ\"")
+        for j, pauli in enumerate(obs):
+            if set(pauli.upper()) - set("IXYZ"):
+                raise SpecError(f"spec.observables[{i}][{j}]", f"{pauli!r} is not a Pauli string (I, X, Y, Z)")
+        parsed_obs.append(tuple(o.upper() for o in obs))
+    max_cost = None
+    if spec.get("maxCost") is not None:
+        try:
+            max_cost = parse_amount(str(spec["maxCost"]), field="spec.maxCost")
+        except AmountError as exc:
+            raise SpecError("spec.maxCost", str(exc).removeprefix("spec.maxCost: ")) from None
+    backoff = _int(spec.get("backoffLimit", 2), "spec.backoffLimit")
+    return JobSpec(backend, primitive, tuple(circuits), shots, tuple(parsed_obs), spec.get("session") or None,
+                   spec.get("budget") or None, max_cost, backoff)

@@ -1,0 +1,101 @@
+"""`qgov dev`: the dev cluster with qgov's CRDs, the operator, and optionally the demo."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .cluster import DevCluster
+from .store import CRD_KEY
+
+ROOT = Path(__file__).resolve().parents[2]
+CRDS = ROOT / "crds"
+SAMPLES = ROOT / "samples"
+TERMINAL = {"Succeeded", "Failed", "Refused", "Cancelled"}
+
+
+def install_crds(cluster: DevCluster) -> None:
+    rtype = cluster.store.types[CRD_KEY]
+    for path in sorted(CRDS.glob("*.yaml")):
+        cluster.store.create(rtype, None, yaml.safe_load(path.read_text()))
+
+
+def start_operator(cluster: DevCluster) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig)}
+    env.setdefault("QGOV_DATABASE_URL", f"sqlite:///{cluster.workdir / 'ledger.db'}")
+    log = open(cluster.workdir / "operator.log", "ab")
+    qgov = Path(sys.executable).parent / "qgov"
+    return subprocess.Popen([str(qgov), "operator"], env=env, stdout=log, stderr=subprocess.STDOUT)
+
+
+def kubectl(cluster: DevCluster, *args: str) -> str:
+    binary = shutil.which("kubectl") or str(Path(sys.executable).parent / "kubectl")
+    result = subprocess.run([binary, "--kubeconfig", str(cluster.kubeconfig), *args], capture_output=True, text=True,
+                            timeout=60)
+    return result.stdout + result.stderr
+
+
+def run_demo(cluster: DevCluster) -> str:
+    """Apply the samples, wait for every job to finish, and show what a team lead sees."""
+    out = []
+    for name in ("namespace.yaml", "backends.yaml", "budget.yaml"):
+        out.append(kubectl(cluster, "apply", "-f", str(SAMPLES / name)).strip())
+    deadline = time.monotonic() + 120  # the operator starts and puts the budget into the ledger
+    while time.monotonic() < deadline and not kubectl(cluster, "get", "qbudget", "team-a", "-n", "team-a", "-o",
+                                                      "jsonpath={.status.limit}").strip():
+        time.sleep(0.3)
+    out.append(kubectl(cluster, "apply", "-f", str(SAMPLES / "jobs.yaml")).strip())
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        phases = kubectl(cluster, "get", "qjob", "-n", "team-a", "-o", "jsonpath={.items[*].status.phase}").split()
+        if len(phases) == 4 and all(p in TERMINAL for p in phases):
+            break
+        time.sleep(0.5)
+    time.sleep(1.0)
+    out += ["", "$ kubectl get qiskitjobs -n team-a", kubectl(cluster, "get", "qiskitjobs", "-n", "team-a"),
+            "$ kubectl get qiskitbudgets -n team-a", kubectl(cluster, "get", "qiskitbudgets", "-n", "team-a"),
+            "$ kubectl describe qiskitbudget team-a -n team-a",
+            kubectl(cluster, "describe", "qiskitbudget", "team-a", "-n", "team-a")]
+    return "\n".join(out)
+
+
+async def serve(port: int, workdir: str | None, operator: bool, demo: bool) -> None:
+    cluster = DevCluster(port=port, workdir=Path(workdir) if workdir else None)
+    await cluster.start()
+    install_crds(cluster)
+    proc = start_operator(cluster) if operator or demo else None
+    print(f"qgov dev cluster: API {cluster.url} (127.0.0.1 only), pod runner on"
+          + (f", operator on (log: {cluster.workdir / 'operator.log'})" if proc else ""))
+    print(f"kubeconfig: {cluster.kubeconfig}")
+    print(f"  export KUBECONFIG={cluster.kubeconfig}; kubectl get qiskitbudgets -A")
+    sys.stdout.flush()
+    try:
+        if demo:
+            print(await asyncio.to_thread(run_demo, cluster), flush=True)
+            return
+        print("Ctrl-C to stop.", flush=True)
+        await asyncio.Event().wait()
+    finally:
+        if proc is not None:
+            proc.terminate()
+            try:
+                await asyncio.to_thread(proc.wait, 20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        await cluster.stop()
+
+
+def main(port: int, workdir: str | None, operator: bool, demo: bool) -> Any:
+    try:
+        asyncio.run(serve(port, workdir, operator, demo))
+    except KeyboardInterrupt:
+        pass
+    return 0

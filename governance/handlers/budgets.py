@@ -1,0 +1,111 @@
+"""QiskitBudget handlers: keep the ledger's budget in step with the spec, and write the cost
+report into status, which is what `kubectl get` and `kubectl describe` show a team lead."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import kopf
+from kubernetes.client.rest import ApiException
+
+from ..api import GROUP, VERSION
+from ..api.specs import SpecError, parse_budget
+from ..budget.errors import LedgerError, UnknownBudget
+from ..budget.money import format_amount
+from ..budget.report import build_report, period_window
+from .conditions import set_condition
+from .runtime import rt
+
+PLURAL = "qiskitbudgets"
+TOP_JOBS = 5
+NEAR_LIMIT_DEFAULT = 80
+
+
+def budget_event(namespace: str, name: str, type_: str, reason: str, message: str) -> None:
+    """An Event on a QiskitBudget, from anywhere (a job's refusal, a threshold crossing)."""
+    try:
+        body = rt().custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+    except ApiException:
+        return
+    kopf.event(body, type=type_, reason=reason, message=message)
+
+
+def budget_status(namespace: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
+    """The budget's status: balances of the current period, where the money went, conditions."""
+    ledger = rt().ledger
+    balance = ledger.balance(namespace, name)
+    report = build_report(ledger.engine, namespace, period_window(balance.period_start, balance.period_end), name)
+    unit = balance.unit
+    jobs = rt().custom.list_namespaced_custom_object(GROUP, VERSION, namespace, "qiskitjobs")
+    phases = Counter((j.get("status") or {}).get("phase") for j in jobs.get("items", [])
+                     if (j.get("status") or {}).get("budget") == name)
+    committed = balance.spent_micro + balance.held_micro
+    warn = sorted((body.get("spec") or {}).get("warnAt") or [NEAR_LIMIT_DEFAULT])
+    pct = committed * 100 // balance.limit_micro if balance.limit_micro else 100
+    gen = body["metadata"].get("generation")
+    conditions = (body.get("status") or {}).get("conditions")
+    conditions = set_condition(conditions, "Ready", True, "InLedger", "the budget is active in the ledger", gen)
+    near = pct >= warn[-1] if warn else False
+    conditions = set_condition(conditions, "NearLimit", near, "AboveThreshold" if near else "BelowThreshold",
+                               f"{pct}% of the limit is spent or reserved", gen)
+    exhausted = balance.remaining_micro == 0
+    conditions = set_condition(conditions, "Exhausted", exhausted, "NoFundsLeft" if exhausted else "FundsLeft",
+                               f"remaining {format_amount(balance.remaining_micro, unit)}", gen)
+    return {
+        "limit": format_amount(balance.limit_micro), "spent": format_amount(balance.spent_micro),
+        "reserved": format_amount(balance.held_micro), "remaining": format_amount(balance.remaining_micro),
+        "unit": unit, "periodStart": balance.period_start.isoformat(),
+        "periodEnd": balance.period_end.isoformat() if balance.period_end else None,
+        "jobs": {"admitted": phases["Admitted"] + phases["Running"], "refused": phases["Refused"],
+                 "queued": phases["Queued"], "succeeded": phases["Succeeded"], "failed": phases["Failed"]},
+        "spendByBackend": {s.name or "-": format_amount(s.spent + s.held) for s in report.by_backend},
+        "spendBySession": {s.name or "(none)": format_amount(s.spent + s.held) for s in report.by_session},
+        "topJobs": [{"job": j.job.partition("/")[2] or j.key, "state": j.state,
+                     "estimate": format_amount(j.estimate),
+                     "actual": format_amount(j.actual) if j.actual is not None else None}
+                    for j in report.top_jobs[:TOP_JOBS]],
+        "estimateAccuracy": {"settled": report.accuracy.settled, "meanActualOverEstimate": report.accuracy.mean_ratio},
+        "conditions": conditions,
+    }
+
+
+def refresh_budget_status(namespace: str, name: str) -> None:
+    try:
+        body = rt().custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+        status = budget_status(namespace, name, body)
+        rt().custom.patch_namespaced_custom_object_status(GROUP, VERSION, namespace, PLURAL, name,
+                                                          {"status": status})
+    except (ApiException, UnknownBudget):
+        pass
+
+
+@kopf.on.create(GROUP, VERSION, PLURAL)
+@kopf.on.update(GROUP, VERSION, PLURAL, field="spec")
+@kopf.on.resume(GROUP, VERSION, PLURAL)
+def on_budget(body: kopf.Body, spec: kopf.Spec, namespace: str, name: str, patch: kopf.Patch, **_: Any) -> None:
+    from .jobs import start_admitted
+
+    obj = dict(body)
+    try:
+        parsed = parse_budget(namespace, name, dict(spec))
+        _, changes = rt().ledger.upsert_budget(parsed)
+    except (SpecError, LedgerError) as exc:
+        kopf.event(obj, type="Warning", reason="InvalidBudget", message=str(exc))
+        patch.status["conditions"] = set_condition((obj.get("status") or {}).get("conditions"), "Ready", False,
+                                                   "InvalidSpec", str(exc), obj["metadata"].get("generation"))
+        return
+    start_admitted(changes)
+    patch.status.update(budget_status(namespace, name, obj))
+
+
+@kopf.timer(GROUP, VERSION, PLURAL, interval=5.0, initial_delay=1.0)
+def budget_tick(body: kopf.Body, namespace: str, name: str, patch: kopf.Patch, **_: Any) -> None:
+    """Period rollovers admit queued work; the status follows the ledger."""
+    from .jobs import start_admitted
+
+    try:
+        start_admitted(rt().ledger.admit_queued(namespace))
+        patch.status.update(budget_status(namespace, name, dict(body)))
+    except UnknownBudget:
+        pass

@@ -1,0 +1,25 @@
+"""status.conditions the Kubernetes way: type, status, reason, message, lastTransitionTime,
+observedGeneration; the transition time only moves when the status does."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def set_condition(conditions: list[dict[str, Any]] | None, type_: str, status: bool, reason: str, message: str,
+                  generation: int | None) -> list[dict[str, Any]]:
+    result = [dict(c) for c in conditions or [] if c.get("type") != type_]
+    old = next((c for c in conditions or [] if c.get("type") == type_), None)
+    value = "True" if status else "False"
+    changed = old is None or old.get("status") != value
+    result.append({
+        "type": type_, "status": value, "reason": reason, "message": message,
+        "lastTransitionTime": now_iso() if changed else old.get("lastTransitionTime", now_iso()),
+        "observedGeneration": generation,
+    })
+    return sorted(result, key=lambda c: c["type"])

@@ -1,0 +1,364 @@
+"""QiskitJob handlers: admit (validate, price, reserve), run (executor pods), settle, retry, delete.
+
+Every step is idempotent: the ledger replays by the job's UID, executor pods have
+deterministic names, and a job in a terminal phase is never touched again. An operator
+killed at any moment and restarted picks up where it was (`on.resume` and pod events).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+from typing import Any
+
+import kopf
+from kubernetes.client.rest import ApiException
+
+from ..admission import Estimate, Problem, assess
+from ..api import FINALIZER, GROUP, JOB_LABEL, JOB_UID_LABEL, VERSION
+from ..api.specs import Backend, SpecError, parse_backend, parse_job
+from ..budget.costmodel import Usage, amount_in_unit
+from ..budget.errors import InvalidTransition, UnknownBudget, UnknownReservation
+from ..budget.money import format_amount
+from ..budget.types import Decision, QueueChange, ReserveRequest
+from .budgets import budget_event, refresh_budget_status
+from .conditions import now_iso, set_condition
+from .pods import executor_pod, pod_name
+from .runtime import rt
+
+PLURAL = "qiskitjobs"
+TERMINAL = {"Succeeded", "Failed", "Refused", "Cancelled"}
+EXIT_DETERMINISTIC = 2
+
+
+# ---------------------------------------------------------------------- status helpers
+
+
+def _patch_status(namespace: str, name: str, status: dict[str, Any]) -> None:
+    rt().custom.patch_namespaced_custom_object_status(GROUP, VERSION, namespace, PLURAL, name, {"status": status})
+
+
+def _get_job(namespace: str, name: str) -> dict[str, Any] | None:
+    try:
+        return rt().custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+
+
+def _conditions(job: dict[str, Any], *changes: tuple[str, bool, str, str]) -> list[dict[str, Any]]:
+    conditions = (job.get("status") or {}).get("conditions")
+    for type_, ok, reason, message in changes:
+        conditions = set_condition(conditions, type_, ok, reason, message, job["metadata"].get("generation"))
+    return conditions or []
+
+
+def _terminal(job: dict[str, Any], phase: str, reason: str, message: str, **extra: Any) -> dict[str, Any]:
+    """A status for a job that ends here; Events go out with the same reason."""
+    ok = phase == "Succeeded"
+    conditions = _conditions(job, ("Complete", ok, reason, message))
+    if phase in ("Failed", "Refused"):
+        conditions = set_condition(conditions, "Failed", True, reason, message, job["metadata"].get("generation"))
+    if phase == "Refused":
+        conditions = set_condition(conditions, "Admitted", False, reason, message, job["metadata"].get("generation"))
+    return {"phase": phase, "message": message, "conditions": conditions, "completionTime": now_iso(),
+            "retryAt": None, **extra}
+
+
+# ---------------------------------------------------------------------- admission
+
+
+def _load_backend(name: str) -> Backend | Problem:
+    try:
+        obj = rt().custom.get_cluster_custom_object(GROUP, VERSION, "qiskitbackends", name)
+    except ApiException as exc:
+        if exc.status == 404:
+            return Problem("UnknownBackend", f"spec.backend: no QiskitBackend named {name!r} "
+                                             "(see `kubectl get qiskitbackends`)")
+        raise
+    try:
+        return parse_backend(name, obj.get("spec") or {})
+    except SpecError as exc:
+        return Problem("InvalidBackend", f"QiskitBackend {name}: {exc}")
+
+
+def _choose_budget(namespace: str, wanted: str | None) -> tuple[str, str] | Problem | None:
+    """(name, unit) of the budget that pays; None when unbudgeted work is allowed."""
+    budgets = {b.name: b.unit for b in rt().ledger.budgets(namespace)}
+    if wanted:
+        if wanted not in budgets:
+            return Problem("UnknownBudget", f"spec.budget: no QiskitBudget {wanted!r} in namespace {namespace!r}"
+                                            + (f" (budgets here: {', '.join(sorted(budgets))})" if budgets else ""))
+        return wanted, budgets[wanted]
+    if len(budgets) == 1:
+        return next(iter(budgets.items()))
+    if budgets:
+        return Problem("AmbiguousBudget", f"namespace {namespace!r} has budgets {', '.join(sorted(budgets))}: "
+                                          "set spec.budget to the one that pays")
+    if rt().config.allow_unbudgeted:
+        return None
+    return Problem("NoBudget", f"namespace {namespace!r} has no QiskitBudget, so no quantum work is admitted "
+                               f"here: create one, e.g. `kubectl apply -n {namespace} -f samples/budget.yaml` "
+                               "(kind: QiskitBudget, spec.limit: \"10.00\")")
+
+
+def admit(job: dict[str, Any], logger: Any) -> dict[str, Any]:
+    """Decide a job and return its new status (pods are created by the caller)."""
+    meta, spec = job["metadata"], job.get("spec") or {}
+    namespace, name, uid = meta["namespace"], meta["name"], meta["uid"]
+    try:
+        parsed = parse_job(spec)
+    except SpecError as exc:
+        return _fail(job, "InvalidSpec", str(exc))
+    backend = _load_backend(parsed.backend)
+    if isinstance(backend, Problem):
+        return _fail(job, backend.reason, backend.message)
+    choice = _choose_budget(namespace, parsed.budget)
+    if isinstance(choice, Problem):
+        return _refuse(job, choice.reason, choice.message, None)
+    unit = choice[1] if choice else "USD"
+    estimate = assess(parsed, backend, unit)
+    if isinstance(estimate, Problem):
+        if estimate.reason == "MaxCostExceeded":
+            return _refuse(job, estimate.reason, estimate.message, None)
+        return _fail(job, estimate.reason, estimate.message)
+    base = {"estimatedCost": format_amount(estimate.amount_micro), "currency": unit,
+            "estimatedMicro": str(estimate.amount_micro), "backend": backend.name, "attempts": 0,
+            "budget": choice[0] if choice else None}
+    if choice is None:
+        logger.info(f"admitting {namespace}/{name} without a budget (QGOV_ALLOW_UNBUDGETED)")
+        return _admitted(job, base, "Unbudgeted", "admitted without a budget (the operator allows unbudgeted work)")
+    outcome = rt().batcher.reserve(ReserveRequest(uid, namespace, choice[0], estimate.amount_micro,
+                                                  job=f"{namespace}/{name}", backend=backend.name,
+                                                  session=parsed.session or ""))
+    if outcome.thresholds_crossed:
+        budget_event(namespace, choice[0], "Warning", "BudgetThresholdCrossed",
+                     f"{max(outcome.thresholds_crossed)}% of the budget is committed: {outcome.balance.describe()}")
+    if outcome.decision is Decision.REFUSED:
+        return _refuse(job, "BudgetExceeded", outcome.message, choice[0], base)
+    if outcome.decision is Decision.QUEUED:
+        status = dict(base, phase="Queued", message=outcome.message)
+        status["conditions"] = _conditions(job, ("Admitted", False, "Queued", outcome.message))
+        kopf.event(job, type="Normal", reason="Queued", message=outcome.message)
+        return status
+    return _admitted(job, base, "BudgetReserved",
+                     f"reserved {estimate.describe()} in budget {namespace}/{choice[0]}")
+
+
+def _admitted(job: dict[str, Any], base: dict[str, Any], reason: str, message: str) -> dict[str, Any]:
+    kopf.event(job, type="Normal", reason="Admitted", message=message)
+    return dict(base, phase="Admitted", message=message, attempts=1,
+                conditions=_conditions(job, ("Admitted", True, reason, message)))
+
+
+def _fail(job: dict[str, Any], reason: str, message: str) -> dict[str, Any]:
+    kopf.event(job, type="Warning", reason=reason, message=message)
+    return _terminal(job, "Failed", reason, message)
+
+
+def _refuse(job: dict[str, Any], reason: str, message: str, budget: str | None,
+            base: dict[str, Any] | None = None) -> dict[str, Any]:
+    kopf.event(job, type="Warning", reason=reason, message=message)
+    if budget:
+        budget_event(job["metadata"]["namespace"], budget, "Warning", "JobRefused",
+                     f"refused QiskitJob {job['metadata']['name']}: {message}")
+    return _terminal(job, "Refused", reason, message, **(base or {}))
+
+
+# ---------------------------------------------------------------------- running
+
+
+def create_attempt_pod(job: dict[str, Any], attempt: int) -> str:
+    body = executor_pod(job, attempt, rt().config.executor_image)
+    try:
+        rt().core.create_namespaced_pod(job["metadata"]["namespace"], body)
+    except ApiException as exc:
+        if exc.status != 409:  # 409: a replay; the pod of this attempt exists already
+            raise
+    return body["metadata"]["name"]
+
+
+def start_admitted(changes: tuple[QueueChange, ...] | list[QueueChange]) -> None:
+    """Jobs that the ledger admitted from its queue (funds freed): start them, or refuse them."""
+    for change in changes:
+        try:
+            reservation = rt().ledger.reservation(change.key)
+        except UnknownReservation:
+            continue
+        namespace, _, name = reservation.job.partition("/")
+        job = _get_job(namespace, name)
+        if job is None or job["metadata"]["uid"] != change.key:
+            continue
+        if (job.get("status") or {}).get("phase") != "Queued":
+            continue
+        if change.decision is Decision.REFUSED:
+            _patch_status(namespace, name, _refuse(job, "BudgetExceeded", change.message, None))
+            continue
+        message = "admitted from the queue: funds were freed"
+        kopf.event(job, type="Normal", reason="Admitted", message=message)
+        _patch_status(namespace, name, {"phase": "Admitted", "message": message, "attempts": 1,
+                                        "conditions": _conditions(job, ("Admitted", True, "AdmittedFromQueue",
+                                                                        message))})
+        _patch_status(namespace, name, {"podName": create_attempt_pod(job, 1)})
+
+
+@kopf.on.create(GROUP, VERSION, PLURAL)
+@kopf.on.resume(GROUP, VERSION, PLURAL)
+def on_job(body: kopf.Body, status: kopf.Status, logger: Any, **_: Any) -> None:
+    job = dict(body)
+    phase = status.get("phase")
+    if phase in TERMINAL or phase == "Queued" and status.get("estimatedMicro"):
+        return
+    if phase in ("Admitted", "Running") and status.get("attempts"):
+        if not status.get("retryAt"):
+            create_attempt_pod(job, int(status["attempts"]))  # resume: the attempt's pod exists or is made
+        return
+    new = admit(job, logger)
+    namespace, name = job["metadata"]["namespace"], job["metadata"]["name"]
+    # the status names the attempt BEFORE its pod exists: a fast pod's completion is never missed
+    _patch_status(namespace, name, new)
+    if new.get("phase") == "Admitted":
+        _patch_status(namespace, name, {"podName": create_attempt_pod(job, 1)})
+    if new.get("budget"):
+        refresh_budget_status(namespace, new["budget"])
+
+
+def _usage_of(pod: dict[str, Any]) -> tuple[dict[str, Any], int | None]:
+    """The executor's report (termination message JSON) and the container's exit code."""
+    statuses = (pod.get("status") or {}).get("containerStatuses") or []
+    term = ((statuses[0].get("state") or {}).get("terminated") or {}) if statuses else {}
+    try:
+        report = json.loads(term.get("message") or "{}")
+    except ValueError:
+        report = {"error": (term.get("message") or "")[-500:]}
+    return (report if isinstance(report, dict) else {}), term.get("exitCode")
+
+
+def _charge(job: dict[str, Any], report: dict[str, Any]) -> int:
+    """What an attempt's reported usage costs in the job's budget unit (0 if it reported none)."""
+    usage = report.get("usage") or {}
+    if not usage:
+        return 0
+    backend = _load_backend(job["spec"]["backend"])
+    if isinstance(backend, Problem):
+        return 0
+    measured = Usage(qpu_seconds=Decimal(usage.get("qpuSeconds", "0")), cpu_seconds=Decimal(usage.get("cpuSeconds", "0")),
+                     shots=int(usage.get("shots", 0)), tasks=int(usage.get("tasks", 0)))
+    return amount_in_unit(measured, backend.prices, (job.get("status") or {}).get("currency") or "USD")
+
+
+@kopf.on.event("", "v1", "pods", labels={JOB_UID_LABEL: kopf.PRESENT})
+def on_executor_pod(body: kopf.Body, type: str, logger: Any, **_: Any) -> None:
+    pod = dict(body)
+    labels = pod["metadata"].get("labels") or {}
+    phase = (pod.get("status") or {}).get("phase")
+    if type == "DELETED" or phase not in ("Running", "Succeeded", "Failed"):
+        return
+    job = _get_job(pod["metadata"]["namespace"], labels.get(JOB_LABEL, ""))
+    if job is None or job["metadata"]["uid"] != labels.get(JOB_UID_LABEL):
+        return
+    status = job.get("status") or {}
+    attempt = int(labels.get("qgov.dev/attempt", "0"))
+    if status.get("phase") in TERMINAL or attempt != int(status.get("attempts") or 0):
+        return
+    namespace, name = job["metadata"]["namespace"], job["metadata"]["name"]
+    if phase == "Running":
+        if status.get("phase") == "Admitted":
+            _patch_status(namespace, name, {"phase": "Running", "podName": pod["metadata"]["name"],
+                                            "startTime": status.get("startTime") or now_iso()})
+        return
+    if int(status.get("countedAttempt") or 0) >= attempt and status.get("retryAt"):
+        return  # this attempt was already counted and a retry is scheduled
+    report, exit_code = _usage_of(pod)
+    used = int(status.get("usedMicro") or 0)
+    if int(status.get("countedAttempt") or 0) < attempt:
+        used += _charge(job, report)
+    unit = status.get("currency") or "USD"
+    backoff = int((job.get("spec") or {}).get("backoffLimit", 2))
+    if phase == "Failed" and exit_code != EXIT_DETERMINISTIC and attempt <= backoff:
+        delay = rt().config.retry_base_seconds * 2 ** (attempt - 1)
+        retry_at = (datetime.now(timezone.utc) + timedelta(seconds=delay)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        message = f"attempt {attempt} failed ({report.get('error') or f'exit code {exit_code}'}); retrying in {delay:g}s"
+        kopf.event(job, type="Warning", reason="AttemptFailed", message=message)
+        _patch_status(namespace, name, {"phase": "Admitted", "message": message, "usedMicro": str(used),
+                                        "countedAttempt": attempt, "retryAt": retry_at})
+        return
+    settled = _settle(job, used)
+    cost = format_amount(settled)
+    if phase == "Succeeded":
+        message = f"succeeded on attempt {attempt}; charged {cost} {unit}"
+        kopf.event(job, type="Normal", reason="Succeeded", message=message)
+        new = _terminal(job, "Succeeded", "Completed", message, actualCost=cost, usedMicro=str(used),
+                        countedAttempt=attempt, resultConfigMap=report.get("resultConfigMap"))
+    else:
+        why = report.get("error") or f"exit code {exit_code}"
+        kind = "does not retry a deterministic error" if exit_code == EXIT_DETERMINISTIC else \
+            f"gave up after {attempt} attempts"
+        message = f"attempt {attempt} failed: {why}; qgov {kind}; charged {cost} {unit}"
+        kopf.event(job, type="Warning", reason="Failed", message=message)
+        new = _terminal(job, "Failed", "ExecutorFailed" if exit_code != EXIT_DETERMINISTIC else "InvalidJob", message,
+                        actualCost=cost, usedMicro=str(used), countedAttempt=attempt)
+    _patch_status(namespace, name, new)
+    if status.get("budget"):
+        refresh_budget_status(namespace, status["budget"])
+
+
+def _settle(job: dict[str, Any], used: int) -> int:
+    """Settle the job's reservation with what all its attempts used; returns what was charged."""
+    if not (job.get("status") or {}).get("budget"):
+        return used
+    try:
+        outcome = rt().ledger.settle(job["metadata"]["uid"], used)
+    except (UnknownReservation, InvalidTransition):
+        return used
+    start_admitted_keys(outcome.admitted_from_queue)
+    return outcome.actual_micro
+
+
+def start_admitted_keys(keys: tuple[str, ...]) -> None:
+    start_admitted([QueueChange(k, Decision.ADMITTED, "") for k in keys])
+
+
+@kopf.timer(GROUP, VERSION, PLURAL, interval=0.5, when=lambda status, **_: bool(status.get("retryAt")))
+def retry_attempt(body: kopf.Body, status: kopf.Status, **_: Any) -> None:
+    due = datetime.strptime(status["retryAt"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+    if datetime.now(timezone.utc) < due or status.get("phase") in TERMINAL:
+        return
+    job = dict(body)
+    namespace, name = job["metadata"]["namespace"], job["metadata"]["name"]
+    attempt = int(status.get("attempts") or 1) + 1
+    _patch_status(namespace, name, {"attempts": attempt, "retryAt": None, "phase": "Admitted"})
+    _patch_status(namespace, name, {"podName": create_attempt_pod(job, attempt)})
+
+
+@kopf.on.delete(GROUP, VERSION, PLURAL)
+def on_job_deleted(body: kopf.Body, status: kopf.Status, namespace: str, uid: str, **_: Any) -> None:
+    """Release an unused reservation, or settle what ran; stop the executor."""
+    rt().core.delete_collection_namespaced_pod(namespace, label_selector=f"{JOB_UID_LABEL}={uid}")
+    try:
+        reservation = rt().ledger.reservation(uid)
+    except UnknownReservation:
+        return
+    used = int(status.get("usedMicro") or 0)
+    if reservation.state == "held" and used > 0:
+        outcome = rt().ledger.settle(uid, used)
+        start_admitted_keys(outcome.admitted_from_queue)
+    elif reservation.state in ("held", "queued"):
+        start_admitted_keys(rt().ledger.release(uid).admitted_from_queue)
+    if status.get("budget"):
+        refresh_budget_status(namespace, status["budget"])
+
+
+def reconcile_ledger(logger: Any) -> None:
+    """On start: no reservation stays held or queued for a job that is gone."""
+    jobs = rt().custom.list_cluster_custom_object(GROUP, VERSION, PLURAL)
+    alive = {j["metadata"]["uid"] for j in jobs.get("items", [])}
+    for key in rt().ledger.open_reservations():
+        if key not in alive:
+            try:
+                rt().ledger.release(key)
+                logger.info(f"released the reservation of vanished job {key}")
+            except (UnknownReservation, UnknownBudget):
+                pass

@@ -1,0 +1,46 @@
+"""Operator start and stop: settings, the ledger, reconciliation with the cluster."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kopf
+import kubernetes
+
+from ..api import FINALIZER
+from ..budget import db
+from ..budget.batcher import ReservationBatcher
+from ..budget.ledger import Ledger
+from .config import OperatorConfig
+from .runtime import Runtime, rt, set_runtime
+
+
+@kopf.on.startup()
+def start(settings: kopf.OperatorSettings, logger: Any, **_: Any) -> None:
+    settings.persistence.finalizer = FINALIZER
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="qgov.dev")
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix="qgov.dev", key="last-handled")
+    settings.posting.level = 20  # INFO and above become Events only when handlers post them explicitly
+    settings.watching.server_timeout = 60
+    settings.execution.max_workers = 32
+    config = OperatorConfig.from_env()
+    db.upgrade(config.database_url)  # idempotent; a fresh SQLite ledger needs its schema
+    ledger = Ledger(config.database_url)
+    try:
+        kubernetes.config.load_incluster_config()
+    except kubernetes.config.ConfigException:
+        kubernetes.config.load_kube_config()
+    set_runtime(Runtime(config, ledger, ReservationBatcher(ledger), kubernetes.client.CoreV1Api(),
+                        kubernetes.client.CustomObjectsApi()))
+    from .jobs import reconcile_ledger
+
+    reconcile_ledger(logger)
+    logger.info(f"qgov operator started; ledger {db.redact(str(ledger.engine.url))}")
+
+
+@kopf.on.cleanup()
+def stop(**_: Any) -> None:
+    runtime = rt()
+    runtime.batcher.close()
+    runtime.ledger.close()
+    set_runtime(None)
