@@ -1,0 +1,153 @@
+"""A QiskitJob applied to the dev cluster is validated, priced, reserved, run, settled and reported."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from executor.__main__ import read_result
+
+from .conftest import BELL, NS, Env
+
+USD = 1_000_000
+
+
+def kubectl(env: Env, *args: str) -> str:
+    binary = shutil.which("kubectl") or str(Path(sys.executable).parent / "kubectl")
+    out = subprocess.run([binary, "--kubeconfig", str(env.cluster.kubeconfig), *args], capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+def test_exactly_the_jobs_that_fit_run_and_the_rest_are_refused(env: Env) -> None:
+    env.budget("1.00")
+    names = [f"bell-{i}" for i in range(5)]
+    for name in names:
+        env.job(name, shots=2000)
+    statuses = env.wait_terminal(names)
+    succeeded = [n for n, s in statuses.items() if s["phase"] == "Succeeded"]
+    refused = [n for n, s in statuses.items() if s["phase"] == "Refused"]
+    assert len(succeeded) == 3 and len(refused) == 2  # 3 × 0.30 fit in 1.00; a 4th would need 1.20
+    for name in refused:
+        m = re.fullmatch(r"exceeded budget team-a/team-a: requested 0\.30 USD, spent (\d+\.\d+) USD, "
+                         r"reserved (\d+\.\d+) USD, limit 1\.00 USD", statuses[name]["message"])
+        assert m, statuses[name]["message"]
+        assert Decimal(m[1]) + Decimal(m[2]) + Decimal("0.30") > Decimal("1.00")  # the refusal was justified
+        failed = next(c for c in statuses[name]["conditions"] if c["type"] == "Failed")
+        assert failed["status"] == "True" and failed["reason"] == "BudgetExceeded"
+    # correct results: a Bell pair's counts split near 50/50 (5 sigma of a binomial with n=2000)
+    for name in succeeded:
+        assert statuses[name]["actualCost"] == "0.30" and statuses[name]["estimatedCost"] == "0.30"
+        counts = read_result(env.core, NS, statuses[name]["resultConfigMap"])["circuits"][0]["counts"]
+        assert set(counts) <= {"00", "11", "01", "10"} and sum(counts.values()) == 2000
+        assert abs(counts.get("00", 0) - 1000) < 5 * 22.4 and counts.get("01", 0) + counts.get("10", 0) == 0
+    # no pod was ever created for a refused job
+    pods = {p.metadata.name for p in env.core.list_namespaced_pod(NS).items}
+    assert pods == {f"{n}-run-1" for n in succeeded}
+    # the budget's status, kubectl get and kubectl describe agree with the ledger to the micro-unit
+    env.wait(lambda: env.get("qiskitbudgets", NS)["status"].get("spent") == "0.90", "budget status")
+    ledger = env.ledger()
+    balance = ledger.balance(NS, NS)
+    assert (balance.spent_micro, balance.held_micro) == (900_000, 0) and ledger.verify() == []
+    ledger.close()
+    table = kubectl(env, "get", "qiskitbudgets", "-n", NS).splitlines()
+    assert table[0].split() == ["NAME", "LIMIT", "SPENT", "RESERVED", "REMAINING", "UNIT", "AGE"]
+    assert table[1].split()[:6] == ["team-a", "1.00", "0.90", "0.00", "0.10", "USD"]
+    described = kubectl(env, "describe", "qiskitbudget", NS, "-n", NS)
+    assert re.search(r"\n  Spent:\s+0\.90\n", described) and re.search(r"\n  Remaining:\s+0\.10\n", described)
+    assert "Warning  JobRefused" in described and "exceeded budget team-a/team-a" in described
+    assert "Succeeded:   3" in described and "Refused:     2" in described
+    jobs_table = kubectl(env, "get", "qjob", "-n", NS).splitlines()
+    assert jobs_table[0].split() == ["NAME", "PHASE", "BACKEND", "EST", "COST", "AGE"]
+
+
+def test_the_estimator_returns_expectation_values(env: Env) -> None:
+    env.budget("5.00")
+    ghz = 'OPENQASM 3.0;\ninclude "stdgates.inc";\nqubit[3] q;\nh q[0];\ncx q[0], q[1];\ncx q[1], q[2];\n'
+    env.job("ghz", primitive="estimator", circuits=[ghz], observables=[["ZZI", "XXX", "ZII"]], shots=4000)
+    status = env.wait_terminal(["ghz"])["ghz"]
+    assert status["phase"] == "Succeeded", status
+    result = read_result(env.core, NS, status["resultConfigMap"])["circuits"][0]
+    zz, xxx, z = result["expectationValues"]
+    assert abs(zz - 1) < 0.1 and abs(xxx - 1) < 0.1 and abs(z) < 0.1  # GHZ: <ZZI>=<XXX>=1, <ZII>=0
+    assert len(result["stds"]) == 3
+
+
+def test_a_burst_of_100_jobs_never_admits_beyond_the_limit(env: Env) -> None:
+    env.budget("1.50")  # 5 jobs of 0.30
+    names = [f"burst-{i:03d}" for i in range(100)]
+    for name in names:
+        env.job(name, shots=100)
+    statuses = env.wait_terminal(names, timeout=300)
+    phases = [s["phase"] for s in statuses.values()]
+    assert phases.count("Succeeded") == 5 and phases.count("Refused") == 95
+    ledger = env.ledger()
+    balance = ledger.balance(NS, NS)
+    assert balance.spent_micro + balance.held_micro == 1_500_000 and ledger.verify() == []
+    ledger.close()
+
+
+def test_queued_jobs_run_in_order_when_funds_free(env: Env) -> None:
+    env.budget("0.60", enforcement="queue")
+    for name in ("first", "second", "third", "fourth", "fifth"):
+        env.job(name, shots=100)
+        env.wait(lambda n=name: env.status(n).get("phase"), f"{name} decided")
+    env.wait_terminal(["first", "second"])
+    assert [env.status(n)["phase"] for n in ("third", "fourth", "fifth")] == ["Queued"] * 3
+    assert "queued for budget team-a/team-a (position 1)" in env.status("third")["message"]
+    env.custom.delete_namespaced_custom_object("qgov.dev", "v1alpha1", NS, "qiskitjobs", "fourth")  # cancelled
+    budget = env.get("qiskitbudgets", NS)
+    budget["spec"]["limit"] = "1.20"  # raising the limit frees 0.60: third and fifth, in order
+    env.custom.replace_namespaced_custom_object("qgov.dev", "v1alpha1", NS, "qiskitbudgets", NS, budget)
+    statuses = env.wait_terminal(["third", "fifth"])
+    assert statuses["third"]["phase"] == statuses["fifth"]["phase"] == "Succeeded"
+    ledger = env.ledger()
+    third, fifth = (ledger.reservation(env.get("qiskitjobs", n)["metadata"]["uid"]) for n in ("third", "fifth"))
+    assert third.admitted_at <= fifth.admitted_at and third.queue_seq < fifth.queue_seq
+    balance = ledger.balance(NS, NS)
+    assert balance.spent_micro == 1_200_000 and balance.held_micro == 0 and ledger.verify() == []
+    ledger.close()
+
+
+def test_a_namespace_without_a_budget_is_told_how_to_create_one(env: Env) -> None:
+    env.job("orphan")
+    status = env.wait_terminal(["orphan"])["orphan"]
+    assert status["phase"] == "Refused"
+    assert "has no QiskitBudget" in status["message"] and "kind: QiskitBudget" in status["message"]
+    assert env.core.list_namespaced_pod(NS).items == []
+
+
+@pytest.mark.parametrize("limit", ["0.29"])
+def test_max_cost_and_budget_refusals_charge_nothing(env: Env, limit: str) -> None:
+    env.budget(limit)
+    env.job("too-dear")
+    env.job("capped", maxCost="0.10")
+    statuses = env.wait_terminal(["too-dear", "capped"])
+    assert statuses["too-dear"]["phase"] == "Refused"
+    assert statuses["capped"]["phase"] == "Refused"
+    assert statuses["capped"]["message"] == "estimated 0.30 USD is above spec.maxCost 0.10 USD"
+    ledger = env.ledger()
+    assert ledger.balance(NS, NS).held_micro == 0 and ledger.balance(NS, NS).spent_micro == 0
+    ledger.close()
+
+
+def test_bell_circuit_text_is_the_sample(env: Env) -> None:
+    """The samples the README's demo applies parse and price (guards the demo against drift)."""
+    import yaml
+
+    from governance.admission import Estimate, assess
+    from governance.api.specs import parse_backend, parse_job
+
+    root = Path(__file__).resolve().parents[2] / "samples"
+    backends = {b["metadata"]["name"]: b for b in yaml.safe_load_all((root / "backends.yaml").read_text())}
+    for job in yaml.safe_load_all((root / "jobs.yaml").read_text()):
+        backend = parse_backend(job["spec"]["backend"], backends[job["spec"]["backend"]]["spec"])
+        assert isinstance(assess(parse_job(job["spec"]), backend, "USD"), Estimate), job["metadata"]["name"]
+    assert BELL.count("measure") == 1
