@@ -336,12 +336,20 @@ def retry_attempt(body: kopf.Body, status: kopf.Status, **_: Any) -> None:
 @kopf.on.delete(GROUP, VERSION, PLURAL)
 def on_job_deleted(body: kopf.Body, status: kopf.Status, namespace: str, uid: str, **_: Any) -> None:
     """Release an unused reservation, or settle what ran; stop the executor."""
-    rt().core.delete_collection_namespaced_pod(namespace, label_selector=f"{JOB_UID_LABEL}={uid}")
+    selector = f"{JOB_UID_LABEL}={uid}"
+    used = int(status.get("usedMicro") or 0)
+    counted = int(status.get("countedAttempt") or 0)
+    job = dict(body)
+    for pod in rt().core.list_namespaced_pod(namespace, label_selector=selector).items:
+        # attempts that finished but were never counted (say, while the operator was down) still cost
+        attempt = int((pod.metadata.labels or {}).get("qgov.dev/attempt", "0"))
+        if attempt > counted and pod.status and pod.status.phase in ("Succeeded", "Failed"):
+            used += _charge(job, _usage_of(rt().core.api_client.sanitize_for_serialization(pod))[0])
+    rt().core.delete_collection_namespaced_pod(namespace, label_selector=selector)
     try:
         reservation = rt().ledger.reservation(uid)
     except UnknownReservation:
         return
-    used = int(status.get("usedMicro") or 0)
     if reservation.state == "held" and used > 0:
         outcome = rt().ledger.settle(uid, used)
         start_admitted_keys(outcome.admitted_from_queue)

@@ -1,0 +1,58 @@
+"""The operator killed with SIGKILL mid-flight and restarted: ledger and cluster agree afterwards."""
+
+from __future__ import annotations
+
+import time
+
+from sqlalchemy import func, select
+
+from governance.budget.models import LedgerEntry
+
+from .conftest import NS, TERMINAL, Env
+
+
+def test_sigkill_mid_flight_then_restart_charges_nothing_twice(env: Env) -> None:
+    env.budget("3.00")
+    names = [f"job-{i}" for i in range(8)]
+    for name in names:
+        env.job(name, shots=20_000)
+    # kill the operator while work is in flight: some admitted, not all finished
+    env.wait(lambda: sum(env.status(n).get("phase") in ("Admitted", "Running") for n in names) >= 3, "work in flight")
+    env.operator.kill()
+    # while it is down: pods finish, a job whose pod finished is deleted, a new job arrives
+    env.wait(lambda: env.core.read_namespaced_pod("job-0-run-1", NS).status.phase == "Succeeded", "a pod to finish")
+    env.custom.delete_namespaced_custom_object("qgov.dev", "v1alpha1", NS, "qiskitjobs", "job-0")
+    env.job("while-down", shots=100)
+    time.sleep(4)
+    env.operator.start()
+    survivors = names[1:] + ["while-down"]
+    statuses = env.wait_terminal(survivors, timeout=240)
+    assert all(s["phase"] == "Succeeded" for s in statuses.values()), statuses
+    env.wait(lambda: not any(j["metadata"]["name"] == "job-0" for j in env.jobs()), "deleted job finalized")
+
+    ledger = env.ledger()
+    assert ledger.verify() == []
+    assert ledger.open_reservations() == []  # nothing held for a job that is gone or done
+    balance = ledger.balance(NS, NS)
+    charged = sum(int(s["usedMicro"]) for s in statuses.values())
+    job0 = ledger.reservation(next(k for k in _keys(ledger) if ledger.reservation(k).job == f"{NS}/job-0"))
+    assert balance.held_micro == 0
+    assert job0.state == "settled" and job0.actual_micro == 300_000  # it ran, so deleting it still charges
+    assert balance.spent_micro == charged + job0.actual_micro
+    assert charged == 8 * 300_000
+    with ledger.engine.connect() as conn:  # every reservation reserved once and settled at most once
+        rows = conn.execute(select(LedgerEntry.reservation_key, LedgerEntry.kind, func.count())
+                            .group_by(LedgerEntry.reservation_key, LedgerEntry.kind)).all()
+    assert rows and all(n == 1 for _, _, n in rows), rows
+    ledger.close()
+    # one pod per job: replays created nothing twice
+    pods = [p.metadata.name for p in env.core.list_namespaced_pod(NS).items]
+    assert sorted(pods) == sorted(f"{n}-run-1" for n in survivors)
+    assert all(s.get("phase") in TERMINAL for s in statuses.values())
+
+
+def _keys(ledger) -> list[str]:
+    from governance.budget.models import Reservation
+
+    with ledger.engine.connect() as conn:
+        return [r[0] for r in conn.execute(select(Reservation.key))]
