@@ -42,7 +42,7 @@ def redact(url: str) -> str:
         return "<malformed URL>"
 
 
-def make_engine(url: str | None = None, *, pool_size: int = 10) -> Engine:
+def make_engine(url: str | None = None, *, pool_size: int = 16) -> Engine:
     """Create an engine; raises DatabaseUnavailable with a one-line reason for bad URLs."""
     raw = normalise_url(url or default_database_url())
     try:
@@ -56,7 +56,10 @@ def make_engine(url: str | None = None, *, pool_size: int = 10) -> Engine:
         database = parsed.database or ""
         if database and database != ":memory:":
             Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(parsed, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+        # a pool as large as the operator's worker threads: overflow connections would be opened and
+        # closed (with their PRAGMAs) on every busy moment
+        engine = create_engine(parsed, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+                               pool_size=pool_size, max_overflow=pool_size * 2)
         _configure_sqlite(engine)
         return engine
     if backend == "postgresql":

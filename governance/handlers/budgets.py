@@ -3,6 +3,7 @@ report into status, which is what `kubectl get` and `kubectl describe` show a te
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from typing import Any
 
@@ -71,13 +72,14 @@ def budget_status(namespace: str, name: str, body: dict[str, Any]) -> dict[str, 
 
 
 def refresh_budget_status(namespace: str, name: str) -> None:
-    try:
-        body = rt().custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
-        status = budget_status(namespace, name, body)
-        rt().custom.patch_namespaced_custom_object_status(GROUP, VERSION, namespace, PLURAL, name,
-                                                          {"status": status})
-    except (ApiException, UnknownBudget):
-        pass
+    """Ask for the budget's status to be rewritten. Debounced: the budget's timer writes it at most
+    once a second, so a burst of N jobs costs N cheap marks, not N reports of N jobs each."""
+    rt().dirty_budgets.add((namespace, name))
+
+
+def _write_status(namespace: str, name: str, body: dict[str, Any], patch: kopf.Patch) -> None:
+    rt().dirty_budgets.discard((namespace, name))
+    patch.status.update(budget_status(namespace, name, body))
 
 
 @kopf.on.create(GROUP, VERSION, PLURAL)
@@ -96,16 +98,23 @@ def on_budget(body: kopf.Body, spec: kopf.Spec, namespace: str, name: str, patch
                                                    "InvalidSpec", str(exc), obj["metadata"].get("generation"))
         return
     start_admitted(changes)
-    patch.status.update(budget_status(namespace, name, obj))
+    _write_status(namespace, name, obj, patch)
 
 
-@kopf.timer(GROUP, VERSION, PLURAL, interval=5.0, initial_delay=1.0)
+@kopf.timer(GROUP, VERSION, PLURAL, interval=1.0, initial_delay=1.0)
 def budget_tick(body: kopf.Body, namespace: str, name: str, patch: kopf.Patch, **_: Any) -> None:
-    """Period rollovers admit queued work; the status follows the ledger."""
+    """Period rollovers admit queued work; the status follows the ledger when it changed (or every
+    QGOV_STATUS_INTERVAL_SECONDS anyway, for what changes with time alone, like ages and periods)."""
     from .jobs import start_admitted
 
+    runtime = rt()
+    key = (namespace, name)
+    now = time.monotonic()
     try:
-        start_admitted(rt().ledger.admit_queued(namespace))
-        patch.status.update(budget_status(namespace, name, dict(body)))
+        start_admitted(runtime.ledger.admit_queued(namespace))
+        if key in runtime.dirty_budgets or now - runtime.status_written.get(key, 0.0) >= \
+                runtime.config.status_interval_seconds:
+            runtime.status_written[key] = now
+            _write_status(namespace, name, dict(body), patch)
     except UnknownBudget:
         pass

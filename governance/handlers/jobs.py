@@ -8,6 +8,7 @@ killed at any moment and restarted picks up where it was (`on.resume` and pod ev
 from __future__ import annotations
 
 import json
+import threading
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
@@ -172,8 +173,8 @@ def _refuse(job: dict[str, Any], reason: str, message: str, budget: str | None,
 
 def create_attempt_pod(job: dict[str, Any], attempt: int) -> str:
     body = executor_pod(job, attempt, rt().config.executor_image)
-    try:
-        rt().core.create_namespaced_pod(job["metadata"]["namespace"], body)
+    try:  # the answer is not read: skip building client models from it
+        rt().core.create_namespaced_pod(job["metadata"]["namespace"], body, _preload_content=False).release_conn()
     except ApiException as exc:
         if exc.status != 409:  # 409: a replay; the pod of this attempt exists already
             raise
@@ -199,9 +200,10 @@ def start_admitted(changes: tuple[QueueChange, ...] | list[QueueChange]) -> None
         message = "admitted from the queue: funds were freed"
         kopf.event(job, type="Normal", reason="Admitted", message=message)
         _patch_status(namespace, name, {"phase": "Admitted", "message": message, "attempts": 1,
+                                        "podName": pod_name(name, 1),
                                         "conditions": _conditions(job, ("Admitted", True, "AdmittedFromQueue",
                                                                         message))})
-        _patch_status(namespace, name, {"podName": create_attempt_pod(job, 1)})
+        create_attempt_pod(job, 1)
 
 
 @kopf.on.create(GROUP, VERSION, PLURAL)
@@ -212,15 +214,20 @@ def on_job(body: kopf.Body, status: kopf.Status, logger: Any, **_: Any) -> None:
     if phase in TERMINAL or phase == "Queued" and status.get("estimatedMicro"):
         return
     if phase in ("Admitted", "Running") and status.get("attempts"):
-        if not status.get("retryAt"):
+        if status.get("retryAt"):  # resume: a retry was scheduled before the operator stopped
+            schedule_retry(job["metadata"]["namespace"], job["metadata"]["name"], job["metadata"]["uid"],
+                           status["retryAt"])
+        else:
             create_attempt_pod(job, int(status["attempts"]))  # resume: the attempt's pod exists or is made
         return
     new = admit(job, logger)
     namespace, name = job["metadata"]["namespace"], job["metadata"]["name"]
     # the status names the attempt BEFORE its pod exists: a fast pod's completion is never missed
+    if new.get("phase") == "Admitted":
+        new["podName"] = pod_name(name, 1)  # deterministic, so it can be named before the pod exists
     _patch_status(namespace, name, new)
     if new.get("phase") == "Admitted":
-        _patch_status(namespace, name, {"podName": create_attempt_pod(job, 1)})
+        create_attempt_pod(job, 1)
     if new.get("budget"):
         refresh_budget_status(namespace, new["budget"])
 
@@ -254,11 +261,17 @@ def on_executor_pod(body: kopf.Body, type: str, logger: Any, **_: Any) -> None:
     pod = dict(body)
     labels = pod["metadata"].get("labels") or {}
     phase = (pod.get("status") or {}).get("phase")
-    if type == "DELETED" or phase not in ("Running", "Succeeded", "Failed"):
+    evicted = type == "DELETED" and phase not in ("Succeeded", "Failed")
+    if not evicted and (type == "DELETED" or phase not in ("Running", "Succeeded", "Failed")):
         return
     job = _get_job(pod["metadata"]["namespace"], labels.get(JOB_LABEL, ""))
-    if job is None or job["metadata"]["uid"] != labels.get(JOB_UID_LABEL):
+    if job is None or job["metadata"]["uid"] != labels.get(JOB_UID_LABEL) or job["metadata"].get(
+            "deletionTimestamp"):
         return
+    if evicted:  # the pod went away before it finished: a transient failure, like a lost node
+        phase = "Failed"
+        pod.setdefault("status", {})["containerStatuses"] = [{"state": {"terminated": {
+            "exitCode": 137, "message": json.dumps({"error": "the executor pod was deleted before it finished"})}}}]
     status = job.get("status") or {}
     attempt = int(labels.get("qgov.dev/attempt", "0"))
     if status.get("phase") in TERMINAL or attempt != int(status.get("attempts") or 0):
@@ -284,6 +297,7 @@ def on_executor_pod(body: kopf.Body, type: str, logger: Any, **_: Any) -> None:
         kopf.event(job, type="Warning", reason="AttemptFailed", message=message)
         _patch_status(namespace, name, {"phase": "Admitted", "message": message, "usedMicro": str(used),
                                         "countedAttempt": attempt, "retryAt": retry_at})
+        schedule_retry(namespace, name, job["metadata"]["uid"], retry_at)
         return
     settled = _settle(job, used)
     cost = format_amount(settled)
@@ -321,16 +335,26 @@ def start_admitted_keys(keys: tuple[str, ...]) -> None:
     start_admitted([QueueChange(k, Decision.ADMITTED, "") for k in keys])
 
 
-@kopf.timer(GROUP, VERSION, PLURAL, interval=0.5, when=lambda status, **_: bool(status.get("retryAt")))
-def retry_attempt(body: kopf.Body, status: kopf.Status, **_: Any) -> None:
-    due = datetime.strptime(status["retryAt"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
-    if datetime.now(timezone.utc) < due or status.get("phase") in TERMINAL:
-        return
-    job = dict(body)
-    namespace, name = job["metadata"]["namespace"], job["metadata"]["name"]
+def schedule_retry(namespace: str, name: str, uid: str, retry_at: str) -> None:
+    """Start the next attempt when its backoff is over. An in-process timer, not a kopf timer: kopf
+    would run timer machinery for every job, and only retried jobs need one. The due time lives in
+    the job's status, so a restarted operator re-schedules it (on.resume)."""
+    due = datetime.strptime(retry_at, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+    delay = max(0.0, (due - datetime.now(timezone.utc)).total_seconds())
+    timer = threading.Timer(delay, _start_retry, args=(namespace, name, uid))
+    timer.daemon = True
+    timer.start()
+
+
+def _start_retry(namespace: str, name: str, uid: str) -> None:
+    job = _get_job(namespace, name)
+    status = (job or {}).get("status") or {}
+    if job is None or job["metadata"]["uid"] != uid or status.get("phase") in TERMINAL or not status.get("retryAt"):
+        return  # gone, finished, or another timer started it already
     attempt = int(status.get("attempts") or 1) + 1
-    _patch_status(namespace, name, {"attempts": attempt, "retryAt": None, "phase": "Admitted"})
-    _patch_status(namespace, name, {"podName": create_attempt_pod(job, attempt)})
+    _patch_status(namespace, name, {"attempts": attempt, "retryAt": None, "phase": "Admitted",
+                                    "podName": pod_name(name, attempt)})
+    create_attempt_pod(job, attempt)  # deterministic name: a duplicate timer creates nothing twice
 
 
 @kopf.on.delete(GROUP, VERSION, PLURAL)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import kopf
@@ -20,7 +21,9 @@ def start(settings: kopf.OperatorSettings, logger: Any, **_: Any) -> None:
     settings.persistence.finalizer = FINALIZER
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="qgov.dev")
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix="qgov.dev", key="last-handled")
-    settings.posting.level = 20  # INFO and above become Events only when handlers post them explicitly
+    # kopf's own log lines become Events only from WARNING up ("Handler succeeded" at INFO would be
+    # one more API call per job); the Events qgov means to post are posted explicitly with kopf.event
+    settings.posting.level = logging.WARNING
     settings.watching.server_timeout = 60
     settings.execution.max_workers = 32
     config = OperatorConfig.from_env()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..budget.batcher import ReservationBatcher
@@ -17,6 +17,8 @@ class Runtime:
     batcher: ReservationBatcher
     core: Any  # kubernetes.client.CoreV1Api
     custom: Any  # kubernetes.client.CustomObjectsApi
+    dirty_budgets: set[tuple[str, str]] = field(default_factory=set)  # (namespace, name) whose status is stale
+    status_written: dict[tuple[str, str], float] = field(default_factory=dict)  # monotonic time of last write
 
 
 _runtime: Runtime | None = None

@@ -34,7 +34,7 @@ class Operator:
 
     def start(self) -> None:
         env = {**os.environ, "KUBECONFIG": str(self.cluster.kubeconfig), "QGOV_DATABASE_URL": self.database_url,
-               "QGOV_RETRY_BASE_SECONDS": "0.5", "QGOV_STATUS_INTERVAL_SECONDS": "1"}
+               "QGOV_RETRY_BASE_SECONDS": "1", "QGOV_STATUS_INTERVAL_SECONDS": "1"}
         offset = self.log.stat().st_size if self.log.exists() else 0
         self.proc = subprocess.Popen([str(Path(sys.executable).parent / "qgov"), "operator"], env=env,
                                      stdout=open(self.log, "ab"), stderr=subprocess.STDOUT)

@@ -1,0 +1,143 @@
+"""Admission benchmark: a burst of QiskitJobs on the dev cluster, create → Admitted.
+
+    python bench/admission.py [--jobs 500]
+
+The dev cluster runs in this process with its pod runner OFF (executor pods are created
+but not started: this measures admission, not 500 Python start-ups). The operator is the
+real `qgov operator` process with a SQLite ledger. Jobs are created by 4 client threads
+through the kubernetes client; one watch records when each job's status first says Admitted.
+Reported: jobs/s from the first create to the last admission, p50/p99 admission latency,
+operator CPU-seconds per admitted job (from /proc, start-up excluded), operator peak RSS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import kubernetes
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from governance.devcluster.cluster import ThreadedDevCluster  # noqa: E402
+from governance.devcluster.devmain import install_crds  # noqa: E402
+
+G, V, NS = "qgov.dev", "v1alpha1", "bench"
+BELL = 'OPENQASM 2.0;\ninclude "qelib1.inc";\nqreg q[2];\ncreg c[2];\nh q[0];\ncx q[0],q[1];\nmeasure q -> c;\n'
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
+
+
+def peak_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--jobs", type=int, default=500)
+    args = ap.parse_args()
+    workdir = Path(tempfile.mkdtemp(prefix="qgov-bench-admission-"))
+    holder = ThreadedDevCluster(workdir=workdir / "cluster", pods=False)
+    with holder as cluster:
+        holder.call(install_crds, cluster)  # the store is not thread-safe: on the cluster's own loop
+        api = kubernetes.config.new_client_from_config(config_file=str(cluster.kubeconfig))
+        core, custom = kubernetes.client.CoreV1Api(api), kubernetes.client.CustomObjectsApi(api)
+        core.create_namespace({"metadata": {"name": NS}})
+        env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig),
+               "QGOV_DATABASE_URL": f"sqlite:///{workdir / 'ledger.db'}"}
+        log = open(workdir / "operator.log", "wb")
+        op = subprocess.Popen([str(Path(sys.executable).parent / "qgov"), "operator"], env=env, stdout=log,
+                              stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 90
+            while "qgov operator started" not in (workdir / "operator.log").read_text(errors="replace"):
+                if time.monotonic() > deadline or op.poll() is not None:
+                    raise RuntimeError("the operator did not start")
+                time.sleep(0.1)
+            custom.create_cluster_custom_object(G, V, "qiskitbackends", {
+                "apiVersion": f"{G}/{V}", "kind": "QiskitBackend", "metadata": {"name": "aer"},
+                "spec": {"provider": "aer", "name": "aer_simulator", "pricing": {"perTask": "0.01"}}})
+            custom.create_namespaced_custom_object(G, V, NS, "qiskitbudgets", {
+                "apiVersion": f"{G}/{V}", "kind": "QiskitBudget", "metadata": {"name": NS},
+                "spec": {"limit": "1000000.00"}})
+            while not (custom.get_namespaced_custom_object(G, V, NS, "qiskitbudgets", NS).get("status") or {}).get(
+                    "limit"):
+                time.sleep(0.1)
+            time.sleep(1.0)  # let the operator settle after start-up before measuring its CPU
+
+            created: dict[str, float] = {}
+            admitted: dict[str, float] = {}
+            done = threading.Event()
+
+            def watcher() -> None:
+                w = kubernetes.watch.Watch()
+                for event in w.stream(custom.list_namespaced_custom_object, G, V, NS, "qiskitjobs",
+                                      timeout_seconds=600):
+                    obj = event["object"]
+                    if (obj.get("status") or {}).get("phase") == "Admitted":
+                        admitted.setdefault(obj["metadata"]["name"], time.perf_counter())
+                        if len(admitted) >= args.jobs:
+                            w.stop()
+                done.set()
+
+            threading.Thread(target=watcher, daemon=True).start()
+            time.sleep(0.3)
+            cpu0 = cpu_seconds(op.pid)
+            profiler = None
+            if os.environ.get("QGOV_BENCH_PROFILE"):  # py-spy samples, to find where the operator's CPU goes
+                profiler = subprocess.Popen(["py-spy", "record", "--pid", str(op.pid), "-d", "12", "-f", "raw",
+                                             "-o", os.environ["QGOV_BENCH_PROFILE"]], stdout=subprocess.DEVNULL,
+                                            stderr=subprocess.DEVNULL)
+
+            def creator(k: int) -> None:
+                own = kubernetes.client.CustomObjectsApi(
+                    kubernetes.config.new_client_from_config(config_file=str(cluster.kubeconfig)))
+                for i in range(k, args.jobs, 4):
+                    name = f"job-{i:04d}"
+                    created[name] = time.perf_counter()
+                    own.create_namespaced_custom_object(G, V, NS, "qiskitjobs", {
+                        "apiVersion": f"{G}/{V}", "kind": "QiskitJob", "metadata": {"name": name},
+                        "spec": {"backend": "aer", "circuits": [BELL], "shots": 100}})
+
+            t0 = time.perf_counter()
+            creators = [threading.Thread(target=creator, args=(k,)) for k in range(4)]
+            for t in creators:
+                t.start()
+            for t in creators:
+                t.join()
+            if not done.wait(600):
+                raise RuntimeError(f"only {len(admitted)} of {args.jobs} jobs were admitted")
+            cpu = cpu_seconds(op.pid) - cpu0
+            if profiler is not None:
+                profiler.wait(60)
+            elapsed = max(admitted.values()) - t0
+            latencies = sorted(admitted[n] - created[n] for n in admitted)
+            print(f"machine: {os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}; "
+                  f"{args.jobs} jobs in one burst, SQLite ledger, pod runner off")
+            print()
+            print(f"{'jobs':>5}  {'jobs/s':>7}  {'p50 ms':>8}  {'p99 ms':>8}  {'CPU ms/job':>10}  {'peak RSS MiB':>12}")
+            print(f"{len(admitted):5d}  {len(admitted) / elapsed:7.1f}  {statistics.median(latencies) * 1000:8.1f}  "
+                  f"{latencies[int(len(latencies) * 0.99) - 1] * 1000:8.1f}  {cpu / len(admitted) * 1000:10.2f}  "
+                  f"{peak_rss_mib(op.pid):12.1f}")
+        finally:
+            op.terminate()
+            op.wait(30)
+
+
+if __name__ == "__main__":
+    main()

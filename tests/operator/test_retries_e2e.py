@@ -1,0 +1,62 @@
+"""Failures: transient ones retry with backoff up to backoffLimit; deterministic ones do not; what
+failed attempts used is charged."""
+
+from __future__ import annotations
+
+from .conftest import NS, Env
+
+LONG_BELL = ('OPENQASM 2.0;\ninclude "qelib1.inc";\nqreg q[12];\ncreg c[12];\nh q[0];\n'
+             + "".join(f"cx q[{i}],q[{i + 1}];\n" for i in range(11)) + "measure q -> c;\n")
+
+
+def evict_running_pod(env: Env, job: str, attempt: int) -> None:
+    pod = f"{job}-run-{attempt}"
+    env.wait(lambda: env.core.read_namespaced_pod(pod, NS).status.phase == "Running", f"{pod} running")
+    env.core.delete_namespaced_pod(pod, NS)
+
+
+def test_a_lost_executor_pod_is_retried_and_the_job_succeeds(env: Env) -> None:
+    env.budget("5.00")
+    env.job("flaky", circuits=[LONG_BELL], shots=200_000 // 4, backoffLimit=2)
+    evict_running_pod(env, "flaky", 1)
+    status = env.wait_terminal(["flaky"])["flaky"]
+    assert status["phase"] == "Succeeded" and status["attempts"] == 2, status
+    events = env.core.list_namespaced_event(NS, field_selector="involvedObject.name=flaky").items
+    assert any(e.reason == "AttemptFailed" and "deleted before it finished" in e.message for e in events)
+    ledger = env.ledger()
+    reservation = ledger.reservation(env.get("qiskitjobs", "flaky")["metadata"]["uid"])
+    assert reservation.state == "settled" and reservation.actual_micro == 300_000  # one task charged, once
+    assert ledger.verify() == []
+    ledger.close()
+
+
+def test_the_backoff_limit_ends_in_failed_and_charges_what_ran(env: Env) -> None:
+    env.budget("5.00")
+    env.job("doomed", circuits=[LONG_BELL], shots=50_000, backoffLimit=1)
+    evict_running_pod(env, "doomed", 1)
+    evict_running_pod(env, "doomed", 2)
+    status = env.wait_terminal(["doomed"])["doomed"]
+    assert status["phase"] == "Failed" and status["attempts"] == 2
+    assert "gave up after 2 attempts" in status["message"]
+    ledger = env.ledger()
+    assert ledger.reservation(env.get("qiskitjobs", "doomed")["metadata"]["uid"]).state == "settled"
+    assert ledger.balance(NS, NS).held_micro == 0 and ledger.verify() == []
+    ledger.close()
+
+
+def test_a_deterministic_executor_error_is_not_retried(env: Env) -> None:
+    env.budget("5.00")
+    env.job("turns-bad", circuits=[LONG_BELL], shots=50_000, backoffLimit=3)
+    evict_running_pod(env, "turns-bad", 1)
+    # while attempt 2 waits out its backoff, the job's circuit becomes invalid: the executor finds a
+    # job it can never run (exit 2), and qgov must not retry it
+    env.wait(lambda: env.status("turns-bad").get("retryAt"), "a scheduled retry")
+    job = env.get("qiskitjobs", "turns-bad")
+    job["spec"]["circuits"] = ["OPENQASM 2.0;\nqreg q[1];\nnot_a_gate q[0];\n"]
+    env.custom.replace_namespaced_custom_object("qgov.dev", "v1alpha1", NS, "qiskitjobs", "turns-bad", job)
+    status = env.wait_terminal(["turns-bad"])["turns-bad"]
+    assert status["phase"] == "Failed" and status["attempts"] == 2, status
+    assert "does not retry a deterministic error" in status["message"]
+    assert "'not_a_gate' is not defined" in status["message"]
+    failed = next(c for c in status["conditions"] if c["type"] == "Failed")
+    assert failed["reason"] == "InvalidJob"
