@@ -132,9 +132,8 @@ def check_schema(engine: Engine) -> None:
 def alembic_config(engine_url: str | None):  # type: ignore[no-untyped-def]
     from alembic.config import Config
 
-    root = Path(__file__).resolve().parents[2] / "migrations"
-    if not root.exists():  # installed as a wheel: migrations ship inside the package
-        root = Path(__file__).resolve().parents[1] / "migrations"
+    # the source tree's migrations/, or where a container image put them (QGOV_MIGRATIONS)
+    root = Path(os.environ.get("QGOV_MIGRATIONS") or Path(__file__).resolve().parents[2] / "migrations")
     cfg = Config()
     cfg.set_main_option("script_location", str(root))
     if engine_url:
