@@ -239,9 +239,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"qgov: error: {exc}", file=sys.stderr)
         return EXIT_FAILED
     except SQLAlchemyError as exc:
-        orig = getattr(exc, "orig", None) or exc
-        line = (str(orig).strip().splitlines() or [type(orig).__name__])[0]
-        print(f"qgov: error: database: {line}", file=sys.stderr)
+        print(f"qgov: error: database: {db.first_line(exc)}", file=sys.stderr)
         return EXIT_FAILED
     except OSError as exc:
         print(f"qgov: error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
