@@ -1,6 +1,7 @@
 """Admission benchmark: a burst of QiskitJobs on the dev cluster, create → Admitted.
 
     python bench/admission.py [--jobs 500]
+    QGOV_BENCH_OPERATOR=script.py python bench/admission.py   # start the operator another way (a profiler)
 
 The dev cluster runs in this process with its pod runner OFF (executor pods are created
 but not started: this measures admission, not 500 Python start-ups). The operator is the
@@ -61,8 +62,10 @@ def main() -> None:
         env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig),
                "QGOV_DATABASE_URL": f"sqlite:///{workdir / 'ledger.db'}"}
         log = open(workdir / "operator.log", "wb")
-        op = subprocess.Popen([str(Path(sys.executable).parent / "qgov"), "operator"], env=env, stdout=log,
-                              stderr=subprocess.STDOUT)
+        command = [str(Path(sys.executable).parent / "qgov"), "operator"]
+        if os.environ.get("QGOV_BENCH_OPERATOR"):  # another way to start it (a profiler, say)
+            command = [sys.executable, os.environ["QGOV_BENCH_OPERATOR"]]
+        op = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
         try:
             deadline = time.monotonic() + 90
             while "qgov operator started" not in (workdir / "operator.log").read_text(errors="replace"):
@@ -136,7 +139,7 @@ def main() -> None:
                   f"{peak_rss_mib(op.pid):12.1f}")
         finally:
             op.terminate()
-            op.wait(30)
+            op.wait(60)
 
 
 if __name__ == "__main__":
