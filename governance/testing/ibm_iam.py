@@ -39,6 +39,9 @@ class LocalIam:
     def __init__(self, keys: dict[str, str], lifetime: int = 3600, delay: float = 0.0) -> None:
         self.keys, self.lifetime, self.delay = keys, lifetime, delay
         self.fail_next = 0  # answer this many requests with 503 (an IAM outage)
+        self.in_flight: Counter[str] = Counter()
+        self.max_in_flight_per_key = 0  # the most exchanges for one key at the same moment
+        self.max_in_flight = 0  # the most exchanges at the same moment, all keys
         self.exchanges: Counter[str] = Counter()
         self.issued: list[str] = []
         self.url = ""
@@ -56,8 +59,14 @@ class LocalIam:
         if self.fail_next > 0:
             self.fail_next -= 1
             return web.json_response({"errorCode": "BXNIM0503E", "errorMessage": "Service unavailable"}, status=503)
-        if self.delay:
-            await asyncio.sleep(self.delay)
+        self.in_flight[key] += 1
+        self.max_in_flight_per_key = max(self.max_in_flight_per_key, self.in_flight[key])
+        self.max_in_flight = max(self.max_in_flight, sum(self.in_flight.values()))
+        try:
+            if self.delay:
+                await asyncio.sleep(self.delay)
+        finally:
+            self.in_flight[key] -= 1
         if key not in self.keys:
             return web.json_response({"errorCode": "BXNIM0415E",
                                       "errorMessage": "Provided API key could not be found."}, status=400)
