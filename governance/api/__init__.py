@@ -2,6 +2,7 @@
 
 GROUP = "qgov.dev"
 VERSION = "v1alpha1"
-FINALIZER = "qgov.dev/ledger"
+FINALIZER = "qgov.dev/ledger"  # on QiskitJobs that hold money in the ledger
+OPERATOR_FINALIZER = "qgov.dev/operator"  # kopf's own, on objects whose handlers need one
 JOB_LABEL = "qgov.dev/job"
 JOB_UID_LABEL = "qgov.dev/job-uid"

@@ -16,7 +16,7 @@ from ..budget.errors import LedgerError, UnknownBudget
 from ..budget.money import format_amount
 from ..budget.report import build_report, period_window
 from .conditions import set_condition
-from .runtime import rt
+from .runtime import rt, started
 
 PLURAL = "qiskitbudgets"
 TOP_JOBS = 5
@@ -92,6 +92,7 @@ def on_budget(body: kopf.Body, spec: kopf.Spec, namespace: str, name: str, patch
     try:
         parsed = parse_budget(namespace, name, dict(spec))
         _, changes = rt().ledger.upsert_budget(parsed)
+        rt().budget_units.setdefault(namespace, {})[name] = parsed.unit  # what admission reads
     except (SpecError, LedgerError) as exc:
         kopf.event(obj, type="Warning", reason="InvalidBudget", message=str(exc))
         patch.status["conditions"] = set_condition((obj.get("status") or {}).get("conditions"), "Ready", False,
@@ -107,6 +108,8 @@ def budget_tick(body: kopf.Body, namespace: str, name: str, patch: kopf.Patch, *
     QGOV_STATUS_INTERVAL_SECONDS anyway, for what changes with time alone, like ages and periods)."""
     from .jobs import start_admitted
 
+    if not started():
+        return
     runtime = rt()
     key = (namespace, name)
     now = time.monotonic()

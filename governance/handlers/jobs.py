@@ -7,6 +7,7 @@ killed at any moment and restarted picks up where it was (`on.resume` and pod ev
 
 from __future__ import annotations
 
+import contextvars
 import json
 import threading
 from datetime import datetime, timedelta, timezone
@@ -26,7 +27,7 @@ from ..budget.types import Decision, QueueChange, ReserveRequest
 from .budgets import budget_event, refresh_budget_status
 from .conditions import now_iso, set_condition
 from .pods import executor_pod, pod_name
-from .runtime import rt
+from .runtime import rt, started
 
 PLURAL = "qiskitjobs"
 TERMINAL = {"Succeeded", "Failed", "Refused", "Cancelled"}
@@ -71,14 +72,27 @@ def _terminal(job: dict[str, Any], phase: str, reason: str, message: str, **extr
 # ---------------------------------------------------------------------- admission
 
 
+@kopf.on.event(GROUP, VERSION, "qiskitbackends")
+def on_backend_event(type: str | None, body: kopf.Body, name: str, **_: Any) -> None:
+    """Keep the backends in memory, from their watch: admission needs no API call for them."""
+    if not started():
+        return
+    if type == "DELETED":
+        rt().backends.pop(name, None)
+    else:
+        rt().backends[name] = dict(body)
+
+
 def _load_backend(name: str) -> Backend | Problem:
-    try:
-        obj = rt().custom.get_cluster_custom_object(GROUP, VERSION, "qiskitbackends", name)
-    except ApiException as exc:
-        if exc.status == 404:
-            return Problem("UnknownBackend", f"spec.backend: no QiskitBackend named {name!r} "
-                                             "(see `kubectl get qiskitbackends`)")
-        raise
+    obj = rt().backends.get(name)
+    if obj is None:  # not seen on the watch yet (created a moment ago): ask the API
+        try:
+            obj = rt().custom.get_cluster_custom_object(GROUP, VERSION, "qiskitbackends", name)
+        except ApiException as exc:
+            if exc.status == 404:
+                return Problem("UnknownBackend", f"spec.backend: no QiskitBackend named {name!r} "
+                                                 "(see `kubectl get qiskitbackends`)")
+            raise
     try:
         return parse_backend(name, obj.get("spec") or {})
     except SpecError as exc:
@@ -87,7 +101,9 @@ def _load_backend(name: str) -> Backend | Problem:
 
 def _choose_budget(namespace: str, wanted: str | None) -> tuple[str, str] | Problem | None:
     """(name, unit) of the budget that pays; None when unbudgeted work is allowed."""
-    budgets = {b.name: b.unit for b in rt().ledger.budgets(namespace)}
+    budgets = rt().budget_units.get(namespace)
+    if budgets is None:  # first job of the namespace since start: read the ledger once
+        budgets = rt().budget_units.setdefault(namespace, {b.name: b.unit for b in rt().ledger.budgets(namespace)})
     if wanted:
         if wanted not in budgets:
             return Problem("UnknownBudget", f"spec.budget: no QiskitBudget {wanted!r} in namespace {namespace!r}"
@@ -173,8 +189,10 @@ def _refuse(job: dict[str, Any], reason: str, message: str, budget: str | None,
 
 def create_attempt_pod(job: dict[str, Any], attempt: int) -> str:
     body = executor_pod(job, attempt, rt().config.executor_image)
-    try:  # the answer is not read: skip building client models from it
-        rt().core.create_namespaced_pod(job["metadata"]["namespace"], body, _preload_content=False).release_conn()
+    try:  # skip building client models from the answer; read it, or the pooled connection breaks
+        answer = rt().core.create_namespaced_pod(job["metadata"]["namespace"], body, _preload_content=False)
+        answer.read()
+        answer.release_conn()
     except ApiException as exc:
         if exc.status != 409:  # 409: a replay; the pod of this attempt exists already
             raise
@@ -206,10 +224,54 @@ def start_admitted(changes: tuple[QueueChange, ...] | list[QueueChange]) -> None
         create_attempt_pod(job, 1)
 
 
-@kopf.on.create(GROUP, VERSION, PLURAL)
-@kopf.on.resume(GROUP, VERSION, PLURAL)
-def on_job(body: kopf.Body, status: kopf.Status, logger: Any, **_: Any) -> None:
+@kopf.on.event(GROUP, VERSION, PLURAL)
+def on_job_event(type: str | None, body: kopf.Body, logger: Any, **_: Any) -> None:
+    """Jobs are driven from raw events, not kopf's create/resume/delete machinery: admission is
+    idempotent by itself (ledger keys, deterministic pod names), and kopf's per-object state
+    (diff-bases, progress annotations, its finalizer) cost a deep copy of the body per event.
+
+    type None is kopf's initial listing (the operator starting: resume); ADDED is a new job;
+    MODIFIED matters only when the job is being deleted (our finalizer holds it).
+    """
     job = dict(body)
+    meta = job["metadata"]
+    if type == "DELETED" or not started():
+        return
+    if meta.get("deletionTimestamp"):
+        if FINALIZER in (meta.get("finalizers") or []):
+            finalize_job(job)
+            _remove_finalizer(job)
+        return
+    if type == "MODIFIED":
+        return
+    try:
+        handle_job(job, logger)
+    except Exception as exc:  # noqa: BLE001 - event handlers are not retried by kopf: retry here
+        logger.warning(f"job {meta['namespace']}/{meta['name']}: {type_name(exc)}; retrying in 5s")
+        later(5.0, _handle_again, meta["namespace"], meta["name"], meta["uid"], logger)
+
+
+def later(delay: float, fn: Any, *args: Any) -> None:
+    """Run fn(*args) after `delay` seconds on a timer thread, in a copy of this context: kopf's
+    context variables (which kopf.event needs) do not reach a bare thread."""
+    timer = threading.Timer(delay, contextvars.copy_context().run, args=(fn, *args))
+    timer.daemon = True
+    timer.start()
+
+
+def type_name(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
+
+
+def _handle_again(namespace: str, name: str, uid: str, logger: Any) -> None:
+    job = _get_job(namespace, name)
+    if job is not None and job["metadata"]["uid"] == uid and not job["metadata"].get("deletionTimestamp"):
+        on_job_event(None, job, logger)
+
+
+def handle_job(job: dict[str, Any], logger: Any) -> None:
+    """Admit a new job, or pick a job up where it was when the operator stopped."""
+    status = job.get("status") or {}
     phase = status.get("phase")
     if phase in TERMINAL or phase == "Queued" and status.get("estimatedMicro"):
         return
@@ -222,6 +284,8 @@ def on_job(body: kopf.Body, status: kopf.Status, logger: Any, **_: Any) -> None:
         return
     new = admit(job, logger)
     namespace, name = job["metadata"]["namespace"], job["metadata"]["name"]
+    if new.get("phase") in ("Admitted", "Queued") and new.get("budget"):
+        _add_finalizer(job)  # money is held for this job: deleting it must release or settle first
     # the status names the attempt BEFORE its pod exists: a fast pod's completion is never missed
     if new.get("phase") == "Admitted":
         new["podName"] = pod_name(name, 1)  # deterministic, so it can be named before the pod exists
@@ -230,6 +294,42 @@ def on_job(body: kopf.Body, status: kopf.Status, logger: Any, **_: Any) -> None:
         create_attempt_pod(job, 1)
     if new.get("budget"):
         refresh_budget_status(namespace, new["budget"])
+
+
+def _add_finalizer(job: dict[str, Any]) -> None:
+    meta = job["metadata"]
+    current = meta.get("finalizers") or []
+    if FINALIZER in current:
+        return
+    op = ({"op": "add", "path": "/metadata/finalizers/-", "value": FINALIZER} if current
+          else {"op": "add", "path": "/metadata/finalizers", "value": [FINALIZER]})
+    rt().custom.patch_namespaced_custom_object(GROUP, VERSION, meta["namespace"], PLURAL, meta["name"], [op],
+                                               _content_type="application/json-patch+json")
+
+
+def _remove_finalizer(job: dict[str, Any]) -> None:
+    """Remove our finalizer only: a `test` guards against dropping a finalizer added meanwhile."""
+    meta = job["metadata"]
+    for _ in range(5):
+        current = meta.get("finalizers") or []
+        if FINALIZER not in current:
+            return
+        try:
+            rt().custom.patch_namespaced_custom_object(
+                GROUP, VERSION, meta["namespace"], PLURAL, meta["name"],
+                [{"op": "test", "path": "/metadata/finalizers", "value": current},
+                 {"op": "replace", "path": "/metadata/finalizers", "value": [f for f in current if f != FINALIZER]}],
+                _content_type="application/json-patch+json")
+            return
+        except ApiException as exc:
+            if exc.status == 404:
+                return
+            if exc.status not in (409, 422):
+                raise
+        fresh = _get_job(meta["namespace"], meta["name"])
+        if fresh is None:
+            return
+        meta = fresh["metadata"]
 
 
 def _usage_of(pod: dict[str, Any]) -> tuple[dict[str, Any], int | None]:
@@ -341,9 +441,7 @@ def schedule_retry(namespace: str, name: str, uid: str, retry_at: str) -> None:
     the job's status, so a restarted operator re-schedules it (on.resume)."""
     due = datetime.strptime(retry_at, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
     delay = max(0.0, (due - datetime.now(timezone.utc)).total_seconds())
-    timer = threading.Timer(delay, _start_retry, args=(namespace, name, uid))
-    timer.daemon = True
-    timer.start()
+    later(delay, _start_retry, namespace, name, uid)
 
 
 def _start_retry(namespace: str, name: str, uid: str) -> None:
@@ -357,13 +455,13 @@ def _start_retry(namespace: str, name: str, uid: str) -> None:
     create_attempt_pod(job, attempt)  # deterministic name: a duplicate timer creates nothing twice
 
 
-@kopf.on.delete(GROUP, VERSION, PLURAL)
-def on_job_deleted(body: kopf.Body, status: kopf.Status, namespace: str, uid: str, **_: Any) -> None:
+def finalize_job(job: dict[str, Any]) -> None:
     """Release an unused reservation, or settle what ran; stop the executor."""
+    namespace, uid = job["metadata"]["namespace"], job["metadata"]["uid"]
+    status = job.get("status") or {}
     selector = f"{JOB_UID_LABEL}={uid}"
     used = int(status.get("usedMicro") or 0)
     counted = int(status.get("countedAttempt") or 0)
-    job = dict(body)
     for pod in rt().core.list_namespaced_pod(namespace, label_selector=selector).items:
         # attempts that finished but were never counted (say, while the operator was down) still cost
         attempt = int((pod.metadata.labels or {}).get("qgov.dev/attempt", "0"))

@@ -8,7 +8,7 @@ from typing import Any
 import kopf
 import kubernetes
 
-from ..api import FINALIZER
+from ..api import OPERATOR_FINALIZER
 from ..budget import db
 from ..budget.batcher import ReservationBatcher
 from ..budget.ledger import Ledger
@@ -18,7 +18,9 @@ from .runtime import Runtime, rt, set_runtime
 
 @kopf.on.startup()
 def start(settings: kopf.OperatorSettings, logger: Any, **_: Any) -> None:
-    settings.persistence.finalizer = FINALIZER
+    # kopf's own finalizer (budgets: it stops their timers) must not be the one qgov puts on jobs:
+    # kopf removes its finalizer from objects that no longer need it
+    settings.persistence.finalizer = OPERATOR_FINALIZER
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="qgov.dev")
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix="qgov.dev", key="last-handled")
     # kopf's own log lines become Events only from WARNING up ("Handler succeeded" at INFO would be
@@ -33,8 +35,7 @@ def start(settings: kopf.OperatorSettings, logger: Any, **_: Any) -> None:
         kubernetes.config.load_incluster_config()
     except kubernetes.config.ConfigException:
         kubernetes.config.load_kube_config()
-    set_runtime(Runtime(config, ledger, ReservationBatcher(ledger), kubernetes.client.CoreV1Api(),
-                        kubernetes.client.CustomObjectsApi()))
+    set_runtime(Runtime(config, ledger, ReservationBatcher(ledger)))
     from .jobs import reconcile_ledger
 
     reconcile_ledger(logger)

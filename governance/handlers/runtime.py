@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+import threading
 from typing import Any
+
+import kubernetes
 
 from ..budget.batcher import ReservationBatcher
 from ..budget.ledger import Ledger
@@ -15,10 +18,28 @@ class Runtime:
     config: OperatorConfig
     ledger: Ledger
     batcher: ReservationBatcher
-    core: Any  # kubernetes.client.CoreV1Api
-    custom: Any  # kubernetes.client.CustomObjectsApi
     dirty_budgets: set[tuple[str, str]] = field(default_factory=set)  # (namespace, name) whose status is stale
     status_written: dict[tuple[str, str], float] = field(default_factory=dict)  # monotonic time of last write
+    backends: dict[str, dict[str, Any]] = field(default_factory=dict)  # QiskitBackend name -> object (watched)
+    budget_units: dict[str, dict[str, str]] = field(default_factory=dict)  # namespace -> budget name -> unit
+    _local: threading.local = field(default_factory=threading.local)
+
+    def _clients(self) -> Any:
+        """One kubernetes ApiClient per thread: kopf's worker threads sharing one client end up
+        sharing HTTP connections (ProtocolError: ResponseNotReady)."""
+        local = self._local
+        if not hasattr(local, "core"):
+            api = kubernetes.client.ApiClient()
+            local.core, local.custom = kubernetes.client.CoreV1Api(api), kubernetes.client.CustomObjectsApi(api)
+        return local
+
+    @property
+    def core(self) -> Any:
+        return self._clients().core
+
+    @property
+    def custom(self) -> Any:
+        return self._clients().custom
 
 
 _runtime: Runtime | None = None
@@ -27,6 +48,11 @@ _runtime: Runtime | None = None
 def set_runtime(runtime: Runtime | None) -> None:
     global _runtime
     _runtime = runtime
+
+
+def started() -> bool:
+    """False before start-up and after clean-up (events and timers can still fire then)."""
+    return _runtime is not None
 
 
 def rt() -> Runtime:
