@@ -17,7 +17,7 @@ from typing import Any
 import kopf
 from kubernetes.client.rest import ApiException
 
-from ..admission import Estimate, Problem, assess
+from ..admission import Problem, assess
 from ..api import FINALIZER, GROUP, JOB_LABEL, JOB_UID_LABEL, VERSION
 from ..api.specs import Backend, SpecError, parse_backend, parse_job
 from ..budget.costmodel import Usage, amount_in_unit

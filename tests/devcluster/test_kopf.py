@@ -8,7 +8,6 @@ import sys
 import time
 from pathlib import Path
 
-import kubernetes
 import pytest
 from kubernetes.client.rest import ApiException
 
