@@ -281,3 +281,19 @@ def test_budgets_in_qpu_seconds_are_kept_apart_from_usd_budgets(ledger: Ledger) 
     assert ledger.balance(NS, "qpu").describe() == (
         "spent 0.00 QPU-seconds, reserved 30.00 QPU-seconds, limit 60.00 QPU-seconds")
     assert ledger.balance(NS, NS).held_micro == 0
+
+
+def test_a_retired_budget_admits_nothing_refuses_its_queue_and_still_settles(ledger: Ledger) -> None:
+    budget(ledger, 2 * USD, enforcement="queue")
+    ledger.reserve(req("running", 2 * USD))
+    ledger.reserve(req("waiting", USD))
+    changes = ledger.retire_budget(NS, NS)
+    assert [(c.key, c.decision, c.reason) for c in changes] == [("waiting", Decision.REFUSED, "BudgetDeleted")]
+    with pytest.raises(UnknownBudget, match="was deleted"):
+        ledger.reserve(req("new", 1))
+    assert ledger.budgets(NS) == []
+    assert ledger.settle("running", USD).actual_micro == USD  # what it held still settles
+    assert ledger.retire_budget(NS, NS) == ()  # idempotent
+    budget(ledger, 2 * USD)  # created again: alive, with its history
+    assert ledger.reserve(req("again", USD)).admitted and ledger.balance(NS, NS).spent_micro == USD
+    assert ledger.verify() == []

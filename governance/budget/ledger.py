@@ -125,13 +125,14 @@ class Ledger:
                         namespace=spec.namespace, name=spec.name, limit_micro=spec.limit_micro, unit=spec.unit,
                         period=spec.period, anchor=anchor, enforcement=spec.enforcement,
                         warn_at=",".join(str(p) for p in sorted(set(spec.warn_at))), queue_seq=0,
-                        queued_count=0, created_at=now, updated_at=now,
+                        queued_count=0, created_at=now, updated_at=now, retired_at=None,
                     )
                 )
             else:
                 values: dict[str, Any] = dict(
                     limit_micro=spec.limit_micro, period=spec.period, enforcement=spec.enforcement,
                     warn_at=",".join(str(p) for p in sorted(set(spec.warn_at))), updated_at=now,
+                    retired_at=None,  # a QiskitBudget created again under the same name revives its ledger
                 )
                 if row.unit != spec.unit:
                     raise LedgerError(
@@ -152,6 +153,27 @@ class Ledger:
 
         return self._transaction(work)
 
+    def retire_budget(self, namespace: str, name: str) -> tuple[QueueChange, ...]:
+        """The QiskitBudget was deleted: admit nothing more against it and refuse what waits in its
+        queue. Held reservations still settle or release; balances and history stay."""
+
+        def work(conn: Connection) -> tuple[QueueChange, ...]:
+            now = utc(self.clock())
+            budget = self._lock_budget(conn, namespace, name)
+            if budget.retired_at is not None:
+                return ()
+            conn.execute(update(B).where(B.c.id == budget.id).values(retired_at=now, queued_count=0, updated_at=now))
+            message = f"budget {namespace}/{name} was deleted while this job waited in its queue"
+            changes = []
+            for row in conn.execute(select(R.c.id, R.c.key).where(R.c.budget_id == budget.id,
+                                                                 R.c.state == "queued")).all():
+                conn.execute(update(R).where(R.c.id == row.id).values(state="refused", message=message,
+                                                                      finished_at=now))
+                changes.append(QueueChange(row.key, Decision.REFUSED, message, "BudgetDeleted"))
+            return tuple(changes)
+
+        return self._transaction(work)
+
     def balance(self, namespace: str, budget: str, at: datetime | None = None) -> Balance:
         """The balances of the period that contains `at` (default: now)."""
         moment = utc(at or self.clock())
@@ -163,7 +185,7 @@ class Ledger:
 
     def budgets(self, namespace: str | None = None) -> list[Any]:
         with read_only(self.engine) as conn:
-            query = select(B).order_by(B.c.namespace, B.c.name)
+            query = select(B).where(B.c.retired_at.is_(None)).order_by(B.c.namespace, B.c.name)
             if namespace is not None:
                 query = query.where(B.c.namespace == namespace)
             return list(conn.execute(query))
@@ -196,6 +218,8 @@ class Ledger:
         now = utc(self.clock())
         keys = list({req.key for req in batch})
         budget, period, known = self._lock_for_reserve(conn, namespace, name, keys, now)
+        if budget.retired_at is not None:
+            raise UnknownBudget(f"budget {namespace}/{name} was deleted: no new work is admitted against it")
         if budget.queued_count:
             self._admit_queued(conn, budget, now)
             budget = self._lock_budget(conn, namespace, name)

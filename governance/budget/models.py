@@ -63,6 +63,8 @@ class Budget(Base):
     warn_at: Mapped[str] = mapped_column(String(200), default="")  # comma-separated percentages
     queue_seq: Mapped[int] = mapped_column(BigInteger, default=0)  # last FIFO ticket handed out
     queued_count: Mapped[int] = mapped_column(Integer, default=0)  # reservations waiting in the queue
+    # set when the QiskitBudget is deleted: no new reservations; held ones still settle; history stays
+    retired_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 

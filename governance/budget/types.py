@@ -140,3 +140,4 @@ class QueueChange:
     key: str
     decision: Decision
     message: str
+    reason: str = "BudgetExceeded"  # for a refusal: BudgetExceeded, or BudgetDeleted

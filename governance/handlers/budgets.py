@@ -102,6 +102,18 @@ def on_budget(body: kopf.Body, spec: kopf.Spec, namespace: str, name: str, patch
     _write_status(namespace, name, obj, patch)
 
 
+@kopf.on.delete(GROUP, VERSION, PLURAL)
+def on_budget_deleted(namespace: str, name: str, **_: Any) -> None:
+    """A deleted budget admits nothing more; its queued jobs are refused; what it holds still settles."""
+    from .jobs import start_admitted
+
+    rt().budget_units.get(namespace, {}).pop(name, None)
+    try:
+        start_admitted(rt().ledger.retire_budget(namespace, name))
+    except UnknownBudget:
+        pass
+
+
 @kopf.timer(GROUP, VERSION, PLURAL, interval=1.0, initial_delay=1.0)
 def budget_tick(body: kopf.Body, namespace: str, name: str, patch: kopf.Patch, **_: Any) -> None:
     """Period rollovers admit queued work; the status follows the ledger when it changed (or every

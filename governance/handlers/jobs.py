@@ -147,9 +147,12 @@ def admit(job: dict[str, Any], logger: Any) -> dict[str, Any]:
     if choice is None:
         logger.info(f"admitting {namespace}/{name} without a budget (QGOV_ALLOW_UNBUDGETED)")
         return _admitted(job, base, "Unbudgeted", "admitted without a budget (the operator allows unbudgeted work)")
-    outcome = rt().batcher.reserve(ReserveRequest(uid, namespace, choice[0], estimate.amount_micro,
-                                                  job=f"{namespace}/{name}", backend=backend.name,
-                                                  session=parsed.session or ""))
+    try:
+        outcome = rt().batcher.reserve(ReserveRequest(uid, namespace, choice[0], estimate.amount_micro,
+                                                      job=f"{namespace}/{name}", backend=backend.name,
+                                                      session=parsed.session or ""))
+    except UnknownBudget as exc:  # deleted a moment ago
+        return _refuse(job, "UnknownBudget", str(exc), None)
     if outcome.thresholds_crossed:
         budget_event(namespace, choice[0], "Warning", "BudgetThresholdCrossed",
                      f"{max(outcome.thresholds_crossed)}% of the budget is committed: {outcome.balance.describe()}")
@@ -213,7 +216,7 @@ def start_admitted(changes: tuple[QueueChange, ...] | list[QueueChange]) -> None
         if (job.get("status") or {}).get("phase") != "Queued":
             continue
         if change.decision is Decision.REFUSED:
-            _patch_status(namespace, name, _refuse(job, "BudgetExceeded", change.message, None))
+            _patch_status(namespace, name, _refuse(job, change.reason, change.message, None))
             continue
         message = "admitted from the queue: funds were freed"
         kopf.event(job, type="Normal", reason="Admitted", message=message)

@@ -151,3 +151,24 @@ def test_bell_circuit_text_is_the_sample(env: Env) -> None:
         backend = parse_backend(job["spec"]["backend"], backends[job["spec"]["backend"]]["spec"])
         assert isinstance(assess(parse_job(job["spec"]), backend, "USD"), Estimate), job["metadata"]["name"]
     assert BELL.count("measure") == 1
+
+
+def test_deleting_a_budget_refuses_its_queue_and_new_work(env: Env) -> None:
+    env.budget("0.30", enforcement="queue")
+    env.job("runs", shots=100)
+    env.wait(lambda: env.status("runs").get("phase"), "runs decided")
+    env.job("waits", shots=100)
+    env.wait(lambda: env.status("waits").get("phase") == "Queued", "waits queued")
+    env.wait_terminal(["runs"])
+    env.custom.delete_namespaced_custom_object("qgov.dev", "v1alpha1", NS, "qiskitbudgets", NS)
+    waits = env.wait_terminal(["waits"])["waits"]
+    assert waits["phase"] == "Refused"
+    assert waits["message"] == "budget team-a/team-a was deleted while this job waited in its queue"
+    assert next(c for c in waits["conditions"] if c["type"] == "Failed")["reason"] == "BudgetDeleted"
+    env.job("after", shots=100)
+    after = env.wait_terminal(["after"])["after"]
+    assert after["phase"] == "Refused" and "has no QiskitBudget" in after["message"]
+    ledger = env.ledger()
+    assert ledger.open_reservations() == [] and ledger.balance(NS, NS).spent_micro == 300_000
+    assert ledger.verify() == []
+    ledger.close()
