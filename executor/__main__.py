@@ -55,6 +55,11 @@ def run_job(job: dict[str, Any], backend_obj: dict[str, Any]) -> tuple[dict[str,
     from governance.backends import UnknownBackendModel, fake_backend
     from governance.circuits import CircuitError, parse_circuits
 
+    admitted = (job.get("status") or {}).get("admittedGeneration")
+    generation = job["metadata"].get("generation")
+    if admitted is not None and generation != admitted:
+        raise DeterministicError(f"the job's spec changed after admission (generation {generation}, admitted and "
+                                 f"priced at {admitted}); qgov runs what was paid for: create a new QiskitJob")
     try:
         spec = parse_job(job["spec"])
         backend = parse_backend(backend_obj["metadata"]["name"], backend_obj["spec"])

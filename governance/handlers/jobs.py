@@ -143,7 +143,9 @@ def admit(job: dict[str, Any], logger: Any) -> dict[str, Any]:
         return _fail(job, estimate.reason, estimate.message)
     base = {"estimatedCost": format_amount(estimate.amount_micro), "currency": unit,
             "estimatedMicro": str(estimate.amount_micro), "backend": backend.name, "attempts": 0,
-            "budget": choice[0] if choice else None}
+            "budget": choice[0] if choice else None,
+            # what was priced: the executor runs this generation of the spec or nothing
+            "admittedGeneration": meta.get("generation")}
     if choice is None:
         logger.info(f"admitting {namespace}/{name} without a budget (QGOV_ALLOW_UNBUDGETED)")
         return _admitted(job, base, "Unbudgeted", "admitted without a budget (the operator allows unbudgeted work)")

@@ -44,19 +44,24 @@ def test_the_backoff_limit_ends_in_failed_and_charges_what_ran(env: Env) -> None
     ledger.close()
 
 
-def test_a_deterministic_executor_error_is_not_retried(env: Env) -> None:
+def test_a_spec_changed_after_admission_is_not_run_and_not_retried(env: Env) -> None:
+    """What runs is what was priced: raising shots after admission must not buy a bigger run."""
     env.budget("5.00")
     env.job("turns-bad", circuits=[LONG_BELL], shots=50_000, backoffLimit=3)
     evict_running_pod(env, "turns-bad", 1)
-    # while attempt 2 waits out its backoff, the job's circuit becomes invalid: the executor finds a
-    # job it can never run (exit 2), and qgov must not retry it
+    # while attempt 2 waits out its backoff, the job is made 20 times bigger: the executor finds a
+    # spec it was not paid for (a deterministic error, exit 2), and qgov must not retry it
     env.wait(lambda: env.status("turns-bad").get("retryAt"), "a scheduled retry")
     job = env.get("qiskitjobs", "turns-bad")
-    job["spec"]["circuits"] = ["OPENQASM 2.0;\nqreg q[1];\nnot_a_gate q[0];\n"]
+    job["spec"]["shots"] = 1_000_000
     env.custom.replace_namespaced_custom_object("qgov.dev", "v1alpha1", NS, "qiskitjobs", "turns-bad", job)
     status = env.wait_terminal(["turns-bad"])["turns-bad"]
     assert status["phase"] == "Failed" and status["attempts"] == 2, status
     assert "does not retry a deterministic error" in status["message"]
-    assert "'not_a_gate' is not defined" in status["message"]
+    assert "spec changed after admission (generation 2, admitted and priced at 1)" in status["message"]
     failed = next(c for c in status["conditions"] if c["type"] == "Failed")
     assert failed["reason"] == "InvalidJob"
+    ledger = env.ledger()
+    reservation = ledger.reservation(job["metadata"]["uid"])
+    assert reservation.overrun_micro == 0 and ledger.balance(NS, NS).held_micro == 0
+    ledger.close()
