@@ -297,3 +297,17 @@ def test_a_retired_budget_admits_nothing_refuses_its_queue_and_still_settles(led
     budget(ledger, 2 * USD)  # created again: alive, with its history
     assert ledger.reserve(req("again", USD)).admitted and ledger.balance(NS, NS).spent_micro == USD
     assert ledger.verify() == []
+
+
+def test_settle_reports_queued_work_it_refuses_not_only_what_it_admits(ledger: Ledger) -> None:
+    budget(ledger, 10 * USD, enforcement="queue")
+    ledger.reserve(req("running", 6 * USD))
+    ledger.reserve(req("small", 5 * USD))  # queued behind nothing but funds
+    ledger.reserve(req("huge", 9 * USD))  # queued behind "small"
+    ledger.upsert_budget(BudgetSpec(NS, NS, 8 * USD, enforcement="queue"))  # head blocks: "huge" not examined yet
+    settled = ledger.settle("running", USD)
+    assert [(c.key, c.decision) for c in settled.queue_changes] == [("small", Decision.ADMITTED),
+                                                                   ("huge", Decision.REFUSED)]
+    assert settled.admitted_from_queue == ("small",)
+    assert "larger than the whole limit" in settled.queue_changes[1].message
+    assert ledger.verify() == []

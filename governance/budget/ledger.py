@@ -43,6 +43,7 @@ from .types import (
     ReserveOutcome,
     ReserveRequest,
     SettleOutcome,
+    describe_amounts,
 )
 
 B = Budget.__table__
@@ -118,20 +119,21 @@ class Ledger:
                 select(B).where(B.c.namespace == spec.namespace, B.c.name == spec.name).with_for_update()
             ).first()
             anchor = utc(spec.anchor) if spec.anchor else None
+            warn_at = ",".join(str(p) for p in sorted(set(spec.warn_at)))
             if row is None:
                 anchor = anchor or _default_anchor(spec.period, now)
                 conn.execute(
                     B.insert().values(
                         namespace=spec.namespace, name=spec.name, limit_micro=spec.limit_micro, unit=spec.unit,
                         period=spec.period, anchor=anchor, enforcement=spec.enforcement,
-                        warn_at=",".join(str(p) for p in sorted(set(spec.warn_at))), queue_seq=0,
+                        warn_at=warn_at, queue_seq=0,
                         queued_count=0, created_at=now, updated_at=now, retired_at=None,
                     )
                 )
             else:
                 values: dict[str, Any] = dict(
                     limit_micro=spec.limit_micro, period=spec.period, enforcement=spec.enforcement,
-                    warn_at=",".join(str(p) for p in sorted(set(spec.warn_at))), updated_at=now,
+                    warn_at=warn_at, updated_at=now,
                     retired_at=None,  # a QiskitBudget created again under the same name revives its ledger
                 )
                 if row.unit != spec.unit:
@@ -235,6 +237,7 @@ class Ledger:
         entries: list[dict[str, Any]] = []
         outcomes: list[ReserveOutcome] = []
         fresh: dict[str, ReserveOutcome] = {}
+        label = f"{namespace}/{name}"
         for req in batch:
             if req.key in existing or req.key in fresh:
                 if req.key in fresh:
@@ -247,7 +250,6 @@ class Ledger:
                 key=req.key, budget_id=budget.id, job=req.job, backend=req.backend, session=req.session,
                 amount_micro=amount, actual_micro=None, overrun_micro=0, created_at=now,
             )
-            label = f"{namespace}/{name}"
             if queued == 0 and spent + held + amount <= limit:
                 held += amount
                 new_rows.append(
@@ -263,11 +265,8 @@ class Ledger:
                 queued += 1
                 seq += 1
                 position = queued
-                message = (
-                    f"queued for budget {label} (position {position}): requested {format_amount(amount, unit)}, "
-                    f"spent {format_amount(spent, unit)}, reserved {format_amount(held, unit)}, "
-                    f"limit {format_amount(limit, unit)}"
-                )
+                message = (f"queued for budget {label} (position {position}): "
+                           f"{_request_summary(amount, spent, held, limit, unit)}")
                 new_rows.append(
                     dict(base, state="queued", period_start=None, queue_seq=seq, message=message,
                          admitted_at=None, finished_at=None)
@@ -299,7 +298,7 @@ class Ledger:
         if crossed:  # report crossings on the last admission of the batch that made them
             for i in range(len(outcomes) - 1, -1, -1):
                 if outcomes[i].decision is Decision.ADMITTED and not outcomes[i].replayed:
-                    outcomes[i] = _with(outcomes[i], thresholds_crossed=crossed)
+                    outcomes[i] = replace(outcomes[i], thresholds_crossed=crossed)
                     break
         return outcomes
 
@@ -349,31 +348,14 @@ class Ledger:
                     f"reservation {key} is {row.state}, not held: only admitted work can be settled"
                 )
             overrun = max(0, actual_micro - row.amount_micro)
-            released = max(0, row.amount_micro - actual_micro)
             conn.execute(
                 update(R).where(R.c.id == row.id).values(
                     state="settled", actual_micro=actual_micro, overrun_micro=overrun, finished_at=now
                 )
             )
-            conn.execute(
-                E.insert().values(
-                    budget_id=budget.id, period_start=row.period_start, reservation_key=key, kind="settle",
-                    held_delta=-row.amount_micro, spent_delta=actual_micro,
-                    note=f"overrun {overrun}" if overrun else "", created_at=now,
-                )
-            )
-            conn.execute(
-                update(P).where(P.c.budget_id == budget.id, P.c.period_start == row.period_start).values(
-                    held_micro=P.c.held_micro - row.amount_micro,
-                    spent_micro=P.c.spent_micro + actual_micro,
-                    overrun_micro=P.c.overrun_micro + overrun,
-                )
-            )
-            changes = self._admit_queued(conn, budget, now)
-            return SettleOutcome(
-                key, "settled", row.amount_micro, actual_micro, released, overrun,
-                admitted_from_queue=tuple(c.key for c in changes if c.decision is Decision.ADMITTED),
-            )
+            changes = self._finish_held(conn, budget, row, "settle", actual_micro, overrun, now)
+            return SettleOutcome(key, "settled", row.amount_micro, actual_micro,
+                                 max(0, row.amount_micro - actual_micro), overrun, queue_changes=changes)
 
         return self._transaction(work)
 
@@ -389,27 +371,9 @@ class Ledger:
             if row.state == "queued":  # cancelled while waiting: whoever was behind it may fit now
                 conn.execute(update(B).where(B.c.id == budget.id).values(queued_count=B.c.queued_count - 1))
                 budget = conn.execute(select(B).where(B.c.id == budget.id)).one()
-                changes = self._admit_queued(conn, budget, now)
-                return ReleaseOutcome(
-                    key, "released", 0,
-                    admitted_from_queue=tuple(c.key for c in changes if c.decision is Decision.ADMITTED),
-                )
-            conn.execute(
-                E.insert().values(
-                    budget_id=budget.id, period_start=row.period_start, reservation_key=key, kind="release",
-                    held_delta=-row.amount_micro, spent_delta=0, note="", created_at=now,
-                )
-            )
-            conn.execute(
-                update(P).where(P.c.budget_id == budget.id, P.c.period_start == row.period_start).values(
-                    held_micro=P.c.held_micro - row.amount_micro
-                )
-            )
-            changes = self._admit_queued(conn, budget, now)
-            return ReleaseOutcome(
-                key, "released", row.amount_micro,
-                admitted_from_queue=tuple(c.key for c in changes if c.decision is Decision.ADMITTED),
-            )
+                return ReleaseOutcome(key, "released", 0, queue_changes=self._admit_queued(conn, budget, now))
+            changes = self._finish_held(conn, budget, row, "release", 0, 0, now)
+            return ReleaseOutcome(key, "released", row.amount_micro, queue_changes=changes)
 
         return self._transaction(work)
 
@@ -580,6 +544,26 @@ class Ledger:
         if period_values:
             conn.execute(update(P).where(P.c.id == period_id).values(**period_values))
 
+    def _finish_held(self, conn: Connection, budget: Any, row: Any, kind: str, spent: int, overrun: int,
+                     now: datetime) -> tuple[QueueChange, ...]:
+        """A held reservation ends (settled with `spent`, or released with 0): the hold leaves the
+        period it was admitted in, the spend lands there, and freed funds go to the queue."""
+        conn.execute(
+            E.insert().values(
+                budget_id=budget.id, period_start=row.period_start, reservation_key=row.key, kind=kind,
+                held_delta=-row.amount_micro, spent_delta=spent, note=f"overrun {overrun}" if overrun else "",
+                created_at=now,
+            )
+        )
+        conn.execute(
+            update(P).where(P.c.budget_id == budget.id, P.c.period_start == row.period_start).values(
+                held_micro=P.c.held_micro - row.amount_micro,
+                spent_micro=P.c.spent_micro + spent,
+                overrun_micro=P.c.overrun_micro + overrun,
+            )
+        )
+        return self._admit_queued(conn, budget, now)
+
     def _lock_budget(self, conn: Connection, namespace: str, name: str) -> Any:
         row = conn.execute(
             select(B).where(B.c.namespace == namespace, B.c.name == name).with_for_update()
@@ -600,10 +584,12 @@ class Ledger:
         window = window_at(budget.period, utc(budget.anchor), now)
         return self._period_row(conn, budget, window)
 
+    @staticmethod
+    def _select_period(conn: Connection, budget_id: int, start: datetime) -> Any:
+        return conn.execute(select(P).where(P.c.budget_id == budget_id, P.c.period_start == start)).first()
+
     def _period_row(self, conn: Connection, budget: Any, window: Window) -> Any:
-        row = conn.execute(
-            select(P).where(P.c.budget_id == budget.id, P.c.period_start == window.start)
-        ).first()
+        row = self._select_period(conn, budget.id, window.start)
         if row is None:
             conn.execute(
                 P.insert().values(
@@ -611,16 +597,12 @@ class Ledger:
                     limit_micro=budget.limit_micro, spent_micro=0, held_micro=0, overrun_micro=0, warned_pct=0,
                 )
             )
-            row = conn.execute(
-                select(P).where(P.c.budget_id == budget.id, P.c.period_start == window.start)
-            ).one()
+            row = self._select_period(conn, budget.id, window.start)
         return row
 
     def _balance(self, conn: Connection, budget: Any, moment: datetime) -> Balance:
         window = window_at(budget.period, utc(budget.anchor), moment)
-        row = conn.execute(
-            select(P).where(P.c.budget_id == budget.id, P.c.period_start == window.start)
-        ).first()
+        row = self._select_period(conn, budget.id, window.start)
         spent, held, limit = (row.spent_micro, row.held_micro, row.limit_micro) if row else (0, 0, budget.limit_micro)
         return Balance(budget.namespace, budget.name, budget.unit, limit, spent, held, window.start, window.end,
                        budget.queued_count)
@@ -710,12 +692,13 @@ _PG_WRITE_BATCH = text(
 # ---------------------------------------------------------------------- helpers
 
 
-def _refusal_message(label: str, amount: int, spent: int, held: int, limit: int, unit: str) -> str:
+def _request_summary(amount: int, spent: int, held: int, limit: int, unit: str) -> str:
     """ResourceQuota's style: what was asked, what is used, what the limit is."""
-    return (
-        f"exceeded budget {label}: requested {format_amount(amount, unit)}, spent {format_amount(spent, unit)}, "
-        f"reserved {format_amount(held, unit)}, limit {format_amount(limit, unit)}"
-    )
+    return f"requested {format_amount(amount, unit)}, {describe_amounts(spent, held, limit, unit)}"
+
+
+def _refusal_message(label: str, amount: int, spent: int, held: int, limit: int, unit: str) -> str:
+    return f"exceeded budget {label}: {_request_summary(amount, spent, held, limit, unit)}"
 
 
 def _no_budget_message(namespace: str, name: str) -> str:
@@ -733,11 +716,7 @@ def _thresholds_crossed(warn_at: str, warned_pct: int, committed: int, limit: in
 
 
 def _as_replay(outcome: ReserveOutcome) -> ReserveOutcome:
-    return _with(outcome, replayed=True, thresholds_crossed=())
-
-
-def _with(outcome: ReserveOutcome, **changes: Any) -> ReserveOutcome:
-    return replace(outcome, **changes)
+    return replace(outcome, replayed=True, thresholds_crossed=())
 
 
 def _utc_or_none(moment: datetime | None) -> datetime | None:

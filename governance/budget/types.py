@@ -67,6 +67,12 @@ class ReserveRequest:
             raise ValueError(f"reservation {self.key}: amount must be zero or more")
 
 
+def describe_amounts(spent: int, held: int, limit: int, unit: str) -> str:
+    """'spent 9.10 USD, reserved 0.50 USD, limit 10.00 USD': the tail of every balance message."""
+    return (f"spent {format_amount(spent, unit)}, reserved {format_amount(held, unit)}, "
+            f"limit {format_amount(limit, unit)}")
+
+
 @dataclass(frozen=True)
 class Balance:
     namespace: str
@@ -84,11 +90,7 @@ class Balance:
         return max(0, self.limit_micro - self.spent_micro - self.held_micro)
 
     def describe(self) -> str:
-        u = self.unit
-        return (
-            f"spent {format_amount(self.spent_micro, u)}, reserved {format_amount(self.held_micro, u)}, "
-            f"limit {format_amount(self.limit_micro, u)}"
-        )
+        return describe_amounts(self.spent_micro, self.held_micro, self.limit_micro, self.unit)
 
 
 @dataclass(frozen=True)
@@ -117,11 +119,15 @@ class SettleOutcome:
     released_micro: int
     overrun_micro: int
     replayed: bool = False
-    admitted_from_queue: tuple[str, ...] = field(default=())
+    queue_changes: tuple[QueueChange, ...] = field(default=())  # queued work this movement admitted or refused
 
     @property
     def overrun(self) -> bool:
         return self.overrun_micro > 0
+
+    @property
+    def admitted_from_queue(self) -> tuple[str, ...]:
+        return admitted_keys(self.queue_changes)
 
 
 @dataclass(frozen=True)
@@ -130,7 +136,11 @@ class ReleaseOutcome:
     state: str
     released_micro: int
     replayed: bool = False
-    admitted_from_queue: tuple[str, ...] = field(default=())
+    queue_changes: tuple[QueueChange, ...] = field(default=())  # queued work this movement admitted or refused
+
+    @property
+    def admitted_from_queue(self) -> tuple[str, ...]:
+        return admitted_keys(self.queue_changes)
 
 
 @dataclass(frozen=True)
@@ -141,3 +151,7 @@ class QueueChange:
     decision: Decision
     message: str
     reason: str = "BudgetExceeded"  # for a refusal: BudgetExceeded, or BudgetDeleted
+
+
+def admitted_keys(changes: tuple[QueueChange, ...]) -> tuple[str, ...]:
+    return tuple(c.key for c in changes if c.decision is Decision.ADMITTED)
