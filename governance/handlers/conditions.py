@@ -7,8 +7,19 @@ from datetime import datetime, timezone
 from typing import Any
 
 
+ISO = "%Y-%m-%dT%H:%M:%SZ"  # Kubernetes' timestamp format
+
+
+def iso(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).strftime(ISO)
+
+
+def parse_iso(text: str) -> datetime:
+    return datetime.strptime(text, ISO).replace(tzinfo=timezone.utc)
+
+
 def now_iso() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return iso(datetime.now(timezone.utc))
 
 
 def set_condition(conditions: list[dict[str, Any]] | None, type_: str, status: bool, reason: str, message: str,

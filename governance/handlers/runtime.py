@@ -20,7 +20,7 @@ class Runtime:
     batcher: ReservationBatcher
     dirty_budgets: set[tuple[str, str]] = field(default_factory=set)  # (namespace, name) whose status is stale
     status_written: dict[tuple[str, str], float] = field(default_factory=dict)  # monotonic time of last write
-    backends: dict[str, dict[str, Any]] = field(default_factory=dict)  # QiskitBackend name -> object (watched)
+    backends: dict[str, Any] = field(default_factory=dict)  # QiskitBackend name -> parsed Backend | Problem (watched)
     budget_units: dict[str, dict[str, str]] = field(default_factory=dict)  # namespace -> budget name -> unit
     _local: threading.local = field(default_factory=threading.local)
 

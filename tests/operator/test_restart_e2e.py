@@ -56,3 +56,25 @@ def _keys(ledger) -> list[str]:
 
     with ledger.engine.connect() as conn:
         return [r[0] for r in conn.execute(select(Reservation.key))]
+
+
+def test_a_queued_job_the_ledger_admitted_while_the_operator_was_down_runs_after_restart(env: Env) -> None:
+    """The crash window between the ledger admitting queued work and the operator starting it."""
+    from governance.budget.types import BudgetSpec
+
+    env.budget("0.30", enforcement="queue")
+    env.job("first", shots=100)
+    env.wait(lambda: env.status("first").get("phase"), "first decided")
+    env.job("waits", shots=100)
+    env.wait(lambda: env.status("waits").get("phase") == "Queued", "waits queued")
+    env.wait_terminal(["first"])
+    env.operator.kill()
+    ledger = env.ledger()  # what the dead operator's last transaction did: funds freed, the queue admitted
+    _, changes = ledger.upsert_budget(BudgetSpec(NS, NS, 600_000, period="monthly", enforcement="queue"))
+    assert [c.key for c in changes] == [env.get("qiskitjobs", "waits")["metadata"]["uid"]]
+    assert env.status("waits")["phase"] == "Queued"
+    env.operator.start()
+    status = env.wait_terminal(["waits"])["waits"]
+    assert status["phase"] == "Succeeded" and status["actualCost"] == "0.30"
+    assert ledger.verify() == [] and ledger.open_reservations() == []
+    ledger.close()
