@@ -16,6 +16,15 @@ from .config import OperatorConfig
 from .runtime import Runtime, rt, set_runtime
 
 
+class _QuietTimers(logging.Filter):
+    """kopf logs every timer run ("Timer 'budget_tick' succeeded.") at INFO: one line per budget per
+    second buries everything that matters in the operator's log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.levelno <= logging.INFO and record.getMessage().startswith("Timer ")
+                    and record.getMessage().endswith(" succeeded."))
+
+
 @kopf.on.startup()
 def start(settings: kopf.OperatorSettings, logger: Any, **_: Any) -> None:
     # kopf's own finalizer (budgets: it stops their timers) must not be the one qgov puts on jobs:
@@ -27,6 +36,7 @@ def start(settings: kopf.OperatorSettings, logger: Any, **_: Any) -> None:
     # one more API call per job); the Events qgov means to post are posted explicitly with kopf.event
     settings.posting.level = logging.WARNING
     settings.watching.server_timeout = 60
+    logging.getLogger("kopf.objects").addFilter(_QuietTimers())
     settings.execution.max_workers = 32
     config = OperatorConfig.from_env()
     db.upgrade(config.database_url)  # idempotent; a fresh SQLite ledger needs its schema

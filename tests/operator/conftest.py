@@ -28,13 +28,14 @@ TERMINAL = {"Succeeded", "Failed", "Refused", "Cancelled"}
 
 
 class Operator:
-    def __init__(self, cluster: DevCluster, database_url: str, log: Path) -> None:
+    def __init__(self, cluster: DevCluster, database_url: str, log: Path, env: dict[str, str] | None = None) -> None:
         self.cluster, self.database_url, self.log = cluster, database_url, log
+        self.extra_env = env or {}
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         env = {**os.environ, "KUBECONFIG": str(self.cluster.kubeconfig), "QGOV_DATABASE_URL": self.database_url,
-               "QGOV_RETRY_BASE_SECONDS": "1", "QGOV_STATUS_INTERVAL_SECONDS": "1"}
+               "QGOV_RETRY_BASE_SECONDS": "1", "QGOV_STATUS_INTERVAL_SECONDS": "1", **self.extra_env}
         offset = self.log.stat().st_size if self.log.exists() else 0
         self.proc = subprocess.Popen([str(Path(sys.executable).parent / "qgov"), "operator"], env=env,
                                      stdout=open(self.log, "ab"), stderr=subprocess.STDOUT)
@@ -109,7 +110,8 @@ class Env:
             if last and not isinstance(last, Exception):
                 return last
             time.sleep(0.2)
-        raise AssertionError(f"timed out waiting for {what} (last: {last!r})\n"
+        jobs = {j["metadata"]["name"]: j.get("status") for j in self.jobs()}
+        raise AssertionError(f"timed out waiting for {what} (last: {last!r})\njobs: {jobs}\n"
                              f"{self.operator.log.read_text(errors='replace')[-3000:]}")
 
     def wait_terminal(self, names: list[str], timeout: float = 180) -> dict[str, dict[str, Any]]:
@@ -120,14 +122,17 @@ class Env:
 
 
 @pytest.fixture
-def env(tmp_path: Path) -> Iterator[Env]:
+def env(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Env]:
+    """A dev cluster and a running operator; `@pytest.mark.operator_env(NAME="value")` adds settings."""
     holder = ThreadedDevCluster(workdir=tmp_path / "cluster")
     cluster = holder.__enter__()
     holder.call(install_crds, cluster)
     api = kubernetes.config.new_client_from_config(config_file=str(cluster.kubeconfig))
     core, custom = kubernetes.client.CoreV1Api(api), kubernetes.client.CustomObjectsApi(api)
     core.create_namespace({"metadata": {"name": NS}})
-    operator = Operator(cluster, f"sqlite:///{tmp_path / 'ledger.db'}", tmp_path / "operator.log")
+    marker = request.node.get_closest_marker("operator_env")
+    operator = Operator(cluster, f"sqlite:///{tmp_path / 'ledger.db'}", tmp_path / "operator.log",
+                        marker.kwargs if marker else None)
     operator.start()
     environment = Env(cluster, core, custom, operator, operator.database_url)
     # 0.30 USD per task, CPU free: every one-circuit job costs exactly 0.30 estimated and actual

@@ -3,6 +3,8 @@ failed attempts used is charged."""
 
 from __future__ import annotations
 
+import pytest
+
 from .conftest import NS, Env
 
 LONG_BELL = ('OPENQASM 2.0;\ninclude "qelib1.inc";\nqreg q[12];\ncreg c[12];\nh q[0];\n'
@@ -44,6 +46,7 @@ def test_the_backoff_limit_ends_in_failed_and_charges_what_ran(env: Env) -> None
     ledger.close()
 
 
+@pytest.mark.operator_env(QGOV_RETRY_BASE_SECONDS="6")  # a backoff the test cannot miss on a busy machine
 def test_a_spec_changed_after_admission_is_not_run_and_not_retried(env: Env) -> None:
     """What runs is what was priced: raising shots after admission must not buy a bigger run."""
     env.budget("5.00")
