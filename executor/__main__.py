@@ -67,8 +67,20 @@ def run_job(job: dict[str, Any], backend_obj: dict[str, Any]) -> tuple[dict[str,
         model = fake_backend(backend.backend_name) if backend.provider == "fake" else None
     except (SpecError, CircuitError, UnknownBackendModel) as exc:
         raise DeterministicError(str(exc)) from None
-    if backend.provider not in ("aer", "fake"):
-        raise DeterministicError(f"the executor runs aer and fake backends; {backend.provider} is not one")
+    if backend.provider == "ibm":
+        from .ibm import RuntimeRefusal, run_ibm
+
+        wall0 = time.perf_counter()
+        try:
+            results, usage, runtime_job = run_ibm(spec, backend, circuits)
+        except RuntimeRefusal as exc:
+            if exc.deterministic:
+                raise DeterministicError(str(exc)) from None
+            raise
+        return {"circuits": results, "metadata": {
+            "backend": backend.name, "provider": "ibm", "model": backend.backend_name, "primitive": spec.primitive,
+            "shots": spec.shots, "runtimeJob": runtime_job, "session": os.environ.get("QGOV_IBM_SESSION"),
+            "wallSeconds": round(time.perf_counter() - wall0, 6)}}, usage
     simulator = AerSimulator.from_backend(model) if model is not None else AerSimulator()
     cpu0, wall0 = time.process_time(), time.perf_counter()
     results: list[dict[str, Any]] = []

@@ -26,15 +26,20 @@ def fake_backend(name: str) -> Any:
             from None
 
 
+def model_name(backend: Backend) -> str | None:
+    """The fake_provider model that stands for the device: itself for `fake`, its twin for `ibm`."""
+    return {"fake": backend.backend_name, "ibm": backend.model}.get(backend.provider)
+
+
 def max_qubits(backend: Backend) -> int:
-    if backend.provider == "fake":
-        model = fake_backend(backend.backend_name).num_qubits
+    name = model_name(backend)
+    if name:
+        model = fake_backend(name).num_qubits
         return min(model, backend.limits.max_qubits or model)
     return backend.limits.max_qubits or AER_DEFAULT_MAX_QUBITS
 
 
 def target(backend: Backend) -> Any:
     """The Target that durations are estimated on; None for a noiseless simulator."""
-    if backend.provider == "fake":
-        return fake_backend(backend.backend_name).target
-    return None
+    name = model_name(backend)
+    return fake_backend(name).target if name else None

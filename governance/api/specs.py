@@ -37,6 +37,16 @@ class Backend:
     backend_name: str  # aer_simulator, fake_manila, ibm_torino
     prices: PriceList
     limits: BackendLimits
+    model: str = ""  # ibm: the fake_provider model that estimates are made on (fake_torino for ibm_torino)
+
+
+@dataclass(frozen=True)
+class SessionSpec:
+    backend: str
+    mode: str  # dedicated | batch
+    max_time_s: int
+    idle_timeout_s: int
+    credentials_secret: str | None
 
 
 @dataclass(frozen=True)
@@ -50,6 +60,7 @@ class JobSpec:
     budget: str | None
     max_cost_micro: int | None
     backoff_limit: int
+    credentials_secret: str | None = None  # ibm: the Secret an automatic batch authenticates with
 
 
 def _int(value: Any, field: str) -> int:
@@ -69,8 +80,26 @@ def parse_backend(name: str, spec: dict[str, Any]) -> Backend:
     except AmountError as exc:
         raise SpecError("spec.pricing", str(exc)) from None
     limits = spec.get("limits") or {}
-    return Backend(name, provider, str(spec.get("name") or ""), prices, BackendLimits(
-        limits.get("maxQubits"), limits.get("maxShots"), limits.get("maxCircuits")))
+    backend_name = str(spec.get("name") or "")
+    model = str(spec.get("model") or "")
+    if provider == "ibm" and not model:
+        model = "fake_" + backend_name.split("_", 1)[-1]  # ibm_torino -> fake_torino
+    return Backend(name, provider, backend_name, prices, BackendLimits(
+        limits.get("maxQubits"), limits.get("maxShots"), limits.get("maxCircuits")), model)
+
+
+def parse_session(spec: dict[str, Any]) -> SessionSpec:
+    backend = spec.get("backend")
+    if not isinstance(backend, str) or not backend:
+        raise SpecError("spec.backend", "a QiskitBackend name is required")
+    mode = spec.get("mode", "batch")
+    if mode not in ("dedicated", "batch"):
+        raise SpecError("spec.mode", f"{mode!r} is not one of dedicated, batch")
+    max_time = _int(spec.get("maxTime", 28800), "spec.maxTime")
+    idle = _int(spec.get("idleTimeout", 300), "spec.idleTimeout")
+    if max_time < 1 or idle < 1:
+        raise SpecError("spec.maxTime" if max_time < 1 else "spec.idleTimeout", "must be at least 1 second")
+    return SessionSpec(backend, mode, max_time, idle, spec.get("credentialsSecret") or None)
 
 
 def parse_budget(namespace: str, name: str, spec: dict[str, Any]) -> BudgetSpec:
@@ -126,4 +155,4 @@ def parse_job(spec: dict[str, Any]) -> JobSpec:
             raise SpecError("spec.maxCost", str(exc).removeprefix("spec.maxCost: ")) from None
     backoff = _int(spec.get("backoffLimit", 2), "spec.backoffLimit")
     return JobSpec(backend, primitive, tuple(circuits), shots, tuple(parsed_obs), spec.get("session") or None,
-                   spec.get("budget") or None, max_cost, backoff)
+                   spec.get("budget") or None, max_cost, backoff, spec.get("credentialsSecret") or None)

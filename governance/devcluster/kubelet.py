@@ -32,6 +32,8 @@ class PodRunner:
         self.workdir = workdir or Path(tempfile.mkdtemp(prefix="qgov-pods-"))
         self.extra_env = extra_env or {}
         self.processes: dict[str, asyncio.subprocess.Process] = {}  # pod uid -> process
+        # (namespace, secret name) -> directories where running pods have it mounted
+        self.secret_mounts: dict[tuple[str, str], set[Path]] = {}
         self.tasks: dict[str, asyncio.Task[None]] = {}
         store.listeners.append(self._on_event)
 
@@ -40,6 +42,9 @@ class PodRunner:
         return self.store.types[("", "pods")]
 
     def _on_event(self, rtype: ResourceType, event: WatchEvent) -> None:
+        if rtype.key == ("", "secrets") and event.type == "MODIFIED":
+            self._refresh_secret_volumes(event.obj)
+            return
         if rtype.key != ("", "pods"):
             return
         meta = event.obj["metadata"]
@@ -116,10 +121,20 @@ class PodRunner:
                     (local / key).write_text(value)
             elif "secret" in volume:
                 secret = self.store.get(self.store.types[("", "secrets")], namespace, volume["secret"]["secretName"])
-                for key, value in (secret.get("data") or {}).items():
-                    (local / key).write_bytes(base64.b64decode(value))
+                _write_secret(local, secret)
+                self.secret_mounts.setdefault((namespace, volume["secret"]["secretName"]), set()).add(local)
             mapping[mount["mountPath"]] = str(local)
         return mapping
+
+    def _refresh_secret_volumes(self, secret: dict[str, Any]) -> None:
+        """A mounted Secret that changes is rewritten in place, as the kubelet does (atomically: a
+        reader sees the old file or the new one, never half of one)."""
+        key = (secret["metadata"]["namespace"], secret["metadata"]["name"])
+        for local in list(self.secret_mounts.get(key, ())):
+            if local.exists():
+                _write_secret(local, secret)
+            else:
+                self.secret_mounts[key].discard(local)
 
     def _env(self, pod: dict[str, Any], container: dict[str, Any], mounts: dict[str, str]) -> dict[str, str]:
         namespace = pod["metadata"]["namespace"]
@@ -226,3 +241,10 @@ def _substitute(text: str, mounts: dict[str, str]) -> str:
     for mount_path in sorted(mounts, key=len, reverse=True):
         text = text.replace(mount_path, mounts[mount_path])
     return text
+
+
+def _write_secret(directory: Path, secret: dict[str, Any]) -> None:
+    for key, value in (secret.get("data") or {}).items():
+        staged = directory / f".{key}.tmp"
+        staged.write_bytes(base64.b64decode(value))
+        os.replace(staged, directory / key)

@@ -37,11 +37,30 @@ class Credential:
     instance: str  # the instance CRN
     iam_url: str = DEFAULT_IAM_URL
     url: str | None = None  # a private Runtime endpoint, if any
+    search_url: str | None = None  # private Global Search / Global Catalog endpoints, for the client in pods
+    catalog_url: str | None = None
 
     @property
     def fingerprint(self) -> str:
         """A stable, non-reversible name for logs and cache keys."""
         return hashlib.sha256(f"{self.iam_url}\0{self.api_key}".encode()).hexdigest()[:12]
+
+
+def credential_from_secret(name: str, data: dict[str, str]) -> Credential:
+    """A credential from a Secret's `data` (base64 values): apiKey and instance are required;
+    url, iamUrl, searchUrl and catalogUrl point at private endpoints. Errors name keys, not values."""
+    decoded: dict[str, str] = {}
+    for key, value in (data or {}).items():
+        try:
+            decoded[key] = base64.b64decode(value).decode().strip()
+        except (ValueError, UnicodeDecodeError):
+            raise TokenError(f"Secret {name}: key {key} is not valid base64 text") from None
+    missing = [k for k in ("apiKey", "instance") if not decoded.get(k)]
+    if missing:
+        raise TokenError(f"Secret {name} has no {' and no '.join(missing)} (it needs apiKey and instance, the "
+                         "instance's CRN; url and iamUrl are optional)")
+    return Credential(decoded["apiKey"], decoded["instance"], decoded.get("iamUrl") or DEFAULT_IAM_URL,
+                      decoded.get("url") or None, decoded.get("searchUrl") or None, decoded.get("catalogUrl") or None)
 
 
 @dataclass(frozen=True)

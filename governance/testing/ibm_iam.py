@@ -45,6 +45,7 @@ class LocalIam:
         self.exchanges: Counter[str] = Counter()
         self.issued: list[str] = []
         self.url = ""
+        self._live: dict[str, float] = {}  # issued token -> when it expires
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._runner: web.AppRunner | None = None
@@ -72,13 +73,23 @@ class LocalIam:
                                       "errorMessage": "Provided API key could not be found."}, status=400)
         token = make_jwt(self.keys[key], self.lifetime)
         self.issued.append(token)
+        self._live[token] = time.time() + self.lifetime
         now = int(time.time())
         return web.json_response({"access_token": token, "refresh_token": "not_supported", "token_type": "Bearer",
                                   "expires_in": self.lifetime, "expiration": now + self.lifetime, "scope": "ibm openid"})
 
-    async def _start(self) -> None:
-        app = web.Application()
+    def _routes(self, app: web.Application) -> None:
         app.router.add_post("/identity/token", self._token)
+
+    def valid_token(self, value: str) -> bool:
+        """A bearer token this IAM issued and that has not expired."""
+        if value not in self._live:
+            return False
+        return self._live[value] > time.time()
+
+    async def _start(self) -> None:
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        self._routes(app)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)

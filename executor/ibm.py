@@ -1,0 +1,162 @@
+"""The executor's IBM Qiskit Runtime path: submit into the job's Runtime session through
+qiskit-ibm-runtime, wait, and report the job's metered quantum seconds.
+
+The pod never holds the IBM API key: the operator mounts a Secret with a short-lived IAM bearer
+token (`token`) that it rotates before expiry. qiskit-ibm-runtime authenticates by exchanging an
+API key at `IAM_URL`; so the executor serves that exchange itself on 127.0.0.1, answering with
+whatever token the mounted file holds now. The client then refreshes (at 80% of the token's
+lifetime) from the rotated file, through its own documented configuration and no patching.
+
+The primitive is qiskit-ibm-runtime's client-side Sampler/Estimator (`executor_sampler`,
+`executor_estimator`, program `executor`): SamplerV2/EstimatorV2 are deprecated since 0.50 and
+the client-side ones are what `qiskit_ibm_runtime.Sampler` will point to.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import threading
+import time
+from decimal import Decimal
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+POD_KEY = "qgov-pod"  # what the client "exchanges": not a credential; the token comes from the file
+RESULT_TIMEOUT_S = float(os.environ.get("QGOV_IBM_RESULT_TIMEOUT_SECONDS", "86400"))
+
+
+class RuntimeRefusal(Exception):
+    """IBM refused or ended the work; `deterministic` says whether a retry could help."""
+
+    def __init__(self, message: str, *, deterministic: bool, reason: str) -> None:
+        super().__init__(message)
+        self.deterministic, self.reason = deterministic, reason
+
+
+def _claims(token: str) -> dict[str, Any]:
+    payload = token.split(".")[1]
+    return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+
+
+def serve_mounted_token(token_file: Path) -> tuple[str, ThreadingHTTPServer]:
+    """An IAM token endpoint on 127.0.0.1 that hands out the mounted token; returns its URL."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            try:
+                token = token_file.read_text().strip()
+                claims = _claims(token)
+                body = {"access_token": token, "token_type": "Bearer", "expiration": int(claims["exp"]),
+                        "expires_in": int(claims["exp"]) - int(time.time()), "refresh_token": "not_supported"}
+                status = 200
+            except (OSError, IndexError, KeyError, ValueError):
+                body, status = {"errorCode": "QGOV0001E", "errorMessage": "no usable token is mounted"}, 400
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args: Any) -> None:  # no request lines (they would carry nothing, but stay quiet)
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return f"http://127.0.0.1:{server.server_address[1]}", server
+
+
+def run_ibm(spec: Any, backend: Any, circuits: list[Any]) -> tuple[list[dict[str, Any]], dict[str, str], str]:
+    """Run the job's circuits in its Runtime session; returns (per-circuit results, usage, Runtime job id)."""
+    token_file = Path(os.environ["QGOV_IBM_TOKEN_FILE"])
+    session_id = os.environ["QGOV_IBM_SESSION"]
+    mode_name = os.environ.get("QGOV_IBM_SESSION_MODE", "batch")
+    iam_url, server = serve_mounted_token(token_file)
+    os.environ["IAM_URL"] = iam_url
+    try:
+        return _submit(spec, backend, circuits, session_id, mode_name)
+    finally:
+        server.shutdown()
+
+
+def _submit(spec: Any, backend: Any, circuits: list[Any], session_id: str,
+            mode_name: str) -> tuple[list[dict[str, Any]], dict[str, str], str]:
+    from qiskit import transpile
+    from qiskit.quantum_info import SparsePauliOp
+    from qiskit_ibm_runtime import Batch, QiskitRuntimeService, Session
+    from qiskit_ibm_runtime.exceptions import (IBMInputValueError, IBMRuntimeError, RuntimeInvalidStateError,
+                                               RuntimeJobFailureError, RuntimeJobMaxTimeoutError)
+    from qiskit_ibm_runtime.api.exceptions import RequestsApiError
+
+    url = os.environ.get("QGOV_IBM_URL") or None
+    try:
+        service = QiskitRuntimeService(
+            channel="ibm_quantum_platform", token=POD_KEY, instance=os.environ["QGOV_IBM_INSTANCE"], url=url,
+            url_resolver=(lambda base, instance, private, channel: base.rstrip("/") + "/api/v1") if url else None)
+        mode = (Session if mode_name == "dedicated" else Batch).from_id(session_id, service)
+        target = mode._backend if hasattr(mode, "_backend") else service.backend(backend.backend_name)
+        if spec.primitive == "sampler":
+            from qiskit_ibm_runtime.executor_sampler import Sampler
+
+            compiled = transpile(circuits, target, optimization_level=1, seed_transpiler=0)
+            job = Sampler(mode=mode).run(compiled, shots=spec.shots)
+        else:
+            from qiskit_ibm_runtime.executor_estimator import Estimator
+
+            compiled = transpile([c.remove_final_measurements(inplace=False) for c in circuits], target,
+                                 optimization_level=1, seed_transpiler=0)
+            pubs = [(c, [SparsePauliOp(p).apply_layout(c.layout) for p in obs])
+                    for c, obs in zip(compiled, spec.observables)]
+            job = Estimator(mode=mode).run(pubs, precision=1 / spec.shots ** 0.5)
+        result = job.result(timeout=RESULT_TIMEOUT_S)
+        metrics = job.metrics()
+    except RequestsApiError as exc:
+        raise _refusal(exc.status_code, str(exc)) from None
+    except RuntimeJobMaxTimeoutError as exc:
+        raise RuntimeRefusal(f"the Runtime session reached its maximum time before the job finished: "
+                             f"{_short(str(exc))}", deterministic=False, reason="MaxTimeExceeded") from None
+    except RuntimeJobFailureError as exc:
+        raise RuntimeRefusal(f"the Runtime job failed: {_short(str(exc))}", deterministic=True,
+                             reason="RuntimeJobFailed") from None
+    except RuntimeInvalidStateError as exc:
+        raise RuntimeRefusal(f"the Runtime job was cancelled (its session was cancelled or closed): "
+                             f"{_short(str(exc))}", deterministic=True, reason="JobCancelled") from None
+    except (IBMInputValueError, IBMRuntimeError) as exc:
+        status = getattr(exc, "status_code", None) or getattr(getattr(exc, "__cause__", None), "status_code", None)
+        raise _refusal(status, str(exc)) from None
+    results: list[dict[str, Any]] = []
+    for pub in result:
+        if spec.primitive == "sampler":
+            results.append({"counts": dict(sorted(pub.join_data().get_counts().items()))})
+        else:
+            results.append({"expectationValues": [float(x) for x in pub.data.evs],
+                            "stds": [float(x) for x in pub.data.stds]})
+    seconds = (metrics.get("usage") or {}).get("quantum_seconds", 0)
+    usage = {"qpuSeconds": str(Decimal(str(seconds))), "shots": str(spec.shots * len(circuits)),
+             "tasks": str(len(circuits))}
+    return results, usage, job.job_id()
+
+
+def _refusal(status: int | None, message: str) -> RuntimeRefusal:
+    text = _short(message)
+    if status == 401:
+        return RuntimeRefusal(f"IBM Quantum refused the credentials (HTTP 401): {text}", deterministic=True,
+                              reason="CredentialsRefused")
+    if status == 409 or "closed" in text.lower() and "session" in text.lower():
+        return RuntimeRefusal(f"the Runtime session is closed (HTTP 409): {text}", deterministic=False,
+                              reason="SessionClosed")
+    if status is not None and status >= 500:
+        return RuntimeRefusal(f"IBM Quantum failed after retries (HTTP {status}): {text}", deterministic=False,
+                              reason="RuntimeUnavailable")
+    if status is not None and 400 <= status < 500:
+        return RuntimeRefusal(f"IBM Quantum refused the job (HTTP {status}): {text}", deterministic=True,
+                              reason="RuntimeRefused")
+    return RuntimeRefusal(f"IBM Quantum: {text}", deterministic=False, reason="RuntimeError")
+
+
+def _short(message: str) -> str:
+    return " ".join(message.split())[:400]
