@@ -24,6 +24,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from .ibm import RuntimeRefusal
+
 TERMINATION_LOG = Path(os.environ.get("QGOV_TERMINATION_LOG", "/dev/termination-log"))
 CONFIGMAP_LIMIT = 900_000  # bytes of data per ConfigMap, below the API server's 1 MiB object limit
 EXIT_DETERMINISTIC = 2
@@ -68,15 +70,10 @@ def run_job(job: dict[str, Any], backend_obj: dict[str, Any]) -> tuple[dict[str,
     except (SpecError, CircuitError, UnknownBackendModel) as exc:
         raise DeterministicError(str(exc)) from None
     if backend.provider == "ibm":
-        from .ibm import RuntimeRefusal, run_ibm
+        from .ibm import run_ibm
 
         wall0 = time.perf_counter()
-        try:
-            results, usage, runtime_job = run_ibm(spec, backend, circuits)
-        except RuntimeRefusal as exc:
-            if exc.deterministic:
-                raise DeterministicError(str(exc)) from None
-            raise
+        results, usage, runtime_job = run_ibm(spec, backend, circuits)  # RuntimeRefusal says what IBM said
         return {"circuits": results, "metadata": {
             "backend": backend.name, "provider": "ibm", "model": backend.backend_name, "primitive": spec.primitive,
             "shots": spec.shots, "runtimeJob": runtime_job, "session": os.environ.get("QGOV_IBM_SESSION"),
@@ -185,6 +182,9 @@ def main(argv: list[str] | None = None) -> int:
     except DeterministicError as exc:
         report({"error": str(exc), "deterministic": True})
         return EXIT_DETERMINISTIC
+    except RuntimeRefusal as exc:  # IBM's answer, with a reason for the job's condition
+        report({"error": str(exc), "deterministic": exc.deterministic, "reason": exc.reason})
+        return EXIT_DETERMINISTIC if exc.deterministic else 1
     except Exception as exc:  # noqa: BLE001 - reported, and the operator decides about a retry
         report({"error": f"{type(exc).__name__}: {' '.join(str(exc).split())[:500]}", "deterministic": False})
         return 1

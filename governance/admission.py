@@ -36,9 +36,6 @@ class Estimate:
 
 def assess(job: JobSpec, backend: Backend, unit: str) -> Estimate | Problem:
     """Validate the job against its backend and estimate what it will cost."""
-    if backend.provider == "ibm":
-        return Problem("UnsupportedBackend", f"backend {backend.name} is an IBM Runtime backend; qgov runs IBM "
-                                             "jobs through QiskitSessions, which this operator version does not yet do")
     limits = backend.limits
     if limits.max_circuits and len(job.circuits) > limits.max_circuits:
         return Problem("TooManyCircuits", f"spec.circuits: {len(job.circuits)} circuits, backend {backend.name} "

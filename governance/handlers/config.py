@@ -10,6 +10,12 @@ def _flag(name: str) -> bool:
     return os.environ.get(name, "").lower() in ("1", "true", "yes")
 
 
+def session_interval_seconds() -> float:
+    """How often sessions are looked at (idle, maxTime, token refresh). Read at import: kopf's
+    timer decorator needs it before start-up."""
+    return float(os.environ.get("QGOV_SESSION_INTERVAL_SECONDS", "5"))
+
+
 @dataclass(frozen=True)
 class OperatorConfig:
     database_url: str | None
@@ -17,6 +23,11 @@ class OperatorConfig:
     allow_unbudgeted: bool
     retry_base_seconds: float
     status_interval_seconds: float
+    batch_window_seconds: float = 5.0  # ibm jobs arriving within this window share one Runtime batch
+    batch_max_jobs: int = 20
+    batch_idle_seconds: int = 60  # an automatic batch closes after this long without work
+    ibm_default_secret: str = "ibm-quantum"  # the credentials Secret of jobs that name none
+    instance_retry_seconds: float = 60.0  # how soon to look again at an instance at its usage limit
 
     @classmethod
     def from_env(cls) -> OperatorConfig:
@@ -26,4 +37,9 @@ class OperatorConfig:
             allow_unbudgeted=_flag("QGOV_ALLOW_UNBUDGETED"),
             retry_base_seconds=float(os.environ.get("QGOV_RETRY_BASE_SECONDS", "2")),
             status_interval_seconds=float(os.environ.get("QGOV_STATUS_INTERVAL_SECONDS", "5")),
+            batch_window_seconds=float(os.environ.get("QGOV_BATCH_WINDOW_SECONDS", "5")),
+            batch_max_jobs=int(os.environ.get("QGOV_BATCH_MAX_JOBS", "20")),
+            batch_idle_seconds=int(os.environ.get("QGOV_BATCH_IDLE_SECONDS", "60")),
+            ibm_default_secret=os.environ.get("QGOV_IBM_DEFAULT_SECRET", "ibm-quantum"),
+            instance_retry_seconds=float(os.environ.get("QGOV_INSTANCE_RETRY_SECONDS", "60")),
         )

@@ -151,13 +151,24 @@ def admit(job: dict[str, Any], logger: Any) -> dict[str, Any]:
             "budget": choice[0] if choice else None,
             # what was priced: the executor runs this generation of the spec or nothing
             "admittedGeneration": meta.get("generation")}
+    if backend.provider == "ibm":
+        from .sessions import session_for_job
+
+        placed = session_for_job(namespace, uid, parsed.session, backend, parsed.credentials_secret)
+        if isinstance(placed, Problem):
+            return _fail(job, placed.reason, placed.message)
+        base["session"] = placed[0]
+        if placed[1] == "dedicated":  # the session reserved its wall-clock time: its jobs are not charged again
+            base.update(budget=None, paidBySession=True)
+            return _admitted(job, base, "InDedicatedSession",
+                             f"runs in dedicated session {placed[0]}, which pays for its time")
     if choice is None:
         logger.info(f"admitting {namespace}/{name} without a budget (QGOV_ALLOW_UNBUDGETED)")
         return _admitted(job, base, "Unbudgeted", "admitted without a budget (the operator allows unbudgeted work)")
     try:
         outcome = rt().batcher.reserve(ReserveRequest(uid, namespace, choice[0], estimate.amount_micro,
                                                       job=f"{namespace}/{name}", backend=backend.name,
-                                                      session=parsed.session or ""))
+                                                      session=base.get("session") or parsed.session or ""))
     except UnknownBudget as exc:  # deleted a moment ago
         return _refuse(job, "UnknownBudget", str(exc), None)
     if outcome.thresholds_crossed:
@@ -207,7 +218,17 @@ def _start_attempt(job: dict[str, Any], attempt: int, status: dict[str, Any] | N
 
 
 def create_attempt_pod(job: dict[str, Any], attempt: int) -> None:
-    body = executor_pod(job, attempt, rt().config.executor_image)
+    runtime = None
+    session_name = (job.get("status") or {}).get("session")
+    if session_name:
+        from .sessions import get_session, runtime_ref
+
+        session = get_session(job["metadata"]["namespace"], session_name)
+        runtime = runtime_ref(session) if session is not None else None
+        if runtime is None:
+            _session_not_open(job, session_name, session)
+            return
+    body = executor_pod(job, attempt, rt().config.executor_image, runtime)
     try:  # skip building client models from the answer; read it, or the pooled connection breaks
         answer = rt().core.create_namespaced_pod(job["metadata"]["namespace"], body, _preload_content=False)
         answer.read()
@@ -215,6 +236,60 @@ def create_attempt_pod(job: dict[str, Any], attempt: int) -> None:
     except ApiException as exc:
         if exc.status != 409:  # 409: a replay; the pod of this attempt exists already
             raise
+
+
+MAX_SESSION_MOVES = 2
+
+
+def _session_not_open(job: dict[str, Any], session_name: str, session: dict[str, Any] | None) -> None:
+    """An ibm job whose session is not open: wait for it to open, or move on when it has ended."""
+    from ..sessions.lifecycle import requeue_or_fail
+    from .sessions import ENDED, AUTO_BATCH_LABEL, auto_batch
+
+    meta, status = job["metadata"], job.get("status") or {}
+    phase = ((session or {}).get("status") or {}).get("phase")
+    if session is not None and phase not in ENDED:
+        _patch_status(meta["namespace"], meta["name"], {"message": f"waiting for QiskitSession {session_name} to open"})
+        return  # the session starts its jobs when it opens
+    automatic = session is None or ((session.get("metadata") or {}).get("labels") or {}).get(AUTO_BATCH_LABEL)
+    moves = int(status.get("sessionMoves") or 0)
+    move, why = requeue_or_fail(moves, MAX_SESSION_MOVES)
+    if automatic and move:
+        backend = _load_backend(job["spec"]["backend"])
+        if not isinstance(backend, Problem):
+            new = auto_batch(meta["namespace"], backend, f"{meta['uid']}/{moves + 1}",
+                             job["spec"].get("credentialsSecret") or rt().config.ibm_default_secret)
+            message = f"QiskitSession {session_name} is {phase or 'gone'}: {why}, {new}"
+            kopf.event(job, type="Normal", reason="SessionRequeued", message=message)
+            _patch_status(meta["namespace"], meta["name"], {"session": new, "sessionMoves": moves + 1,
+                                                            "message": message})
+            return
+    message = (f"QiskitSession {session_name} is {phase or 'gone'} and the job cannot run in it: "
+               + (why if automatic else "name an open session in spec.session, or none to be batched automatically"))
+    _patch_status(meta["namespace"], meta["name"], {"phase": "Admitted"})
+    _finish_unstarted(job, "SessionEnded", message)
+
+
+def _finish_unstarted(job: dict[str, Any], reason: str, message: str) -> None:
+    """Fail a job whose next attempt cannot start; what earlier attempts used is charged."""
+    namespace, name = job["metadata"]["namespace"], job["metadata"]["name"]
+    used = int((job.get("status") or {}).get("usedMicro") or 0)
+    charged = _settle(job, used)
+    kopf.event(job, type="Warning", reason=reason, message=message)
+    _patch_status(namespace, name, _terminal(job, "Failed", reason, f"{message}; charged {format_amount(charged)}",
+                                             actualCost=format_amount(charged), usedMicro=str(used)))
+    if (job.get("status") or {}).get("budget"):
+        refresh_budget_status(namespace, job["status"]["budget"])
+
+
+def start_session_jobs(namespace: str, session_name: str) -> None:
+    """A session opened: start the attempts of its jobs that were waiting for it."""
+    from .sessions import _session_jobs
+
+    for job in _session_jobs(namespace, session_name):
+        status = job.get("status") or {}
+        if status.get("phase") == "Admitted" and int(status.get("attempts") or 0) >= 1 and not status.get("retryAt"):
+            create_attempt_pod(job, int(status["attempts"]))
 
 
 def start_admitted(changes: tuple[QueueChange, ...] | list[QueueChange]) -> None:
@@ -376,7 +451,7 @@ def _usage_of(pod: dict[str, Any]) -> tuple[dict[str, Any], int | None]:
 def _charge(job: dict[str, Any], report: dict[str, Any]) -> int:
     """What an attempt's reported usage costs in the job's budget unit (0 if it reported none)."""
     usage = report.get("usage") or {}
-    if not usage:
+    if not usage or (job.get("status") or {}).get("paidBySession"):
         return 0
     backend = _load_backend(job["spec"]["backend"])
     if isinstance(backend, Problem):
@@ -416,8 +491,10 @@ def on_executor_pod(body: kopf.Body, type: str, logger: Any, **_: Any) -> None:
         return  # this attempt was already counted and a retry is scheduled
     report, exit_code = _usage_of(pod)
     used = int(status.get("usedMicro") or 0)
+    qpu = Decimal(str(status.get("qpuSeconds") or 0))
     if int(status.get("countedAttempt") or 0) < attempt:
         used += _charge(job, report)
+        qpu += Decimal(str((report.get("usage") or {}).get("qpuSeconds") or 0))
     unit = status.get("currency") or "USD"
     backoff = int((job.get("spec") or {}).get("backoffLimit", 2))
     if phase == "Failed" and exit_code != EXIT_DETERMINISTIC and attempt <= backoff:
@@ -426,7 +503,7 @@ def on_executor_pod(body: kopf.Body, type: str, logger: Any, **_: Any) -> None:
         message = f"attempt {attempt} failed ({report.get('error') or f'exit code {exit_code}'}); retrying in {delay:g}s"
         kopf.event(job, type="Warning", reason="AttemptFailed", message=message)
         _patch_status(namespace, name, {"phase": "Admitted", "message": message, "usedMicro": str(used),
-                                        "countedAttempt": attempt, "retryAt": retry_at})
+                                        "qpuSeconds": str(qpu), "countedAttempt": attempt, "retryAt": retry_at})
         schedule_retry(namespace, name, job["metadata"]["uid"], retry_at)
         return
     settled = _settle(job, used)
@@ -435,15 +512,16 @@ def on_executor_pod(body: kopf.Body, type: str, logger: Any, **_: Any) -> None:
         message = f"succeeded on attempt {attempt}; charged {cost} {unit}"
         kopf.event(job, type="Normal", reason="Succeeded", message=message)
         new = _terminal(job, "Succeeded", "Completed", message, actualCost=cost, usedMicro=str(used),
-                        countedAttempt=attempt, resultConfigMap=report.get("resultConfigMap"))
+                        qpuSeconds=str(qpu), countedAttempt=attempt, resultConfigMap=report.get("resultConfigMap"))
     else:
         why = report.get("error") or f"exit code {exit_code}"
         kind = "does not retry a deterministic error" if exit_code == EXIT_DETERMINISTIC else \
             f"gave up after {attempt} attempts"
         message = f"attempt {attempt} failed: {why}; qgov {kind}; charged {cost} {unit}"
         kopf.event(job, type="Warning", reason="Failed", message=message)
-        new = _terminal(job, "Failed", "ExecutorFailed" if exit_code != EXIT_DETERMINISTIC else "InvalidJob", message,
-                        actualCost=cost, usedMicro=str(used), countedAttempt=attempt)
+        reason = report.get("reason") or ("ExecutorFailed" if exit_code != EXIT_DETERMINISTIC else "InvalidJob")
+        new = _terminal(job, "Failed", reason, message, actualCost=cost, usedMicro=str(used), qpuSeconds=str(qpu),
+                        countedAttempt=attempt)
     _patch_status(namespace, name, new)
     if status.get("budget"):
         refresh_budget_status(namespace, status["budget"])
@@ -506,7 +584,8 @@ def finalize_job(job: dict[str, Any]) -> None:
 def reconcile_ledger(logger: Any) -> None:
     """On start: no reservation stays held or queued for a job that is gone."""
     jobs = rt().custom.list_cluster_custom_object(GROUP, VERSION, PLURAL)
-    alive = {j["metadata"]["uid"] for j in jobs.get("items", [])}
+    sessions = rt().custom.list_cluster_custom_object(GROUP, VERSION, "qiskitsessions")  # dedicated ones reserve
+    alive = {o["metadata"]["uid"] for o in jobs.get("items", []) + sessions.get("items", [])}
     for key in rt().ledger.open_reservations():
         if key not in alive:
             try:

@@ -12,6 +12,7 @@ from ..api import OPERATOR_FINALIZER
 from ..budget import db
 from ..budget.batcher import ReservationBatcher
 from ..budget.ledger import Ledger
+from ..sessions.batching import Batcher
 from .config import OperatorConfig
 from .runtime import Runtime, rt, set_runtime
 
@@ -45,7 +46,8 @@ def start(settings: kopf.OperatorSettings, logger: Any, **_: Any) -> None:
         kubernetes.config.load_incluster_config()
     except kubernetes.config.ConfigException:
         kubernetes.config.load_kube_config()
-    set_runtime(Runtime(config, ledger, ReservationBatcher(ledger)))
+    set_runtime(Runtime(config, ledger, ReservationBatcher(ledger),
+                        batches=Batcher(window_s=config.batch_window_seconds, max_jobs=config.batch_max_jobs)))
     from .jobs import reconcile_ledger
 
     reconcile_ledger(logger)

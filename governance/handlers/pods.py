@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from ..api import GROUP, JOB_LABEL, JOB_UID_LABEL, VERSION
@@ -12,9 +13,37 @@ def pod_name(job_name: str, attempt: int) -> str:
     return f"{job_name}-run-{attempt}"[:253]
 
 
-def executor_pod(job: dict[str, Any], attempt: int, image: str) -> dict[str, Any]:
+TOKEN_MOUNT = "/var/run/qgov/ibm"
+
+
+@dataclass(frozen=True)
+class RuntimeSessionRef:
+    """What an executor pod needs to submit into an IBM Runtime session: never the API key, only
+    the Secret that holds the session's current bearer token (the operator rotates it)."""
+    session_id: str
+    mode: str
+    token_secret: str
+    instance: str
+    url: str | None
+    search_url: str | None
+    catalog_url: str | None
+
+    def env(self) -> list[dict[str, str]]:
+        values = {"QGOV_IBM_SESSION": self.session_id, "QGOV_IBM_SESSION_MODE": self.mode,
+                  "QGOV_IBM_INSTANCE": self.instance, "QGOV_IBM_TOKEN_FILE": f"{TOKEN_MOUNT}/token",
+                  "QGOV_IBM_URL": self.url, "GLOBAL_SEARCH_URL": self.search_url,
+                  "GLOBAL_CATALOG_URL": self.catalog_url}
+        return [{"name": k, "value": v} for k, v in values.items() if v]
+
+
+def token_secret_name(session_name: str) -> str:
+    return f"{session_name}-token"[:253]
+
+
+def executor_pod(job: dict[str, Any], attempt: int, image: str,
+                 runtime: RuntimeSessionRef | None = None) -> dict[str, Any]:
     meta = job["metadata"]
-    return {
+    pod = {
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {
             "name": pod_name(meta["name"], attempt), "namespace": meta["namespace"],
@@ -39,3 +68,9 @@ def executor_pod(job: dict[str, Any], attempt: int, image: str) -> dict[str, Any
             }],
         },
     }
+    if runtime is not None:
+        container = pod["spec"]["containers"][0]
+        container["env"].extend(runtime.env())
+        container["volumeMounts"] = [{"name": "ibm-token", "mountPath": TOKEN_MOUNT, "readOnly": True}]
+        pod["spec"]["volumes"] = [{"name": "ibm-token", "secret": {"secretName": runtime.token_secret}}]
+    return pod

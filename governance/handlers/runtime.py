@@ -10,6 +10,8 @@ import kubernetes
 
 from ..budget.batcher import ReservationBatcher
 from ..budget.ledger import Ledger
+from ..sessions.batching import Batcher
+from ..sessions.tokens import TokenManager
 from .config import OperatorConfig
 
 
@@ -22,6 +24,9 @@ class Runtime:
     status_written: dict[tuple[str, str], float] = field(default_factory=dict)  # monotonic time of last write
     backends: dict[str, Any] = field(default_factory=dict)  # QiskitBackend name -> parsed Backend | Problem (watched)
     budget_units: dict[str, dict[str, str]] = field(default_factory=dict)  # namespace -> budget name -> unit
+    tokens: TokenManager = field(default_factory=TokenManager)  # IAM bearer tokens per credential
+    batches: Batcher | None = None  # automatic Runtime batches of ibm jobs
+    batch_lock: threading.Lock = field(default_factory=threading.Lock)
     _local: threading.local = field(default_factory=threading.local)
 
     def _clients(self) -> Any:

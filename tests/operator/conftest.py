@@ -74,10 +74,10 @@ class Env:
     def ledger(self) -> Ledger:
         return Ledger(self.database_url)
 
-    def backend(self, name: str, provider: str = "aer", model: str = "aer_simulator", **spec: Any) -> None:
+    def backend(self, name: str, provider: str = "aer", device: str = "aer_simulator", **spec: Any) -> None:
         self.custom.create_cluster_custom_object(G, V, "qiskitbackends", {
             "apiVersion": f"{G}/{V}", "kind": "QiskitBackend", "metadata": {"name": name},
-            "spec": {"provider": provider, "name": model, **spec}})
+            "spec": {"provider": provider, "name": device, **spec}})
 
     def budget(self, limit: str, name: str = NS, **spec: Any) -> None:
         self.custom.create_namespaced_custom_object(G, V, NS, "qiskitbudgets", {

@@ -60,8 +60,8 @@ API_REJECTED = [
 
 def test_malformed_jobs_get_specific_conditions_no_pod_and_no_charge(env: Env) -> None:
     env.budget("10.00")
-    env.backend("manila", provider="fake", model="fake_manila", pricing={"perQPUSecond": "1.60"})
-    env.backend("ghost", provider="fake", model="fake_nothing")
+    env.backend("manila", provider="fake", device="fake_manila", pricing={"perQPUSecond": "1.60"})
+    env.backend("ghost", provider="fake", device="fake_nothing")
     assert len(CASES) >= 20
     for name, changes, *_ in CASES:
         env.job(name, **changes)

@@ -1,0 +1,406 @@
+"""QiskitSession handlers: open IBM Runtime sessions, keep their tokens fresh, close them on time.
+
+A session opens when its QiskitSession is created (after the instance's usage and, for a
+dedicated session, the budget say yes), closes (accepting_jobs=false) once it has had no work
+for idleTimeout, never outlives maxTime, and is cancelled when its QiskitSession is deleted.
+The API key stays in the operator: executor pods mount `<session>-token`, a Secret holding the
+current bearer token, which the session timer rotates before the token is due.
+
+The decisions (idle, expire, finish, re-queue) are governance/sessions/lifecycle.py's; the
+Runtime calls are governance/sessions/runtime_api.py's. Here they meet the Kubernetes API.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Any
+
+import kopf
+from kubernetes.client.rest import ApiException
+
+from ..admission import Problem
+from ..api import GROUP, VERSION
+from ..api.specs import Backend, SessionSpec, SpecError, parse_session
+from ..budget.costmodel import Usage, amount_in_unit
+from ..budget.errors import InvalidTransition, UnknownBudget, UnknownReservation
+from ..budget.money import format_amount
+from ..budget.types import Decision, ReserveRequest
+from ..sessions.batching import BatchKey
+from ..sessions.lifecycle import Action, Phase, SessionView, decide
+from ..sessions.runtime_api import RuntimeApi, RuntimeApiError
+from ..sessions.tokens import Credential, TokenError, credential_from_secret
+from .conditions import iso, now_iso, parse_iso, set_condition
+from .config import session_interval_seconds
+from .pods import RuntimeSessionRef, token_secret_name
+from .runtime import rt, started
+
+PLURAL = "qiskitsessions"
+ENDED = {Phase.CLOSED.value, Phase.EXPIRED.value, Phase.FAILED.value}
+AUTO_BATCH_LABEL = "qgov.dev/auto-batch"
+JOB_ACTIVE = {"Admitted", "Running"}
+
+
+# ---------------------------------------------------------------------- reading
+
+
+def get_session(namespace: str, name: str) -> dict[str, Any] | None:
+    try:
+        return rt().custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+
+
+def load_credential(namespace: str, secret: str) -> Credential:
+    """The IBM credential in a Secret of the session's namespace; errors name the Secret, not values."""
+    try:
+        obj = rt().core.read_namespaced_secret(secret, namespace)
+    except ApiException as exc:
+        if exc.status == 404:
+            raise TokenError(f"no Secret {secret!r} in namespace {namespace!r} (it needs keys apiKey and instance)") \
+                from None
+        raise
+    return credential_from_secret(secret, obj.data or {})
+
+
+def _patch(namespace: str, name: str, status: dict[str, Any]) -> None:
+    rt().custom.patch_namespaced_custom_object_status(GROUP, VERSION, namespace, PLURAL, name, {"status": status})
+
+
+def _session_jobs(namespace: str, name: str) -> list[dict[str, Any]]:
+    jobs = rt().custom.list_namespaced_custom_object(GROUP, VERSION, namespace, "qiskitjobs")["items"]
+    return [j for j in jobs if (j.get("status") or {}).get("session") == name]
+
+
+def runtime_ref(session: dict[str, Any]) -> RuntimeSessionRef | None:
+    """What an executor pod of this session needs, once the Runtime session is open."""
+    status = session.get("status") or {}
+    if status.get("phase") not in (Phase.OPEN.value, Phase.DRAINING.value) or not status.get("sessionId"):
+        return None
+    return RuntimeSessionRef(status["sessionId"], status.get("mode", "batch"),
+                             token_secret_name(session["metadata"]["name"]), status.get("instance", ""),
+                             status.get("runtimeUrl"), status.get("searchUrl"), status.get("catalogUrl"))
+
+
+# ---------------------------------------------------------------------- tokens
+
+
+def _write_token_secret(session: dict[str, Any], token_value: str) -> None:
+    """The session's bearer token, for its executor pods (created, or replaced when rotated)."""
+    meta = session["metadata"]
+    body = {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+            "metadata": {"name": token_secret_name(meta["name"]), "namespace": meta["namespace"],
+                         "labels": {"app.kubernetes.io/managed-by": "qgov", "qgov.dev/session": meta["name"][:63]},
+                         "ownerReferences": [{"apiVersion": f"{GROUP}/{VERSION}", "kind": "QiskitSession",
+                                              "name": meta["name"], "uid": meta["uid"], "controller": True}]},
+            "data": {"token": base64.b64encode(token_value.encode()).decode()}}
+    try:
+        rt().core.create_namespaced_secret(meta["namespace"], body)
+    except ApiException as exc:
+        if exc.status != 409:
+            raise
+        rt().core.replace_namespaced_secret(body["metadata"]["name"], meta["namespace"], body)
+
+
+def _fresh_token(session: dict[str, Any], credential: Credential) -> str:
+    """Refresh the token when it is due and rotate the Secret; returns the token's expiry (ISO)."""
+    token = rt().tokens.token(credential)
+    expiry = iso(datetime.fromtimestamp(token.expires_at, timezone.utc))
+    if (session.get("status") or {}).get("tokenExpiry") != expiry:
+        _write_token_secret(session, token.value)
+    return expiry
+
+
+# ---------------------------------------------------------------------- opening
+
+
+def _fail(session: dict[str, Any], reason: str, message: str, patch: kopf.Patch) -> None:
+    kopf.event(session, type="Warning", reason=reason, message=message)
+    patch.status.update({"phase": Phase.FAILED.value, "message": message, "closedTime": now_iso(),
+                         "conditions": set_condition((session.get("status") or {}).get("conditions"), "Ready", False,
+                                                     reason, message, session["metadata"].get("generation"))})
+
+
+def _dedicated_reservation(session: dict[str, Any], spec: SessionSpec, backend: Backend) -> Problem | int:
+    """A dedicated session is billed for its wall-clock time: reserve maxTime × price up front."""
+    from .jobs import _choose_budget
+
+    meta = session["metadata"]
+    choice = _choose_budget(meta["namespace"], None)
+    if isinstance(choice, Problem) or choice is None:
+        return choice or 0
+    amount = amount_in_unit(Usage(qpu_seconds=Decimal(spec.max_time_s)), backend.prices, choice[1])
+    try:
+        outcome = rt().ledger.reserve(ReserveRequest(meta["uid"], meta["namespace"], choice[0], amount,
+                                                     job=f"{meta['namespace']}/session/{meta['name']}",
+                                                     backend=backend.name, session=meta["name"]))
+    except UnknownBudget as exc:
+        return Problem("UnknownBudget", str(exc))
+    if outcome.decision is Decision.ADMITTED:
+        return amount
+    if outcome.decision is Decision.QUEUED:  # a session waits for no one: it opens now or not at all
+        rt().ledger.release(meta["uid"])
+    return Problem("BudgetExceeded", f"a dedicated session is billed for its wall-clock time: maxTime "
+                                     f"{spec.max_time_s}s costs up to {format_amount(amount, choice[1])}, and "
+                                     f"{outcome.message or 'the budget cannot pay that now'}; lower spec.maxTime "
+                                     "or use mode: batch")
+
+
+@kopf.on.create(GROUP, VERSION, PLURAL)
+@kopf.on.resume(GROUP, VERSION, PLURAL)
+def on_session(body: kopf.Body, namespace: str, name: str, patch: kopf.Patch, **_: Any) -> None:
+    from .jobs import _load_backend, start_session_jobs
+
+    session = dict(body)
+    status = session.get("status") or {}
+    if status.get("phase") in ENDED:
+        return
+    if status.get("sessionId"):  # resume: already open
+        start_session_jobs(namespace, name)
+        return
+    try:
+        spec = parse_session(dict(session.get("spec") or {}))
+    except SpecError as exc:
+        return _fail(session, "InvalidSpec", str(exc), patch)
+    backend = _load_backend(spec.backend)
+    if isinstance(backend, Problem):
+        return _fail(session, backend.reason, backend.message, patch)
+    if backend.provider != "ibm":
+        return _fail(session, "UnsupportedBackend", f"QiskitSession {name}: backend {backend.name} is "
+                                                    f"{backend.provider}; Runtime sessions are for ibm backends",
+                     patch)
+    secret = spec.credentials_secret or rt().config.ibm_default_secret
+    try:
+        credential = load_credential(namespace, secret)
+        api = RuntimeApi(credential, rt().tokens)
+        usage = api.instance_usage()
+    except (TokenError, RuntimeApiError) as exc:
+        return _fail(session, "CredentialsRefused" if getattr(exc, "status", 401) in (401, 403, None)
+                     else "RuntimeUnavailable", str(exc), patch)
+    if usage.limit_reached:
+        message = (f"the IBM instance is at its usage limit ({usage.consumed_seconds}s used of "
+                   f"{usage.limit_seconds}s); the session opens when time is available, nothing was submitted")
+        kopf.event(session, type="Warning", reason="InstanceLimitReached", message=message)
+        _patch(namespace, name, {"phase": Phase.PENDING.value, "message": message, "conditions": set_condition(
+            status.get("conditions"), "Ready", False, "InstanceLimitReached", message,
+            session["metadata"].get("generation"))})
+        raise kopf.TemporaryError(message, delay=rt().config.instance_retry_seconds)
+    reserved = 0
+    if spec.mode == "dedicated":
+        outcome = _dedicated_reservation(session, spec, backend)
+        if isinstance(outcome, Problem):
+            return _fail(session, outcome.reason, outcome.message, patch)
+        reserved = outcome
+    try:
+        session_id = api.create_session(backend.backend_name, spec.mode, spec.max_time_s)
+        expiry = _fresh_token(session, credential)
+    except (TokenError, RuntimeApiError) as exc:
+        _release(session)
+        return _fail(session, "RuntimeRefused", f"IBM Quantum did not open the session: {exc}", patch)
+    opened = now_iso()
+    message = f"Runtime {spec.mode} session {session_id} open on {backend.backend_name}"
+    kopf.event(session, type="Normal", reason="SessionOpened", message=message)
+    patch.status.update({
+        "phase": Phase.OPEN.value, "sessionId": session_id, "mode": spec.mode, "ibmBackend": backend.backend_name,
+        "instance": credential.instance, "runtimeUrl": credential.url, "searchUrl": credential.search_url,
+        "catalogUrl": credential.catalog_url, "openedTime": opened, "lastActivity": opened, "tokenExpiry": expiry,
+        "jobs": 0, "usageSeconds": "0", "cost": "0.00", "reservedMicro": str(reserved), "message": message,
+        "conditions": set_condition(status.get("conditions"), "Ready", True, "SessionOpen", message,
+                                    session["metadata"].get("generation"))})
+    # jobs that were admitted before the session opened wait for it: start them (after the status lands)
+    from .jobs import later
+
+    later(0.0, start_session_jobs, namespace, name)
+
+
+def _release(session: dict[str, Any]) -> None:
+    try:
+        rt().ledger.release(session["metadata"]["uid"])
+    except (UnknownReservation, InvalidTransition, UnknownBudget):
+        pass
+
+
+# ---------------------------------------------------------------------- while open
+
+
+def _elapsed_cost(session: dict[str, Any], backend: Backend | Problem, seconds: int, unit: str) -> int:
+    if isinstance(backend, Problem):
+        return 0
+    return amount_in_unit(Usage(qpu_seconds=Decimal(seconds)), backend.prices, unit)
+
+
+def _summary(session: dict[str, Any], jobs: list[dict[str, Any]], now: float) -> dict[str, Any]:
+    """Counts, usage and cost: a batch charges its jobs; a dedicated session its wall-clock time."""
+    from .jobs import _load_backend
+
+    status = session.get("status") or {}
+    usage = sum(Decimal(str((j.get("status") or {}).get("qpuSeconds") or 0)) for j in jobs)
+    if status.get("mode") == "dedicated":
+        opened = parse_iso(status["openedTime"]).timestamp()
+        closed = parse_iso(status["closedTime"]).timestamp() if status.get("closedTime") else now
+        seconds = int(max(0.0, closed - opened))
+        cost = _elapsed_cost(session, _load_backend(session["spec"]["backend"]), seconds,
+                             "USD")
+        return {"jobs": len(jobs), "usageSeconds": str(usage), "wallSeconds": seconds, "cost": format_amount(cost)}
+    cost = sum(int((j.get("status") or {}).get("usedMicro") or 0) for j in jobs)
+    return {"jobs": len(jobs), "usageSeconds": str(usage), "cost": format_amount(cost)}
+
+
+def _last_activity(status: dict[str, Any], jobs: list[dict[str, Any]]) -> float:
+    moments = [status.get("lastActivity"), status.get("openedTime")]
+    for job in jobs:
+        js = job.get("status") or {}
+        moments += [js.get("startTime"), js.get("completionTime")]
+    return max(parse_iso(m).timestamp() for m in moments if m)
+
+
+@kopf.timer(GROUP, VERSION, PLURAL, interval=session_interval_seconds(), initial_delay=session_interval_seconds())
+def session_tick(body: kopf.Body, namespace: str, name: str, **_: Any) -> None:
+    """Rotate the token when due; close an idle session; expire one at maxTime; write the counts."""
+    if not started():
+        return
+    session = dict(body)
+    status = session.get("status") or {}
+    phase = status.get("phase")
+    if phase not in (Phase.OPEN.value, Phase.DRAINING.value):
+        return
+    spec = parse_session(dict(session.get("spec") or {}))
+    now = time.time()
+    jobs = _session_jobs(namespace, name)
+    active = [j for j in jobs if (j.get("status") or {}).get("phase") in JOB_ACTIVE]
+    running = sum((j.get("status") or {}).get("phase") == "Running" for j in active)
+    view = SessionView(Phase(phase), parse_iso(status["openedTime"]).timestamp(), _last_activity(status, jobs),
+                       spec.max_time_s, spec.idle_timeout_s, waiting=len(active) - running, running=running)
+    decision = decide(view, now)
+    secret = spec.credentials_secret or rt().config.ibm_default_secret
+    try:
+        credential = load_credential(namespace, secret)
+        api = RuntimeApi(credential, rt().tokens)
+        update: dict[str, Any] = {"tokenExpiry": _fresh_token(session, credential)}
+    except (TokenError, RuntimeApiError) as exc:
+        kopf.event(session, type="Warning", reason="TokenRefreshFailed", message=str(exc))
+        return
+    if decision.action in (Action.CLOSE, Action.EXPIRE, Action.FINISH):
+        try:
+            if decision.action is Action.CLOSE:
+                api.close_session(status["sessionId"])
+            elif decision.action is Action.EXPIRE:
+                # IBM ends the session at max_ttl by itself and cancels what still waits in it (reason
+                # 1305); those executors report MaxTimeExceeded and their jobs move to a new session
+                api.close_session(status["sessionId"])
+        except RuntimeApiError as exc:
+            kopf.event(session, type="Warning", reason="RuntimeUnavailable", message=str(exc))
+            return
+        ended = Phase.EXPIRED if decision.action is Action.EXPIRE else Phase.CLOSED
+        _end(session, ended, decision.reason, jobs, now)
+        return
+    update.update(_summary(session, jobs, now))
+    if active:
+        update["lastActivity"] = iso(datetime.fromtimestamp(view.last_activity, timezone.utc))
+    _patch(namespace, name, update)
+
+
+def _end(session: dict[str, Any], phase: Phase, reason: str, jobs: list[dict[str, Any]], now: float) -> None:
+    """The session is over: settle what a dedicated session used, say what it saved, write status."""
+    meta, status = session["metadata"], session.get("status") or {}
+    closed = now_iso()
+    final = dict(status, closedTime=closed)
+    summary = _summary(dict(session, status=final), jobs, now)
+    message = f"session {status.get('sessionId')} {phase.value.lower()}: {reason}"
+    if status.get("mode") == "dedicated":
+        spent = _settle_dedicated(session, summary)
+        spec = parse_session(dict(session.get("spec") or {}))
+        unused = max(0, spec.max_time_s - int(summary["wallSeconds"]))
+        message += f"; charged {format_amount(spent)} for {summary['wallSeconds']}s"
+        if phase is Phase.CLOSED and unused:
+            message += f", {unused}s before maxTime (not billed)"
+    kopf.event(session, type="Normal" if phase is Phase.CLOSED else "Warning",
+               reason="SessionClosed" if phase is Phase.CLOSED else "SessionExpired", message=message)
+    _patch(meta["namespace"], meta["name"], {
+        "phase": phase.value, "closedTime": closed, "message": message, **summary,
+        "conditions": set_condition(status.get("conditions"), "Ready", False,
+                                    "Closed" if phase is Phase.CLOSED else "MaxTimeReached", message,
+                                    meta.get("generation"))})
+
+
+def _settle_dedicated(session: dict[str, Any], summary: dict[str, Any]) -> int:
+    from .jobs import _load_backend, start_admitted
+
+    uid = session["metadata"]["uid"]
+    try:
+        reservation = rt().ledger.reservation(uid)
+    except UnknownReservation:
+        return 0
+    if reservation.state != "held":
+        return reservation.actual_micro or 0
+    cost = _elapsed_cost(session, _load_backend(session["spec"]["backend"]), int(summary["wallSeconds"]),
+                         rt().ledger.balance(reservation.namespace, reservation.budget).unit)
+    outcome = rt().ledger.settle(uid, cost)
+    start_admitted(outcome.queue_changes)
+    return outcome.actual_micro
+
+
+@kopf.on.delete(GROUP, VERSION, PLURAL)
+def on_session_deleted(body: kopf.Body, namespace: str, name: str, **_: Any) -> None:
+    """Deleting a QiskitSession cancels its Runtime session: queued and running jobs stop."""
+    session = dict(body)
+    status = session.get("status") or {}
+    if status.get("sessionId") and status.get("phase") not in ENDED:
+        spec = parse_session(dict(session.get("spec") or {}))
+        try:
+            credential = load_credential(namespace, spec.credentials_secret or rt().config.ibm_default_secret)
+            RuntimeApi(credential, rt().tokens).cancel_session(status["sessionId"])
+        except (TokenError, RuntimeApiError) as exc:
+            kopf.event(session, type="Warning", reason="CancelFailed", message=str(exc))
+            raise kopf.TemporaryError(str(exc), delay=10)
+        kopf.event(session, type="Normal", reason="SessionCancelled",
+                   message=f"Runtime session {status['sessionId']} cancelled: its QiskitSession was deleted")
+        summary = _summary(dict(session, status=dict(status, closedTime=now_iso())), _session_jobs(namespace, name),
+                           time.time())
+        if status.get("mode") == "dedicated":
+            _settle_dedicated(session, summary)
+    else:
+        _release(session)
+
+
+# ---------------------------------------------------------------------- jobs meet sessions
+
+
+def auto_batch(namespace: str, backend: Backend, job_uid: str, secret: str) -> str:
+    """The automatic batch an ibm job that names no session runs in (created when new)."""
+    with rt().batch_lock:
+        batch = rt().batches.assign(BatchKey(namespace, backend.name, secret), job_uid, time.monotonic())
+        rt().batches.sealed(time.monotonic())
+    body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "QiskitSession",
+            "metadata": {"name": batch.name, "namespace": namespace,
+                         "labels": {AUTO_BATCH_LABEL: "true", "app.kubernetes.io/managed-by": "qgov"}},
+            "spec": {"backend": backend.name, "mode": "batch", "credentialsSecret": secret,
+                     "idleTimeout": rt().config.batch_idle_seconds}}
+    try:
+        rt().custom.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body)
+    except ApiException as exc:
+        if exc.status != 409:
+            raise
+    return batch.name
+
+
+def session_for_job(namespace: str, job_uid: str, requested: str | None, backend: Backend,
+                    secret: str | None) -> tuple[str, str] | Problem:
+    """(session name, mode) an ibm job runs in, or why it cannot run."""
+    if not requested:
+        return auto_batch(namespace, backend, job_uid, secret or rt().config.ibm_default_secret), "batch"
+    session = get_session(namespace, requested)
+    if session is None:
+        return Problem("UnknownSession", f"spec.session: no QiskitSession {requested!r} in namespace {namespace!r}")
+    spec = session.get("spec") or {}
+    if spec.get("backend") != backend.name:
+        return Problem("SessionBackendMismatch", f"spec.session: QiskitSession {requested} runs on backend "
+                                                 f"{spec.get('backend')}, the job asks for {backend.name}")
+    phase = (session.get("status") or {}).get("phase")
+    if phase in ENDED:
+        return Problem("SessionEnded", f"spec.session: QiskitSession {requested} is {phase}; it runs no more jobs")
+    return requested, spec.get("mode", "batch")
