@@ -26,6 +26,7 @@ class OperatorConfig:
     batch_window_seconds: float = 5.0  # ibm jobs arriving within this window share one Runtime batch
     batch_max_jobs: int = 20
     batch_idle_seconds: int = 60  # an automatic batch closes after this long without work
+    batch_max_time_seconds: int = 28800  # and never lives longer than this
     ibm_default_secret: str = "ibm-quantum"  # the credentials Secret of jobs that name none
     instance_retry_seconds: float = 60.0  # how soon to look again at an instance at its usage limit
 
@@ -40,6 +41,7 @@ class OperatorConfig:
             batch_window_seconds=float(os.environ.get("QGOV_BATCH_WINDOW_SECONDS", "5")),
             batch_max_jobs=int(os.environ.get("QGOV_BATCH_MAX_JOBS", "20")),
             batch_idle_seconds=int(os.environ.get("QGOV_BATCH_IDLE_SECONDS", "60")),
+            batch_max_time_seconds=int(os.environ.get("QGOV_BATCH_MAX_TIME_SECONDS", "28800")),
             ibm_default_secret=os.environ.get("QGOV_IBM_DEFAULT_SECRET", "ibm-quantum"),
             instance_retry_seconds=float(os.environ.get("QGOV_INSTANCE_RETRY_SECONDS", "60")),
         )

@@ -242,31 +242,38 @@ MAX_SESSION_MOVES = 2
 
 
 def _session_not_open(job: dict[str, Any], session_name: str, session: dict[str, Any] | None) -> None:
-    """An ibm job whose session is not open: wait for it to open, or move on when it has ended."""
+    """An ibm job whose session is not open: wait for it to open, or move on when it has ended.
+    A session that failed (credentials, budget) fails its jobs with its reason; one that closed or
+    reached maxTime sends an automatic batch's jobs to a new batch, a few times at most."""
     from ..sessions.lifecycle import requeue_or_fail
-    from .sessions import ENDED, AUTO_BATCH_LABEL, auto_batch
+    from .sessions import AUTO_BATCH_LABEL, auto_batch, ended_phase
 
     meta, status = job["metadata"], job.get("status") or {}
-    phase = ((session or {}).get("status") or {}).get("phase")
-    if session is not None and phase not in ENDED:
+    phase = ended_phase(session)
+    if phase is None:
         _patch_status(meta["namespace"], meta["name"], {"message": f"waiting for QiskitSession {session_name} to open"})
         return  # the session starts its jobs when it opens
+    if phase == "Failed":
+        why = ((session or {}).get("status") or {}).get("message", "")
+        _finish_unstarted(job, "SessionFailed", f"QiskitSession {session_name} failed: {why}")
+        return
     automatic = session is None or ((session.get("metadata") or {}).get("labels") or {}).get(AUTO_BATCH_LABEL)
     moves = int(status.get("sessionMoves") or 0)
     move, why = requeue_or_fail(moves, MAX_SESSION_MOVES)
-    if automatic and move:
-        backend = _load_backend(job["spec"]["backend"])
-        if not isinstance(backend, Problem):
-            new = auto_batch(meta["namespace"], backend, f"{meta['uid']}/{moves + 1}",
-                             job["spec"].get("credentialsSecret") or rt().config.ibm_default_secret)
-            message = f"QiskitSession {session_name} is {phase or 'gone'}: {why}, {new}"
-            kopf.event(job, type="Normal", reason="SessionRequeued", message=message)
-            _patch_status(meta["namespace"], meta["name"], {"session": new, "sessionMoves": moves + 1,
-                                                            "message": message})
-            return
-    message = (f"QiskitSession {session_name} is {phase or 'gone'} and the job cannot run in it: "
-               + (why if automatic else "name an open session in spec.session, or none to be batched automatically"))
-    _patch_status(meta["namespace"], meta["name"], {"phase": "Admitted"})
+    backend = _load_backend(job["spec"]["backend"])
+    if automatic and move and not isinstance(backend, Problem):
+        new = auto_batch(meta["namespace"], backend, f"{meta['uid']}/{moves + 1}",
+                         job["spec"].get("credentialsSecret") or rt().config.ibm_default_secret)
+        message = f"QiskitSession {session_name} is {phase}: {why}, {new}"
+        kopf.event(job, type="Normal", reason="SessionRequeued", message=message)
+        _patch_status(meta["namespace"], meta["name"], {"session": new, "sessionMoves": moves + 1,
+                                                        "message": message})
+        return
+    if automatic:
+        message = f"QiskitSession {session_name} is {phase}: {why}"
+    else:
+        message = (f"QiskitSession {session_name} is {phase} (its maxTime is over or it was closed) and the job "
+                   "cannot run in it: name an open session in spec.session, or none to be batched automatically")
     _finish_unstarted(job, "SessionEnded", message)
 
 

@@ -38,6 +38,7 @@ def start(settings: kopf.OperatorSettings, logger: Any, **_: Any) -> None:
     settings.posting.level = logging.WARNING
     settings.watching.server_timeout = 60
     logging.getLogger("kopf.objects").addFilter(_QuietTimers())
+    logging.getLogger("qiskit").setLevel(logging.WARNING)  # a line per transpiler pass per estimate otherwise
     settings.execution.max_workers = 32
     config = OperatorConfig.from_env()
     db.upgrade(config.database_url)  # idempotent; a fresh SQLite ledger needs its schema

@@ -76,10 +76,25 @@ def _session_jobs(namespace: str, name: str) -> list[dict[str, Any]]:
     return [j for j in jobs if (j.get("status") or {}).get("session") == name]
 
 
+def ended_phase(session: dict[str, Any] | None) -> str | None:
+    """Closed, Expired or Failed (or gone); Expired too once maxTime has passed, before the timer says so."""
+    if session is None:
+        return "gone"
+    status = session.get("status") or {}
+    if status.get("phase") in ENDED:
+        return status["phase"]
+    if status.get("openedTime"):
+        max_time = (session.get("spec") or {}).get("maxTime", 28800)
+        if time.time() >= parse_iso(status["openedTime"]).timestamp() + int(max_time):
+            return Phase.EXPIRED.value
+    return None
+
+
 def runtime_ref(session: dict[str, Any]) -> RuntimeSessionRef | None:
     """What an executor pod of this session needs, once the Runtime session is open."""
     status = session.get("status") or {}
-    if status.get("phase") not in (Phase.OPEN.value, Phase.DRAINING.value) or not status.get("sessionId"):
+    if status.get("phase") not in (Phase.OPEN.value, Phase.DRAINING.value) or not status.get("sessionId") \
+            or ended_phase(session):
         return None
     return RuntimeSessionRef(status["sessionId"], status.get("mode", "batch"),
                              token_secret_name(session["metadata"]["name"]), status.get("instance", ""),
@@ -119,10 +134,16 @@ def _fresh_token(session: dict[str, Any], credential: Credential) -> str:
 
 
 def _fail(session: dict[str, Any], reason: str, message: str, patch: kopf.Patch) -> None:
+    """The session cannot open; the jobs waiting for it fail with this reason (written first, so they see it)."""
+    from .jobs import start_session_jobs
+
+    meta = session["metadata"]
     kopf.event(session, type="Warning", reason=reason, message=message)
-    patch.status.update({"phase": Phase.FAILED.value, "message": message, "closedTime": now_iso(),
-                         "conditions": set_condition((session.get("status") or {}).get("conditions"), "Ready", False,
-                                                     reason, message, session["metadata"].get("generation"))})
+    _patch(meta["namespace"], meta["name"], {
+        "phase": Phase.FAILED.value, "message": message, "closedTime": now_iso(),
+        "conditions": set_condition((session.get("status") or {}).get("conditions"), "Ready", False, reason, message,
+                                    meta.get("generation"))})
+    start_session_jobs(meta["namespace"], meta["name"])
 
 
 def _dedicated_reservation(session: dict[str, Any], spec: SessionSpec, backend: Backend) -> Problem | int:
@@ -204,17 +225,14 @@ def on_session(body: kopf.Body, namespace: str, name: str, patch: kopf.Patch, **
     opened = now_iso()
     message = f"Runtime {spec.mode} session {session_id} open on {backend.backend_name}"
     kopf.event(session, type="Normal", reason="SessionOpened", message=message)
-    patch.status.update({
+    _patch(namespace, name, {
         "phase": Phase.OPEN.value, "sessionId": session_id, "mode": spec.mode, "ibmBackend": backend.backend_name,
         "instance": credential.instance, "runtimeUrl": credential.url, "searchUrl": credential.search_url,
         "catalogUrl": credential.catalog_url, "openedTime": opened, "lastActivity": opened, "tokenExpiry": expiry,
         "jobs": 0, "usageSeconds": "0", "cost": "0.00", "reservedMicro": str(reserved), "message": message,
         "conditions": set_condition(status.get("conditions"), "Ready", True, "SessionOpen", message,
                                     session["metadata"].get("generation"))})
-    # jobs that were admitted before the session opened wait for it: start them (after the status lands)
-    from .jobs import later
-
-    later(0.0, start_session_jobs, namespace, name)
+    start_session_jobs(namespace, name)  # jobs admitted before the session opened were waiting for it
 
 
 def _release(session: dict[str, Any]) -> None:
@@ -299,6 +317,12 @@ def session_tick(body: kopf.Body, namespace: str, name: str, **_: Any) -> None:
         _end(session, ended, decision.reason, jobs, now)
         return
     update.update(_summary(session, jobs, now))
+    from .jobs import create_attempt_pod
+
+    for job in active:  # a job admitted while the session was opening, that neither side started
+        js = job.get("status") or {}
+        if js.get("phase") == "Admitted" and str(js.get("message", "")).startswith("waiting for QiskitSession"):
+            create_attempt_pod(job, int(job["status"].get("attempts") or 1))
     if active:
         update["lastActivity"] = iso(datetime.fromtimestamp(view.last_activity, timezone.utc))
     _patch(namespace, name, update)
@@ -379,7 +403,7 @@ def auto_batch(namespace: str, backend: Backend, job_uid: str, secret: str) -> s
             "metadata": {"name": batch.name, "namespace": namespace,
                          "labels": {AUTO_BATCH_LABEL: "true", "app.kubernetes.io/managed-by": "qgov"}},
             "spec": {"backend": backend.name, "mode": "batch", "credentialsSecret": secret,
-                     "idleTimeout": rt().config.batch_idle_seconds}}
+                     "idleTimeout": rt().config.batch_idle_seconds, "maxTime": rt().config.batch_max_time_seconds}}
     try:
         rt().custom.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body)
     except ApiException as exc:
