@@ -146,14 +146,17 @@ def _fail(session: dict[str, Any], reason: str, message: str, patch: kopf.Patch)
     start_session_jobs(meta["namespace"], meta["name"])
 
 
-def _dedicated_reservation(session: dict[str, Any], spec: SessionSpec, backend: Backend) -> Problem | int:
+def _dedicated_reservation(session: dict[str, Any], spec: SessionSpec,
+                           backend: Backend) -> Problem | tuple[int, str]:
     """A dedicated session is billed for its wall-clock time: reserve maxTime × price up front."""
     from .jobs import _choose_budget
 
     meta = session["metadata"]
     choice = _choose_budget(meta["namespace"], None)
-    if isinstance(choice, Problem) or choice is None:
-        return choice or 0
+    if isinstance(choice, Problem):
+        return choice
+    if choice is None:  # unbudgeted work is allowed: nothing to reserve
+        return 0, "USD"
     amount = amount_in_unit(Usage(qpu_seconds=Decimal(spec.max_time_s)), backend.prices, choice[1])
     try:
         outcome = rt().ledger.reserve(ReserveRequest(meta["uid"], meta["namespace"], choice[0], amount,
@@ -162,7 +165,7 @@ def _dedicated_reservation(session: dict[str, Any], spec: SessionSpec, backend: 
     except UnknownBudget as exc:
         return Problem("UnknownBudget", str(exc))
     if outcome.decision is Decision.ADMITTED:
-        return amount
+        return amount, choice[1]
     if outcome.decision is Decision.QUEUED:  # a session waits for no one: it opens now or not at all
         rt().ledger.release(meta["uid"])
     return Problem("BudgetExceeded", f"a dedicated session is billed for its wall-clock time: maxTime "
@@ -210,12 +213,12 @@ def on_session(body: kopf.Body, namespace: str, name: str, patch: kopf.Patch, **
             status.get("conditions"), "Ready", False, "InstanceLimitReached", message,
             session["metadata"].get("generation"))})
         raise kopf.TemporaryError(message, delay=rt().config.instance_retry_seconds)
-    reserved = 0
+    reserved, unit = 0, "USD"
     if spec.mode == "dedicated":
         outcome = _dedicated_reservation(session, spec, backend)
         if isinstance(outcome, Problem):
             return _fail(session, outcome.reason, outcome.message, patch)
-        reserved = outcome
+        reserved, unit = outcome
     try:
         session_id = api.create_session(backend.backend_name, spec.mode, spec.max_time_s)
         expiry = _fresh_token(session, credential)
@@ -229,7 +232,8 @@ def on_session(body: kopf.Body, namespace: str, name: str, patch: kopf.Patch, **
         "phase": Phase.OPEN.value, "sessionId": session_id, "mode": spec.mode, "ibmBackend": backend.backend_name,
         "instance": credential.instance, "runtimeUrl": credential.url, "searchUrl": credential.search_url,
         "catalogUrl": credential.catalog_url, "openedTime": opened, "lastActivity": opened, "tokenExpiry": expiry,
-        "jobs": 0, "usageSeconds": "0", "cost": "0.00", "reservedMicro": str(reserved), "message": message,
+        "jobs": 0, "usageSeconds": "0", "cost": "0.00", "reservedMicro": str(reserved), "currency": unit,
+        "message": message,
         "conditions": set_condition(status.get("conditions"), "Ready", True, "SessionOpen", message,
                                     session["metadata"].get("generation"))})
     start_session_jobs(namespace, name)  # jobs admitted before the session opened were waiting for it
@@ -262,7 +266,7 @@ def _summary(session: dict[str, Any], jobs: list[dict[str, Any]], now: float) ->
         closed = parse_iso(status["closedTime"]).timestamp() if status.get("closedTime") else now
         seconds = int(max(0.0, closed - opened))
         cost = _elapsed_cost(session, _load_backend(session["spec"]["backend"]), seconds,
-                             "USD")
+                             status.get("currency") or "USD")
         return {"jobs": len(jobs), "usageSeconds": str(usage), "wallSeconds": seconds, "cost": format_amount(cost)}
     cost = sum(int((j.get("status") or {}).get("usedMicro") or 0) for j in jobs)
     return {"jobs": len(jobs), "usageSeconds": str(usage), "cost": format_amount(cost)}
@@ -362,7 +366,7 @@ def _settle_dedicated(session: dict[str, Any], summary: dict[str, Any]) -> int:
     if reservation.state != "held":
         return reservation.actual_micro or 0
     cost = _elapsed_cost(session, _load_backend(session["spec"]["backend"]), int(summary["wallSeconds"]),
-                         rt().ledger.balance(reservation.namespace, reservation.budget).unit)
+                         (session.get("status") or {}).get("currency") or "USD")
     outcome = rt().ledger.settle(uid, cost)
     start_admitted(outcome.queue_changes)
     return outcome.actual_micro

@@ -83,3 +83,190 @@ def scan_for_secrets(env: Env, ibm: LocalIbmCloud) -> None:
     assert len(secrets) > 1 and places
     leaks = [(where, s[:12]) for where, text in places.items() for s in secrets if s in text]
     assert leaks == [], leaks
+
+
+def session_obj(env: Env, name: str) -> dict:
+    return env.get("qiskitsessions", name)
+
+
+def create_session(env: Env, name: str, **spec) -> None:
+    env.custom.create_namespaced_custom_object("qgov.dev", "v1alpha1", NS, "qiskitsessions", {
+        "apiVersion": "qgov.dev/v1alpha1", "kind": "QiskitSession", "metadata": {"name": name},
+        "spec": {"backend": "ibm-local", "credentialsSecret": "ibm-quantum", **spec}})
+
+
+def session_phase(env: Env, name: str, phase: str) -> dict:
+    return env.wait(lambda: (lambda s: s if s.get("status", {}).get("phase") == phase else None)(
+        session_obj(env, name)), f"session {name} {phase}", timeout=120)
+
+
+@pytest.mark.operator_env(**FAST)
+def test_a_dedicated_session_reserves_max_time_charges_its_wall_time_and_closing_when_idle_saves_the_rest(
+        env: Env, ibm: LocalIbmCloud) -> None:
+    ibm_setup(env, ibm)
+    env.budget("200.00")
+    create_session(env, "focus", mode="dedicated", maxTime=100, idleTimeout=3)
+    session_phase(env, "focus", "Open")
+    ledger = env.ledger()
+    assert ledger.balance(NS, NS).held_micro == 160_000_000  # maxTime 100 s x 1.60 USD, held while open
+    env.job("inside", backend="ibm-local", session="focus", shots=1000)
+    job = env.wait_terminal(["inside"])["inside"]
+    assert job["phase"] == "Succeeded" and job["actualCost"] == "0.00"  # the session pays, not its jobs
+    closed = session_phase(env, "focus", "Closed")["status"]
+    wall = closed["wallSeconds"]
+    assert 3 <= wall < 100 and "not billed" in closed["message"]
+    balance = ledger.balance(NS, NS)
+    assert balance.held_micro == 0 and balance.spent_micro == wall * 1_600_000  # wall-clock time, idle included
+    assert list(ibm.sessions.values())[0].mode == "dedicated" and list(ibm.sessions.values())[0].state == "closed"
+    assert ledger.verify() == []
+    ledger.close()
+
+
+@pytest.mark.operator_env(**FAST)
+def test_a_dedicated_session_the_budget_cannot_pay_for_never_opens(env: Env, ibm: LocalIbmCloud) -> None:
+    ibm_setup(env, ibm)
+    env.budget("10.00")
+    create_session(env, "too-long", mode="dedicated", maxTime=3600)
+    status = session_phase(env, "too-long", "Failed")["status"]
+    assert "maxTime 3600s costs up to 5760.00 USD" in status["message"] and "mode: batch" in status["message"]
+    assert ibm.sessions == {} and ibm.calls["POST /sessions"] == 0
+    ledger = env.ledger()
+    assert ledger.balance(NS, NS).held_micro == 0 and ledger.balance(NS, NS).spent_micro == 0
+    ledger.close()
+
+
+@pytest.fixture
+def short_tokens() -> Iterator[LocalIbmCloud]:
+    # tokens live 6 s and each job takes 8 s on the server: every job outlives the token it started with
+    with LocalIbmCloud(keys={API_KEY: "team-a-account"}, lifetime=6, job_seconds=8) as cloud:
+        yield cloud
+
+
+@pytest.mark.operator_env(**FAST)
+def test_a_token_that_expires_mid_session_is_refreshed_and_no_job_fails(env: Env, short_tokens: LocalIbmCloud) -> None:
+    ibm = short_tokens
+    ibm_setup(env, ibm)
+    env.budget("100.00")
+    env.job("long-1", backend="ibm-local", shots=1000)
+    env.job("long-2", backend="ibm-local", shots=1000)
+    statuses = env.wait_terminal(["long-1", "long-2"])
+    assert [s["phase"] for s in statuses.values()] == ["Succeeded", "Succeeded"], statuses
+    assert ibm.exchanges[API_KEY] >= 3  # the operator refreshed the token, more than once
+    assert ibm.rejected_tokens == 0  # and no call went out with an expired one
+    secret = env.core.read_namespaced_secret(f"{statuses['long-1']['session']}-token", NS)
+    mounted = base64.b64decode(secret.data["token"]).decode()
+    assert mounted in ibm.issued and mounted != ibm.issued[0]  # the pods' Secret was rotated
+    scan_for_secrets(env, ibm)
+
+
+@pytest.fixture
+def slow_ibm() -> Iterator[LocalIbmCloud]:
+    # one job at a time, 8 s each: the second job still waits when a short session reaches maxTime
+    with LocalIbmCloud(keys={API_KEY: "team-a-account"}, job_seconds=8, workers=1) as cloud:
+        yield cloud
+
+
+@pytest.mark.operator_env(**FAST)
+def test_max_time_reached_with_a_job_waiting_in_a_named_session_fails_it_clearly_and_charges_what_ran(
+        env: Env, slow_ibm: LocalIbmCloud) -> None:
+    ibm = slow_ibm
+    ibm_setup(env, ibm)
+    env.budget("100.00")
+    create_session(env, "short", mode="batch", maxTime=8, idleTimeout=60)
+    session_phase(env, "short", "Open")
+    env.job("first", backend="ibm-local", session="short", shots=1000)
+    env.job("second", backend="ibm-local", session="short", shots=1000)
+    statuses = env.wait_terminal(["first", "second"], timeout=120)
+    failed = [s for s in statuses.values() if s["phase"] == "Failed"]
+    assert failed, statuses
+    for status in failed:
+        assert "short" in status["message"] and ("maxTime" in status["message"] or "maximum time" in status["message"])
+    expired = session_phase(env, "short", "Expired")["status"]
+    assert "maxTime of 8s" in expired["message"]
+    ledger = env.ledger()
+    charged = sum(int(s.get("usedMicro") or 0) for s in statuses.values())
+    assert ledger.balance(NS, NS).spent_micro == charged and ledger.balance(NS, NS).held_micro == 0
+    assert ledger.verify() == []
+    ledger.close()
+
+
+@pytest.mark.operator_env(**FAST, QGOV_BATCH_MAX_TIME_SECONDS="8")
+def test_max_time_reached_with_a_job_waiting_in_an_automatic_batch_requeues_it_into_a_new_batch(
+        env: Env, slow_ibm: LocalIbmCloud) -> None:
+    ibm = slow_ibm
+    ibm_setup(env, ibm)
+    env.budget("100.00")
+    env.job("first", backend="ibm-local", shots=1000)
+    env.job("second", backend="ibm-local", shots=1000)
+    statuses = env.wait_terminal(["first", "second"], timeout=180)
+    assert [s["phase"] for s in statuses.values()] == ["Succeeded", "Succeeded"], statuses
+    assert len(ibm.sessions) >= 2 and any(int(s.get("sessionMoves") or 0) >= 1 for s in statuses.values())
+    events = env.core.list_namespaced_event(NS).items
+    assert any(e.reason == "SessionRequeued" and "re-queued into a new session" in e.message for e in events)
+
+
+@pytest.mark.operator_env(**FAST, QGOV_INSTANCE_RETRY_SECONDS="2")
+def test_an_instance_at_its_usage_limit_gets_nothing_submitted_until_time_is_available(env: Env) -> None:
+    with LocalIbmCloud(keys={API_KEY: "team-a-account"}, instance_limit_seconds=0) as ibm:
+        ibm_setup(env, ibm)
+        env.budget("100.00")
+        env.job("patient", backend="ibm-local", shots=1000)
+        job = env.wait(lambda: (lambda s: s if "waiting for QiskitSession" in s.get("message", "") else None)(
+            env.status("patient")), "the job to wait for its session")
+        session = session_phase(env, job["session"], "Pending")
+        assert "usage limit" in session["status"]["message"] and "nothing was submitted" in session["status"]["message"]
+        assert ibm.calls["POST /sessions"] == 0 and ibm.calls["POST /jobs"] == 0
+        ibm.instance.limit_seconds = 600  # the plan's time is raised
+        status = env.wait_terminal(["patient"])["patient"]
+        assert status["phase"] == "Succeeded" and ibm.calls["POST /jobs"] == 1
+
+
+@pytest.mark.operator_env(**FAST)
+def test_a_wrong_api_key_fails_the_session_and_its_jobs_with_the_reason_and_charges_nothing(
+        env: Env, ibm: LocalIbmCloud) -> None:
+    ibm_setup(env, ibm, key="revoked-key-not-known-to-iam")
+    env.budget("100.00")
+    env.job("locked-out", backend="ibm-local", shots=1000)
+    status = env.wait_terminal(["locked-out"])["locked-out"]
+    assert status["phase"] == "Failed" and "IAM refused the API key" in status["message"], status
+    session = session_obj(env, status["session"])["status"]
+    assert session["phase"] == "Failed" and session["conditions"][0]["reason"] == "CredentialsRefused"
+    assert "revoked-key" not in json_dump(session) and "revoked-key" not in status["message"]
+    assert ibm.sessions == {} and ibm.jobs == {}
+    ledger = env.ledger()
+    assert ledger.balance(NS, NS).spent_micro == 0 and ledger.balance(NS, NS).held_micro == 0
+    ledger.close()
+
+
+def json_dump(obj) -> str:
+    import json
+
+    return json.dumps(obj)
+
+
+@pytest.fixture
+def busy_ibm() -> Iterator[LocalIbmCloud]:
+    with LocalIbmCloud(keys={API_KEY: "team-a-account"}, job_seconds=30) as cloud:
+        yield cloud
+
+
+@pytest.mark.operator_env(**FAST)
+def test_deleting_a_session_cancels_its_running_jobs(env: Env, busy_ibm: LocalIbmCloud) -> None:
+    ibm = busy_ibm
+    ibm_setup(env, ibm)
+    env.budget("100.00")
+    create_session(env, "doomed", mode="batch")
+    session_phase(env, "doomed", "Open")
+    env.job("cut-short", backend="ibm-local", session="doomed", shots=1000)
+    env.wait(lambda: any(j.status == "Running" for j in ibm.jobs.values()), "the Runtime job to run")
+    env.custom.delete_namespaced_custom_object("qgov.dev", "v1alpha1", NS, "qiskitsessions", "doomed")
+    status = env.wait_terminal(["cut-short"], timeout=60)["cut-short"]
+    assert status["phase"] == "Failed" and "cancelled" in status["message"], status
+    (runtime_session,) = ibm.sessions.values()
+    assert runtime_session.state == "closed" and [j.status for j in ibm.jobs.values()] == ["Cancelled"]
+    env.wait(lambda: not any(s["metadata"]["name"] == "doomed" for s in sessions(env)), "the session to go")
+    events = env.core.list_namespaced_event(NS).items
+    assert any(e.reason == "SessionCancelled" for e in events)
+    ledger = env.ledger()
+    assert ledger.balance(NS, NS).held_micro == 0 and ledger.verify() == []
+    ledger.close()
