@@ -88,6 +88,7 @@ def _submit(spec: Any, backend: Any, circuits: list[Any], session_id: str,
     from qiskit import transpile
     from qiskit.quantum_info import SparsePauliOp
     from qiskit_ibm_runtime import Batch, QiskitRuntimeService, Session
+    from qiskit_ibm_runtime.accounts.exceptions import InvalidAccountError
     from qiskit_ibm_runtime.exceptions import (IBMInputValueError, IBMRuntimeError, RuntimeInvalidStateError,
                                                RuntimeJobFailureError, RuntimeJobMaxTimeoutError)
     from qiskit_ibm_runtime.api.exceptions import RequestsApiError
@@ -114,8 +115,8 @@ def _submit(spec: Any, backend: Any, circuits: list[Any], session_id: str,
             job = Estimator(mode=mode).run(pubs, precision=1 / spec.shots ** 0.5)
         result = job.result(timeout=RESULT_TIMEOUT_S)
         metrics = job.metrics()
-    except RequestsApiError as exc:
-        raise _refusal(exc.status_code, str(exc)) from None
+    except (RequestsApiError, InvalidAccountError) as exc:  # the latter: instance discovery, building the service
+        raise _refusal(_status_of(exc), str(exc)) from None
     except RuntimeJobMaxTimeoutError as exc:
         raise RuntimeRefusal(f"the Runtime session reached its maximum time before the job finished: "
                              f"{_short(str(exc))}", deterministic=False, reason="MaxTimeExceeded") from None
@@ -126,8 +127,7 @@ def _submit(spec: Any, backend: Any, circuits: list[Any], session_id: str,
         raise RuntimeRefusal(f"the Runtime job was cancelled (its session was cancelled or closed): "
                              f"{_short(str(exc))}", deterministic=True, reason="JobCancelled") from None
     except (IBMInputValueError, IBMRuntimeError) as exc:
-        status = getattr(exc, "status_code", None) or getattr(getattr(exc, "__cause__", None), "status_code", None)
-        raise _refusal(status, str(exc)) from None
+        raise _refusal(_status_of(exc), str(exc)) from None
     results: list[dict[str, Any]] = []
     for pub in result:
         if spec.primitive == "sampler":
@@ -156,6 +156,24 @@ def _refusal(status: int | None, message: str) -> RuntimeRefusal:
         return RuntimeRefusal(f"IBM Quantum refused the job (HTTP {status}): {text}", deterministic=True,
                               reason="RuntimeRefused")
     return RuntimeRefusal(f"IBM Quantum: {text}", deterministic=False, reason="RuntimeError")
+
+
+def _status_of(exc: BaseException) -> int | None:
+    """The HTTP status behind a client error: its own, its cause's, or urllib3's "too many 503 error
+    responses" when the client's retries ran out."""
+    import re
+
+    seen: BaseException | None = exc
+    while seen is not None:
+        for attribute in ("status_code", "code"):
+            value = getattr(seen, attribute, None)
+            if isinstance(value, int) and 100 <= value < 600:
+                return value
+        found = re.search(r"too many (\d{3}) error responses", str(seen))
+        if found:
+            return int(found.group(1))
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def _short(message: str) -> str:

@@ -1,0 +1,139 @@
+"""The two Runtime clients against a local server speaking IBM's protocol: the operator's session
+API (governance/sessions/runtime_api.py) and the executor's path through qiskit-ibm-runtime
+(executor/ibm.py), including how IBM's failures reach the job."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from executor.ibm import RuntimeRefusal, run_ibm
+from governance.api.specs import parse_backend, parse_job
+from governance.circuits import parse_circuits
+from governance.sessions.runtime_api import RuntimeApi, RuntimeApiError
+from governance.sessions.tokens import Credential, TokenManager
+from governance.testing.ibm_cloud import CRN, LocalIbmCloud
+
+KEY = "runtime-clients-test-key-42"
+BELL = 'OPENQASM 2.0;\ninclude "qelib1.inc";\nqreg q[2];\ncreg c[2];\nh q[0];\ncx q[0],q[1];\nmeasure q -> c;\n'
+BACKEND = parse_backend("ibm-local", {"provider": "ibm", "name": "ibm_local", "model": "fake_manila"})
+
+
+@pytest.fixture
+def ibm() -> Iterator[LocalIbmCloud]:
+    with LocalIbmCloud(keys={KEY: "acct"}) as cloud:
+        yield cloud
+
+
+def api_for(ibm: LocalIbmCloud, key: str = KEY) -> RuntimeApi:
+    return RuntimeApi(Credential(key, CRN, ibm.url, ibm.url), TokenManager())
+
+
+@pytest.fixture
+def pod(ibm: LocalIbmCloud, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An executor pod's view: a mounted token file and the environment qgov gives it (no key)."""
+    token = tmp_path / "token"
+    token.write_text(TokenManager().token(Credential(KEY, CRN, ibm.url, ibm.url)).value)
+    for name, value in {"QGOV_IBM_TOKEN_FILE": str(token), "QGOV_IBM_INSTANCE": CRN, "QGOV_IBM_URL": ibm.url,
+                        "GLOBAL_SEARCH_URL": ibm.url, "GLOBAL_CATALOG_URL": f"{ibm.url}/catalog"}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("IAM_URL", raising=False)
+    return token
+
+
+def open_session(ibm: LocalIbmCloud, monkeypatch: pytest.MonkeyPatch, mode: str = "batch") -> str:
+    session_id = api_for(ibm).create_session("ibm_local", mode, 600)
+    monkeypatch.setenv("QGOV_IBM_SESSION", session_id)
+    monkeypatch.setenv("QGOV_IBM_SESSION_MODE", mode)
+    return session_id
+
+
+def job(**spec):
+    parsed = parse_job({"backend": "ibm-local", "circuits": [BELL], "shots": 4000, **spec})
+    return parsed, parse_circuits(parsed.circuits)
+
+
+def test_the_session_api_opens_closes_and_reads_usage(ibm: LocalIbmCloud) -> None:
+    api = api_for(ibm)
+    session_id = api.create_session("ibm_local", "dedicated", 120)
+    assert api.session(session_id)["state"] == "open" and ibm.sessions[session_id].max_ttl == 120
+    assert api.instance_usage().limit_reached is False
+    api.close_session(session_id)
+    assert api.session(session_id)["state"] == "closed" and not ibm.sessions[session_id].accepting_jobs
+    api.close_session("no-such-session")  # closing what IBM already forgot is not an error
+
+
+def test_the_session_api_retries_5xx_and_names_the_call_but_never_the_key(ibm: LocalIbmCloud) -> None:
+    api = api_for(ibm)
+    ibm.fail_next_runtime = 2
+    assert api.create_session("ibm_local", "batch", 60)  # two 503s, then it works
+    ibm.fail_next_runtime = 10
+    with pytest.raises(RuntimeApiError) as failed:
+        api.create_session("ibm_local", "batch", 60)
+    assert failed.value.status == 503 and "POST /sessions: HTTP 503" in str(failed.value)
+    with pytest.raises(Exception) as refused:
+        api_for(ibm, key="not-a-known-key").create_session("ibm_local", "batch", 60)
+    assert "IAM refused the API key" in str(refused.value) and "not-a-known-key" not in str(refused.value)
+
+
+def test_the_executor_samples_and_estimates_in_the_session_with_only_a_token(
+        ibm: LocalIbmCloud, pod: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    session_id = open_session(ibm, monkeypatch)
+    exchanged = ibm.exchanges[KEY]
+    spec, circuits = job()
+    results, usage, runtime_job = run_ibm(spec, BACKEND, circuits)
+    counts = results[0]["counts"]
+    assert sum(counts.values()) == 4000 and counts.get("00", 0) + counts.get("11", 0) > 3600  # a noisy Bell pair
+    assert usage == {"qpuSeconds": "1", "shots": "4000", "tasks": "1"}  # IBM's metered quantum seconds
+    assert ibm.jobs[runtime_job].session_id == session_id and ibm.jobs[runtime_job].program_id == "executor"
+    spec, circuits = job(primitive="estimator", observables=[["ZZ", "XX", "ZI"]])
+    results, _, _ = run_ibm(spec, BACKEND, circuits)
+    zz, xx, zi = results[0]["expectationValues"]
+    assert zz > 0.9 and xx > 0.9 and abs(zi) < 0.1
+    assert KEY not in os.environ.values() and ibm.exchanges[KEY] == exchanged  # the pod never exchanged the key
+
+
+def test_the_executor_picks_up_a_rotated_token(ibm: LocalIbmCloud, pod: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    open_session(ibm, monkeypatch)
+    spec, circuits = job()
+    run_ibm(spec, BACKEND, circuits)
+    ibm._live.clear()  # every token issued so far is revoked...
+    pod.write_text(TokenManager().token(Credential(KEY, CRN, ibm.url, ibm.url)).value)  # ...and a new one mounted
+    results, _, _ = run_ibm(spec, BACKEND, circuits)
+    assert sum(results[0]["counts"].values()) == 4000
+
+
+def test_a_refused_token_is_a_credentials_error_that_is_not_retried(
+        ibm: LocalIbmCloud, pod: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    open_session(ibm, monkeypatch)
+    ibm._live.clear()  # the mounted token was revoked
+    spec, circuits = job()
+    with pytest.raises(RuntimeRefusal) as refused:
+        run_ibm(spec, BACKEND, circuits)
+    assert refused.value.deterministic and refused.value.reason == "CredentialsRefused"
+    assert "401" in str(refused.value) and pod.read_text() not in str(refused.value)
+
+
+def test_5xx_after_the_clients_retries_is_transient(ibm: LocalIbmCloud, pod: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    open_session(ibm, monkeypatch)
+    ibm.fail_next_runtime = 1000
+    spec, circuits = job()
+    with pytest.raises(RuntimeRefusal) as failed:
+        run_ibm(spec, BACKEND, circuits)
+    assert not failed.value.deterministic and failed.value.reason == "RuntimeUnavailable"
+    assert "503" in str(failed.value)
+
+
+def test_a_closed_session_refuses_the_job_with_409_and_a_retry_may_help(
+        ibm: LocalIbmCloud, pod: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    session_id = open_session(ibm, monkeypatch)
+    api_for(ibm).close_session(session_id)
+    spec, circuits = job()
+    with pytest.raises(RuntimeRefusal) as refused:
+        run_ibm(spec, BACKEND, circuits)
+    assert not refused.value.deterministic and refused.value.reason == "SessionClosed", refused.value
+    assert ibm.jobs == {}
