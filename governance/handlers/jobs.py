@@ -151,7 +151,7 @@ def admit(job: dict[str, Any], logger: Any) -> dict[str, Any]:
             "budget": choice[0] if choice else None,
             # what was priced: the executor runs this generation of the spec or nothing
             "admittedGeneration": meta.get("generation")}
-    if backend.provider == "ibm":
+    if backend.provider == "ibm" or parsed.session:
         from .sessions import session_for_job
 
         placed = session_for_job(namespace, uid, parsed.session, backend, parsed.credentials_secret)
@@ -212,18 +212,21 @@ def _start_attempt(job: dict[str, Any], attempt: int, status: dict[str, Any] | N
     """Write the attempt into the job's status, THEN create its pod: a pod that finishes fast is
     never mistaken for a stale attempt. The pod's name is deterministic, so it can be named first."""
     meta = job["metadata"]
-    _patch_status(meta["namespace"], meta["name"], {**(status or {}), "phase": "Admitted", "attempts": attempt,
-                                                    "retryAt": None, "podName": pod_name(meta["name"], attempt)})
-    create_attempt_pod(job, attempt)
+    written = {**(status or {}), "phase": "Admitted", "attempts": attempt, "retryAt": None,
+               "podName": pod_name(meta["name"], attempt)}
+    _patch_status(meta["namespace"], meta["name"], written)
+    create_attempt_pod(dict(job, status={**(job.get("status") or {}), **written}), attempt)
 
 
 def create_attempt_pod(job: dict[str, Any], attempt: int) -> None:
     runtime = None
     session_name = (job.get("status") or {}).get("session")
     if session_name:
-        from .sessions import get_session, runtime_ref
+        from .sessions import get_session, local_runner, runtime_ref
 
         session = get_session(job["metadata"]["namespace"], session_name)
+        if local_runner(session):
+            return  # the session's runner pod takes the attempt from the job's status
         runtime = runtime_ref(session) if session is not None else None
         if runtime is None:
             _session_not_open(job, session_name, session)
@@ -328,8 +331,9 @@ def on_job_event(type: str | None, body: kopf.Body, logger: Any, **_: Any) -> No
     per-object state (diff-bases, progress annotations, its finalizer).
 
     type None is kopf's initial listing (the operator starting: resume); ADDED is a new job;
-    MODIFIED matters only when the job is being deleted (our finalizer holds it). Measured, this
-    did not lower the operator's CPU per job; it keeps kopf's bookkeeping off QiskitJobs.
+    MODIFIED matters when the job is being deleted (our finalizer holds it) and when a session
+    runner reported an attempt (status.report). Measured, this did not lower the operator's CPU per
+    job; it keeps kopf's bookkeeping off QiskitJobs.
     """
     job = dict(body)
     meta = job["metadata"]
@@ -341,12 +345,25 @@ def on_job_event(type: str | None, body: kopf.Body, logger: Any, **_: Any) -> No
             _remove_finalizer(job)
         return
     if type == "MODIFIED":
+        _runner_report(job)
         return
     try:
+        _runner_report(job)  # resume: a report that landed while the operator was down
         handle_job(job, logger)
     except Exception as exc:  # noqa: BLE001 - event handlers are not retried by kopf: retry here
         logger.warning(f"job {meta['namespace']}/{meta['name']}: {type_name(exc)}; retrying in 5s")
         later(5.0, _handle_again, meta["namespace"], meta["name"], meta["uid"], logger)
+
+
+def _runner_report(job: dict[str, Any]) -> None:
+    """A local session's runner wrote what the job's current attempt did into status.report."""
+    status = job.get("status") or {}
+    report = status.get("report") or {}
+    attempt = int(report.get("attempt") or 0)
+    if not attempt or attempt != int(status.get("attempts") or 0) or status.get("phase") in TERMINAL \
+            or int(status.get("countedAttempt") or 0) >= attempt:
+        return
+    attempt_finished(job, attempt, report.get("exitCode") == 0, report, report.get("exitCode"))
 
 
 def later(delay: float, fn: Any, *args: Any) -> None:
@@ -494,9 +511,18 @@ def on_executor_pod(body: kopf.Body, type: str, logger: Any, **_: Any) -> None:
             _patch_status(namespace, name, {"phase": "Running", "podName": pod["metadata"]["name"],
                                             "startTime": status.get("startTime") or now_iso()})
         return
+    report, exit_code = _usage_of(pod)
+    attempt_finished(job, attempt, phase == "Succeeded", report, exit_code)
+
+
+def attempt_finished(job: dict[str, Any], attempt: int, succeeded: bool, report: dict[str, Any],
+                     exit_code: int | None) -> None:
+    """An attempt ended (its pod, or a session runner, reported): charge it, then retry, or settle."""
+    status = job.get("status") or {}
+    namespace, name = job["metadata"]["namespace"], job["metadata"]["name"]
+    phase = "Succeeded" if succeeded else "Failed"
     if int(status.get("countedAttempt") or 0) >= attempt and status.get("retryAt"):
         return  # this attempt was already counted and a retry is scheduled
-    report, exit_code = _usage_of(pod)
     used = int(status.get("usedMicro") or 0)
     qpu = Decimal(str(status.get("qpuSeconds") or 0))
     if int(status.get("countedAttempt") or 0) < attempt:

@@ -36,6 +36,42 @@ class RuntimeSessionRef:
         return [{"name": k, "value": v} for k, v in values.items() if v]
 
 
+SESSION_RUNNER_LABEL = "qgov.dev/session-runner"
+
+
+def runner_pod_name(session_name: str) -> str:
+    return f"{session_name}-runner"[:253]
+
+
+def session_runner_pod(session: dict[str, Any], image: str) -> dict[str, Any]:
+    """A local session's one long-lived executor: it runs the session's jobs in turn, so Python and
+    Aer start once per session instead of once per job."""
+    meta = session["metadata"]
+    return {
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {
+            "name": runner_pod_name(meta["name"]), "namespace": meta["namespace"],
+            "labels": {SESSION_RUNNER_LABEL: meta["name"][:63], "app.kubernetes.io/managed-by": "qgov"},
+            "ownerReferences": [{"apiVersion": f"{GROUP}/{VERSION}", "kind": "QiskitSession", "name": meta["name"],
+                                 "uid": meta["uid"], "controller": True, "blockOwnerDeletion": True}],
+        },
+        "spec": {
+            "restartPolicy": "Never",
+            "serviceAccountName": "qgov-executor",
+            "automountServiceAccountToken": True,
+            "securityContext": {"runAsNonRoot": True, "runAsUser": 10001},
+            "terminationGracePeriodSeconds": 60,  # the job in hand finishes on SIGTERM
+            "containers": [{
+                "name": "runner", "image": image,
+                "command": ["python", "-m", "executor.session", "--namespace", meta["namespace"],
+                            "--session", meta["name"]],
+                "terminationMessagePolicy": "FallbackToLogsOnError",
+                "resources": {"requests": {"cpu": "500m", "memory": "512Mi"}, "limits": {"memory": "4Gi"}},
+            }],
+        },
+    }
+
+
 def token_secret_name(session_name: str) -> str:
     return f"{session_name}-token"[:253]
 

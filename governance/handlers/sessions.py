@@ -34,7 +34,8 @@ from ..sessions.runtime_api import RuntimeApi, RuntimeApiError
 from ..sessions.tokens import Credential, TokenError, credential_from_secret
 from .conditions import iso, now_iso, parse_iso, set_condition
 from .config import session_interval_seconds
-from .pods import RuntimeSessionRef, token_secret_name
+from .pods import (SESSION_RUNNER_LABEL, RuntimeSessionRef, runner_pod_name, session_runner_pod,
+                   token_secret_name)
 from .runtime import rt, started
 
 PLURAL = "qiskitsessions"
@@ -194,9 +195,7 @@ def on_session(body: kopf.Body, namespace: str, name: str, patch: kopf.Patch, **
     if isinstance(backend, Problem):
         return _fail(session, backend.reason, backend.message, patch)
     if backend.provider != "ibm":
-        return _fail(session, "UnsupportedBackend", f"QiskitSession {name}: backend {backend.name} is "
-                                                    f"{backend.provider}; Runtime sessions are for ibm backends",
-                     patch)
+        return _open_local(session, spec, backend)
     secret = spec.credentials_secret or rt().config.ibm_default_secret
     try:
         credential = load_credential(namespace, secret)
@@ -239,6 +238,44 @@ def on_session(body: kopf.Body, namespace: str, name: str, patch: kopf.Patch, **
     start_session_jobs(namespace, name)  # jobs admitted before the session opened were waiting for it
 
 
+def _open_local(session: dict[str, Any], spec: SessionSpec, backend: Backend) -> None:
+    """A session on aer or fake: one runner pod runs its jobs in turn. There is no wall-clock
+    billing for a local simulator, so its jobs are charged one by one, whatever the mode."""
+    from .jobs import start_session_jobs
+
+    meta = session["metadata"]
+    _create_runner(session)
+    opened = now_iso()
+    message = f"local {spec.mode} session on {backend.name}: runner pod {runner_pod_name(meta['name'])}"
+    kopf.event(session, type="Normal", reason="SessionOpened", message=message)
+    _patch(meta["namespace"], meta["name"], {
+        "phase": Phase.OPEN.value, "mode": spec.mode, "runner": runner_pod_name(meta["name"]), "openedTime": opened,
+        "lastActivity": opened, "jobs": 0, "usageSeconds": "0", "cost": "0.00", "message": message,
+        "conditions": set_condition((session.get("status") or {}).get("conditions"), "Ready", True, "SessionOpen",
+                                    message, meta.get("generation"))})
+    start_session_jobs(meta["namespace"], meta["name"])
+
+
+def _create_runner(session: dict[str, Any]) -> None:
+    body = session_runner_pod(session, rt().config.executor_image)
+    try:
+        answer = rt().core.create_namespaced_pod(session["metadata"]["namespace"], body, _preload_content=False)
+        answer.read()
+        answer.release_conn()
+    except ApiException as exc:
+        if exc.status != 409:  # 409: a replay; the runner exists
+            raise
+
+
+def local_runner(session: dict[str, Any] | None) -> str | None:
+    """The runner pod of an open local session (its jobs need no pod of their own)."""
+    status = (session or {}).get("status") or {}
+    if status.get("runner") and status.get("phase") in (Phase.OPEN.value, Phase.DRAINING.value) \
+            and not ended_phase(session):
+        return status["runner"]
+    return None
+
+
 def _release(session: dict[str, Any]) -> None:
     try:
         rt().ledger.release(session["metadata"]["uid"])
@@ -261,7 +298,7 @@ def _summary(session: dict[str, Any], jobs: list[dict[str, Any]], now: float) ->
 
     status = session.get("status") or {}
     usage = sum(Decimal(str((j.get("status") or {}).get("qpuSeconds") or 0)) for j in jobs)
-    if status.get("mode") == "dedicated":
+    if status.get("mode") == "dedicated" and not status.get("runner"):
         opened = parse_iso(status["openedTime"]).timestamp()
         closed = parse_iso(status["closedTime"]).timestamp() if status.get("closedTime") else now
         seconds = int(max(0.0, closed - opened))
@@ -298,14 +335,22 @@ def session_tick(body: kopf.Body, namespace: str, name: str, **_: Any) -> None:
     view = SessionView(Phase(phase), parse_iso(status["openedTime"]).timestamp(), _last_activity(status, jobs),
                        spec.max_time_s, spec.idle_timeout_s, waiting=len(active) - running, running=running)
     decision = decide(view, now)
-    secret = spec.credentials_secret or rt().config.ibm_default_secret
-    try:
-        credential = load_credential(namespace, secret)
-        api = RuntimeApi(credential, rt().tokens)
-        update: dict[str, Any] = {"tokenExpiry": _fresh_token(session, credential)}
-    except (TokenError, RuntimeApiError) as exc:
-        kopf.event(session, type="Warning", reason="TokenRefreshFailed", message=str(exc))
-        return
+    update: dict[str, Any] = {}
+    if status.get("runner"):  # local: the runner pod is the session
+        if decision.action in (Action.CLOSE, Action.EXPIRE, Action.FINISH):
+            _end(session, Phase.EXPIRED if decision.action is Action.EXPIRE else Phase.CLOSED, decision.reason,
+                 jobs, now)
+            _stop_runner(namespace, name)  # after the status says so: a runner that goes is not replaced then
+            return
+    else:
+        secret = spec.credentials_secret or rt().config.ibm_default_secret
+        try:
+            credential = load_credential(namespace, secret)
+            api = RuntimeApi(credential, rt().tokens)
+            update["tokenExpiry"] = _fresh_token(session, credential)
+        except (TokenError, RuntimeApiError) as exc:
+            kopf.event(session, type="Warning", reason="TokenRefreshFailed", message=str(exc))
+            return
     if decision.action in (Action.CLOSE, Action.EXPIRE, Action.FINISH):
         try:
             if decision.action is Action.CLOSE:
@@ -323,7 +368,7 @@ def session_tick(body: kopf.Body, namespace: str, name: str, **_: Any) -> None:
     update.update(_summary(session, jobs, now))
     from .jobs import create_attempt_pod
 
-    for job in active:  # a job admitted while the session was opening, that neither side started
+    for job in active if not status.get("runner") else ():  # admitted while the session opened, started by neither
         js = job.get("status") or {}
         if js.get("phase") == "Admitted" and str(js.get("message", "")).startswith("waiting for QiskitSession"):
             create_attempt_pod(job, int(job["status"].get("attempts") or 1))
@@ -339,7 +384,7 @@ def _end(session: dict[str, Any], phase: Phase, reason: str, jobs: list[dict[str
     final = dict(status, closedTime=closed)
     summary = _summary(dict(session, status=final), jobs, now)
     message = f"session {status.get('sessionId')} {phase.value.lower()}: {reason}"
-    if status.get("mode") == "dedicated":
+    if status.get("mode") == "dedicated" and not status.get("runner"):
         spent = _settle_dedicated(session, summary)
         spec = parse_session(dict(session.get("spec") or {}))
         unused = max(0, spec.max_time_s - int(summary["wallSeconds"]))
@@ -377,7 +422,11 @@ def on_session_deleted(body: kopf.Body, namespace: str, name: str, **_: Any) -> 
     """Deleting a QiskitSession cancels its Runtime session: queued and running jobs stop."""
     session = dict(body)
     status = session.get("status") or {}
-    if status.get("sessionId") and status.get("phase") not in ENDED:
+    if status.get("runner"):
+        _stop_runner(namespace, name)
+        kopf.event(session, type="Normal", reason="SessionCancelled",
+                   message=f"runner {status['runner']} stopped: the QiskitSession was deleted")
+    elif status.get("sessionId") and status.get("phase") not in ENDED:
         spec = parse_session(dict(session.get("spec") or {}))
         try:
             credential = load_credential(namespace, spec.credentials_secret or rt().config.ibm_default_secret)
@@ -393,6 +442,66 @@ def on_session_deleted(body: kopf.Body, namespace: str, name: str, **_: Any) -> 
             _settle_dedicated(session, summary)
     else:
         _release(session)
+
+
+def _stop_runner(namespace: str, name: str) -> None:
+    try:
+        rt().core.delete_namespaced_pod(runner_pod_name(name), namespace)
+    except ApiException as exc:
+        if exc.status != 404:
+            raise
+
+
+MAX_RUNNER_RESTARTS = 3
+
+
+@kopf.on.event("", "v1", "pods", labels={SESSION_RUNNER_LABEL: kopf.PRESENT})
+def on_runner_pod(body: kopf.Body, type: str, **_: Any) -> None:
+    """A runner that stops while its session is open is replaced (it re-runs the attempt it had in
+    hand: nothing was reported for it, so nothing was charged), a few times at most. A runner that
+    stops for good takes its unfinished attempts with it: they fail like a lost pod (transient), so
+    they retry, move on, or fail clearly."""
+    pod = dict(body)
+    phase = (pod.get("status") or {}).get("phase")
+    if not started() or not (type == "DELETED" or phase in ("Succeeded", "Failed")):
+        return
+    namespace, session_name = pod["metadata"]["namespace"], pod["metadata"]["labels"][SESSION_RUNNER_LABEL]
+    session = get_session(namespace, session_name)
+    owner = next((o.get("uid") for o in pod["metadata"].get("ownerReferences") or []), None)
+    if session is not None and session["metadata"]["uid"] == owner and local_runner(session) \
+            and not session["metadata"].get("deletionTimestamp"):
+        restarts = int((session.get("status") or {}).get("runnerRestarts") or 0)
+        if type != "DELETED":
+            _stop_runner(namespace, session_name)  # crashed: its DELETED event brings the replacement
+            return
+        if restarts < MAX_RUNNER_RESTARTS:
+            message = f"runner {pod['metadata']['name']} stopped ({phase or 'deleted'}); replaced " \
+                      f"({restarts + 1} of {MAX_RUNNER_RESTARTS})"
+            kopf.event(session, type="Warning", reason="RunnerRestarted", message=message)
+            _patch(namespace, session_name, {"runnerRestarts": restarts + 1, "message": message})
+            _create_runner(session)
+            return
+        message = f"runner {pod['metadata']['name']} stopped {restarts + 1} times; the session gives up"
+        _patch(namespace, session_name, {"phase": Phase.FAILED.value, "closedTime": now_iso(), "message": message,
+                                         "conditions": set_condition((session.get("status") or {}).get("conditions"),
+                                                                     "Ready", False, "RunnerFailed", message,
+                                                                     session["metadata"].get("generation"))})
+        kopf.event(session, type="Warning", reason="RunnerFailed", message=message)
+    _fail_unreported(namespace, session_name, pod["metadata"]["name"])
+
+
+def _fail_unreported(namespace: str, session_name: str, runner: str) -> None:
+    from .jobs import _get_job, attempt_finished
+
+    for job in _session_jobs(namespace, session_name):
+        status = job.get("status") or {}
+        attempt = int(status.get("attempts") or 0)
+        if status.get("phase") in JOB_ACTIVE and attempt > int(status.get("countedAttempt") or 0) \
+                and not status.get("retryAt"):
+            fresh = _get_job(namespace, job["metadata"]["name"])
+            if fresh is not None and int((fresh.get("status") or {}).get("countedAttempt") or 0) < attempt:
+                attempt_finished(fresh, attempt, False,
+                                 {"error": f"the session runner {runner} stopped before the job finished"}, 137)
 
 
 # ---------------------------------------------------------------------- jobs meet sessions
@@ -431,4 +540,4 @@ def session_for_job(namespace: str, job_uid: str, requested: str | None, backend
     phase = (session.get("status") or {}).get("phase")
     if phase in ENDED:
         return Problem("SessionEnded", f"spec.session: QiskitSession {requested} is {phase}; it runs no more jobs")
-    return requested, spec.get("mode", "batch")
+    return requested, spec.get("mode", "batch") if backend.provider == "ibm" else "batch"

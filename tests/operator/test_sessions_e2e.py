@@ -48,7 +48,7 @@ def test_ibm_jobs_are_batched_into_one_runtime_session_charged_per_job_and_close
     (runtime_session,) = ibm.sessions.values()
     assert runtime_session.mode == "batch" and len(runtime_session.jobs) == 20
     for status in statuses.values():  # IBM metered 1 quantum second per job: 1.60 USD, charged once
-        assert status["qpuSeconds"] == "1" and status["actualCost"] == "1.60"
+        assert status["qpuSeconds"] == "1" and status["actualCost"] == "1.60" and status["attempts"] == 1
     session = env.wait(lambda: next((s for s in sessions(env) if s["status"].get("phase") == "Closed"), None),
                        "the idle batch to close")
     assert runtime_session.state == "closed" and not runtime_session.accepting_jobs
