@@ -9,6 +9,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from ..loopthread import stop_loop_thread
 from .kubelet import PodRunner
 from .server import ApiServer
 from .store import Store
@@ -97,17 +98,4 @@ class ThreadedDevCluster:
     def __exit__(self, *exc: object) -> None:
         if self.cluster:
             asyncio.run_coroutine_threadsafe(self.cluster.stop(), self.loop).result(30)
-
-        async def drain() -> None:
-            """Cancel what is still pending (a client's watch that never hung up): a task left on a
-            stopped loop is finalized later, in whatever thread the garbage collector runs in."""
-            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-
-        asyncio.run_coroutine_threadsafe(drain(), self.loop).result(30)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(10)
-        if not self._thread.is_alive():
-            self.loop.close()
+        stop_loop_thread(self.loop, self._thread)

@@ -19,6 +19,8 @@ from typing import Any
 
 from aiohttp import web
 
+from ..loopthread import stop_loop_thread
+
 GRANT = "urn:ibm:params:oauth:grant-type:apikey"
 
 
@@ -106,14 +108,4 @@ class LocalIam:
         if self._runner:
             asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
 
-        async def drain() -> None:  # nothing left pending on a loop that is about to stop
-            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-
-        asyncio.run_coroutine_threadsafe(drain(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(5)
-        if not self._thread.is_alive():
-            self._loop.close()
+        stop_loop_thread(self._loop, self._thread)
