@@ -43,7 +43,7 @@ class Runner:
     def __init__(self, client: Any, namespace: str, session: str) -> None:
         self.custom = client.CustomObjectsApi()
         self.client, self.namespace, self.session = client, namespace, session
-        self.todo: queue.Queue[tuple[str, str, int]] = queue.Queue()
+        self.todo: queue.Queue[tuple[dict[str, Any], int]] = queue.Queue()
         self.seen: set[tuple[str, int]] = set()  # (job uid, attempt) queued once
         self.stopping = threading.Event()
         self.backends: dict[str, dict[str, Any]] = {}
@@ -53,7 +53,7 @@ class Runner:
         key = (job["metadata"]["uid"], attempt)
         if attempt and key not in self.seen:
             self.seen.add(key)
-            self.todo.put((job["metadata"]["name"], job["metadata"]["uid"], attempt))
+            self.todo.put((job, attempt))
 
     def watch(self) -> None:
         """Feed the queue from a list, then a watch (re-listed when the watch ends)."""
@@ -82,10 +82,10 @@ class Runner:
             self.backends[name] = self.custom.get_cluster_custom_object(G, V, "qiskitbackends", name)
         return self.backends[name]
 
-    def run_one(self, name: str, uid: str, attempt: int) -> None:
-        job = self.custom.get_namespaced_custom_object(G, V, self.namespace, JOBS, name)
-        if job["metadata"]["uid"] != uid or runnable(job, self.session) != attempt:
-            return  # deleted, finished or moved on meanwhile
+    def run_one(self, job: dict[str, Any], attempt: int) -> None:
+        """Run one attempt. The job is as the watch last showed it; the status patch below fails
+        (404) if it was deleted since, and a report for a stale attempt is ignored by the operator."""
+        name = job["metadata"]["name"]
         self.custom.patch_namespaced_custom_object_status(G, V, self.namespace, JOBS, name, {"status": {
             "phase": "Running", "podName": os.environ.get("HOSTNAME", ""),
             "startTime": (job.get("status") or {}).get("startTime") or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}})
@@ -109,15 +109,28 @@ class Runner:
         print(f"runner for session {self.namespace}/{self.session} ready", flush=True)
         while not self.stopping.is_set():
             try:
-                name, uid, attempt = self.todo.get(timeout=0.5)
+                job, attempt = self.todo.get(timeout=0.5)
             except queue.Empty:
                 continue
             try:
-                self.run_one(name, uid, attempt)
+                self.run_one(job, attempt)
             except Exception as exc:  # noqa: BLE001 - one job's API trouble must not stop the session
-                print(f"runner: job {name} attempt {attempt}: {type(exc).__name__}: {exc}", flush=True)
-                self.seen.discard((uid, attempt))  # offered again by the next watch event or listing
+                print(f"runner: job {job['metadata']['name']} attempt {attempt}: {type(exc).__name__}: {exc}",
+                      flush=True)
+                self.seen.discard((job["metadata"]["uid"], attempt))  # offered again by the next event or listing
         return 0
+
+
+def warm_up() -> None:
+    """Pay the imports and the transpiler's first run once, before saying ready, not in the first job."""
+    from qiskit import QuantumCircuit, transpile
+    from qiskit_aer import AerSimulator
+
+    circuit = QuantumCircuit(1, 1)
+    circuit.h(0)
+    circuit.measure(0, 0)
+    simulator = AerSimulator()
+    simulator.run(transpile(circuit, simulator), shots=1).result()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -125,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--namespace", required=True)
     parser.add_argument("--session", required=True)
     args = parser.parse_args(argv)
-    import qiskit_aer  # noqa: F401 - start-up cost paid here, once, not in the first job
+    warm_up()
 
     runner = Runner(single.load_client(), args.namespace, args.session)
     signal.signal(signal.SIGTERM, lambda *_: runner.stopping.set())

@@ -56,11 +56,32 @@ def test_the_operator_role_covers_the_calls_it_makes() -> None:
                                   ("qgov.dev", "qiskitjobs", "patch"), ("qgov.dev", "qiskitjobs/status", "patch"),
                                   ("qgov.dev", "qiskitbudgets/status", "patch"), ("qgov.dev", "qiskitbackends", "get"),
                                   ("", "pods", "create"), ("", "pods", "watch"), ("", "pods", "deletecollection"),
-                                  ("", "events", "create")]:
+                                  ("", "events", "create"), ("qgov.dev", "qiskitsessions", "create"),
+                                  ("", "secrets", "get"), ("", "secrets", "create"), ("", "secrets", "update")]:
         assert allowed("qgov-operator", group, resource, verb), (group, resource, verb)
     for group, resource, verb in [("qgov.dev", "qiskitjobs", "get"), ("qgov.dev", "qiskitbackends", "get"),
-                                  ("", "configmaps", "create"), ("", "configmaps", "update")]:
+                                  ("", "configmaps", "create"), ("", "configmaps", "update"),
+                                  ("qgov.dev", "qiskitjobs", "watch"), ("qgov.dev", "qiskitjobs/status", "patch")]:
         assert allowed("qgov-executor", group, resource, verb), (group, resource, verb)
+    assert not any("secrets" in r["resources"] for r in roles["qgov-executor"]["rules"])  # a mounted token only
+
+
+def test_the_session_samples_parse() -> None:
+    from governance.api.specs import parse_backend, parse_session
+    from governance.backends import fake_backend, model_name
+
+    docs = load(ROOT / "samples" / "ibm-session.yaml") + load(ROOT / "samples" / "local-session.yaml")
+    backends = {d["metadata"]["name"]: d for d in docs + load(ROOT / "samples" / "backends.yaml")
+                if d["kind"] == "QiskitBackend"}
+    sessions = [d for d in docs if d["kind"] == "QiskitSession"]
+    assert {s["spec"]["mode"] if "mode" in s["spec"] else "batch" for s in sessions} == {"dedicated", "batch"}
+    for session in sessions:
+        spec = parse_session(session["spec"])
+        backend = parse_backend(spec.backend, backends[spec.backend]["spec"])
+        if backend.provider == "ibm":
+            assert fake_backend(model_name(backend)).num_qubits > 100  # estimates run on the device's twin
+    secret = next(d for d in docs if d["kind"] == "Secret")
+    assert set(secret["stringData"]) == {"apiKey", "instance"}
 
 
 def test_kustomization_lists_files_that_exist_and_images_run_as_non_root() -> None:

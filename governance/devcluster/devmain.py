@@ -52,15 +52,19 @@ def run_demo(cluster: DevCluster) -> str:
     while time.monotonic() < deadline and not kubectl(cluster, "get", "qbudget", "team-a", "-n", "team-a", "-o",
                                                       "jsonpath={.status.limit}").strip():
         time.sleep(0.3)
-    out.append(kubectl(cluster, "apply", "-f", str(SAMPLES / "jobs.yaml")).strip())
+    for name in ("jobs.yaml", "local-session.yaml"):
+        out.append(kubectl(cluster, "apply", "-f", str(SAMPLES / name)).strip())
+    expected = sum(text.count("kind: QiskitJob") for text in
+                   ((SAMPLES / n).read_text() for n in ("jobs.yaml", "local-session.yaml")))
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         phases = kubectl(cluster, "get", "qjob", "-n", "team-a", "-o", "jsonpath={.items[*].status.phase}").split()
-        if len(phases) == 4 and all(p in TERMINAL for p in phases):
+        if len(phases) == expected and all(p in TERMINAL for p in phases):
             break
         time.sleep(0.5)
     time.sleep(1.0)
     out += ["", "$ kubectl get qiskitjobs -n team-a", kubectl(cluster, "get", "qiskitjobs", "-n", "team-a"),
+            "$ kubectl get qiskitsessions -n team-a", kubectl(cluster, "get", "qiskitsessions", "-n", "team-a"),
             "$ kubectl get qiskitbudgets -n team-a", kubectl(cluster, "get", "qiskitbudgets", "-n", "team-a"),
             "$ kubectl describe qiskitbudget team-a -n team-a",
             kubectl(cluster, "describe", "qiskitbudget", "team-a", "-n", "team-a")]

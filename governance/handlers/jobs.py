@@ -41,13 +41,18 @@ def _patch_status(namespace: str, name: str, status: dict[str, Any]) -> None:
     rt().custom.patch_namespaced_custom_object_status(GROUP, VERSION, namespace, PLURAL, name, {"status": status})
 
 
-def _get_job(namespace: str, name: str) -> dict[str, Any] | None:
+def get_object(plural: str, namespace: str, name: str) -> dict[str, Any] | None:
+    """A qgov object, or None when it is gone."""
     try:
-        return rt().custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+        return rt().custom.get_namespaced_custom_object(GROUP, VERSION, namespace, plural, name)
     except ApiException as exc:
         if exc.status == 404:
             return None
         raise
+
+
+def _get_job(namespace: str, name: str) -> dict[str, Any] | None:
+    return get_object(PLURAL, namespace, name)
 
 
 def _conditions(job: dict[str, Any], *changes: tuple[str, bool, str, str]) -> list[dict[str, Any]]:

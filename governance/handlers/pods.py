@@ -43,16 +43,15 @@ def runner_pod_name(session_name: str) -> str:
     return f"{session_name}-runner"[:253]
 
 
-def session_runner_pod(session: dict[str, Any], image: str) -> dict[str, Any]:
-    """A local session's one long-lived executor: it runs the session's jobs in turn, so Python and
-    Aer start once per session instead of once per job."""
-    meta = session["metadata"]
+def _executor_pod(name: str, owner: dict[str, Any], kind: str, labels: dict[str, str], container: str,
+                  image: str, command: list[str], **spec: Any) -> dict[str, Any]:
+    """The pod every executor runs in: its owner (a QiskitJob or a QiskitSession) deletes it with itself."""
+    meta = owner["metadata"]
     return {
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {
-            "name": runner_pod_name(meta["name"]), "namespace": meta["namespace"],
-            "labels": {SESSION_RUNNER_LABEL: meta["name"][:63], "app.kubernetes.io/managed-by": "qgov"},
-            "ownerReferences": [{"apiVersion": f"{GROUP}/{VERSION}", "kind": "QiskitSession", "name": meta["name"],
+            "name": name, "namespace": meta["namespace"], "labels": {**labels, "app.kubernetes.io/managed-by": "qgov"},
+            "ownerReferences": [{"apiVersion": f"{GROUP}/{VERSION}", "kind": kind, "name": meta["name"],
                                  "uid": meta["uid"], "controller": True, "blockOwnerDeletion": True}],
         },
         "spec": {
@@ -60,16 +59,26 @@ def session_runner_pod(session: dict[str, Any], image: str) -> dict[str, Any]:
             "serviceAccountName": "qgov-executor",
             "automountServiceAccountToken": True,
             "securityContext": {"runAsNonRoot": True, "runAsUser": 10001},
-            "terminationGracePeriodSeconds": 60,  # the job in hand finishes on SIGTERM
+            **spec,
             "containers": [{
-                "name": "runner", "image": image,
-                "command": ["python", "-m", "executor.session", "--namespace", meta["namespace"],
-                            "--session", meta["name"]],
+                "name": container, "image": image, "command": command,
                 "terminationMessagePolicy": "FallbackToLogsOnError",
+                # where the executor writes its usage report; the kubelet (or the dev pod runner) maps it
+                "env": [{"name": "QGOV_TERMINATION_LOG", "value": "/dev/termination-log"}],
                 "resources": {"requests": {"cpu": "500m", "memory": "512Mi"}, "limits": {"memory": "4Gi"}},
             }],
         },
     }
+
+
+def session_runner_pod(session: dict[str, Any], image: str) -> dict[str, Any]:
+    """A local session's one long-lived executor: it runs the session's jobs in turn, so Python and
+    Aer start once per session instead of once per job."""
+    meta = session["metadata"]
+    return _executor_pod(runner_pod_name(meta["name"]), session, "QiskitSession",
+                         {SESSION_RUNNER_LABEL: meta["name"][:63]}, "runner", image,
+                         ["python", "-m", "executor.session", "--namespace", meta["namespace"], "--session", meta["name"]],
+                         terminationGracePeriodSeconds=60)  # the job in hand finishes on SIGTERM
 
 
 def token_secret_name(session_name: str) -> str:
@@ -79,31 +88,10 @@ def token_secret_name(session_name: str) -> str:
 def executor_pod(job: dict[str, Any], attempt: int, image: str,
                  runtime: RuntimeSessionRef | None = None) -> dict[str, Any]:
     meta = job["metadata"]
-    pod = {
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {
-            "name": pod_name(meta["name"], attempt), "namespace": meta["namespace"],
-            "labels": {JOB_LABEL: meta["name"][:63], JOB_UID_LABEL: meta["uid"], "qgov.dev/attempt": str(attempt),
-                       "app.kubernetes.io/managed-by": "qgov"},
-            "ownerReferences": [{"apiVersion": f"{GROUP}/{VERSION}", "kind": "QiskitJob", "name": meta["name"],
-                                 "uid": meta["uid"], "controller": True, "blockOwnerDeletion": True}],
-        },
-        "spec": {
-            "restartPolicy": "Never",
-            "serviceAccountName": "qgov-executor",
-            "automountServiceAccountToken": True,
-            "securityContext": {"runAsNonRoot": True, "runAsUser": 10001},
-            "containers": [{
-                "name": "executor", "image": image,
-                "command": ["python", "-m", "executor", "--namespace", meta["namespace"], "--job", meta["name"],
-                            "--attempt", str(attempt)],
-                "terminationMessagePolicy": "FallbackToLogsOnError",
-                # where the executor writes its usage report; the kubelet (or the dev pod runner) maps it
-                "env": [{"name": "QGOV_TERMINATION_LOG", "value": "/dev/termination-log"}],
-                "resources": {"requests": {"cpu": "500m", "memory": "512Mi"}, "limits": {"memory": "4Gi"}},
-            }],
-        },
-    }
+    pod = _executor_pod(pod_name(meta["name"], attempt), job, "QiskitJob",
+                        {JOB_LABEL: meta["name"][:63], JOB_UID_LABEL: meta["uid"], "qgov.dev/attempt": str(attempt)},
+                        "executor", image, ["python", "-m", "executor", "--namespace", meta["namespace"], "--job",
+                                            meta["name"], "--attempt", str(attempt)])
     if runtime is not None:
         container = pod["spec"]["containers"][0]
         container["env"].extend(runtime.env())

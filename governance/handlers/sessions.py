@@ -48,12 +48,9 @@ JOB_ACTIVE = {"Admitted", "Running"}
 
 
 def get_session(namespace: str, name: str) -> dict[str, Any] | None:
-    try:
-        return rt().custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
-    except ApiException as exc:
-        if exc.status == 404:
-            return None
-        raise
+    from .jobs import get_object
+
+    return get_object(PLURAL, namespace, name)
 
 
 def load_credential(namespace: str, secret: str) -> Credential:

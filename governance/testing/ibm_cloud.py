@@ -104,6 +104,8 @@ class LocalIbmCloud(LocalIam):
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="local-ibm-job")
         self._models: dict[str, Any] = {}
         self._lock = threading.Lock()
+        self._simulating = threading.Lock()  # one Aer simulation at a time: Aer and the shared fake backend
+        # are not safe to drive from two threads at once (a bench run crashed in C code doing that)
 
     # --- plumbing -------------------------------------------------------------------------------
 
@@ -317,7 +319,8 @@ class LocalIbmCloud(LocalIam):
             return
         job.status, job.running = "Running", _now()
         try:
-            result, shots = self._execute(job)
+            with self._simulating:
+                result, shots = self._execute(job)
         except Exception as exc:  # noqa: BLE001 - the job fails as on IBM, with the reason
             self._finish(job, "Failed", f"Error in the program: {type(exc).__name__}: {exc}", 1517)
             return
