@@ -131,6 +131,8 @@ def ibm(jobs: int) -> None:
             print(f"  {label:<10} {jobs} jobs: {len(cloud.sessions):3d} Runtime sessions, "
                   f"{calls / jobs:5.1f} Runtime calls/job ({session_calls / jobs:4.2f} of them on /sessions), "
                   f"{elapsed:6.1f} s", flush=True)
+            top = ", ".join(f"{route} {n / jobs:.1f}" for route, n in cloud.calls.most_common(6))
+            print(f"    per job: {top}", flush=True)
 
 
 def main() -> None:

@@ -98,6 +98,11 @@ def _submit(spec: Any, backend: Any, circuits: list[Any], session_id: str,
         service = QiskitRuntimeService(
             channel="ibm_quantum_platform", token=POD_KEY, instance=os.environ["QGOV_IBM_INSTANCE"], url=url,
             url_resolver=(lambda base, instance, private, channel: base.rstrip("/") + "/api/v1") if url else None)
+        usage = service.usage()  # an instance at its limit gets nothing submitted
+        if usage.get("usage_limit_reached"):
+            raise RuntimeRefusal(f"the IBM instance is at its usage limit ({usage.get('usage_consumed_seconds')}s "
+                                 f"used of {usage.get('usage_limit_seconds')}s); the job was not submitted",
+                                 deterministic=False, reason="InstanceLimitReached")
         mode = (Session if mode_name == "dedicated" else Batch).from_id(session_id, service)
         target = mode._backend if hasattr(mode, "_backend") else service.backend(backend.backend_name)
         if spec.primitive == "sampler":

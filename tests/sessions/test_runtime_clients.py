@@ -137,3 +137,14 @@ def test_a_closed_session_refuses_the_job_with_409_and_a_retry_may_help(
         run_ibm(spec, BACKEND, circuits)
     assert not refused.value.deterministic and refused.value.reason == "SessionClosed", refused.value
     assert ibm.jobs == {}
+
+
+def test_an_instance_at_its_usage_limit_gets_no_job_submitted(ibm: LocalIbmCloud, pod: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    open_session(ibm, monkeypatch)
+    ibm.instance.limit_seconds, ibm.instance.used_seconds = 100, 100
+    spec, circuits = job()
+    with pytest.raises(RuntimeRefusal) as refused:
+        run_ibm(spec, BACKEND, circuits)
+    assert refused.value.reason == "InstanceLimitReached" and not refused.value.deterministic
+    assert "100s used of 100s" in str(refused.value) and ibm.jobs == {}
