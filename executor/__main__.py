@@ -188,7 +188,8 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - reported, and the operator decides about a retry
         report({"error": f"{type(exc).__name__}: {' '.join(str(exc).split())[:500]}", "deterministic": False})
         return 1
-    report({"usage": usage, "resultConfigMap": configmap})
+    report({"usage": usage, "resultConfigMap": configmap, **({"runtimeJob": document["metadata"]["runtimeJob"]}
+                                                             if "runtimeJob" in document["metadata"] else {})})
     return 0
 
 

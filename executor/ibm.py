@@ -26,6 +26,9 @@ from typing import Any
 
 POD_KEY = "qgov-pod"  # what the client "exchanges": not a credential; the token comes from the file
 RESULT_TIMEOUT_S = float(os.environ.get("QGOV_IBM_RESULT_TIMEOUT_SECONDS", "86400"))
+# In a session the client polls a job's status every 0.1 s (10 Runtime calls a second per waiting job);
+# a QPU job takes seconds to hours, so once a second is plenty
+POLL_S = float(os.environ.get("QGOV_IBM_POLL_SECONDS", "1.0"))
 
 
 class RuntimeRefusal(Exception):
@@ -118,7 +121,8 @@ def _submit(spec: Any, backend: Any, circuits: list[Any], session_id: str,
             pubs = [(c, [SparsePauliOp(p).apply_layout(c.layout) for p in obs])
                     for c, obs in zip(compiled, spec.observables)]
             job = Estimator(mode=mode).run(pubs, precision=1 / spec.shots ** 0.5)
-        result = job.result(timeout=RESULT_TIMEOUT_S)
+        job.wait_for_final_state(timeout=RESULT_TIMEOUT_S, poll_interval=POLL_S)
+        result = job.result()
         metrics = job.metrics()
     except (RequestsApiError, InvalidAccountError) as exc:  # the latter: instance discovery, building the service
         raise _refusal(_status_of(exc), str(exc)) from None

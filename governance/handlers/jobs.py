@@ -550,7 +550,8 @@ def attempt_finished(job: dict[str, Any], attempt: int, succeeded: bool, report:
         message = f"succeeded on attempt {attempt}; charged {cost} {unit}"
         kopf.event(job, type="Normal", reason="Succeeded", message=message)
         new = _terminal(job, "Succeeded", "Completed", message, actualCost=cost, usedMicro=str(used),
-                        qpuSeconds=str(qpu), countedAttempt=attempt, resultConfigMap=report.get("resultConfigMap"))
+                        qpuSeconds=str(qpu), countedAttempt=attempt, resultConfigMap=report.get("resultConfigMap"),
+                        **({"runtimeJob": report["runtimeJob"]} if report.get("runtimeJob") else {}))
     else:
         why = report.get("error") or f"exit code {exit_code}"
         kind = "does not retry a deterministic error" if exit_code == EXIT_DETERMINISTIC else \

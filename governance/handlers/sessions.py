@@ -430,7 +430,7 @@ def on_session_deleted(body: kopf.Body, namespace: str, name: str, **_: Any) -> 
             RuntimeApi(credential, rt().tokens).cancel_session(status["sessionId"])
         except (TokenError, RuntimeApiError) as exc:
             kopf.event(session, type="Warning", reason="CancelFailed", message=str(exc))
-            raise kopf.TemporaryError(str(exc), delay=10)
+            raise kopf.TemporaryError(str(exc), delay=10) from None
         kopf.event(session, type="Normal", reason="SessionCancelled",
                    message=f"Runtime session {status['sessionId']} cancelled: its QiskitSession was deleted")
         summary = _summary(dict(session, status=dict(status, closedTime=now_iso())), _session_jobs(namespace, name),

@@ -104,7 +104,7 @@ class LocalIbmCloud(LocalIam):
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="local-ibm-job")
         self._models: dict[str, Any] = {}
         for name in self.backend_models:  # built here, in the caller's thread: qiskit's Rust core crashed
-            self._model(name).target      # (SIGSEGV) when a first build happened on a later server thread
+            _ = self._model(name).target  # (SIGSEGV) when a first build happened on a later server thread
         self._lock = threading.Lock()
         self._simulating = threading.Lock()  # one Aer simulation at a time: Aer and the shared fake backend
         # are not safe to drive from two threads at once (a bench run crashed in C code doing that)

@@ -10,7 +10,7 @@ import pytest
 
 from governance.testing.ibm_cloud import CRN, LocalIbmCloud
 
-from .conftest import BELL, NS, Env
+from .conftest import NS, Env
 
 API_KEY = "local-api-key-0123456789abcdef"
 FAST = dict(QGOV_SESSION_INTERVAL_SECONDS="1", QGOV_BATCH_WINDOW_SECONDS="10", QGOV_BATCH_IDLE_SECONDS="3")
@@ -44,11 +44,13 @@ def test_ibm_jobs_are_batched_into_one_runtime_session_charged_per_job_and_close
         env.job(name, backend="ibm-local", shots=2000)
     statuses = env.wait_terminal(names, timeout=240)
     assert all(s["phase"] == "Succeeded" for s in statuses.values()), statuses
-    assert len(ibm.sessions) == 1 and {s["session"] for s in statuses.values()} == {sessions(env)[0]["metadata"]["name"]}
+    assert len(ibm.sessions) == 1
+    assert {s["session"] for s in statuses.values()} == {sessions(env)[0]["metadata"]["name"]}
     (runtime_session,) = ibm.sessions.values()
     assert runtime_session.mode == "batch" and len(runtime_session.jobs) == 20
     for status in statuses.values():  # IBM metered 1 quantum second per job: 1.60 USD, charged once
         assert status["qpuSeconds"] == "1" and status["actualCost"] == "1.60" and status["attempts"] == 1
+        assert ibm.jobs[status["runtimeJob"]].session_id == runtime_session.id  # which IBM job it was
     session = env.wait(lambda: next((s for s in sessions(env) if s["status"].get("phase") == "Closed"), None),
                        "the idle batch to close")
     assert runtime_session.state == "closed" and not runtime_session.accepting_jobs
