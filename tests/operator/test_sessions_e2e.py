@@ -139,8 +139,8 @@ def test_a_dedicated_session_the_budget_cannot_pay_for_never_opens(env: Env, ibm
 
 @pytest.fixture
 def short_tokens() -> Iterator[LocalIbmCloud]:
-    # tokens live 6 s and each job takes 8 s on the server: every job outlives the token it started with
-    with LocalIbmCloud(keys={API_KEY: "team-a-account"}, lifetime=6, job_seconds=8) as cloud:
+    # tokens live 10 s and each job takes 12 s on the server: every job outlives the token it started with
+    with LocalIbmCloud(keys={API_KEY: "team-a-account"}, lifetime=10, job_seconds=12) as cloud:
         yield cloud
 
 
@@ -163,8 +163,8 @@ def test_a_token_that_expires_mid_session_is_refreshed_and_no_job_fails(env: Env
 
 @pytest.fixture
 def slow_ibm() -> Iterator[LocalIbmCloud]:
-    # one job at a time, 8 s each: the second job still waits when a short session reaches maxTime
-    with LocalIbmCloud(keys={API_KEY: "team-a-account"}, job_seconds=8, workers=1) as cloud:
+    # one job at a time, 14 s each: the second job still waits when a 12 s session reaches maxTime
+    with LocalIbmCloud(keys={API_KEY: "team-a-account"}, job_seconds=14, workers=1) as cloud:
         yield cloud
 
 
@@ -174,7 +174,7 @@ def test_max_time_reached_with_a_job_waiting_in_a_named_session_fails_it_clearly
     ibm = slow_ibm
     ibm_setup(env, ibm)
     env.budget("100.00")
-    create_session(env, "short", mode="batch", maxTime=8, idleTimeout=60)
+    create_session(env, "short", mode="batch", maxTime=12, idleTimeout=60)
     session_phase(env, "short", "Open")
     env.job("first", backend="ibm-local", session="short", shots=1000)
     env.job("second", backend="ibm-local", session="short", shots=1000)
@@ -184,7 +184,7 @@ def test_max_time_reached_with_a_job_waiting_in_a_named_session_fails_it_clearly
     for status in failed:
         assert "short" in status["message"] and ("maxTime" in status["message"] or "maximum time" in status["message"])
     expired = session_phase(env, "short", "Expired")["status"]
-    assert "maxTime of 8s" in expired["message"]
+    assert "maxTime of 12s" in expired["message"]
     ledger = env.ledger()
     charged = sum(int(s.get("usedMicro") or 0) for s in statuses.values())
     assert ledger.balance(NS, NS).spent_micro == charged and ledger.balance(NS, NS).held_micro == 0
@@ -192,7 +192,7 @@ def test_max_time_reached_with_a_job_waiting_in_a_named_session_fails_it_clearly
     ledger.close()
 
 
-@pytest.mark.operator_env(**FAST, QGOV_BATCH_MAX_TIME_SECONDS="8")
+@pytest.mark.operator_env(**FAST, QGOV_BATCH_MAX_TIME_SECONDS="12")
 def test_max_time_reached_with_a_job_waiting_in_an_automatic_batch_requeues_it_into_a_new_batch(
         env: Env, slow_ibm: LocalIbmCloud) -> None:
     ibm = slow_ibm
