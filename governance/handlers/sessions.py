@@ -59,8 +59,8 @@ def load_credential(namespace: str, secret: str) -> Credential:
         obj = rt().core.read_namespaced_secret(secret, namespace)
     except ApiException as exc:
         if exc.status == 404:
-            raise TokenError(f"no Secret {secret!r} in namespace {namespace!r} (it needs keys apiKey and instance)") \
-                from None
+            raise TokenError(f"no Secret {secret!r} in namespace {namespace!r} (it needs keys apiKey and instance)",
+                             "CredentialsMissing") from None
         raise
     return credential_from_secret(secret, obj.data or {})
 
@@ -199,8 +199,12 @@ def on_session(body: kopf.Body, namespace: str, name: str, patch: kopf.Patch, **
         api = RuntimeApi(credential, rt().tokens)
         usage = api.instance_usage()
     except (TokenError, RuntimeApiError) as exc:
-        return _fail(session, "CredentialsRefused" if getattr(exc, "status", 401) in (401, 403, None)
-                     else "RuntimeUnavailable", str(exc), patch)
+        reason = exc.reason if isinstance(exc, TokenError) else (
+            "CredentialsRefused" if exc.status in (401, 403) else "RuntimeUnavailable")
+        if reason in ("IamUnavailable", "RuntimeUnavailable"):  # IBM's outage passes: look again later
+            kopf.event(session, type="Warning", reason=reason, message=str(exc))
+            raise kopf.TemporaryError(str(exc), delay=rt().config.instance_retry_seconds) from None
+        return _fail(session, reason, str(exc), patch)
     if usage.limit_reached:
         message = (f"the IBM instance is at its usage limit ({usage.consumed_seconds}s used of "
                    f"{usage.limit_seconds}s); the session opens when time is available, nothing was submitted")

@@ -28,7 +28,13 @@ REFRESH_FRACTION = 0.10
 
 
 class TokenError(Exception):
-    """The exchange failed; the message names the credential by fingerprint, never by key."""
+    """The exchange failed; the message names the credential by fingerprint, never by key.
+    `reason` says what to do: CredentialsRefused and CredentialsMissing need a person;
+    IamUnavailable passes (retry later)."""
+
+    def __init__(self, message: str, reason: str = "CredentialsRefused") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -54,11 +60,11 @@ def credential_from_secret(name: str, data: dict[str, str]) -> Credential:
         try:
             decoded[key] = base64.b64decode(value).decode().strip()
         except (ValueError, UnicodeDecodeError):
-            raise TokenError(f"Secret {name}: key {key} is not valid base64 text") from None
+            raise TokenError(f"Secret {name}: key {key} is not valid base64 text", "CredentialsMissing") from None
     missing = [k for k in ("apiKey", "instance") if not decoded.get(k)]
     if missing:
         raise TokenError(f"Secret {name} has no {' and no '.join(missing)} (it needs apiKey and instance, the "
-                         "instance's CRN; url and iamUrl are optional)")
+                         "instance's CRN; url and iamUrl are optional)", "CredentialsMissing")
     return Credential(decoded["apiKey"], decoded["instance"], decoded.get("iamUrl") or DEFAULT_IAM_URL,
                       decoded.get("url") or None, decoded.get("searchUrl") or None, decoded.get("catalogUrl") or None)
 
@@ -117,7 +123,8 @@ def iam_exchange(credential: Credential, *, timeout: float = 10.0, attempts: int
             raise TokenError(f"IAM's answer for credential {credential.fingerprint} has no usable access token") \
                 from None
         time.sleep(min(2.0, 0.2 * 2 ** attempt))
-    raise TokenError(f"no token for credential {credential.fingerprint} after {attempts} attempts: {problem}")
+    raise TokenError(f"no token for credential {credential.fingerprint} after {attempts} attempts: {problem}",
+                     "IamUnavailable")
 
 
 def _iam_error(exc: urllib.error.HTTPError) -> str:

@@ -68,6 +68,7 @@ def test_a_refused_key_gives_iams_reason_without_the_key() -> None:
         text = str(err.value)
         assert "BXNIM0415E Provided API key could not be found" in text and bad.fingerprint in text
         assert "wrong-SECRET-key" not in text and "SECRET" not in repr(err.value)
+        assert err.value.reason == "CredentialsRefused"  # a person must fix it: not retried
 
 
 def test_iam_outages_are_retried() -> None:
@@ -76,8 +77,24 @@ def test_iam_outages_are_retried() -> None:
         token = iam_exchange(credential(iam))
         assert token.value == iam.issued[0] and iam.exchanges[KEY] == 3
         iam.fail_next = 5
-        with pytest.raises(TokenError, match="after 3 attempts: HTTP 503"):
+        with pytest.raises(TokenError, match="after 3 attempts: HTTP 503") as err:
             iam_exchange(credential(iam))
+        assert err.value.reason == "IamUnavailable"  # IBM's outage passes: the caller looks again later
+
+
+def test_a_secret_without_a_key_or_instance_says_which_and_shows_no_value() -> None:
+    import base64
+
+    from governance.sessions.tokens import credential_from_secret
+
+    data = {"apiKey": base64.b64encode(b"hidden-key-value").decode()}
+    with pytest.raises(TokenError) as err:
+        credential_from_secret("ibm-quantum", data)
+    assert str(err.value).startswith("Secret ibm-quantum has no instance") and err.value.reason == "CredentialsMissing"
+    assert "hidden-key-value" not in str(err.value)
+    good = credential_from_secret("ibm-quantum", {**data, "instance": base64.b64encode(CRN.encode()).decode(),
+                                                  "url": base64.b64encode(b"https://private.example").decode()})
+    assert good.instance == CRN and good.url == "https://private.example" and "hidden" not in repr(good)
 
 
 def test_no_secret_in_reprs() -> None:
