@@ -121,7 +121,7 @@ def _submit(spec: Any, backend: Any, circuits: list[Any], session_id: str,
             pubs = [(c, [SparsePauliOp(p).apply_layout(c.layout) for p in obs])
                     for c, obs in zip(compiled, spec.observables)]
             job = Estimator(mode=mode).run(pubs, precision=1 / spec.shots ** 0.5)
-        job.wait_for_final_state(timeout=RESULT_TIMEOUT_S, poll_interval=POLL_S)
+        _wait_or_cancel(job)
         result = job.result()
         metrics = job.metrics()
     except (RequestsApiError, InvalidAccountError) as exc:  # the latter: instance discovery, building the service
@@ -165,6 +165,31 @@ def _refusal(status: int | None, message: str) -> RuntimeRefusal:
         return RuntimeRefusal(f"IBM Quantum refused the job (HTTP {status}): {text}", deterministic=True,
                               reason="RuntimeRefused")
     return RuntimeRefusal(f"IBM Quantum: {text}", deterministic=False, reason="RuntimeError")
+
+
+class _Terminated(BaseException):
+    """SIGTERM: the pod is being deleted (its QiskitJob was, or its session)."""
+
+
+def _wait_or_cancel(job: Any) -> None:
+    """Wait for the Runtime job; on SIGTERM cancel it, so that a deleted QiskitJob stops IBM's meter."""
+    import signal
+
+    def stop(*_: Any) -> None:
+        raise _Terminated()
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        job.wait_for_final_state(timeout=RESULT_TIMEOUT_S, poll_interval=POLL_S)
+    except _Terminated:
+        try:
+            job.cancel()
+        except Exception:  # noqa: BLE001 - it may have finished meanwhile; the pod is going either way
+            pass
+        raise RuntimeRefusal(f"the executor was stopped (its pod was deleted); Runtime job {job.job_id()} was "
+                             "cancelled", deterministic=True, reason="JobCancelled") from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _status_of(exc: BaseException) -> int | None:

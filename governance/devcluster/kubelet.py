@@ -24,6 +24,7 @@ from .store import ApiError, ResourceType, Store, WatchEvent, now_iso
 
 NODE_NAME = "qgov-dev"
 TERMINATION_LOG = "/dev/termination-log"
+DEFAULT_GRACE_S = 30  # the API server's default terminationGracePeriodSeconds
 
 
 class PodRunner:
@@ -50,14 +51,27 @@ class PodRunner:
         meta = event.obj["metadata"]
         uid = meta["uid"]
         if event.type == "DELETED" or meta.get("deletionTimestamp"):
-            self._kill(uid)
-            if event.type == "DELETED":
-                shutil.rmtree(self.workdir / uid, ignore_errors=True)
+            grace = (event.obj.get("spec") or {}).get("terminationGracePeriodSeconds", DEFAULT_GRACE_S)
+            asyncio.get_running_loop().create_task(self._terminate(uid, float(grace), event.type == "DELETED"))
             return
         if uid not in self.tasks and (event.obj.get("status") or {}).get("phase", "Pending") == "Pending":
             node = (event.obj.get("spec") or {}).get("nodeName")
             if node in (None, "", NODE_NAME):
                 self.tasks[uid] = asyncio.get_running_loop().create_task(self._run(copy.deepcopy(event.obj)))
+
+    async def _terminate(self, uid: str, grace: float, remove: bool) -> None:
+        """As the kubelet does: SIGTERM, then SIGKILL once the grace period is over; the pod's files
+        (mounted Secrets, its termination log) stay until the process is gone."""
+        proc = self.processes.get(uid)
+        if proc is not None and proc.returncode is None:
+            try:
+                os.killpg(proc.pid, signal.SIGTERM)
+                await asyncio.wait_for(proc.wait(), timeout=grace)
+            except (ProcessLookupError, asyncio.TimeoutError):
+                pass
+        self._kill(uid)
+        if remove:
+            shutil.rmtree(self.workdir / uid, ignore_errors=True)
 
     def _kill(self, uid: str) -> None:
         proc = self.processes.pop(uid, None)

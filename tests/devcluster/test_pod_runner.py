@@ -86,6 +86,44 @@ def test_deleting_a_running_pod_kills_its_process(core, tmp_path) -> None:
     pytest.fail("the pod's process outlived the pod")
 
 
+def test_a_deleted_pod_gets_sigterm_and_its_grace_period_then_sigkill(core, tmp_path) -> None:
+    """As the kubelet does: a process that cleans up on SIGTERM may (cancel its remote work, say)."""
+    marker, pidfile = tmp_path / "cleaned-up", tmp_path / "pid"
+    code = (f"import os, signal, sys, time; open({str(pidfile)!r}, 'w').write(str(os.getpid()))\n"
+            f"def bye(*_): time.sleep(0.5); open({str(marker)!r}, 'w').write('yes'); sys.exit(0)\n"
+            "signal.signal(signal.SIGTERM, bye)\ntime.sleep(300)")
+    body = pod("graceful", code)
+    body["spec"]["terminationGracePeriodSeconds"] = 5
+    core.create_namespaced_pod(NS, body)
+    wait_for(core, "graceful", ("Running",))
+    deadline = time.monotonic() + 10
+    while not pidfile.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    core.delete_namespaced_pod("graceful", NS)
+    deadline = time.monotonic() + 10
+    while not marker.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert marker.read_text() == "yes"  # it had time to clean up
+    stubborn = pod("stubborn", f"import os, signal, time; open({str(pidfile)!r}, 'w').write(str(os.getpid()))\n"
+                               "signal.signal(signal.SIGTERM, signal.SIG_IGN)\ntime.sleep(300)")
+    stubborn["spec"]["terminationGracePeriodSeconds"] = 1
+    pidfile.unlink()
+    core.create_namespaced_pod(NS, stubborn)
+    wait_for(core, "stubborn", ("Running",))
+    while not pidfile.exists() and time.monotonic() < deadline + 10:
+        time.sleep(0.05)
+    pid = int(pidfile.read_text())
+    core.delete_namespaced_pod("stubborn", NS)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return  # killed once its second of grace was over
+        time.sleep(0.05)
+    pytest.fail("a process that ignores SIGTERM outlived its grace period")
+
+
 def test_a_pod_without_a_command_fails_with_a_clear_reason(core) -> None:
     core.create_namespaced_pod(NS, {"metadata": {"name": "image-only"},
                                     "spec": {"containers": [{"name": "main", "image": "nginx"}]}})

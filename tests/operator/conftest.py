@@ -27,6 +27,15 @@ BELL = ('OPENQASM 2.0;\ninclude "qelib1.inc";\nqreg q[2];\ncreg c[2];\nh q[0];\n
 TERMINAL = {"Succeeded", "Failed", "Refused", "Cancelled"}
 
 
+def _die_with_parent() -> None:
+    """Linux: the operator gets SIGKILL if the test process dies without its teardown (a killed
+    pytest must not leave operators running against a cluster that is gone)."""
+    import ctypes
+
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
 class Operator:
     def __init__(self, cluster: DevCluster, database_url: str, log: Path, env: dict[str, str] | None = None) -> None:
         self.cluster, self.database_url, self.log = cluster, database_url, log
@@ -38,7 +47,8 @@ class Operator:
                "QGOV_RETRY_BASE_SECONDS": "1", "QGOV_STATUS_INTERVAL_SECONDS": "1", **self.extra_env}
         offset = self.log.stat().st_size if self.log.exists() else 0
         self.proc = subprocess.Popen([str(Path(sys.executable).parent / "qgov"), "operator"], env=env,
-                                     stdout=open(self.log, "ab"), stderr=subprocess.STDOUT)
+                                     stdout=open(self.log, "ab"), stderr=subprocess.STDOUT,
+                                     preexec_fn=_die_with_parent)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if "qgov operator started" in self.log.read_text(errors="replace")[offset:]:

@@ -272,3 +272,21 @@ def test_deleting_a_session_cancels_its_running_jobs(env: Env, busy_ibm: LocalIb
     ledger = env.ledger()
     assert ledger.balance(NS, NS).held_micro == 0 and ledger.verify() == []
     ledger.close()
+
+
+@pytest.mark.operator_env(**FAST)
+def test_deleting_a_running_ibm_job_cancels_its_runtime_job_and_frees_its_reservation(
+        env: Env, busy_ibm: LocalIbmCloud) -> None:
+    ibm = busy_ibm
+    ibm_setup(env, ibm)
+    env.budget("100.00")
+    env.job("abandoned", backend="ibm-local", shots=1000)
+    env.wait(lambda: any(j.status == "Running" for j in ibm.jobs.values()), "the Runtime job to run")
+    env.custom.delete_namespaced_custom_object("qgov.dev", "v1alpha1", NS, "qiskitjobs", "abandoned")
+    env.wait(lambda: [j.status for j in ibm.jobs.values()] == ["Cancelled"] or None,
+             "the Runtime job to be cancelled (IBM's meter stops)", timeout=30)
+    env.wait(lambda: not env.jobs() or None, "the QiskitJob to go")
+    ledger = env.ledger()
+    assert ledger.balance(NS, NS).held_micro == 0 and ledger.balance(NS, NS).spent_micro == 0
+    assert ledger.verify() == []
+    ledger.close()
