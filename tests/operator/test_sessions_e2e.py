@@ -290,3 +290,26 @@ def test_deleting_a_running_ibm_job_cancels_its_runtime_job_and_frees_its_reserv
     assert ledger.balance(NS, NS).held_micro == 0 and ledger.balance(NS, NS).spent_micro == 0
     assert ledger.verify() == []
     ledger.close()
+
+
+@pytest.mark.operator_env(**FAST)
+def test_an_operator_killed_with_a_dedicated_session_open_picks_it_up_without_a_second_session_or_charge(
+        env: Env, ibm: LocalIbmCloud) -> None:
+    ibm_setup(env, ibm)
+    env.budget("500.00")
+    create_session(env, "kept", mode="dedicated", maxTime=200, idleTimeout=4)
+    session_phase(env, "kept", "Open")
+    env.job("before", backend="ibm-local", session="kept", shots=1000)
+    env.wait(lambda: ibm.jobs or None, "a Runtime job")
+    env.operator.kill()  # SIGKILL: no clean-up
+    env.job("while-down", backend="ibm-local", session="kept", shots=1000)
+    env.operator.start()
+    statuses = env.wait_terminal(["before", "while-down"])
+    assert [s["phase"] for s in statuses.values()] == ["Succeeded", "Succeeded"], statuses
+    closed = session_phase(env, "kept", "Closed")["status"]
+    assert len(ibm.sessions) == 1 and len(ibm.jobs) == 2  # the restart opened nothing twice, ran nothing twice
+    ledger = env.ledger()
+    assert ledger.balance(NS, NS).spent_micro == closed["wallSeconds"] * 1_600_000  # the session's time, once
+    assert ledger.balance(NS, NS).held_micro == 0 and ledger.verify() == []
+    ledger.close()
+    scan_for_secrets(env, ibm)
