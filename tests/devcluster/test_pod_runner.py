@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import time
 
-import pytest
 
 NS = "default"
 
@@ -20,6 +19,18 @@ def logs(core, name: str, **kw) -> str:
     """kubernetes 36's client returns repr(bytes) for text bodies (it skips decoding for `str`
     responses, against real clusters too), so read the raw body."""
     return core.read_namespaced_pod_log(name, NS, _preload_content=False, **kw).data.decode()
+
+
+def gone(pid: int, timeout: float = 10) -> bool:
+    """Whether the process exits within the timeout."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.05)
+    return False
 
 
 def wait_for(core, name: str, phases: tuple[str, ...], timeout: float = 30):
@@ -76,14 +87,7 @@ def test_deleting_a_running_pod_kills_its_process(core, tmp_path) -> None:
     pid = int(pidfile.read_text())
     os.kill(pid, 0)  # alive
     core.delete_namespaced_pod("sleeper", NS)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return
-        time.sleep(0.05)
-    pytest.fail("the pod's process outlived the pod")
+    assert gone(pid), "the pod's process outlived the pod"
 
 
 def test_a_deleted_pod_gets_sigterm_and_its_grace_period_then_sigkill(core, tmp_path) -> None:
@@ -114,14 +118,7 @@ def test_a_deleted_pod_gets_sigterm_and_its_grace_period_then_sigkill(core, tmp_
         time.sleep(0.05)
     pid = int(pidfile.read_text())
     core.delete_namespaced_pod("stubborn", NS)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return  # killed once its second of grace was over
-        time.sleep(0.05)
-    pytest.fail("a process that ignores SIGTERM outlived its grace period")
+    assert gone(pid), "a process that ignores SIGTERM outlived its grace period (1 s)"
 
 
 def test_a_pod_without_a_command_fails_with_a_clear_reason(core) -> None:

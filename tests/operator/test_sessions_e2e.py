@@ -16,10 +16,15 @@ API_KEY = "local-api-key-0123456789abcdef"
 FAST = dict(QGOV_SESSION_INTERVAL_SECONDS="1", QGOV_BATCH_WINDOW_SECONDS="10", QGOV_BATCH_IDLE_SECONDS="3")
 
 
+def local_ibm(**options) -> Iterator[LocalIbmCloud]:
+    """The local IBM Cloud with this team's API key, for a fixture to yield from."""
+    with LocalIbmCloud(keys={API_KEY: "team-a-account"}, **options) as cloud:
+        yield cloud
+
+
 @pytest.fixture
 def ibm() -> Iterator[LocalIbmCloud]:
-    with LocalIbmCloud(keys={API_KEY: "team-a-account"}) as cloud:
-        yield cloud
+    yield from local_ibm()
 
 
 def ibm_setup(env: Env, ibm: LocalIbmCloud, secret: str = "ibm-quantum", key: str = API_KEY) -> None:
@@ -140,8 +145,7 @@ def test_a_dedicated_session_the_budget_cannot_pay_for_never_opens(env: Env, ibm
 @pytest.fixture
 def short_tokens() -> Iterator[LocalIbmCloud]:
     # tokens live 10 s and each job takes 12 s on the server: every job outlives the token it started with
-    with LocalIbmCloud(keys={API_KEY: "team-a-account"}, lifetime=10, job_seconds=12) as cloud:
-        yield cloud
+    yield from local_ibm(lifetime=10, job_seconds=12)
 
 
 @pytest.mark.operator_env(**FAST)
@@ -164,8 +168,7 @@ def test_a_token_that_expires_mid_session_is_refreshed_and_no_job_fails(env: Env
 @pytest.fixture
 def slow_ibm() -> Iterator[LocalIbmCloud]:
     # one job at a time, 14 s each: the second job still waits when a 12 s session reaches maxTime
-    with LocalIbmCloud(keys={API_KEY: "team-a-account"}, job_seconds=14, workers=1) as cloud:
-        yield cloud
+    yield from local_ibm(job_seconds=14, workers=1)
 
 
 @pytest.mark.operator_env(**FAST)
@@ -207,20 +210,26 @@ def test_max_time_reached_with_a_job_waiting_in_an_automatic_batch_requeues_it_i
     assert any(e.reason == "SessionRequeued" and "re-queued into a new session" in e.message for e in events)
 
 
+@pytest.fixture
+def limited_ibm() -> Iterator[LocalIbmCloud]:
+    yield from local_ibm(instance_limit_seconds=0)  # the plan's time is used up
+
+
 @pytest.mark.operator_env(**FAST, QGOV_INSTANCE_RETRY_SECONDS="2")
-def test_an_instance_at_its_usage_limit_gets_nothing_submitted_until_time_is_available(env: Env) -> None:
-    with LocalIbmCloud(keys={API_KEY: "team-a-account"}, instance_limit_seconds=0) as ibm:
-        ibm_setup(env, ibm)
-        env.budget("100.00")
-        env.job("patient", backend="ibm-local", shots=1000)
-        job = env.wait(lambda: (lambda s: s if "waiting for QiskitSession" in s.get("message", "") else None)(
-            env.status("patient")), "the job to wait for its session")
-        session = session_phase(env, job["session"], "Pending")
-        assert "usage limit" in session["status"]["message"] and "nothing was submitted" in session["status"]["message"]
-        assert ibm.calls["POST /sessions"] == 0 and ibm.calls["POST /jobs"] == 0
-        ibm.instance.limit_seconds = 600  # the plan's time is raised
-        status = env.wait_terminal(["patient"])["patient"]
-        assert status["phase"] == "Succeeded" and ibm.calls["POST /jobs"] == 1
+def test_an_instance_at_its_usage_limit_gets_nothing_submitted_until_time_is_available(
+        env: Env, limited_ibm: LocalIbmCloud) -> None:
+    ibm = limited_ibm
+    ibm_setup(env, ibm)
+    env.budget("100.00")
+    env.job("patient", backend="ibm-local", shots=1000)
+    job = env.wait(lambda: (lambda s: s if "waiting for QiskitSession" in s.get("message", "") else None)(
+        env.status("patient")), "the job to wait for its session")
+    session = session_phase(env, job["session"], "Pending")
+    assert "usage limit" in session["status"]["message"] and "nothing was submitted" in session["status"]["message"]
+    assert ibm.calls["POST /sessions"] == 0 and ibm.calls["POST /jobs"] == 0
+    ibm.instance.limit_seconds = 600  # the plan's time is raised
+    status = env.wait_terminal(["patient"])["patient"]
+    assert status["phase"] == "Succeeded" and ibm.calls["POST /jobs"] == 1
 
 
 @pytest.mark.operator_env(**FAST)
@@ -248,8 +257,7 @@ def json_dump(obj) -> str:
 
 @pytest.fixture
 def busy_ibm() -> Iterator[LocalIbmCloud]:
-    with LocalIbmCloud(keys={API_KEY: "team-a-account"}, job_seconds=30) as cloud:
-        yield cloud
+    yield from local_ibm(job_seconds=30)  # a Runtime job that is still running when the test acts
 
 
 @pytest.mark.operator_env(**FAST)
