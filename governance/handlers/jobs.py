@@ -37,8 +37,16 @@ EXIT_DETERMINISTIC = 2
 # ---------------------------------------------------------------------- status helpers
 
 
+def discard(answer: Any) -> None:
+    """Drain and return an unparsed answer (`_preload_content=False`): the caller needs none of it,
+    and parsing the whole object back costs more CPU than the call; undrained, it breaks the pool."""
+    answer.read()
+    answer.release_conn()
+
+
 def _patch_status(namespace: str, name: str, status: dict[str, Any]) -> None:
-    rt().custom.patch_namespaced_custom_object_status(GROUP, VERSION, namespace, PLURAL, name, {"status": status})
+    discard(rt().custom.patch_namespaced_custom_object_status(GROUP, VERSION, namespace, PLURAL, name,
+                                                              {"status": status}, _preload_content=False))
 
 
 def get_object(plural: str, namespace: str, name: str) -> dict[str, Any] | None:
@@ -238,9 +246,7 @@ def create_attempt_pod(job: dict[str, Any], attempt: int) -> None:
             return
     body = executor_pod(job, attempt, rt().config.executor_image, runtime)
     try:  # skip building client models from the answer; read it, or the pooled connection breaks
-        answer = rt().core.create_namespaced_pod(job["metadata"]["namespace"], body, _preload_content=False)
-        answer.read()
-        answer.release_conn()
+        discard(rt().core.create_namespaced_pod(job["metadata"]["namespace"], body, _preload_content=False))
     except ApiException as exc:
         if exc.status != 409:  # 409: a replay; the pod of this attempt exists already
             raise
@@ -437,8 +443,9 @@ def _add_finalizer(job: dict[str, Any]) -> None:
         return
     op = ({"op": "add", "path": "/metadata/finalizers/-", "value": FINALIZER} if current
           else {"op": "add", "path": "/metadata/finalizers", "value": [FINALIZER]})
-    rt().custom.patch_namespaced_custom_object(GROUP, VERSION, meta["namespace"], PLURAL, meta["name"], [op],
-                                               _content_type="application/json-patch+json")
+    discard(rt().custom.patch_namespaced_custom_object(GROUP, VERSION, meta["namespace"], PLURAL, meta["name"], [op],
+                                                       _content_type="application/json-patch+json",
+                                                       _preload_content=False))
 
 
 def _remove_finalizer(job: dict[str, Any]) -> None:

@@ -258,11 +258,11 @@ def _open_local(session: dict[str, Any], spec: SessionSpec, backend: Backend) ->
 
 
 def _create_runner(session: dict[str, Any]) -> None:
+    from .jobs import discard
+
     body = session_runner_pod(session, rt().config.executor_image)
     try:
-        answer = rt().core.create_namespaced_pod(session["metadata"]["namespace"], body, _preload_content=False)
-        answer.read()
-        answer.release_conn()
+        discard(rt().core.create_namespaced_pod(session["metadata"]["namespace"], body, _preload_content=False))
     except ApiException as exc:
         if exc.status != 409:  # 409: a replay; the runner exists
             raise
