@@ -354,14 +354,18 @@ def session_tick(body: kopf.Body, namespace: str, name: str, **_: Any) -> None:
             return
     if decision.action in (Action.CLOSE, Action.EXPIRE, Action.FINISH):
         try:
-            if decision.action is Action.CLOSE:
-                api.close_session(status["sessionId"])
-            elif decision.action is Action.EXPIRE:
-                # IBM ends the session at max_ttl by itself and cancels what still waits in it (reason
+            if decision.action is Action.CLOSE or (decision.action is Action.EXPIRE and phase == Phase.OPEN.value):
+                # at maxTime IBM ends the session by itself and cancels what still waits in it (reason
                 # 1305); those executors report MaxTimeExceeded and their jobs move to a new session
                 api.close_session(status["sessionId"])
         except RuntimeApiError as exc:
             kopf.event(session, type="Warning", reason="RuntimeUnavailable", message=str(exc))
+            return
+        if decision.action is Action.EXPIRE and running:  # the running job finishes first
+            message = f"{decision.reason}: it takes no more jobs, and its running jobs finish"
+            kopf.event(session, type="Normal", reason="SessionDraining", message=message)
+            _patch(namespace, name, {**update, **_summary(session, jobs, now), "phase": Phase.DRAINING.value,
+                                     "message": message})
             return
         ended = Phase.EXPIRED if decision.action is Action.EXPIRE else Phase.CLOSED
         _end(session, ended, decision.reason, jobs, now)

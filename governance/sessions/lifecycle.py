@@ -2,8 +2,9 @@
 
 IBM bills a dedicated session for its wall-clock time, idle time included. So a session
 stops accepting jobs when its queue has been empty for `idleTimeout`, and never outlives
-`maxTime`. Jobs still waiting when it expires are re-queued into a new session, or failed
-with a clear message once they have been re-queued too often.
+`maxTime`: at maxTime it takes no more work, and a job still running there finishes while the
+session is Draining; jobs still waiting are re-queued into a new session, or failed with a
+clear message once they have been re-queued too often.
 """
 
 from __future__ import annotations
@@ -51,6 +52,8 @@ def decide(session: SessionView, now: float) -> Decision:
         return Decision(Action.NOTHING, "", None)
     deadline = session.opened_at + session.max_time_s
     if now >= deadline:
+        if session.phase is Phase.DRAINING and session.running:
+            return Decision(Action.NOTHING, "", None)  # past maxTime: what runs finishes, nothing new starts
         return Decision(Action.EXPIRE, f"the session reached its maxTime of {session.max_time_s:g}s with "
                                        f"{session.waiting} jobs waiting and {session.running} running", None)
     if session.phase is Phase.DRAINING:

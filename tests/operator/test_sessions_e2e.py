@@ -181,6 +181,8 @@ def test_max_time_reached_with_a_job_waiting_in_a_named_session_fails_it_clearly
     session_phase(env, "short", "Open")
     env.job("first", backend="ibm-local", session="short", shots=1000)
     env.job("second", backend="ibm-local", session="short", shots=1000)
+    draining = session_phase(env, "short", "Draining")["status"]  # past maxTime, the running job finishes
+    assert "maxTime of 12s" in draining["message"] and "running jobs finish" in draining["message"]
     statuses = env.wait_terminal(["first", "second"], timeout=120)
     failed = [s for s in statuses.values() if s["phase"] == "Failed"]
     assert failed, statuses

@@ -55,7 +55,10 @@ def test_an_idle_session_closes_after_its_idle_timeout() -> None:
 def test_a_session_never_outlives_max_time() -> None:
     expired = decide(view(waiting=3, running=1, last_activity=3599), now=3600)
     assert expired.action is Action.EXPIRE and "3 jobs waiting" in expired.reason
-    assert decide(view(phase=Phase.DRAINING, running=1), now=3600).action is Action.EXPIRE
+    # past maxTime a draining session lets its running job finish, then it is over
+    assert decide(view(phase=Phase.DRAINING, running=1), now=3600).action is Action.NOTHING
+    assert decide(view(phase=Phase.DRAINING, waiting=2), now=3600).action is Action.EXPIRE
+    assert decide(view(phase=Phase.DRAINING), now=3600).action is Action.EXPIRE
 
 
 def test_draining_finishes_when_empty() -> None:
