@@ -165,6 +165,32 @@ def report(payload: dict[str, Any]) -> None:
     print(json.dumps(payload), flush=True)
 
 
+def describe(exc: BaseException) -> str:
+    """An error for the report: its type and its message on one line, bounded."""
+    return f"{type(exc).__name__}: {' '.join(str(exc).split())[:500]}"
+
+
+def run_attempt(client: Any, job: dict[str, Any], backend: dict[str, Any],
+                **metadata: Any) -> tuple[dict[str, Any], int]:
+    """Run one attempt and say what it did: (the report the operator charges from, the exit code).
+    The one-shot executor and a local session's runner both report through here."""
+    try:
+        document, usage = run_job(job, backend)
+        document["metadata"].update(metadata)
+        configmap = write_result(client, job, document)
+    except DeterministicError as exc:
+        return {"error": str(exc), "deterministic": True}, EXIT_DETERMINISTIC
+    except RuntimeRefusal as exc:  # IBM's answer, with a reason for the job's condition
+        return ({"error": str(exc), "deterministic": exc.deterministic, "reason": exc.reason},
+                EXIT_DETERMINISTIC if exc.deterministic else 1)
+    except Exception as exc:  # noqa: BLE001 - reported, and the operator decides about a retry
+        return {"error": describe(exc), "deterministic": False}, 1
+    done: dict[str, Any] = {"usage": usage, "resultConfigMap": configmap}
+    if "runtimeJob" in document["metadata"]:
+        done["runtimeJob"] = document["metadata"]["runtimeJob"]
+    return done, 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="executor")
     parser.add_argument("--namespace", required=True)
@@ -176,21 +202,12 @@ def main(argv: list[str] | None = None) -> int:
         custom = client.CustomObjectsApi()
         job = custom.get_namespaced_custom_object("qgov.dev", "v1alpha1", args.namespace, "qiskitjobs", args.job)
         backend = custom.get_cluster_custom_object("qgov.dev", "v1alpha1", "qiskitbackends", job["spec"]["backend"])
-        document, usage = run_job(job, backend)
-        document["metadata"]["attempt"] = args.attempt
-        configmap = write_result(client, job, document)
-    except DeterministicError as exc:
-        report({"error": str(exc), "deterministic": True})
-        return EXIT_DETERMINISTIC
-    except RuntimeRefusal as exc:  # IBM's answer, with a reason for the job's condition
-        report({"error": str(exc), "deterministic": exc.deterministic, "reason": exc.reason})
-        return EXIT_DETERMINISTIC if exc.deterministic else 1
     except Exception as exc:  # noqa: BLE001 - reported, and the operator decides about a retry
-        report({"error": f"{type(exc).__name__}: {' '.join(str(exc).split())[:500]}", "deterministic": False})
+        report({"error": describe(exc), "deterministic": False})
         return 1
-    report({"usage": usage, "resultConfigMap": configmap, **({"runtimeJob": document["metadata"]["runtimeJob"]}
-                                                             if "runtimeJob" in document["metadata"] else {})})
-    return 0
+    outcome, code = run_attempt(client, job, backend, attempt=args.attempt)
+    report(outcome)
+    return code
 
 
 if __name__ == "__main__":

@@ -22,7 +22,6 @@ import time
 from typing import Any
 
 from . import __main__ as single
-from .ibm import RuntimeRefusal
 
 G, V, JOBS = "qgov.dev", "v1alpha1", "qiskitjobs"
 
@@ -89,18 +88,13 @@ class Runner:
         self.custom.patch_namespaced_custom_object_status(G, V, self.namespace, JOBS, name, {"status": {
             "phase": "Running", "podName": os.environ.get("HOSTNAME", ""),
             "startTime": (job.get("status") or {}).get("startTime") or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}})
-        report: dict[str, Any] = {"attempt": attempt}
         try:
-            document, usage = single.run_job(job, self._backend(job["spec"]["backend"]))
-            document["metadata"].update(attempt=attempt, session=self.session)
-            report.update(exitCode=0, usage=usage, resultConfigMap=single.write_result(self.client, job, document))
-        except single.DeterministicError as exc:
-            report.update(exitCode=single.EXIT_DETERMINISTIC, error=str(exc))
-        except RuntimeRefusal as exc:
-            report.update(exitCode=single.EXIT_DETERMINISTIC if exc.deterministic else 1, error=str(exc),
-                          reason=exc.reason)
-        except Exception as exc:  # noqa: BLE001 - the operator decides about a retry
-            report.update(exitCode=1, error=f"{type(exc).__name__}: {' '.join(str(exc).split())[:500]}")
+            backend = self._backend(job["spec"]["backend"])
+        except Exception as exc:  # noqa: BLE001 - reported like any failed attempt; the operator decides
+            outcome, code = {"error": single.describe(exc)}, 1
+        else:
+            outcome, code = single.run_attempt(self.client, job, backend, attempt=attempt, session=self.session)
+        report = {"attempt": attempt, "exitCode": code, **outcome}
         self.custom.patch_namespaced_custom_object_status(G, V, self.namespace, JOBS, name,
                                                           {"status": {"report": report}})
 

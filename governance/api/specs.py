@@ -88,10 +88,16 @@ def parse_backend(name: str, spec: dict[str, Any]) -> Backend:
         limits.get("maxQubits"), limits.get("maxShots"), limits.get("maxCircuits")), model)
 
 
-def parse_session(spec: dict[str, Any]) -> SessionSpec:
+def _backend_name(spec: dict[str, Any]) -> str:
+    """spec.backend of a job or a session: the name of a QiskitBackend."""
     backend = spec.get("backend")
     if not isinstance(backend, str) or not backend:
         raise SpecError("spec.backend", "a QiskitBackend name is required")
+    return backend
+
+
+def parse_session(spec: dict[str, Any]) -> SessionSpec:
+    backend = _backend_name(spec)
     mode = spec.get("mode", "batch")
     if mode not in ("dedicated", "batch"):
         raise SpecError("spec.mode", f"{mode!r} is not one of dedicated, batch")
@@ -115,9 +121,7 @@ def parse_budget(namespace: str, name: str, spec: dict[str, Any]) -> BudgetSpec:
 
 
 def parse_job(spec: dict[str, Any]) -> JobSpec:
-    backend = spec.get("backend")
-    if not isinstance(backend, str) or not backend:
-        raise SpecError("spec.backend", "a QiskitBackend name is required")
+    backend = _backend_name(spec)
     primitive = spec.get("primitive", "sampler")
     if primitive not in ("sampler", "estimator"):
         raise SpecError("spec.primitive", f"{primitive!r} is not one of sampler, estimator")

@@ -260,7 +260,7 @@ def _session_not_open(job: dict[str, Any], session_name: str, session: dict[str,
     A session that failed (credentials, budget) fails its jobs with its reason; one that closed or
     reached maxTime sends an automatic batch's jobs to a new batch, a few times at most."""
     from ..sessions.lifecycle import requeue_or_fail
-    from .sessions import AUTO_BATCH_LABEL, auto_batch, ended_phase
+    from .sessions import AUTO_BATCH_LABEL, auto_batch, credentials_secret, ended_phase
 
     meta, status = job["metadata"], job.get("status") or {}
     phase = ended_phase(session)
@@ -277,7 +277,7 @@ def _session_not_open(job: dict[str, Any], session_name: str, session: dict[str,
     backend = _load_backend(job["spec"]["backend"])
     if automatic and move and not isinstance(backend, Problem):
         new = auto_batch(meta["namespace"], backend, f"{meta['uid']}/{moves + 1}",
-                         job["spec"].get("credentialsSecret") or rt().config.ibm_default_secret)
+                         credentials_secret(job["spec"].get("credentialsSecret")))
         message = f"QiskitSession {session_name} is {phase}: {why}, {new}"
         kopf.event(job, type="Normal", reason="SessionRequeued", message=message)
         _patch_status(meta["namespace"], meta["name"], {"session": new, "sessionMoves": moves + 1,

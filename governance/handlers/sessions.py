@@ -65,6 +65,17 @@ def load_credential(namespace: str, secret: str) -> Credential:
     return credential_from_secret(secret, obj.data or {})
 
 
+def credentials_secret(name: str | None) -> str:
+    """The credential Secret a session or job names, else the operator's default."""
+    return name or rt().config.ibm_default_secret
+
+
+def runtime_api(namespace: str, spec: SessionSpec) -> tuple[Credential, RuntimeApi]:
+    """The session's credential and the Runtime API on it (TokenError when the Secret is wrong)."""
+    credential = load_credential(namespace, credentials_secret(spec.credentials_secret))
+    return credential, RuntimeApi(credential, rt().tokens)
+
+
 def _patch(namespace: str, name: str, status: dict[str, Any]) -> None:
     rt().custom.patch_namespaced_custom_object_status(GROUP, VERSION, namespace, PLURAL, name, {"status": status})
 
@@ -193,10 +204,8 @@ def on_session(body: kopf.Body, namespace: str, name: str, patch: kopf.Patch, **
         return _fail(session, backend.reason, backend.message, patch)
     if backend.provider != "ibm":
         return _open_local(session, spec, backend)
-    secret = spec.credentials_secret or rt().config.ibm_default_secret
     try:
-        credential = load_credential(namespace, secret)
-        api = RuntimeApi(credential, rt().tokens)
+        credential, api = runtime_api(namespace, spec)
         usage = api.instance_usage()
     except (TokenError, RuntimeApiError) as exc:
         reason = exc.reason if isinstance(exc, TokenError) else (
@@ -287,24 +296,26 @@ def _release(session: dict[str, Any]) -> None:
 # ---------------------------------------------------------------------- while open
 
 
-def _elapsed_cost(session: dict[str, Any], backend: Backend | Problem, seconds: int, unit: str) -> int:
+def _wall_cost(session: dict[str, Any], seconds: int) -> int:
+    """What `seconds` of a dedicated session cost: its backend's QPU-second price, in its budget's unit."""
+    from .jobs import _load_backend
+
+    backend = _load_backend(session["spec"]["backend"])
     if isinstance(backend, Problem):
         return 0
+    unit = (session.get("status") or {}).get("currency") or "USD"
     return amount_in_unit(Usage(qpu_seconds=Decimal(seconds)), backend.prices, unit)
 
 
 def _summary(session: dict[str, Any], jobs: list[dict[str, Any]], now: float) -> dict[str, Any]:
     """Counts, usage and cost: a batch charges its jobs; a dedicated session its wall-clock time."""
-    from .jobs import _load_backend
-
     status = session.get("status") or {}
     usage = sum(Decimal(str((j.get("status") or {}).get("qpuSeconds") or 0)) for j in jobs)
     if status.get("mode") == "dedicated" and not status.get("runner"):
         opened = parse_iso(status["openedTime"]).timestamp()
         closed = parse_iso(status["closedTime"]).timestamp() if status.get("closedTime") else now
         seconds = int(max(0.0, closed - opened))
-        cost = _elapsed_cost(session, _load_backend(session["spec"]["backend"]), seconds,
-                             status.get("currency") or "USD")
+        cost = _wall_cost(session, seconds)
         return {"jobs": len(jobs), "usageSeconds": str(usage), "wallSeconds": seconds, "cost": format_amount(cost)}
     cost = sum(int((j.get("status") or {}).get("usedMicro") or 0) for j in jobs)
     return {"jobs": len(jobs), "usageSeconds": str(usage), "cost": format_amount(cost)}
@@ -344,10 +355,8 @@ def session_tick(body: kopf.Body, namespace: str, name: str, **_: Any) -> None:
             _stop_runner(namespace, name)  # after the status says so: a runner that goes is not replaced then
             return
     else:
-        secret = spec.credentials_secret or rt().config.ibm_default_secret
         try:
-            credential = load_credential(namespace, secret)
-            api = RuntimeApi(credential, rt().tokens)
+            credential, api = runtime_api(namespace, spec)
             update["tokenExpiry"] = _fresh_token(session, credential)
         except (TokenError, RuntimeApiError) as exc:
             kopf.event(session, type="Warning", reason="TokenRefreshFailed", message=str(exc))
@@ -406,7 +415,7 @@ def _end(session: dict[str, Any], phase: Phase, reason: str, jobs: list[dict[str
 
 
 def _settle_dedicated(session: dict[str, Any], summary: dict[str, Any]) -> int:
-    from .jobs import _load_backend, start_admitted
+    from .jobs import start_admitted
 
     uid = session["metadata"]["uid"]
     try:
@@ -415,9 +424,7 @@ def _settle_dedicated(session: dict[str, Any], summary: dict[str, Any]) -> int:
         return 0
     if reservation.state != "held":
         return reservation.actual_micro or 0
-    cost = _elapsed_cost(session, _load_backend(session["spec"]["backend"]), int(summary["wallSeconds"]),
-                         (session.get("status") or {}).get("currency") or "USD")
-    outcome = rt().ledger.settle(uid, cost)
+    outcome = rt().ledger.settle(uid, _wall_cost(session, int(summary["wallSeconds"])))
     start_admitted(outcome.queue_changes)
     return outcome.actual_micro
 
@@ -434,8 +441,7 @@ def on_session_deleted(body: kopf.Body, namespace: str, name: str, **_: Any) -> 
     elif status.get("sessionId") and status.get("phase") not in ENDED:
         spec = parse_session(dict(session.get("spec") or {}))
         try:
-            credential = load_credential(namespace, spec.credentials_secret or rt().config.ibm_default_secret)
-            RuntimeApi(credential, rt().tokens).cancel_session(status["sessionId"])
+            runtime_api(namespace, spec)[1].cancel_session(status["sessionId"])
         except (TokenError, RuntimeApiError) as exc:
             kopf.event(session, type="Warning", reason="CancelFailed", message=str(exc))
             raise kopf.TemporaryError(str(exc), delay=10) from None
@@ -534,7 +540,7 @@ def session_for_job(namespace: str, job_uid: str, requested: str | None, backend
                     secret: str | None) -> tuple[str, str] | Problem:
     """(session name, mode) an ibm job runs in, or why it cannot run."""
     if not requested:
-        return auto_batch(namespace, backend, job_uid, secret or rt().config.ibm_default_secret), "batch"
+        return auto_batch(namespace, backend, job_uid, credentials_secret(secret)), "batch"
     session = get_session(namespace, requested)
     if session is None:
         return Problem("UnknownSession", f"spec.session: no QiskitSession {requested!r} in namespace {namespace!r}")
