@@ -1,6 +1,6 @@
 """Admission benchmark: a burst of QiskitJobs on the dev cluster, create → Admitted.
 
-    python bench/admission.py [--jobs 500]
+    python bench/admission.py [--jobs 500] [--distinct]
     QGOV_BENCH_OPERATOR=script.py python bench/admission.py   # start the operator another way (a profiler)
 
 The dev cluster runs in this process with its pod runner OFF (executor pods are created
@@ -51,6 +51,8 @@ def peak_rss_mib(pid: int) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--jobs", type=int, default=500)
+    ap.add_argument("--distinct", action="store_true",
+                    help="every job a different circuit (an rz angle each), so no circuit is priced twice")
     args = ap.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="qgov-bench-admission-"))
     holder = ThreadedDevCluster(workdir=workdir / "cluster", pods=False)
@@ -107,6 +109,9 @@ def main() -> None:
                                              "-o", os.environ["QGOV_BENCH_PROFILE"]], stdout=subprocess.DEVNULL,
                                             stderr=subprocess.DEVNULL)
 
+            def circuit(i: int) -> str:
+                return BELL.replace("h q[0];", f"h q[0];\nrz({i / 1000}) q[1];") if args.distinct else BELL
+
             def creator(k: int) -> None:
                 own = kubernetes.client.CustomObjectsApi(
                     kubernetes.config.new_client_from_config(config_file=str(cluster.kubeconfig)))
@@ -115,7 +120,7 @@ def main() -> None:
                     created[name] = time.perf_counter()
                     own.create_namespaced_custom_object(G, V, NS, "qiskitjobs", {
                         "apiVersion": f"{G}/{V}", "kind": "QiskitJob", "metadata": {"name": name},
-                        "spec": {"backend": "aer", "circuits": [BELL], "shots": 100}})
+                        "spec": {"backend": "aer", "circuits": [circuit(i)], "shots": 100}})
 
             t0 = time.perf_counter()
             creators = [threading.Thread(target=creator, args=(k,)) for k in range(4)]
@@ -131,7 +136,8 @@ def main() -> None:
             elapsed = max(admitted.values()) - t0
             latencies = sorted(admitted[n] - created[n] for n in admitted)
             print(f"machine: {os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}; "
-                  f"{args.jobs} jobs in one burst, SQLite ledger, pod runner off")
+                  f"{args.jobs} jobs in one burst, {'every job its own circuit' if args.distinct else 'one circuit'}, "
+                  "SQLite ledger, pod runner off")
             print()
             print(f"{'jobs':>5}  {'jobs/s':>7}  {'p50 ms':>8}  {'p99 ms':>8}  {'CPU ms/job':>10}  {'peak RSS MiB':>12}")
             print(f"{len(admitted):5d}  {len(admitted) / elapsed:7.1f}  {statistics.median(latencies) * 1000:8.1f}  "

@@ -7,14 +7,18 @@ status condition can carry. Reserving the estimate is the ledger's job.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
+
+from cachetools import LRUCache
 
 from .api.specs import Backend, JobSpec
-from .backends import UnknownBackendModel, max_qubits, target
-from .budget.costmodel import Usage, amount_in_unit, estimate_usage, shape_on_target
+from .backends import UnknownBackendModel, max_qubits, model_name, target
+from .budget.costmodel import CircuitShape, Usage, amount_in_unit, estimate_usage, shape_on_target
 from .budget.money import format_amount
-from .circuits import CircuitError, parse_circuits
+from .circuits import CircuitError, digest, parse_circuits, shared_circuit
 
 
 @dataclass(frozen=True)
@@ -43,8 +47,9 @@ def assess(job: JobSpec, backend: Backend, unit: str) -> Estimate | Problem:
     if limits.max_shots and job.shots > limits.max_shots:
         return Problem("TooManyShots", f"spec.shots: {job.shots} shots, backend {backend.name} accepts at most "
                                        f"{limits.max_shots}")
+    keys = [digest(source) for source in job.circuits]
     try:
-        circuits = parse_circuits(job.circuits)
+        circuits = [shared_circuit(i, source, key) for i, (source, key) in enumerate(zip(job.circuits, keys))]
         capacity = max_qubits(backend)
     except CircuitError as exc:
         return Problem("InvalidCircuit", str(exc))
@@ -62,10 +67,8 @@ def assess(job: JobSpec, backend: Backend, unit: str) -> Estimate | Problem:
                 if len(pauli) != circuit.num_qubits:
                     return Problem("InvalidObservable", f"spec.observables[{i}][{j}]: {pauli!r} has {len(pauli)} "
                                                         f"terms, circuit {i} has {circuit.num_qubits} qubits")
-    tgt = target(backend)
     try:
-        shapes = [shape_on_target(c.remove_final_measurements(inplace=False) if job.primitive == "estimator" else c,
-                                  tgt) for c in circuits]
+        shapes = [_shape(key, circuit, backend, job.primitive) for key, circuit in zip(keys, circuits)]
     except Exception as exc:  # noqa: BLE001 - the transpiler's many error types
         return Problem("TranspileFailed", f"cannot transpile for {backend.name}: {' '.join(str(exc).split())}")
     usage = estimate_usage(shapes, job.shots, simulator=backend.provider == "aer")
@@ -78,6 +81,25 @@ def assess(job: JobSpec, backend: Backend, unit: str) -> Estimate | Problem:
         return Problem("MaxCostExceeded", f"estimated {estimate.describe()} is above spec.maxCost "
                                           f"{format_amount(job.max_cost_micro, unit)}")
     return estimate
+
+
+_shapes: LRUCache[tuple[bytes, str | None, str], CircuitShape] = LRUCache(maxsize=65536)
+_shapes_lock = threading.Lock()
+
+
+def _shape(key: bytes, circuit: Any, backend: Backend, primitive: str) -> CircuitShape:
+    """A circuit's shape on the backend's device model. Transpiling for a device takes tens of ms
+    per circuit, and the same text is priced again and again (a sweep's repeats, a restarted
+    operator's replay), so shapes are kept by (text, device model, primitive)."""
+    cache_key = (key, model_name(backend), primitive)
+    with _shapes_lock:
+        shape = _shapes.get(cache_key)
+    if shape is None:
+        measured = circuit.remove_final_measurements(inplace=False) if primitive == "estimator" else circuit
+        shape = shape_on_target(measured, target(backend))
+        with _shapes_lock:
+            _shapes[cache_key] = shape
+    return shape
 
 
 def modelled_usage(job: JobSpec, backend: Backend) -> Usage:

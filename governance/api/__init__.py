@@ -6,3 +6,4 @@ FINALIZER = "qgov.dev/ledger"  # on QiskitJobs that hold money in the ledger
 OPERATOR_FINALIZER = "qgov.dev/operator"  # kopf's own, on objects whose handlers need one
 JOB_LABEL = "qgov.dev/job"
 JOB_UID_LABEL = "qgov.dev/job-uid"
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"  # "qgov" on every object the operator creates

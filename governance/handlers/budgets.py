@@ -4,7 +4,6 @@ report into status, which is what `kubectl get` and `kubectl describe` show a te
 from __future__ import annotations
 
 import time
-from collections import Counter
 from typing import Any
 
 import kopf
@@ -38,9 +37,7 @@ def budget_status(namespace: str, name: str, body: dict[str, Any]) -> dict[str, 
     balance = ledger.balance(namespace, name)
     report = build_report(ledger.engine, namespace, period_window(balance.period_start, balance.period_end), name)
     unit = balance.unit
-    jobs = rt().custom.list_namespaced_custom_object(GROUP, VERSION, namespace, "qiskitjobs")
-    phases = Counter((j.get("status") or {}).get("phase") for j in jobs.get("items", [])
-                     if (j.get("status") or {}).get("budget") == name)
+    phases = rt().job_phases.counts(namespace, name)
     committed = balance.spent_micro + balance.held_micro
     warn = sorted((body.get("spec") or {}).get("warnAt") or [NEAR_LIMIT_DEFAULT])
     pct = committed * 100 // balance.limit_micro if balance.limit_micro else 100

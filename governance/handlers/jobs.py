@@ -7,8 +7,10 @@ killed at any moment and restarted picks up where it was (kopf's initial listing
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import json
+import logging
 import threading
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
@@ -30,6 +32,7 @@ from .pods import executor_pod, pod_name
 from .runtime import rt, started
 
 PLURAL = "qiskitjobs"
+log = logging.getLogger("qgov.jobs")
 TERMINAL = {"Succeeded", "Failed", "Refused", "Cancelled"}
 EXIT_DETERMINISTIC = 2
 
@@ -139,7 +142,7 @@ def _choose_budget(namespace: str, wanted: str | None) -> tuple[str, str] | Prob
                                "(kind: QiskitBudget, spec.limit: \"10.00\")")
 
 
-def admit(job: dict[str, Any], logger: Any) -> dict[str, Any]:
+def admit(job: dict[str, Any]) -> dict[str, Any]:
     """Decide a job and return its new status (pods are created by the caller)."""
     meta, spec = job["metadata"], job.get("spec") or {}
     namespace, name, uid = meta["namespace"], meta["name"], meta["uid"]
@@ -176,8 +179,9 @@ def admit(job: dict[str, Any], logger: Any) -> dict[str, Any]:
             return _admitted(job, base, "InDedicatedSession",
                              f"runs in dedicated session {placed[0]}, which pays for its time")
     if choice is None:
-        logger.info(f"admitting {namespace}/{name} without a budget (QGOV_ALLOW_UNBUDGETED)")
-        return _admitted(job, base, "Unbudgeted", "admitted without a budget (the operator allows unbudgeted work)")
+        log.info(f"admitting {namespace}/{name} without a budget (QGOV_ALLOW_UNBUDGETED)")
+        return _admitted(job, base, "Unbudgeted", "admitted without a budget (the operator allows unbudgeted work)",
+                         event=True)
     try:
         outcome = rt().batcher.reserve(ReserveRequest(uid, namespace, choice[0], estimate.amount_micro,
                                                       job=f"{namespace}/{name}", backend=backend.name,
@@ -198,8 +202,15 @@ def admit(job: dict[str, Any], logger: Any) -> dict[str, Any]:
                      f"reserved {estimate.describe()} in budget {namespace}/{choice[0]}")
 
 
-def _admitted(job: dict[str, Any], base: dict[str, Any], reason: str, message: str) -> dict[str, Any]:
-    kopf.event(job, type="Normal", reason="Admitted", message=message)
+def _admitted(job: dict[str, Any], base: dict[str, Any], reason: str, message: str,
+              event: bool = False) -> dict[str, Any]:
+    """A job admitted at once. The Admitted condition records it (reason, message, time); an Event
+    is posted only when the admission is out of the ordinary (no budget). A routine admission is
+    the expected path: an Event for each doubled the API writes of a burst (and etcd's Event
+    load) and was a tenth of the operator's CPU per job. Queueing, admission from the queue,
+    refusals, retries and the end of every job each post one."""
+    if event:
+        kopf.event(job, type="Normal", reason="Admitted", message=message)
     return dict(base, phase="Admitted", message=message, attempts=1,
                 conditions=_conditions(job, ("Admitted", True, reason, message)))
 
@@ -336,20 +347,43 @@ def start_admitted(changes: tuple[QueueChange, ...] | list[QueueChange]) -> None
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
-def on_job_event(type: str | None, body: kopf.Body, logger: Any, **_: Any) -> None:
+async def on_job_event(type: str | None, body: kopf.Body, logger: Any, **_: Any) -> None:
     """Jobs are driven from raw events, not kopf's create/resume/delete machinery: admission is
     idempotent by itself (ledger keys, deterministic pod names) and needs none of kopf's
     per-object state (diff-bases, progress annotations, its finalizer).
 
     type None is kopf's initial listing (the operator starting: resume); ADDED is a new job;
     MODIFIED matters when the job is being deleted (our finalizer holds it) and when a session
-    runner reported an attempt (status.report). Measured, this did not lower the operator's CPU per
-    job; it keeps kopf's bookkeeping off QiskitJobs.
+    runner reported an attempt (status.report). Most events are the echoes of the operator's own
+    writes (its finalizer, its status): they are told apart here, on the event loop, and only
+    events with work to do go to the thread pool (ledger, API calls and parsing block).
     """
-    job = dict(body)
-    meta = job["metadata"]
-    if type == "DELETED" or not started():
+    if not started():
         return
+    meta, status = body["metadata"], body.get("status") or {}
+    if type == "DELETED":
+        rt().job_phases.forget(meta["uid"])
+    else:
+        budget = status.get("budget")
+        rt().job_phases.observe(meta["uid"], (meta["namespace"], budget) if budget else None, status.get("phase"))
+    if _job_has_work(type, body):
+        await in_thread(job_event, type, dict(body), logger)
+
+
+def _job_has_work(type: str | None, job: Any) -> bool:
+    meta, status = job["metadata"], job.get("status") or {}
+    if type == "DELETED":
+        return False
+    if meta.get("deletionTimestamp"):
+        return FINALIZER in (meta.get("finalizers") or [])
+    if type == "MODIFIED":
+        return _unreported_attempt(status) > 0
+    return status.get("phase") not in TERMINAL
+
+
+def job_event(type: str | None, job: dict[str, Any], logger: Any) -> None:
+    """What a job's event asks for, in a worker thread."""
+    meta = job["metadata"]
     if meta.get("deletionTimestamp"):
         if FINALIZER in (meta.get("finalizers") or []):
             finalize_job(job)
@@ -360,21 +394,37 @@ def on_job_event(type: str | None, body: kopf.Body, logger: Any, **_: Any) -> No
         return
     try:
         _runner_report(job)  # resume: a report that landed while the operator was down
-        handle_job(job, logger)
+        handle_job(job)
     except Exception as exc:  # noqa: BLE001 - event handlers are not retried by kopf: retry here
         logger.warning(f"job {meta['namespace']}/{meta['name']}: {type_name(exc)}; retrying in 5s")
         later(5.0, _handle_again, meta["namespace"], meta["name"], meta["uid"], logger)
 
 
-def _runner_report(job: dict[str, Any]) -> None:
-    """A local session's runner wrote what the job's current attempt did into status.report."""
-    status = job.get("status") or {}
+def _unreported_attempt(status: Any) -> int:
+    """The attempt a local session's runner reported in status.report and the operator has not
+    counted yet (0 when there is none)."""
     report = status.get("report") or {}
     attempt = int(report.get("attempt") or 0)
     if not attempt or attempt != int(status.get("attempts") or 0) or status.get("phase") in TERMINAL \
             or int(status.get("countedAttempt") or 0) >= attempt:
-        return
-    attempt_finished(job, attempt, report.get("exitCode") == 0, report, report.get("exitCode"))
+        return 0
+    return attempt
+
+
+def _runner_report(job: dict[str, Any]) -> None:
+    """A local session's runner wrote what the job's current attempt did into status.report."""
+    status = job.get("status") or {}
+    attempt = _unreported_attempt(status)
+    if attempt:
+        report = status["report"]
+        attempt_finished(job, attempt, report.get("exitCode") == 0, report, report.get("exitCode"))
+
+
+async def in_thread(fn: Any, *args: Any) -> Any:
+    """fn(*args) in kopf's thread pool, in a copy of this context (kopf.event needs kopf's context
+    variables), as kopf runs a sync handler."""
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(rt().executor, contextvars.copy_context().run, fn, *args)
 
 
 def later(delay: float, fn: Any, *args: Any) -> None:
@@ -392,10 +442,10 @@ def type_name(exc: BaseException) -> str:
 def _handle_again(namespace: str, name: str, uid: str, logger: Any) -> None:
     job = _get_job(namespace, name)
     if job is not None and job["metadata"]["uid"] == uid and not job["metadata"].get("deletionTimestamp"):
-        on_job_event(None, job, logger)
+        job_event(None, job, logger)
 
 
-def handle_job(job: dict[str, Any], logger: Any) -> None:
+def handle_job(job: dict[str, Any]) -> None:
     """Admit a new job, or pick a job up where it was when the operator stopped."""
     status = job.get("status") or {}
     phase = status.get("phase")
@@ -411,7 +461,7 @@ def handle_job(job: dict[str, Any], logger: Any) -> None:
         else:
             create_attempt_pod(job, int(status["attempts"]))  # resume: the attempt's pod exists or is made
         return
-    new = admit(job, logger)
+    new = admit(job)
     namespace, name = job["metadata"]["namespace"], job["metadata"]["name"]
     if new.get("phase") in ("Admitted", "Queued") and new.get("budget"):
         _add_finalizer(job)  # money is held for this job: deleting it must release or settle first
@@ -498,13 +548,19 @@ def _charge(job: dict[str, Any], report: dict[str, Any]) -> int:
 
 
 @kopf.on.event("", "v1", "pods", labels={JOB_UID_LABEL: kopf.PRESENT})
-def on_executor_pod(body: kopf.Body, type: str, logger: Any, **_: Any) -> None:
-    pod = dict(body)
+async def on_executor_pod(body: kopf.Body, type: str, **_: Any) -> None:
+    """An executor pod started, ended, or went away. Its other events (created, scheduled: most of
+    them) are dropped here, on the event loop; the rest is handled in the thread pool."""
+    phase = (body.get("status") or {}).get("phase")
+    if started() and (phase in ("Running", "Succeeded", "Failed") if type != "DELETED"
+                      else phase not in ("Succeeded", "Failed")):
+        await in_thread(executor_pod_event, type, dict(body))
+
+
+def executor_pod_event(type: str, pod: dict[str, Any]) -> None:
     labels = pod["metadata"].get("labels") or {}
     phase = (pod.get("status") or {}).get("phase")
     evicted = type == "DELETED" and phase not in ("Succeeded", "Failed")
-    if not evicted and (type == "DELETED" or phase not in ("Running", "Succeeded", "Failed")):
-        return
     job = _get_job(pod["metadata"]["namespace"], labels.get(JOB_LABEL, ""))
     if job is None or job["metadata"]["uid"] != labels.get(JOB_UID_LABEL) or job["metadata"].get(
             "deletionTimestamp"):

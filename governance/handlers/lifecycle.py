@@ -8,7 +8,7 @@ from typing import Any
 import kopf
 import kubernetes
 
-from ..api import OPERATOR_FINALIZER
+from ..api import MANAGED_BY_LABEL, OPERATOR_FINALIZER
 from ..budget import db
 from ..budget.batcher import ReservationBatcher
 from ..budget.ledger import Ledger
@@ -17,13 +17,23 @@ from .config import OperatorConfig
 from .runtime import Runtime, rt, set_runtime
 
 
-class _QuietTimers(logging.Filter):
-    """kopf logs every timer run ("Timer 'budget_tick' succeeded.") at INFO: one line per budget per
-    second buries everything that matters in the operator's log."""
+RAW_EVENT_KINDS = frozenset({"QiskitJob", "QiskitBackend", "Pod"})
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not (record.levelno <= logging.INFO and record.getMessage().startswith("Timer ")
-                    and record.getMessage().endswith(" succeeded."))
+
+class _DiffBaseWhereChanged(kopf.AnnotationsDiffBaseStorage):
+    """kopf builds a diff base (a deep copy of the object) on every event of every kind it watches,
+    but only kinds with change handlers (QiskitBudget, QiskitSession) compare one. QiskitJobs,
+    QiskitBackends and pods are driven from raw events: for them there is nothing to compare."""
+
+    def build(self, *, body: Any, extra_fields: Any = None) -> Any:
+        if body.get("kind") in RAW_EVENT_KINDS:
+            return {}
+        return super().build(body=body, extra_fields=extra_fields)
+
+    def fetch(self, *, body: Any) -> Any:
+        if body.get("kind") in RAW_EVENT_KINDS:
+            return None
+        return super().fetch(body=body)
 
 
 @kopf.on.startup()
@@ -32,12 +42,20 @@ def start(settings: kopf.OperatorSettings, logger: Any, **_: Any) -> None:
     # kopf removes its finalizer from objects that no longer need it
     settings.persistence.finalizer = OPERATOR_FINALIZER
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="qgov.dev")
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix="qgov.dev", key="last-handled")
+    settings.persistence.diffbase_storage = _DiffBaseWhereChanged(prefix="qgov.dev", key="last-handled")
     # kopf's own log lines become Events only from WARNING up ("Handler succeeded" at INFO would be
     # one more API call per job); the Events qgov means to post are posted explicitly with kopf.event
     settings.posting.level = logging.WARNING
     settings.watching.server_timeout = 60
-    logging.getLogger("kopf.objects").addFilter(_QuietTimers())
+    # the API server sends only qgov's pods (executors, session runners): in a shared cluster the
+    # operator would otherwise receive, parse and drop every pod event of every workload
+    settings.watching.label_selectors["v1", "pods"] = f"{MANAGED_BY_LABEL}=qgov"
+    # kopf logs every handler and timer run on an object at INFO ("Handler 'on_job_event'
+    # succeeded.": three per job, a timer's per budget per second): lines that say nothing bury
+    # what matters, and making them was a tenth of the operator's CPU per job. qgov's own lines
+    # go to the "qgov" logger; kopf's warnings and errors (a handler that failed) still show.
+    if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     logging.getLogger("qiskit").setLevel(logging.WARNING)  # a line per transpiler pass per estimate otherwise
     settings.execution.max_workers = 32
     config = OperatorConfig.from_env()
@@ -48,7 +66,8 @@ def start(settings: kopf.OperatorSettings, logger: Any, **_: Any) -> None:
     except kubernetes.config.ConfigException:
         kubernetes.config.load_kube_config()
     set_runtime(Runtime(config, ledger, ReservationBatcher(ledger),
-                        batches=Batcher(window_s=config.batch_window_seconds, max_jobs=config.batch_max_jobs)))
+                        batches=Batcher(window_s=config.batch_window_seconds, max_jobs=config.batch_max_jobs),
+                        executor=settings.execution.executor))
     from .jobs import reconcile_ledger
 
     reconcile_ledger(logger)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ..api import GROUP, JOB_LABEL, JOB_UID_LABEL, VERSION
+from ..api import GROUP, JOB_LABEL, JOB_UID_LABEL, MANAGED_BY_LABEL, VERSION
 
 
 def pod_name(job_name: str, attempt: int) -> str:
@@ -50,7 +50,7 @@ def _executor_pod(name: str, owner: dict[str, Any], kind: str, labels: dict[str,
     return {
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {
-            "name": name, "namespace": meta["namespace"], "labels": {**labels, "app.kubernetes.io/managed-by": "qgov"},
+            "name": name, "namespace": meta["namespace"], "labels": {**labels, MANAGED_BY_LABEL: "qgov"},
             "ownerReferences": [{"apiVersion": f"{GROUP}/{VERSION}", "kind": kind, "name": meta["name"],
                                  "uid": meta["uid"], "controller": True, "blockOwnerDeletion": True}],
         },

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 import threading
 from typing import Any
@@ -13,6 +14,7 @@ from ..budget.ledger import Ledger
 from ..sessions.batching import Batcher
 from ..sessions.tokens import TokenManager
 from .config import OperatorConfig
+from .jobphases import JobPhases
 
 
 @dataclass
@@ -27,6 +29,8 @@ class Runtime:
     tokens: TokenManager = field(default_factory=TokenManager)  # IAM bearer tokens per credential
     batches: Batcher | None = None  # automatic Runtime batches of ibm jobs
     batch_lock: threading.Lock = field(default_factory=threading.Lock)
+    executor: Executor | None = None  # kopf's thread pool, for work that async handlers hand off
+    job_phases: JobPhases = field(default_factory=JobPhases)  # counts per budget and phase, from the watch
     _local: threading.local = field(default_factory=threading.local)
 
     def _clients(self) -> Any:

@@ -22,7 +22,7 @@ import kopf
 from kubernetes.client.rest import ApiException
 
 from ..admission import Problem
-from ..api import GROUP, VERSION
+from ..api import GROUP, MANAGED_BY_LABEL, VERSION
 from ..api.specs import Backend, SessionSpec, SpecError, parse_session
 from ..budget.costmodel import Usage, amount_in_unit
 from ..budget.errors import InvalidTransition, UnknownBudget, UnknownReservation
@@ -118,7 +118,7 @@ def _write_token_secret(session: dict[str, Any], token_value: str) -> None:
     meta = session["metadata"]
     body = {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
             "metadata": {"name": token_secret_name(meta["name"]), "namespace": meta["namespace"],
-                         "labels": {"app.kubernetes.io/managed-by": "qgov", "qgov.dev/session": meta["name"][:63]},
+                         "labels": {MANAGED_BY_LABEL: "qgov", "qgov.dev/session": meta["name"][:63]},
                          "ownerReferences": [{"apiVersion": f"{GROUP}/{VERSION}", "kind": "QiskitSession",
                                               "name": meta["name"], "uid": meta["uid"], "controller": True}]},
             "data": {"token": base64.b64encode(token_value.encode()).decode()}}
@@ -525,7 +525,7 @@ def auto_batch(namespace: str, backend: Backend, job_uid: str, secret: str) -> s
         rt().batches.sealed(time.monotonic())
     body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "QiskitSession",
             "metadata": {"name": batch.name, "namespace": namespace,
-                         "labels": {AUTO_BATCH_LABEL: "true", "app.kubernetes.io/managed-by": "qgov"}},
+                         "labels": {AUTO_BATCH_LABEL: "true", MANAGED_BY_LABEL: "qgov"}},
             "spec": {"backend": backend.name, "mode": "batch", "credentialsSecret": secret,
                      "idleTimeout": rt().config.batch_idle_seconds, "maxTime": rt().config.batch_max_time_seconds}}
     try:
