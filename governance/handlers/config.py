@@ -29,6 +29,7 @@ class OperatorConfig:
     batch_max_time_seconds: int = 28800  # and never lives longer than this
     ibm_default_secret: str = "ibm-quantum"  # the credentials Secret of jobs that name none
     instance_retry_seconds: float = 60.0  # how soon to look again at an instance at its usage limit
+    pod_sweep_seconds: float = 30.0  # how often pods deleted while Pending are looked for (podsweep.py)
 
     @classmethod
     def from_env(cls) -> OperatorConfig:
@@ -44,4 +45,5 @@ class OperatorConfig:
             batch_max_time_seconds=int(os.environ.get("QGOV_BATCH_MAX_TIME_SECONDS", "28800")),
             ibm_default_secret=os.environ.get("QGOV_IBM_DEFAULT_SECRET", "ibm-quantum"),
             instance_retry_seconds=float(os.environ.get("QGOV_INSTANCE_RETRY_SECONDS", "60")),
+            pod_sweep_seconds=float(os.environ.get("QGOV_POD_SWEEP_SECONDS", "30")),
         )

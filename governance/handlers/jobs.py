@@ -12,6 +12,7 @@ import contextvars
 import json
 import logging
 import threading
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
@@ -28,7 +29,7 @@ from ..budget.money import format_amount
 from ..budget.types import Decision, QueueChange, ReserveRequest
 from .budgets import budget_event, refresh_budget_status
 from .conditions import iso, now_iso, parse_iso, set_condition
-from .pods import executor_pod, pod_name
+from .pods import RuntimeSessionRef, executor_pod, pod_name
 from .runtime import rt, started
 
 PLURAL = "qiskitjobs"
@@ -243,18 +244,37 @@ def _start_attempt(job: dict[str, Any], attempt: int, status: dict[str, Any] | N
 
 
 def create_attempt_pod(job: dict[str, Any], attempt: int) -> None:
-    runtime = None
-    session_name = (job.get("status") or {}).get("session")
-    if session_name:
-        from .sessions import get_session, local_runner, runtime_ref
+    """Start the attempt: its executor pod, or nothing when a local session's runner runs it or
+    its IBM session is not open (then wait for it, or move on when it has ended)."""
+    placed = attempt_placement(job)
+    if placed.kind == "wait":
+        _session_not_open(job, (job.get("status") or {})["session"], placed.session)
+    elif placed.kind == "pod":
+        create_pod(job, attempt, placed.runtime)
 
-        session = get_session(job["metadata"]["namespace"], session_name)
-        if local_runner(session):
-            return  # the session's runner pod takes the attempt from the job's status
-        runtime = runtime_ref(session) if session is not None else None
-        if runtime is None:
-            _session_not_open(job, session_name, session)
-            return
+
+@dataclass(frozen=True)
+class Placement:
+    kind: str  # "pod": an executor pod of its own; "runner": a local session's runner; "wait": a session not open
+    runtime: RuntimeSessionRef | None = None  # for a pod in an IBM Runtime session
+    session: dict[str, Any] | None = None  # for "wait": the session (None when it is gone)
+
+
+def attempt_placement(job: dict[str, Any]) -> Placement:
+    """Where the job's current attempt runs."""
+    session_name = (job.get("status") or {}).get("session")
+    if not session_name:
+        return Placement("pod")
+    from .sessions import get_session, local_runner, runtime_ref
+
+    session = get_session(job["metadata"]["namespace"], session_name)
+    if local_runner(session):
+        return Placement("runner")  # the session's runner pod takes the attempt from the job's status
+    runtime = runtime_ref(session) if session is not None else None
+    return Placement("pod", runtime) if runtime is not None else Placement("wait", session=session)
+
+
+def create_pod(job: dict[str, Any], attempt: int, runtime: RuntimeSessionRef | None) -> None:
     body = executor_pod(job, attempt, rt().config.executor_image, runtime)
     try:  # skip building client models from the answer; read it, or the pooled connection breaks
         discard(rt().core.create_namespaced_pod(job["metadata"]["namespace"], body, _preload_content=False))

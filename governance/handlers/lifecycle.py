@@ -14,6 +14,7 @@ from ..budget.batcher import ReservationBatcher
 from ..budget.ledger import Ledger
 from ..sessions.batching import Batcher
 from .config import OperatorConfig
+from .podsweep import PodSweeper
 from .runtime import Runtime, rt, set_runtime
 
 
@@ -36,6 +37,9 @@ class _DiffBaseWhereChanged(kopf.AnnotationsDiffBaseStorage):
         return super().fetch(body=body)
 
 
+_sweeper: PodSweeper | None = None  # started with the operator, stopped with it
+
+
 @kopf.on.startup()
 def start(settings: kopf.OperatorSettings, logger: Any, **_: Any) -> None:
     # kopf's own finalizer (budgets: it stops their timers) must not be the one qgov puts on jobs:
@@ -48,8 +52,11 @@ def start(settings: kopf.OperatorSettings, logger: Any, **_: Any) -> None:
     settings.posting.level = logging.WARNING
     settings.watching.server_timeout = 60
     # the API server sends only qgov's pods (executors, session runners): in a shared cluster the
-    # operator would otherwise receive, parse and drop every pod event of every workload
+    # operator would otherwise receive, parse and drop every pod event of every workload. And only
+    # once they have left Pending: the operator has nothing to do while a pod is scheduled and
+    # pulled; a pod deleted while Pending is found by the pod sweep (podsweep.py)
     settings.watching.label_selectors["v1", "pods"] = f"{MANAGED_BY_LABEL}=qgov"
+    settings.watching.field_selectors["v1", "pods"] = "status.phase!=Pending"
     # kopf logs every handler and timer run on an object at INFO ("Handler 'on_job_event'
     # succeeded.": three per job, a timer's per budget per second): lines that say nothing bury
     # what matters, and making them was a tenth of the operator's CPU per job. qgov's own lines
@@ -71,12 +78,17 @@ def start(settings: kopf.OperatorSettings, logger: Any, **_: Any) -> None:
     from .jobs import reconcile_ledger
 
     reconcile_ledger(logger)
+    global _sweeper
+    _sweeper = PodSweeper(config.pod_sweep_seconds)
+    _sweeper.start()
     logger.info(f"qgov operator started; ledger {db.redact(str(ledger.engine.url))}")
 
 
 @kopf.on.cleanup()
 def stop(**_: Any) -> None:
     runtime = rt()
+    if _sweeper is not None:
+        _sweeper.stop()
     runtime.batcher.close()
     runtime.ledger.close()
     set_runtime(None)

@@ -133,8 +133,9 @@ class Env:
 
 @pytest.fixture
 def env(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Env]:
-    """A dev cluster and a running operator; `@pytest.mark.operator_env(NAME="value")` adds settings."""
-    holder = ThreadedDevCluster(workdir=tmp_path / "cluster")
+    """A dev cluster and a running operator; `@pytest.mark.operator_env(NAME="value")` adds settings,
+    `@pytest.mark.no_pod_runner` keeps every pod Pending."""
+    holder = ThreadedDevCluster(workdir=tmp_path / "cluster", pods=request.node.get_closest_marker("no_pod_runner") is None)
     cluster = holder.__enter__()
     holder.call(install_crds, cluster)
     api = kubernetes.config.new_client_from_config(config_file=str(cluster.kubeconfig))

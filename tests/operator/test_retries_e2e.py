@@ -68,3 +68,26 @@ def test_a_spec_changed_after_admission_is_not_run_and_not_retried(env: Env) -> 
     reservation = ledger.reservation(job["metadata"]["uid"])
     assert reservation.overrun_micro == 0 and ledger.balance(NS, NS).held_micro == 0
     ledger.close()
+
+
+@pytest.mark.no_pod_runner
+@pytest.mark.operator_env(QGOV_POD_SWEEP_SECONDS="1")
+def test_a_pod_deleted_while_pending_is_created_again_and_nothing_is_charged(env: Env) -> None:
+    """The operator watches pods only once they leave Pending; its sweep finds one deleted before."""
+    env.budget("5.00")
+    env.job("unlucky")
+    first = env.wait(lambda: env.core.read_namespaced_pod("unlucky-run-1", NS), "the executor pod")
+    assert first.status.phase == "Pending"
+    env.core.delete_namespaced_pod("unlucky-run-1", NS)
+    again = env.wait(lambda: next((p for p in env.core.list_namespaced_pod(NS).items
+                                   if p.metadata.name == "unlucky-run-1" and p.metadata.uid != first.metadata.uid),
+                                  None), "the pod created again")
+    assert again.metadata.labels["qgov.dev/attempt"] == "1"
+    status = env.status("unlucky")
+    assert status["phase"] == "Admitted" and status["attempts"] == 1, status
+    ledger = env.ledger()
+    reservation = ledger.reservation(env.get("qiskitjobs", "unlucky")["metadata"]["uid"])
+    assert reservation.state == "held" and reservation.actual_micro is None  # held, nothing charged
+    assert ledger.verify() == []
+    ledger.close()
+    assert "unlucky-run-1 was gone before it ran" in env.operator.log.read_text()
