@@ -15,7 +15,7 @@ import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 
 import kopf
 from kubernetes.client.rest import ApiException
@@ -255,7 +255,7 @@ def create_attempt_pod(job: dict[str, Any], attempt: int) -> None:
 
 @dataclass(frozen=True)
 class Placement:
-    kind: str  # "pod": an executor pod of its own; "runner": a local session's runner; "wait": a session not open
+    kind: Literal["pod", "runner", "wait"]  # its own executor pod; a local session's runner; a session not open
     runtime: RuntimeSessionRef | None = None  # for a pod in an IBM Runtime session
     session: dict[str, Any] | None = None  # for "wait": the session (None when it is gone)
 
@@ -569,8 +569,9 @@ def _charge(job: dict[str, Any], report: dict[str, Any]) -> int:
 
 @kopf.on.event("", "v1", "pods", labels={JOB_UID_LABEL: kopf.PRESENT})
 async def on_executor_pod(body: kopf.Body, type: str, **_: Any) -> None:
-    """An executor pod started, ended, or went away. Its other events (created, scheduled: most of
-    them) are dropped here, on the event loop; the rest is handled in the thread pool."""
+    """An executor pod started, ended, or went away. (The API server sends qgov's pods only once they
+    have left Pending, see lifecycle.start.) Events without work are dropped here, on the event
+    loop; the rest is handled in the thread pool."""
     phase = (body.get("status") or {}).get("phase")
     if started() and (phase in ("Running", "Succeeded", "Failed") if type != "DELETED"
                       else phase not in ("Succeeded", "Failed")):
