@@ -597,8 +597,12 @@ def executor_pod_event(type: str, pod: dict[str, Any]) -> None:
     namespace, name = job["metadata"]["namespace"], job["metadata"]["name"]
     if phase == "Running":
         if status.get("phase") == "Admitted":
-            _patch_status(namespace, name, {"phase": "Running", "podName": pod["metadata"]["name"],
-                                            "startTime": status.get("startTime") or now_iso()})
+            running = {"phase": "Running", "podName": pod["metadata"]["name"],
+                       "startTime": status.get("startTime") or now_iso()}
+            if any(c.get("type") == "Stalled" and c.get("status") == "True" for c in status.get("conditions") or []):
+                message = f"executor pod {pod['metadata']['name']} is running"
+                running.update(message=message, conditions=_conditions(job, ("Stalled", False, "PodRunning", message)))
+            _patch_status(namespace, name, running)
         return
     report, exit_code = _usage_of(pod)
     attempt_finished(job, attempt, phase == "Succeeded", report, exit_code)

@@ -98,3 +98,24 @@ def executor_pod(job: dict[str, Any], attempt: int, image: str,
         container["volumeMounts"] = [{"name": "ibm-token", "mountPath": TOKEN_MOUNT, "readOnly": True}]
         pod["spec"]["volumes"] = [{"name": "ibm-token", "secret": {"secretName": runtime.token_secret}}]
     return pod
+
+
+STUCK_WAITING = frozenset({"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull",
+                           "CreateContainerConfigError", "CreateContainerError"})
+
+
+def pending_problem(pod: dict[str, Any]) -> tuple[str, str] | None:
+    """(reason, message) when a Pending pod will not start by itself: an image that cannot be
+    pulled, a container that cannot be created (a missing Secret, say), no node that fits."""
+    status = pod.get("status") or {}
+    if status.get("phase", "Pending") != "Pending":
+        return None
+    for container in status.get("containerStatuses") or []:
+        waiting = (container.get("state") or {}).get("waiting") or {}
+        if waiting.get("reason") in STUCK_WAITING:
+            return waiting["reason"], waiting.get("message") or waiting["reason"]
+    for condition in status.get("conditions") or []:
+        if condition.get("type") == "PodScheduled" and condition.get("status") == "False" \
+                and condition.get("reason") == "Unschedulable":
+            return "Unschedulable", condition.get("message") or "no node fits the executor pod"
+    return None

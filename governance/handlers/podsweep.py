@@ -7,6 +7,10 @@ Pending sends the operator nothing. So a sweep lists qgov's pods now and then an
 again the executor pod of an Admitted job, or the runner of an open local session, that is
 not there. Creating is idempotent (deterministic names; 409 means it exists), so a sweep that
 races a creation creates nothing twice; an attempt whose pod never ran costs nothing.
+
+The same sweep says why a job's pod is stuck in Pending (an image that cannot be pulled, a
+Secret that is missing, no node that fits): the job's Stalled condition and message name the
+kubelet's or the scheduler's reason, instead of a job that stays Admitted without a word.
 """
 
 from __future__ import annotations
@@ -14,19 +18,22 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from typing import Any
 
 from ..api import GROUP, MANAGED_BY_LABEL, VERSION
+from .conditions import set_condition
+from .pods import pending_problem
 from .runtime import rt, started
 
 log = logging.getLogger("qgov.podsweep")
 
 
-def qgov_pods() -> set[tuple[str, str]]:
-    """(namespace, name) of every pod qgov created, whatever its phase."""
+def qgov_pods() -> dict[tuple[str, str], dict[str, Any]]:
+    """Every pod qgov created, whatever its phase, by (namespace, name)."""
     answer = rt().core.list_pod_for_all_namespaces(label_selector=f"{MANAGED_BY_LABEL}=qgov",
                                                    _preload_content=False)
     items = json.loads(answer.data).get("items") or []
-    return {(p["metadata"]["namespace"], p["metadata"]["name"]) for p in items}
+    return {(p["metadata"]["namespace"], p["metadata"]["name"]): p for p in items}
 
 
 def sweep() -> list[str]:
@@ -40,7 +47,10 @@ def sweep() -> list[str]:
         meta, status = job["metadata"], job.get("status") or {}
         wanted = (meta["namespace"], status.get("podName") or "")
         if status.get("phase") != "Admitted" or not status.get("podName") or status.get("retryAt") \
-                or meta.get("deletionTimestamp") or wanted in pods:
+                or meta.get("deletionTimestamp"):
+            continue
+        if wanted in pods:
+            report_stalled(job, pods[wanted])
             continue
         placed = attempt_placement(job)
         if placed.kind == "pod":
@@ -53,6 +63,26 @@ def sweep() -> list[str]:
             _create_runner(session)
             created.append("/".join(wanted))
     return created
+
+
+def report_stalled(job: dict[str, Any], pod: dict[str, Any]) -> None:
+    """Write why the job's pod does not start into its Stalled condition (once per new reason)."""
+    from .jobs import _patch_status
+
+    problem = pending_problem(pod)
+    if problem is None:
+        return
+    reason, text = problem
+    message = f"executor pod {pod['metadata']['name']} cannot start: {reason}: {' '.join(text.split())[:500]}"
+    conditions = (job.get("status") or {}).get("conditions") or []
+    if any(c.get("type") == "Stalled" and c.get("status") == "True" and c.get("message") == message
+           for c in conditions):
+        return
+    meta = job["metadata"]
+    _patch_status(meta["namespace"], meta["name"], {
+        "message": message,
+        "conditions": set_condition(conditions, "Stalled", True, reason, message, meta.get("generation"))})
+    log.warning(f"job {meta['namespace']}/{meta['name']}: {message}")
 
 
 class PodSweeper:

@@ -91,3 +91,30 @@ def test_a_pod_deleted_while_pending_is_created_again_and_nothing_is_charged(env
     assert ledger.verify() == []
     ledger.close()
     assert "unlucky-run-1 was gone before it ran" in env.operator.log.read_text()
+
+
+@pytest.mark.no_pod_runner
+@pytest.mark.operator_env(QGOV_POD_SWEEP_SECONDS="1")
+def test_a_pod_that_cannot_start_says_why_in_the_job_and_the_job_runs_once_it_starts(env: Env) -> None:
+    env.budget("5.00")
+    env.job("stuck")
+    env.wait(lambda: env.core.read_namespaced_pod("stuck-run-1", NS), "the executor pod")
+    # what a kubelet writes when the executor image cannot be pulled
+    env.core.patch_namespaced_pod_status("stuck-run-1", NS, {"status": {"phase": "Pending", "containerStatuses": [
+        {"name": "executor", "ready": False, "restartCount": 0, "image": "ghcr.io/qgov/executor:0.1.0",
+         "imageID": "", "state": {"waiting": {"reason": "ImagePullBackOff",
+                                              "message": 'Back-off pulling image "ghcr.io/qgov/executor:0.1.0"'}}}]}})
+
+    def stalled() -> dict | None:
+        return next((c for c in env.status("stuck").get("conditions") or [] if c["type"] == "Stalled"), None)
+
+    condition = env.wait(lambda: (stalled() or {}).get("status") == "True" and stalled(), "the Stalled condition")
+    assert condition["reason"] == "ImagePullBackOff"
+    assert 'Back-off pulling image "ghcr.io/qgov/executor:0.1.0"' in condition["message"]
+    assert "stuck-run-1 cannot start" in env.status("stuck")["message"]
+    assert env.status("stuck")["phase"] == "Admitted"
+    env.core.patch_namespaced_pod_status("stuck-run-1", NS, {"status": {"phase": "Running", "containerStatuses": [
+        {"name": "executor", "ready": True, "restartCount": 0, "image": "ghcr.io/qgov/executor:0.1.0",
+         "imageID": "", "state": {"running": {"startedAt": "2026-11-24T08:00:00Z"}}}]}})
+    env.wait(lambda: env.status("stuck").get("phase") == "Running", "the job running")
+    assert stalled()["status"] == "False" and stalled()["reason"] == "PodRunning"
