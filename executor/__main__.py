@@ -140,6 +140,8 @@ def read_result(core: Any, namespace: str, name: str) -> dict[str, Any]:
 def write_result(client: Any, job: dict[str, Any], document: dict[str, Any]) -> str:
     from kubernetes.client.rest import ApiException
 
+    from governance.api import JOB_LABEL, label_value
+
     core = client.CoreV1Api()
     meta = job["metadata"]
     name = f"{meta['name']}-result"
@@ -147,7 +149,7 @@ def write_result(client: Any, job: dict[str, Any], document: dict[str, Any]) -> 
              "controller": True, "blockOwnerDeletion": True}
     for cm_name, body in configmaps_for(name, document):
         body.setdefault("metadata", {}).update({"name": cm_name, "ownerReferences": [owner],
-                                                "labels": {"qgov.dev/job": meta["name"]}})
+                                                "labels": {JOB_LABEL: label_value(meta["name"])}})
         try:
             core.create_namespaced_config_map(meta["namespace"], body)
         except ApiException as exc:

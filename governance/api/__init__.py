@@ -7,3 +7,10 @@ OPERATOR_FINALIZER = "qgov.dev/operator"  # kopf's own, on objects whose handler
 JOB_LABEL = "qgov.dev/job"
 JOB_UID_LABEL = "qgov.dev/job-uid"
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"  # "qgov" on every object the operator creates
+SESSION_LABEL = "qgov.dev/session"  # on a QiskitJob: the QiskitSession it runs in; on a token Secret: its session
+
+
+def label_value(name: str) -> str:
+    """An object's name as a label value: at most 63 characters, ending alphanumeric. A long name
+    is cut, so a label finds candidates; the owner reference (or the status) says which is it."""
+    return name[:63].rstrip("-_.")

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+from . import labels
 from . import schema as schemas
 
 HISTORY = 20_000  # watch events kept per resource type, for resuming from a resourceVersion
@@ -202,6 +203,13 @@ class Store:
         """Prune, default and validate against the CRD schema; type-specific normalisation."""
         schema = rtype.schemas.get(version or rtype.versions[0])
         name = obj.get("metadata", {}).get("name", "")
+        label_problems = labels.problems((obj.get("metadata") or {}).get("labels"))
+        if label_problems:
+            what = f"{rtype.kind}.{rtype.group}" if rtype.group else rtype.kind
+            raise ApiError(422, "Invalid", f'{what} "{name}" is invalid: {", ".join(label_problems)}',
+                           details={"name": name, "group": rtype.group, "kind": rtype.kind,
+                                    "causes": [{"reason": "FieldValueInvalid", "message": m, "field": "metadata.labels"}
+                                               for m in label_problems]})
         if schema:
             obj = schemas.prune(obj, schema, top=True)
             obj = schemas.default(obj, schema)

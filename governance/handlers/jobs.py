@@ -29,7 +29,7 @@ from ..budget.money import format_amount
 from ..budget.types import Decision, QueueChange, ReserveRequest
 from .budgets import budget_event, refresh_budget_status
 from .conditions import iso, now_iso, parse_iso, set_condition
-from .pods import RuntimeSessionRef, executor_pod, pod_name
+from .pods import RuntimeSessionRef, executor_pod, owner_name, pod_name
 from .runtime import rt, started
 
 PLURAL = "qiskitjobs"
@@ -582,7 +582,7 @@ def executor_pod_event(type: str, pod: dict[str, Any]) -> None:
     labels = pod["metadata"].get("labels") or {}
     phase = (pod.get("status") or {}).get("phase")
     evicted = type == "DELETED" and phase not in ("Succeeded", "Failed")
-    job = _get_job(pod["metadata"]["namespace"], labels.get(JOB_LABEL, ""))
+    job = _get_job(pod["metadata"]["namespace"], owner_name(pod, "QiskitJob") or labels.get(JOB_LABEL, ""))
     if job is None or job["metadata"]["uid"] != labels.get(JOB_UID_LABEL) or job["metadata"].get(
             "deletionTimestamp"):
         return

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ..api import GROUP, JOB_LABEL, JOB_UID_LABEL, MANAGED_BY_LABEL, VERSION
+from ..api import GROUP, JOB_LABEL, JOB_UID_LABEL, MANAGED_BY_LABEL, VERSION, label_value
 
 
 def pod_name(job_name: str, attempt: int) -> str:
@@ -76,7 +76,7 @@ def session_runner_pod(session: dict[str, Any], image: str) -> dict[str, Any]:
     Aer start once per session instead of once per job."""
     meta = session["metadata"]
     return _executor_pod(runner_pod_name(meta["name"]), session, "QiskitSession",
-                         {SESSION_RUNNER_LABEL: meta["name"][:63]}, "runner", image,
+                         {SESSION_RUNNER_LABEL: label_value(meta["name"])}, "runner", image,
                          ["python", "-m", "executor.session", "--namespace", meta["namespace"], "--session", meta["name"]],
                          terminationGracePeriodSeconds=60)  # the job in hand finishes on SIGTERM
 
@@ -89,7 +89,7 @@ def executor_pod(job: dict[str, Any], attempt: int, image: str,
                  runtime: RuntimeSessionRef | None = None) -> dict[str, Any]:
     meta = job["metadata"]
     pod = _executor_pod(pod_name(meta["name"], attempt), job, "QiskitJob",
-                        {JOB_LABEL: meta["name"][:63], JOB_UID_LABEL: meta["uid"], "qgov.dev/attempt": str(attempt)},
+                        {JOB_LABEL: label_value(meta["name"]), JOB_UID_LABEL: meta["uid"], "qgov.dev/attempt": str(attempt)},
                         "executor", image, ["python", "-m", "executor", "--namespace", meta["namespace"], "--job",
                                             meta["name"], "--attempt", str(attempt)])
     if runtime is not None:
@@ -98,6 +98,13 @@ def executor_pod(job: dict[str, Any], attempt: int, image: str,
         container["volumeMounts"] = [{"name": "ibm-token", "mountPath": TOKEN_MOUNT, "readOnly": True}]
         pod["spec"]["volumes"] = [{"name": "ibm-token", "secret": {"secretName": runtime.token_secret}}]
     return pod
+
+
+def owner_name(obj: dict[str, Any], kind: str) -> str | None:
+    """The name of the object's owner of `kind` (a pod's QiskitJob or QiskitSession): labels hold
+    names cut to 63 characters, owner references hold them whole."""
+    return next((o.get("name") for o in (obj.get("metadata") or {}).get("ownerReferences") or []
+                 if o.get("kind") == kind), None)
 
 
 STUCK_WAITING = frozenset({"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull",

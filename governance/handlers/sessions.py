@@ -22,7 +22,7 @@ import kopf
 from kubernetes.client.rest import ApiException
 
 from ..admission import Problem
-from ..api import GROUP, MANAGED_BY_LABEL, VERSION
+from ..api import GROUP, MANAGED_BY_LABEL, SESSION_LABEL, VERSION, label_value
 from ..api.specs import Backend, SessionSpec, SpecError, parse_session
 from ..budget.costmodel import Usage, amount_in_unit
 from ..budget.errors import InvalidTransition, UnknownBudget, UnknownReservation
@@ -34,7 +34,7 @@ from ..sessions.runtime_api import RuntimeApi, RuntimeApiError
 from ..sessions.tokens import Credential, TokenError, credential_from_secret
 from .conditions import iso, now_iso, parse_iso, set_condition
 from .config import session_interval_seconds
-from .pods import (SESSION_RUNNER_LABEL, RuntimeSessionRef, runner_pod_name, session_runner_pod,
+from .pods import (SESSION_RUNNER_LABEL, RuntimeSessionRef, owner_name, runner_pod_name, session_runner_pod,
                    token_secret_name)
 from .runtime import rt, started
 
@@ -118,7 +118,7 @@ def _write_token_secret(session: dict[str, Any], token_value: str) -> None:
     meta = session["metadata"]
     body = {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
             "metadata": {"name": token_secret_name(meta["name"]), "namespace": meta["namespace"],
-                         "labels": {MANAGED_BY_LABEL: "qgov", "qgov.dev/session": meta["name"][:63]},
+                         "labels": {MANAGED_BY_LABEL: "qgov", SESSION_LABEL: label_value(meta["name"])},
                          "ownerReferences": [{"apiVersion": f"{GROUP}/{VERSION}", "kind": "QiskitSession",
                                               "name": meta["name"], "uid": meta["uid"], "controller": True}]},
             "data": {"token": base64.b64encode(token_value.encode()).decode()}}
@@ -476,7 +476,8 @@ def on_runner_pod(body: kopf.Body, type: str, **_: Any) -> None:
     phase = (pod.get("status") or {}).get("phase")
     if not started() or not (type == "DELETED" or phase in ("Succeeded", "Failed")):
         return
-    namespace, session_name = pod["metadata"]["namespace"], pod["metadata"]["labels"][SESSION_RUNNER_LABEL]
+    namespace = pod["metadata"]["namespace"]
+    session_name = owner_name(pod, "QiskitSession") or pod["metadata"]["labels"][SESSION_RUNNER_LABEL]
     session = get_session(namespace, session_name)
     owner = next((o.get("uid") for o in pod["metadata"].get("ownerReferences") or []), None)
     if session is not None and session["metadata"]["uid"] == owner and local_runner(session) \

@@ -229,3 +229,20 @@ def test_deleting_a_namespace_deletes_its_contents(core) -> None:
     assert core.list_namespaced_config_map("team-a").items == []
     with pytest.raises(ApiException):
         core.read_namespace("team-a")
+
+
+def test_labels_are_checked_as_the_api_server_checks_them(core) -> None:
+    core.create_namespaced_config_map(NS, cm("fine", {"app.kubernetes.io/name": "x", "qgov.dev/job": "a" * 63,
+                                                      "empty": ""}))
+    for labels, says in [({"qgov.dev/job": "a" * 62 + "-"}, "must start and end with an alphanumeric character"),
+                         ({"qgov.dev/job": "a" * 64}, "must be no more than 63 characters"),
+                         ({"-bad": "x"}, "name part must consist of alphanumeric characters"),
+                         ({"Bad_Prefix.io/x": "y"}, "DNS subdomain prefix")]:
+        with pytest.raises(ApiException) as err:
+            core.create_namespaced_config_map(NS, cm("bad", labels))
+        assert err.value.status == 422 and says in json.loads(err.value.body)["message"], (labels, err.value.body)
+        assert json.loads(err.value.body)["message"].startswith('ConfigMap "bad" is invalid: metadata.labels')
+    with pytest.raises(ApiException) as err:  # a patch is checked too
+        core.patch_namespaced_config_map("fine", NS, {"metadata": {"labels": {"x": "y-"}}})
+    assert err.value.status == 422
+    assert core.read_namespaced_config_map("fine", NS).metadata.labels["qgov.dev/job"] == "a" * 63

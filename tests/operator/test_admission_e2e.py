@@ -172,3 +172,15 @@ def test_deleting_a_budget_refuses_its_queue_and_new_work(env: Env) -> None:
     assert ledger.open_reservations() == [] and ledger.balance(NS, NS).spent_micro == 300_000
     assert ledger.verify() == []
     ledger.close()
+
+
+def test_a_job_with_a_name_longer_than_a_label_runs_and_is_charged(env: Env) -> None:
+    """Labels hold 63 characters: the executor pod's job label is cut (and kept valid), and the
+    operator finds its job by the pod's owner reference."""
+    name = "a" * 62 + "-with-a-name-longer-than-any-label-value"
+    env.budget("1.00")
+    env.job(name)
+    status = env.wait_terminal([name])[name]
+    assert status["phase"] == "Succeeded" and status["actualCost"] == "0.30", status["message"]
+    pod = env.core.read_namespaced_pod(f"{name}-run-1", NS)
+    assert pod.metadata.labels["qgov.dev/job"] == "a" * 62
