@@ -21,7 +21,7 @@ import kopf
 from kubernetes.client.rest import ApiException
 
 from ..admission import Problem, assess
-from ..api import FINALIZER, GROUP, JOB_LABEL, JOB_UID_LABEL, VERSION
+from ..api import FINALIZER, GROUP, JOB_LABEL, JOB_UID_LABEL, SESSION_LABEL, VERSION, label_value
 from ..api.specs import Backend, SpecError, parse_backend, parse_job
 from ..budget.costmodel import Usage, amount_in_unit
 from ..budget.errors import InvalidTransition, UnknownBudget, UnknownReservation
@@ -311,6 +311,7 @@ def _session_not_open(job: dict[str, Any], session_name: str, session: dict[str,
                          credentials_secret(job["spec"].get("credentialsSecret")))
         message = f"QiskitSession {session_name} is {phase}: {why}, {new}"
         kopf.event(job, type="Normal", reason="SessionRequeued", message=message)
+        _mark(job, finalizer=False, session=new)
         _patch_status(meta["namespace"], meta["name"], {"session": new, "sessionMoves": moves + 1,
                                                         "message": message})
         return
@@ -475,6 +476,7 @@ def handle_job(job: dict[str, Any]) -> None:
         _catch_up_queued(job)
         return
     if phase in ("Admitted", "Running") and status.get("attempts"):
+        _mark(job, finalizer=False, session=status.get("session"))  # resume: labelled by an older operator?
         if status.get("retryAt"):  # resume: a retry was scheduled before the operator stopped
             schedule_retry(job["metadata"]["namespace"], job["metadata"]["name"], job["metadata"]["uid"],
                            status["retryAt"])
@@ -483,8 +485,8 @@ def handle_job(job: dict[str, Any]) -> None:
         return
     new = admit(job)
     namespace, name = job["metadata"]["namespace"], job["metadata"]["name"]
-    if new.get("phase") in ("Admitted", "Queued") and new.get("budget"):
-        _add_finalizer(job)  # money is held for this job: deleting it must release or settle first
+    if new.get("phase") in ("Admitted", "Queued"):
+        _mark(job, finalizer=bool(new.get("budget")), session=new.get("session"))
     if new.get("phase") == "Admitted":
         _start_attempt(job, 1, new)
     else:
@@ -506,16 +508,26 @@ def _catch_up_queued(job: dict[str, Any]) -> None:
         start_admitted([QueueChange(reservation.key, Decision.REFUSED, reservation.message)])
 
 
-def _add_finalizer(job: dict[str, Any]) -> None:
+def _mark(job: dict[str, Any], *, finalizer: bool, session: str | None) -> None:
+    """What the operator puts on the job object itself, in one JSON patch: qgov's finalizer when
+    money is held for it (deleting it must release or settle first), and the label of the
+    QiskitSession it runs in (the session's timer and runner select its jobs by it, server-side,
+    instead of reading every job of the namespace)."""
     meta = job["metadata"]
+    ops: list[dict[str, Any]] = []
     current = meta.get("finalizers") or []
-    if FINALIZER in current:
-        return
-    op = ({"op": "add", "path": "/metadata/finalizers/-", "value": FINALIZER} if current
-          else {"op": "add", "path": "/metadata/finalizers", "value": [FINALIZER]})
-    discard(rt().custom.patch_namespaced_custom_object(GROUP, VERSION, meta["namespace"], PLURAL, meta["name"], [op],
-                                                       _content_type="application/json-patch+json",
-                                                       _preload_content=False))
+    if finalizer and FINALIZER not in current:
+        ops.append({"op": "add", "path": "/metadata/finalizers/-", "value": FINALIZER} if current
+                   else {"op": "add", "path": "/metadata/finalizers", "value": [FINALIZER]})
+    labels = meta.get("labels") or {}
+    if session and labels.get(SESSION_LABEL) != label_value(session):
+        ops.append({"op": "add", "path": "/metadata/labels/" + SESSION_LABEL.replace("~", "~0").replace("/", "~1"),
+                    "value": label_value(session)} if labels
+                   else {"op": "add", "path": "/metadata/labels", "value": {SESSION_LABEL: label_value(session)}})
+    if ops:
+        discard(rt().custom.patch_namespaced_custom_object(GROUP, VERSION, meta["namespace"], PLURAL, meta["name"],
+                                                           ops, _content_type="application/json-patch+json",
+                                                           _preload_content=False))
 
 
 def _remove_finalizer(job: dict[str, Any]) -> None:

@@ -81,7 +81,10 @@ def _patch(namespace: str, name: str, status: dict[str, Any]) -> None:
 
 
 def _session_jobs(namespace: str, name: str) -> list[dict[str, Any]]:
-    jobs = rt().custom.list_namespaced_custom_object(GROUP, VERSION, namespace, "qiskitjobs")["items"]
+    """The session's jobs, selected by the API server by their session label (jobs.py `_mark`);
+    the label holds 63 characters of the name, the status all of it."""
+    jobs = rt().custom.list_namespaced_custom_object(GROUP, VERSION, namespace, "qiskitjobs",
+                                                     label_selector=f"{SESSION_LABEL}={label_value(name)}")["items"]
     return [j for j in jobs if (j.get("status") or {}).get("session") == name]
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from .conftest import NS, Env
+from .conftest import NS, G, V, Env
 from .test_sessions_e2e import FAST, create_session, session_phase
 
 
@@ -25,6 +25,9 @@ def test_a_local_session_runs_its_jobs_in_one_runner_pod_charges_each_and_stops_
                for s in statuses.values()), statuses
     assert all(s["podName"] == "warm-runner" for s in statuses.values()), {n: (s["podName"], s.get("startTime")) for n, s in statuses.items() if s["podName"] != "warm-runner"}
     assert pods(env) == ["warm-runner"]  # no pod per job
+    # the session's jobs carry its label: `kubectl get qjob -l qgov.dev/session=warm` lists them
+    labelled = env.custom.list_namespaced_custom_object(G, V, NS, "qiskitjobs", label_selector="qgov.dev/session=warm")
+    assert sorted(j["metadata"]["name"] for j in labelled["items"]) == sorted(names)
     result = env.core.read_namespaced_config_map("warm-3-result", NS).data["result.json"]
     assert '"session":"warm"' in result and '"counts"' in result
     closed = session_phase(env, "warm", "Closed")["status"]
