@@ -21,7 +21,6 @@ import threading
 from typing import Any
 
 from ..api import GROUP, MANAGED_BY_LABEL, VERSION
-from .conditions import set_condition
 from .pods import pending_problem
 from .runtime import rt, started
 
@@ -37,7 +36,8 @@ def qgov_pods() -> dict[tuple[str, str], dict[str, Any]]:
 
 
 def sweep() -> list[str]:
-    """Create the pods that are missing; returns their names (namespace/name)."""
+    """Create the pods that are missing, say why stuck ones do not start; returns the names
+    (namespace/name) of the pods created."""
     from .jobs import attempt_placement, create_pod
     from .sessions import _create_runner, local_runner
 
@@ -67,21 +67,19 @@ def sweep() -> list[str]:
 
 def report_stalled(job: dict[str, Any], pod: dict[str, Any]) -> None:
     """Write why the job's pod does not start into its Stalled condition (once per new reason)."""
-    from .jobs import _patch_status
+    from .jobs import _conditions, _patch_status
 
     problem = pending_problem(pod)
     if problem is None:
         return
     reason, text = problem
     message = f"executor pod {pod['metadata']['name']} cannot start: {reason}: {' '.join(text.split())[:500]}"
-    conditions = (job.get("status") or {}).get("conditions") or []
     if any(c.get("type") == "Stalled" and c.get("status") == "True" and c.get("message") == message
-           for c in conditions):
+           for c in (job.get("status") or {}).get("conditions") or []):
         return
     meta = job["metadata"]
     _patch_status(meta["namespace"], meta["name"], {
-        "message": message,
-        "conditions": set_condition(conditions, "Stalled", True, reason, message, meta.get("generation"))})
+        "message": message, "conditions": _conditions(job, ("Stalled", True, reason, message))})
     log.warning(f"job {meta['namespace']}/{meta['name']}: {message}")
 
 
