@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -107,13 +108,18 @@ def session_phase(env: Env, name: str, phase: str) -> dict:
         session_obj(env, name)), f"session {name} {phase}", timeout=120)
 
 
+def open_session(env: Env, ibm: LocalIbmCloud, budget: str, name: str, **spec: Any) -> dict:
+    """The IBM credentials, a budget, and a QiskitSession on the local IBM server, once it is Open."""
+    ibm_setup(env, ibm)
+    env.budget(budget)
+    create_session(env, name, **spec)
+    return session_phase(env, name, "Open")
+
+
 @pytest.mark.operator_env(**FAST)
 def test_a_dedicated_session_reserves_max_time_charges_its_wall_time_and_closing_when_idle_saves_the_rest(
         env: Env, ibm: LocalIbmCloud) -> None:
-    ibm_setup(env, ibm)
-    env.budget("200.00")
-    create_session(env, "focus", mode="dedicated", maxTime=100, idleTimeout=3)
-    session_phase(env, "focus", "Open")
+    open_session(env, ibm, "200.00", "focus", mode="dedicated", maxTime=100, idleTimeout=3)
     ledger = env.ledger()
     assert ledger.balance(NS, NS).held_micro == 160_000_000  # maxTime 100 s x 1.60 USD, held while open
     env.job("inside", backend="ibm-local", session="focus", shots=1000)
@@ -175,10 +181,7 @@ def slow_ibm() -> Iterator[LocalIbmCloud]:
 def test_max_time_reached_with_a_job_waiting_in_a_named_session_fails_it_clearly_and_charges_what_ran(
         env: Env, slow_ibm: LocalIbmCloud) -> None:
     ibm = slow_ibm
-    ibm_setup(env, ibm)
-    env.budget("100.00")
-    create_session(env, "short", mode="batch", maxTime=12, idleTimeout=60)
-    session_phase(env, "short", "Open")
+    open_session(env, ibm, "100.00", "short", mode="batch", maxTime=12, idleTimeout=60)
     env.job("first", backend="ibm-local", session="short", shots=1000)
     env.job("second", backend="ibm-local", session="short", shots=1000)
     draining = session_phase(env, "short", "Draining")["status"]  # past maxTime, the running job finishes
@@ -265,10 +268,7 @@ def busy_ibm() -> Iterator[LocalIbmCloud]:
 @pytest.mark.operator_env(**FAST)
 def test_deleting_a_session_cancels_its_running_jobs(env: Env, busy_ibm: LocalIbmCloud) -> None:
     ibm = busy_ibm
-    ibm_setup(env, ibm)
-    env.budget("100.00")
-    create_session(env, "doomed", mode="batch")
-    session_phase(env, "doomed", "Open")
+    open_session(env, ibm, "100.00", "doomed", mode="batch")
     env.job("cut-short", backend="ibm-local", session="doomed", shots=1000)
     env.wait(lambda: any(j.status == "Running" for j in ibm.jobs.values()), "the Runtime job to run")
     env.custom.delete_namespaced_custom_object("qgov.dev", "v1alpha1", NS, "qiskitsessions", "doomed")
@@ -305,10 +305,7 @@ def test_deleting_a_running_ibm_job_cancels_its_runtime_job_and_frees_its_reserv
 @pytest.mark.operator_env(**FAST)
 def test_an_operator_killed_with_a_dedicated_session_open_picks_it_up_without_a_second_session_or_charge(
         env: Env, ibm: LocalIbmCloud) -> None:
-    ibm_setup(env, ibm)
-    env.budget("500.00")
-    create_session(env, "kept", mode="dedicated", maxTime=200, idleTimeout=4)
-    session_phase(env, "kept", "Open")
+    open_session(env, ibm, "500.00", "kept", mode="dedicated", maxTime=200, idleTimeout=4)
     env.job("before", backend="ibm-local", session="kept", shots=1000)
     env.wait(lambda: ibm.jobs or None, "a Runtime job")
     env.operator.kill()  # SIGKILL: no clean-up
