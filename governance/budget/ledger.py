@@ -27,14 +27,17 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, and_, bindparam, func, select, text, update
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from .db import check_schema, first_line, make_engine, read_only, redact
 from .errors import DatabaseUnavailable, InvalidTransition, LedgerError, UnknownBudget, UnknownReservation
 from .models import Adjustment, Budget, BudgetPeriod, LedgerEntry, Reservation
 from .money import format_amount
 from .periods import Window, utc, window_at
+from .report import Report, ReportWindow, build_report
 from .types import (
+    LATE_CHARGE,
+    LATE_MESSAGE,
     Balance,
     BudgetSpec,
     Decision,
@@ -96,17 +99,34 @@ class Ledger:
             try:
                 with self.engine.begin() as conn:
                     return work(conn)
-            except (OperationalError, IntegrityError) as exc:
+            except DBAPIError as exc:
                 if exc.connection_invalidated and attempt < MAX_ATTEMPTS:
                     continue  # the server dropped an idle pooled connection: a fresh one is taken
                 if attempt == MAX_ATTEMPTS or not _retryable(exc):
-                    if isinstance(exc, OperationalError) and not _retryable(exc):
-                        raise DatabaseUnavailable(
-                            f"database {redact(str(self.engine.url))}: {first_line(exc)}"
-                        ) from None
+                    if _unreachable(exc):
+                        raise self._unavailable(exc) from None
                     raise
                 time.sleep(min(0.05, 0.001 * 2**attempt) * random.random())
         raise AssertionError("unreachable")
+
+    def _read(self, work: Callable[[Connection], T]) -> T:
+        """Run `work` on a read-only connection. A pooled connection the server dropped (it
+        restarted) is replaced once; a database that cannot be reached raises DatabaseUnavailable,
+        the one error the operator's callers wait out."""
+        for attempt in (1, 2):
+            try:
+                with read_only(self.engine) as conn:
+                    return work(conn)
+            except DBAPIError as exc:
+                if exc.connection_invalidated and attempt == 1:
+                    continue
+                if _unreachable(exc):
+                    raise self._unavailable(exc) from None
+                raise
+        raise AssertionError("unreachable")
+
+    def _unavailable(self, exc: BaseException) -> DatabaseUnavailable:
+        return DatabaseUnavailable(f"database {redact(str(self.engine.url))}: {first_line(exc)}")
 
     # ------------------------------------------------------------------ budgets
 
@@ -179,18 +199,20 @@ class Ledger:
     def balance(self, namespace: str, budget: str, at: datetime | None = None) -> Balance:
         """The balances of the period that contains `at` (default: now)."""
         moment = utc(at or self.clock())
-        with read_only(self.engine) as conn:
+
+        def work(conn: Connection) -> Balance:
             row = conn.execute(select(B).where(B.c.namespace == namespace, B.c.name == budget)).first()
             if row is None:
                 raise UnknownBudget(_no_budget_message(namespace, budget))
             return self._balance(conn, row, moment)
 
+        return self._read(work)
+
     def budgets(self, namespace: str | None = None) -> list[Any]:
-        with read_only(self.engine) as conn:
-            query = select(B).where(B.c.retired_at.is_(None)).order_by(B.c.namespace, B.c.name)
-            if namespace is not None:
-                query = query.where(B.c.namespace == namespace)
-            return list(conn.execute(query))
+        query = select(B).where(B.c.retired_at.is_(None)).order_by(B.c.namespace, B.c.name)
+        if namespace is not None:
+            query = query.where(B.c.namespace == namespace)
+        return self._read(lambda conn: list(conn.execute(query)))
 
     # ------------------------------------------------------------------ reserve
 
@@ -326,11 +348,14 @@ class Ledger:
 
     # ------------------------------------------------------------------ settle / release
 
-    def settle(self, key: str, actual_micro: int) -> SettleOutcome:
+    def settle(self, key: str, actual_micro: int, *, ran: bool = False) -> SettleOutcome:
         """Charge the actual usage of an admitted reservation and release the rest.
 
         An actual above the reservation is charged in full and flagged (`overrun_micro`).
-        Settling again returns the first settlement; settling a released reservation is refused.
+        Settling again returns the first settlement. Settling a reservation that is not held is
+        refused, unless `ran`: the caller knows the work ran (the operator, from the executor's
+        report), and money that was spent is never dropped. Then a released, queued or refused
+        reservation is charged as a late charge (see `_charge_late`).
         """
         if actual_micro < 0:
             raise ValueError(f"reservation {key}: actual usage must be zero or more")
@@ -341,9 +366,13 @@ class Ledger:
             if row.state == "settled":
                 return SettleOutcome(
                     key, "settled", row.amount_micro, row.actual_micro, max(0, row.amount_micro - row.actual_micro),
-                    row.overrun_micro, replayed=True,
+                    row.overrun_micro, replayed=True, late=row.message.startswith(LATE_MESSAGE),
                 )
             if row.state != "held":
+                if ran and actual_micro == 0:  # nothing was used: nothing to charge, late or not
+                    return SettleOutcome(key, row.state, row.amount_micro, 0, 0, 0, replayed=True)
+                if ran:
+                    return self._charge_late(conn, budget, row, actual_micro, now)
                 raise InvalidTransition(
                     f"reservation {key} is {row.state}, not held: only admitted work can be settled"
                 )
@@ -358,6 +387,31 @@ class Ledger:
                                  max(0, row.amount_micro - actual_micro), overrun, queue_changes=changes)
 
         return self._transaction(work)
+
+    def _charge_late(self, conn: Connection, budget: Any, row: Any, actual: int, now: datetime) -> SettleOutcome:
+        """Work ran although its reservation is no longer held (released by mistake, say, or
+        refused while a replayed pod ran): charge all of it to the period it was admitted in
+        (the current one if it never was), flagged as a late charge and, since no hold covered
+        it, as an overrun. The reservation ends `settled`, so the job's status and the ledger
+        agree; held money is untouched (the hold, if any, was given back already)."""
+        period = (self._select_period(conn, budget.id, row.period_start) if row.period_start is not None
+                  else self._current_period(conn, budget, now))
+        message = (f"{LATE_MESSAGE}: the work ran after its reservation was {row.state}; "
+                   f"{format_amount(actual, budget.unit)} charged outside any hold")
+        conn.execute(update(R).where(R.c.id == row.id).values(
+            state="settled", actual_micro=actual, overrun_micro=actual, period_start=period.period_start,
+            queue_seq=None, message=message, finished_at=now))
+        conn.execute(E.insert().values(
+            budget_id=budget.id, period_start=period.period_start, reservation_key=row.key, kind=LATE_CHARGE,
+            held_delta=0, spent_delta=actual, note=message, created_at=now))
+        conn.execute(update(P).where(P.c.id == period.id).values(
+            spent_micro=P.c.spent_micro + actual, overrun_micro=P.c.overrun_micro + actual))
+        if row.state == "queued":
+            conn.execute(update(B).where(B.c.id == budget.id).values(queued_count=B.c.queued_count - 1))
+            budget = conn.execute(select(B).where(B.c.id == budget.id)).one()
+        changes = self._admit_queued(conn, budget, now) if row.state == "queued" else ()
+        return SettleOutcome(row.key, "settled", row.amount_micro, actual, 0, actual, late=True,
+                             queue_changes=changes)
 
     def release(self, key: str) -> ReleaseOutcome:
         """Give back a held (or still queued) reservation. Harmless on finished ones."""
@@ -410,11 +464,10 @@ class Ledger:
     def admit_queued(self, namespace: str | None = None) -> list[QueueChange]:
         """Admit queued work that now fits (after a period rollover); run it from a timer."""
         changes: list[QueueChange] = []
-        with read_only(self.engine) as conn:
-            query = select(B.c.namespace, B.c.name).where(B.c.queued_count > 0)
-            if namespace is not None:
-                query = query.where(B.c.namespace == namespace)
-            targets = list(conn.execute(query))
+        query = select(B.c.namespace, B.c.name).where(B.c.queued_count > 0)
+        if namespace is not None:
+            query = query.where(B.c.namespace == namespace)
+        targets = self._read(lambda conn: list(conn.execute(query)))
         for ns, name in targets:
             changes.extend(
                 self._transaction(
@@ -427,12 +480,30 @@ class Ledger:
 
     def open_reservations(self) -> list[str]:
         """Keys of reservations still held or queued (for reconciliation against live jobs)."""
-        with read_only(self.engine) as conn:
-            return [r[0] for r in conn.execute(select(R.c.key).where(R.c.state.in_(("held", "queued"))))]
+        query = select(R.c.key).where(R.c.state.in_(("held", "queued")))
+        return self._read(lambda conn: [r[0] for r in conn.execute(query)])
+
+    def report(self, namespace: str, window: ReportWindow, budget: str | None = None) -> Report:
+        """The cost report (report.py) of a namespace or one budget; DatabaseUnavailable when the
+        database cannot be reached, as for every other read."""
+        try:
+            return build_report(self.engine, namespace, window, budget)
+        except DBAPIError as exc:
+            if _unreachable(exc):
+                raise self._unavailable(exc) from None
+            raise
+
+    def reservations(self, states: Sequence[str] | None = None) -> list[Any]:
+        """Every reservation (or those in `states`), with its budget's namespace and name: what an
+        audit against the cluster reads."""
+        query = select(R, B.c.namespace.label("budget_namespace"), B.c.name.label("budget_name")).join(
+            B, B.c.id == R.c.budget_id).order_by(R.c.id)
+        if states is not None:
+            query = query.where(R.c.state.in_(tuple(states)))
+        return self._read(lambda conn: list(conn.execute(query)))
 
     def reservation(self, key: str) -> Any:
-        with read_only(self.engine) as conn:
-            row = conn.execute(select(R).where(R.c.key == key)).first()
+        row = self._read(lambda conn: conn.execute(select(R).where(R.c.key == key)).first())
         if row is None:
             raise UnknownReservation(f"no reservation with key {key!r}")
         return row
@@ -721,6 +792,12 @@ def _as_replay(outcome: ReserveOutcome) -> ReserveOutcome:
 
 def _utc_or_none(moment: datetime | None) -> datetime | None:
     return utc(moment) if moment is not None else None
+
+
+def _unreachable(exc: DBAPIError) -> bool:
+    """The database cannot be reached or dropped the connection (as opposed to a bad query):
+    the driver's OperationalError or InterfaceError, e.g. connection refused, server shut down."""
+    return isinstance(exc, (OperationalError, InterfaceError)) or exc.connection_invalidated
 
 
 def _retryable(exc: DBAPIError) -> bool:

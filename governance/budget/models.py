@@ -125,7 +125,7 @@ class LedgerEntry(Base):
 
     __tablename__ = "ledger_entries"
     __table_args__ = (
-        CheckConstraint("kind IN ('reserve', 'settle', 'release', 'adjust')", name="kind"),
+        CheckConstraint("kind IN ('reserve', 'settle', 'release', 'adjust', 'late')", name="kind"),
         Index("ix_ledger_entries_budget_period", "budget_id", "period_start"),
     )
 

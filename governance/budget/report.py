@@ -23,6 +23,7 @@ from .errors import LedgerError, UnknownBudget
 from .models import Budget, BudgetPeriod, Reservation
 from .money import format_amount
 from .periods import utc
+from .types import LATE_MESSAGE
 
 B, P, R = Budget.__table__, BudgetPeriod.__table__, Reservation.__table__
 TOP_JOBS = 10
@@ -127,6 +128,15 @@ class Accuracy:
 
 
 @dataclass
+class LateCharges:
+    """Work charged after its reservation was no longer held (released while the work ran): the
+    money was spent, so the ledger has it, outside any hold. Non-zero means something went wrong
+    that a person should look at."""
+    jobs: int = 0
+    amounts: dict[str, int] = field(default_factory=dict)  # unit -> micro-units
+
+
+@dataclass
 class Report:
     namespace: str
     window: str
@@ -138,6 +148,7 @@ class Report:
     by_session: list[SpendLine]
     top_jobs: list[JobLine]
     accuracy: Accuracy = field(default_factory=Accuracy)
+    late: LateCharges = field(default_factory=LateCharges)
 
 
 def build_report(engine: Engine, namespace: str, window: ReportWindow, budget: str | None = None) -> Report:
@@ -197,6 +208,13 @@ def build_report(engine: Engine, namespace: str, window: ReportWindow, budget: s
             )
         ]
         by_backend, by_session = spend_by(R.c.backend), spend_by(R.c.session)
+        late = LateCharges()
+        for budget_id, jobs, amount in conn.execute(
+            select(R.c.budget_id, func.count(), func.coalesce(func.sum(R.c.actual_micro), 0))
+            .where(in_window, R.c.state == "settled", R.c.message.like(f"{LATE_MESSAGE}%")).group_by(R.c.budget_id)
+        ):
+            late.jobs += jobs
+            late.amounts[unit_of[budget_id]] = late.amounts.get(unit_of[budget_id], 0) + int(amount)
         pairs = [
             (r.amount_micro, r.actual_micro)
             for r in conn.execute(
@@ -205,7 +223,7 @@ def build_report(engine: Engine, namespace: str, window: ReportWindow, budget: s
         ]
     return Report(
         namespace, window.label, window.start.isoformat(), window.end.isoformat(), lines, counts,
-        by_backend, by_session, top, _accuracy(pairs),
+        by_backend, by_session, top, _accuracy(pairs), late,
     )
 
 
@@ -254,6 +272,7 @@ def _jsonable(report: Report) -> dict[str, Any]:
     for j in data["top_jobs"]:
         j["estimate"] = format_amount(j["estimate"])
         j["actual"] = format_amount(j["actual"]) if j["actual"] is not None else None
+    data["late"]["amounts"] = {unit: format_amount(v) for unit, v in report.late.amounts.items()}
     return data
 
 
@@ -305,6 +324,10 @@ def _table(report: Report) -> str:
                  [[j.job or j.key, j.backend or "-", j.state, j.unit, format_amount(j.estimate),
                    format_amount(j.actual) if j.actual is not None else "-"] for j in report.top_jobs]
                  ) if report.top_jobs else ["  (none)"]
+    if report.late.jobs:
+        amounts = ", ".join(format_amount(v, unit) for unit, v in sorted(report.late.amounts.items()))
+        out += ["", f"Late charges: {report.late.jobs} jobs, {amounts} (work that ran after its reservation "
+                    "was released; charged outside any hold)"]
     a = report.accuracy
     out += ["", "Estimate accuracy (actual / estimate over settled jobs)"]
     if a.mean_ratio is None:

@@ -93,6 +93,10 @@ class Balance:
         return describe_amounts(self.spent_micro, self.held_micro, self.limit_micro, self.unit)
 
 
+LATE_CHARGE = "late"  # the ledger entry kind of a charge for work whose reservation was no longer held
+LATE_MESSAGE = "late charge"  # how such a reservation's message starts
+
+
 @dataclass(frozen=True)
 class ReserveOutcome:
     key: str
@@ -120,6 +124,7 @@ class SettleOutcome:
     overrun_micro: int
     replayed: bool = False
     queue_changes: tuple[QueueChange, ...] = field(default=())  # queued work this movement admitted or refused
+    late: bool = False  # charged although the reservation was no longer held (Ledger.settle(ran=True))
 
     @property
     def overrun(self) -> bool:
