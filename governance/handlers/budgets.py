@@ -11,15 +11,16 @@ from kubernetes.client.rest import ApiException
 
 from ..api import GROUP, VERSION
 from ..api.specs import SpecError, parse_budget
-from ..budget.errors import LedgerError, UnknownBudget
+from ..budget.errors import DatabaseUnavailable, LedgerError, UnknownBudget
 from ..budget.money import format_amount
-from ..budget.report import build_report, period_window
+from ..budget.report import period_window
 from .conditions import set_condition
 from .runtime import rt, started
 
 PLURAL = "qiskitbudgets"
 TOP_JOBS = 5
 NEAR_LIMIT_DEFAULT = 80
+LEDGER_RETRY_SECONDS = 2.0  # how soon a budget handler that could not reach the ledger runs again
 
 
 def budget_event(namespace: str, name: str, type_: str, reason: str, message: str) -> None:
@@ -35,7 +36,7 @@ def budget_status(namespace: str, name: str, body: dict[str, Any]) -> dict[str, 
     """The budget's status: balances of the current period, where the money went, conditions."""
     ledger = rt().ledger
     balance = ledger.balance(namespace, name)
-    report = build_report(ledger.engine, namespace, period_window(balance.period_start, balance.period_end), name)
+    report = ledger.report(namespace, period_window(balance.period_start, balance.period_end), name)
     unit = balance.unit
     phases = rt().job_phases.counts(namespace, name)
     committed = balance.spent_micro + balance.held_micro
@@ -64,6 +65,9 @@ def budget_status(namespace: str, name: str, body: dict[str, Any]) -> dict[str, 
                      "actual": format_amount(j.actual) if j.actual is not None else None}
                     for j in report.top_jobs[:TOP_JOBS]],
         "estimateAccuracy": {"settled": report.accuracy.settled, "meanActualOverEstimate": report.accuracy.mean_ratio},
+        # work charged after its hold was released (see Ledger.settle(ran=True)); None when there is none
+        "lateCharges": {"jobs": report.late.jobs, "amount": format_amount(report.late.amounts.get(unit, 0))}
+        if report.late.jobs else None,
         "conditions": conditions,
     }
 
@@ -77,11 +81,33 @@ def refresh_budget_status(namespace: str, name: str) -> None:
 def _write_status(namespace: str, name: str, body: dict[str, Any], patch: kopf.Patch) -> None:
     rt().dirty_budgets.discard((namespace, name))
     patch.status.update(budget_status(namespace, name, body))
+    if _ledger_was_unavailable(body):
+        kopf.event(body, type="Normal", reason="LedgerAvailable", message="the budget ledger is reachable again")
 
 
-@kopf.on.create(GROUP, VERSION, PLURAL)
-@kopf.on.update(GROUP, VERSION, PLURAL, field="spec")
-@kopf.on.resume(GROUP, VERSION, PLURAL)
+def _ledger_was_unavailable(body: dict[str, Any]) -> bool:
+    return any(c.get("type") == "Ready" and c.get("reason") == "LedgerUnavailable"
+               for c in (body.get("status") or {}).get("conditions") or [])
+
+
+def _ledger_unavailable(namespace: str, name: str, body: dict[str, Any], patch: kopf.Patch,
+                        exc: DatabaseUnavailable) -> None:
+    """The budget says it cannot be trusted now: Ready=False (LedgerUnavailable) and one Warning
+    Event when it turns so; its figures are the last ones read. Its status is written afresh as
+    soon as the ledger answers again (marked dirty)."""
+    rt().dirty_budgets.add((namespace, name))
+    conditions = (body.get("status") or {}).get("conditions")
+    was_ready = not _ledger_was_unavailable(body)
+    message = f"the budget ledger cannot be reached ({exc}); admissions and settlements wait for it"
+    patch.status["conditions"] = set_condition(conditions, "Ready", False, "LedgerUnavailable", message,
+                                               body["metadata"].get("generation"))
+    if was_ready:
+        kopf.event(body, type="Warning", reason="LedgerUnavailable", message=message)
+
+
+@kopf.on.create(GROUP, VERSION, PLURAL, backoff=LEDGER_RETRY_SECONDS)
+@kopf.on.update(GROUP, VERSION, PLURAL, field="spec", backoff=LEDGER_RETRY_SECONDS)
+@kopf.on.resume(GROUP, VERSION, PLURAL, backoff=LEDGER_RETRY_SECONDS)
 def on_budget(body: kopf.Body, spec: kopf.Spec, namespace: str, name: str, patch: kopf.Patch, **_: Any) -> None:
     from .jobs import start_admitted
 
@@ -90,6 +116,9 @@ def on_budget(body: kopf.Body, spec: kopf.Spec, namespace: str, name: str, patch
         parsed = parse_budget(namespace, name, dict(spec))
         _, changes = rt().ledger.upsert_budget(parsed)
         rt().budget_units.setdefault(namespace, {})[name] = parsed.unit  # what admission reads
+    except DatabaseUnavailable as exc:
+        _ledger_unavailable(namespace, name, obj, patch, exc)
+        raise kopf.TemporaryError(str(exc), delay=LEDGER_RETRY_SECONDS) from None
     except (SpecError, LedgerError) as exc:
         kopf.event(obj, type="Warning", reason="InvalidBudget", message=str(exc))
         patch.status["conditions"] = set_condition((obj.get("status") or {}).get("conditions"), "Ready", False,
@@ -99,7 +128,7 @@ def on_budget(body: kopf.Body, spec: kopf.Spec, namespace: str, name: str, patch
     _write_status(namespace, name, obj, patch)
 
 
-@kopf.on.delete(GROUP, VERSION, PLURAL)
+@kopf.on.delete(GROUP, VERSION, PLURAL, backoff=LEDGER_RETRY_SECONDS)
 def on_budget_deleted(namespace: str, name: str, **_: Any) -> None:
     """A deleted budget admits nothing more; its queued jobs are refused; what it holds still settles."""
     from .jobs import start_admitted
@@ -111,7 +140,7 @@ def on_budget_deleted(namespace: str, name: str, **_: Any) -> None:
         pass
 
 
-@kopf.timer(GROUP, VERSION, PLURAL, interval=1.0, initial_delay=1.0)
+@kopf.timer(GROUP, VERSION, PLURAL, interval=1.0, initial_delay=1.0, backoff=LEDGER_RETRY_SECONDS)
 def budget_tick(body: kopf.Body, namespace: str, name: str, patch: kopf.Patch, **_: Any) -> None:
     """Period rollovers admit queued work; the status follows the ledger when it changed (or every
     QGOV_STATUS_INTERVAL_SECONDS anyway, for what changes with time alone, like ages and periods)."""
@@ -130,3 +159,5 @@ def budget_tick(body: kopf.Body, namespace: str, name: str, patch: kopf.Patch, *
             _write_status(namespace, name, dict(body), patch)
     except UnknownBudget:
         pass
+    except DatabaseUnavailable as exc:  # said in the status; the next tick (1 s) tries again
+        _ledger_unavailable(namespace, name, dict(body), patch, exc)

@@ -11,8 +11,8 @@ import asyncio
 import contextvars
 import json
 import logging
-import threading
 from dataclasses import dataclass
+from functools import partial
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any, Literal
@@ -24,12 +24,13 @@ from ..admission import Problem, assess
 from ..api import FINALIZER, GROUP, JOB_LABEL, JOB_UID_LABEL, SESSION_LABEL, VERSION, label_value
 from ..api.specs import Backend, SpecError, parse_backend, parse_job
 from ..budget.costmodel import Usage, amount_in_unit
-from ..budget.errors import InvalidTransition, UnknownBudget, UnknownReservation
+from ..budget.errors import DatabaseUnavailable, UnknownBudget, UnknownReservation
 from ..budget.money import format_amount
-from ..budget.types import Decision, QueueChange, ReserveRequest
+from ..budget.types import Decision, QueueChange, ReserveRequest, SettleOutcome
 from .budgets import budget_event, refresh_budget_status
 from .conditions import iso, now_iso, parse_iso, set_condition
 from .pods import RuntimeSessionRef, executor_pod, owner_name, pod_name
+from .retrying import Watcher, later, run_retrying
 from .runtime import rt, started
 
 PLURAL = "qiskitjobs"
@@ -327,7 +328,7 @@ def _finish_unstarted(job: dict[str, Any], reason: str, message: str) -> None:
     """Fail a job whose next attempt cannot start; what earlier attempts used is charged."""
     namespace, name = job["metadata"]["namespace"], job["metadata"]["name"]
     used = int((job.get("status") or {}).get("usedMicro") or 0)
-    charged = _settle(job, used)
+    charged, _ = _settle(job, used)
     kopf.event(job, type="Warning", reason=reason, message=message)
     _patch_status(namespace, name, _terminal(job, "Failed", reason, f"{message}; charged {format_amount(charged)}",
                                              actualCost=format_amount(charged), usedMicro=str(used)))
@@ -368,7 +369,7 @@ def start_admitted(changes: tuple[QueueChange, ...] | list[QueueChange]) -> None
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
-async def on_job_event(type: str | None, body: kopf.Body, logger: Any, **_: Any) -> None:
+async def on_job_event(type: str | None, body: kopf.Body, **_: Any) -> None:
     """Jobs are driven from raw events, not kopf's create/resume/delete machinery: admission is
     idempotent by itself (ledger keys, deterministic pod names) and needs none of kopf's
     per-object state (diff-bases, progress annotations, its finalizer).
@@ -388,7 +389,9 @@ async def on_job_event(type: str | None, body: kopf.Body, logger: Any, **_: Any)
         budget = status.get("budget")
         rt().job_phases.observe(meta["uid"], (meta["namespace"], budget) if budget else None, status.get("phase"))
     if _job_has_work(type, body):
-        await in_thread(job_event, type, dict(body), logger)
+        job = dict(body)
+        await in_thread(run_retrying, f"job {meta['namespace']}/{meta['name']}", partial(job_event, type, job),
+                        partial(_job_event_again, type, JobRef.of(job)), JobWatcher(JobRef.of(job)))
 
 
 def _job_has_work(type: str | None, job: Any) -> bool:
@@ -402,23 +405,80 @@ def _job_has_work(type: str | None, job: Any) -> bool:
     return status.get("phase") not in TERMINAL
 
 
-def job_event(type: str | None, job: dict[str, Any], logger: Any) -> None:
-    """What a job's event asks for, in a worker thread."""
+def job_event(type: str | None, job: dict[str, Any]) -> None:
+    """What a job's event asks for, in a worker thread. Raises when it could not be done (a
+    ledger or API outage): run through run_retrying, which tries again until it is."""
     meta = job["metadata"]
     if meta.get("deletionTimestamp"):
         if FINALIZER in (meta.get("finalizers") or []):
             finalize_job(job)
             _remove_finalizer(job)
         return
-    if type == "MODIFIED":
-        _runner_report(job)
-        return
-    try:
-        _runner_report(job)  # resume: a report that landed while the operator was down
+    _runner_report(job)  # resume: a report that landed while the operator was down
+    if type != "MODIFIED":
         handle_job(job)
-    except Exception as exc:  # noqa: BLE001 - event handlers are not retried by kopf: retry here
-        logger.warning(f"job {meta['namespace']}/{meta['name']}: {type_name(exc)}; retrying in 5s")
-        later(5.0, _handle_again, meta["namespace"], meta["name"], meta["uid"], logger)
+
+
+def _job_event_again(type: str | None, ref: JobRef) -> None:
+    """A retry of job_event reads the job afresh: the event that failed may be long stale."""
+    job = _get_job(ref.namespace, ref.name)
+    if job is not None and job["metadata"]["uid"] == ref.uid:
+        job_event(type, job)
+
+
+@dataclass(frozen=True)
+class JobRef:
+    namespace: str
+    name: str
+    uid: str
+
+    @classmethod
+    def of(cls, job: dict[str, Any]) -> JobRef:
+        meta = job["metadata"]
+        return cls(meta["namespace"], meta["name"], meta["uid"])
+
+
+LEDGER_UNAVAILABLE = "LedgerUnavailable"
+
+
+class JobWatcher(Watcher):
+    """While a job's work waits for the ledger, the job says so: a LedgerUnavailable condition and
+    a Warning Event (once per outage), cleared when the work goes through."""
+
+    def __init__(self, ref: JobRef) -> None:
+        self.ref = ref
+
+    def _job(self) -> dict[str, Any] | None:
+        job = _get_job(self.ref.namespace, self.ref.name)
+        return job if job is not None and job["metadata"]["uid"] == self.ref.uid else None
+
+    def failed(self, exc: BaseException, delay: float) -> None:
+        if not isinstance(exc, DatabaseUnavailable):
+            return
+        job = self._job()
+        if job is None or _condition_is(job, LEDGER_UNAVAILABLE, "True"):
+            return
+        message = f"waiting for the budget ledger, which cannot be reached ({exc}); qgov keeps trying"
+        kopf.event(job, type="Warning", reason=LEDGER_UNAVAILABLE, message=message)
+        update: dict[str, Any] = {"conditions": _conditions(job, (LEDGER_UNAVAILABLE, True, "DatabaseUnavailable",
+                                                                 message))}
+        if (job.get("status") or {}).get("phase") not in TERMINAL:
+            update["message"] = message
+        _patch_status(self.ref.namespace, self.ref.name, update)
+
+    def recovered(self) -> None:
+        job = self._job()
+        if job is None or not _condition_is(job, LEDGER_UNAVAILABLE, "True"):
+            return
+        message = "the budget ledger is reachable again"
+        kopf.event(job, type="Normal", reason="LedgerAvailable", message=message)
+        _patch_status(self.ref.namespace, self.ref.name, {
+            "conditions": _conditions(job, (LEDGER_UNAVAILABLE, False, "LedgerAvailable", message))})
+
+
+def _condition_is(job: dict[str, Any], type_: str, value: str) -> bool:
+    return any(c.get("type") == type_ and c.get("status") == value
+               for c in (job.get("status") or {}).get("conditions") or [])
 
 
 def _unreported_attempt(status: Any) -> int:
@@ -446,24 +506,6 @@ async def in_thread(fn: Any, *args: Any) -> Any:
     variables), as kopf runs a sync handler."""
     loop = asyncio.get_running_loop()
     return await loop.run_in_executor(rt().executor, contextvars.copy_context().run, fn, *args)
-
-
-def later(delay: float, fn: Any, *args: Any) -> None:
-    """Run fn(*args) after `delay` seconds on a timer thread, in a copy of this context: kopf's
-    context variables (which kopf.event needs) do not reach a bare thread."""
-    timer = threading.Timer(delay, contextvars.copy_context().run, args=(fn, *args))
-    timer.daemon = True
-    timer.start()
-
-
-def type_name(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
-
-
-def _handle_again(namespace: str, name: str, uid: str, logger: Any) -> None:
-    job = _get_job(namespace, name)
-    if job is not None and job["metadata"]["uid"] == uid and not job["metadata"].get("deletionTimestamp"):
-        job_event(None, job, logger)
 
 
 def handle_job(job: dict[str, Any]) -> None:
@@ -587,7 +629,12 @@ async def on_executor_pod(body: kopf.Body, type: str, **_: Any) -> None:
     phase = (body.get("status") or {}).get("phase")
     if started() and (phase in ("Running", "Succeeded", "Failed") if type != "DELETED"
                       else phase not in ("Succeeded", "Failed")):
-        await in_thread(executor_pod_event, type, dict(body))
+        pod = dict(body)
+        meta, labels = pod["metadata"], pod["metadata"].get("labels") or {}
+        ref = JobRef(meta["namespace"], owner_name(pod, "QiskitJob") or labels.get(JOB_LABEL, ""),
+                     labels.get(JOB_UID_LABEL, ""))
+        await in_thread(run_retrying, f"executor pod {meta['namespace']}/{meta['name']}",
+                        partial(executor_pod_event, type, pod), None, JobWatcher(ref))
 
 
 def executor_pod_event(type: str, pod: dict[str, Any]) -> None:
@@ -644,38 +691,61 @@ def attempt_finished(job: dict[str, Any], attempt: int, succeeded: bool, report:
                                         "qpuSeconds": str(qpu), "countedAttempt": attempt, "retryAt": retry_at})
         schedule_retry(namespace, name, job["metadata"]["uid"], retry_at)
         return
-    settled = _settle(job, used)
-    cost = format_amount(settled)
+    settled, late = _settle(job, used)
+    cost = f"{format_amount(settled)} {unit}" + (f" ({late})" if late else "")
     if phase == "Succeeded":
-        message = f"succeeded on attempt {attempt}; charged {cost} {unit}"
+        message = f"succeeded on attempt {attempt}; charged {cost}"
         kopf.event(job, type="Normal", reason="Succeeded", message=message)
-        new = _terminal(job, "Succeeded", "Completed", message, actualCost=cost, usedMicro=str(used),
-                        qpuSeconds=str(qpu), countedAttempt=attempt, resultConfigMap=report.get("resultConfigMap"),
+        new = _terminal(job, "Succeeded", "Completed", message, actualCost=format_amount(settled),
+                        usedMicro=str(used), qpuSeconds=str(qpu), countedAttempt=attempt,
+                        resultConfigMap=report.get("resultConfigMap"),
                         **({"runtimeJob": report["runtimeJob"]} if report.get("runtimeJob") else {}))
     else:
         why = report.get("error") or f"exit code {exit_code}"
         kind = "does not retry a deterministic error" if exit_code == EXIT_DETERMINISTIC else \
             f"gave up after {attempt} attempts"
-        message = f"attempt {attempt} failed: {why}; qgov {kind}; charged {cost} {unit}"
+        message = f"attempt {attempt} failed: {why}; qgov {kind}; charged {cost}"
         kopf.event(job, type="Warning", reason="Failed", message=message)
         reason = report.get("reason") or ("ExecutorFailed" if exit_code != EXIT_DETERMINISTIC else "InvalidJob")
-        new = _terminal(job, "Failed", reason, message, actualCost=cost, usedMicro=str(used), qpuSeconds=str(qpu),
-                        countedAttempt=attempt)
+        new = _terminal(job, "Failed", reason, message, actualCost=format_amount(settled), usedMicro=str(used),
+                        qpuSeconds=str(qpu), countedAttempt=attempt)
     _patch_status(namespace, name, new)
     if status.get("budget"):
         refresh_budget_status(namespace, status["budget"])
 
 
-def _settle(job: dict[str, Any], used: int) -> int:
-    """Settle the job's reservation with what all its attempts used; returns what was charged."""
-    if not (job.get("status") or {}).get("budget"):
-        return used
+def _settle(job: dict[str, Any], used: int) -> tuple[int, str]:
+    """Settle the job's reservation with what all its attempts used: (what was charged, a note
+    when it was a late charge). The work ran, so it is charged even when its reservation is no
+    longer held (`ran=True`): what the job's status says it was charged, the ledger holds.
+    A ledger that cannot be reached raises; the caller is retried (retrying.py)."""
+    status = job.get("status") or {}
+    if not status.get("budget"):
+        return used, ""
     try:
-        outcome = rt().ledger.settle(job["metadata"]["uid"], used)
-    except (UnknownReservation, InvalidTransition):
-        return used
+        outcome = rt().ledger.settle(job["metadata"]["uid"], used, ran=True)
+    except UnknownReservation:
+        message = (f"the ledger has no reservation for this job, so its {format_amount(used)} "
+                   f"{status.get('currency') or 'USD'} could not be charged (see `qgov ledger audit`)")
+        kopf.event(job, type="Warning", reason="NotInLedger", message=message)
+        return 0, message
     start_admitted(outcome.queue_changes)
-    return outcome.actual_micro
+    if not outcome.late:
+        return outcome.actual_micro, ""
+    note = "a late charge: its reservation had been released before it was settled"
+    if not outcome.replayed:
+        _late_charge_events(job, outcome)
+    return outcome.actual_micro, note
+
+
+def _late_charge_events(job: dict[str, Any], outcome: SettleOutcome) -> None:
+    """Say so on the job and its budget: a late charge means money moved outside a hold."""
+    meta, status = job["metadata"], job.get("status") or {}
+    unit = status.get("currency") or "USD"
+    message = (f"charged {format_amount(outcome.actual_micro, unit)} after its reservation had been released "
+               "(a late charge, recorded in the ledger as an overrun)")
+    kopf.event(job, type="Warning", reason="LateCharge", message=message)
+    budget_event(meta["namespace"], status["budget"], "Warning", "LateCharge", f"QiskitJob {meta['name']}: {message}")
 
 
 def schedule_retry(namespace: str, name: str, uid: str, retry_at: str) -> None:
@@ -712,23 +782,60 @@ def finalize_job(job: dict[str, Any]) -> None:
         reservation = rt().ledger.reservation(uid)
     except UnknownReservation:
         return
-    if reservation.state == "held" and used > 0:
-        start_admitted(rt().ledger.settle(uid, used).queue_changes)
+    if used > 0 and reservation.state != "settled":  # it ran: charged, late if its hold was gone
+        outcome = rt().ledger.settle(uid, used, ran=True)
+        if outcome.late and not outcome.replayed and status.get("budget"):
+            _late_charge_events(job, outcome)
+        start_admitted(outcome.queue_changes)
     elif reservation.state in ("held", "queued"):
         start_admitted(rt().ledger.release(uid).queue_changes)
     if status.get("budget"):
         refresh_budget_status(namespace, status["budget"])
 
 
-def reconcile_ledger(logger: Any) -> None:
-    """On start: no reservation stays held or queued for a job that is gone."""
-    jobs = rt().custom.list_cluster_custom_object(GROUP, VERSION, PLURAL)
-    sessions = rt().custom.list_cluster_custom_object(GROUP, VERSION, "qiskitsessions")  # dedicated ones reserve
-    alive = {o["metadata"]["uid"] for o in jobs.get("items", []) + sessions.get("items", [])}
-    for key in rt().ledger.open_reservations():
-        if key not in alive:
-            try:
-                rt().ledger.release(key)
-                logger.info(f"released the reservation of vanished job {key}")
-            except (UnknownReservation, UnknownBudget):
-                pass
+def reconcile_ledger(jobs: list[dict[str, Any]] | None = None,
+                     sessions: list[dict[str, Any]] | None = None,
+                     open_keys: list[str] | None = None) -> list[str]:
+    """No reservation stays held or queued for a job (or dedicated session) that is gone; returns
+    the keys released. Run on start and by the pod sweep.
+
+    Never releases a live one. Another operator (a rolling update, a failover) may be admitting
+    work meanwhile, so absence from a list proves nothing unless the reservation was read BEFORE
+    the list: the object exists before its reservation does, and a UID never comes back, so a
+    reservation read first whose object is missing from a later list was deleted. Even then the
+    object is read once more by name before the release. Pass `open_keys` read before `jobs` and
+    `sessions` were listed, or nothing to have all three read here in that order."""
+    if open_keys is None:
+        open_keys = rt().ledger.open_reservations()
+    if not open_keys:
+        return []
+    if jobs is None:
+        jobs = rt().custom.list_cluster_custom_object(GROUP, VERSION, PLURAL).get("items", [])
+    if sessions is None:
+        sessions = rt().custom.list_cluster_custom_object(GROUP, VERSION, "qiskitsessions").get("items", [])
+    alive = {o["metadata"]["uid"] for o in jobs + sessions}
+    released = []
+    for key in open_keys:
+        if key in alive:
+            continue
+        try:
+            reservation = rt().ledger.reservation(key)
+            if reservation.state not in ("held", "queued") or _owner_exists(reservation.job, key):
+                continue
+            start_admitted(rt().ledger.release(key).queue_changes)
+        except (UnknownReservation, UnknownBudget):
+            continue
+        released.append(key)
+        log.info(f"released the reservation of {reservation.job or key}: its object (uid {key}) no longer exists")
+    return released
+
+
+def _owner_exists(owner: str, uid: str) -> bool:
+    """Whether the QiskitJob ("namespace/name") or QiskitSession ("namespace/session/name") that a
+    reservation names still exists with that UID, read now from the API server."""
+    namespace, _, rest = owner.partition("/")
+    plural, name = ("qiskitsessions", rest.partition("/")[2]) if rest.startswith("session/") else (PLURAL, rest)
+    if not namespace or not name:
+        return False
+    obj = get_object(plural, namespace, name)
+    return obj is not None and obj["metadata"]["uid"] == uid

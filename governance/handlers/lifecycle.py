@@ -15,6 +15,7 @@ from ..budget.ledger import Ledger
 from ..sessions.batching import Batcher
 from .config import OperatorConfig
 from .podsweep import PodSweeper
+from .retrying import run_retrying
 from .runtime import Runtime, rt, set_runtime
 
 
@@ -77,7 +78,7 @@ def start(settings: kopf.OperatorSettings, logger: Any, **_: Any) -> None:
                         executor=settings.execution.executor))
     from .jobs import reconcile_ledger
 
-    reconcile_ledger(logger)
+    run_retrying("start-up reconciliation of the ledger", reconcile_ledger)  # in the background if it fails
     global _sweeper
     _sweeper = PodSweeper(config.pod_sweep_seconds)
     _sweeper.start()

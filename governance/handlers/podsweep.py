@@ -11,6 +11,12 @@ races a creation creates nothing twice; an attempt whose pod never ran costs not
 The same sweep says why a job's pod is stuck in Pending (an image that cannot be pulled, a
 Secret that is missing, no node that fits): the job's Stalled condition and message name the
 kubelet's or the scheduler's reason, instead of a job that stays Admitted without a word.
+
+And it is the backstop for the money: whatever an event should have done and did not (the
+operator was killed mid-way, two operators raced, an event was lost) is found from the state of
+things and done. A job whose pod finished a while ago but which is not final is settled; a job
+still Queued whose reservation the ledger has admitted or refused is started or refused; a
+reservation whose job is gone is released (reconcile_ledger, which never releases a live one).
 """
 
 from __future__ import annotations
@@ -18,11 +24,18 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from ..api import GROUP, MANAGED_BY_LABEL, VERSION
+from ..budget.errors import DatabaseUnavailable, UnknownReservation
+from ..budget.types import Decision, QueueChange
 from .pods import pending_problem
 from .runtime import rt, started
+
+# a pod that finished this long ago and whose job is not final lost its event: settle it here
+# (sooner would race the event being handled right now, and post its Events twice)
+MISSED_END_SECONDS = 10.0
 
 log = logging.getLogger("qgov.podsweep")
 
@@ -36,33 +49,80 @@ def qgov_pods() -> dict[tuple[str, str], dict[str, Any]]:
 
 
 def sweep() -> list[str]:
-    """Create the pods that are missing, say why stuck ones do not start; returns the names
-    (namespace/name) of the pods created."""
-    from .jobs import attempt_placement, create_pod
+    """Create the pods that are missing, say why stuck ones do not start, finish what events left
+    undone; returns the names (namespace/name) of the pods created."""
+    from .jobs import attempt_placement, create_pod, executor_pod_event, reconcile_ledger, start_admitted
     from .sessions import _create_runner, local_runner
 
+    # the open reservations BEFORE the lists: reconcile_ledger relies on that order
+    try:
+        open_states: dict[str, str] | None = {r.key: r.state for r in rt().ledger.reservations(("held", "queued"))}
+    except DatabaseUnavailable as exc:  # the pods are still swept; the money waits for the next sweep
+        log.warning(f"pod sweep: {exc}")
+        open_states = None
     pods = qgov_pods()
+    jobs = rt().custom.list_cluster_custom_object(GROUP, VERSION, "qiskitjobs").get("items", [])
+    sessions = rt().custom.list_cluster_custom_object(GROUP, VERSION, "qiskitsessions").get("items", [])
     created: list[str] = []
-    for job in rt().custom.list_cluster_custom_object(GROUP, VERSION, "qiskitjobs").get("items", []):
+    caught_up: list[QueueChange] = []
+    for job in jobs:
         meta, status = job["metadata"], job.get("status") or {}
+        if meta.get("deletionTimestamp"):
+            continue
+        if status.get("phase") == "Queued" and status.get("estimatedMicro") and open_states is not None and \
+                open_states.get(meta["uid"]) != "queued":
+            caught_up.append(_ledger_decision(meta["uid"], open_states.get(meta["uid"])))
+            continue
         wanted = (meta["namespace"], status.get("podName") or "")
-        if status.get("phase") != "Admitted" or not status.get("podName") or status.get("retryAt") \
-                or meta.get("deletionTimestamp"):
+        if status.get("phase") not in ("Admitted", "Running") or not status.get("podName") or status.get("retryAt"):
             continue
         if wanted in pods:
-            report_stalled(job, pods[wanted])
+            if _missed_end(pods[wanted]):
+                executor_pod_event("MODIFIED", pods[wanted])
+            elif status.get("phase") == "Admitted":
+                report_stalled(job, pods[wanted])
             continue
-        placed = attempt_placement(job)
-        if placed.kind == "pod":
+        placed = attempt_placement(job) if status.get("phase") == "Admitted" else None
+        if placed is not None and placed.kind == "pod":
             create_pod(job, int(status.get("attempts") or 1), placed.runtime)
             created.append("/".join(wanted))
-    for session in rt().custom.list_cluster_custom_object(GROUP, VERSION, "qiskitsessions").get("items", []):
+    start_admitted([c for c in caught_up if c is not None])
+    for session in sessions:
         runner = local_runner(session)
         wanted = (session["metadata"]["namespace"], runner or "")
         if runner and wanted not in pods and not session["metadata"].get("deletionTimestamp"):
             _create_runner(session)
             created.append("/".join(wanted))
+    if open_states is not None:
+        reconcile_ledger(jobs, sessions, list(open_states))
     return created
+
+
+def _ledger_decision(uid: str, state: str | None) -> QueueChange | None:
+    """A job the cluster shows Queued whose reservation is no longer queued: the ledger admitted
+    it (held) or refused it while whoever freed the funds did not get to act on it."""
+    if state == "held":
+        return QueueChange(uid, Decision.ADMITTED, "")
+    try:
+        reservation = rt().ledger.reservation(uid)
+    except UnknownReservation:
+        return None
+    if reservation.state == "refused":
+        return QueueChange(uid, Decision.REFUSED, reservation.message)
+    return None
+
+
+def _missed_end(pod: dict[str, Any]) -> bool:
+    """The executor pod ended a while ago (its job should have been settled by its event)."""
+    if (pod.get("status") or {}).get("phase") not in ("Succeeded", "Failed"):
+        return False
+    statuses = (pod.get("status") or {}).get("containerStatuses") or []
+    finished = ((statuses[0].get("state") or {}).get("terminated") or {}).get("finishedAt") if statuses else None
+    try:
+        ended = datetime.fromisoformat(finished) if finished else None
+    except ValueError:
+        ended = None
+    return ended is None or datetime.now(timezone.utc) - ended > timedelta(seconds=MISSED_END_SECONDS)
 
 
 def report_stalled(job: dict[str, Any], pod: dict[str, Any]) -> None:

@@ -16,6 +16,7 @@ import base64
 import time
 from datetime import datetime, timezone
 from decimal import Decimal
+from functools import partial
 from typing import Any
 
 import kopf
@@ -36,9 +37,11 @@ from .conditions import iso, now_iso, parse_iso, set_condition
 from .config import session_interval_seconds
 from .pods import (SESSION_RUNNER_LABEL, RuntimeSessionRef, owner_name, runner_pod_name, session_runner_pod,
                    token_secret_name)
+from .retrying import run_retrying
 from .runtime import rt, started
 
 PLURAL = "qiskitsessions"
+LEDGER_RETRY_SECONDS = 2.0  # how soon a session handler that failed (the ledger, say) runs again
 ENDED = {Phase.CLOSED.value, Phase.EXPIRED.value, Phase.FAILED.value}
 AUTO_BATCH_LABEL = "qgov.dev/auto-batch"
 JOB_ACTIVE = {"Admitted", "Running"}
@@ -186,8 +189,8 @@ def _dedicated_reservation(session: dict[str, Any], spec: SessionSpec,
                                      "or use mode: batch")
 
 
-@kopf.on.create(GROUP, VERSION, PLURAL)
-@kopf.on.resume(GROUP, VERSION, PLURAL)
+@kopf.on.create(GROUP, VERSION, PLURAL, backoff=LEDGER_RETRY_SECONDS)
+@kopf.on.resume(GROUP, VERSION, PLURAL, backoff=LEDGER_RETRY_SECONDS)
 def on_session(body: kopf.Body, namespace: str, name: str, patch: kopf.Patch, **_: Any) -> None:
     from .jobs import _load_backend, start_session_jobs
 
@@ -332,7 +335,8 @@ def _last_activity(status: dict[str, Any], jobs: list[dict[str, Any]]) -> float:
     return max(parse_iso(m).timestamp() for m in moments if m)
 
 
-@kopf.timer(GROUP, VERSION, PLURAL, interval=session_interval_seconds(), initial_delay=session_interval_seconds())
+@kopf.timer(GROUP, VERSION, PLURAL, interval=session_interval_seconds(), initial_delay=session_interval_seconds(),
+            backoff=LEDGER_RETRY_SECONDS)
 def session_tick(body: kopf.Body, namespace: str, name: str, **_: Any) -> None:
     """Rotate the token when due; close an idle session; expire one at maxTime; write the counts."""
     if not started():
@@ -425,14 +429,15 @@ def _settle_dedicated(session: dict[str, Any], summary: dict[str, Any]) -> int:
         reservation = rt().ledger.reservation(uid)
     except UnknownReservation:
         return 0
-    if reservation.state != "held":
+    if reservation.state == "settled":
         return reservation.actual_micro or 0
-    outcome = rt().ledger.settle(uid, _wall_cost(session, int(summary["wallSeconds"])))
+    # the session ran for its wall-clock time: charged even if its hold was released (a late charge)
+    outcome = rt().ledger.settle(uid, _wall_cost(session, int(summary["wallSeconds"])), ran=True)
     start_admitted(outcome.queue_changes)
     return outcome.actual_micro
 
 
-@kopf.on.delete(GROUP, VERSION, PLURAL)
+@kopf.on.delete(GROUP, VERSION, PLURAL, backoff=LEDGER_RETRY_SECONDS)
 def on_session_deleted(body: kopf.Body, namespace: str, name: str, **_: Any) -> None:
     """Deleting a QiskitSession cancels its Runtime session: queued and running jobs stop."""
     session = dict(body)
@@ -506,17 +511,27 @@ def on_runner_pod(body: kopf.Body, type: str, **_: Any) -> None:
 
 
 def _fail_unreported(namespace: str, session_name: str, runner: str) -> None:
-    from .jobs import _get_job, attempt_finished
+    from .jobs import JobRef, JobWatcher
 
     for job in _session_jobs(namespace, session_name):
         status = job.get("status") or {}
         attempt = int(status.get("attempts") or 0)
         if status.get("phase") in JOB_ACTIVE and attempt > int(status.get("countedAttempt") or 0) \
                 and not status.get("retryAt"):
-            fresh = _get_job(namespace, job["metadata"]["name"])
-            if fresh is not None and int((fresh.get("status") or {}).get("countedAttempt") or 0) < attempt:
-                attempt_finished(fresh, attempt, False,
-                                 {"error": f"the session runner {runner} stopped before the job finished"}, 137)
+            ref = JobRef.of(job)
+            run_retrying(f"job {namespace}/{ref.name}: runner {runner} stopped",
+                         partial(_fail_unreported_attempt, ref, attempt, runner), watcher=JobWatcher(ref))
+
+
+def _fail_unreported_attempt(ref: Any, attempt: int, runner: str) -> None:
+    """An attempt the stopped runner never reported fails like a lost pod (a retry reads the job afresh)."""
+    from .jobs import _get_job, attempt_finished
+
+    fresh = _get_job(ref.namespace, ref.name)
+    if fresh is not None and fresh["metadata"]["uid"] == ref.uid and \
+            int((fresh.get("status") or {}).get("countedAttempt") or 0) < attempt:
+        attempt_finished(fresh, attempt, False,
+                         {"error": f"the session runner {runner} stopped before the job finished"}, 137)
 
 
 # ---------------------------------------------------------------------- jobs meet sessions
