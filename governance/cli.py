@@ -21,7 +21,11 @@ EXIT_FAILED = 1
 
 
 class CliError(Exception):
-    """A user-facing failure: printed as one line."""
+    """A user-facing failure: printed as one line, then exit with `code`."""
+
+    def __init__(self, message: str, code: int = EXIT_FAILED) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 def _ledger(args: argparse.Namespace):  # type: ignore[no-untyped-def]
@@ -56,11 +60,11 @@ def cmd_db_current(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from .budget.report import build_report, parse_window, render
+    from .budget.report import parse_window, render
 
     window = parse_window(args.period)
     ledger = _ledger(args)
-    print(render(build_report(ledger.engine, args.namespace, window), args.format))
+    print(render(ledger.report(args.namespace, window), args.format))
     return 0
 
 
@@ -71,6 +75,76 @@ def cmd_verify(args: argparse.Namespace) -> int:
     print("ledger consistent: every balance equals its recomputation" if not problems
           else f"{len(problems)} inconsistencies")
     return 0 if not problems else EXIT_FAILED
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    """Cross the cluster's QiskitJobs with the ledger's reservations, then verify the balances.
+    Exit 1 on any mismatch, 2 when the cluster or the database cannot be read (distinct, so a
+    cron job or a test can tell "the books are wrong" from "the audit could not run")."""
+    from kubernetes.client.rest import ApiException
+    from kubernetes.config import ConfigException
+    from urllib3.exceptions import HTTPError
+
+    from .budget.audit import audit_cluster
+
+    where = db.redact(db.normalise_url(args.database_url or db.default_database_url()))
+    try:
+        ledger = _ledger(args)
+    except LedgerError as exc:  # its message already names the (redacted) database
+        raise CliError(str(exc), EXIT_USAGE) from None
+    except SQLAlchemyError as exc:
+        raise CliError(f"database {where}: {db.first_line(exc)}", EXIT_USAGE) from None
+    try:
+        custom = _custom_api(args.kubeconfig)
+        problems, jobs, reservations = audit_cluster(custom, ledger)
+        balances = ledger.verify()
+    except LedgerError as exc:
+        raise CliError(str(exc), EXIT_USAGE) from None
+    except SQLAlchemyError as exc:
+        raise CliError(f"database {where}: {db.first_line(exc)}", EXIT_USAGE) from None
+    except (ApiException, ConfigException, HTTPError, OSError) as exc:
+        raise CliError(f"cluster: {_kube_error(exc)}", EXIT_USAGE) from None
+    finally:
+        ledger.close()
+    for line in problems + balances:
+        print(line)
+    if problems or balances:
+        print(f"audit failed: {len(problems)} mismatches between {jobs} jobs and {reservations} reservations, "
+              f"{len(balances)} balance inconsistencies")
+        return EXIT_FAILED
+    print(f"audit clean: {jobs} jobs and {reservations} reservations agree; "
+          "every balance equals its recomputation")
+    return 0
+
+
+def _custom_api(kubeconfig: str | None):  # type: ignore[no-untyped-def]
+    """A CustomObjectsApi: --kubeconfig, else in-cluster, else $KUBECONFIG / ~/.kube/config (as kubectl)."""
+    import kubernetes
+
+    configuration = kubernetes.client.Configuration()
+    configuration.retries = 1  # an unreachable cluster fails in seconds, not after urllib3's 3 retries
+    if kubeconfig is None:
+        try:
+            kubernetes.config.load_incluster_config(client_configuration=configuration)
+            return kubernetes.client.CustomObjectsApi(kubernetes.client.ApiClient(configuration))
+        except kubernetes.config.ConfigException:
+            pass
+    kubernetes.config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
+    return kubernetes.client.CustomObjectsApi(kubernetes.client.ApiClient(configuration))
+
+
+def _kube_error(exc: Exception) -> str:
+    """One line for a kubernetes client failure (an ApiException's str is a multi-line dump)."""
+    from kubernetes.config import ConfigException
+
+    if isinstance(exc, ConfigException):
+        return f"no usable kube config (in-cluster, --kubeconfig, $KUBECONFIG or ~/.kube/config): {exc}"
+    status, reason = getattr(exc, "status", None), getattr(exc, "reason", None)
+    if status is not None and reason is not None:
+        return f"the API server answered {status} {reason}" + (
+            " (are qgov's CRDs installed?)" if status == 404 else "")
+    cause = " ".join(str(reason or exc).split())[:300]  # urllib3's MaxRetryError: the connection error
+    return f"cannot reach the API server: {cause or type(exc).__name__}"
 
 
 def cmd_budget_set(args: argparse.Namespace) -> int:
@@ -186,6 +260,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--period", help="2026-11 (month), 2026-W48 (ISO week) or 2026-11-24 (day); default this month")
     p.add_argument("--format", "-o", choices=("table", "json", "csv"), default="table")
     add(lp, "verify", cmd_verify, "recompute every balance from the entry log and compare")
+    p = add(lp, "audit", cmd_audit, "check every QiskitJob in the cluster against its ledger reservation, "
+                                    "and every balance; exit 1 on any mismatch")
+    p.add_argument("--kubeconfig", default=None,
+                   help="kubeconfig file (default: in-cluster config, else $KUBECONFIG or ~/.kube/config)")
     p = add(lp, "budget", cmd_budget_set, "create or update a budget")
     p.add_argument("--namespace", "-n", required=True)
     p.add_argument("--name", required=True)
@@ -235,7 +313,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (LedgerError, AmountError, CliError, ValueError) as exc:
+    except CliError as exc:
+        print(f"qgov: error: {exc}", file=sys.stderr)
+        return exc.code
+    except (LedgerError, AmountError, ValueError) as exc:
         print(f"qgov: error: {exc}", file=sys.stderr)
         return EXIT_FAILED
     except SQLAlchemyError as exc:

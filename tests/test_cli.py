@@ -155,3 +155,23 @@ def test_demo_prices_runs_settles_and_reports(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     assert out.stdout.count("admitted, ran") == 3 and out.stdout.count("REFUSED: exceeded budget") == 2
     assert "ledger check: every balance equals its recomputation" in out.stdout
+
+
+def test_audit_that_cannot_read_the_cluster_or_the_database_exits_2_with_one_line(tmp_path: Path,
+                                                                                   populated: str) -> None:
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(json.dumps({  # a cluster nobody listens on
+        "apiVersion": "v1", "kind": "Config", "current-context": "x",
+        "clusters": [{"name": "c", "cluster": {"server": "https://127.0.0.1:1"}}],
+        "users": [{"name": "u", "user": {"token": "t0ken"}}],
+        "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}]}))
+    no_cluster = qgov("ledger", "audit", "--kubeconfig", str(kubeconfig), url=populated)
+    assert_one_line_error(no_cluster, "qgov: error: cluster: cannot reach the API server")
+    assert no_cluster.returncode == 2 and no_cluster.stdout == ""
+    no_config = qgov("ledger", "audit", "--kubeconfig", str(tmp_path / "missing"), url=populated)
+    assert_one_line_error(no_config, "cluster: no usable kube config")
+    assert no_config.returncode == 2
+    no_database = qgov("ledger", "audit", "--kubeconfig", str(kubeconfig),
+                       url="postgresql://qgov:s3cret@127.0.0.1:1/x")
+    assert_one_line_error(no_database, "cannot reach database postgresql+psycopg://qgov:***@127.0.0.1:1/x")
+    assert no_database.returncode == 2 and "s3cret" not in no_database.stderr + no_database.stdout
