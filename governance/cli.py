@@ -77,6 +77,17 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 0 if not problems else EXIT_FAILED
 
 
+def cmd_compact(args: argparse.Namespace) -> int:
+    from .budget.report import parse_window
+
+    before = parse_window(args.before).start
+    result = _ledger(args).compact(before, args.namespace)
+    print(f"compacted {result.reservations} finished reservations of periods that ended by "
+          f"{result.horizon.isoformat()}; {result.entries} ledger entries folded into {result.periods} "
+          "period entries (reports, balances and replays of their keys are unchanged)")
+    return 0
+
+
 def cmd_audit(args: argparse.Namespace) -> int:
     """Cross the cluster's QiskitJobs with the ledger's reservations, then verify the balances.
     Exit 1 on any mismatch, 2 when the cluster or the database cannot be read (distinct, so a
@@ -260,6 +271,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--period", help="2026-11 (month), 2026-W48 (ISO week) or 2026-11-24 (day); default this month")
     p.add_argument("--format", "-o", choices=("table", "json", "csv"), default="table")
     add(lp, "verify", cmd_verify, "recompute every balance from the entry log and compare")
+    p = add(lp, "compact", cmd_compact,
+            "remove the settled, released and refused reservations of periods that ended before PERIOD; "
+            "reports stay exact and their keys are never admitted again")
+    p.add_argument("--before", required=True, metavar="PERIOD",
+                   help="2026-11 (month), 2026-W48 (ISO week) or 2026-11-24 (day): periods ended by its start")
+    p.add_argument("--namespace", "-n", default=None, help="only this namespace's budgets (default: all)")
     p = add(lp, "audit", cmd_audit, "check every QiskitJob in the cluster against its ledger reservation, "
                                     "and every balance; exit 1 on any mismatch")
     p.add_argument("--kubeconfig", default=None,

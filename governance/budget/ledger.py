@@ -14,11 +14,18 @@ below what was already committed.
 A reservation belongs to the period in which it was admitted, and is settled there even
 when settlement comes after the rollover: the admission was granted against that
 period's funds, and moving it would retroactively overspend the next period.
+
+Every transaction that creates a reservation or changes its state also adds the difference
+to the report aggregates (aggregates.py), before it commits: reports read those, and
+`verify()` recomputes them from the rows. `compact()` removes finished reservations of closed
+periods, folding their ledger entries into one entry per period and keeping a tombstone of
+each key, so a replay of a compacted key changes nothing.
 """
 
 from __future__ import annotations
 
 import random
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -26,12 +33,14 @@ from types import SimpleNamespace
 from datetime import datetime, timedelta, timezone
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, and_, bindparam, func, select, text, update
+from sqlalchemy import Connection, Engine, and_, bindparam, delete, func, select, text, update
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
+from . import aggregates
+from .aggregates import Deltas
 from .db import check_schema, first_line, make_engine, read_only, redact
 from .errors import DatabaseUnavailable, InvalidTransition, LedgerError, UnknownBudget, UnknownReservation
-from .models import Adjustment, Budget, BudgetPeriod, LedgerEntry, Reservation
+from .models import Adjustment, Budget, BudgetPeriod, CompactedReservation, LedgerEntry, Reservation, ReportTop
 from .money import format_amount
 from .periods import Window, utc, window_at
 from .report import Report, ReportWindow, build_report
@@ -40,6 +49,7 @@ from .types import (
     LATE_MESSAGE,
     Balance,
     BudgetSpec,
+    CompactionResult,
     Decision,
     QueueChange,
     ReleaseOutcome,
@@ -54,6 +64,9 @@ P = BudgetPeriod.__table__
 R = Reservation.__table__
 E = LedgerEntry.__table__
 A = Adjustment.__table__
+TS = CompactedReservation.__table__
+TOP = ReportTop.__table__
+FINISHED = ("settled", "released", "refused")
 
 T = TypeVar("T")
 Clock = Callable[[], datetime]
@@ -66,6 +79,20 @@ MAX_ATTEMPTS = 12
 
 def _now() -> datetime:
     return datetime.now(timezone.utc)
+
+
+class CompactedKey(UnknownReservation):
+    """The key's reservation was finished in a period that `Ledger.compact` compacted: its outcome
+    is still known (a replay returns it), its row is not. An UnknownReservation to callers that
+    look rows up (the operator then leaves the job alone)."""
+
+
+class _Compacted(Exception):
+    """Internal: the key is a compacted reservation's (carries its tombstone)."""
+
+    def __init__(self, tombstone: Any) -> None:
+        super().__init__(tombstone.key)
+        self.tombstone = tombstone
 
 
 def _default_anchor(period: str, now: datetime) -> datetime:
@@ -85,6 +112,7 @@ class Ledger:
         self.clock = clock
         # (namespace, name) -> (period, anchor): lets a reservation lock budget and period at once
         self._period_config: dict[tuple[str, str], tuple[str, datetime]] = {}
+        self._local = threading.local()  # the running transaction's aggregate differences
         if check:
             check_schema(self.engine)
 
@@ -98,7 +126,10 @@ class Ledger:
         for attempt in range(1, MAX_ATTEMPTS + 1):
             try:
                 with self.engine.begin() as conn:
-                    return work(conn)
+                    self._local.deltas = Deltas()
+                    result = work(conn)
+                    aggregates.write(conn, self._local.deltas)  # with the rows, before the commit
+                    return result
             except DBAPIError as exc:
                 if exc.connection_invalidated and attempt < MAX_ATTEMPTS:
                     continue  # the server dropped an idle pooled connection: a fresh one is taken
@@ -124,6 +155,10 @@ class Ledger:
                     raise self._unavailable(exc) from None
                 raise
         raise AssertionError("unreachable")
+
+    def _deltas(self) -> Deltas:
+        """The differences the running transaction adds to the report aggregates when it ends."""
+        return self._local.deltas
 
     def _unavailable(self, exc: BaseException) -> DatabaseUnavailable:
         return DatabaseUnavailable(f"database {redact(str(self.engine.url))}: {first_line(exc)}")
@@ -187,10 +222,11 @@ class Ledger:
             conn.execute(update(B).where(B.c.id == budget.id).values(retired_at=now, queued_count=0, updated_at=now))
             message = f"budget {namespace}/{name} was deleted while this job waited in its queue"
             changes = []
-            for row in conn.execute(select(R.c.id, R.c.key).where(R.c.budget_id == budget.id,
-                                                                 R.c.state == "queued")).all():
+            for row in conn.execute(select(R).where(R.c.budget_id == budget.id, R.c.state == "queued")).all():
                 conn.execute(update(R).where(R.c.id == row.id).values(state="refused", message=message,
                                                                       finished_at=now))
+                self._deltas().add_row(row, -1)
+                self._deltas().add_row(row, +1, state="refused")
                 changes.append(QueueChange(row.key, Decision.REFUSED, message, "BudgetDeleted"))
             return tuple(changes)
 
@@ -251,6 +287,10 @@ class Ledger:
         existing = (
             {row.key: row for row in conn.execute(select(R).where(R.c.key.in_(keys)))} if known else {}
         )
+        compacted = (
+            {row.key: row for row in conn.execute(select(TS).where(TS.c.key.in_(keys)))}
+            if known > len(existing) else {}
+        )
 
         limit, spent, held = budget.limit_micro, period.spent_micro, period.held_micro
         queued, seq = budget.queued_count, budget.queue_seq
@@ -260,7 +300,11 @@ class Ledger:
         outcomes: list[ReserveOutcome] = []
         fresh: dict[str, ReserveOutcome] = {}
         label = f"{namespace}/{name}"
+        deltas = self._deltas()
         for req in batch:
+            if req.key in compacted and req.key not in fresh:
+                outcomes.append(self._replay_compacted(conn, budget, compacted[req.key], now))
+                continue
             if req.key in existing or req.key in fresh:
                 if req.key in fresh:
                     outcomes.append(_as_replay(fresh[req.key]))
@@ -271,12 +315,13 @@ class Ledger:
             base = dict(
                 key=req.key, budget_id=budget.id, job=req.job, backend=req.backend, session=req.session,
                 amount_micro=amount, actual_micro=None, overrun_micro=0, created_at=now,
+                created_period=period.period_start, top_cost=None,
             )
             if queued == 0 and spent + held + amount <= limit:
                 held += amount
                 new_rows.append(
                     dict(base, state="held", period_start=period.period_start, queue_seq=None, message="",
-                         admitted_at=now, finished_at=None)
+                         admitted_at=now, finished_at=None, top_cost=amount)
                 )
                 entries.append(
                     dict(budget_id=budget.id, period_start=period.period_start, reservation_key=req.key,
@@ -309,6 +354,7 @@ class Ledger:
             )
             fresh[req.key] = outcome
             outcomes.append(outcome)
+            deltas.add(budget.id, period.period_start, now, state, amount, None, req.backend, req.session, False)
 
         crossed: tuple[int, ...] = ()
         period_values: dict[str, Any] = {}
@@ -346,6 +392,20 @@ class Ledger:
             queue_position=position,
         )
 
+    def _replay_compacted(self, conn: Connection, budget: Any, tomb: Any, now: datetime) -> ReserveOutcome:
+        """A reserve of a compacted key: its first outcome, as far as the tombstone keeps it; never
+        a new admission."""
+        if tomb.budget_id != budget.id:
+            raise LedgerError(f"reservation {tomb.key} was made against another budget")
+        if tomb.state == "refused":
+            decision = Decision.REFUSED
+            message = (f"exceeded budget {budget.namespace}/{budget.name} (refused; the reservation was "
+                       "compacted, its message is no longer kept)")
+        else:
+            decision, message = (Decision.ADMITTED if tomb.admitted else Decision.QUEUED), ""
+        return ReserveOutcome(key=tomb.key, decision=decision, state=tomb.state, amount_micro=tomb.amount_micro,
+                              balance=self._balance(conn, budget, now), message=message, replayed=True)
+
     # ------------------------------------------------------------------ settle / release
 
     def settle(self, key: str, actual_micro: int, *, ran: bool = False) -> SettleOutcome:
@@ -362,7 +422,10 @@ class Ledger:
 
         def work(conn: Connection) -> SettleOutcome:
             now = utc(self.clock())
-            row, budget = self._lock_reservation(conn, key)
+            try:
+                row, budget = self._lock_reservation(conn, key)
+            except _Compacted as compacted:
+                return _settle_compacted(compacted.tombstone, actual_micro, ran)
             if row.state == "settled":
                 return SettleOutcome(
                     key, "settled", row.amount_micro, row.actual_micro, max(0, row.amount_micro - row.actual_micro),
@@ -379,9 +442,12 @@ class Ledger:
             overrun = max(0, actual_micro - row.amount_micro)
             conn.execute(
                 update(R).where(R.c.id == row.id).values(
-                    state="settled", actual_micro=actual_micro, overrun_micro=overrun, finished_at=now
+                    state="settled", actual_micro=actual_micro, overrun_micro=overrun, finished_at=now,
+                    top_cost=actual_micro,
                 )
             )
+            self._deltas().add_row(row, -1)
+            self._deltas().add_row(row, +1, state="settled", actual=actual_micro, late=False)
             changes = self._finish_held(conn, budget, row, "settle", actual_micro, overrun, now)
             return SettleOutcome(key, "settled", row.amount_micro, actual_micro,
                                  max(0, row.amount_micro - actual_micro), overrun, queue_changes=changes)
@@ -400,7 +466,9 @@ class Ledger:
                    f"{format_amount(actual, budget.unit)} charged outside any hold")
         conn.execute(update(R).where(R.c.id == row.id).values(
             state="settled", actual_micro=actual, overrun_micro=actual, period_start=period.period_start,
-            queue_seq=None, message=message, finished_at=now))
+            queue_seq=None, message=message, finished_at=now, top_cost=actual))
+        self._deltas().add_row(row, -1)
+        self._deltas().add_row(row, +1, state="settled", actual=actual, late=True)
         conn.execute(E.insert().values(
             budget_id=budget.id, period_start=period.period_start, reservation_key=row.key, kind=LATE_CHARGE,
             held_delta=0, spent_delta=actual, note=message, created_at=now))
@@ -418,10 +486,15 @@ class Ledger:
 
         def work(conn: Connection) -> ReleaseOutcome:
             now = utc(self.clock())
-            row, budget = self._lock_reservation(conn, key)
+            try:
+                row, budget = self._lock_reservation(conn, key)
+            except _Compacted as compacted:
+                return ReleaseOutcome(key, compacted.tombstone.state, 0, replayed=True)
             if row.state in ("settled", "released", "refused"):
                 return ReleaseOutcome(key, row.state, 0, replayed=True)
-            conn.execute(update(R).where(R.c.id == row.id).values(state="released", finished_at=now))
+            conn.execute(update(R).where(R.c.id == row.id).values(state="released", finished_at=now, top_cost=None))
+            self._deltas().add_row(row, -1)
+            self._deltas().add_row(row, +1, state="released")
             if row.state == "queued":  # cancelled while waiting: whoever was behind it may fit now
                 conn.execute(update(B).where(B.c.id == budget.id).values(queued_count=B.c.queued_count - 1))
                 budget = conn.execute(select(B).where(B.c.id == budget.id)).one()
@@ -495,15 +568,36 @@ class Ledger:
 
     def reservations(self, states: Sequence[str] | None = None) -> list[Any]:
         """Every reservation (or those in `states`), with its budget's namespace and name: what an
-        audit against the cluster reads."""
+        audit against the cluster reads. Compacted ones come last, from their tombstones: key,
+        state and amounts (job, backend, session and times are no longer kept)."""
         query = select(R, B.c.namespace.label("budget_namespace"), B.c.name.label("budget_name")).join(
             B, B.c.id == R.c.budget_id).order_by(R.c.id)
+        gone = select(TS, B.c.namespace.label("budget_namespace"), B.c.name.label("budget_name")).join(
+            B, B.c.id == TS.c.budget_id).order_by(TS.c.key)
         if states is not None:
             query = query.where(R.c.state.in_(tuple(states)))
-        return self._read(lambda conn: list(conn.execute(query)))
+            gone = gone.where(TS.c.state.in_(tuple(states)))
+
+        def work(conn: Connection) -> list[Any]:
+            rows: list[Any] = list(conn.execute(query))
+            if states is None or set(states) & set(FINISHED):
+                rows += [_tombstone_row(t) for t in conn.execute(gone)]
+            return rows
+
+        return self._read(work)
 
     def reservation(self, key: str) -> Any:
-        row = self._read(lambda conn: conn.execute(select(R).where(R.c.key == key)).first())
+        """The reservation's row; UnknownReservation if there is none (CompactedKey, a subclass,
+        if `compact` removed it: its outcome still replays, its row is gone)."""
+
+        def work(conn: Connection) -> tuple[Any, Any]:
+            row = conn.execute(select(R).where(R.c.key == key)).first()
+            return row, (conn.execute(select(TS).where(TS.c.key == key)).first() if row is None else None)
+
+        row, tombstone = self._read(work)
+        if tombstone is not None:
+            raise CompactedKey(f"reservation {key!r} was {tombstone.state} and has been compacted "
+                               f"(qgov ledger compact): its outcome is kept, its row is not")
         if row is None:
             raise UnknownReservation(f"no reservation with key {key!r}")
         return row
@@ -556,7 +650,125 @@ class Ledger:
                         f"budget {names[b.id]}: queued_count {b.queued_count} != queued reservations "
                         f"{queued.get(b.id, 0)}"
                     )
+            # the report aggregates: recomputed from the remaining rows plus what compaction kept
+            problems += aggregates.verify(conn, names)
         return problems
+
+    # ------------------------------------------------------------------ compaction
+
+    def compact(self, before: datetime, namespace: str | None = None, *, chunk: int = 5_000) -> CompactionResult:
+        """Remove the finished (settled, released, refused) reservations of closed periods, those
+        that ended by `before` (and by now), keeping everything a report or a balance needs.
+
+        Their figures are already in the report aggregates; compaction moves them into each
+        cell's compacted part (so verify() can still recompute the rest), keeps each cell's most
+        expensive compacted jobs (report_top), and a tombstone per key (compacted_reservations), so a
+        replayed key returns its outcome and is never admitted again. Their ledger entries are folded
+        into one entry per period (kind `compact`) with the same sums, so balances and verify() stay
+        right. Held and queued reservations are never compacted, nor are those admitted into a period
+        still open. Runs in short transactions of `chunk` reservations, each taking the budget's
+        lock, so admissions carry on meanwhile; an interrupted run is finished by the next."""
+        now = utc(self.clock())
+        horizon = min(utc(before), now)
+        query = select(B.c.id, B.c.namespace, B.c.name).order_by(B.c.id)
+        if namespace is not None:
+            query = query.where(B.c.namespace == namespace)
+        targets = self._read(lambda conn: list(conn.execute(query)))
+        if namespace is not None and not targets:
+            raise UnknownBudget(f"no budgets in namespace {namespace!r}")
+        reservations = entries = 0
+        periods: set[tuple[int, datetime]] = set()
+        for b in targets:
+            closed = {utc(r.period_start) for r in self._read(lambda conn, b=b: list(conn.execute(
+                select(P.c.period_start).where(P.c.budget_id == b.id, P.c.period_end.is_not(None),
+                                               P.c.period_end <= horizon))))}
+            for start in sorted(closed):
+                ids = [r.id for r in self._read(lambda conn, b=b, start=start: list(conn.execute(
+                    select(R.c.id, R.c.period_start).where(R.c.budget_id == b.id, R.c.created_period == start,
+                                                           R.c.state.in_(FINISHED)))))
+                       if r.period_start is None or utc(r.period_start) in closed]
+                for i in range(0, len(ids), chunk):
+                    part = ids[i:i + chunk]
+                    reservations += self._transaction(
+                        lambda conn, b=b, part=part: self._compact_rows(conn, b.id, part, closed, now))
+            # fold the entries of every compacted key (this run's, or an interrupted run's) per period
+            for (start,) in self._read(lambda conn, b=b: list(conn.execute(
+                    select(TS.c.period_start).where(TS.c.budget_id == b.id, TS.c.period_start.is_not(None))
+                    .distinct()))):
+                while True:
+                    folded = self._transaction(
+                        lambda conn, b=b, start=start: self._fold_entries(conn, b.id, start, chunk * 4, now))
+                    if not folded:
+                        break
+                    entries += folded
+                    periods.add((b.id, utc(start)))
+        return CompactionResult(horizon=horizon, reservations=reservations, entries=entries, periods=len(periods))
+
+    def _compact_rows(self, conn: Connection, budget_id: int, ids: list[int], closed: set[datetime],
+                      now: datetime) -> int:
+        conn.execute(select(B.c.id).where(B.c.id == budget_id).with_for_update()).first()  # the budget's lock
+        rows = [r for r in conn.execute(select(R).where(R.c.id.in_(ids), R.c.state.in_(FINISHED))).all()
+                if r.period_start is None or utc(r.period_start) in closed]  # re-read under the lock
+        if not rows:
+            return 0
+        moved = Deltas()
+        for r in rows:
+            moved.add_row(r, +1, compacted=True)
+        aggregates.write(conn, moved)
+        self._keep_top(conn, [r for r in rows if r.state == "settled"])
+        conn.execute(TS.insert(), [
+            dict(key=r.key, budget_id=r.budget_id, state=r.state, admitted=r.admitted_at is not None,
+                 late=r.state == "settled" and r.message.startswith(LATE_MESSAGE), amount_micro=r.amount_micro,
+                 actual_micro=r.actual_micro, overrun_micro=r.overrun_micro, period_start=r.period_start,
+                 compacted_at=now)
+            for r in rows])
+        conn.execute(delete(R).where(R.c.id.in_([r.id for r in rows])))
+        return len(rows)
+
+    @staticmethod
+    def _keep_top(conn: Connection, settled: list[Any]) -> None:
+        """Each cell keeps its TOP_JOBS most expensive compacted jobs: the top of a union is the top of
+        the tops, so what was kept before and this chunk's settled jobs are enough."""
+        cells: dict[tuple[Any, ...], list[Any]] = {}
+        for r in settled:
+            for key in aggregates.cell_keys(r.budget_id, r.created_period, r.created_at):
+                cells.setdefault((key[0], key[1], key[3], key[4]), []).append(r)
+        for (budget_id, grain, cell_start, period_start), rows in cells.items():
+            where = and_(TOP.c.budget_id == budget_id, TOP.c.grain == grain, TOP.c.cell_start == cell_start,
+                         TOP.c.period_start == period_start)
+            kept = [dict(r._mapping) for r in conn.execute(select(TOP).where(where))]
+            kept += [dict(budget_id=budget_id, grain=grain, cell_start=cell_start, period_start=period_start,
+                          key=r.key, job=r.job, backend=r.backend, session=r.session, state=r.state,
+                          estimate_micro=r.amount_micro, actual_micro=r.actual_micro) for r in rows]
+            kept.sort(key=lambda t: (-t["actual_micro"], t["key"]))
+            conn.execute(delete(TOP).where(where))
+            conn.execute(TOP.insert(), kept[:aggregates.TOP_JOBS])
+
+    def _fold_entries(self, conn: Connection, budget_id: int, period_start: datetime, limit: int,
+                      now: datetime) -> int:
+        """Fold up to `limit` ledger entries of compacted keys of one period into its `compact` entry."""
+        conn.execute(select(B.c.id).where(B.c.id == budget_id).with_for_update()).first()
+        rows = conn.execute(
+            select(E.c.id, E.c.held_delta, E.c.spent_delta).where(
+                E.c.budget_id == budget_id, E.c.period_start == period_start, E.c.kind != "compact",
+                E.c.reservation_key.in_(select(TS.c.key).where(TS.c.budget_id == budget_id)),
+            ).limit(limit)
+        ).all()
+        if not rows:
+            return 0
+        held, spent = sum(r.held_delta for r in rows), sum(r.spent_delta for r in rows)
+        conn.execute(delete(E).where(E.c.id.in_([r.id for r in rows])))
+        note = "the entries of reservations removed by qgov ledger compact, summed"
+        summary = conn.execute(select(E.c.id).where(E.c.budget_id == budget_id, E.c.period_start == period_start,
+                                                    E.c.kind == "compact")).first()
+        if summary is None:
+            conn.execute(E.insert().values(budget_id=budget_id, period_start=period_start, reservation_key=None,
+                                           kind="compact", held_delta=held, spent_delta=spent, note=note,
+                                           created_at=now))
+        else:
+            conn.execute(update(E).where(E.c.id == summary.id).values(
+                held_delta=E.c.held_delta + held, spent_delta=E.c.spent_delta + spent, created_at=now))
+        return len(rows)
 
     # ------------------------------------------------------------------ internals
 
@@ -586,6 +798,7 @@ class Ledger:
         self._period_config[(namespace, name)] = (budget.period, utc(budget.anchor))
         period = self._current_period(conn, budget, now)
         known = conn.execute(select(func.count()).where(R.c.key.in_(keys))).scalar_one()
+        known += conn.execute(select(func.count()).where(TS.c.key.in_(keys))).scalar_one()
         return budget, period, known
 
     def _write(
@@ -604,7 +817,9 @@ class Ledger:
                 warned=period_values.get("warned_pct", 0), budget_id=budget_id, update_budget=bool(budget_values),
                 queued=budget_values.get("queued_count", 0), seq=budget_values.get("queue_seq", 0),
             )
+            params.update(aggregates.pg_params(self._deltas()))  # the report aggregates, in the same statement
             conn.execute(_PG_WRITE_BATCH, params)
+            self._local.deltas = Deltas()
             return
         if reservations:
             conn.execute(R.insert(), reservations)
@@ -646,6 +861,9 @@ class Ledger:
     def _lock_reservation(self, conn: Connection, key: str) -> tuple[Any, Any]:
         found = conn.execute(select(R.c.budget_id).where(R.c.key == key)).first()
         if found is None:
+            tombstone = conn.execute(select(TS).where(TS.c.key == key)).first()
+            if tombstone is not None:
+                raise _Compacted(tombstone)
             raise UnknownReservation(f"no reservation with key {key!r}")
         budget = conn.execute(select(B).where(B.c.id == found.budget_id).with_for_update()).one()
         row = conn.execute(select(R).where(R.c.key == key)).one()  # re-read under the lock
@@ -694,6 +912,8 @@ class Ledger:
                 message += " (the request is larger than the whole limit)"
                 conn.execute(update(R).where(R.c.id == row.id).values(state="refused", message=message,
                                                                       finished_at=now))
+                self._deltas().add_row(row, -1)
+                self._deltas().add_row(row, +1, state="refused")
                 changes.append(QueueChange(row.key, Decision.REFUSED, message))
                 continue
             if spent + held + row.amount_micro > limit:
@@ -701,8 +921,10 @@ class Ledger:
             held += row.amount_micro
             conn.execute(
                 update(R).where(R.c.id == row.id).values(state="held", period_start=period.period_start,
-                                                         admitted_at=now, message="")
+                                                         admitted_at=now, message="", top_cost=row.amount_micro)
             )
+            self._deltas().add_row(row, -1)
+            self._deltas().add_row(row, +1, state="held")
             conn.execute(
                 E.insert().values(budget_id=budget.id, period_start=period.period_start, reservation_key=row.key,
                                   kind="reserve", held_delta=row.amount_micro, spent_delta=0,
@@ -727,8 +949,9 @@ class Ledger:
 # The budget row and its current period row, both locked, with a count of already-known keys.
 _LOCK_BUDGET_AND_PERIOD = (
     select(B, *(c.label(f"p_{c.name}") for c in P.c),
-           select(func.count()).where(R.c.key.in_(bindparam("keys", expanding=True)))
-           .scalar_subquery().label("known_keys"))
+           (select(func.count()).where(R.c.key.in_(bindparam("keys", expanding=True))).scalar_subquery()
+            + select(func.count()).where(TS.c.key.in_(bindparam("keys", expanding=True))).scalar_subquery())
+           .label("known_keys"))
     .join(P, and_(P.c.budget_id == B.c.id, P.c.period_start == bindparam("start")))
     .where(B.c.namespace == bindparam("namespace"), B.c.name == bindparam("name"))
     .with_for_update(of=[B, P])
@@ -737,7 +960,8 @@ _LOCK_BUDGET_AND_PERIOD = (
 # ---------------------------------------------------------------------- PostgreSQL batch write
 
 _R_COLUMNS = ("key", "budget_id", "job", "backend", "session", "amount_micro", "actual_micro", "overrun_micro",
-              "state", "period_start", "queue_seq", "message", "created_at", "admitted_at", "finished_at")
+              "state", "period_start", "queue_seq", "message", "created_at", "admitted_at", "finished_at",
+              "created_period", "top_cost")
 _E_COLUMNS = ("budget_id", "period_start", "reservation_key", "kind", "held_delta", "spent_delta", "note",
               "created_at")
 
@@ -755,7 +979,8 @@ def _unnest(table: Any, prefix: str, columns: tuple[str, ...]) -> str:
 _PG_WRITE_BATCH = text(
     f"WITH r AS ({_unnest(R, 'r_', _R_COLUMNS)}), "
     f"e AS ({_unnest(E, 'e_', _E_COLUMNS)}), "
-    "b AS (UPDATE budgets SET queued_count = :queued, queue_seq = :seq WHERE id = :budget_id AND :update_budget) "
+    "b AS (UPDATE budgets SET queued_count = :queued, queue_seq = :seq WHERE id = :budget_id AND :update_budget), "
+    f"{aggregates.PG_CTES} "
     "UPDATE budget_periods SET held_micro = :held, warned_pct = :warned WHERE id = :period_id AND :update_period"
 )
 
@@ -784,6 +1009,33 @@ def _thresholds_crossed(warn_at: str, warned_pct: int, committed: int, limit: in
         return ()
     pct_x100 = committed * 10_000 // limit  # hundredths of a percent, exact
     return tuple(t for t in (int(x) for x in warn_at.split(",")) if warned_pct < t and t * 100 <= pct_x100)
+
+
+def _settle_compacted(tomb: Any, actual: int, ran: bool) -> SettleOutcome:
+    """settle() of a compacted key: a settled one replays its settlement; a released or refused one
+    cannot take a late charge any more (its period was compacted as final), and says so."""
+    if tomb.state == "settled":
+        return SettleOutcome(tomb.key, "settled", tomb.amount_micro, tomb.actual_micro,
+                             max(0, tomb.amount_micro - tomb.actual_micro), tomb.overrun_micro, replayed=True,
+                             late=tomb.late)
+    if ran and actual == 0:
+        return SettleOutcome(tomb.key, tomb.state, tomb.amount_micro, 0, 0, 0, replayed=True)
+    if ran:
+        raise CompactedKey(
+            f"reservation {tomb.key} was {tomb.state} in a period that has since been compacted: a late charge "
+            f"of {format_amount(actual)} cannot be recorded against it; record the spend with `qgov ledger adjust`")
+    raise InvalidTransition(f"reservation {tomb.key} is {tomb.state}, not held: only admitted work can be settled")
+
+
+def _tombstone_row(t: Any) -> SimpleNamespace:
+    """A compacted reservation with the columns of a reservation row (those no longer kept empty)."""
+    return SimpleNamespace(
+        id=None, key=t.key, budget_id=t.budget_id, job="", backend="", session="", amount_micro=t.amount_micro,
+        actual_micro=t.actual_micro, overrun_micro=t.overrun_micro, state=t.state, period_start=t.period_start,
+        queue_seq=None, message=f"{LATE_MESSAGE} (compacted)" if t.late else "(compacted)", created_at=None,
+        admitted_at=None, finished_at=None, created_period=None, top_cost=None,
+        budget_namespace=t.budget_namespace, budget_name=t.budget_name,
+    )
 
 
 def _as_replay(outcome: ReserveOutcome) -> ReserveOutcome:

@@ -6,6 +6,11 @@ budget are serialised while writers of different budgets proceed in parallel.
 
 Balances are per period (`budget_periods`) and can always be recomputed from the
 append-only `ledger_entries`; `Ledger.verify()` checks that they agree.
+
+The cost report reads aggregates, not reservations (`report_cells`, `report_lines`,
+`report_ratios`, `report_top`; see aggregates.py): they are kept in the same transaction as
+the reservations they sum, so a report costs the same with ten or a million jobs behind it.
+`compacted_reservations` remembers the keys whose rows `Ledger.compact` removed.
 """
 
 from __future__ import annotations
@@ -14,12 +19,14 @@ from datetime import datetime
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     DateTime,
     ForeignKey,
     Index,
     Integer,
     MetaData,
+    PrimaryKeyConstraint,
     String,
     Text,
     UniqueConstraint,
@@ -118,6 +125,17 @@ class Reservation(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     admitted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # the budget period current when the reservation was made (period_start is the one it was
+    # admitted in, which differs for work queued across a rollover): its report cell
+    created_period: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # what ranks it among the report's top jobs: the actual if settled, the amount if held, else NULL
+    top_cost: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+
+# the report's top jobs of a period: WHERE budget_id, created_period ORDER BY top_cost DESC, key
+# LIMIT n reads n index entries
+Index("ix_reservations_top", Reservation.budget_id, Reservation.created_period, Reservation.top_cost.desc(),
+      Reservation.key)
 
 
 class LedgerEntry(Base):
@@ -125,7 +143,7 @@ class LedgerEntry(Base):
 
     __tablename__ = "ledger_entries"
     __table_args__ = (
-        CheckConstraint("kind IN ('reserve', 'settle', 'release', 'adjust', 'late')", name="kind"),
+        CheckConstraint("kind IN ('reserve', 'settle', 'release', 'adjust', 'late', 'compact')", name="kind"),
         Index("ix_ledger_entries_budget_period", "budget_id", "period_start"),
     )
 
@@ -151,3 +169,126 @@ class Adjustment(Base):
     period_start: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     reason: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+# ---------------------------------------------------------------------- report aggregates
+#
+# A cell is what the report sums: the reservations of one budget made while one budget period
+# was current (grain 'P', cell_start = that period's start), or the part of those made on one
+# UTC day (grain 'D', cell_start = that midnight). Rows with compacted = false hold the cell's
+# totals over every reservation it ever had, and are what reports read; rows with compacted =
+# true hold the part of those totals whose reservations `Ledger.compact` removed, so `verify()`
+# can still recompute the rest from the rows that remain.
+
+_CELL = ("budget_id", "grain", "compacted", "cell_start", "period_start")
+
+
+class ReportCell(Base):
+    """Per cell: the span of creation times seen, and the settled jobs' accuracy and late charges."""
+
+    __tablename__ = "report_cells"
+    __table_args__ = (
+        PrimaryKeyConstraint(*_CELL, name="pk_report_cells"),
+        CheckConstraint("grain IN ('P', 'D')", name="grain"),
+        # which period cells a report window touches: those whose span reaches into it
+        Index("ix_report_cells_last", "budget_id", "grain", "compacted", "last_at"),
+    )
+
+    budget_id: Mapped[int] = mapped_column(ForeignKey("budgets.id", ondelete="CASCADE"))
+    grain: Mapped[str] = mapped_column(String(1))
+    compacted: Mapped[bool] = mapped_column(Boolean)
+    cell_start: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    period_start: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    first_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))  # earliest created_at in the cell
+    last_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))  # latest created_at in the cell
+    settled: Mapped[int] = mapped_column(BigInteger, default=0)
+    overruns: Mapped[int] = mapped_column(BigInteger, default=0)  # settled with actual > estimate
+    ratio_count: Mapped[int] = mapped_column(BigInteger, default=0)  # settled with an estimate > 0
+    # sum over those of floor(10^9 * actual / estimate), split so that neither part can overflow:
+    ratio_units: Mapped[int] = mapped_column(BigInteger, default=0)  # sum of the whole parts
+    ratio_nanos: Mapped[int] = mapped_column(BigInteger, default=0)  # sum of the remainders (< 10^9 each)
+    # the largest ratio: floor(10^9 * ratio) as whole part and remainder (-1, 0 when there is none) ...
+    max_units: Mapped[int] = mapped_column(BigInteger, default=-1)
+    max_nanos: Mapped[int] = mapped_column(BigInteger, default=0)
+    max_actual: Mapped[int] = mapped_column(BigInteger, default=0)  # ... and exactly
+    max_estimate: Mapped[int] = mapped_column(BigInteger, default=0)
+    late_jobs: Mapped[int] = mapped_column(BigInteger, default=0)
+    late_micro: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class ReportLine(Base):
+    """Per cell and line: reservations per state (kind 'state'), and jobs, spent and held per
+    backend or session (kinds 'backend', 'session'; held and settled reservations only)."""
+
+    __tablename__ = "report_lines"
+    __table_args__ = (
+        PrimaryKeyConstraint(*_CELL, "kind", "name", name="pk_report_lines"),
+        CheckConstraint("kind IN ('state', 'backend', 'session')", name="kind"),
+    )
+
+    budget_id: Mapped[int] = mapped_column(ForeignKey("budgets.id", ondelete="CASCADE"))
+    grain: Mapped[str] = mapped_column(String(1))
+    compacted: Mapped[bool] = mapped_column(Boolean)
+    cell_start: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    period_start: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    kind: Mapped[str] = mapped_column(String(16))
+    name: Mapped[str] = mapped_column(String(253))
+    jobs: Mapped[int] = mapped_column(BigInteger, default=0)
+    spent_micro: Mapped[int] = mapped_column(BigInteger, default=0)
+    held_micro: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class ReportRatio(Base):
+    """Per cell: a histogram of actual / estimate over settled jobs (see aggregates.bucket_of)."""
+
+    __tablename__ = "report_ratios"
+    __table_args__ = (PrimaryKeyConstraint(*_CELL, "bucket", name="pk_report_ratios"),)
+
+    budget_id: Mapped[int] = mapped_column(ForeignKey("budgets.id", ondelete="CASCADE"))
+    grain: Mapped[str] = mapped_column(String(1))
+    compacted: Mapped[bool] = mapped_column(Boolean)
+    cell_start: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    period_start: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    bucket: Mapped[int] = mapped_column(BigInteger)
+    jobs: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class ReportTop(Base):
+    """The most expensive compacted jobs of a cell (at most report.TOP_JOBS): the report's top jobs
+    come from the reservations index for the rows that remain, and from here for those removed."""
+
+    __tablename__ = "report_top"
+    __table_args__ = (PrimaryKeyConstraint("budget_id", "grain", "cell_start", "period_start", "key",
+                                           name="pk_report_top"),)
+
+    budget_id: Mapped[int] = mapped_column(ForeignKey("budgets.id", ondelete="CASCADE"))
+    grain: Mapped[str] = mapped_column(String(1))
+    cell_start: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    period_start: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    key: Mapped[str] = mapped_column(String(253))
+    job: Mapped[str] = mapped_column(String(253), default="")
+    backend: Mapped[str] = mapped_column(String(253), default="")
+    session: Mapped[str] = mapped_column(String(253), default="")
+    state: Mapped[str] = mapped_column(String(16))
+    estimate_micro: Mapped[int] = mapped_column(BigInteger)
+    actual_micro: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+
+class CompactedReservation(Base):
+    """A reservation `Ledger.compact` removed: enough to replay its key (a reserve, settle or
+    release of it returns its outcome and changes nothing) and for `verify()` to check the
+    compacted totals against. Its report figures live on in the aggregates."""
+
+    __tablename__ = "compacted_reservations"
+    __table_args__ = (Index("ix_compacted_reservations_budget", "budget_id", "period_start"),)
+
+    key: Mapped[str] = mapped_column(String(253), primary_key=True)
+    budget_id: Mapped[int] = mapped_column(ForeignKey("budgets.id", ondelete="CASCADE"))
+    state: Mapped[str] = mapped_column(String(16))  # settled, released or refused
+    admitted: Mapped[bool] = mapped_column(Boolean)  # it was held at some point
+    late: Mapped[bool] = mapped_column(Boolean)  # settled by a late charge
+    amount_micro: Mapped[int] = mapped_column(BigInteger)
+    actual_micro: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    overrun_micro: Mapped[int] = mapped_column(BigInteger, default=0)
+    period_start: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    compacted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

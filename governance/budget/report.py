@@ -3,6 +3,8 @@
 One report object feeds the CLI (table, JSON, CSV) and, later, the QiskitBudget status.
 The window is a calendar span (a month, an ISO week or a day, UTC); budget balances are
 shown for every budget period that overlaps it, activity for reservations created in it.
+Activity is read from the report aggregates (aggregates.py), so a report costs the same
+whatever the history behind it.
 """
 
 from __future__ import annotations
@@ -13,20 +15,21 @@ import json
 import re
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta, timezone
-from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Engine, and_, case, func, or_, select
+from types import SimpleNamespace
 
+from sqlalchemy import Connection, Engine, and_, case, func, or_, select, tuple_
+
+from .aggregates import DAY, NANO, PERIOD, TOP_JOBS, Deltas, format_thousandths, mean_thousandths, thousandths
 from .db import read_only
 from .errors import LedgerError, UnknownBudget
-from .models import Budget, BudgetPeriod, Reservation
+from .models import Budget, BudgetPeriod, ReportCell, ReportLine, ReportRatio, ReportTop, Reservation
 from .money import format_amount
 from .periods import utc
-from .types import LATE_MESSAGE
 
 B, P, R = Budget.__table__, BudgetPeriod.__table__, Reservation.__table__
-TOP_JOBS = 10
+C, L, H, TOPT = ReportCell.__table__, ReportLine.__table__, ReportRatio.__table__, ReportTop.__table__
 
 
 class BadPeriod(LedgerError):
@@ -152,7 +155,12 @@ class Report:
 
 
 def build_report(engine: Engine, namespace: str, window: ReportWindow, budget: str | None = None) -> Report:
-    """The report for a namespace (or one of its budgets, for that budget's status)."""
+    """The report for a namespace (or one of its budgets, for that budget's status).
+
+    Read from the report aggregates (aggregates.py), never by summing reservations: per budget,
+    the period cells whose span of creation times lies inside the window, the day cells of those
+    that do not, and only where a window edge that is not a UTC midnight cuts a day cell, that
+    day's reservations inside the window. Every figure is exact (accuracy: see aggregates.py)."""
     with read_only(engine) as conn:
         query = select(B).where(B.c.namespace == namespace).order_by(B.c.name)
         if budget is not None:
@@ -162,8 +170,6 @@ def build_report(engine: Engine, namespace: str, window: ReportWindow, budget: s
             known = [r[0] for r in conn.execute(select(B.c.namespace).distinct().order_by(B.c.namespace))]
             hint = f" (namespaces with budgets: {', '.join(known)})" if known else " (the ledger has no budgets yet)"
             raise UnknownBudget(f"no budgets in namespace {namespace!r}{hint}")
-        ids = [b.id for b in budgets]
-        unit_of = {b.id: b.unit for b in budgets}
         lines: list[BudgetLine] = []
         for b in budgets:
             rows = conn.execute(
@@ -178,71 +184,210 @@ def build_report(engine: Engine, namespace: str, window: ReportWindow, budget: s
                 for p in rows
             ]
             lines.append(BudgetLine(b.name, b.unit, b.period, b.enforcement, b.queued_count, periods))
-
-        in_window = and_(R.c.budget_id.in_(ids), R.c.created_at >= window.start, R.c.created_at < window.end)
-        counts = {state: n for state, n in conn.execute(
-            select(R.c.state, func.count()).where(in_window).group_by(R.c.state))}
-
-        spent = func.coalesce(func.sum(case((R.c.state == "settled", R.c.actual_micro), else_=0)), 0)
-        held = func.coalesce(func.sum(case((R.c.state == "held", R.c.amount_micro), else_=0)), 0)
-        charged = R.c.state.in_(("settled", "held"))
-
-        def spend_by(column: Any) -> list[SpendLine]:
-            rows = conn.execute(
-                select(column, R.c.budget_id, func.count(), spent, held)
-                .where(in_window, charged).group_by(column, R.c.budget_id)
-            )
-            merged: dict[tuple[str, str], SpendLine] = {}
-            for name, budget_id, jobs, s, h in rows:
-                line = merged.setdefault((name, unit_of[budget_id]), SpendLine(name, unit_of[budget_id], 0, 0, 0))
-                line.jobs += jobs
-                line.spent += int(s)
-                line.held += int(h)
-            return sorted(merged.values(), key=lambda x: (-(x.spent + x.held), x.name))
-
-        cost = func.coalesce(R.c.actual_micro, R.c.amount_micro)
-        top = [
-            JobLine(r.key, r.job, r.backend, r.session, unit_of[r.budget_id], r.state, r.amount_micro, r.actual_micro)
-            for r in conn.execute(
-                select(R).where(in_window, charged).order_by(cost.desc(), R.c.key).limit(TOP_JOBS)
-            )
-        ]
-        by_backend, by_session = spend_by(R.c.backend), spend_by(R.c.session)
-        late = LateCharges()
-        for budget_id, jobs, amount in conn.execute(
-            select(R.c.budget_id, func.count(), func.coalesce(func.sum(R.c.actual_micro), 0))
-            .where(in_window, R.c.state == "settled", R.c.message.like(f"{LATE_MESSAGE}%")).group_by(R.c.budget_id)
-        ):
-            late.jobs += jobs
-            late.amounts[unit_of[budget_id]] = late.amounts.get(unit_of[budget_id], 0) + int(amount)
-        pairs = [
-            (r.amount_micro, r.actual_micro)
-            for r in conn.execute(
-                select(R.c.amount_micro, R.c.actual_micro).where(in_window, R.c.state == "settled")
-            )
-        ]
+        sums = _Sums()
+        for b in budgets:
+            _add_budget(conn, b, window, sums)
+        sums.finish(conn)
     return Report(
-        namespace, window.label, window.start.isoformat(), window.end.isoformat(), lines, counts,
-        by_backend, by_session, top, _accuracy(pairs), late,
+        namespace, window.label, window.start.isoformat(), window.end.isoformat(), lines, sums.counts(),
+        sums.spend("backend"), sums.spend("session"), sums.top(), sums.accuracy(), sums.late,
     )
 
 
-def _accuracy(pairs: list[tuple[int, int]]) -> Accuracy:
-    ratios = sorted(Decimal(actual) / Decimal(estimate) for estimate, actual in pairs if estimate > 0)
-    if not ratios:
-        return Accuracy(settled=len(pairs), overruns=sum(1 for e, a in pairs if a > e))
+def _inside(cell: Any, window: ReportWindow) -> bool:
+    return utc(cell.first_at) >= window.start and utc(cell.last_at) < window.end
 
-    def q(x: Decimal) -> str:
-        return str(x.quantize(Decimal("0.001")))
 
-    return Accuracy(
-        settled=len(pairs),
-        mean_ratio=q(sum(ratios) / len(ratios)),
-        median_ratio=q(ratios[len(ratios) // 2]),
-        p90_ratio=q(ratios[min(len(ratios) - 1, (len(ratios) * 9) // 10)]),
-        max_ratio=q(ratios[-1]),
-        overruns=sum(1 for e, a in pairs if a > e),
-    )
+def _meets(cell: Any, window: ReportWindow) -> bool:
+    return utc(cell.last_at) >= window.start and utc(cell.first_at) < window.end
+
+
+def _cells(table: Any, cells: list[Any], compacted: bool | None = False) -> Any:
+    """A condition selecting `table`'s rows of these cells (all of one budget and grain)."""
+    first = cells[0]
+    where = [table.c.budget_id == first.budget_id, table.c.grain == first.grain]
+    if compacted is not None:
+        where.append(table.c.compacted.is_(compacted))
+    if len(cells) == 1:
+        where += [table.c.cell_start == first.cell_start, table.c.period_start == first.period_start]
+    elif first.grain == PERIOD:  # a period cell's cell_start is its period_start
+        where.append(table.c.cell_start.in_([c.cell_start for c in cells]))
+    else:
+        where.append(tuple_(table.c.cell_start, table.c.period_start).in_([(c.cell_start, c.period_start)
+                                                                          for c in cells]))
+    return and_(*where)
+
+
+def _add_budget(conn: Connection, b: Any, window: ReportWindow, sums: _Sums) -> None:
+    """Add one budget's activity in `window` to `sums`."""
+    touched = list(conn.execute(select(C).where(
+        C.c.budget_id == b.id, C.c.grain == PERIOD, C.c.compacted.is_(False),
+        C.c.last_at >= window.start, C.c.first_at < window.end)))
+    periods = [c for c in touched if _inside(c, window)]
+    split = [c for c in touched if not _inside(c, window)]
+    days: list[Any] = []
+    if split:
+        for d in conn.execute(select(C).where(
+                C.c.budget_id == b.id, C.c.grain == DAY, C.c.compacted.is_(False),
+                C.c.period_start.in_([c.period_start for c in split]),
+                C.c.cell_start > window.start - timedelta(days=1), C.c.cell_start < window.end)):
+            if _inside(d, window):
+                days.append(d)
+            elif _meets(d, window):
+                sums.add_rows(conn, b, d, window)
+    for cell in periods + days:
+        sums.add_cell(b, cell)
+    for group in (periods, days):
+        if group:
+            sums.where.append(_cells(H, group))
+            sums.line_where.append(_cells(L, group))
+            sums.top_where.append(_cells(TOPT, group, compacted=None))
+    # the top jobs that remain as rows: the ranking index gives each period cell's first few
+    for cell in touched:
+        query = select(R).where(R.c.budget_id == b.id, R.c.created_period == cell.period_start,
+                                R.c.top_cost.is_not(None))
+        if cell in split:
+            query = query.where(R.c.created_at >= window.start, R.c.created_at < window.end)
+        for r in conn.execute(query.order_by(R.c.top_cost.desc(), R.c.key).limit(TOP_JOBS)):
+            sums.jobs.append(JobLine(r.key, r.job, r.backend, r.session, b.unit, r.state, r.amount_micro,
+                                     r.actual_micro))
+    sums.units[b.id] = b.unit
+
+
+class _Sums:
+    """A report's figures, summed over cells (and, rarely, over rows of a day cut by the window)."""
+
+    def __init__(self) -> None:
+        self.units: dict[int, str] = {}
+        self.where: list[Any] = []  # report_ratios rows to read
+        self.line_where: list[Any] = []
+        self.top_where: list[Any] = []
+        self.extra = Deltas()  # rows of day cells a window edge cuts
+        self.jobs: list[JobLine] = []
+        self.lines: dict[tuple[str, str, str], list[int]] = {}  # (kind, name, unit) -> jobs, spent, held
+        self.settled = self.overruns = self.ratio_count = self.nano_sum = 0
+        self.max_pair: tuple[int, int] | None = None
+        self.histogram: dict[int, int] | None = None
+        self.percentiles: tuple[int | None, int | None] = (None, None)
+        self.late = LateCharges()
+
+    def add_cell(self, b: Any, c: Any) -> None:
+        self.settled += c.settled
+        self.overruns += c.overruns
+        self.ratio_count += c.ratio_count
+        self.nano_sum += c.ratio_units * NANO + c.ratio_nanos
+        if c.max_units >= 0:
+            self._max(c.max_actual, c.max_estimate)
+        if c.late_jobs:
+            self.late.jobs += c.late_jobs
+            self.late.amounts[b.unit] = self.late.amounts.get(b.unit, 0) + c.late_micro
+
+    def _max(self, actual: int, estimate: int) -> None:
+        if self.max_pair is None or actual * self.max_pair[1] > self.max_pair[0] * estimate:
+            self.max_pair = (actual, estimate)
+
+    def add_rows(self, conn: Connection, b: Any, day: Any, window: ReportWindow) -> None:
+        """A day cell the window's edge cuts: its reservations inside the window, from their rows
+        (exact only while they exist: a compacted day can be split by no window)."""
+        if conn.execute(select(C.c.settled).where(
+                C.c.budget_id == b.id, C.c.grain == DAY, C.c.compacted.is_(True), C.c.cell_start == day.cell_start,
+                C.c.period_start == day.period_start)).first() is not None:
+            raise BadPeriod(f"the window {window.start.isoformat()} to {window.end.isoformat()} splits the day "
+                            f"{utc(day.cell_start).date()} of budget {b.namespace}/{b.name}, whose reservations "
+                            "were compacted: use whole UTC days")
+        start = max(window.start, utc(day.cell_start))
+        end = min(window.end, utc(day.cell_start) + timedelta(days=1))
+        for r in conn.execute(select(R).where(R.c.budget_id == b.id, R.c.created_period == day.period_start,
+                                             R.c.created_at >= start, R.c.created_at < end)):
+            self.extra.add_row(r)
+        self.units[b.id] = b.unit
+
+    def finish(self, conn: Connection) -> None:
+        """Read the lines, the kept top jobs and the percentiles of every cell chosen."""
+        for row in self.extra.cell_rows():
+            if row["grain"] == PERIOD:  # each row is in both grains: count it once
+                self.add_cell(SimpleNamespace(unit=self.units[row["budget_id"]]), SimpleNamespace(**row))
+        for k, (jobs, spent, held) in self.extra.lines.items():
+            if k[1] == PERIOD:
+                self._line(k[5], k[6], self.units[k[0]], jobs, spent, held)
+        if self.line_where:
+            for r in conn.execute(select(L.c.budget_id, L.c.kind, L.c.name, func.sum(L.c.jobs),
+                                         func.sum(L.c.spent_micro), func.sum(L.c.held_micro))
+                                  .where(or_(*self.line_where)).group_by(L.c.budget_id, L.c.kind, L.c.name)):
+                self._line(r[1], r[2], self.units[r[0]], int(r[3]), int(r[4]), int(r[5]))
+        if self.top_where:
+            for r in conn.execute(select(TOPT).where(or_(*self.top_where))):
+                self.jobs.append(JobLine(r.key, r.job, r.backend, r.session, self.units[r.budget_id], r.state,
+                                         r.estimate_micro, r.actual_micro))
+        n = self.ratio_count
+        if not n or not self.where:
+            if n:  # only rows of cut days
+                self.percentiles = _percentiles(sorted(self._extra_histogram().items()), n)
+            return
+        median, p90 = n // 2, min(n - 1, (n * 9) // 10)
+        if not self.extra.ratios:  # the usual case: the percentiles are found by the database
+            hist = select(H.c.bucket, func.sum(func.sum(H.c.jobs)).over(order_by=H.c.bucket).label("cum")).where(
+                or_(*self.where)).group_by(H.c.bucket).subquery()
+            row = conn.execute(select(func.min(case((hist.c.cum > median, hist.c.bucket))),
+                                      func.min(case((hist.c.cum > p90, hist.c.bucket))))).one()
+            self.percentiles = (row[0], row[1])
+            return
+        merged = self._extra_histogram()
+        for bucket, jobs in conn.execute(select(H.c.bucket, func.sum(H.c.jobs)).where(or_(*self.where))
+                                         .group_by(H.c.bucket)):
+            merged[bucket] = merged.get(bucket, 0) + int(jobs)
+        self.percentiles = _percentiles(sorted(merged.items()), n)
+
+    def _extra_histogram(self) -> dict[int, int]:
+        out: dict[int, int] = {}
+        for k, jobs in self.extra.ratios.items():
+            if k[1] == PERIOD:
+                out[k[5]] = out.get(k[5], 0) + jobs
+        return out
+
+    def _line(self, kind: str, name: str, unit: str, jobs: int, spent: int, held: int) -> None:
+        line = self.lines.setdefault((kind, name, unit), [0, 0, 0])
+        line[0] += jobs
+        line[1] += spent
+        line[2] += held
+
+    def counts(self) -> dict[str, int]:
+        return {name: v[0] for (kind, name, _), v in sorted(self.lines.items()) if kind == "state" and v[0]}
+
+    def spend(self, kind: str) -> list[SpendLine]:
+        lines = [SpendLine(name, unit, *v) for (k, name, unit), v in self.lines.items() if k == kind and v[0]]
+        return sorted(lines, key=lambda x: (-(x.spent + x.held), x.name))
+
+    def top(self) -> list[JobLine]:
+        cost = lambda j: j.actual if j.actual is not None else j.estimate  # noqa: E731
+        return sorted(self.jobs, key=lambda j: (-cost(j), j.key))[:TOP_JOBS]
+
+    def accuracy(self) -> Accuracy:
+        if not self.ratio_count:
+            return Accuracy(settled=self.settled, overruns=self.overruns)
+        median, p90 = self.percentiles
+        assert self.max_pair is not None and median is not None and p90 is not None
+        return Accuracy(
+            settled=self.settled,
+            mean_ratio=format_thousandths(mean_thousandths(self.nano_sum, self.ratio_count)),
+            median_ratio=format_thousandths(median),
+            p90_ratio=format_thousandths(p90),
+            max_ratio=format_thousandths(thousandths(*self.max_pair)),
+            overruns=self.overruns,
+        )
+
+
+def _percentiles(histogram: list[tuple[int, int]], n: int) -> tuple[int | None, int | None]:
+    """The buckets holding the median and the p90 (as the sorted list's [n // 2] and [n * 9 // 10])."""
+    wanted = [n // 2, min(n - 1, (n * 9) // 10)]
+    found: list[int | None] = [None, None]
+    cum = 0
+    for bucket, jobs in histogram:
+        cum += jobs
+        for i, index in enumerate(wanted):
+            if found[i] is None and cum > index:
+                found[i] = bucket
+    return found[0], found[1]
 
 
 # ---------------------------------------------------------------------- rendering

@@ -160,3 +160,13 @@ class QueueChange:
 
 def admitted_keys(changes: tuple[QueueChange, ...]) -> tuple[str, ...]:
     return tuple(c.key for c in changes if c.decision is Decision.ADMITTED)
+
+
+@dataclass(frozen=True)
+class CompactionResult:
+    """What `Ledger.compact` did."""
+
+    horizon: datetime  # reservations of periods that ended by this moment were considered
+    reservations: int  # rows removed (each now a tombstone, its figures in the aggregates)
+    entries: int  # ledger entries folded into their period's `compact` entry
+    periods: int  # periods whose `compact` entry was written or grown

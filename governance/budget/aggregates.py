@@ -1,0 +1,530 @@
+"""Report aggregates: what the cost report sums, kept up to date in the ledger's own transactions.
+
+The report (report.py) describes the reservations *created* in a window. Summing them row by
+row costs time in proportion to the history; these tables hold the sums instead, per **cell**:
+
+- grain `P`: the reservations of one budget made while one of its periods was current
+  (`cell_start` = `period_start` = that period's start, the reservation's `created_period`);
+- grain `D`: the part of those made on one UTC day (`cell_start` = that midnight).
+
+A budget's status refresh reads its current period's `P` cell (one row per table); a calendar
+report (a month, a week, a day) reads the `P` cells that lie inside it and, for those that do
+not, their `D` cells; only a window edge that is not a UTC midnight and falls inside a cell
+is answered from the reservation rows themselves (report.py). Every figure is exact, since
+each cell records the span of creation times it holds (`first_at`, `last_at`) and is used
+only when that span lies inside the window.
+
+Per cell: `report_cells` (the span; settled jobs, overruns, the accuracy sums and the exact
+largest ratio; late charges), `report_lines` (reservations per state, and jobs, spent and held
+per backend and per session), `report_ratios` (a histogram of actual / estimate). Every ledger
+transaction that creates a reservation or changes its state adds the difference (`Deltas`) in
+the same transaction, under the budget's lock, so the sums are never behind the rows.
+
+Accuracy, exactly: the mean is sum(floor(10^9 * actual / estimate)) / n, so it carries the
+exact ratios to nine decimals before it is rounded to the three shown (it can differ from the
+exactly rounded mean only if that lies within 10^-9 of a rounding boundary). The largest ratio
+is kept as its (actual, estimate) pair, so max is exact. The histogram's buckets are the shown
+values themselves (thousandths, rounded half-even like Decimal.quantize) up to 9.999, so the
+median and p90 shown are exact there; above 10x the buckets keep three significant digits
+(12.3, 123, 1230, ...; the percentile shows the bucket's lower bound). A cell has at most
+10,000 + 900 per decade buckets, whatever the number of jobs.
+
+`compacted = false` rows are the totals over every reservation the cell ever had (what reports
+read); `compacted = true` rows are the part of those whose rows `Ledger.compact` removed, so
+`verify()` checks totals == recomputation from the remaining rows + compacted part.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, and_, case, delete, func, or_, select, text
+
+from .models import CompactedReservation, LedgerEntry, ReportCell, ReportLine, ReportRatio, ReportTop, Reservation
+from .periods import utc
+from .types import LATE_MESSAGE
+
+C, L, H, TOP = ReportCell.__table__, ReportLine.__table__, ReportRatio.__table__, ReportTop.__table__
+R, T, E = Reservation.__table__, CompactedReservation.__table__, LedgerEntry.__table__
+
+PERIOD, DAY = "P", "D"
+NANO = 10**9
+FINE_BUCKETS = 10_000  # thousandths below this are buckets of their own
+TOP_JOBS = 10  # the report's top jobs (report.TOP_JOBS)
+CHARGED = ("held", "settled")
+
+CellKey = tuple[int, str, bool, datetime, datetime]  # budget_id, grain, compacted, cell_start, period_start
+
+# report_cells' measures after the span, in the order Deltas keeps them
+_SUMS = ("settled", "overruns", "ratio_count", "ratio_units", "ratio_nanos", "late_jobs", "late_micro")
+_F_FIRST, _F_LAST, _F_MAX_NANO, _F_MAX_ACTUAL, _F_MAX_ESTIMATE = 0, 1, 2, 3, 4
+_F_SUMS = 5  # then the _SUMS
+
+
+# ---------------------------------------------------------------------- exact ratio arithmetic
+
+
+def thousandths(actual: int, estimate: int) -> int:
+    """actual / estimate in thousandths, rounded half-even (as Decimal.quantize(Decimal('0.001')))."""
+    q, r = divmod(actual * 1000, estimate)
+    if 2 * r > estimate or (2 * r == estimate and q % 2):
+        q += 1
+    return q
+
+
+def bucket_of(actual: int, estimate: int) -> int:
+    """The histogram bucket of a ratio: its shown value in thousandths up to 9.999; above, that
+    value cut to three significant digits (the bucket's lower bound)."""
+    q = thousandths(actual, estimate)
+    if q < FINE_BUCKETS:
+        return q
+    scale = 10 ** (len(str(q)) - 3)
+    return q - q % scale
+
+
+def format_thousandths(q: int) -> str:
+    return f"{q // 1000}.{q % 1000:03d}"
+
+
+def mean_thousandths(nano_sum: int, count: int) -> int:
+    """The mean of `count` ratios whose floor(10^9 * ratio) sum to `nano_sum`, in thousandths, half-even."""
+    q, r = divmod(nano_sum, count * 1_000_000)
+    d = count * 1_000_000
+    if 2 * r > d or (2 * r == d and q % 2):
+        q += 1
+    return q
+
+
+def day_of(moment: datetime) -> datetime:
+    return utc(moment).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def top_cost(state: str, amount: int, actual: int | None) -> int | None:
+    """A reservation's rank among the report's top jobs (NULL: not a candidate)."""
+    if state == "settled":
+        return actual
+    if state == "held":
+        return amount
+    return None
+
+
+def cell_keys(budget_id: int, created_period: datetime, created_at: datetime,
+              compacted: bool = False) -> tuple[CellKey, CellKey]:
+    period = utc(created_period)
+    return (budget_id, PERIOD, compacted, period, period), (budget_id, DAY, compacted, day_of(created_at), period)
+
+
+# ---------------------------------------------------------------------- differences
+
+
+class Deltas:
+    """Differences to add to the aggregates: a reservation's contribution with sign +1 when it
+    appears or enters a state, -1 for the state it leaves. Keyed and summed in memory, written
+    in one statement per table (one statement in all on PostgreSQL)."""
+
+    def __init__(self) -> None:
+        self.cells: dict[CellKey, list[Any]] = {}
+        self.lines: dict[tuple[Any, ...], list[int]] = {}
+        self.ratios: dict[tuple[Any, ...], int] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self.cells or self.lines or self.ratios)
+
+    def add(self, budget_id: int, created_period: datetime, created_at: datetime, state: str, amount: int,
+            actual: int | None, backend: str, session: str, late: bool, sign: int = 1,
+            compacted: bool = False) -> None:
+        at = utc(created_at)
+        settled = state == "settled"
+        charged = settled or state == "held"
+        ratio = settled and amount > 0
+        if ratio:
+            nano = actual * NANO // amount  # type: ignore[operator]
+            bucket = bucket_of(actual, amount)  # type: ignore[arg-type]
+        for key in cell_keys(budget_id, created_period, at, compacted):
+            cell = self.cells.get(key)
+            if cell is None:
+                cell = self.cells[key] = [at, at, -1, 0, 0] + [0] * len(_SUMS)
+            else:
+                if at < cell[_F_FIRST]:
+                    cell[_F_FIRST] = at
+                if at > cell[_F_LAST]:
+                    cell[_F_LAST] = at
+            self._line(key, "state", state, sign, 0, 0)
+            if charged:
+                spent = sign * actual if settled else 0  # type: ignore[operator]
+                held = 0 if settled else sign * amount
+                self._line(key, "backend", backend, sign, spent, held)
+                self._line(key, "session", session, sign, spent, held)
+            if settled:
+                cell[_F_SUMS] += sign
+                if actual > amount:  # type: ignore[operator]
+                    cell[_F_SUMS + 1] += sign
+                if late:
+                    cell[_F_SUMS + 5] += sign
+                    cell[_F_SUMS + 6] += sign * actual  # type: ignore[operator]
+            if ratio:
+                cell[_F_SUMS + 2] += sign
+                cell[_F_SUMS + 3] += sign * (nano // NANO)
+                cell[_F_SUMS + 4] += sign * (nano % NANO)
+                if sign > 0 and nano > cell[_F_MAX_NANO]:
+                    cell[_F_MAX_NANO], cell[_F_MAX_ACTUAL], cell[_F_MAX_ESTIMATE] = nano, actual, amount
+                rk = key + (bucket,)
+                self.ratios[rk] = self.ratios.get(rk, 0) + sign
+
+    def _line(self, key: CellKey, kind: str, name: str, jobs: int, spent: int, held: int) -> None:
+        lk = key + (kind, name)
+        line = self.lines.get(lk)
+        if line is None:
+            self.lines[lk] = [jobs, spent, held]
+        else:
+            line[0] += jobs
+            line[1] += spent
+            line[2] += held
+
+    def add_row(self, row: Any, sign: int = 1, *, compacted: bool = False, **now: Any) -> None:
+        """A reservation row's contribution; `now` overrides the columns that change (state, actual)."""
+        state = now.get("state", row.state)
+        actual = now.get("actual", row.actual_micro)
+        late = now.get("late", state == "settled" and (row.message or "").startswith(LATE_MESSAGE))
+        self.add(row.budget_id, row.created_period, row.created_at, state, row.amount_micro, actual,
+                 row.backend, row.session, late, sign, compacted)
+
+    def merge_cell(self, key: CellKey, values: list[Any]) -> None:
+        """Add a cell's values (as Deltas keeps them: span, largest ratio, sums) into these sums."""
+        cell = self.cells.get(key)
+        if cell is None:
+            self.cells[key] = list(values)
+            return
+        cell[_F_FIRST], cell[_F_LAST] = min(cell[_F_FIRST], values[_F_FIRST]), max(cell[_F_LAST], values[_F_LAST])
+        for i in range(_F_SUMS, len(cell)):
+            cell[i] += values[i]
+        if values[_F_MAX_NANO] > cell[_F_MAX_NANO]:
+            cell[_F_MAX_NANO], cell[_F_MAX_ACTUAL], cell[_F_MAX_ESTIMATE] = values[_F_MAX_NANO:_F_SUMS]
+
+    # rows as the tables hold them
+
+    def cell_rows(self) -> list[dict[str, Any]]:
+        out = []
+        for (budget_id, grain, compacted, cell_start, period_start), v in self.cells.items():
+            units, nanos = divmod(v[_F_MAX_NANO], NANO) if v[_F_MAX_NANO] >= 0 else (-1, 0)
+            row = dict(budget_id=budget_id, grain=grain, compacted=compacted, cell_start=cell_start,
+                       period_start=period_start, first_at=v[_F_FIRST], last_at=v[_F_LAST], max_units=units,
+                       max_nanos=nanos, max_actual=v[_F_MAX_ACTUAL], max_estimate=v[_F_MAX_ESTIMATE])
+            row.update(zip(_SUMS, v[_F_SUMS:]))
+            out.append(row)
+        return out
+
+    def line_rows(self) -> list[dict[str, Any]]:
+        return [dict(budget_id=k[0], grain=k[1], compacted=k[2], cell_start=k[3], period_start=k[4], kind=k[5],
+                     name=k[6], jobs=v[0], spent_micro=v[1], held_micro=v[2]) for k, v in self.lines.items()]
+
+    def ratio_rows(self) -> list[dict[str, Any]]:
+        return [dict(budget_id=k[0], grain=k[1], compacted=k[2], cell_start=k[3], period_start=k[4], bucket=k[5],
+                     jobs=v) for k, v in self.ratios.items()]
+
+
+# ---------------------------------------------------------------------- writing
+
+
+def _sqlite_upserts() -> tuple[Any, Any, Any]:
+    from sqlalchemy.dialects.sqlite import insert
+
+    def upsert(table: Any, keys: tuple[str, ...], adds: tuple[str, ...], extra: Any = None) -> Any:
+        ins = insert(table)
+        set_ = {c: table.c[c] + ins.excluded[c] for c in adds}
+        if extra:
+            set_.update(extra(ins.excluded))
+        return ins.on_conflict_do_update(index_elements=[table.c[k] for k in keys], set_=set_)
+
+    cell = ("budget_id", "grain", "compacted", "cell_start", "period_start")
+
+    def cell_extra(x: Any) -> dict[str, Any]:
+        wins = or_(x.max_units > C.c.max_units, and_(x.max_units == C.c.max_units, x.max_nanos > C.c.max_nanos))
+        return dict(first_at=func.min(C.c.first_at, x.first_at), last_at=func.max(C.c.last_at, x.last_at),
+                    **{c: case((wins, x[c]), else_=C.c[c])
+                       for c in ("max_units", "max_nanos", "max_actual", "max_estimate")})
+
+    return (upsert(C, cell, _SUMS, cell_extra),
+            upsert(L, cell + ("kind", "name"), ("jobs", "spent_micro", "held_micro")),
+            upsert(H, cell + ("bucket",), ("jobs",)))
+
+
+_SQLITE = _sqlite_upserts()
+
+_CELL_COLS = ("budget_id", "grain", "compacted", "cell_start", "period_start")
+_C_COLS = _CELL_COLS + ("first_at", "last_at", "max_units", "max_nanos", "max_actual", "max_estimate") + _SUMS
+_L_COLS = _CELL_COLS + ("kind", "name", "jobs", "spent_micro", "held_micro")
+_H_COLS = _CELL_COLS + ("bucket", "jobs")
+_PG_TYPES = {"budget_id": "integer", "grain": "varchar", "compacted": "boolean", "cell_start": "timestamptz",
+             "period_start": "timestamptz", "first_at": "timestamptz", "last_at": "timestamptz", "kind": "varchar",
+             "name": "varchar"}
+
+
+def _pg_upsert(table: str, prefix: str, cols: tuple[str, ...], keys: tuple[str, ...], sets: list[str]) -> str:
+    arrays = ", ".join(f"CAST(:{prefix}{c} AS {_PG_TYPES.get(c, 'bigint')}[])" for c in cols)
+    return (f"INSERT INTO {table} ({', '.join(cols)}) SELECT * FROM unnest({arrays}) "
+            f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {', '.join(sets)}")
+
+
+def _add(table: str, cols: Iterable[str]) -> list[str]:
+    return [f"{c} = {table}.{c} + EXCLUDED.{c}" for c in cols]
+
+
+_WINS = ("(EXCLUDED.max_units > report_cells.max_units OR (EXCLUDED.max_units = report_cells.max_units "
+         "AND EXCLUDED.max_nanos > report_cells.max_nanos))")
+# The aggregate upserts as CTEs of one PostgreSQL statement (the reservation batch adds them to its own).
+PG_CTES = ", ".join([
+    "agg_c AS (" + _pg_upsert("report_cells", "c_", _C_COLS, _CELL_COLS, [
+        "first_at = LEAST(report_cells.first_at, EXCLUDED.first_at)",
+        "last_at = GREATEST(report_cells.last_at, EXCLUDED.last_at)",
+        *(f"{c} = CASE WHEN {_WINS} THEN EXCLUDED.{c} ELSE report_cells.{c} END"
+          for c in ("max_units", "max_nanos", "max_actual", "max_estimate")),
+        *_add("report_cells", _SUMS)]) + ")",
+    "agg_l AS (" + _pg_upsert("report_lines", "l_", _L_COLS, _CELL_COLS + ("kind", "name"),
+                              _add("report_lines", ("jobs", "spent_micro", "held_micro"))) + ")",
+    "agg_h AS (" + _pg_upsert("report_ratios", "h_", _H_COLS, _CELL_COLS + ("bucket",),
+                              _add("report_ratios", ("jobs",))) + ")",
+])
+_PG_WRITE = text(f"WITH {PG_CTES} SELECT 1")
+
+
+def pg_params(deltas: Deltas | None) -> dict[str, list[Any]]:
+    """The PG_CTES parameters (empty arrays when there is nothing to add)."""
+    params: dict[str, list[Any]] = {}
+    for prefix, cols, rows in (("c_", _C_COLS, deltas.cell_rows() if deltas else []),
+                               ("l_", _L_COLS, deltas.line_rows() if deltas else []),
+                               ("h_", _H_COLS, deltas.ratio_rows() if deltas else [])):
+        for c in cols:
+            params[prefix + c] = [r[c] for r in rows]
+    return params
+
+
+def write(conn: Connection, deltas: Deltas) -> None:
+    """Add `deltas` to the aggregates (inside the caller's transaction)."""
+    if not deltas:
+        return
+    if conn.dialect.name == "postgresql":
+        conn.execute(_PG_WRITE, pg_params(deltas))
+        return
+    for stmt, rows in zip(_SQLITE, (deltas.cell_rows(), deltas.line_rows(), deltas.ratio_rows())):
+        if rows:
+            conn.execute(stmt, rows)
+
+
+# ---------------------------------------------------------------------- recomputing
+
+
+def _live_rows(conn: Connection, budget_ids: Iterable[int] | None = None) -> Iterator[Any]:
+    query = select(R.c.id, R.c.key, R.c.budget_id, R.c.created_period, R.c.created_at, R.c.state, R.c.amount_micro,
+                   R.c.actual_micro, R.c.backend, R.c.session, R.c.top_cost,
+                   R.c.message.like(f"{LATE_MESSAGE}%").label("late"))
+    if budget_ids is not None:
+        query = query.where(R.c.budget_id.in_(list(budget_ids)))
+    yield from conn.execute(query.execution_options(yield_per=20_000))
+
+
+def max_nano(row: Any) -> int:
+    """floor(10^9 * the largest ratio) of a stored cell row; -1 if it has none."""
+    return row.max_units * NANO + row.max_nanos if row.max_units >= 0 else -1
+
+
+def cell_values(row: Any) -> list[Any]:
+    """A stored cell row as Deltas keeps a cell."""
+    return ([utc(row.first_at), utc(row.last_at), max_nano(row), row.max_actual, row.max_estimate]
+            + [getattr(row, name) for name in _SUMS])
+
+
+def stored(conn: Connection, compacted: bool, budget_ids: Iterable[int] | None = None) -> Deltas:
+    """The aggregate rows as stored (totals, or the compacted parts), as a Deltas."""
+    out = Deltas()
+    ids = list(budget_ids) if budget_ids is not None else None
+
+    def rows(table: Any) -> Any:
+        q = select(table).where(table.c.compacted == compacted)
+        return conn.execute(q.where(table.c.budget_id.in_(ids)) if ids is not None else q)
+
+    for r in rows(C):
+        out.merge_cell((r.budget_id, r.grain, compacted, utc(r.cell_start), utc(r.period_start)), cell_values(r))
+    for r in rows(L):
+        out.lines[(r.budget_id, r.grain, compacted, utc(r.cell_start), utc(r.period_start), r.kind, r.name)] = [
+            r.jobs, r.spent_micro, r.held_micro]
+    for r in rows(H):
+        out.ratios[(r.budget_id, r.grain, compacted, utc(r.cell_start), utc(r.period_start), r.bucket)] = r.jobs
+    return out
+
+
+def recompute(conn: Connection, budget_ids: Iterable[int] | None = None,
+              problems: list[str] | None = None) -> Deltas:
+    """The totals as they should be: every remaining reservation, plus the compacted parts.
+    With `problems`, also checks each row's created_period and top_cost."""
+    out = Deltas()
+    for r in _live_rows(conn, budget_ids):
+        if r.created_period is None:
+            if problems is not None:
+                problems.append(f"reservation {r.key}: no created_period")
+            continue
+        late = bool(r.late) and r.state == "settled"
+        out.add(r.budget_id, r.created_period, r.created_at, r.state, r.amount_micro, r.actual_micro, r.backend,
+                r.session, late)
+        if problems is not None and r.top_cost != top_cost(r.state, r.amount_micro, r.actual_micro):
+            problems.append(f"reservation {r.key}: top_cost {r.top_cost} != "
+                            f"{top_cost(r.state, r.amount_micro, r.actual_micro)} for a {r.state} reservation")
+    parts = stored(conn, True, budget_ids)
+    for (budget_id, grain, _, cell_start, period_start), v in parts.cells.items():
+        out.merge_cell((budget_id, grain, False, cell_start, period_start), v)
+    for k, v in parts.lines.items():
+        out._line(k[:2] + (False,) + k[3:5], k[5], k[6], *v)
+    for k, n in parts.ratios.items():
+        rk = k[:2] + (False,) + k[3:]
+        out.ratios[rk] = out.ratios.get(rk, 0) + n
+    return out
+
+
+def rebuild(conn: Connection, budget_ids: Iterable[int] | None = None) -> int:
+    """Write the totals from scratch (what migration 0004 does for an existing ledger); returns the
+    number of reservations read. Compacted parts are kept and counted in."""
+    ids = list(budget_ids) if budget_ids is not None else None
+    totals = recompute(conn, ids)
+    for table in (C, L, H):
+        stmt = delete(table).where(table.c.compacted.is_(False))
+        conn.execute(stmt.where(table.c.budget_id.in_(ids)) if ids is not None else stmt)
+    for table, rows in ((C, totals.cell_rows()), (L, totals.line_rows()), (H, totals.ratio_rows())):
+        for i in range(0, len(rows), 5000):
+            conn.execute(table.insert(), rows[i:i + 5000])
+    return sum(v[0] for k, v in totals.lines.items() if k[1] == PERIOD and k[5] == "state")
+
+
+def _diff(what: str, stored_: Any, expected: Any) -> str:
+    return f"{what}: stored {stored_} != recomputed {expected}"
+
+
+def _describe(key: tuple[Any, ...], names: dict[int, str]) -> str:
+    grain = "period" if key[1] == PERIOD else "day"
+    return f"budget {names.get(key[0], key[0])} {grain} cell {key[3].isoformat()} (period {key[4].date()})"
+
+
+def verify(conn: Connection, names: dict[int, str]) -> list[str]:
+    """Compare the stored totals with a recomputation from the rows that remain plus the compacted
+    parts, the compacted parts of each period with their days, and both with the tombstones."""
+    problems: list[str] = []
+    expected = recompute(conn, problems=problems)
+    actual = stored(conn, False)
+    zero_line = [0, 0, 0]
+    for key in sorted(set(expected.cells) | set(actual.cells), key=repr):
+        e, a = expected.cells.get(key), actual.cells.get(key)
+        if e is None or a is None:
+            problems.append(f"{_describe(key, names)}: " + ("no stored cell" if a is None else "a cell with no rows"))
+            continue
+        for name, i in (("first_at", _F_FIRST), ("last_at", _F_LAST), ("max_nano", _F_MAX_NANO)):
+            if a[i] != e[i]:
+                problems.append(_diff(f"{_describe(key, names)} {name}", a[i], e[i]))
+        for i, name in enumerate(_SUMS):
+            if a[_F_SUMS + i] != e[_F_SUMS + i]:
+                problems.append(_diff(f"{_describe(key, names)} {name}", a[_F_SUMS + i], e[_F_SUMS + i]))
+        # equal ratios to 10^-9 may keep either pair: the pair kept must be that largest ratio
+        if a[_F_MAX_NANO] >= 0 and (a[_F_MAX_ESTIMATE] <= 0
+                                    or a[_F_MAX_ACTUAL] * NANO // a[_F_MAX_ESTIMATE] != a[_F_MAX_NANO]):
+            problems.append(f"{_describe(key, names)}: largest ratio {a[_F_MAX_ACTUAL]}/{a[_F_MAX_ESTIMATE]} "
+                            f"is not max_nano {a[_F_MAX_NANO]}")
+    for key in sorted(set(expected.lines) | set(actual.lines), key=repr):
+        e, a = expected.lines.get(key, zero_line), actual.lines.get(key, zero_line)
+        if e != a:
+            problems.append(_diff(f"{_describe(key, names)} {key[5]} {key[6] or '-'!r} (jobs, spent, held)", a, e))
+    for key in sorted(set(expected.ratios) | set(actual.ratios), key=repr):
+        if expected.ratios.get(key, 0) != actual.ratios.get(key, 0):
+            problems.append(_diff(f"{_describe(key, names)} ratio bucket {format_thousandths(key[5])}",
+                                  actual.ratios.get(key, 0), expected.ratios.get(key, 0)))
+    problems += _verify_compacted(conn, names)
+    return problems
+
+
+def _verify_compacted(conn: Connection, names: dict[int, str]) -> list[str]:
+    """What can still be checked of the compacted parts: each period's part equals the sum of its
+    days' parts; the per-state counts and the settled spend equal the tombstones'; the compacted
+    spend of each period equals what its folded entries say; the kept top jobs are tombstones."""
+    problems: list[str] = []
+    parts = stored(conn, True)
+    # a period's part is the sum of its days' parts (days are a partition of the period's reservations)
+    diff: dict[tuple[Any, ...], int] = {}
+
+    def differ(k: tuple[Any, ...], grain: str, n: int) -> None:
+        diff[k] = diff.get(k, 0) + (n if grain == PERIOD else -n)
+
+    for k, v in parts.lines.items():
+        for i, what in enumerate(("jobs", "spent", "held")):
+            differ((k[0], k[4], f"{k[5]} {k[6] or '-'!r} {what}"), k[1], v[i])
+    count_vs_histogram: dict[tuple[Any, ...], int] = {}
+    for k, v in parts.cells.items():
+        for i, name in enumerate(_SUMS):
+            differ((k[0], k[4], name), k[1], v[_F_SUMS + i])
+        count_vs_histogram[k] = count_vs_histogram.get(k, 0) + v[_F_SUMS + 2]
+    for k, n in parts.ratios.items():
+        differ((k[0], k[4], f"ratio bucket {format_thousandths(k[5])}"), k[1], n)
+        count_vs_histogram[k[:5]] = count_vs_histogram.get(k[:5], 0) - n
+    for (budget_id, period, what), n in sorted(diff.items(), key=repr):
+        if n:
+            problems.append(f"budget {names.get(budget_id, budget_id)} period {period.date()}: compacted {what} of "
+                            f"the period and the sum of its days differ by {n}")
+    for k, n in count_vs_histogram.items():
+        if n:
+            problems.append(f"{_describe(k, names)}: compacted ratio_count and its histogram differ by {n}")
+    # the tombstones: one per compacted reservation
+    states: dict[tuple[int, str], int] = {}
+    spend: dict[int, int] = {}
+    for (budget_id, grain, _, _, _, kind, name), v in parts.lines.items():
+        if grain == PERIOD and kind == "state":
+            states[(budget_id, name)] = states.get((budget_id, name), 0) + v[0]
+        if grain == PERIOD and kind == "backend":
+            spend[budget_id] = spend.get(budget_id, 0) + v[1]
+    tomb_states = {(r.budget_id, r.state): r.n for r in conn.execute(
+        select(T.c.budget_id, T.c.state, func.count().label("n")).group_by(T.c.budget_id, T.c.state))}
+    for k in set(states) | set(tomb_states):
+        if states.get(k, 0) != tomb_states.get(k, 0):
+            problems.append(_diff(f"budget {names.get(k[0], k[0])}: compacted {k[1]} reservations",
+                                  states.get(k, 0), f"{tomb_states.get(k, 0)} tombstones"))
+    tomb_spend = {r.budget_id: int(r.spent) for r in conn.execute(
+        select(T.c.budget_id, func.sum(T.c.actual_micro).label("spent")).where(T.c.state == "settled")
+        .group_by(T.c.budget_id))}
+    for k in set(spend) | set(tomb_spend):
+        if spend.get(k, 0) != tomb_spend.get(k, 0):
+            problems.append(_diff(f"budget {names.get(k, k)}: compacted settled spend", spend.get(k, 0),
+                                  f"{tomb_spend.get(k, 0)} in tombstones"))
+    # each period's compacted spend is in its folded entry, or still in entries of tombstoned keys
+    folded: dict[tuple[int, datetime], int] = {}
+    for r in conn.execute(select(E.c.budget_id, E.c.period_start, E.c.spent_delta, E.c.held_delta)
+                          .where(E.c.kind == "compact")):
+        k = (r.budget_id, utc(r.period_start))
+        folded[k] = folded.get(k, 0) + r.spent_delta
+        if r.held_delta:
+            problems.append(f"budget {names.get(r.budget_id)} period {k[1].date()}: a compacted entry holds "
+                            f"{r.held_delta} (compacted reservations hold nothing)")
+    for r in conn.execute(select(E.c.budget_id, E.c.period_start, func.sum(E.c.spent_delta).label("s"))
+                          .join(T, T.c.key == E.c.reservation_key).group_by(E.c.budget_id, E.c.period_start)):
+        k = (r.budget_id, utc(r.period_start))
+        folded[k] = folded.get(k, 0) + int(r.s)
+    tombs = {(r.budget_id, utc(r.period_start)): int(r.s) for r in conn.execute(
+        select(T.c.budget_id, T.c.period_start, func.sum(T.c.actual_micro).label("s"))
+        .where(T.c.state == "settled").group_by(T.c.budget_id, T.c.period_start))}
+    for k in set(folded) | set(tombs):
+        if folded.get(k, 0) != tombs.get(k, 0):
+            problems.append(_diff(f"budget {names.get(k[0], k[0])} period {k[1].date()}: compacted entries' spend",
+                                  folded.get(k, 0), f"{tombs.get(k, 0)} settled in tombstones"))
+    # kept top jobs: at most TOP_JOBS per cell, each a settled tombstone with those amounts
+    settled_parts = {k[:2] + k[3:5]: v[0] for k, v in parts.lines.items() if k[5] == "state" and k[6] == "settled"}
+    tops: dict[tuple[Any, ...], int] = {}
+    for r in conn.execute(select(TOP, T.c.state.label("t_state"), T.c.actual_micro.label("t_actual"),
+                                 T.c.amount_micro.label("t_amount"), T.c.budget_id.label("t_budget"))
+                          .join(T, T.c.key == TOP.c.key, isouter=True)):
+        k = (r.budget_id, r.grain, utc(r.cell_start), utc(r.period_start))
+        tops[k] = tops.get(k, 0) + 1
+        if (r.t_state, r.t_actual, r.t_amount, r.t_budget) != ("settled", r.actual_micro, r.estimate_micro,
+                                                               r.budget_id):
+            problems.append(f"budget {names.get(r.budget_id)}: kept top job {r.key} is not a settled compacted "
+                            f"reservation with those amounts")
+    for k in set(tops) | set(settled_parts):
+        if tops.get(k, 0) != min(TOP_JOBS, settled_parts.get(k, 0)):
+            problems.append(_diff(f"budget {names.get(k[0], k[0])} {k[1]} cell {k[2].date()}: kept top jobs",
+                                  tops.get(k, 0), f"min({TOP_JOBS}, {settled_parts.get(k, 0)} compacted settled)"))
+    return problems
