@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from kubernetes.client.rest import ApiException
 from governance.budget.ledger import Ledger
 from governance.devcluster.cluster import DevCluster, ThreadedDevCluster
 from governance.devcluster.devmain import install_crds
+from governance.testing import pgserver
 
 G, V = "qgov.dev", "v1alpha1"
 NS = "team-a"
@@ -153,3 +155,204 @@ def env(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Env]:
     operator.stop()
     api.close()
     holder.__exit__(None, None, None)
+
+
+# ---------------------------------------------------------------------- chaos: PostgreSQL, two operators
+
+
+@dataclass
+class ChaosEnv(Env):
+    """`env` with the ledger on PostgreSQL, on a throwaway server of its own (stopping it disturbs
+    no other test), and room for more `qgov operator` processes against the same cluster and ledger
+    (a rolling update, a failover). Everything here is also what bench/chaos.py drives."""
+
+    pg: pgserver.PostgresServer | None = None
+    workdir: Path | None = None
+    operator_env: dict[str, str] | None = None
+    operators: list[Operator] | None = None
+    holder: ThreadedDevCluster | None = None
+
+    def new_operator(self, label: str) -> Operator:
+        """One more operator process (not started), with its own log file."""
+        assert self.workdir is not None and self.operators is not None
+        op = Operator(self.cluster, self.database_url, self.workdir / f"operator-{label}.log", self.operator_env)
+        self.operators.append(op)
+        return op
+
+    def logs(self) -> str:
+        """Every operator's log, each headed by its file name."""
+        return "\n".join(f"==> {op.log.name} <==\n{op.log.read_text(errors='replace')}"
+                         for op in self.operators or [] if op.log.exists())
+
+    def pods_of_jobs(self) -> dict[str, list[str]]:
+        """Job name -> the executor pods that exist for it (every attempt that got a pod)."""
+        import json
+
+        found: dict[str, list[str]] = {}
+        answer = self.core.list_namespaced_pod(NS, label_selector=JOB_LABEL_KEY, _preload_content=False)
+        for pod in json.loads(answer.data)["items"]:
+            found.setdefault(pod["metadata"]["labels"][JOB_LABEL_KEY], []).append(pod["metadata"]["name"])
+        return found
+
+    def events_of(self, name: str) -> list[Any]:
+        return [e for e in self.core.list_namespaced_event(NS).items
+                if e.involved_object is not None and e.involved_object.name == name]
+
+
+JOB_LABEL_KEY = "qgov.dev/job"
+
+
+class StandInKubelet:
+    """Stands in for the dev cluster's pod runner where a scenario needs hundreds of executor pods
+    (a real one costs a Python, qiskit and Aer start-up, seconds of CPU on this 2-core machine).
+    Each executor pod goes Pending → Running → Succeeded as the pod runner moves it, through the
+    API server's store, and reports in its termination message what the real executor reports for
+    a one-circuit job of 100 shots on Aer: 1 task, so 0.30 USD on `priced-aer`. The operator sees
+    nothing different: the same watch events, the same status fields. Runs on the cluster's loop."""
+
+    def __init__(self, holder: ThreadedDevCluster, *, start_after: float = 0.3, run_seconds: float = 1.5) -> None:
+        self.holder, self.start_after, self.run_seconds = holder, start_after, run_seconds
+        self.tasks: dict[str, Any] = {}
+        assert holder.cluster is not None
+        self.store = holder.cluster.store
+        holder.call(self.store.listeners.append, self._on_event)
+
+    def _on_event(self, rtype: Any, event: Any) -> None:
+        import asyncio
+
+        if rtype.key != ("", "pods"):
+            return
+        meta = event.obj["metadata"]
+        if event.type == "DELETED" or meta.get("deletionTimestamp"):
+            task = self.tasks.pop(meta["uid"], None)
+            if task is not None:
+                task.cancel()
+            return
+        if event.type == "ADDED" and JOB_LABEL_KEY in (meta.get("labels") or {}):
+            self.tasks[meta["uid"]] = asyncio.get_running_loop().create_task(self._run(event.obj))
+
+    def _set(self, pod: dict[str, Any], **status: Any) -> bool:
+        import copy
+
+        from governance.devcluster.store import ApiError
+
+        meta = pod["metadata"]
+        pods = self.store.types[("", "pods")]
+        try:
+            current = self.store.get(pods, meta["namespace"], meta["name"])
+        except ApiError:
+            return False
+        if current["metadata"]["uid"] != meta["uid"]:
+            return False
+        self.store.replace(pods, meta["namespace"], meta["name"],
+                           {**current, "status": {**copy.deepcopy(current.get("status") or {}), **status}},
+                           subresource="status")
+        return True
+
+    async def _run(self, pod: dict[str, Any]) -> None:
+        import asyncio
+        import json
+
+        from governance.devcluster.store import now_iso
+
+        container = pod["spec"]["containers"][0]
+        base = {"name": container["name"], "image": container.get("image", ""), "imageID": "", "restartCount": 0}
+        await asyncio.sleep(self.start_after)
+        started = now_iso()
+        if not self._set(pod, phase="Running", startTime=started, containerStatuses=[
+                {**base, "ready": True, "started": True, "state": {"running": {"startedAt": started}}}]):
+            return
+        await asyncio.sleep(self.run_seconds)
+        report = {"usage": {"cpuSeconds": "0.41", "shots": "100", "tasks": "1"},
+                  "resultConfigMap": f"{pod['metadata']['labels'][JOB_LABEL_KEY]}-result"}
+        self._set(pod, phase="Succeeded", containerStatuses=[{**base, "ready": False, "started": False, "state": {
+            "terminated": {"exitCode": 0, "reason": "Completed", "startedAt": started, "finishedAt": now_iso(),
+                           "message": json.dumps(report)}}}])
+        self.tasks.pop(pod["metadata"]["uid"], None)
+
+
+def condition(obj: dict[str, Any] | None, type_: str) -> dict[str, Any] | None:
+    for c in ((obj or {}).get("status") or {}).get("conditions") or []:
+        if c.get("type") == type_:
+            return c
+    return None
+
+
+def upgrade_ledger(url: str, operator_env: dict[str, str] | None = None) -> None:
+    """Create the ledger's schema. With PYTHONPATH in `operator_env` (another checkout of qgov, as
+    bench/chaos.py runs the code before a fix), that checkout's own `qgov db upgrade` does it, so
+    the schema is the one its operator expects."""
+    if operator_env and operator_env.get("PYTHONPATH"):
+        subprocess.run([str(Path(sys.executable).parent / "qgov"), "db", "upgrade", "--database-url", url],
+                       env={**os.environ, **operator_env}, check=True, capture_output=True)
+        return
+    from governance.budget import db
+
+    db.upgrade(url)
+    db.make_engine(url).dispose()
+
+
+@contextmanager
+def chaos_environment(workdir: Path, *, pods: str = "real", operator_env: dict[str, str] | None = None,
+                      start_operator: bool = True) -> Iterator[ChaosEnv]:
+    """A dev cluster, a PostgreSQL server of its own with a migrated ledger, and one running
+    operator; the `priced-aer` backend (0.30 USD per task) exists. `pods`: "real" (the dev
+    cluster's pod runner runs the executor), "stand-in" (StandInKubelet), or "none" (pods stay
+    Pending). All stopped on exit, whatever operators were added.
+
+    The server skips fsync (fast) but acknowledges a commit only once its WAL is written, as a
+    production server does: stopped with `pg_ctl -m immediate` it loses nothing it acknowledged.
+    (With synchronous_commit off, as the ledger tests' server runs, it would lose the last
+    acknowledged transactions, and an operator told "settled" would rightly say so.)"""
+    workdir.mkdir(parents=True, exist_ok=True)
+    pg = pgserver.start(fsync=False, synchronous_commit=True)
+    holder = ThreadedDevCluster(workdir=workdir / "cluster", pods=pods == "real")
+    operators: list[Operator] = []
+    api = None
+    try:
+        url = pgserver.create_database(pg, "qgov")
+        upgrade_ledger(url, operator_env)
+        cluster = holder.__enter__()
+        holder.call(install_crds, cluster)
+        if pods == "stand-in":
+            StandInKubelet(holder)
+        api = kubernetes.config.new_client_from_config(config_file=str(cluster.kubeconfig))
+        core, custom = kubernetes.client.CoreV1Api(api), kubernetes.client.CustomObjectsApi(api)
+        core.create_namespace({"metadata": {"name": NS}})
+        settings = {"QGOV_POD_SWEEP_SECONDS": "5", **(operator_env or {})}
+        first = Operator(cluster, url, workdir / "operator-1.log", settings)
+        operators.append(first)
+        environment = ChaosEnv(cluster, core, custom, first, url, pg=pg, workdir=workdir, operator_env=settings,
+                               operators=operators, holder=holder)
+        if start_operator:
+            first.start()
+        environment.backend("priced-aer", pricing={"perTask": "0.30"},
+                            limits={"maxQubits": 20, "maxShots": 100000, "maxCircuits": 4})
+        yield environment
+    finally:
+        for op in operators:
+            with suppress(Exception):  # teardown goes on
+                op.stop()
+        if api is not None:
+            api.close()
+        holder.__exit__(None, None, None)
+        pg.stop()
+
+
+@pytest.fixture
+def pg_env(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[ChaosEnv]:
+    """Like `env`, but the ledger is PostgreSQL on a throwaway server of this test's own
+    (`pg_env.pg.halt("fast")` / `.resume()` make an outage), and `pg_env.new_operator(label)` adds
+    operator processes. `@pytest.mark.operator_env(...)` and `@pytest.mark.no_pod_runner` apply."""
+    marker = request.node.get_closest_marker("operator_env")
+    try:
+        manager = chaos_environment(tmp_path / "chaos",
+                                    pods="none" if request.node.get_closest_marker("no_pod_runner") else "real",
+                                    operator_env=dict(marker.kwargs) if marker else None)
+        environment = manager.__enter__()
+    except pgserver.PostgresUnavailable as exc:
+        pytest.fail(f"PostgreSQL is required for the chaos tests and could not start: {exc}", pytrace=False)
+    try:
+        yield environment
+    finally:
+        manager.__exit__(None, None, None)
