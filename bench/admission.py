@@ -31,21 +31,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from governance.devcluster.cluster import ThreadedDevCluster  # noqa: E402
 from governance.devcluster.devmain import install_crds  # noqa: E402
 
+from common import cpu_seconds, operator_process, peak_rss_mib  # noqa: E402
+
 G, V, NS = "qgov.dev", "v1alpha1", "bench"
 BELL = 'OPENQASM 2.0;\ninclude "qelib1.inc";\nqreg q[2];\ncreg c[2];\nh q[0];\ncx q[0],q[1];\nmeasure q -> c;\n'
-TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
-
-
-def peak_rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def main() -> None:
@@ -61,19 +50,10 @@ def main() -> None:
         api = kubernetes.config.new_client_from_config(config_file=str(cluster.kubeconfig))
         core, custom = kubernetes.client.CoreV1Api(api), kubernetes.client.CustomObjectsApi(api)
         core.create_namespace({"metadata": {"name": NS}})
-        env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig),
-               "QGOV_DATABASE_URL": f"sqlite:///{workdir / 'ledger.db'}"}
-        log = open(workdir / "operator.log", "wb")
-        command = [str(Path(sys.executable).parent / "qgov"), "operator"]
+        command = None
         if os.environ.get("QGOV_BENCH_OPERATOR"):  # another way to start it (a profiler, say)
             command = [sys.executable, os.environ["QGOV_BENCH_OPERATOR"]]
-        op = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
-        try:
-            deadline = time.monotonic() + 90
-            while "qgov operator started" not in (workdir / "operator.log").read_text(errors="replace"):
-                if time.monotonic() > deadline or op.poll() is not None:
-                    raise RuntimeError("the operator did not start")
-                time.sleep(0.1)
+        with operator_process(cluster.kubeconfig, workdir, command) as op:
             custom.create_cluster_custom_object(G, V, "qiskitbackends", {
                 "apiVersion": f"{G}/{V}", "kind": "QiskitBackend", "metadata": {"name": "aer"},
                 "spec": {"provider": "aer", "name": "aer_simulator", "pricing": {"perTask": "0.01"}}})
@@ -143,9 +123,6 @@ def main() -> None:
             print(f"{len(admitted):5d}  {len(admitted) / elapsed:7.1f}  {statistics.median(latencies) * 1000:8.1f}  "
                   f"{latencies[int(len(latencies) * 0.99) - 1] * 1000:8.1f}  {cpu / len(admitted) * 1000:10.2f}  "
                   f"{peak_rss_mib(op.pid):12.1f}")
-        finally:
-            op.terminate()
-            op.wait(60)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@ report into status, which is what `kubectl get` and `kubectl describe` show a te
 
 from __future__ import annotations
 
-import time
+from datetime import datetime
 from typing import Any
 
 import kopf
@@ -15,12 +15,12 @@ from ..budget.errors import DatabaseUnavailable, LedgerError, UnknownBudget
 from ..budget.money import format_amount
 from ..budget.report import period_window
 from .conditions import set_condition
-from .runtime import rt, started
+from .retrying import HANDLER_RETRY_SECONDS
+from .runtime import remember_kopf_context, rt
 
 PLURAL = "qiskitbudgets"
 TOP_JOBS = 5
 NEAR_LIMIT_DEFAULT = 80
-LEDGER_RETRY_SECONDS = 2.0  # how soon a budget handler that could not reach the ledger runs again
 
 
 def budget_event(namespace: str, name: str, type_: str, reason: str, message: str) -> None:
@@ -73,16 +73,55 @@ def budget_status(namespace: str, name: str, body: dict[str, Any]) -> dict[str, 
 
 
 def refresh_budget_status(namespace: str, name: str) -> None:
-    """Ask for the budget's status to be rewritten. Debounced: the budget's timer writes it at most
-    once a second, so a burst of N jobs costs N cheap marks, not N reports of N jobs each."""
-    rt().dirty_budgets.add((namespace, name))
+    """Ask for the budget's status to be rewritten. Debounced by the status writer
+    (budgetstatus.py): a burst of N jobs costs N cheap marks, not N reports of N jobs each."""
+    rt().status_writer.mark((namespace, name))
 
 
-def _write_status(namespace: str, name: str, body: dict[str, Any], patch: kopf.Patch) -> None:
-    rt().dirty_budgets.discard((namespace, name))
-    patch.status.update(budget_status(namespace, name, body))
+def refresh_namespace_budgets(namespace: str | None = None) -> None:
+    """Every budget of the namespace (or of the cluster) may show something new: when the ledger
+    fails, for instance, they say so."""
+    for ns, budgets in list(rt().budget_units.items()):
+        if namespace is None or ns == namespace:
+            for name in list(budgets):
+                refresh_budget_status(ns, name)
+
+
+def _get_budget(namespace: str, name: str) -> dict[str, Any]:
+    try:
+        return rt().custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+    except ApiException as exc:
+        if exc.status == 404:
+            raise UnknownBudget(f"QiskitBudget {namespace}/{name} is gone") from None
+        raise
+
+
+def _patch_budget_status(namespace: str, name: str, status: dict[str, Any]) -> None:
+    from .jobs import discard
+
+    discard(rt().custom.patch_namespaced_custom_object_status(GROUP, VERSION, namespace, PLURAL, name,
+                                                              {"status": status}, _preload_content=False))
+
+
+def write_status(key: tuple[str, str]) -> datetime | None:
+    """The status writer's `write`: the budget's status from the ledger, written only if it
+    differs from what the object shows; returns the end of its current period."""
+    namespace, name = key
+    body = _get_budget(namespace, name)
+    status = budget_status(namespace, name, body)
+    shown = body.get("status") or {}
+    if any(shown.get(k) != v for k, v in status.items()):
+        _patch_budget_status(namespace, name, status)
     if _ledger_was_unavailable(body):
         kopf.event(body, type="Normal", reason="LedgerAvailable", message="the budget ledger is reachable again")
+    return datetime.fromisoformat(status["periodEnd"]) if status.get("periodEnd") else None
+
+
+def rollover(key: tuple[str, str]) -> None:
+    """The status writer's `rollover`: the budget's period ended; the new one has funds for its queue."""
+    from .jobs import start_admitted
+
+    start_admitted(rt().ledger.admit_queued(key[0]))
 
 
 def _ledger_was_unavailable(body: dict[str, Any]) -> bool:
@@ -90,74 +129,52 @@ def _ledger_was_unavailable(body: dict[str, Any]) -> bool:
                for c in (body.get("status") or {}).get("conditions") or [])
 
 
-def _ledger_unavailable(namespace: str, name: str, body: dict[str, Any], patch: kopf.Patch,
-                        exc: DatabaseUnavailable) -> None:
-    """The budget says it cannot be trusted now: Ready=False (LedgerUnavailable) and one Warning
-    Event when it turns so; its figures are the last ones read. Its status is written afresh as
-    soon as the ledger answers again (marked dirty)."""
-    rt().dirty_budgets.add((namespace, name))
-    conditions = (body.get("status") or {}).get("conditions")
-    was_ready = not _ledger_was_unavailable(body)
+def ledger_unavailable(key: tuple[str, str], exc: DatabaseUnavailable) -> None:
+    """The status writer's `unavailable`: the budget says it cannot be trusted now (Ready=False,
+    LedgerUnavailable, one Warning Event when it turns so); its figures are the last ones read.
+    The writer tries again until the ledger answers, then writes Ready=True."""
+    body = _get_budget(*key)
+    if _ledger_was_unavailable(body):
+        return
     message = f"the budget ledger cannot be reached ({exc}); admissions and settlements wait for it"
-    patch.status["conditions"] = set_condition(conditions, "Ready", False, "LedgerUnavailable", message,
-                                               body["metadata"].get("generation"))
-    if was_ready:
-        kopf.event(body, type="Warning", reason="LedgerUnavailable", message=message)
+    _patch_budget_status(key[0], key[1], {"conditions": set_condition(
+        (body.get("status") or {}).get("conditions"), "Ready", False, "LedgerUnavailable", message,
+        body["metadata"].get("generation"))})
+    kopf.event(body, type="Warning", reason="LedgerUnavailable", message=message)
 
 
-@kopf.on.create(GROUP, VERSION, PLURAL, backoff=LEDGER_RETRY_SECONDS)
-@kopf.on.update(GROUP, VERSION, PLURAL, field="spec", backoff=LEDGER_RETRY_SECONDS)
-@kopf.on.resume(GROUP, VERSION, PLURAL, backoff=LEDGER_RETRY_SECONDS)
+@kopf.on.create(GROUP, VERSION, PLURAL, backoff=HANDLER_RETRY_SECONDS)
+@kopf.on.update(GROUP, VERSION, PLURAL, field="spec", backoff=HANDLER_RETRY_SECONDS)
+@kopf.on.resume(GROUP, VERSION, PLURAL, backoff=HANDLER_RETRY_SECONDS)
 def on_budget(body: kopf.Body, spec: kopf.Spec, namespace: str, name: str, patch: kopf.Patch, **_: Any) -> None:
     from .jobs import start_admitted
 
+    remember_kopf_context()
     obj = dict(body)
     try:
         parsed = parse_budget(namespace, name, dict(spec))
         _, changes = rt().ledger.upsert_budget(parsed)
         rt().budget_units.setdefault(namespace, {})[name] = parsed.unit  # what admission reads
     except DatabaseUnavailable as exc:
-        _ledger_unavailable(namespace, name, obj, patch, exc)
-        raise kopf.TemporaryError(str(exc), delay=LEDGER_RETRY_SECONDS) from None
+        refresh_budget_status(namespace, name)  # the writer says so in its status
+        raise kopf.TemporaryError(str(exc), delay=HANDLER_RETRY_SECONDS) from None
     except (SpecError, LedgerError) as exc:
         kopf.event(obj, type="Warning", reason="InvalidBudget", message=str(exc))
         patch.status["conditions"] = set_condition((obj.get("status") or {}).get("conditions"), "Ready", False,
                                                    "InvalidSpec", str(exc), obj["metadata"].get("generation"))
         return
     start_admitted(changes)
-    _write_status(namespace, name, obj, patch)
+    refresh_budget_status(namespace, name)
 
 
-@kopf.on.delete(GROUP, VERSION, PLURAL, backoff=LEDGER_RETRY_SECONDS)
+@kopf.on.delete(GROUP, VERSION, PLURAL, backoff=HANDLER_RETRY_SECONDS)
 def on_budget_deleted(namespace: str, name: str, **_: Any) -> None:
     """A deleted budget admits nothing more; its queued jobs are refused; what it holds still settles."""
     from .jobs import start_admitted
 
     rt().budget_units.get(namespace, {}).pop(name, None)
+    rt().status_writer.forget((namespace, name))
     try:
         start_admitted(rt().ledger.retire_budget(namespace, name))
     except UnknownBudget:
         pass
-
-
-@kopf.timer(GROUP, VERSION, PLURAL, interval=1.0, initial_delay=1.0, backoff=LEDGER_RETRY_SECONDS)
-def budget_tick(body: kopf.Body, namespace: str, name: str, patch: kopf.Patch, **_: Any) -> None:
-    """Period rollovers admit queued work; the status follows the ledger when it changed (or every
-    QGOV_STATUS_INTERVAL_SECONDS anyway, for what changes with time alone, like ages and periods)."""
-    from .jobs import start_admitted
-
-    if not started():
-        return
-    runtime = rt()
-    key = (namespace, name)
-    now = time.monotonic()
-    try:
-        start_admitted(runtime.ledger.admit_queued(namespace))
-        if key in runtime.dirty_budgets or now - runtime.status_written.get(key, 0.0) >= \
-                runtime.config.status_interval_seconds:
-            runtime.status_written[key] = now
-            _write_status(namespace, name, dict(body), patch)
-    except UnknownBudget:
-        pass
-    except DatabaseUnavailable as exc:  # said in the status; the next tick (1 s) tries again
-        _ledger_unavailable(namespace, name, dict(body), patch, exc)

@@ -22,7 +22,7 @@ class OperatorConfig:
     executor_image: str
     allow_unbudgeted: bool
     retry_base_seconds: float
-    status_interval_seconds: float
+    status_interval_seconds: float  # at most one status write per budget this often (budgetstatus.py)
     batch_window_seconds: float = 5.0  # ibm jobs arriving within this window share one Runtime batch
     batch_max_jobs: int = 20
     batch_idle_seconds: int = 60  # an automatic batch closes after this long without work
@@ -30,6 +30,7 @@ class OperatorConfig:
     ibm_default_secret: str = "ibm-quantum"  # the credentials Secret of jobs that name none
     instance_retry_seconds: float = 60.0  # how soon to look again at an instance at its usage limit
     pod_sweep_seconds: float = 30.0  # how often pods deleted while Pending are looked for (podsweep.py)
+    job_ttl_seconds: int | None = None  # finished QiskitJobs without spec.ttlSecondsAfterFinished (expiry.py)
 
     @classmethod
     def from_env(cls) -> OperatorConfig:
@@ -38,7 +39,7 @@ class OperatorConfig:
             executor_image=os.environ.get("QGOV_EXECUTOR_IMAGE", "ghcr.io/qgov/executor:0.1.0"),
             allow_unbudgeted=_flag("QGOV_ALLOW_UNBUDGETED"),
             retry_base_seconds=float(os.environ.get("QGOV_RETRY_BASE_SECONDS", "2")),
-            status_interval_seconds=float(os.environ.get("QGOV_STATUS_INTERVAL_SECONDS", "5")),
+            status_interval_seconds=float(os.environ.get("QGOV_STATUS_INTERVAL_SECONDS", "1")),
             batch_window_seconds=float(os.environ.get("QGOV_BATCH_WINDOW_SECONDS", "5")),
             batch_max_jobs=int(os.environ.get("QGOV_BATCH_MAX_JOBS", "20")),
             batch_idle_seconds=int(os.environ.get("QGOV_BATCH_IDLE_SECONDS", "60")),
@@ -46,4 +47,5 @@ class OperatorConfig:
             ibm_default_secret=os.environ.get("QGOV_IBM_DEFAULT_SECRET", "ibm-quantum"),
             instance_retry_seconds=float(os.environ.get("QGOV_INSTANCE_RETRY_SECONDS", "60")),
             pod_sweep_seconds=float(os.environ.get("QGOV_POD_SWEEP_SECONDS", "30")),
+            job_ttl_seconds=int(os.environ["QGOV_JOB_TTL_SECONDS"]) if os.environ.get("QGOV_JOB_TTL_SECONDS") else None,
         )

@@ -20,13 +20,14 @@ class JobPhases:
         self._counts: dict[BudgetKey, Counter[str]] = {}
         self._lock = threading.Lock()  # updated on the event loop, read by the budgets' timers
 
-    def observe(self, uid: str, budget: BudgetKey | None, phase: str | None) -> None:
-        """A job's event: it is in `phase`, paid by `budget` (None while it has neither)."""
+    def observe(self, uid: str, budget: BudgetKey | None, phase: str | None) -> tuple[BudgetKey, ...]:
+        """A job's event: it is in `phase`, paid by `budget` (None while it has neither). Returns the
+        budgets whose counts changed (their status shows them)."""
         with self._lock:
             before = self._jobs.get(uid)
             now = (budget, phase) if budget and phase else None
             if before == now:
-                return
+                return ()
             if before is not None:
                 self._counts[before[0]][before[1]] -= 1
             if now is None:
@@ -34,10 +35,11 @@ class JobPhases:
             else:
                 self._jobs[uid] = now
                 self._counts.setdefault(now[0], Counter())[now[1]] += 1
+            return tuple({b[0] for b in (before, now) if b is not None})
 
-    def forget(self, uid: str) -> None:
+    def forget(self, uid: str) -> tuple[BudgetKey, ...]:
         """The job is gone."""
-        self.observe(uid, None, None)
+        return self.observe(uid, None, None)
 
     def counts(self, namespace: str, budget: str) -> Counter[str]:
         with self._lock:

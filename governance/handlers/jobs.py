@@ -27,11 +27,12 @@ from ..budget.costmodel import Usage, amount_in_unit
 from ..budget.errors import DatabaseUnavailable, UnknownBudget, UnknownReservation
 from ..budget.money import format_amount
 from ..budget.types import Decision, QueueChange, ReserveRequest, SettleOutcome
-from .budgets import budget_event, refresh_budget_status
+from .budgets import budget_event, refresh_budget_status, refresh_namespace_budgets
 from .conditions import iso, now_iso, parse_iso, set_condition
+from .expiry import expires_at
 from .pods import RuntimeSessionRef, executor_pod, owner_name, pod_name
 from .retrying import Watcher, later, run_retrying
-from .runtime import rt, started
+from .runtime import remember_kopf_context, rt, started
 
 PLURAL = "qiskitjobs"
 log = logging.getLogger("qgov.jobs")
@@ -75,9 +76,19 @@ def _conditions(job: dict[str, Any], *changes: tuple[str, bool, str, str]) -> li
     return conditions or []
 
 
+def _ledger_answered(job: dict[str, Any]) -> tuple[tuple[str, bool, str, str], ...]:
+    """The condition change for a status written after the ledger answered (an admission, a
+    settlement): LedgerUnavailable turns False in the same write. Written on its own later, the
+    clearing could be undone by a write built from an older read of the job."""
+    if any(c.get("type") == LEDGER_UNAVAILABLE and c.get("status") == "True"
+           for c in (job.get("status") or {}).get("conditions") or []):
+        return ((LEDGER_UNAVAILABLE, False, "LedgerAvailable", "the budget ledger is reachable again"),)
+    return ()
+
+
 def _terminal(job: dict[str, Any], phase: str, reason: str, message: str, **extra: Any) -> dict[str, Any]:
     """A status for a job that ends here; Events go out with the same reason."""
-    changes = [("Complete", phase == "Succeeded", reason, message)]
+    changes = [("Complete", phase == "Succeeded", reason, message), *_ledger_answered(job)]
     if phase in ("Failed", "Refused"):
         changes.append(("Failed", True, reason, message))
     if phase == "Refused":
@@ -197,7 +208,8 @@ def admit(job: dict[str, Any]) -> dict[str, Any]:
         return _refuse(job, "BudgetExceeded", outcome.message, choice[0], base)
     if outcome.decision is Decision.QUEUED:
         status = dict(base, phase="Queued", message=outcome.message)
-        status["conditions"] = _conditions(job, ("Admitted", False, "Queued", outcome.message))
+        status["conditions"] = _conditions(job, ("Admitted", False, "Queued", outcome.message),
+                                           *_ledger_answered(job))
         kopf.event(job, type="Normal", reason="Queued", message=outcome.message)
         return status
     return _admitted(job, base, "BudgetReserved",
@@ -214,7 +226,7 @@ def _admitted(job: dict[str, Any], base: dict[str, Any], reason: str, message: s
     if event:
         kopf.event(job, type="Normal", reason="Admitted", message=message)
     return dict(base, phase="Admitted", message=message, attempts=1,
-                conditions=_conditions(job, ("Admitted", True, reason, message)))
+                conditions=_conditions(job, ("Admitted", True, reason, message), *_ledger_answered(job)))
 
 
 def _fail(job: dict[str, Any], reason: str, message: str) -> dict[str, Any]:
@@ -275,13 +287,16 @@ def attempt_placement(job: dict[str, Any]) -> Placement:
     return Placement("pod", runtime) if runtime is not None else Placement("wait", session=session)
 
 
-def create_pod(job: dict[str, Any], attempt: int, runtime: RuntimeSessionRef | None) -> None:
+def create_pod(job: dict[str, Any], attempt: int, runtime: RuntimeSessionRef | None) -> bool:
+    """Create the attempt's executor pod; False when it exists already (a replay, or a race)."""
     body = executor_pod(job, attempt, rt().config.executor_image, runtime)
     try:  # skip building client models from the answer; read it, or the pooled connection breaks
         discard(rt().core.create_namespaced_pod(job["metadata"]["namespace"], body, _preload_content=False))
+        return True
     except ApiException as exc:
         if exc.status != 409:  # 409: a replay; the pod of this attempt exists already
             raise
+        return False
 
 
 MAX_SESSION_MOVES = 2
@@ -382,12 +397,24 @@ async def on_job_event(type: str | None, body: kopf.Body, **_: Any) -> None:
     """
     if not started():
         return
+    remember_kopf_context()
     meta, status = body["metadata"], body.get("status") or {}
+    key = (meta["namespace"], meta["name"], meta["uid"])
+    if type == "DELETED" or status.get("phase") in TERMINAL:
+        rt().active_jobs.pop(meta["uid"], None)
+    else:  # what the pod sweep looks at (podsweep.py): unfinished jobs only, as the watch last saw them
+        rt().active_jobs[meta["uid"]] = dict(body)
     if type == "DELETED":
-        rt().job_phases.forget(meta["uid"])
+        changed = rt().job_phases.forget(meta["uid"])
+        rt().expiry.cancel(key)
     else:
         budget = status.get("budget")
-        rt().job_phases.observe(meta["uid"], (meta["namespace"], budget) if budget else None, status.get("phase"))
+        changed = rt().job_phases.observe(meta["uid"], (meta["namespace"], budget) if budget else None,
+                                          status.get("phase"))
+        if status.get("phase") in TERMINAL and (at := expires_at(body, rt().config.job_ttl_seconds)) is not None:
+            rt().expiry.set(key, at)
+    for namespace, name in changed:  # the budget's status shows these counts
+        refresh_budget_status(namespace, name)
     if _job_has_work(type, body):
         job = dict(body)
         await in_thread(run_retrying, f"job {meta['namespace']}/{meta['name']}", partial(job_event, type, job),
@@ -443,37 +470,60 @@ LEDGER_UNAVAILABLE = "LedgerUnavailable"
 
 class JobWatcher(Watcher):
     """While a job's work waits for the ledger, the job says so: a LedgerUnavailable condition and
-    a Warning Event (once per outage), cleared when the work goes through."""
+    a Warning Event (once per outage), cleared when the work goes through. Both writes are
+    conditional on the job's resourceVersion: built from a read that another write (a settlement
+    by another thread or operator) has overtaken, they would undo it."""
 
     def __init__(self, ref: JobRef) -> None:
         self.ref = ref
 
-    def _job(self) -> dict[str, Any] | None:
-        job = _get_job(self.ref.namespace, self.ref.name)
-        return job if job is not None and job["metadata"]["uid"] == self.ref.uid else None
-
     def failed(self, exc: BaseException, delay: float) -> None:
         if not isinstance(exc, DatabaseUnavailable):
             return
-        job = self._job()
-        if job is None or _condition_is(job, LEDGER_UNAVAILABLE, "True"):
-            return
         message = f"waiting for the budget ledger, which cannot be reached ({exc}); qgov keeps trying"
-        kopf.event(job, type="Warning", reason=LEDGER_UNAVAILABLE, message=message)
-        update: dict[str, Any] = {"conditions": _conditions(job, (LEDGER_UNAVAILABLE, True, "DatabaseUnavailable",
-                                                                 message))}
-        if (job.get("status") or {}).get("phase") not in TERMINAL:
-            update["message"] = message
-        _patch_status(self.ref.namespace, self.ref.name, update)
+
+        def update(job: dict[str, Any]) -> dict[str, Any] | None:
+            if _condition_is(job, LEDGER_UNAVAILABLE, "True"):
+                return None
+            new: dict[str, Any] = {"conditions": _conditions(job, (LEDGER_UNAVAILABLE, True, "DatabaseUnavailable",
+                                                                  message))}
+            if (job.get("status") or {}).get("phase") not in TERMINAL:
+                new["message"] = message
+            return new
+
+        refresh_namespace_budgets(self.ref.namespace)  # they say so too
+        job = self._write(update)
+        if job is not None:
+            kopf.event(job, type="Warning", reason=LEDGER_UNAVAILABLE, message=message)
 
     def recovered(self) -> None:
-        job = self._job()
-        if job is None or not _condition_is(job, LEDGER_UNAVAILABLE, "True"):
-            return
         message = "the budget ledger is reachable again"
-        kopf.event(job, type="Normal", reason="LedgerAvailable", message=message)
-        _patch_status(self.ref.namespace, self.ref.name, {
-            "conditions": _conditions(job, (LEDGER_UNAVAILABLE, False, "LedgerAvailable", message))})
+        job = self._write(lambda job: {"conditions": _conditions(job, (
+            LEDGER_UNAVAILABLE, False, "LedgerAvailable", message))} if _condition_is(
+            job, LEDGER_UNAVAILABLE, "True") else None)
+        if job is not None:
+            kopf.event(job, type="Normal", reason="LedgerAvailable", message=message)
+
+    def _write(self, update: Any) -> dict[str, Any] | None:
+        """Patch the status `update(job)` gives (None: nothing to write), on the job as read, if
+        nobody wrote it meanwhile; read again and retry on a conflict. Returns the job written."""
+        for _ in range(5):
+            job = _get_job(self.ref.namespace, self.ref.name)
+            if job is None or job["metadata"]["uid"] != self.ref.uid:
+                return None
+            status = update(job)
+            if status is None:
+                return None
+            try:
+                discard(rt().custom.patch_namespaced_custom_object_status(
+                    GROUP, VERSION, self.ref.namespace, PLURAL, self.ref.name,
+                    {"metadata": {"resourceVersion": job["metadata"]["resourceVersion"]}, "status": status},
+                    _preload_content=False))
+                return job
+            except ApiException as exc:
+                if exc.status != 409:
+                    raise
+        return None
 
 
 def _condition_is(job: dict[str, Any], type_: str, value: str) -> bool:

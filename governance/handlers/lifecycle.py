@@ -14,6 +14,10 @@ from ..budget.batcher import ReservationBatcher
 from ..budget.ledger import Ledger
 from ..sessions.batching import Batcher
 from .config import OperatorConfig
+from .budgets import ledger_unavailable, rollover, write_status
+from .alarms import Alarms
+from .budgetstatus import BudgetStatusWriter
+from .expiry import delete_job
 from .podsweep import PodSweeper
 from .retrying import run_retrying
 from .runtime import Runtime, rt, set_runtime
@@ -73,11 +77,15 @@ def start(settings: kopf.OperatorSettings, logger: Any, **_: Any) -> None:
         kubernetes.config.load_incluster_config()
     except kubernetes.config.ConfigException:
         kubernetes.config.load_kube_config()
+    writer = BudgetStatusWriter(write_status, rollover, ledger_unavailable, config.status_interval_seconds)
+    expiry = Alarms(lambda key: delete_job(rt().custom, key), "qgov-job-expiry")
     set_runtime(Runtime(config, ledger, ReservationBatcher(ledger),
                         batches=Batcher(window_s=config.batch_window_seconds, max_jobs=config.batch_max_jobs),
-                        executor=settings.execution.executor))
+                        executor=settings.execution.executor, status_writer=writer, expiry=expiry))
     from .jobs import reconcile_ledger
 
+    writer.start()
+    expiry.start()
     run_retrying("start-up reconciliation of the ledger", reconcile_ledger)  # in the background if it fails
     global _sweeper
     _sweeper = PodSweeper(config.pod_sweep_seconds)
@@ -90,6 +98,10 @@ def stop(**_: Any) -> None:
     runtime = rt()
     if _sweeper is not None:
         _sweeper.stop()
+    if runtime.status_writer is not None:
+        runtime.status_writer.stop()
+    if runtime.expiry is not None:
+        runtime.expiry.stop()
     runtime.batcher.close()
     runtime.ledger.close()
     set_runtime(None)

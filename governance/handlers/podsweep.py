@@ -27,11 +27,14 @@ import threading
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from kubernetes.client.rest import ApiException
+
 from ..api import GROUP, MANAGED_BY_LABEL, VERSION
 from ..budget.errors import DatabaseUnavailable, UnknownReservation
 from ..budget.types import Decision, QueueChange
+from .budgets import refresh_namespace_budgets
 from .pods import pending_problem
-from .runtime import rt, started
+from .runtime import in_kopf_context, rt, started
 
 # a pod that finished this long ago and whose job is not final lost its event: settle it here
 # (sooner would race the event being handled right now, and post its Events twice)
@@ -40,28 +43,45 @@ MISSED_END_SECONDS = 10.0
 log = logging.getLogger("qgov.podsweep")
 
 
-def qgov_pods() -> dict[tuple[str, str], dict[str, Any]]:
-    """Every pod qgov created, whatever its phase, by (namespace, name)."""
+def unfinished_pods() -> dict[tuple[str, str], dict[str, Any]]:
+    """qgov's pods that have not ended, by (namespace, name). Ended ones stay until their job is
+    deleted, as many as the finished jobs kept: the sweep must not read them every time."""
     answer = rt().core.list_pod_for_all_namespaces(label_selector=f"{MANAGED_BY_LABEL}=qgov",
+                                                   field_selector="status.phase!=Succeeded,status.phase!=Failed",
                                                    _preload_content=False)
     items = json.loads(answer.data).get("items") or []
     return {(p["metadata"]["namespace"], p["metadata"]["name"]): p for p in items}
 
 
+def read_pod(namespace: str, name: str) -> dict[str, Any] | None:
+    try:
+        answer = rt().core.read_namespaced_pod(name, namespace, _preload_content=False)
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+    return json.loads(answer.data)
+
+
 def sweep() -> list[str]:
     """Create the pods that are missing, say why stuck ones do not start, finish what events left
-    undone; returns the names (namespace/name) of the pods created."""
+    undone; returns the names (namespace/name) of the pods created.
+
+    Its cost follows live work, not history: the jobs it looks at are the unfinished ones the
+    watch keeps (`active_jobs`), the pods it lists are those not ended; a finished job costs it
+    nothing."""
     from .jobs import attempt_placement, create_pod, executor_pod_event, reconcile_ledger, start_admitted
     from .sessions import _create_runner, local_runner
 
-    # the open reservations BEFORE the lists: reconcile_ledger relies on that order
+    # the open reservations BEFORE the jobs: reconcile_ledger relies on that order
     try:
         open_states: dict[str, str] | None = {r.key: r.state for r in rt().ledger.reservations(("held", "queued"))}
     except DatabaseUnavailable as exc:  # the pods are still swept; the money waits for the next sweep
         log.warning(f"pod sweep: {exc}")
+        refresh_namespace_budgets()  # the budgets say so
         open_states = None
-    pods = qgov_pods()
-    jobs = rt().custom.list_cluster_custom_object(GROUP, VERSION, "qiskitjobs").get("items", [])
+    jobs = list(rt().active_jobs.values())
+    pods = unfinished_pods()
     sessions = rt().custom.list_cluster_custom_object(GROUP, VERSION, "qiskitsessions").get("items", [])
     created: list[str] = []
     caught_up: list[QueueChange] = []
@@ -73,26 +93,27 @@ def sweep() -> list[str]:
                 open_states.get(meta["uid"]) != "queued":
             caught_up.append(_ledger_decision(meta["uid"], open_states.get(meta["uid"])))
             continue
-        wanted = (meta["namespace"], status.get("podName") or "")
         if status.get("phase") not in ("Admitted", "Running") or not status.get("podName") or status.get("retryAt"):
             continue
-        if wanted in pods:
-            if _missed_end(pods[wanted]):
-                executor_pod_event("MODIFIED", pods[wanted])
+        pod = pods.get((meta["namespace"], status["podName"])) or read_pod(meta["namespace"], status["podName"])
+        if pod is not None:
+            if _missed_end(pod):
+                executor_pod_event("MODIFIED", pod)
             elif status.get("phase") == "Admitted":
-                report_stalled(job, pods[wanted])
+                report_stalled(job, pod)
             continue
         placed = attempt_placement(job) if status.get("phase") == "Admitted" else None
-        if placed is not None and placed.kind == "pod":
-            create_pod(job, int(status.get("attempts") or 1), placed.runtime)
-            created.append("/".join(wanted))
+        # the watch's copy of the job may be older than the pod: a pod made meanwhile answers 409
+        if placed is not None and placed.kind == "pod" and create_pod(job, int(status.get("attempts") or 1),
+                                                                      placed.runtime):
+            created.append(f"{meta['namespace']}/{status['podName']}")
     start_admitted([c for c in caught_up if c is not None])
     for session in sessions:
         runner = local_runner(session)
-        wanted = (session["metadata"]["namespace"], runner or "")
-        if runner and wanted not in pods and not session["metadata"].get("deletionTimestamp"):
-            _create_runner(session)
-            created.append("/".join(wanted))
+        namespace = session["metadata"]["namespace"]
+        if runner and (namespace, runner) not in pods and not session["metadata"].get("deletionTimestamp") \
+                and _create_runner(session):
+            created.append(f"{namespace}/{runner}")
     if open_states is not None:
         reconcile_ledger(jobs, sessions, list(open_states))
     return created
@@ -163,7 +184,7 @@ class PodSweeper:
             if not started():
                 continue
             try:
-                for name in sweep():
+                for name in in_kopf_context(sweep):  # kopf.event (a settlement's) needs a handler's context
                     log.warning(f"pod {name} was gone before it ran (deleted while Pending?): created again")
             except Exception as exc:  # noqa: BLE001 - a failed sweep is tried again at the next interval
                 log.warning(f"pod sweep failed: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}")

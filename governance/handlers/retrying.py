@@ -27,6 +27,9 @@ log = logging.getLogger("qgov.retrying")
 FIRST_RETRY_SECONDS = 0.5
 LEDGER_RETRY_CAP_SECONDS = 5.0
 OTHER_RETRY_CAP_SECONDS = 60.0
+# kopf's own retries of the handlers it runs (budgets, sessions) and of the budget status writer:
+# kopf's default is 60 s, which kept a budget's status frozen that long after an outage
+HANDLER_RETRY_SECONDS = 2.0
 
 
 def retry_delay(attempt: int, exc: BaseException) -> float:

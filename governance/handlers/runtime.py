@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextvars
+from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 import threading
@@ -22,8 +24,10 @@ class Runtime:
     config: OperatorConfig
     ledger: Ledger
     batcher: ReservationBatcher
-    dirty_budgets: set[tuple[str, str]] = field(default_factory=set)  # (namespace, name) whose status is stale
-    status_written: dict[tuple[str, str], float] = field(default_factory=dict)  # monotonic time of last write
+    status_writer: Any = None  # budgetstatus.BudgetStatusWriter: budgets' statuses and period ends
+    kopf_context: contextvars.Context | None = None  # an object handler's context (see in_kopf_context)
+    expiry: Any = None  # alarms.Alarms: finished jobs' deletion times (expiry.py)
+    active_jobs: dict[str, dict[str, Any]] = field(default_factory=dict)  # uid -> latest body of unfinished jobs
     backends: dict[str, Any] = field(default_factory=dict)  # QiskitBackend name -> parsed Backend | Problem (watched)
     budget_units: dict[str, dict[str, str]] = field(default_factory=dict)  # namespace -> budget name -> unit
     tokens: TokenManager = field(default_factory=TokenManager)  # IAM bearer tokens per credential
@@ -62,6 +66,20 @@ def set_runtime(runtime: Runtime | None) -> None:
 def started() -> bool:
     """False before start-up and after clean-up (events and timers can still fire then)."""
     return _runtime is not None
+
+
+def remember_kopf_context() -> None:
+    """Called by object handlers: kopf.event needs context variables that kopf sets only for its
+    per-object tasks, so the operator's own threads (the status writer, the pod sweep) borrow a
+    copy of the first such context."""
+    if _runtime is not None and _runtime.kopf_context is None:
+        _runtime.kopf_context = contextvars.copy_context()
+
+
+def in_kopf_context(fn: Callable[..., Any], *args: Any) -> Any:
+    """fn(*args) in a copy of a kopf handler's context (or of the caller's, before there is one)."""
+    context = _runtime.kopf_context if _runtime is not None else None
+    return (context.copy() if context is not None else contextvars.copy_context()).run(fn, *args)
 
 
 def rt() -> Runtime:

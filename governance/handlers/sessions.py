@@ -37,11 +37,10 @@ from .conditions import iso, now_iso, parse_iso, set_condition
 from .config import session_interval_seconds
 from .pods import (SESSION_RUNNER_LABEL, RuntimeSessionRef, owner_name, runner_pod_name, session_runner_pod,
                    token_secret_name)
-from .retrying import run_retrying
+from .retrying import HANDLER_RETRY_SECONDS, run_retrying
 from .runtime import rt, started
 
 PLURAL = "qiskitsessions"
-LEDGER_RETRY_SECONDS = 2.0  # how soon a session handler that failed (the ledger, say) runs again
 ENDED = {Phase.CLOSED.value, Phase.EXPIRED.value, Phase.FAILED.value}
 AUTO_BATCH_LABEL = "qgov.dev/auto-batch"
 JOB_ACTIVE = {"Admitted", "Running"}
@@ -189,8 +188,8 @@ def _dedicated_reservation(session: dict[str, Any], spec: SessionSpec,
                                      "or use mode: batch")
 
 
-@kopf.on.create(GROUP, VERSION, PLURAL, backoff=LEDGER_RETRY_SECONDS)
-@kopf.on.resume(GROUP, VERSION, PLURAL, backoff=LEDGER_RETRY_SECONDS)
+@kopf.on.create(GROUP, VERSION, PLURAL, backoff=HANDLER_RETRY_SECONDS)
+@kopf.on.resume(GROUP, VERSION, PLURAL, backoff=HANDLER_RETRY_SECONDS)
 def on_session(body: kopf.Body, namespace: str, name: str, patch: kopf.Patch, **_: Any) -> None:
     from .jobs import _load_backend, start_session_jobs
 
@@ -272,15 +271,18 @@ def _open_local(session: dict[str, Any], spec: SessionSpec, backend: Backend) ->
     start_session_jobs(meta["namespace"], meta["name"])
 
 
-def _create_runner(session: dict[str, Any]) -> None:
+def _create_runner(session: dict[str, Any]) -> bool:
+    """Create the session's runner pod; False when it exists already (a replay)."""
     from .jobs import discard
 
     body = session_runner_pod(session, rt().config.executor_image)
     try:
         discard(rt().core.create_namespaced_pod(session["metadata"]["namespace"], body, _preload_content=False))
+        return True
     except ApiException as exc:
         if exc.status != 409:  # 409: a replay; the runner exists
             raise
+        return False
 
 
 def local_runner(session: dict[str, Any] | None) -> str | None:
@@ -335,8 +337,14 @@ def _last_activity(status: dict[str, Any], jobs: list[dict[str, Any]]) -> float:
     return max(parse_iso(m).timestamp() for m in moments if m)
 
 
+def _live(status: Any, **_: Any) -> bool:
+    """Only open and draining sessions have a timer: kopf stops it when this turns false, so the
+    closed sessions that pile up (every automatic batch leaves one) cost nothing."""
+    return (status or {}).get("phase") in (Phase.OPEN.value, Phase.DRAINING.value)
+
+
 @kopf.timer(GROUP, VERSION, PLURAL, interval=session_interval_seconds(), initial_delay=session_interval_seconds(),
-            backoff=LEDGER_RETRY_SECONDS)
+            backoff=HANDLER_RETRY_SECONDS, when=_live)
 def session_tick(body: kopf.Body, namespace: str, name: str, **_: Any) -> None:
     """Rotate the token when due; close an idle session; expire one at maxTime; write the counts."""
     if not started():
@@ -437,7 +445,7 @@ def _settle_dedicated(session: dict[str, Any], summary: dict[str, Any]) -> int:
     return outcome.actual_micro
 
 
-@kopf.on.delete(GROUP, VERSION, PLURAL, backoff=LEDGER_RETRY_SECONDS)
+@kopf.on.delete(GROUP, VERSION, PLURAL, backoff=HANDLER_RETRY_SECONDS)
 def on_session_deleted(body: kopf.Body, namespace: str, name: str, **_: Any) -> None:
     """Deleting a QiskitSession cancels its Runtime session: queued and running jobs stop."""
     session = dict(body)
