@@ -66,7 +66,7 @@ def _q(x: Fraction) -> str:
 
 
 def _bucket(x: Fraction) -> str:
-    return aggregates.format_thousandths(aggregates.bucket_of(x.numerator, x.denominator))
+    return aggregates.format_thousandths(aggregates.bucket_value(aggregates.bucket_of(x.numerator, x.denominator)))
 
 
 @dataclass
@@ -340,8 +340,8 @@ def test_accuracy_is_exact_to_the_shown_decimals(ledger: Ledger, clock: FakeCloc
     assert (acc.settled, acc.overruns, acc.max_ratio) == (10, 4, "10000000000000.000")
     assert acc.median_ratio == "0.938"  # 9 ratios: the 5th smallest is 0.9375, a tie rounded to even
     assert acc.p90_ratio == "10000000000000.000"
-    assert aggregates.format_thousandths(aggregates.bucket_of(45_678, 1_000)) == "45.600"  # 3 significant digits
-    assert aggregates.format_thousandths(aggregates.bucket_of(9_999_4, 10_000)) == "9.999"  # exact below 10
+    assert aggregates.format_thousandths(aggregates.bucket_value(aggregates.bucket_of(45_678, 1_000))) == "45.600"
+    assert aggregates.format_thousandths(aggregates.bucket_value(aggregates.bucket_of(99_994, 10_000))) == "9.999"
     assert ledger.verify() == []
 
 

@@ -75,13 +75,31 @@ def thousandths(actual: int, estimate: int) -> int:
 
 
 def bucket_of(actual: int, estimate: int) -> int:
-    """The histogram bucket of a ratio: its shown value in thousandths up to 9.999; above, that
-    value cut to three significant digits (the bucket's lower bound)."""
+    """The histogram bucket of a ratio. Buckets are consecutive integers: 0 .. 9,999 are the shown
+    values in thousandths (0.000 .. 9.999); from 10,000 on, 900 per decade, the value cut to three
+    significant digits (10.0, 10.1, .. 99.9, 100, 101, ..)."""
     q = thousandths(actual, estimate)
     if q < FINE_BUCKETS:
         return q
-    scale = 10 ** (len(str(q)) - 3)
-    return q - q % scale
+    digits = len(str(q))
+    return FINE_BUCKETS + (digits - 5) * 900 + q // 10 ** (digits - 3) - 100
+
+
+def bucket_value(bucket: int) -> int:
+    """The (lower bound of the) ratio a bucket stands for, in thousandths."""
+    if bucket < FINE_BUCKETS:
+        return bucket
+    decade, mantissa = divmod(bucket - FINE_BUCKETS, 900)
+    return (100 + mantissa) * 10 ** (decade + 2)
+
+
+GROUP = 100  # a percentile search reads the group counts, then the GROUP buckets of one group
+
+
+def group_code(bucket: int) -> int:
+    """report_ratios keeps the count of each group of GROUP consecutive buckets as a row of its own,
+    under bucket -1 - group (negative: apart from the buckets themselves)."""
+    return -1 - bucket // GROUP
 
 
 def format_thousandths(q: int) -> str:
@@ -142,6 +160,7 @@ class Deltas:
         if ratio:
             nano = actual * NANO // amount  # type: ignore[operator]
             bucket = bucket_of(actual, amount)  # type: ignore[arg-type]
+            group = group_code(bucket)
         for key in cell_keys(budget_id, created_period, at, compacted):
             cell = self.cells.get(key)
             if cell is None:
@@ -170,8 +189,8 @@ class Deltas:
                 cell[_F_SUMS + 4] += sign * (nano % NANO)
                 if sign > 0 and nano > cell[_F_MAX_NANO]:
                     cell[_F_MAX_NANO], cell[_F_MAX_ACTUAL], cell[_F_MAX_ESTIMATE] = nano, actual, amount
-                rk = key + (bucket,)
-                self.ratios[rk] = self.ratios.get(rk, 0) + sign
+                for rk in (key + (bucket,), key + (group,)):
+                    self.ratios[rk] = self.ratios.get(rk, 0) + sign
 
     def _line(self, key: CellKey, kind: str, name: str, jobs: int, spent: int, held: int) -> None:
         lk = key + (kind, name)
@@ -434,7 +453,9 @@ def verify(conn: Connection, names: dict[int, str]) -> list[str]:
             problems.append(_diff(f"{_describe(key, names)} {key[5]} {key[6] or '-'!r} (jobs, spent, held)", a, e))
     for key in sorted(set(expected.ratios) | set(actual.ratios), key=repr):
         if expected.ratios.get(key, 0) != actual.ratios.get(key, 0):
-            problems.append(_diff(f"{_describe(key, names)} ratio bucket {format_thousandths(key[5])}",
+            what = (f"ratio bucket {format_thousandths(bucket_value(key[5]))}" if key[5] >= 0
+                    else f"ratio group from {format_thousandths(bucket_value((-1 - key[5]) * GROUP))}")
+            problems.append(_diff(f"{_describe(key, names)} {what}",
                                   actual.ratios.get(key, 0), expected.ratios.get(key, 0)))
     problems += _verify_compacted(conn, names)
     return problems
@@ -461,8 +482,9 @@ def _verify_compacted(conn: Connection, names: dict[int, str]) -> list[str]:
             differ((k[0], k[4], name), k[1], v[_F_SUMS + i])
         count_vs_histogram[k] = count_vs_histogram.get(k, 0) + v[_F_SUMS + 2]
     for k, n in parts.ratios.items():
-        differ((k[0], k[4], f"ratio bucket {format_thousandths(k[5])}"), k[1], n)
-        count_vs_histogram[k[:5]] = count_vs_histogram.get(k[:5], 0) - n
+        differ((k[0], k[4], f"ratio bucket {k[5]}"), k[1], n)
+        if k[5] >= 0:
+            count_vs_histogram[k[:5]] = count_vs_histogram.get(k[:5], 0) - n
     for (budget_id, period, what), n in sorted(diff.items(), key=repr):
         if n:
             problems.append(f"budget {names.get(budget_id, budget_id)} period {period.date()}: compacted {what} of "

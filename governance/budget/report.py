@@ -13,15 +13,28 @@ import csv
 import io
 import json
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
 from types import SimpleNamespace
 
-from sqlalchemy import Connection, Engine, and_, case, func, or_, select, tuple_
+from sqlalchemy import Connection, Engine, and_, bindparam, or_, select, text, union_all
 
-from .aggregates import DAY, NANO, PERIOD, TOP_JOBS, Deltas, format_thousandths, mean_thousandths, thousandths
+from . import aggregates
+from .aggregates import (
+    DAY,
+    GROUP,
+    NANO,
+    PERIOD,
+    TOP_JOBS,
+    Deltas,
+    format_thousandths,
+    mean_thousandths,
+    thousandths,
+)
 from .db import read_only
 from .errors import LedgerError, UnknownBudget
 from .models import Budget, BudgetPeriod, ReportCell, ReportLine, ReportRatio, ReportTop, Reservation
@@ -160,38 +173,132 @@ def build_report(engine: Engine, namespace: str, window: ReportWindow, budget: s
     Read from the report aggregates (aggregates.py), never by summing reservations: per budget,
     the period cells whose span of creation times lies inside the window, the day cells of those
     that do not, and only where a window edge that is not a UTC midnight cuts a day cell, that
-    day's reservations inside the window. Every figure is exact (accuracy: see aggregates.py)."""
-    with read_only(engine) as conn:
-        query = select(B).where(B.c.namespace == namespace).order_by(B.c.name)
-        if budget is not None:
-            query = query.where(B.c.name == budget)
-        budgets = list(conn.execute(query))
-        if not budgets:
+    day's reservations inside the window. Every figure is exact (accuracy: see aggregates.py).
+    A budget's own period is one cell: four statements, whatever its history."""
+    with _reading(engine) as conn:
+        span = dict(start=window.start, end=window.end)
+        if budget is None:
+            rows = conn.execute(_BUDGETS, dict(span, ns=namespace)).all()
+        else:
+            rows = conn.execute(_BUDGET, dict(span, ns=namespace, name=budget)).all()
+        if not rows:
             known = [r[0] for r in conn.execute(select(B.c.namespace).distinct().order_by(B.c.namespace))]
             hint = f" (namespaces with budgets: {', '.join(known)})" if known else " (the ledger has no budgets yet)"
             raise UnknownBudget(f"no budgets in namespace {namespace!r}{hint}")
+        budgets: dict[int, Any] = {}
         lines: list[BudgetLine] = []
-        for b in budgets:
-            rows = conn.execute(
-                select(P).where(
-                    P.c.budget_id == b.id, P.c.period_start < window.end,
-                    or_(P.c.period_end.is_(None), P.c.period_end > window.start),
-                ).order_by(P.c.period_start)
-            )
-            periods = [
-                PeriodLine(utc(p.period_start).isoformat(), utc(p.period_end).isoformat() if p.period_end else None,
-                           p.limit_micro, p.spent_micro, p.held_micro, p.overrun_micro)
-                for p in rows
-            ]
-            lines.append(BudgetLine(b.name, b.unit, b.period, b.enforcement, b.queued_count, periods))
-        sums = _Sums()
-        for b in budgets:
-            _add_budget(conn, b, window, sums)
+        for r in rows:
+            if r.id not in budgets:
+                budgets[r.id] = r
+                lines.append(BudgetLine(r.name, r.unit, r.period, r.enforcement, r.queued_count, []))
+            if r.p_period_start is not None:
+                lines[-1].periods.append(PeriodLine(
+                    utc(r.p_period_start).isoformat(), utc(r.p_period_end).isoformat() if r.p_period_end else None,
+                    r.p_limit_micro, r.p_spent_micro, r.p_held_micro, r.p_overrun_micro))
+        sums = _Sums({b.id: b.unit for b in budgets.values()})
+        # the period cells with reservations created in the window, each with its lines
+        cells: dict[tuple[Any, ...], tuple[Any, list[Any]]] = {}
+        for r in conn.execute(_TOUCHED, dict(span, ids=list(budgets))).all():
+            key = (r.budget_id, r.period_start)
+            cells.setdefault(key, (r, []))[1].append(r)
+        for cell, cell_lines in cells.values():
+            b = budgets[cell.budget_id]
+            if _inside(cell, window):
+                sums.add_cell(conn, b.unit, cell, cell_lines)
+                sums.add_jobs(b.unit, conn.execute(_TOP_AND_KEPT, _key(cell)))
+                continue
+            # the window takes part of this period: its days (and rows of a day it cuts)
+            for day in conn.execute(_DAYS, dict(b=b.id, period=cell.period_start, end=window.end,
+                                                after=window.start - timedelta(days=1))).all():
+                if _inside(day, window):
+                    sums.add_cell(conn, b.unit, day)
+                    sums.add_jobs(b.unit, conn.execute(_KEPT_TOP, _key(day)))
+                elif _meets(day, window):
+                    sums.add_rows(conn, b, day, window)
+            sums.add_jobs(b.unit, conn.execute(_TOP_IN, dict(span, b=b.id, period=cell.period_start)))
         sums.finish(conn)
     return Report(
         namespace, window.label, window.start.isoformat(), window.end.isoformat(), lines, sums.counts(),
         sums.spend("backend"), sums.spend("session"), sums.top(), sums.accuracy(), sums.late,
     )
+
+
+@contextmanager
+def _reading(engine: Engine) -> Iterator[Connection]:
+    """A connection for the report's reads. On PostgreSQL each statement sees what was committed
+    when it ran (READ COMMITTED, as the report always had), and no transaction is opened: BEGIN and
+    its end would double the round trips of a budget's status (the figures of one statement, e.g.
+    a cell and its lines, are always of one moment). On SQLite, one read transaction."""
+    if engine.dialect.name == "postgresql":
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            yield conn
+    else:
+        with read_only(engine) as conn:
+            yield conn
+
+
+# Every statement a report runs, built once (SQLAlchemy then reuses their compiled form).
+_PERIOD_COLUMNS = [c.label(f"p_{c.name}") for c in P.c if c.name not in ("id", "budget_id")]
+_BUDGETS = (
+    select(B, *_PERIOD_COLUMNS)
+    .outerjoin(P, and_(P.c.budget_id == B.c.id, P.c.period_start < bindparam("end"),
+                       or_(P.c.period_end.is_(None), P.c.period_end > bindparam("start"))))
+    .where(B.c.namespace == bindparam("ns")).order_by(B.c.name, P.c.period_start)
+)
+_BUDGET = _BUDGETS.where(B.c.name == bindparam("name"))
+_TOUCHED = (
+    select(C, L.c.kind, L.c.name, L.c.jobs, L.c.spent_micro, L.c.held_micro)
+    .join(L, and_(L.c.budget_id == C.c.budget_id, L.c.grain == C.c.grain, L.c.compacted == C.c.compacted,
+                  L.c.cell_start == C.c.cell_start, L.c.period_start == C.c.period_start))
+    .where(C.c.budget_id.in_(bindparam("ids", expanding=True)), C.c.grain == PERIOD, C.c.compacted.is_(False),
+           C.c.last_at >= bindparam("start"), C.c.first_at < bindparam("end"))
+    .order_by(C.c.budget_id, C.c.period_start)
+)
+_DAYS = select(C).where(C.c.budget_id == bindparam("b"), C.c.grain == DAY, C.c.compacted.is_(False),
+                        C.c.cell_start > bindparam("after"), C.c.cell_start < bindparam("end"),
+                        C.c.period_start == bindparam("period"))
+
+
+def _of_cell(table: Any) -> Any:
+    return and_(table.c.budget_id == bindparam("b"), table.c.grain == bindparam("grain"),
+                table.c.cell_start == bindparam("cell"), table.c.period_start == bindparam("period"))
+
+
+_COMPACTED_DAY = select(C.c.settled).where(_of_cell(C), C.c.compacted.is_(True))
+_LINES = select(L.c.kind, L.c.name, L.c.jobs, L.c.spent_micro, L.c.held_micro).where(_of_cell(L),
+                                                                                   L.c.compacted.is_(False))
+_JOB = ("key", "job", "backend", "session", "state")
+_KEPT_TOP = select(*(TOPT.c[c] for c in _JOB), TOPT.c.estimate_micro, TOPT.c.actual_micro).where(_of_cell(TOPT))
+_GROUPS = select(H.c.bucket, H.c.jobs).where(_of_cell(H), H.c.compacted.is_(False), H.c.bucket < 0)
+_IN_GROUPS = and_(_of_cell(H), H.c.compacted.is_(False),
+                  or_(and_(H.c.bucket >= bindparam("lo1"), H.c.bucket < bindparam("hi1")),
+                      and_(H.c.bucket >= bindparam("lo2"), H.c.bucket < bindparam("hi2"))))
+_BUCKETS = select(H.c.bucket, H.c.jobs).where(_IN_GROUPS)
+# Both percentiles of one cell in one statement: the group holding each (running count of the group
+# rows), then the bucket in it (running count of that group's buckets, from the ratios before it).
+_CELL_SQL = ("budget_id = :b AND grain = :grain AND compacted = :no AND cell_start = :cell "
+             "AND period_start = :period")
+_PICK = ("(SELECT -1 - bucket AS grp, cum - jobs AS before FROM grp_counts WHERE cum > :{i} "
+         "ORDER BY bucket DESC LIMIT 1)")
+_IN_GROUP = ("(SELECT r.bucket, p.before + SUM(r.jobs) OVER (ORDER BY r.bucket) AS cum "
+             f"FROM report_ratios AS r, pick{{n}} AS p WHERE {_CELL_SQL.replace('budget_id', 'r.budget_id')} "
+             f"AND r.bucket >= p.grp * {GROUP} AND r.bucket < p.grp * {GROUP} + {GROUP})")
+_PERCENTILES = text(
+    f"WITH grp_counts AS (SELECT bucket, jobs, SUM(jobs) OVER (ORDER BY bucket DESC) AS cum FROM report_ratios "
+    f"WHERE {_CELL_SQL} AND bucket < 0), "
+    f"pick1 AS {_PICK.format(i='i1')}, pick2 AS {_PICK.format(i='i2')}, "
+    f"in1 AS {_IN_GROUP.format(n=1)}, in2 AS {_IN_GROUP.format(n=2)} "
+    "SELECT (SELECT MIN(bucket) FROM in1 WHERE cum > :i1), (SELECT MIN(bucket) FROM in2 WHERE cum > :i2)"
+).bindparams(bindparam("cell", type_=C.c.cell_start.type), bindparam("period", type_=C.c.period_start.type),
+             bindparam("no", value=False, type_=C.c.compacted.type))
+# a period cell's top jobs among its rows: ORDER BY ... LIMIT walks ix_reservations_top
+_TOP = (select(*(R.c[c] for c in _JOB), R.c.amount_micro, R.c.actual_micro)
+        .where(R.c.budget_id == bindparam("b"), R.c.created_period == bindparam("period"), R.c.top_cost.is_not(None))
+        .order_by(R.c.top_cost.desc(), R.c.key).limit(TOP_JOBS))
+_TOP_IN = _TOP.where(R.c.created_at >= bindparam("start"), R.c.created_at < bindparam("end"))
+_TOP_AND_KEPT = union_all(select(_TOP.subquery()), _KEPT_TOP)  # those that remain, and those compacted
+_ROWS_IN = select(R).where(R.c.budget_id == bindparam("b"), R.c.created_period == bindparam("period"),
+                           R.c.created_at >= bindparam("start"), R.c.created_at < bindparam("end"))
 
 
 def _inside(cell: Any, window: ReportWindow) -> bool:
@@ -202,76 +309,26 @@ def _meets(cell: Any, window: ReportWindow) -> bool:
     return utc(cell.last_at) >= window.start and utc(cell.first_at) < window.end
 
 
-def _cells(table: Any, cells: list[Any], compacted: bool | None = False) -> Any:
-    """A condition selecting `table`'s rows of these cells (all of one budget and grain)."""
-    first = cells[0]
-    where = [table.c.budget_id == first.budget_id, table.c.grain == first.grain]
-    if compacted is not None:
-        where.append(table.c.compacted.is_(compacted))
-    if len(cells) == 1:
-        where += [table.c.cell_start == first.cell_start, table.c.period_start == first.period_start]
-    elif first.grain == PERIOD:  # a period cell's cell_start is its period_start
-        where.append(table.c.cell_start.in_([c.cell_start for c in cells]))
-    else:
-        where.append(tuple_(table.c.cell_start, table.c.period_start).in_([(c.cell_start, c.period_start)
-                                                                          for c in cells]))
-    return and_(*where)
-
-
-def _add_budget(conn: Connection, b: Any, window: ReportWindow, sums: _Sums) -> None:
-    """Add one budget's activity in `window` to `sums`."""
-    touched = list(conn.execute(select(C).where(
-        C.c.budget_id == b.id, C.c.grain == PERIOD, C.c.compacted.is_(False),
-        C.c.last_at >= window.start, C.c.first_at < window.end)))
-    periods = [c for c in touched if _inside(c, window)]
-    split = [c for c in touched if not _inside(c, window)]
-    days: list[Any] = []
-    if split:
-        for d in conn.execute(select(C).where(
-                C.c.budget_id == b.id, C.c.grain == DAY, C.c.compacted.is_(False),
-                C.c.period_start.in_([c.period_start for c in split]),
-                C.c.cell_start > window.start - timedelta(days=1), C.c.cell_start < window.end)):
-            if _inside(d, window):
-                days.append(d)
-            elif _meets(d, window):
-                sums.add_rows(conn, b, d, window)
-    for cell in periods + days:
-        sums.add_cell(b, cell)
-    for group in (periods, days):
-        if group:
-            sums.where.append(_cells(H, group))
-            sums.line_where.append(_cells(L, group))
-            sums.top_where.append(_cells(TOPT, group, compacted=None))
-    # the top jobs that remain as rows: the ranking index gives each period cell's first few
-    for cell in touched:
-        query = select(R).where(R.c.budget_id == b.id, R.c.created_period == cell.period_start,
-                                R.c.top_cost.is_not(None))
-        if cell in split:
-            query = query.where(R.c.created_at >= window.start, R.c.created_at < window.end)
-        for r in conn.execute(query.order_by(R.c.top_cost.desc(), R.c.key).limit(TOP_JOBS)):
-            sums.jobs.append(JobLine(r.key, r.job, r.backend, r.session, b.unit, r.state, r.amount_micro,
-                                     r.actual_micro))
-    sums.units[b.id] = b.unit
+def _key(cell: Any) -> dict[str, Any]:
+    return dict(b=cell.budget_id, grain=cell.grain, cell=cell.cell_start, period=cell.period_start)
 
 
 class _Sums:
     """A report's figures, summed over cells (and, rarely, over rows of a day cut by the window)."""
 
-    def __init__(self) -> None:
-        self.units: dict[int, str] = {}
-        self.where: list[Any] = []  # report_ratios rows to read
-        self.line_where: list[Any] = []
-        self.top_where: list[Any] = []
+    def __init__(self, units: dict[int, str]) -> None:
+        self.units = units
+        self.cells: list[Any] = []  # the cells whose ratios count
         self.extra = Deltas()  # rows of day cells a window edge cuts
         self.jobs: list[JobLine] = []
         self.lines: dict[tuple[str, str, str], list[int]] = {}  # (kind, name, unit) -> jobs, spent, held
         self.settled = self.overruns = self.ratio_count = self.nano_sum = 0
         self.max_pair: tuple[int, int] | None = None
-        self.histogram: dict[int, int] | None = None
         self.percentiles: tuple[int | None, int | None] = (None, None)
         self.late = LateCharges()
 
-    def add_cell(self, b: Any, c: Any) -> None:
+    def add_cell(self, conn: Connection | None, unit: str, c: Any, lines: list[Any] | None = None) -> None:
+        """A cell's figures; with `conn`, a stored cell whose lines (unless given) are read too."""
         self.settled += c.settled
         self.overruns += c.overruns
         self.ratio_count += c.ratio_count
@@ -280,7 +337,17 @@ class _Sums:
             self._max(c.max_actual, c.max_estimate)
         if c.late_jobs:
             self.late.jobs += c.late_jobs
-            self.late.amounts[b.unit] = self.late.amounts.get(b.unit, 0) + c.late_micro
+            self.late.amounts[unit] = self.late.amounts.get(unit, 0) + c.late_micro
+        if conn is None:
+            return
+        key = _key(c)
+        for r in lines if lines is not None else conn.execute(_LINES, key).all():
+            self._line(r.kind, r.name, unit, r.jobs, r.spent_micro, r.held_micro)
+        if c.ratio_count:
+            self.cells.append(key)
+
+    def add_jobs(self, unit: str, rows: Any) -> None:
+        self.jobs += [JobLine(r[0], r[1], r[2], r[3], unit, r[4], r[5], r[6]) for r in rows]
 
     def _max(self, actual: int, estimate: int) -> None:
         if self.max_pair is None or actual * self.max_pair[1] > self.max_pair[0] * estimate:
@@ -289,61 +356,65 @@ class _Sums:
     def add_rows(self, conn: Connection, b: Any, day: Any, window: ReportWindow) -> None:
         """A day cell the window's edge cuts: its reservations inside the window, from their rows
         (exact only while they exist: a compacted day can be split by no window)."""
-        if conn.execute(select(C.c.settled).where(
-                C.c.budget_id == b.id, C.c.grain == DAY, C.c.compacted.is_(True), C.c.cell_start == day.cell_start,
-                C.c.period_start == day.period_start)).first() is not None:
+        if conn.execute(_COMPACTED_DAY, _key(day)).first() is not None:
             raise BadPeriod(f"the window {window.start.isoformat()} to {window.end.isoformat()} splits the day "
                             f"{utc(day.cell_start).date()} of budget {b.namespace}/{b.name}, whose reservations "
                             "were compacted: use whole UTC days")
         start = max(window.start, utc(day.cell_start))
         end = min(window.end, utc(day.cell_start) + timedelta(days=1))
-        for r in conn.execute(select(R).where(R.c.budget_id == b.id, R.c.created_period == day.period_start,
-                                             R.c.created_at >= start, R.c.created_at < end)):
+        for r in conn.execute(_ROWS_IN, dict(b=b.id, period=day.period_start, start=start, end=end)):
             self.extra.add_row(r)
-        self.units[b.id] = b.unit
 
     def finish(self, conn: Connection) -> None:
-        """Read the lines, the kept top jobs and the percentiles of every cell chosen."""
+        """Add the rows of cut days; find the percentiles."""
         for row in self.extra.cell_rows():
             if row["grain"] == PERIOD:  # each row is in both grains: count it once
-                self.add_cell(SimpleNamespace(unit=self.units[row["budget_id"]]), SimpleNamespace(**row))
+                self.add_cell(None, self.units[row["budget_id"]], SimpleNamespace(**row))
         for k, (jobs, spent, held) in self.extra.lines.items():
             if k[1] == PERIOD:
                 self._line(k[5], k[6], self.units[k[0]], jobs, spent, held)
-        if self.line_where:
-            for r in conn.execute(select(L.c.budget_id, L.c.kind, L.c.name, func.sum(L.c.jobs),
-                                         func.sum(L.c.spent_micro), func.sum(L.c.held_micro))
-                                  .where(or_(*self.line_where)).group_by(L.c.budget_id, L.c.kind, L.c.name)):
-                self._line(r[1], r[2], self.units[r[0]], int(r[3]), int(r[4]), int(r[5]))
-        if self.top_where:
-            for r in conn.execute(select(TOPT).where(or_(*self.top_where))):
-                self.jobs.append(JobLine(r.key, r.job, r.backend, r.session, self.units[r.budget_id], r.state,
-                                         r.estimate_micro, r.actual_micro))
-        n = self.ratio_count
-        if not n or not self.where:
-            if n:  # only rows of cut days
-                self.percentiles = _percentiles(sorted(self._extra_histogram().items()), n)
-            return
-        median, p90 = n // 2, min(n - 1, (n * 9) // 10)
-        if not self.extra.ratios:  # the usual case: the percentiles are found by the database
-            hist = select(H.c.bucket, func.sum(func.sum(H.c.jobs)).over(order_by=H.c.bucket).label("cum")).where(
-                or_(*self.where)).group_by(H.c.bucket).subquery()
-            row = conn.execute(select(func.min(case((hist.c.cum > median, hist.c.bucket))),
-                                      func.min(case((hist.c.cum > p90, hist.c.bucket))))).one()
-            self.percentiles = (row[0], row[1])
-            return
-        merged = self._extra_histogram()
-        for bucket, jobs in conn.execute(select(H.c.bucket, func.sum(H.c.jobs)).where(or_(*self.where))
-                                         .group_by(H.c.bucket)):
-            merged[bucket] = merged.get(bucket, 0) + int(jobs)
-        self.percentiles = _percentiles(sorted(merged.items()), n)
+        if self.ratio_count:
+            self.percentiles = self._percentiles(conn)
 
-    def _extra_histogram(self) -> dict[int, int]:
-        out: dict[int, int] = {}
+    def _percentiles(self, conn: Connection) -> tuple[int, int]:
+        """The buckets of the median and the p90 (the sorted ratios' [n // 2] and [n * 9 // 10]): first
+        the group counts of every cell, then the buckets of the one or two groups they fall in. One
+        statement for one cell (a budget's period)."""
+        n = self.ratio_count
+        wanted = (n // 2, min(n - 1, (n * 9) // 10))
+        extra: dict[int, int] = {}
         for k, jobs in self.extra.ratios.items():
             if k[1] == PERIOD:
-                out[k[5]] = out.get(k[5], 0) + jobs
-        return out
+                extra[k[5]] = extra.get(k[5], 0) + jobs
+        if len(self.cells) == 1 and not extra:
+            row = conn.execute(_PERCENTILES, dict(self.cells[0], i1=wanted[0], i2=wanted[1])).one()
+            return row[0], row[1]
+        groups = {-1 - b: j for b, j in extra.items() if b < 0}
+        for key in self.cells:
+            for bucket, jobs in conn.execute(_GROUPS, key).all():
+                groups[-1 - bucket] = groups.get(-1 - bucket, 0) + jobs
+        spots = []  # per percentile: its group, and how many ratios lie in the groups before it
+        for index in wanted:
+            before = 0
+            for group in sorted(groups):
+                if before + groups[group] > index:
+                    break
+                before += groups[group]
+            spots.append((group, before))
+        ranges = dict(lo1=spots[0][0] * GROUP, hi1=spots[0][0] * GROUP + GROUP,
+                      lo2=spots[1][0] * GROUP, hi2=spots[1][0] * GROUP + GROUP)
+        buckets = {b: j for b, j in extra.items() if b >= 0 and b // GROUP in (spots[0][0], spots[1][0])}
+        for key in self.cells:
+            for bucket, jobs in conn.execute(_BUCKETS, dict(key, **ranges)).all():
+                buckets[bucket] = buckets.get(bucket, 0) + jobs
+        found: list[int] = []
+        for index, (group, before) in zip(wanted, spots):
+            for bucket in sorted(b for b in buckets if b // GROUP == group):
+                before += buckets[bucket]
+                if before > index:
+                    found.append(bucket)
+                    break
+        return found[0], found[1]
 
     def _line(self, kind: str, name: str, unit: str, jobs: int, spent: int, held: int) -> None:
         line = self.lines.setdefault((kind, name, unit), [0, 0, 0])
@@ -370,24 +441,11 @@ class _Sums:
         return Accuracy(
             settled=self.settled,
             mean_ratio=format_thousandths(mean_thousandths(self.nano_sum, self.ratio_count)),
-            median_ratio=format_thousandths(median),
-            p90_ratio=format_thousandths(p90),
+            median_ratio=format_thousandths(aggregates.bucket_value(median)),
+            p90_ratio=format_thousandths(aggregates.bucket_value(p90)),
             max_ratio=format_thousandths(thousandths(*self.max_pair)),
             overruns=self.overruns,
         )
-
-
-def _percentiles(histogram: list[tuple[int, int]], n: int) -> tuple[int | None, int | None]:
-    """The buckets holding the median and the p90 (as the sorted list's [n // 2] and [n * 9 // 10])."""
-    wanted = [n // 2, min(n - 1, (n * 9) // 10)]
-    found: list[int | None] = [None, None]
-    cum = 0
-    for bucket, jobs in histogram:
-        cum += jobs
-        for i, index in enumerate(wanted):
-            if found[i] is None and cum > index:
-                found[i] = bucket
-    return found[0], found[1]
 
 
 # ---------------------------------------------------------------------- rendering
