@@ -73,6 +73,8 @@ def measure(finished: int, live: int) -> tuple[float, float]:
                 custom.create_namespaced_custom_object(G, V, ns, "qiskitbudgets", {
                     "apiVersion": f"{G}/{V}", "kind": "QiskitBudget", "metadata": {"name": ns},
                     "spec": {"limit": "1000000.00"}})
+            wait_until(lambda: all((custom.get_namespaced_custom_object(G, V, ns, "qiskitbudgets", ns).get("status")
+                                    or {}).get("limit") for ns in (ARCHIVE, LIVE)), "the budgets in the ledger", 120)
             for i in range(live):
                 custom.create_namespaced_custom_object(G, V, LIVE, "qiskitjobs", job_body(f"live-{i:05d}"))
             wait_until(lambda: sum((j.get("status") or {}).get("phase") == "Admitted" for j in
