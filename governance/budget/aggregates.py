@@ -27,7 +27,8 @@ is kept as its (actual, estimate) pair, so max is exact. The histogram's buckets
 values themselves (thousandths, rounded half-even like Decimal.quantize) up to 9.999, so the
 median and p90 shown are exact there; above 10x the buckets keep three significant digits
 (12.3, 123, 1230, ...; the percentile shows the bucket's lower bound). A cell has at most
-10,000 + 900 per decade buckets, whatever the number of jobs.
+10,000 + 900 per decade buckets, whatever the number of jobs, plus one count per group of 100
+consecutive buckets: a percentile reads the group counts, then the buckets of one group.
 
 `compacted = false` rows are the totals over every reservation the cell ever had (what reports
 read); `compacted = true` rows are the part of those whose rows `Ledger.compact` removed, so

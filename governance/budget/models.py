@@ -239,7 +239,8 @@ class ReportLine(Base):
 
 
 class ReportRatio(Base):
-    """Per cell: a histogram of actual / estimate over settled jobs (see aggregates.bucket_of)."""
+    """Per cell: a histogram of actual / estimate over settled jobs (aggregates.bucket_of), and the
+    count of each group of 100 buckets under bucket -1 - group (aggregates.group_code)."""
 
     __tablename__ = "report_ratios"
     __table_args__ = (PrimaryKeyConstraint(*_CELL, "bucket", name="pk_report_ratios"),)

@@ -21,7 +21,7 @@ from typing import Any
 
 from types import SimpleNamespace
 
-from sqlalchemy import Connection, Engine, and_, bindparam, or_, select, text, union_all
+from sqlalchemy import Connection, Engine, and_, bindparam, null, or_, select, union_all
 
 from . import aggregates
 from .aggregates import (
@@ -205,7 +205,12 @@ def build_report(engine: Engine, namespace: str, window: ReportWindow, budget: s
             b = budgets[cell.budget_id]
             if _inside(cell, window):
                 sums.add_cell(conn, b.unit, cell, cell_lines)
-                sums.add_jobs(b.unit, conn.execute(_TOP_AND_KEPT, _key(cell)))
+                if len(cells) == 1:  # a budget's period (its status): its ratio groups come along
+                    rows = conn.execute(_TOP_KEPT_AND_GROUPS, _key(cell)).all()
+                    sums.add_jobs(b.unit, [r for r in rows if r[0] is not None])
+                    sums.groups = {-1 - r[5]: r[6] for r in rows if r[0] is None}
+                else:
+                    sums.add_jobs(b.unit, conn.execute(_TOP_AND_KEPT, _key(cell)))
                 continue
             # the window takes part of this period: its days (and rows of a day it cuts)
             for day in conn.execute(_DAYS, dict(b=b.id, period=cell.period_start, end=window.end,
@@ -274,29 +279,17 @@ _IN_GROUPS = and_(_of_cell(H), H.c.compacted.is_(False),
                   or_(and_(H.c.bucket >= bindparam("lo1"), H.c.bucket < bindparam("hi1")),
                       and_(H.c.bucket >= bindparam("lo2"), H.c.bucket < bindparam("hi2"))))
 _BUCKETS = select(H.c.bucket, H.c.jobs).where(_IN_GROUPS)
-# Both percentiles of one cell in one statement: the group holding each (running count of the group
-# rows), then the bucket in it (running count of that group's buckets, from the ratios before it).
-_CELL_SQL = ("budget_id = :b AND grain = :grain AND compacted = :no AND cell_start = :cell "
-             "AND period_start = :period")
-_PICK = ("(SELECT -1 - bucket AS grp, cum - jobs AS before FROM grp_counts WHERE cum > :{i} "
-         "ORDER BY bucket DESC LIMIT 1)")
-_IN_GROUP = ("(SELECT r.bucket, p.before + SUM(r.jobs) OVER (ORDER BY r.bucket) AS cum "
-             f"FROM report_ratios AS r, pick{{n}} AS p WHERE {_CELL_SQL.replace('budget_id', 'r.budget_id')} "
-             f"AND r.bucket >= p.grp * {GROUP} AND r.bucket < p.grp * {GROUP} + {GROUP})")
-_PERCENTILES = text(
-    f"WITH grp_counts AS (SELECT bucket, jobs, SUM(jobs) OVER (ORDER BY bucket DESC) AS cum FROM report_ratios "
-    f"WHERE {_CELL_SQL} AND bucket < 0), "
-    f"pick1 AS {_PICK.format(i='i1')}, pick2 AS {_PICK.format(i='i2')}, "
-    f"in1 AS {_IN_GROUP.format(n=1)}, in2 AS {_IN_GROUP.format(n=2)} "
-    "SELECT (SELECT MIN(bucket) FROM in1 WHERE cum > :i1), (SELECT MIN(bucket) FROM in2 WHERE cum > :i2)"
-).bindparams(bindparam("cell", type_=C.c.cell_start.type), bindparam("period", type_=C.c.period_start.type),
-             bindparam("no", value=False, type_=C.c.compacted.type))
 # a period cell's top jobs among its rows: ORDER BY ... LIMIT walks ix_reservations_top
 _TOP = (select(*(R.c[c] for c in _JOB), R.c.amount_micro, R.c.actual_micro)
         .where(R.c.budget_id == bindparam("b"), R.c.created_period == bindparam("period"), R.c.top_cost.is_not(None))
         .order_by(R.c.top_cost.desc(), R.c.key).limit(TOP_JOBS))
 _TOP_IN = _TOP.where(R.c.created_at >= bindparam("start"), R.c.created_at < bindparam("end"))
 _TOP_AND_KEPT = union_all(select(_TOP.subquery()), _KEPT_TOP)  # those that remain, and those compacted
+# ... and the cell's ratio group counts, as rows with key NULL (bucket, jobs in the last two columns)
+_TOP_KEPT_AND_GROUPS = union_all(
+    select(_TOP.subquery()), _KEPT_TOP,
+    select(*(null().label(c) for c in _JOB), H.c.bucket, H.c.jobs).where(_of_cell(H), H.c.compacted.is_(False),
+                                                                          H.c.bucket < 0))
 _ROWS_IN = select(R).where(R.c.budget_id == bindparam("b"), R.c.created_period == bindparam("period"),
                            R.c.created_at >= bindparam("start"), R.c.created_at < bindparam("end"))
 
@@ -325,6 +318,7 @@ class _Sums:
         self.settled = self.overruns = self.ratio_count = self.nano_sum = 0
         self.max_pair: tuple[int, int] | None = None
         self.percentiles: tuple[int | None, int | None] = (None, None)
+        self.groups: dict[int, int] | None = None  # the ratio group counts, when read with the top jobs
         self.late = LateCharges()
 
     def add_cell(self, conn: Connection | None, unit: str, c: Any, lines: list[Any] | None = None) -> None:
@@ -378,21 +372,21 @@ class _Sums:
 
     def _percentiles(self, conn: Connection) -> tuple[int, int]:
         """The buckets of the median and the p90 (the sorted ratios' [n // 2] and [n * 9 // 10]): first
-        the group counts of every cell, then the buckets of the one or two groups they fall in. One
-        statement for one cell (a budget's period)."""
+        the group counts of every cell (for a budget's period alone, read with its top jobs), then
+        the buckets of the one or two groups they fall in."""
         n = self.ratio_count
         wanted = (n // 2, min(n - 1, (n * 9) // 10))
         extra: dict[int, int] = {}
         for k, jobs in self.extra.ratios.items():
             if k[1] == PERIOD:
                 extra[k[5]] = extra.get(k[5], 0) + jobs
-        if len(self.cells) == 1 and not extra:
-            row = conn.execute(_PERCENTILES, dict(self.cells[0], i1=wanted[0], i2=wanted[1])).one()
-            return row[0], row[1]
         groups = {-1 - b: j for b, j in extra.items() if b < 0}
-        for key in self.cells:
-            for bucket, jobs in conn.execute(_GROUPS, key).all():
-                groups[-1 - bucket] = groups.get(-1 - bucket, 0) + jobs
+        if self.groups is not None and len(self.cells) == 1:
+            groups.update(self.groups)
+        else:
+            for key in self.cells:
+                for bucket, jobs in conn.execute(_GROUPS, key).all():
+                    groups[-1 - bucket] = groups.get(-1 - bucket, 0) + jobs
         spots = []  # per percentile: its group, and how many ratios lie in the groups before it
         for index in wanted:
             before = 0
