@@ -711,23 +711,27 @@ class Ledger:
                     part = ids[i:i + chunk]
                     reservations += self._transaction(
                         lambda conn, b=b, part=part: self._compact_rows(conn, b.id, part, closed, now))
-            # fold the entries of every compacted key (this run's, or an interrupted run's) per period
+            # fold the entries of every compacted key (this run's, or an interrupted run's) per period,
+            # through windows of entry ids: each transaction reads a bounded slice, whatever the plan
             for (start,) in self._read(lambda conn, b=b: list(conn.execute(
                     select(TS.c.period_start).where(TS.c.budget_id == b.id, TS.c.period_start.is_not(None))
                     .distinct()))):
-                while True:
-                    folded = self._transaction(
-                        lambda conn, b=b, start=start: self._fold_entries(conn, b.id, start, chunk * 4, now))
-                    if not folded:
-                        break
-                    entries += folded
-                    periods.add((b.id, utc(start)))
+                span = self._read(lambda conn, b=b, start=start: conn.execute(
+                    select(func.min(E.c.id), func.max(E.c.id)).where(*_folding(b.id, start))).one())
+                if span[0] is None:
+                    continue  # nothing (left) to fold
+                for low in range(span[0], span[1] + 1, chunk * 4):
+                    folded = self._transaction(lambda conn, b=b, start=start, low=low: self._fold_entries(
+                        conn, b.id, start, low, low + chunk * 4, now))
+                    if folded:
+                        entries += folded
+                        periods.add((b.id, utc(start)))
         return CompactionResult(horizon=horizon, reservations=reservations, entries=entries, periods=len(periods))
 
     def _compact_rows(self, conn: Connection, budget_id: int, ids: list[int], closed: set[datetime],
                       now: datetime) -> int:
         conn.execute(select(B.c.id).where(B.c.id == budget_id).with_for_update()).first()  # the budget's lock
-        rows = [r for r in conn.execute(select(R).where(R.c.id.in_(ids), R.c.state.in_(FINISHED))).all()
+        rows = [r for r in conn.execute(select(R).where(_among(conn, R.c.id, ids), R.c.state.in_(FINISHED))).all()
                 if r.period_start is None or utc(r.period_start) in closed]  # re-read under the lock
         if not rows:
             return 0
@@ -736,13 +740,17 @@ class Ledger:
             moved.add_row(r, +1, compacted=True)
         aggregates.write(conn, moved)
         self._keep_top(conn, [r for r in rows if r.state == "settled"])
-        conn.execute(TS.insert(), [
+        tombstones = [
             dict(key=r.key, budget_id=r.budget_id, state=r.state, admitted=r.admitted_at is not None,
                  late=r.state == "settled" and r.message.startswith(LATE_MESSAGE), amount_micro=r.amount_micro,
                  actual_micro=r.actual_micro, overrun_micro=r.overrun_micro, period_start=r.period_start,
                  compacted_at=now)
-            for r in rows])
-        conn.execute(delete(R).where(R.c.id.in_([r.id for r in rows])))
+            for r in rows]
+        if conn.dialect.name == "postgresql":  # one statement, the columns as arrays
+            conn.execute(_PG_TOMBSTONES, {c: [t[c] for t in tombstones] for c in _TS_COLUMNS})
+        else:
+            conn.execute(TS.insert(), tombstones)
+        conn.execute(delete(R).where(_among(conn, R.c.id, [r.id for r in rows])))
         return len(rows)
 
     @staticmethod
@@ -764,20 +772,17 @@ class Ledger:
             conn.execute(delete(TOP).where(where))
             conn.execute(TOP.insert(), kept[:aggregates.TOP_JOBS])
 
-    def _fold_entries(self, conn: Connection, budget_id: int, period_start: datetime, limit: int,
+    def _fold_entries(self, conn: Connection, budget_id: int, period_start: datetime, low: int, high: int,
                       now: datetime) -> int:
-        """Fold up to `limit` ledger entries of compacted keys of one period into its `compact` entry."""
+        """Fold the ledger entries of compacted keys of one period with ids in [low, high) into its
+        `compact` entry."""
         conn.execute(select(B.c.id).where(B.c.id == budget_id).with_for_update()).first()
-        rows = conn.execute(
-            select(E.c.id, E.c.held_delta, E.c.spent_delta).where(
-                E.c.budget_id == budget_id, E.c.period_start == period_start, E.c.kind != "compact",
-                E.c.reservation_key.in_(select(TS.c.key).where(TS.c.budget_id == budget_id)),
-            ).limit(limit)
-        ).all()
+        rows = conn.execute(select(E.c.id, E.c.held_delta, E.c.spent_delta).where(
+            E.c.id >= low, E.c.id < high, *_folding(budget_id, period_start))).all()
         if not rows:
             return 0
         held, spent = sum(r.held_delta for r in rows), sum(r.spent_delta for r in rows)
-        conn.execute(delete(E).where(E.c.id.in_([r.id for r in rows])))
+        conn.execute(delete(E).where(_among(conn, E.c.id, [r.id for r in rows])))
         note = "the entries of reservations removed by qgov ledger compact, summed"
         summary = conn.execute(select(E.c.id).where(E.c.budget_id == budget_id, E.c.period_start == period_start,
                                                     E.c.kind == "compact")).first()
@@ -994,7 +999,7 @@ _E_COLUMNS = ("budget_id", "period_start", "reservation_key", "kind", "held_delt
 
 
 def _array_type(column: Any) -> str:
-    return {"BIGINT": "bigint", "INTEGER": "integer", "TEXT": "text"}.get(
+    return {"BIGINT": "bigint", "INTEGER": "integer", "TEXT": "text", "BOOLEAN": "boolean"}.get(
         str(column.type), "timestamptz" if "DATETIME" in str(column.type) else "varchar")
 
 
@@ -1002,6 +1007,10 @@ def _unnest(table: Any, prefix: str, columns: tuple[str, ...]) -> str:
     arrays = ", ".join(f"CAST(:{prefix}{c} AS {_array_type(table.c[c])}[])" for c in columns)
     return f"INSERT INTO {table.name} ({', '.join(columns)}) SELECT * FROM unnest({arrays})"
 
+
+_TS_COLUMNS = ("key", "budget_id", "state", "admitted", "late", "amount_micro", "actual_micro", "overrun_micro",
+               "period_start", "compacted_at")
+_PG_TOMBSTONES = text(_unnest(TS, "", _TS_COLUMNS))
 
 _PG_WRITE_BATCH = text(
     f"WITH r AS ({_unnest(R, 'r_', _R_COLUMNS)}), "
@@ -1036,6 +1045,22 @@ def _thresholds_crossed(warn_at: str, warned_pct: int, committed: int, limit: in
         return ()
     pct_x100 = committed * 10_000 // limit  # hundredths of a percent, exact
     return tuple(t for t in (int(x) for x in warn_at.split(",")) if warned_pct < t and t * 100 <= pct_x100)
+
+
+def _folding(budget_id: int, period_start: datetime) -> tuple[Any, ...]:
+    """The ledger entries of a period that compaction folds: those of compacted keys."""
+    return (E.c.budget_id == budget_id, E.c.period_start == period_start, E.c.kind != "compact",
+            E.c.reservation_key.in_(select(TS.c.key)))
+
+
+def _among(conn: Connection, column: Any, ids: list[int]) -> Any:
+    """column IN ids: one array parameter on PostgreSQL (not thousands of bound values)."""
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy import any_
+        from sqlalchemy.dialects.postgresql import ARRAY
+
+        return column == any_(bindparam("ids", ids, type_=ARRAY(column.type)))
+    return column.in_(ids)
 
 
 def _settle_compacted(tomb: Any, actual: int, ran: bool) -> SettleOutcome:
