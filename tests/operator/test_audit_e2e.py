@@ -9,8 +9,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
-
 from governance.budget.audit import audit_cluster
 from governance.budget.types import ReserveRequest
 
@@ -44,14 +42,16 @@ def test_audit_is_clean_after_real_work_and_reports_each_tampering(env: Env) -> 
     assert audit_cluster(env.custom, ledger) == ([], 3, 3)  # the function other tests call
 
     # what bugs would leave behind: money held for a job that never existed (through the ledger's own
-    # API, so the balances stay consistent and only the audit can tell), a settlement that disagrees
-    # with the job's charge, and a reservation released although the job says it was charged
+    # API, so the balances stay consistent and only the audit can tell), a job whose status states a
+    # charge the ledger does not hold, and a job the cluster shows running while its money is settled.
+    # (Tampering with the ledger's rows directly is caught by verify() itself: its aggregates.)
+    env.operator.stop()  # nobody mends the statuses behind the audit's back
     assert ledger.reserve(ReserveRequest("made-up-uid", NS, NS, 100_000, job=f"{NS}/ghost")).admitted
-    uids = {n: env.get("qiskitjobs", n)["metadata"]["uid"] for n in ran}
-    with ledger.engine.begin() as conn:
-        conn.execute(text("UPDATE reservations SET actual_micro = 290000 WHERE key = :k"), {"k": uids[ran[0]]})
-        conn.execute(text("UPDATE reservations SET state = 'released' WHERE key = :k"), {"k": uids[ran[1]]})
-    assert ledger.verify() == []  # the balances still agree with themselves
+    env.custom.patch_namespaced_custom_object_status(
+        "qgov.dev", "v1alpha1", NS, "qiskitjobs", ran[0], {"status": {"actualCost": "0.29", "usedMicro": "290000"}})
+    env.custom.patch_namespaced_custom_object_status(
+        "qgov.dev", "v1alpha1", NS, "qiskitjobs", ran[1], {"status": {"phase": "Running", "actualCost": None}})
+    assert ledger.verify() == []  # the ledger agrees with itself: only the audit can tell
     ledger.close()
 
     tampered = audit_command(env)
@@ -59,10 +59,10 @@ def test_audit_is_clean_after_real_work_and_reports_each_tampering(env: Env) -> 
     assert tampered.stdout.splitlines() == [
         (f"{NS}/ghost: reservation for a job that does not exist: a held reservation (reserved 0.10, "
          "actual none), key made-up-uid"),
-        (f"{NS}/{ran[0]} (phase Succeeded): status says charged 0.30 USD, the ledger has a settled reservation "
-         "(reserved 0.30 USD, actual 0.29 USD)"),
-        (f"{NS}/{ran[1]} (phase Succeeded): status says charged 0.30 USD, the ledger has a released reservation "
+        (f"{NS}/{ran[0]} (phase Succeeded): status says charged 0.29 USD, the ledger has a settled reservation "
          "(reserved 0.30 USD, actual 0.30 USD)"),
+        (f"{NS}/{ran[1]} (phase Running): an admitted job needs a held reservation, the ledger has a settled "
+         "reservation (reserved 0.30 USD, actual 0.30 USD)"),
         "audit failed: 3 mismatches between 3 jobs and 4 reservations, 0 balance inconsistencies",
     ]
     assert "Traceback" not in tampered.stderr
