@@ -37,7 +37,7 @@ read); `compacted = true` rows are the part of those whose rows `Ledger.compact`
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -336,15 +336,6 @@ def write(conn: Connection, deltas: Deltas) -> None:
 # ---------------------------------------------------------------------- recomputing
 
 
-def _live_rows(conn: Connection, budget_ids: Iterable[int] | None = None) -> Iterator[Any]:
-    query = select(R.c.id, R.c.key, R.c.budget_id, R.c.created_period, R.c.created_at, R.c.state, R.c.amount_micro,
-                   R.c.actual_micro, R.c.backend, R.c.session, R.c.top_cost,
-                   R.c.message.like(f"{LATE_MESSAGE}%").label("late"))
-    if budget_ids is not None:
-        query = query.where(R.c.budget_id.in_(list(budget_ids)))
-    yield from conn.execute(query.execution_options(yield_per=20_000))
-
-
 def max_nano(row: Any) -> int:
     """floor(10^9 * the largest ratio) of a stored cell row; -1 if it has none."""
     return row.max_units * NANO + row.max_nanos if row.max_units >= 0 else -1
@@ -377,20 +368,105 @@ def stored(conn: Connection, compacted: bool, budget_ids: Iterable[int] | None =
 
 def recompute(conn: Connection, budget_ids: Iterable[int] | None = None,
               problems: list[str] | None = None) -> Deltas:
-    """The totals as they should be: every remaining reservation, plus the compacted parts.
-    With `problems`, also checks each row's created_period and top_cost."""
+    """The totals as they should be: every remaining reservation, plus the compacted parts. With
+    `problems`, also checks each row's created_period and top_cost.
+
+    The same sums as Deltas.add, taken another way, so that a million reservations take seconds:
+    the database groups the rows by cell and line, and only the ratios of settled jobs are read
+    one by one (their exact arithmetic needs more than 64 bits), as plain tuples."""
     out = Deltas()
-    for r in _live_rows(conn, budget_ids):
-        if r.created_period is None:
-            if problems is not None:
+    ids = list(budget_ids) if budget_ids is not None else None
+    mine = R.c.budget_id.in_(ids) if ids is not None else True
+    pg = conn.dialect.name == "postgresql"
+
+    def as_text(column: Any, fmt: str = "YYYY-MM-DD HH24:MI:SS.US") -> Any:
+        # PostgreSQL: text in the form SQLite stores; SQLite: the stored text itself
+        return func.to_char(func.timezone("UTC", column), fmt) if pg else column
+
+    day = func.to_char(func.timezone("UTC", R.c.created_at), "YYYY-MM-DD") if pg else func.substr(R.c.created_at, 1, 10)
+    times: dict[Any, datetime] = {}
+
+    def moment(value: Any) -> datetime:
+        found = times.get(value)
+        if found is None:
+            found = times[value] = utc(value if isinstance(value, datetime) else datetime.fromisoformat(value))
+        return found
+
+    late = case((and_(R.c.state == "settled", R.c.message.like(f"{LATE_MESSAGE}%")), 1), else_=0)
+    grouped = (
+        select(R.c.budget_id, as_text(R.c.created_period), day, R.c.state, R.c.backend, R.c.session, late,
+               func.count(), func.coalesce(func.sum(R.c.amount_micro), 0), func.coalesce(func.sum(R.c.actual_micro), 0),
+               func.sum(case((R.c.actual_micro > R.c.amount_micro, 1), else_=0)),
+               as_text(func.min(R.c.created_at)), as_text(func.max(R.c.created_at)))
+        .where(mine, R.c.created_period.is_not(None))
+        .group_by(R.c.budget_id, R.c.created_period, day, R.c.state, R.c.backend, R.c.session, late)
+    )
+    for (budget_id, period, day_text, state, backend, session, is_late, n, amounts, actuals, over, first,
+         last) in conn.execute(grouped).all():
+        period, first, last = moment(period), moment(first), moment(last)
+        settled, charged = state == "settled", state in CHARGED
+        for key in ((budget_id, PERIOD, False, period, period), (budget_id, DAY, False, moment(day_text), period)):
+            cell = out.cells.get(key)
+            if cell is None:
+                cell = out.cells[key] = [first, last, -1, 0, 0] + [0] * len(_SUMS)
+            else:
+                cell[_F_FIRST], cell[_F_LAST] = min(cell[_F_FIRST], first), max(cell[_F_LAST], last)
+            out._line(key, "state", state, n, 0, 0)
+            if charged:
+                spent, held = (int(actuals), 0) if settled else (0, int(amounts))
+                out._line(key, "backend", backend, n, spent, held)
+                out._line(key, "session", session, n, spent, held)
+            if settled:
+                cell[_F_SUMS] += n
+                cell[_F_SUMS + 1] += int(over)
+                if is_late:
+                    cell[_F_SUMS + 5] += n
+                    cell[_F_SUMS + 6] += int(actuals)
+    # the ratios, one settled job at a time: per (budget, period, day), then into both grains
+    ratios: dict[tuple[Any, Any, Any], list[Any]] = {}
+    histograms: dict[tuple[Any, Any, Any], dict[int, int]] = {}
+    query = (select(R.c.budget_id, as_text(R.c.created_period), day, R.c.amount_micro, R.c.actual_micro)
+             .where(mine, R.c.created_period.is_not(None), R.c.state == "settled", R.c.amount_micro > 0))
+    for budget_id, period, day_text, amount, actual in conn.execute(query.execution_options(yield_per=50_000)):
+        k = (budget_id, period, day_text)
+        acc = ratios.get(k)
+        if acc is None:
+            acc = ratios[k] = [0, 0, 0, -1, 0, 0]  # count, units, nanos, max nano, its actual, estimate
+            histograms[k] = {}
+        nano = actual * NANO // amount
+        acc[0] += 1
+        acc[1] += nano // NANO
+        acc[2] += nano % NANO
+        if nano > acc[3]:
+            acc[3], acc[4], acc[5] = nano, actual, amount
+        q, r = divmod(actual * 1000, amount)
+        if 2 * r > amount or (2 * r == amount and q % 2):
+            q += 1
+        bucket = q if q < FINE_BUCKETS else bucket_of(actual, amount)
+        hist = histograms[k]
+        hist[bucket] = hist.get(bucket, 0) + 1
+    for (budget_id, period, day_text), acc in ratios.items():
+        p = moment(period)
+        for key in ((budget_id, PERIOD, False, p, p), (budget_id, DAY, False, moment(day_text), p)):
+            cell = out.cells[key]
+            cell[_F_SUMS + 2] += acc[0]
+            cell[_F_SUMS + 3] += acc[1]
+            cell[_F_SUMS + 4] += acc[2]
+            if acc[3] > cell[_F_MAX_NANO]:
+                cell[_F_MAX_NANO], cell[_F_MAX_ACTUAL], cell[_F_MAX_ESTIMATE] = acc[3], acc[4], acc[5]
+            for bucket, n in histograms[(budget_id, period, day_text)].items():
+                for rk in (key + (bucket,), key + (group_code(bucket),)):
+                    out.ratios[rk] = out.ratios.get(rk, 0) + n
+    if problems is not None:
+        expected = case((R.c.state == "settled", R.c.actual_micro), (R.c.state == "held", R.c.amount_micro))
+        for r in conn.execute(select(R.c.key, R.c.state, R.c.created_period, R.c.top_cost, expected.label("expected"))
+                              .where(mine, or_(R.c.created_period.is_(None),
+                                               R.c.top_cost.is_distinct_from(expected)))):
+            if r.created_period is None:
                 problems.append(f"reservation {r.key}: no created_period")
-            continue
-        late = bool(r.late) and r.state == "settled"
-        out.add(r.budget_id, r.created_period, r.created_at, r.state, r.amount_micro, r.actual_micro, r.backend,
-                r.session, late)
-        if problems is not None and r.top_cost != top_cost(r.state, r.amount_micro, r.actual_micro):
-            problems.append(f"reservation {r.key}: top_cost {r.top_cost} != "
-                            f"{top_cost(r.state, r.amount_micro, r.actual_micro)} for a {r.state} reservation")
+            else:
+                problems.append(f"reservation {r.key}: top_cost {r.top_cost} != {r.expected} for a {r.state} "
+                                "reservation")
     parts = stored(conn, True, budget_ids)
     for (budget_id, grain, _, cell_start, period_start), v in parts.cells.items():
         out.merge_cell((budget_id, grain, False, cell_start, period_start), v)
