@@ -411,7 +411,8 @@ async def on_job_event(type: str | None, body: kopf.Body, **_: Any) -> None:
         budget = status.get("budget")
         changed = rt().job_phases.observe(meta["uid"], (meta["namespace"], budget) if budget else None,
                                           status.get("phase"))
-        if status.get("phase") in TERMINAL and (at := expires_at(body, rt().config.job_ttl_seconds)) is not None:
+        if status.get("phase") in TERMINAL and not meta.get("deletionTimestamp") and \
+                (at := expires_at(body, rt().config.job_ttl_seconds)) is not None:
             rt().expiry.set(key, at)
     for namespace, name in changed:  # the budget's status shows these counts
         refresh_budget_status(namespace, name)
