@@ -15,7 +15,8 @@ migration 0004 builds the report aggregates exactly as it does for any existing 
   report          `qgov ledger report -n bench --period 2026-11`, in process (report + render)
   week report     the same for --period 2026-W47, a week inside the monthly period (its day cells)
 
-each timed as the median of --repeat runs after two warm-ups (fewer when one run takes seconds).
+each timed as the median of --repeat runs after two warm-ups (fewer when one run takes seconds);
+`load` is the 1-minute load average when they were (the machine may be shared).
 PostgreSQL is a throwaway local server (fsync off: seeding speed only; reads do not care).
 Both databases are ANALYZEd after seeding, as autovacuum or a periodic ANALYZE would have them.
 --explain prints the plan of every statement the two operations run.
@@ -198,7 +199,7 @@ def measure(url: str, n: int, repeat: int, show_plans: bool, compact: bool) -> d
     report_ms = timed(lambda: month_report(ledger), repeat)
     week_ms = timed(lambda: week_report(ledger), repeat)
     result = dict(status_ms=status_ms, report_ms=report_ms, week_ms=week_ms, seeded=seeded, migrated=migrated,
-                  verified=verified)
+                  verified=verified, load=os.getloadavg()[0])
     if compact:  # December: November is closed; compact it, and every figure must stay the same
         before = (month_report(ledger), week_report(ledger), status_refresh(ledger))
         december = Ledger(url, clock=lambda: datetime(2026, 12, 2, tzinfo=timezone.utc))
@@ -257,10 +258,10 @@ def main() -> None:
             server.stop()
     print()
     print(f"{'database':10}  {'settled in period':>17}  {'status refresh ms':>17}  {'report ms':>9}  "
-          f"{'week report ms':>14}  {'seed s':>6}  {'db upgrade s':>12}  {'verify s':>8}")
+          f"{'week report ms':>14}  {'seed s':>6}  {'db upgrade s':>12}  {'verify s':>8}  {'load':>4}")
     for database, n, r in rows:
         print(f"{database:10}  {n:>17,}  {r['status_ms']:>17.2f}  {r['report_ms']:>9.2f}  {r['week_ms']:>14.2f}  "
-              f"{r['seeded']:>6.1f}  {r['migrated']:>12.1f}  {r['verified']:>8.1f}")
+              f"{r['seeded']:>6.1f}  {r['migrated']:>12.1f}  {r['verified']:>8.1f}  {r['load']:>4.1f}")
 
 
 if __name__ == "__main__":

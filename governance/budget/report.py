@@ -174,13 +174,23 @@ def build_report(engine: Engine, namespace: str, window: ReportWindow, budget: s
     the period cells whose span of creation times lies inside the window, the day cells of those
     that do not, and only where a window edge that is not a UTC midnight cuts a day cell, that
     day's reservations inside the window. Every figure is exact (accuracy: see aggregates.py).
-    A budget's own period is one cell: four statements, whatever its history."""
+    A budget's own period is one cell: three statements, whatever its history."""
     with _reading(engine) as conn:
         span = dict(start=window.start, end=window.end)
+        cells: dict[tuple[Any, ...], tuple[Any, list[Any]]] = {}
         if budget is None:
             rows = conn.execute(_BUDGETS, dict(span, ns=namespace)).all()
-        else:
-            rows = conn.execute(_BUDGET, dict(span, ns=namespace, name=budget)).all()
+        else:  # one budget (its status): its periods, period cells and their lines in one statement
+            rows = conn.execute(_BUDGET_AND_CELLS, dict(span, ns=namespace, name=budget)).all()
+            seen: set[tuple[Any, ...]] = set()
+            for r in rows:
+                if r.c_budget_id is None or (r.c_period_start, r.l_kind, r.l_name) in seen:
+                    continue
+                seen.add((r.c_period_start, r.l_kind, r.l_name))
+                cell = cells.setdefault((r.c_budget_id, r.c_period_start), (
+                    SimpleNamespace(**{c: getattr(r, f"c_{c}") for c in C.c.keys()}), []))
+                cell[1].append(SimpleNamespace(kind=r.l_kind, name=r.l_name, jobs=r.l_jobs,
+                                               spent_micro=r.l_spent_micro, held_micro=r.l_held_micro))
         if not rows:
             known = [r[0] for r in conn.execute(select(B.c.namespace).distinct().order_by(B.c.namespace))]
             hint = f" (namespaces with budgets: {', '.join(known)})" if known else " (the ledger has no budgets yet)"
@@ -191,16 +201,17 @@ def build_report(engine: Engine, namespace: str, window: ReportWindow, budget: s
             if r.id not in budgets:
                 budgets[r.id] = r
                 lines.append(BudgetLine(r.name, r.unit, r.period, r.enforcement, r.queued_count, []))
-            if r.p_period_start is not None:
+            if r.p_period_start is not None and (not lines[-1].periods or lines[-1].periods[-1].start !=
+                                                 utc(r.p_period_start).isoformat()):
                 lines[-1].periods.append(PeriodLine(
                     utc(r.p_period_start).isoformat(), utc(r.p_period_end).isoformat() if r.p_period_end else None,
                     r.p_limit_micro, r.p_spent_micro, r.p_held_micro, r.p_overrun_micro))
         sums = _Sums({b.id: b.unit for b in budgets.values()})
         # the period cells with reservations created in the window, each with its lines
-        cells: dict[tuple[Any, ...], tuple[Any, list[Any]]] = {}
-        for r in conn.execute(_TOUCHED, dict(span, ids=list(budgets))).all():
-            key = (r.budget_id, r.period_start)
-            cells.setdefault(key, (r, []))[1].append(r)
+        if budget is None:
+            for r in conn.execute(_TOUCHED, dict(span, ids=list(budgets))).all():
+                key = (r.budget_id, r.period_start)
+                cells.setdefault(key, (r, []))[1].append(r)
         for cell, cell_lines in cells.values():
             b = budgets[cell.budget_id]
             if _inside(cell, window):
@@ -250,7 +261,18 @@ _BUDGETS = (
                        or_(P.c.period_end.is_(None), P.c.period_end > bindparam("start"))))
     .where(B.c.namespace == bindparam("ns")).order_by(B.c.name, P.c.period_start)
 )
-_BUDGET = _BUDGETS.where(B.c.name == bindparam("name"))
+_BUDGET_AND_CELLS = (
+    select(B, *_PERIOD_COLUMNS, *(c.label(f"c_{c.name}") for c in C.c),
+           *(L.c[c].label(f"l_{c}") for c in ("kind", "name", "jobs", "spent_micro", "held_micro")))
+    .outerjoin(P, and_(P.c.budget_id == B.c.id, P.c.period_start < bindparam("end"),
+                       or_(P.c.period_end.is_(None), P.c.period_end > bindparam("start"))))
+    .outerjoin(C, and_(C.c.budget_id == B.c.id, C.c.grain == PERIOD, C.c.compacted.is_(False),
+                       C.c.last_at >= bindparam("start"), C.c.first_at < bindparam("end")))
+    .outerjoin(L, and_(L.c.budget_id == C.c.budget_id, L.c.grain == C.c.grain, L.c.compacted == C.c.compacted,
+                       L.c.cell_start == C.c.cell_start, L.c.period_start == C.c.period_start))
+    .where(B.c.namespace == bindparam("ns"), B.c.name == bindparam("name"))
+    .order_by(P.c.period_start, C.c.period_start)
+)
 _TOUCHED = (
     select(C, L.c.kind, L.c.name, L.c.jobs, L.c.spent_micro, L.c.held_micro)
     .join(L, and_(L.c.budget_id == C.c.budget_id, L.c.grain == C.c.grain, L.c.compacted == C.c.compacted,
