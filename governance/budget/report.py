@@ -182,27 +182,32 @@ def build_report(engine: Engine, namespace: str, window: ReportWindow, budget: s
             rows = conn.execute(_BUDGETS, dict(span, ns=namespace)).all()
         else:  # one budget (its status): its periods, period cells and their lines in one statement
             rows = conn.execute(_BUDGET_AND_CELLS, dict(span, ns=namespace, name=budget)).all()
-            seen: set[tuple[Any, ...]] = set()
+            seen: set[tuple[Any, ...]] = set()  # (a line repeats once per period row the window holds)
             for r in rows:
-                if r.c_budget_id is None or (r.c_period_start, r.l_kind, r.l_name) in seen:
+                m = r._mapping
+                key = (m["c_budget_id"], m["c_period_start"])
+                if key[0] is None or (key, m["l_kind"], m["l_name"]) in seen:
                     continue
-                seen.add((r.c_period_start, r.l_kind, r.l_name))
-                cell = cells.setdefault((r.c_budget_id, r.c_period_start), (
-                    SimpleNamespace(**{c: getattr(r, f"c_{c}") for c in C.c.keys()}), []))
-                cell[1].append(SimpleNamespace(kind=r.l_kind, name=r.l_name, jobs=r.l_jobs,
-                                               spent_micro=r.l_spent_micro, held_micro=r.l_held_micro))
+                seen.add((key, m["l_kind"], m["l_name"]))
+                cell = cells.get(key)
+                if cell is None:
+                    cell = cells[key] = (SimpleNamespace(**{c: m[f"c_{c}"] for c in _CELL_COLUMNS}), [])
+                cell[1].append(SimpleNamespace(kind=m["l_kind"], name=m["l_name"], jobs=m["l_jobs"],
+                                               spent_micro=m["l_spent_micro"], held_micro=m["l_held_micro"]))
         if not rows:
             known = [r[0] for r in conn.execute(select(B.c.namespace).distinct().order_by(B.c.namespace))]
             hint = f" (namespaces with budgets: {', '.join(known)})" if known else " (the ledger has no budgets yet)"
             raise UnknownBudget(f"no budgets in namespace {namespace!r}{hint}")
         budgets: dict[int, Any] = {}
         lines: list[BudgetLine] = []
+        last_period = None
         for r in rows:
             if r.id not in budgets:
                 budgets[r.id] = r
                 lines.append(BudgetLine(r.name, r.unit, r.period, r.enforcement, r.queued_count, []))
-            if r.p_period_start is not None and (not lines[-1].periods or lines[-1].periods[-1].start !=
-                                                 utc(r.p_period_start).isoformat()):
+                last_period = None
+            if r.p_period_start is not None and r.p_period_start != last_period:
+                last_period = r.p_period_start
                 lines[-1].periods.append(PeriodLine(
                     utc(r.p_period_start).isoformat(), utc(r.p_period_end).isoformat() if r.p_period_end else None,
                     r.p_limit_micro, r.p_spent_micro, r.p_held_micro, r.p_overrun_micro))
@@ -261,6 +266,7 @@ _BUDGETS = (
                        or_(P.c.period_end.is_(None), P.c.period_end > bindparam("start"))))
     .where(B.c.namespace == bindparam("ns")).order_by(B.c.name, P.c.period_start)
 )
+_CELL_COLUMNS = tuple(C.c.keys())
 _BUDGET_AND_CELLS = (
     select(B, *_PERIOD_COLUMNS, *(c.label(f"c_{c.name}") for c in C.c),
            *(L.c[c].label(f"l_{c}") for c in ("kind", "name", "jobs", "spent_micro", "held_micro")))
