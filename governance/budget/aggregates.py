@@ -248,31 +248,6 @@ class Deltas:
 # ---------------------------------------------------------------------- writing
 
 
-def _sqlite_upserts() -> tuple[Any, Any, Any]:
-    from sqlalchemy.dialects.sqlite import insert
-
-    def upsert(table: Any, keys: tuple[str, ...], adds: tuple[str, ...], extra: Any = None) -> Any:
-        ins = insert(table)
-        set_ = {c: table.c[c] + ins.excluded[c] for c in adds}
-        if extra:
-            set_.update(extra(ins.excluded))
-        return ins.on_conflict_do_update(index_elements=[table.c[k] for k in keys], set_=set_)
-
-    cell = ("budget_id", "grain", "compacted", "cell_start", "period_start")
-
-    def cell_extra(x: Any) -> dict[str, Any]:
-        wins = or_(x.max_units > C.c.max_units, and_(x.max_units == C.c.max_units, x.max_nanos > C.c.max_nanos))
-        return dict(first_at=func.min(C.c.first_at, x.first_at), last_at=func.max(C.c.last_at, x.last_at),
-                    **{c: case((wins, x[c]), else_=C.c[c])
-                       for c in ("max_units", "max_nanos", "max_actual", "max_estimate")})
-
-    return (upsert(C, cell, _SUMS, cell_extra),
-            upsert(L, cell + ("kind", "name"), ("jobs", "spent_micro", "held_micro")),
-            upsert(H, cell + ("bucket",), ("jobs",)))
-
-
-_SQLITE = _sqlite_upserts()
-
 _CELL_COLS = ("budget_id", "grain", "compacted", "cell_start", "period_start")
 _C_COLS = _CELL_COLS + ("first_at", "last_at", "max_units", "max_nanos", "max_actual", "max_estimate") + _SUMS
 _L_COLS = _CELL_COLS + ("kind", "name", "jobs", "spent_micro", "held_micro")
@@ -321,6 +296,51 @@ def pg_params(deltas: Deltas | None) -> dict[str, list[Any]]:
     return params
 
 
+def _sqlite_upsert(table: str, cols: tuple[str, ...], keys: tuple[str, ...], sets: list[str]) -> str:
+    return (f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))}) "
+            f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {', '.join(sets)}")
+
+
+_SQLITE_WINS = "(excluded.max_units > max_units OR (excluded.max_units = max_units AND excluded.max_nanos > max_nanos))"
+# The same upserts for SQLite, run with the driver's executemany (SQLAlchemy's costs more than they do).
+_SQLITE = (
+    _sqlite_upsert("report_cells", _C_COLS, _CELL_COLS, [
+        "first_at = min(first_at, excluded.first_at)", "last_at = max(last_at, excluded.last_at)",
+        *(f"{c} = CASE WHEN {_SQLITE_WINS} THEN excluded.{c} ELSE {c} END"
+          for c in ("max_units", "max_nanos", "max_actual", "max_estimate")),
+        *(f"{c} = {c} + excluded.{c}" for c in _SUMS)]),
+    _sqlite_upsert("report_lines", _L_COLS, _CELL_COLS + ("kind", "name"),
+                   [f"{c} = {c} + excluded.{c}" for c in ("jobs", "spent_micro", "held_micro")]),
+    _sqlite_upsert("report_ratios", _H_COLS, _CELL_COLS + ("bucket",), ["jobs = jobs + excluded.jobs"]),
+)
+
+
+def _sqlite_time(value: datetime) -> str:
+    """A moment as SQLAlchemy stores a DateTime in SQLite ('YYYY-MM-DD HH:MM:SS.ffffff', UTC)."""
+    return (f"{value.year:04d}-{value.month:02d}-{value.day:02d} {value.hour:02d}:{value.minute:02d}:"
+            f"{value.second:02d}.{value.microsecond:06d}")
+
+
+def _sqlite_rows(deltas: Deltas) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """The rows of _SQLITE's three upserts, in their column order."""
+    keys: dict[CellKey, tuple[Any, ...]] = {}
+
+    def key(k: tuple[Any, ...]) -> tuple[Any, ...]:
+        found = keys.get(k[:5])  # type: ignore[arg-type]
+        if found is None:
+            found = keys[k[:5]] = (k[0], k[1], int(k[2]), _sqlite_time(k[3]), _sqlite_time(k[4]))  # type: ignore
+        return found
+
+    cells = []
+    for k, v in deltas.cells.items():
+        units, nanos = divmod(v[_F_MAX_NANO], NANO) if v[_F_MAX_NANO] >= 0 else (-1, 0)
+        cells.append(key(k) + (_sqlite_time(v[_F_FIRST]), _sqlite_time(v[_F_LAST]), units, nanos,
+                               v[_F_MAX_ACTUAL], v[_F_MAX_ESTIMATE], *v[_F_SUMS:]))
+    lines = [key(k) + (k[5], k[6], *v) for k, v in deltas.lines.items()]
+    ratios = [key(k) + (k[5], n) for k, n in deltas.ratios.items()]
+    return cells, lines, ratios
+
+
 def write(conn: Connection, deltas: Deltas) -> None:
     """Add `deltas` to the aggregates (inside the caller's transaction)."""
     if not deltas:
@@ -328,9 +348,13 @@ def write(conn: Connection, deltas: Deltas) -> None:
     if conn.dialect.name == "postgresql":
         conn.execute(_PG_WRITE, pg_params(deltas))
         return
-    for stmt, rows in zip(_SQLITE, (deltas.cell_rows(), deltas.line_rows(), deltas.ratio_rows())):
-        if rows:
-            conn.execute(stmt, rows)
+    cursor = conn.connection.driver_connection.cursor()  # the transaction SQLAlchemy began
+    try:
+        for sql, rows in zip(_SQLITE, _sqlite_rows(deltas)):
+            if rows:
+                cursor.executemany(sql, rows)
+    finally:
+        cursor.close()
 
 
 # ---------------------------------------------------------------------- recomputing
