@@ -32,11 +32,12 @@ ROOT = Path(__file__).resolve().parents[2]
 BINARIES_SCRIPT = ROOT / "scripts" / "kube-binaries.sh"
 SERVICE_CIDR = "10.96.0.0/16"
 SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
-# The controllers a one-node cluster needs for what qgov creates and a user installs.
+# The controllers a one-node cluster needs for what qgov creates and a user installs (the node
+# lifecycle controller lifts the not-ready taint admission puts on a new Node).
 CONTROLLERS = ("garbage-collector-controller", "namespace-controller", "serviceaccount-controller",
                "serviceaccount-token-controller", "root-ca-certificate-publisher-controller",
                "deployment-controller", "replicaset-controller", "clusterrole-aggregation-controller",
-               "pod-garbage-collector-controller")
+               "pod-garbage-collector-controller", "node-lifecycle-controller")
 
 
 class ControlPlaneError(RuntimeError):

@@ -1,10 +1,16 @@
-"""The dev cluster's pod runner: runs each Pod's container command as a local process.
+"""The pod runner: runs each Pod's container command as a local process, as a kubelet would.
 
 Images are not pulled: the command runs in this project's Python environment (`python`
-and `python3` mean this interpreter). ConfigMap and Secret volumes are written to files
-under the pod's directory, and the mount path is substituted in the command, args and
-environment. Status moves Pending → Running → Succeeded/Failed with container statuses,
-exit code and termination message; logs are kept per pod and served by the API.
+and `python3` mean this interpreter; a container without a command gets its image's entry
+point from IMAGE_COMMANDS). ConfigMap, Secret and projected volumes are written to files under
+the pod's directory, and the mount path is substituted in the command, args and environment;
+the ServiceAccount volume (`/var/run/secrets/kubernetes.io/serviceaccount`) is bind-mounted at
+its real path in a mount namespace of the pod's own, because in-cluster clients read it there.
+Status moves Pending → Running → Succeeded/Failed with container statuses, exit code and
+termination message; logs are kept per pod.
+
+The runner reads and writes through a `PodSource`: the emulator's store (`StorePods`, here), or
+a real API server as a node (`node.ApiPods`).
 """
 
 from __future__ import annotations
@@ -18,50 +24,118 @@ import signal
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from .store import ApiError, ResourceType, Store, WatchEvent, now_iso
 
 NODE_NAME = "qgov-dev"
 TERMINATION_LOG = "/dev/termination-log"
 DEFAULT_GRACE_S = 30  # the API server's default terminationGracePeriodSeconds
+SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
+# Paths a program reads at a fixed place (no substitution can reach them): bind-mounted for real.
+REAL_MOUNTS = (SERVICE_ACCOUNT_DIR,)
+# An image's entry point, for containers that give no command (as the operator's Deployment).
+IMAGE_COMMANDS = {"ghcr.io/qgov/operator": ["qgov", "operator"],
+                  "ghcr.io/qgov/executor": ["python", "-m", "executor"]}
+
+
+class PodSource(Protocol):
+    """What the runner needs from the cluster: objects a pod references, and its status."""
+
+    def configmap(self, namespace: str, name: str) -> dict[str, Any]: ...
+
+    def secret(self, namespace: str, name: str) -> dict[str, Any]: ...
+
+    def set_status(self, pod: dict[str, Any], changes: dict[str, Any]) -> bool:
+        """Merge `changes` into the pod's status; False when the pod (this uid) is gone."""
+
+    def token(self, pod: dict[str, Any], audience: str | None, seconds: int) -> tuple[str, float]:
+        """A ServiceAccount token bound to the pod: (token, seconds until it should be renewed)."""
+
+    def terminated(self, pod: dict[str, Any]) -> None:
+        """The pod's processes are gone after a graceful deletion (a kubelet then removes it)."""
+
+
+class StorePods:
+    """The emulator's store as a PodSource (it deletes pods at once: nothing to confirm)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def configmap(self, namespace: str, name: str) -> dict[str, Any]:
+        return self.store.get(self.store.types[("", "configmaps")], namespace, name)
+
+    def secret(self, namespace: str, name: str) -> dict[str, Any]:
+        return self.store.get(self.store.types[("", "secrets")], namespace, name)
+
+    def set_status(self, pod: dict[str, Any], changes: dict[str, Any]) -> bool:
+        meta, pods = pod["metadata"], self.store.types[("", "pods")]
+        try:
+            current = self.store.get(pods, meta["namespace"], meta["name"])
+        except ApiError:
+            return False
+        if current["metadata"]["uid"] != meta["uid"]:
+            return False
+        status = copy.deepcopy(current.get("status") or {})
+        status.update(changes)
+        self.store.replace(pods, meta["namespace"], meta["name"], {**current, "status": status},
+                           subresource="status")
+        return True
+
+    def token(self, pod: dict[str, Any], audience: str | None, seconds: int) -> tuple[str, float]:
+        raise ApiError(400, "BadRequest", "the dev cluster issues no ServiceAccount tokens")
+
+    def terminated(self, pod: dict[str, Any]) -> None:
+        return None
 
 
 class PodRunner:
-    def __init__(self, store: Store, *, workdir: Path | None = None, extra_env: dict[str, str] | None = None) -> None:
-        self.store = store
+    def __init__(self, source: PodSource | Store, *, workdir: Path | None = None,
+                 extra_env: dict[str, str] | None = None, node_name: str = NODE_NAME) -> None:
+        self.store = source if isinstance(source, Store) else None
+        self.source: PodSource = StorePods(source) if isinstance(source, Store) else source
+        self.node_name = node_name
         self.workdir = workdir or Path(tempfile.mkdtemp(prefix="qgov-pods-"))
         self.extra_env = extra_env or {}
         self.processes: dict[str, asyncio.subprocess.Process] = {}  # pod uid -> process
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.terminating: set[str] = set()
         # (namespace, secret name) -> directories where running pods have it mounted
         self.secret_mounts: dict[tuple[str, str], set[Path]] = {}
         self.tasks: dict[str, asyncio.Task[None]] = {}
-        store.listeners.append(self._on_event)
-
-    @property
-    def pods(self) -> ResourceType:
-        return self.store.types[("", "pods")]
+        self.names: dict[tuple[str, str], str] = {}  # (namespace, name) -> uid of the pod run under it
+        if self.store is not None:
+            self.store.listeners.append(self._on_event)
 
     def _on_event(self, rtype: ResourceType, event: WatchEvent) -> None:
         if rtype.key == ("", "secrets") and event.type == "MODIFIED":
-            self._refresh_secret_volumes(event.obj)
-            return
-        if rtype.key != ("", "pods"):
-            return
-        meta = event.obj["metadata"]
-        uid = meta["uid"]
-        if event.type == "DELETED" or meta.get("deletionTimestamp"):
-            grace = (event.obj.get("spec") or {}).get("terminationGracePeriodSeconds", DEFAULT_GRACE_S)
-            asyncio.get_running_loop().create_task(self._terminate(uid, float(grace), event.type == "DELETED"))
-            return
-        if uid not in self.tasks and (event.obj.get("status") or {}).get("phase", "Pending") == "Pending":
-            node = (event.obj.get("spec") or {}).get("nodeName")
-            if node in (None, "", NODE_NAME):
-                self.tasks[uid] = asyncio.get_running_loop().create_task(self._run(copy.deepcopy(event.obj)))
+            self.secret_changed(event.obj)
+        elif rtype.key == ("", "pods"):
+            self.pod_event(event.type, event.obj)
 
-    async def _terminate(self, uid: str, grace: float, remove: bool) -> None:
+    def pod_event(self, type_: str, pod: dict[str, Any]) -> None:
+        """A watch event of a pod (on the runner's loop): run it, or stop it when it is deleted."""
+        meta = pod["metadata"]
+        uid = meta["uid"]
+        if type_ == "DELETED" or meta.get("deletionTimestamp"):
+            grace = meta.get("deletionGracePeriodSeconds")
+            if grace is None:
+                grace = (pod.get("spec") or {}).get("terminationGracePeriodSeconds", DEFAULT_GRACE_S)
+            if (uid in self.tasks or type_ != "DELETED") and uid not in self.terminating:
+                self.terminating.add(uid)
+                asyncio.get_running_loop().create_task(self._terminate(uid, float(grace), pod, type_ == "DELETED"))
+            return
+        if uid not in self.tasks and (pod.get("status") or {}).get("phase", "Pending") == "Pending":
+            node = (pod.get("spec") or {}).get("nodeName")
+            if node in (None, "", self.node_name) if self.store is not None else node == self.node_name:
+                self.names[(meta["namespace"], meta["name"])] = uid
+                self.loop = asyncio.get_running_loop()
+                self.tasks[uid] = self.loop.create_task(self._run(copy.deepcopy(pod)))
+
+    async def _terminate(self, uid: str, grace: float, pod: dict[str, Any], removed: bool) -> None:
         """As the kubelet does: SIGTERM, then SIGKILL once the grace period is over; the pod's files
-        (mounted Secrets, its termination log) stay until the process is gone."""
+        (mounted Secrets, its termination log) stay until the process is gone. A pod that is only
+        marked for deletion is then removed (the API server waits for its node to say so)."""
         proc = self.processes.get(uid)
         if proc is not None and proc.returncode is None:
             try:
@@ -70,8 +144,13 @@ class PodRunner:
             except (ProcessLookupError, asyncio.TimeoutError):
                 pass
         self._kill(uid)
-        if remove:
-            shutil.rmtree(self.workdir / uid, ignore_errors=True)
+        task = self.tasks.get(uid)
+        if task is not None and not task.done() and proc is None:
+            task.cancel()  # not started yet (mounting, or waiting to restart)
+        if not removed:
+            await self._call(self.source.terminated, pod)
+        shutil.rmtree(self.workdir / uid, ignore_errors=True)
+        self.tasks.pop(uid, None)
 
     def _kill(self, uid: str) -> None:
         proc = self.processes.pop(uid, None)
@@ -87,24 +166,20 @@ class PodRunner:
         for task in self.tasks.values():
             task.cancel()
         await asyncio.gather(*self.tasks.values(), return_exceptions=True)
-        if self._on_event in self.store.listeners:
+        if self.store is not None and self._on_event in self.store.listeners:
             self.store.listeners.remove(self._on_event)
 
     # ------------------------------------------------------------------ status
 
-    def _set_status(self, pod: dict[str, Any], **changes: Any) -> bool:
-        meta = pod["metadata"]
-        try:
-            current = self.store.get(self.pods, meta["namespace"], meta["name"])
-        except ApiError:
-            return False
-        if current["metadata"]["uid"] != meta["uid"]:
-            return False
-        status = copy.deepcopy(current.get("status") or {})
-        status.update(changes)
-        self.store.replace(self.pods, meta["namespace"], meta["name"], {**current, "status": status},
-                           subresource="status")
-        return True
+    async def _call(self, fn, *args):  # type: ignore[no-untyped-def]
+        """Call into the source: on this loop for the emulator's store (not thread-safe), in a
+        thread for an API client (blocking HTTP must not stall every other pod)."""
+        if getattr(self.source, "blocking", False):
+            return await asyncio.to_thread(fn, *args)
+        return fn(*args)
+
+    async def _set_status(self, pod: dict[str, Any], **changes: Any) -> bool:
+        return bool(await self._call(self.source.set_status, pod, changes))
 
     # ------------------------------------------------------------------ running
 
@@ -112,16 +187,18 @@ class PodRunner:
         return self.workdir / uid / "log"
 
     async def logs(self, namespace: str, name: str, query: dict[str, str]) -> str:
-        pod = self.store.get(self.pods, namespace, name)
-        path = self.log_path(pod["metadata"]["uid"])
-        text = path.read_text(errors="replace") if path.exists() else ""
+        uid = self.names.get((namespace, name))
+        if uid is None and self.store is not None:
+            uid = self.store.get(self.pods, namespace, name)["metadata"]["uid"]
+        path = self.log_path(uid) if uid else None
+        text = path.read_text(errors="replace") if path is not None and path.exists() else ""
         if query.get("tailLines"):
             lines = text.splitlines(keepends=True)
             text = "".join(lines[-int(query["tailLines"]):])
         return text
 
     def _mounts(self, pod: dict[str, Any], container: dict[str, Any], root: Path) -> dict[str, str]:
-        """Write ConfigMap/Secret volumes to files; returns mountPath -> local directory."""
+        """Write ConfigMap, Secret and projected volumes to files; returns mountPath -> local directory."""
         volumes = {v["name"]: v for v in (pod.get("spec") or {}).get("volumes") or []}
         namespace = pod["metadata"]["namespace"]
         mapping: dict[str, str] = {}
@@ -130,17 +207,53 @@ class PodRunner:
             local = root / "volumes" / mount["name"]
             local.mkdir(parents=True, exist_ok=True)
             if "configMap" in volume:
-                cm = self.store.get(self.store.types[("", "configmaps")], namespace, volume["configMap"]["name"])
+                cm = self.source.configmap(namespace, volume["configMap"]["name"])
                 for key, value in (cm.get("data") or {}).items():
                     (local / key).write_text(value)
             elif "secret" in volume:
-                secret = self.store.get(self.store.types[("", "secrets")], namespace, volume["secret"]["secretName"])
+                secret = self.source.secret(namespace, volume["secret"]["secretName"])
                 _write_secret(local, secret)
                 self.secret_mounts.setdefault((namespace, volume["secret"]["secretName"]), set()).add(local)
+            elif "projected" in volume:
+                self._project(pod, volume["projected"], local)
             mapping[mount["mountPath"]] = str(local)
         return mapping
 
-    def _refresh_secret_volumes(self, secret: dict[str, Any]) -> None:
+    def _project(self, pod: dict[str, Any], projected: dict[str, Any], local: Path) -> None:
+        """A projected volume, as the ServiceAccount admission plugin adds to every pod: a token
+        bound to the pod (renewed at 80% of its life, as the kubelet does), the cluster's CA
+        (ConfigMap kube-root-ca.crt) and the namespace (downward API)."""
+        from .selectors import get_path
+
+        namespace = pod["metadata"]["namespace"]
+        for source in projected.get("sources") or []:
+            if "serviceAccountToken" in source:
+                self._write_token(pod, source["serviceAccountToken"], local)
+            elif "configMap" in source:
+                data = self.source.configmap(namespace, source["configMap"]["name"]).get("data") or {}
+                items = source["configMap"].get("items") or [{"key": k, "path": k} for k in data]
+                for item in items:
+                    _write_atomic(local / item["path"], data[item["key"]].encode())
+            elif "secret" in source:
+                secret = self.source.secret(namespace, source["secret"]["name"])
+                _write_secret(local, secret)
+            elif "downwardAPI" in source:
+                for item in source["downwardAPI"].get("items") or []:
+                    value = get_path(pod, item["fieldRef"]["fieldPath"]) if "fieldRef" in item else ""
+                    _write_atomic(local / item["path"], str(value or "").encode())
+
+    def _write_token(self, pod: dict[str, Any], spec: dict[str, Any], local: Path) -> None:
+        token, renew_in = self.source.token(pod, spec.get("audience"), int(spec.get("expirationSeconds") or 3607))
+        _write_atomic(local / spec["path"], token.encode())
+        uid, loop = pod["metadata"]["uid"], self.loop
+
+        def renew() -> None:
+            if uid in self.tasks and not self.tasks[uid].done() and local.exists():
+                loop.create_task(self._call(self._write_token, pod, spec, local))
+
+        loop.call_soon_threadsafe(loop.call_later, renew_in, renew)
+
+    def secret_changed(self, secret: dict[str, Any]) -> None:
         """A mounted Secret that changes is rewritten in place, as the kubelet does (atomically: a
         reader sees the old file or the new one, never half of one)."""
         key = (secret["metadata"]["namespace"], secret["metadata"]["name"])
@@ -160,10 +273,10 @@ class PodRunner:
             elif "valueFrom" in item:
                 ref = item["valueFrom"]
                 if "configMapKeyRef" in ref:
-                    cm = self.store.get(self.store.types[("", "configmaps")], namespace, ref["configMapKeyRef"]["name"])
+                    cm = self.source.configmap(namespace, ref["configMapKeyRef"]["name"])
                     env[item["name"]] = (cm.get("data") or {})[ref["configMapKeyRef"]["key"]]
                 elif "secretKeyRef" in ref:
-                    s = self.store.get(self.store.types[("", "secrets")], namespace, ref["secretKeyRef"]["name"])
+                    s = self.source.secret(namespace, ref["secretKeyRef"]["name"])
                     env[item["name"]] = base64.b64decode((s.get("data") or {})[ref["secretKeyRef"]["key"]]).decode()
                 elif "fieldRef" in ref:
                     from .selectors import get_path
@@ -177,25 +290,32 @@ class PodRunner:
         root.mkdir(parents=True, exist_ok=True)
         containers = (pod.get("spec") or {}).get("containers") or []
         restart_policy = (pod.get("spec") or {}).get("restartPolicy", "Always")
-        if len(containers) != 1 or not containers[0].get("command"):
-            reason = ("qgov dev runs one container per pod from its command (images are not pulled): "
-                      "set spec.containers[0].command")
-            self._set_status(pod, phase="Failed", reason="Unsupported", message=reason)
+        command = _command(containers[0]) if len(containers) == 1 else None
+        if command is None:
+            reason = ("qgov's pod runner runs one container per pod from its command (images are not pulled): "
+                      "set spec.containers[0].command, or use an image it knows: " + ", ".join(IMAGE_COMMANDS))
+            await self._set_status(pod, phase="Failed", reason="Unsupported", message=reason)
             return
         container = containers[0]
         term_log = root / "termination-log"
         try:
-            mounts = self._mounts(pod, container, root)
+            mounts = await self._call(self._mounts, pod, container, root)
+            binds = {path: mounts.pop(path) for path in REAL_MOUNTS if path in mounts}
             # the termination message path maps like a mount, before env and args are rewritten
             mounts[container.get("terminationMessagePath", TERMINATION_LOG)] = str(term_log)
-            env = self._env(pod, container, mounts)
-        except (ApiError, KeyError) as exc:
-            message = exc.message if isinstance(exc, ApiError) else f"missing key {exc}"
-            self._set_status(pod, phase="Pending", reason="CreateContainerConfigError", message=message)
+            env = await self._call(self._env, pod, container, mounts)
+        except Exception as exc:  # noqa: BLE001 - whatever the cause, the pod says it, as a kubelet does
+            message = getattr(exc, "message", None) or getattr(exc, "reason", None) or f"{type(exc).__name__}: {exc}"
+            await self._set_status(pod, phase="Pending", reason="CreateContainerConfigError", message=str(message),
+                                   containerStatuses=[_status(container, 0, {"waiting": {
+                                       "reason": "CreateContainerConfigError", "message": str(message)}})])
             return
-        argv = [_substitute(str(a), mounts) for a in container["command"] + (container.get("args") or [])]
+        argv = [_substitute(str(a), mounts) for a in command]
         if argv[0] in ("python", "python3"):
             argv[0] = sys.executable
+        elif argv[0] == "qgov":
+            argv[0] = str(Path(sys.executable).parent / "qgov")
+        argv = _in_mount_namespace(argv, binds)
         restarts = 0
         while True:
             started = now_iso()
@@ -205,16 +325,16 @@ class PodRunner:
                         *argv, stdout=log, stderr=asyncio.subprocess.STDOUT, env=env, cwd=root,
                         start_new_session=True)
                 except OSError as exc:
-                    self._set_status(pod, phase="Failed", containerStatuses=[_status(
+                    await self._set_status(pod, phase="Failed", containerStatuses=[_status(
                         container, restarts, {"terminated": {"exitCode": 128, "reason": "StartError",
                                                              "message": str(exc), "startedAt": started,
                                                              "finishedAt": now_iso()}})])
                     return
             self.processes[uid] = proc
-            if not self._set_status(pod, phase="Running", hostIP="127.0.0.1", podIP="127.0.0.1", startTime=started,
+            if not await self._set_status(pod, phase="Running", hostIP="127.0.0.1", podIP="127.0.0.1", startTime=started,
                                     containerStatuses=[_status(container, restarts, {"running": {"startedAt": started}},
                                                                ready=True)],
-                                    conditions=[{"type": "Ready", "status": "True", "lastTransitionTime": started}]):
+                                    conditions=_conditions(True, started)):
                 self._kill(uid)
                 return
             code = await proc.wait()
@@ -231,14 +351,13 @@ class PodRunner:
                 terminated["message"] = message
             if code != 0 and restart_policy in ("OnFailure", "Always") and restarts < 5:
                 restarts += 1
-                self._set_status(pod, containerStatuses=[_status(container, restarts, {"waiting": {
+                await self._set_status(pod, containerStatuses=[_status(container, restarts, {"waiting": {
                     "reason": "CrashLoopBackOff"}}, last={"terminated": terminated})])
                 await asyncio.sleep(min(10.0, 0.5 * 2 ** restarts))
                 continue
-            self._set_status(pod, phase="Succeeded" if code == 0 else "Failed",
+            await self._set_status(pod, phase="Succeeded" if code == 0 else "Failed",
                              containerStatuses=[_status(container, restarts, {"terminated": terminated})],
-                             conditions=[{"type": "Ready", "status": "False", "lastTransitionTime": now_iso(),
-                                          "reason": "PodCompleted"}])
+                             conditions=_conditions(False, now_iso(), "PodCompleted"))
             return
 
 
@@ -251,6 +370,41 @@ def _status(container: dict[str, Any], restarts: int, state: dict[str, Any], *, 
     return status
 
 
+def _command(container: dict[str, Any]) -> list[str] | None:
+    """The container's command and args; an image's entry point when it gives no command."""
+    command = container.get("command")
+    if not command:
+        image = str(container.get("image", "")).split("@")[0].rsplit(":", 1)[0]
+        command = IMAGE_COMMANDS.get(image)
+        if command is None:
+            return None
+    return [*command, *(container.get("args") or [])]
+
+
+def _conditions(ready: bool, when: str, reason: str | None = None) -> list[dict[str, Any]]:
+    """The pod conditions a kubelet keeps (PodScheduled is the scheduler's)."""
+    out = []
+    for type_, status in (("PodReadyToStartContainers", True), ("Initialized", True), ("ContainersReady", ready),
+                          ("Ready", ready)):
+        condition = {"type": type_, "status": "True" if status else "False", "lastProbeTime": None,
+                     "lastTransitionTime": when}
+        if reason and not status:
+            condition["reason"] = reason
+        out.append(condition)
+    return out
+
+
+def _in_mount_namespace(argv: list[str], binds: dict[str, str]) -> list[str]:
+    """Run argv where each `binds` path (a directory that must be at its real place, as the
+    ServiceAccount's) shows the pod's own files: a private mount namespace (needs root, as a
+    kubelet does), so no other process sees them."""
+    if not binds:
+        return argv
+    script = "".join(f'mkdir -p "{target}" && mount --bind "{source}" "{target}" && '
+                     for target, source in binds.items())
+    return ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", script + 'exec "$@"', "sh", *argv]
+
+
 def _substitute(text: str, mounts: dict[str, str]) -> str:
     for mount_path in sorted(mounts, key=len, reverse=True):
         text = text.replace(mount_path, mounts[mount_path])
@@ -259,6 +413,10 @@ def _substitute(text: str, mounts: dict[str, str]) -> str:
 
 def _write_secret(directory: Path, secret: dict[str, Any]) -> None:
     for key, value in (secret.get("data") or {}).items():
-        staged = directory / f".{key}.tmp"
-        staged.write_bytes(base64.b64decode(value))
-        os.replace(staged, directory / key)
+        _write_atomic(directory / key, base64.b64decode(value))
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    staged = path.with_name(f".{path.name}.tmp")
+    staged.write_bytes(data)
+    os.replace(staged, path)
