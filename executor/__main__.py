@@ -168,8 +168,11 @@ def report(payload: dict[str, Any]) -> None:
 
 
 def describe(exc: BaseException) -> str:
-    """An error for the report: its type and its message on one line, bounded."""
-    return f"{type(exc).__name__}: {' '.join(str(exc).split())[:500]}"
+    """An error for the report: its type and its message on one line, bounded (an API error: the
+    server's message, not its headers)."""
+    from governance.api.errors import describe_error
+
+    return describe_error(exc, 500)
 
 
 def run_attempt(client: Any, job: dict[str, Any], backend: dict[str, Any],

@@ -215,7 +215,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_dev(args: argparse.Namespace) -> int:
     from .devcluster.devmain import main as dev_main
 
-    return dev_main(args.port, args.workdir, not args.no_operator, args.demo)
+    return dev_main(args.port, args.workdir, not args.no_operator, args.demo, args.cluster)
 
 
 def cmd_operator(args: argparse.Namespace) -> int:
@@ -313,6 +313,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=0, help="port to listen on (default: any free port)")
     p.add_argument("--workdir", default=None, help="where the kubeconfig and pod files go (default: a temp dir)")
     p.add_argument("--no-operator", action="store_true", help="only the API and the pod runner")
+    p.add_argument("--cluster", choices=("emulator", "upstream"), default="emulator",
+                   help="emulator (default: fast, no binaries) or upstream: real etcd, kube-apiserver, "
+                        "controller-manager and scheduler (built by scripts/kube-binaries.sh) and a node, "
+                        "qgov installed from operator/manifests")
     p.add_argument("--demo", action="store_true",
                    help="apply the samples, wait for the jobs, print kubectl get/describe, and exit")
     p.set_defaults(func=cmd_dev)

@@ -104,3 +104,29 @@ def ledger(database_url: str, clock: FakeClock) -> Iterator[Ledger]:
     ledger = Ledger(database_url, clock=clock)
     yield ledger
     ledger.close()
+
+
+# ---------------------------------------------------------------------- the real Kubernetes cluster
+
+CLUSTER_KINDS = ["emulator", "upstream"]
+
+
+@pytest.fixture(scope="session")
+def upstream_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator["UpstreamCluster"]:
+    """One real control plane and node per test session (etcd, kube-apiserver, controller-manager,
+    scheduler, built by scripts/kube-binaries.sh), qgov's manifests applied. If the binaries are
+    missing the tests that need it ERROR with what to run: they are never skipped."""
+    from governance.devcluster.controlplane import ControlPlaneError
+    from governance.devcluster.upstream import UpstreamCluster
+
+    cluster = UpstreamCluster(tmp_path_factory.mktemp("upstream"))
+    try:
+        cluster.start()
+    except ControlPlaneError as exc:
+        pytest.fail(f"the real-cluster tests need the upstream control plane: {exc}", pytrace=False)
+    yield cluster
+    cluster.stop()
+
+
+if False:  # for type checkers only
+    from governance.devcluster.upstream import UpstreamCluster  # noqa: F401

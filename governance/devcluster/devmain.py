@@ -36,14 +36,14 @@ def start_operator(cluster: DevCluster) -> subprocess.Popen[bytes]:
     return subprocess.Popen([str(qgov), "operator"], env=env, stdout=log, stderr=subprocess.STDOUT)
 
 
-def kubectl(cluster: DevCluster, *args: str) -> str:
+def kubectl(cluster: Any, *args: str) -> str:
     binary = shutil.which("kubectl") or str(Path(sys.executable).parent / "kubectl")
     result = subprocess.run([binary, "--kubeconfig", str(cluster.kubeconfig), *args], capture_output=True, text=True,
                             timeout=60)
     return result.stdout + result.stderr
 
 
-def run_demo(cluster: DevCluster) -> str:
+def run_demo(cluster: Any) -> str:
     """Apply the samples, wait for every job to finish, and show what a team lead sees."""
     out = []
     for name in ("namespace.yaml", "backends.yaml", "budget.yaml"):
@@ -97,9 +97,44 @@ async def serve(port: int, workdir: str | None, operator: bool, demo: bool) -> N
         await cluster.stop()
 
 
-def main(port: int, workdir: str | None, operator: bool, demo: bool) -> Any:
+def serve_upstream(workdir: str | None, operator: bool, demo: bool) -> None:
+    """The same, on a real control plane and node, qgov installed from operator/manifests and the
+    operator running as their Deployment (ServiceAccount qgov-operator, in-cluster configuration)."""
+    import tempfile
+
+    from .upstream import UpstreamCluster
+
+    root = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="qgov-upstream-"))
+    cluster = UpstreamCluster(root)
+    print(f"qgov dev cluster (upstream): starting etcd, kube-apiserver, controller-manager, scheduler and a node "
+          f"in {root}", flush=True)
+    cluster.start()
     try:
-        asyncio.run(serve(port, workdir, operator, demo))
+        print(f"qgov dev cluster (upstream): API {cluster.url} (127.0.0.1 only), node {cluster.node.name if cluster.node else '-'}, "
+              f"up in {cluster.started_in:.1f} s; qgov installed with kubectl apply -k operator/manifests", flush=True)
+        if operator or demo:
+            url = os.environ.get("QGOV_DATABASE_URL") or f"sqlite:///{root / 'ledger.db'}"
+            pod = cluster.start_operator_deployment(url)
+            print(f"operator: Deployment qgov-system/qgov-operator, pod {pod['metadata']['name']} "
+                  f"(ServiceAccount {pod['spec'].get('serviceAccountName')})", flush=True)
+        print(f"kubeconfig: {cluster.kubeconfig}")
+        print(f"  export KUBECONFIG={cluster.kubeconfig}; kubectl get qiskitbudgets -A", flush=True)
+        if demo:
+            print(run_demo(cluster), flush=True)  # type: ignore[arg-type]
+            return
+        print("Ctrl-C to stop.", flush=True)
+        while True:
+            time.sleep(3600)
+    finally:
+        cluster.stop()
+
+
+def main(port: int, workdir: str | None, operator: bool, demo: bool, kind: str = "emulator") -> Any:
+    try:
+        if kind == "upstream":
+            serve_upstream(workdir, operator, demo)
+        else:
+            asyncio.run(serve(port, workdir, operator, demo))
     except KeyboardInterrupt:
         pass
     return 0

@@ -214,12 +214,15 @@ class Node:
         context.verify_mode = ssl.CERT_REQUIRED
         app = web.Application()
         app.router.add_get("/containerLogs/{namespace}/{pod}/{container}", self._logs)
-        app.router.add_get("/healthz", lambda _: web.Response(text="ok"))
+        app.router.add_get("/healthz", self._healthz)
         self._site = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.1)
         await self._site.setup()
         site = web.TCPSite(self._site, "127.0.0.1", 0, ssl_context=context)
         await site.start()
         self.kubelet_port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        return web.Response(text="ok")
 
     async def _logs(self, request: web.Request) -> web.Response:
         info = request.match_info

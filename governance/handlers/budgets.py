@@ -165,6 +165,25 @@ def on_budget(body: kopf.Body, spec: kopf.Spec, namespace: str, name: str, patch
         return
     start_admitted(changes)
     refresh_budget_status(namespace, name)
+    provide_executor_identity(obj, namespace)
+
+
+def provide_executor_identity(budget: dict[str, Any], namespace: str) -> None:
+    """The namespace's executor ServiceAccount and RoleBinding (identity.py), once per namespace
+    and operator process; a refusal is a Warning on the budget, not a failed budget."""
+    from kubernetes.client.rest import ApiException
+
+    from .identity import ensure_executor_identity
+    from .retrying import type_name
+
+    if not rt().config.provision_executor_identity or namespace in rt().identities:
+        return
+    try:
+        ensure_executor_identity(rt().core, rt().rbac, namespace)
+        rt().identities.add(namespace)
+    except ApiException as exc:
+        kopf.event(budget, type="Warning", reason="ExecutorIdentityFailed",
+                   message=f"could not create ServiceAccount/RoleBinding qgov-executor: {type_name(exc)}")
 
 
 @kopf.on.delete(GROUP, VERSION, PLURAL, backoff=HANDLER_RETRY_SECONDS)

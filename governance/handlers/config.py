@@ -31,6 +31,7 @@ class OperatorConfig:
     instance_retry_seconds: float = 60.0  # how soon to look again at an instance at its usage limit
     pod_sweep_seconds: float = 30.0  # how often pods deleted while Pending are looked for (podsweep.py)
     job_ttl_seconds: int | None = None  # finished QiskitJobs without spec.ttlSecondsAfterFinished (expiry.py)
+    provision_executor_identity: bool = True  # ServiceAccount + RoleBinding qgov-executor per budget (identity.py)
 
     @classmethod
     def from_env(cls) -> OperatorConfig:
@@ -48,4 +49,6 @@ class OperatorConfig:
             instance_retry_seconds=float(os.environ.get("QGOV_INSTANCE_RETRY_SECONDS", "60")),
             pod_sweep_seconds=float(os.environ.get("QGOV_POD_SWEEP_SECONDS", "30")),
             job_ttl_seconds=int(os.environ["QGOV_JOB_TTL_SECONDS"]) if os.environ.get("QGOV_JOB_TTL_SECONDS") else None,
+            provision_executor_identity=os.environ.get("QGOV_PROVISION_EXECUTOR_IDENTITY", "true").lower()
+            not in ("0", "false", "no"),
         )

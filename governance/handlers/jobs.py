@@ -295,8 +295,25 @@ def create_pod(job: dict[str, Any], attempt: int, runtime: RuntimeSessionRef | N
         return True
     except ApiException as exc:
         if exc.status != 409:  # 409: a replay; the pod of this attempt exists already
+            _stalled_on_identity(job, exc)
             raise
         return False
+
+
+def _stalled_on_identity(job: dict[str, Any], exc: ApiException) -> None:
+    """The API server refused the pod for want of its ServiceAccount: say so on the job (once),
+    then the creation is retried (run_retrying) until someone creates it."""
+    from .identity import missing_account
+
+    message = missing_account(exc)
+    status = job.get("status") or {}
+    if message is None or any(c.get("type") == "Stalled" and c.get("message") == message
+                              for c in status.get("conditions") or []):
+        return
+    meta = job["metadata"]
+    _patch_status(meta["namespace"], meta["name"], {
+        "message": message, "conditions": _conditions(job, ("Stalled", True, "ServiceAccountMissing", message))})
+    kopf.event(job, type="Warning", reason="ServiceAccountMissing", message=message)
 
 
 MAX_SESSION_MOVES = 2

@@ -32,6 +32,7 @@ from kubernetes.client.rest import ApiException
 from ..api import GROUP, MANAGED_BY_LABEL, VERSION
 from ..budget.errors import DatabaseUnavailable, UnknownReservation
 from ..budget.types import Decision, QueueChange
+from .retrying import type_name
 from .budgets import refresh_namespace_budgets
 from .pods import pending_problem
 from .runtime import in_kopf_context, rt, started
@@ -187,4 +188,4 @@ class PodSweeper:
                 for name in in_kopf_context(sweep):  # kopf.event (a settlement's) needs a handler's context
                     log.warning(f"pod {name} was gone before it ran (deleted while Pending?): created again")
             except Exception as exc:  # noqa: BLE001 - a failed sweep is tried again at the next interval
-                log.warning(f"pod sweep failed: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}")
+                log.warning(f"pod sweep failed: {type_name(exc)}")

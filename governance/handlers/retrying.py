@@ -82,4 +82,6 @@ def later(delay: float, fn: Callable[..., Any], *args: Any) -> None:
 
 
 def type_name(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
+    from ..api.errors import describe_error
+
+    return describe_error(exc)

@@ -35,6 +35,7 @@ class Runtime:
     batch_lock: threading.Lock = field(default_factory=threading.Lock)
     executor: Executor | None = None  # kopf's thread pool, for work that async handlers hand off
     job_phases: JobPhases = field(default_factory=JobPhases)  # counts per budget and phase, from the watch
+    identities: set[str] = field(default_factory=set)  # namespaces whose executor identity exists (identity.py)
     _local: threading.local = field(default_factory=threading.local)
 
     def _clients(self) -> Any:
@@ -44,6 +45,7 @@ class Runtime:
         if not hasattr(local, "core"):
             api = kubernetes.client.ApiClient()
             local.core, local.custom = kubernetes.client.CoreV1Api(api), kubernetes.client.CustomObjectsApi(api)
+            local.rbac = kubernetes.client.RbacAuthorizationV1Api(api)
         return local
 
     @property
@@ -53,6 +55,10 @@ class Runtime:
     @property
     def custom(self) -> Any:
         return self._clients().custom
+
+    @property
+    def rbac(self) -> Any:
+        return self._clients().rbac
 
 
 _runtime: Runtime | None = None

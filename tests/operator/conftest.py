@@ -21,6 +21,7 @@ from governance.budget.ledger import Ledger
 from governance.devcluster.cluster import DevCluster, ThreadedDevCluster
 from governance.devcluster.devmain import install_crds
 from governance.testing import pgserver
+from tests.conftest import CLUSTER_KINDS
 
 G, V = "qgov.dev", "v1alpha1"
 NS = "team-a"
@@ -39,13 +40,17 @@ def _die_with_parent() -> None:
 
 
 class Operator:
-    def __init__(self, cluster: DevCluster, database_url: str, log: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(self, cluster: Any, database_url: str, log: Path, env: dict[str, str] | None = None,
+                 kubeconfig: Path | None = None) -> None:
+        """`kubeconfig`: who the operator is (on the real cluster, the ServiceAccount qgov-operator);
+        by default the cluster's own kubeconfig."""
         self.cluster, self.database_url, self.log = cluster, database_url, log
+        self.kubeconfig = kubeconfig or cluster.kubeconfig
         self.extra_env = env or {}
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        env = {**os.environ, "KUBECONFIG": str(self.cluster.kubeconfig), "QGOV_DATABASE_URL": self.database_url,
+        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), "QGOV_DATABASE_URL": self.database_url,
                "QGOV_RETRY_BASE_SECONDS": "1", "QGOV_STATUS_INTERVAL_SECONDS": "1", **self.extra_env}
         offset = self.log.stat().st_size if self.log.exists() else 0
         self.proc = subprocess.Popen([str(Path(sys.executable).parent / "qgov"), "operator"], env=env,
@@ -133,28 +138,55 @@ class Env:
         return self.wait(done, f"jobs {names} to finish", timeout)
 
 
+@pytest.fixture(params=CLUSTER_KINDS)
+def cluster_kind(request: pytest.FixtureRequest) -> str:
+    """Every end-to-end test that takes `env` runs on the emulator and on the real control plane."""
+    return str(request.param)
+
+
 @pytest.fixture
-def env(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Env]:
-    """A dev cluster and a running operator; `@pytest.mark.operator_env(NAME="value")` adds settings,
-    `@pytest.mark.no_pod_runner` keeps every pod Pending."""
-    holder = ThreadedDevCluster(workdir=tmp_path / "cluster", pods=request.node.get_closest_marker("no_pod_runner") is None)
-    cluster = holder.__enter__()
-    holder.call(install_crds, cluster)
+def env(tmp_path: Path, request: pytest.FixtureRequest, cluster_kind: str) -> Iterator[Env]:
+    """A cluster and a running operator; `@pytest.mark.operator_env(NAME="value")` adds settings,
+    `@pytest.mark.no_pod_runner` keeps every pod Pending (on the real cluster: the node is cordoned).
+    On the real cluster the operator is a local process that is the ServiceAccount qgov-operator,
+    so the manifests' RBAC judges every call it makes."""
+    marker = request.node.get_closest_marker("operator_env")
+    no_pods = request.node.get_closest_marker("no_pod_runner") is not None
+    database_url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    if cluster_kind == "upstream":
+        upstream = request.getfixturevalue("upstream_cluster")
+        upstream.reset((NS,))
+        cluster: Any = upstream
+        kubeconfig = upstream.operator_kubeconfig()
+        if no_pods:
+            upstream.set_schedulable(False)
+        holder = None
+    else:
+        holder = ThreadedDevCluster(workdir=tmp_path / "cluster", pods=not no_pods)
+        cluster = holder.__enter__()
+        holder.call(install_crds, cluster)
+        kubeconfig = None
     api = kubernetes.config.new_client_from_config(config_file=str(cluster.kubeconfig))
     core, custom = kubernetes.client.CoreV1Api(api), kubernetes.client.CustomObjectsApi(api)
     core.create_namespace({"metadata": {"name": NS}})
-    marker = request.node.get_closest_marker("operator_env")
-    operator = Operator(cluster, f"sqlite:///{tmp_path / 'ledger.db'}", tmp_path / "operator.log",
-                        marker.kwargs if marker else None)
-    operator.start()
-    environment = Env(cluster, core, custom, operator, operator.database_url)
-    # 0.30 USD per task, CPU free: every one-circuit job costs exactly 0.30 estimated and actual
-    environment.backend("priced-aer", pricing={"perTask": "0.30"}, limits={"maxQubits": 20, "maxShots": 100000,
-                                                                           "maxCircuits": 4})
-    yield environment
-    operator.stop()
-    api.close()
-    holder.__exit__(None, None, None)
+    operator = Operator(cluster, database_url, tmp_path / "operator.log", marker.kwargs if marker else None,
+                        kubeconfig=kubeconfig)
+    try:
+        operator.start()
+        environment = Env(cluster, core, custom, operator, operator.database_url)
+        # 0.30 USD per task, CPU free: every one-circuit job costs exactly 0.30 estimated and actual
+        environment.backend("priced-aer", pricing={"perTask": "0.30"},
+                            limits={"maxQubits": 20, "maxShots": 100000, "maxCircuits": 4})
+        yield environment
+    finally:
+        operator.stop()
+        if holder is not None:
+            holder.__exit__(None, None, None)
+        else:
+            if no_pods:
+                cluster.set_schedulable(True)
+            cluster.reset((NS,))
+        api.close()
 
 
 # ---------------------------------------------------------------------- chaos: PostgreSQL, two operators
