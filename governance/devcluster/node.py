@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import logging
 import platform
 import ssl
 import tempfile
@@ -28,10 +29,12 @@ import kubernetes
 from aiohttp import web
 from kubernetes.client.rest import ApiException
 
+from ..api.errors import describe_error
 from ..loopthread import stop_loop_thread
 from .kubelet import PodRunner
 from .pki import Authority
 
+log = logging.getLogger("qgov.node")
 LEASE_SECONDS = 40
 RENEW_SECONDS = 10
 
@@ -142,6 +145,7 @@ class Node:
         }
 
     def _register(self) -> None:
+        """Create the Node (NodeRestriction lets a node create only itself), its status and Lease."""
         body = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": self.name, "labels": {
             "kubernetes.io/hostname": self.name, "kubernetes.io/os": "linux",
             "kubernetes.io/arch": self._node_status()["nodeInfo"]["architecture"]}}}
@@ -151,24 +155,29 @@ class Node:
             if exc.status != 409:
                 raise
         self.core.patch_node_status(self.name, {"status": self._node_status()})
+        self._renew()
 
     def _heartbeat(self) -> None:
-        """Renew the node's Lease (what the node lifecycle controller reads) and its Ready condition."""
+        """Renew the node's Lease (what the node lifecycle controller reads) and its Ready condition;
+        a node that stops is marked unreachable and tainted, as a kubelet's would be."""
         while not self._stopping.wait(RENEW_SECONDS):
-            now = datetime.datetime.now(datetime.timezone.utc)
-            lease = {"metadata": {"name": self.name, "namespace": "kube-node-lease"},
-                     "spec": {"holderIdentity": self.name, "leaseDurationSeconds": LEASE_SECONDS, "renewTime": now}}
             try:
-                try:
-                    self.leases.replace_namespaced_lease(self.name, "kube-node-lease", lease)
-                except ApiException as exc:
-                    if exc.status != 404:
-                        raise
-                    self.leases.create_namespaced_lease("kube-node-lease", lease)
-                self.core.patch_node_status(self.name, {"status": {"conditions": self._node_status()["conditions"]}})
-            except Exception:  # noqa: BLE001 - a missed heartbeat is retried at the next one
-                if self._stopping.is_set():
-                    return
+                self._renew()
+            except Exception as exc:  # noqa: BLE001 - a missed heartbeat is retried at the next one
+                if not self._stopping.is_set():
+                    log.warning(f"node {self.name}: heartbeat failed: {describe_error(exc)}")
+
+    def _renew(self) -> None:
+        now = datetime.datetime.now(datetime.timezone.utc)
+        try:  # a patch needs no resourceVersion (a Lease allows no unconditional update)
+            self.leases.patch_namespaced_lease(self.name, "kube-node-lease", {"spec": {"renewTime": now}})
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+            self.leases.create_namespaced_lease("kube-node-lease", {
+                "metadata": {"name": self.name, "namespace": "kube-node-lease"},
+                "spec": {"holderIdentity": self.name, "leaseDurationSeconds": LEASE_SECONDS, "renewTime": now}})
+        self.core.patch_node_status(self.name, {"status": {"conditions": self._node_status()["conditions"]}})
 
     # ------------------------------------------------------------------ pods
 
