@@ -6,12 +6,11 @@ import asyncio
 import json
 import re
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timezone
 from typing import Any
 
 from aiohttp import web
 
-from . import patches
+from . import patches, timestamps
 from .selectors import SelectorError, field_selector, label_selector
 from .store import ApiError, ResourceType, Store, WatchEvent
 
@@ -27,21 +26,6 @@ def _json(body: Any, status: int = 200) -> web.Response:
 
 def _error(err: ApiError) -> web.Response:
     return _json(err.status(), err.code)
-
-
-def human_age(timestamp: str | None) -> str:
-    """kubectl's short durations: 45s, 3m, 2h, 5d."""
-    if not timestamp:
-        return "<unknown>"
-    try:
-        then = datetime.strptime(timestamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
-    except ValueError:
-        return "<invalid>"
-    seconds = max(0, int((datetime.now(timezone.utc) - then).total_seconds()))
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size * (2 if unit != "m" else 1):
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
 
 
 _JSONPATH_FILTER = re.compile(r"^(\w+)\[\?\(@\.(\w+)==[\"']([^\"']*)[\"']\)\]$")
@@ -63,6 +47,47 @@ def json_path(obj: Any, path: str) -> Any:
         if node is None:
             return None
     return node
+
+
+def _column(name: str, priority: int = 0, fmt: str = "") -> dict[str, Any]:
+    return {"name": name, "type": "string", "format": fmt, "description": "", "priority": priority}
+
+
+def _event_times(o: dict[str, Any]) -> tuple[str, str, int]:
+    """Last seen, first seen and count as the server's event printer (printEvent) works them out."""
+    first = timestamps.age(o.get("firstTimestamp")) if o.get("firstTimestamp") else timestamps.age(o.get("eventTime"))
+    last = timestamps.age(o.get("lastTimestamp")) if o.get("lastTimestamp") else first
+    count = o.get("count") or 0
+    if isinstance(o.get("series"), dict):
+        last, count = timestamps.age(o["series"].get("lastObservedTime")), o["series"].get("count") or 0
+    elif not count:
+        count = 1  # singleton events have no count in the events.k8s.io API
+    return last, first, count
+
+
+def event_columns() -> list[tuple[dict[str, Any], Callable[[dict], Any]]]:
+    """The server's Event table: every column, kubectl hides priority 1 unless `-o wide`."""
+    def target(o: dict[str, Any]) -> str:
+        ref = o.get("involvedObject") or {}
+        kind = str(ref.get("kind", "")).lower()
+        return f"{kind}/{ref['name']}" if ref.get("name") else kind
+
+    def source(o: dict[str, Any]) -> str:
+        src = o.get("source") or {}
+        component = src.get("component") or o.get("reportingComponent") or ""
+        instance = src.get("host") or o.get("reportingInstance") or ""
+        return f"{component}, {instance}" if instance else component
+
+    return [(_column("Last Seen"), lambda o: _event_times(o)[0]),
+            (_column("Type"), lambda o: o.get("type", "")),
+            (_column("Reason"), lambda o: o.get("reason", "")),
+            (_column("Object"), target),
+            (_column("Subobject", 1), lambda o: (o.get("involvedObject") or {}).get("fieldPath", "")),
+            (_column("Source", 1), source),
+            (_column("Message"), lambda o: str(o.get("message", "")).strip()),
+            (_column("First Seen", 1), lambda o: _event_times(o)[1]),
+            (_column("Count", 1), lambda o: _event_times(o)[2]),
+            (_column("Name", 1, "name"), lambda o: o["metadata"]["name"])]
 
 
 class ApiServer:
@@ -318,7 +343,7 @@ class ApiServer:
         name_col = ({"name": "Name", "type": "string", "format": "name", "description": "Name", "priority": 0},
                     lambda o: o["metadata"]["name"])
         age_col = ({"name": "Age", "type": "string", "format": "", "description": "Age", "priority": 0},
-                   lambda o: human_age(o["metadata"].get("creationTimestamp")))
+                   lambda o: timestamps.age(o["metadata"].get("creationTimestamp")))
         if rtype.key == ("", "pods"):
             def ready(o: dict) -> str:
                 statuses = (o.get("status") or {}).get("containerStatuses") or []
@@ -345,17 +370,7 @@ class ApiServer:
             return [name_col, ({"name": "Data", "type": "integer", "format": "", "description": "", "priority": 0},
                                lambda o: len(o.get("data") or {}) + len(o.get("binaryData") or {})), age_col]
         if rtype.key == ("", "events"):
-            return [({"name": "Last Seen", "type": "string", "format": "", "description": "", "priority": 0},
-                     lambda o: human_age(o.get("lastTimestamp") or o["metadata"].get("creationTimestamp"))),
-                    ({"name": "Type", "type": "string", "format": "", "description": "", "priority": 0},
-                     lambda o: o.get("type", "")),
-                    ({"name": "Reason", "type": "string", "format": "", "description": "", "priority": 0},
-                     lambda o: o.get("reason", "")),
-                    ({"name": "Object", "type": "string", "format": "", "description": "", "priority": 0},
-                     lambda o: f"{(o.get('involvedObject') or {}).get('kind', '').lower()}/"
-                               f"{(o.get('involvedObject') or {}).get('name', '')}"),
-                    ({"name": "Message", "type": "string", "format": "", "description": "", "priority": 0},
-                     lambda o: o.get("message", ""))]
+            return event_columns()
         if rtype.key == ("", "namespaces"):
             return [name_col, ({"name": "Status", "type": "string", "format": "", "description": "", "priority": 0},
                                lambda o: (o.get("status") or {}).get("phase", "")), age_col]
@@ -378,7 +393,7 @@ class ApiServer:
         if value is None:
             return None
         if kind == "date" and isinstance(value, str):
-            return human_age(value)
+            return timestamps.age(value)
         if isinstance(value, (dict, list)):
             return json.dumps(value)
         return value

@@ -21,6 +21,7 @@ from typing import Any
 
 from . import labels
 from . import schema as schemas
+from . import timestamps
 
 HISTORY = 20_000  # watch events kept per resource type, for resuming from a resourceVersion
 
@@ -74,6 +75,11 @@ CORE_TYPES = [
     ResourceType("apiextensions.k8s.io", ["v1"], "customresourcedefinitions", "CustomResourceDefinition", False,
                  "customresourcedefinition", ["crd", "crds"], status_subresource=True),
 ]
+
+
+EVENT_ZERO_VALUES: dict[str, Any] = {"involvedObject": {}, "source": {}, "firstTimestamp": None,
+                                     "lastTimestamp": None, "eventTime": None, "reportingComponent": "",
+                                     "reportingInstance": ""}
 
 
 @dataclass
@@ -228,7 +234,15 @@ class Store:
                 data[k] = base64.b64encode(str(v).encode()).decode()
             obj["data"] = data
             obj.setdefault("type", "Opaque")
-        return obj
+        if rtype.key == ("", "events"):
+            for k, v in EVENT_ZERO_VALUES.items():  # Go's encoding of an Event's unset struct fields
+                obj.setdefault(k, copy.deepcopy(v))
+        try:
+            return timestamps.normalise(rtype.key, obj)
+        except timestamps.BadTime as err:
+            v = obj.get("apiVersion", "").rsplit("/", 1)[-1]
+            raise ApiError(400, "BadRequest", f'{rtype.kind} in version "{v}" cannot be handled as a {rtype.kind}: '
+                                              f"{err}") from None
 
     def create(self, rtype: ResourceType, namespace: str | None, body: dict[str, Any],
                version: str | None = None) -> dict[str, Any]:
