@@ -10,7 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
-from . import patches, timestamps
+from . import fields, openapi, openapi_pb, patches, timestamps
 from .selectors import SelectorError, field_selector, label_selector
 from .store import ApiError, ResourceType, Store, WatchEvent
 
@@ -22,6 +22,13 @@ LogSource = Callable[[str, str, dict[str, str]], Awaitable[str]]
 def _json(body: Any, status: int = 200) -> web.Response:
     return web.Response(body=json.dumps(body, separators=(",", ":")).encode(), status=status,
                         content_type="application/json")
+
+
+def _warn(response: web.Response, warnings: list[str]) -> web.Response:
+    """Warnings as the API server sends them; kubectl prints each as `Warning: ...`."""
+    for text in warnings:
+        response.headers.add("Warning", '299 - "' + text.replace("\\", "\\\\").replace('"', '\\"') + '"')
+    return response
 
 
 def _error(err: ApiError) -> web.Response:
@@ -125,8 +132,12 @@ class ApiServer:
             return _json({"kind": "APIGroupList", "apiVersion": "v1", "groups": self._groups()})
         if parts[:2] == ["openapi", "v3"]:
             return _json(self._openapi_v3("/".join(parts[2:])))
-        if parts[:1] == ["openapi"]:
-            raise ApiError(404, "NotFound", "only OpenAPI v3 is served by the qgov dev cluster")
+        if parts == ["openapi", "v2"]:
+            document = openapi.v2_document(self.store)
+            if "com.github.proto-openapi.spec.v2" in request.headers.get("Accept", ""):
+                return web.Response(body=openapi_pb.document(document),
+                                    headers={"Content-Type": openapi_pb.CONTENT_TYPE})
+            return _json(document)
         if parts[:2] == ["api", "v1"]:
             group, version, rest = "", "v1", parts[2:]
         elif parts[:1] == ["apis"] and len(parts) >= 2:
@@ -154,38 +165,13 @@ class ApiServer:
             raise ApiError(404, "NotFound", f"{rtype.kind} is cluster-scoped")
         return await self._handle(request, rtype, version, namespace, name, sub)
 
-    def _group_versions(self) -> dict[str, list[ResourceType]]:
-        gvs: dict[str, list[ResourceType]] = {}
-        for rtype in self.store.types.values():
-            for v in rtype.versions:
-                gvs.setdefault(f"apis/{rtype.group}/{v}" if rtype.group else f"api/{v}", []).append(rtype)
-        return gvs
-
     def _openapi_v3(self, gv: str) -> dict[str, Any]:
-        """Just enough OpenAPI v3 for kubectl: each kind's PATCH takes `fieldValidation`, so kubectl
-        leaves field validation to the server (which validates CRDs against their schemas)."""
-        gvs = self._group_versions()
         if not gv:
-            return {"paths": {p: {"serverRelativeURL": f"/openapi/v3/{p}?hash={self.store.rv}"} for p in gvs}}
+            return openapi.v3_index(self.store)
+        gvs = openapi.group_versions(self.store)
         if gv not in gvs:
             raise ApiError(404, "NotFound", f"no OpenAPI document for {gv}")
-        paths: dict[str, Any] = {}
-        schemas: dict[str, Any] = {}
-        version = gv.rsplit("/", 1)[1]
-        for rtype in gvs[gv]:
-            gvk = {"group": rtype.group, "version": version, "kind": rtype.kind}
-            base = f"/{gv}/namespaces/{{namespace}}/{rtype.plural}/{{name}}" if rtype.namespaced else \
-                f"/{gv}/{rtype.plural}/{{name}}"
-            paths[base] = {"patch": {
-                "x-kubernetes-group-version-kind": gvk, "x-kubernetes-action": "patch",
-                "parameters": [{"name": "fieldValidation", "in": "query", "schema": {"type": "string"}},
-                               {"name": "fieldManager", "in": "query", "schema": {"type": "string"}}],
-                "responses": {"200": {"description": "OK"}}}}
-            name = f"{rtype.group or 'core'}.{version}.{rtype.kind}"
-            schemas[name] = {"type": "object", "x-kubernetes-group-version-kind": [gvk],
-                             "x-kubernetes-preserve-unknown-fields": True}
-        return {"openapi": "3.0.0", "info": {"title": "qgov dev cluster", "version": "v1.32.0"}, "paths": paths,
-                "components": {"schemas": schemas}}
+        return openapi.v3_document(gv, gvs[gv])
 
     def _groups(self) -> list[dict[str, Any]]:
         groups: dict[str, list[str]] = {}
@@ -237,8 +223,10 @@ class ApiServer:
                     return await self._watch(request, rtype, version, namespace, table)
                 return self._list(request, rtype, version, namespace, table)
             if method == "POST":
-                obj = self.store.create(rtype, namespace, await self._body(request), version)
-                return _json(self._versioned(obj, rtype, version), 201)
+                body = await self._body(request)
+                warnings = self._check_fields(request, rtype, version, body)
+                obj = self.store.create(rtype, namespace, body, version)
+                return _warn(_json(self._versioned(obj, rtype, version), 201), warnings)
             if method == "DELETE":
                 items, _ = self.store.list(rtype, namespace, self._matcher(q))
                 deleted = [self.store.delete(rtype, namespace, o["metadata"]["name"]) for o in items]
@@ -254,12 +242,13 @@ class ApiServer:
             obj = self.store.get(rtype, namespace, name)
             return _json(self._table(rtype, version, [obj]) if table else self._versioned(obj, rtype, version))
         if method == "PUT":
-            obj = self.store.replace(rtype, namespace, name, await self._body(request), subresource=sub,
-                                     version=version)
-            return _json(self._versioned(obj, rtype, version))
+            body = await self._body(request)
+            warnings = self._check_fields(request, rtype, version, body)
+            obj = self.store.replace(rtype, namespace, name, body, subresource=sub, version=version)
+            return _warn(_json(self._versioned(obj, rtype, version)), warnings)
         if method == "PATCH":
-            return _json(self._versioned(await self._patch(request, rtype, version, namespace, name, sub),
-                                         rtype, version))
+            obj, warnings = await self._patch(request, rtype, version, namespace, name, sub)
+            return _warn(_json(self._versioned(obj, rtype, version)), warnings)
         if method == "DELETE":
             body = await self._body(request, optional=True)
             obj = self.store.delete(rtype, namespace, name, (body or {}).get("preconditions"))
@@ -286,8 +275,21 @@ class ApiServer:
             except Exception:  # noqa: BLE001
                 raise ApiError(400, "BadRequest", "the body is neither JSON nor YAML") from None
 
+    @staticmethod
+    def _check_fields(request: web.Request, rtype: ResourceType, version: str, obj: Any) -> list[str]:
+        """fieldValidation: Strict refuses unknown fields, Warn (the default) warns of them, Ignore drops them."""
+        mode = request.query.get("fieldValidation", "Warn")
+        if mode not in ("Strict", "Warn", "Ignore"):
+            raise ApiError(400, "BadRequest", f'fieldValidation must be one of "Ignore", "Strict" or "Warn", '
+                                              f'not "{mode}"')
+        found = [] if mode == "Ignore" else [f'unknown field "{f}"' for f in fields.unknown(rtype, version, obj)]
+        if found and mode == "Strict":
+            raise ApiError(400, "BadRequest", f'{rtype.kind} in version "{version}" cannot be handled as a '
+                                              f'{rtype.kind}: strict decoding error: {", ".join(found)}')
+        return found
+
     async def _patch(self, request: web.Request, rtype: ResourceType, version: str, namespace: str | None,
-                     name: str, sub: str | None) -> dict[str, Any]:
+                     name: str, sub: str | None) -> tuple[dict[str, Any], list[str]]:
         ctype = request.headers.get("Content-Type", "").split(";")[0].strip()
         body = await self._body(request)
         current = self.store.get(rtype, namespace, name)
@@ -312,8 +314,9 @@ class ApiServer:
         named_rv = isinstance(body, dict) and (body.get("metadata") or {}).get("resourceVersion")
         if ctype == "application/json-patch+json":
             named_rv = patched_rv if patched_rv != current["metadata"]["resourceVersion"] else None
+        warnings = self._check_fields(request, rtype, version, new)
         new.setdefault("metadata", {})["resourceVersion"] = named_rv or current["metadata"]["resourceVersion"]
-        return self.store.replace(rtype, namespace, name, new, subresource=sub, version=version)
+        return self.store.replace(rtype, namespace, name, new, subresource=sub, version=version), warnings
 
     # ------------------------------------------------------------------ lists, tables and watches
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from . import labels
+from . import fields, labels
 from . import schema as schemas
 from . import timestamps
 
@@ -207,6 +207,7 @@ class Store:
 
     def _admit(self, rtype: ResourceType, obj: dict[str, Any], version: str | None) -> dict[str, Any]:
         """Prune, default and validate against the CRD schema; type-specific normalisation."""
+        obj = fields.drop(rtype, obj)  # what decoding into the Go type loses
         schema = rtype.schemas.get(version or rtype.versions[0])
         name = obj.get("metadata", {}).get("name", "")
         label_problems = labels.problems((obj.get("metadata") or {}).get("labels"))
