@@ -216,6 +216,10 @@ class ApiServer:
     async def _handle(self, request: web.Request, rtype: ResourceType, version: str, namespace: str | None,
                       name: str | None, sub: str | None) -> web.StreamResponse:
         method, q = request.method, request.query
+        if q.get("dryRun") and method in ("POST", "PUT", "PATCH", "DELETE"):
+            # a real server admits and answers without storing; writing instead would surprise far more
+            raise ApiError(400, "BadRequest", "dryRun is not supported by the qgov dev cluster: use "
+                                              "`--dry-run=client`")
         table = "as=Table" in request.headers.get("Accept", "")
         if name is None:
             if method == "GET":

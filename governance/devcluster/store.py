@@ -77,6 +77,8 @@ CORE_TYPES = [
 ]
 
 
+# core types whose strategy never sets metadata.generation (pods have it since 1.34, CRDs and CRs always)
+NO_GENERATION = {("", "namespaces"), ("", "configmaps"), ("", "secrets"), ("", "events"), ("", "serviceaccounts")}
 EVENT_ZERO_VALUES: dict[str, Any] = {"involvedObject": {}, "source": {}, "firstTimestamp": None,
                                      "lastTimestamp": None, "eventTime": None, "reportingComponent": "",
                                      "reportingInstance": ""}
@@ -285,7 +287,10 @@ class Store:
         meta = obj["metadata"]
         meta["uid"] = str(uuid.uuid4())
         meta["creationTimestamp"] = now_iso()
-        meta["generation"] = 1
+        if rtype.key not in NO_GENERATION:
+            meta["generation"] = 1
+        else:
+            meta.pop("generation", None)
         meta["resourceVersion"] = self._bump()
         for k in ("deletionTimestamp", "deletionGracePeriodSeconds"):
             meta.pop(k, None)
@@ -348,7 +353,7 @@ class Store:
         new = self._admit(rtype, new, version)
         spec_changed = {k: v for k, v in new.items() if k not in ("metadata", "status")} != {
             k: v for k, v in current.items() if k not in ("metadata", "status")}
-        if subresource != "status" and spec_changed:
+        if subresource != "status" and spec_changed and rtype.key not in NO_GENERATION:
             new["metadata"]["generation"] = current["metadata"].get("generation", 1) + 1
         if rtype.key == CRD_KEY and subresource != "status":
             self._register_crd(new)

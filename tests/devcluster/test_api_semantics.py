@@ -246,3 +246,18 @@ def test_labels_are_checked_as_the_api_server_checks_them(core) -> None:
         core.patch_namespaced_config_map("fine", NS, {"metadata": {"labels": {"x": "y-"}}})
     assert err.value.status == 422
     assert core.read_namespaced_config_map("fine", NS).metadata.labels["qgov.dev/job"] == "a" * 63
+
+
+def test_only_types_with_a_generation_get_one(core, widgets) -> None:
+    """ConfigMaps, Secrets, Events, ServiceAccounts and Namespaces have no metadata.generation on a real server."""
+    made = core.create_namespaced_config_map(NS, cm("g", x="1"))
+    assert made.metadata.generation is None
+    assert core.patch_namespaced_config_map("g", NS, {"data": {"x": "2"}}).metadata.generation is None
+    assert widgets("w1")["metadata"]["generation"] == 1
+
+
+def test_server_side_dry_run_is_refused_rather_than_written(kubectl) -> None:
+    out = kubectl("apply", "--dry-run=server", "-f", "-", input='{"apiVersion":"v1","kind":"ConfigMap",'
+                                                                '"metadata":{"name":"dry"}}', check=False)
+    assert out.returncode != 0 and "dryRun is not supported" in out.stderr
+    assert kubectl("get", "cm", "dry", check=False).returncode != 0
