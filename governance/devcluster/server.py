@@ -10,7 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
-from . import fields, openapi, openapi_pb, patches, timestamps
+from . import fields, openapi, openapi_pb, paging, patches, timestamps
 from .selectors import SelectorError, field_selector, label_selector
 from .store import ApiError, ResourceType, Store, WatchEvent
 
@@ -342,9 +342,10 @@ class ApiServer:
     def _list(self, request: web.Request, rtype: ResourceType, version: str, namespace: str | None,
               table: bool) -> web.Response:
         items, rv = self.store.list(rtype, namespace, self._matcher(request.query))
-        if table:
-            return _json(self._table(rtype, version, items, rv))
-        return _json(self._list_body(rtype, version, items, rv))
+        items, rv, extra = paging.page(items, rv, request.query)
+        body = self._table(rtype, version, items, rv) if table else self._list_body(rtype, version, items, rv)
+        body["metadata"].update(extra)
+        return _json(body)
 
     def _columns(self, rtype: ResourceType, version: str) -> list[tuple[dict[str, Any], Callable[[dict], Any]]]:
         name_col = ({"name": "Name", "type": "string", "format": "name", "description": "Name", "priority": 0},

@@ -261,3 +261,26 @@ def test_server_side_dry_run_is_refused_rather_than_written(kubectl) -> None:
                                                                 '"metadata":{"name":"dry"}}', check=False)
     assert out.returncode != 0 and "dryRun is not supported" in out.stderr
     assert kubectl("get", "cm", "dry", check=False).returncode != 0
+
+
+def test_lists_come_in_pages_of_limit_with_a_continue_token(core, kubectl) -> None:
+    for i in range(5):
+        core.create_namespaced_config_map(NS, cm(f"p{i}"))
+    first = core.list_namespaced_config_map(NS, limit=2)
+    assert [c.metadata.name for c in first.items] == ["p0", "p1"]
+    assert first.metadata._continue and first.metadata.remaining_item_count == 3
+    names, token = [], None
+    while True:
+        page = core.list_namespaced_config_map(NS, limit=2, **({"_continue": token} if token else {}))
+        assert page.metadata.resource_version == first.metadata.resource_version  # every page: the first's rv
+        names += [c.metadata.name for c in page.items]
+        token = page.metadata._continue
+        if not token:
+            break
+    assert names == [f"p{i}" for i in range(5)]
+    with pytest.raises(ApiException) as err:
+        core.list_namespaced_config_map(NS, limit=2, _continue="not-a-token")
+    assert err.value.status == 400
+    # kubectl pages too (--chunk-size), and shows every row
+    rows = kubectl("get", "cm", "--chunk-size=2", "-o", "name").stdout.split()
+    assert rows == [f"configmap/p{i}" for i in range(5)]
