@@ -9,6 +9,7 @@ a create or a watch event costs the same at 100 or 5,000 stored objects.
 from __future__ import annotations
 
 import asyncio
+import base64
 import copy
 import secrets
 import string
@@ -212,13 +213,14 @@ class Store:
         obj = fields.drop(rtype, obj)  # what decoding into the Go type loses
         schema = rtype.schemas.get(version or rtype.versions[0])
         name = obj.get("metadata", {}).get("name", "")
-        label_problems = labels.problems((obj.get("metadata") or {}).get("labels"))
-        if label_problems:
+        problems = labels.name_problems(name, dns_label=rtype.key == ("", "namespaces"))
+        problems += labels.problems((obj.get("metadata") or {}).get("labels"))
+        if problems:
             what = f"{rtype.kind}.{rtype.group}" if rtype.group else rtype.kind
-            raise ApiError(422, "Invalid", f'{what} "{name}" is invalid: {", ".join(label_problems)}',
+            raise ApiError(422, "Invalid", f'{what} "{name}" is invalid: {", ".join(problems)}',
                            details={"name": name, "group": rtype.group, "kind": rtype.kind,
-                                    "causes": [{"reason": "FieldValueInvalid", "message": m, "field": "metadata.labels"}
-                                               for m in label_problems]})
+                                    "causes": [{"reason": "FieldValueInvalid", "message": m,
+                                                "field": m.split(":", 1)[0]} for m in problems]})
         if schema:
             obj = schemas.prune(obj, schema, top=True)
             obj = schemas.default(obj, schema)
@@ -229,8 +231,14 @@ class Store:
                 text = ", ".join(f"{e.field}: {e.message}" for e in errors)
                 raise ApiError(422, "Invalid", f'{rtype.kind}.{rtype.group} "{name}" is invalid: {text}',
                                details={"name": name, "group": rtype.group, "kind": rtype.kind, "causes": causes})
+        binary = {("", "secrets"): "data", ("", "configmaps"): "binaryData"}.get(rtype.key)
+        for key, value in ((obj.get(binary) or {}).items() if binary and isinstance(obj.get(binary), dict) else []):
+            try:  # []byte fields decode as standard, padded base64 (line breaks ignored)
+                base64.b64decode(str(value).replace("\r", "").replace("\n", ""), validate=True)
+            except ValueError:
+                raise ApiError(400, "BadRequest", f'{rtype.kind} in version "v1" cannot be handled as a '
+                                                  f"{rtype.kind}: illegal base64 data in {binary}.{key}") from None
         if rtype.key == ("", "secrets") and "stringData" in obj:
-            import base64
 
             data = obj.setdefault("data", {}) or {}
             for k, v in (obj.pop("stringData") or {}).items():

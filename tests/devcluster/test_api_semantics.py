@@ -284,3 +284,25 @@ def test_lists_come_in_pages_of_limit_with_a_continue_token(core, kubectl) -> No
     # kubectl pages too (--chunk-size), and shows every row
     rows = kubectl("get", "cm", "--chunk-size=2", "-o", "name").stdout.split()
     assert rows == [f"configmap/p{i}" for i in range(5)]
+
+
+def test_names_must_be_rfc1123_as_on_a_real_server(core, kubectl, widgets) -> None:
+    with pytest.raises(ApiException) as err:
+        core.create_namespaced_config_map(NS, cm("Bad_Name"))
+    assert err.value.status == 422
+    assert 'metadata.name: Invalid value: "Bad_Name": a lowercase RFC 1123 subdomain' in \
+        json.loads(err.value.body)["message"]
+    with pytest.raises(ApiException) as err:
+        widgets("w" * 254)
+    assert err.value.status == 422 and "must be no more than 253 characters" in err.value.body
+    bad = kubectl("apply", "-f", "-", input='{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"a.b"}}',
+                  check=False)
+    assert bad.returncode != 0 and "a lowercase RFC 1123 label must consist of" in bad.stderr
+
+
+def test_secret_data_must_be_base64(core) -> None:
+    with pytest.raises(ApiException) as err:
+        core.create_namespaced_secret(NS, {"metadata": {"name": "s"}, "data": {"token": "not base64!"}})
+    assert err.value.status == 400 and "illegal base64 data in data.token" in err.value.body
+    assert core.create_namespaced_secret(NS, {"metadata": {"name": "s"}, "data": {"token": "aGk="}}).data == {
+        "token": "aGk="}
