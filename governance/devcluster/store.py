@@ -98,6 +98,7 @@ def now_iso() -> str:
 
 
 CRD_KEY = ("apiextensions.k8s.io", "customresourcedefinitions")
+NAMESPACES = ("", "namespaces")
 
 
 def crd_resource_type(crd: dict[str, Any]) -> ResourceType:
@@ -371,10 +372,13 @@ class Store:
         self.objects[rtype.key][(namespace or "", name)] = new
         self._unindex_owners(current)
         self._index_owners(new)
-        if new["metadata"].get("deletionTimestamp") and not new["metadata"].get("finalizers"):
+        if new["metadata"].get("deletionTimestamp") and not new["metadata"].get("finalizers") \
+                and rtype.key != NAMESPACES:
             self._remove(rtype, new)
             return new
         self._emit(rtype, "MODIFIED", new, current)
+        if rtype.key == NAMESPACES:
+            self._finish_namespace(name)
         return new
 
     def delete(self, rtype: ResourceType, namespace: str | None, name: str,
@@ -386,16 +390,23 @@ class Store:
                                             f"meta: {obj['metadata']['uid']}")
         if pre.get("resourceVersion") and str(pre["resourceVersion"]) != obj["metadata"]["resourceVersion"]:
             raise ApiError(409, "Conflict", "Precondition failed: resourceVersion does not match")
-        if obj["metadata"].get("finalizers"):
+        is_namespace = rtype.key == NAMESPACES
+        if is_namespace and name in ("default", "kube-system", "kube-public"):
+            raise ApiError(403, "Forbidden", f'namespaces "{name}" is forbidden: this namespace may not be deleted')
+        if obj["metadata"].get("finalizers") or is_namespace:
+            # a namespace is Terminating until its contents are gone (finalizers and all), as the namespace
+            # controller does it; anything else waits for its finalizers
             if obj["metadata"].get("deletionTimestamp"):
                 return obj
             new = copy.deepcopy(obj)
             new["metadata"]["deletionTimestamp"] = now_iso()
             new["metadata"]["deletionGracePeriodSeconds"] = 0
             new["metadata"]["resourceVersion"] = self._bump()
+            if is_namespace:
+                new.setdefault("status", {})["phase"] = "Terminating"
             self.objects[rtype.key][(namespace or "", name)] = new
             self._emit(rtype, "MODIFIED", new, obj)
-            if rtype.key == ("", "namespaces"):
+            if is_namespace:
                 self._empty_namespace(name)
             return new
         self._remove(rtype, obj)
@@ -412,8 +423,10 @@ class Store:
         gone = copy.deepcopy(obj)
         gone["metadata"]["resourceVersion"] = self._bump()
         self._emit(rtype, "DELETED", gone, None)
-        if rtype.key == ("", "namespaces"):
+        if rtype.key == NAMESPACES:
             self._empty_namespace(meta["name"])
+        elif rtype.namespaced:
+            self._finish_namespace(meta.get("namespace", ""))
         if rtype.key == ("apiextensions.k8s.io", "customresourcedefinitions"):
             group, plural = obj["spec"]["group"], obj["spec"]["names"]["plural"]
             self.unregister((group, plural))
@@ -426,12 +439,16 @@ class Store:
             for (ns, name) in [k for k in self.objects.get(key, {}) if k[0] == namespace]:
                 if (ns, name) in self.objects.get(key, {}):
                     self.delete(rtype, ns, name)
-        ns_obj = self.objects[("", "namespaces")].get(("", namespace))
-        if ns_obj is not None and ns_obj["metadata"].get("deletionTimestamp"):
-            remaining = any(k[0] == namespace for key, t in self.types.items() if t.namespaced
-                            for k in self.objects.get(key, {}))
-            if not remaining and not ns_obj["metadata"].get("finalizers"):
-                self._remove(self.types[("", "namespaces")], ns_obj)
+        self._finish_namespace(namespace)
+
+    def _finish_namespace(self, namespace: str) -> None:
+        """A terminating namespace goes once nothing is left in it."""
+        ns_obj = self.objects[NAMESPACES].get(("", namespace))
+        if ns_obj is None or not ns_obj["metadata"].get("deletionTimestamp") or ns_obj["metadata"].get("finalizers"):
+            return
+        if not any(k[0] == namespace for key, t in self.types.items() if t.namespaced
+                   for k in self.objects.get(key, {})):
+            self._remove(self.types[NAMESPACES], ns_obj)
 
     def _register_crd(self, crd: dict[str, Any]) -> None:
         rtype = crd_resource_type(crd)

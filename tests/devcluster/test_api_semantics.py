@@ -306,3 +306,20 @@ def test_secret_data_must_be_base64(core) -> None:
     assert err.value.status == 400 and "illegal base64 data in data.token" in err.value.body
     assert core.create_namespaced_secret(NS, {"metadata": {"name": "s"}, "data": {"token": "aGk="}}).data == {
         "token": "aGk="}
+
+
+def test_a_deleted_namespace_terminates_until_its_finalized_contents_are_gone(core, kubectl, widgets, custom) -> None:
+    kubectl("apply", "-f", "-", input='{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"doomed"}}')
+    widgets("held", namespace="doomed", meta={"finalizers": ["example.dev/hold"]})
+    core.create_namespaced_config_map("doomed", cm("c"))
+    kubectl("delete", "namespace", "doomed", "--wait=false")
+    assert kubectl("get", "ns", "doomed", "-o", "jsonpath={.status.phase}").stdout == "Terminating"
+    assert kubectl("get", "cm", "-n", "doomed", "-o", "name").stdout == ""  # the rest went at once
+    with pytest.raises(ApiException) as err:  # nothing new in a terminating namespace
+        core.create_namespaced_config_map("doomed", cm("late"))
+    assert err.value.status == 403 and "being terminated" in err.value.body
+    custom.patch_namespaced_custom_object("example.dev", "v1", "doomed", "widgets", "held",
+                                          {"metadata": {"finalizers": None}})
+    assert kubectl("get", "ns", "doomed", check=False).returncode != 0
+    refused = kubectl("delete", "namespace", "default", check=False)
+    assert refused.returncode != 0 and "this namespace may not be deleted" in refused.stderr
