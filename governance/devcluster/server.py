@@ -436,7 +436,10 @@ class ApiServer:
                     raise ApiError(400, "BadRequest", f"invalid resourceVersion {start_rv!r}") from None
                 history = self.store.history[rtype.key]
                 if since < self.store.rv and history and history[0].rv > since + 1 and len(history) == history.maxlen:
-                    raise ApiError(410, "Expired", f"too old resource version: {since} ({history[0].rv - 1})")
+                    # past admission, a real server answers 200 and a watch event of type ERROR (the cacher's
+                    # errWatcher), not an HTTP 410: clients such as kopf restart on exactly that event
+                    expired = ApiError(410, "Expired", f"too old resource version: {since} ({history[0].rv - 1})")
+                    return await self._watch_error(request, expired)
                 for event in history:
                     if event.rv > since:
                         backlog += self._filtered(event, namespace, match)
@@ -477,6 +480,15 @@ class ApiServer:
             return response
         finally:
             self.store.watchers.get(rtype.key, set()).discard(queue)
+
+    @staticmethod
+    async def _watch_error(request: web.Request, err: ApiError) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "application/json", "Transfer-Encoding": "chunked"})
+        await response.prepare(request)
+        await response.write(json.dumps({"type": "ERROR", "object": err.status()}, separators=(",", ":")).encode()
+                             + b"\n")
+        await response.write_eof()
+        return response
 
     @staticmethod
     def _filtered(event: WatchEvent, namespace: str | None, match: Callable[[dict[str, Any]], bool]

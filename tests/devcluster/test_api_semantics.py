@@ -323,3 +323,24 @@ def test_a_deleted_namespace_terminates_until_its_finalized_contents_are_gone(co
     assert kubectl("get", "ns", "doomed", check=False).returncode != 0
     refused = kubectl("delete", "namespace", "default", check=False)
     assert refused.returncode != 0 and "this namespace may not be deleted" in refused.stderr
+
+
+def test_a_watch_from_a_compacted_resource_version_gets_an_error_event_410(threaded, cluster, core) -> None:
+    """As the API server's watch cache: HTTP 200, then one ERROR event with the Expired status."""
+    holder, _ = threaded
+    core.create_namespaced_config_map(NS, cm("busy"))
+    first_rv = int(core.read_namespaced_config_map("busy", NS).metadata.resource_version)
+
+    def churn() -> None:
+        store = cluster.store
+        rtype = store.types[("", "configmaps")]
+        for i in range(store.history[rtype.key].maxlen + 1):
+            store.replace(rtype, NS, "busy", {"metadata": {"name": "busy"}, "data": {"i": str(i)}})
+
+    holder.call(churn)
+    url = f"{cluster.url}/api/v1/namespaces/{NS}/configmaps?watch=1&resourceVersion={first_rv}"
+    with urllib.request.urlopen(url, timeout=10) as response:
+        assert response.status == 200
+        events = [json.loads(line) for line in response.read().splitlines()]
+    assert [e["type"] for e in events] == ["ERROR"]
+    assert events[0]["object"]["code"] == 410 and events[0]["object"]["reason"] == "Expired"
