@@ -20,9 +20,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from . import fields, labels
+from . import fields, labels, timestamps
 from . import schema as schemas
-from . import timestamps
 
 HISTORY = 20_000  # watch events kept per resource type, for resuming from a resourceVersion
 
