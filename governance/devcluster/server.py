@@ -6,12 +6,11 @@ import asyncio
 import json
 import re
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timezone
 from typing import Any
 
 from aiohttp import web
 
-from . import patches
+from . import fields, openapi, openapi_pb, paging, patches, timestamps
 from .selectors import SelectorError, field_selector, label_selector
 from .store import ApiError, ResourceType, Store, WatchEvent
 
@@ -25,23 +24,15 @@ def _json(body: Any, status: int = 200) -> web.Response:
                         content_type="application/json")
 
 
+def _warn(response: web.Response, warnings: list[str]) -> web.Response:
+    """Warnings as the API server sends them; kubectl prints each as `Warning: ...`."""
+    for text in warnings:
+        response.headers.add("Warning", '299 - "' + text.replace("\\", "\\\\").replace('"', '\\"') + '"')
+    return response
+
+
 def _error(err: ApiError) -> web.Response:
     return _json(err.status(), err.code)
-
-
-def human_age(timestamp: str | None) -> str:
-    """kubectl's short durations: 45s, 3m, 2h, 5d."""
-    if not timestamp:
-        return "<unknown>"
-    try:
-        then = datetime.strptime(timestamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
-    except ValueError:
-        return "<invalid>"
-    seconds = max(0, int((datetime.now(timezone.utc) - then).total_seconds()))
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size * (2 if unit != "m" else 1):
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
 
 
 _JSONPATH_FILTER = re.compile(r"^(\w+)\[\?\(@\.(\w+)==[\"']([^\"']*)[\"']\)\]$")
@@ -63,6 +54,47 @@ def json_path(obj: Any, path: str) -> Any:
         if node is None:
             return None
     return node
+
+
+def _column(name: str, priority: int = 0, fmt: str = "") -> dict[str, Any]:
+    return {"name": name, "type": "string", "format": fmt, "description": "", "priority": priority}
+
+
+def _event_times(o: dict[str, Any]) -> tuple[str, str, int]:
+    """Last seen, first seen and count as the server's event printer (printEvent) works them out."""
+    first = timestamps.age(o.get("firstTimestamp")) if o.get("firstTimestamp") else timestamps.age(o.get("eventTime"))
+    last = timestamps.age(o.get("lastTimestamp")) if o.get("lastTimestamp") else first
+    count = o.get("count") or 0
+    if isinstance(o.get("series"), dict):
+        last, count = timestamps.age(o["series"].get("lastObservedTime")), o["series"].get("count") or 0
+    elif not count:
+        count = 1  # singleton events have no count in the events.k8s.io API
+    return last, first, count
+
+
+def event_columns() -> list[tuple[dict[str, Any], Callable[[dict], Any]]]:
+    """The server's Event table: every column, kubectl hides priority 1 unless `-o wide`."""
+    def target(o: dict[str, Any]) -> str:
+        ref = o.get("involvedObject") or {}
+        kind = str(ref.get("kind", "")).lower()
+        return f"{kind}/{ref['name']}" if ref.get("name") else kind
+
+    def source(o: dict[str, Any]) -> str:
+        src = o.get("source") or {}
+        component = src.get("component") or o.get("reportingComponent") or ""
+        instance = src.get("host") or o.get("reportingInstance") or ""
+        return f"{component}, {instance}" if instance else component
+
+    return [(_column("Last Seen"), lambda o: _event_times(o)[0]),
+            (_column("Type"), lambda o: o.get("type", "")),
+            (_column("Reason"), lambda o: o.get("reason", "")),
+            (_column("Object"), target),
+            (_column("Subobject", 1), lambda o: (o.get("involvedObject") or {}).get("fieldPath", "")),
+            (_column("Source", 1), source),
+            (_column("Message"), lambda o: str(o.get("message", "")).strip()),
+            (_column("First Seen", 1), lambda o: _event_times(o)[1]),
+            (_column("Count", 1), lambda o: _event_times(o)[2]),
+            (_column("Name", 1, "name"), lambda o: o["metadata"]["name"])]
 
 
 class ApiServer:
@@ -100,8 +132,12 @@ class ApiServer:
             return _json({"kind": "APIGroupList", "apiVersion": "v1", "groups": self._groups()})
         if parts[:2] == ["openapi", "v3"]:
             return _json(self._openapi_v3("/".join(parts[2:])))
-        if parts[:1] == ["openapi"]:
-            raise ApiError(404, "NotFound", "only OpenAPI v3 is served by the qgov dev cluster")
+        if parts == ["openapi", "v2"]:
+            document = openapi.v2_document(self.store)
+            if "com.github.proto-openapi.spec.v2" in request.headers.get("Accept", ""):
+                return web.Response(body=openapi_pb.document(document),
+                                    headers={"Content-Type": openapi_pb.CONTENT_TYPE})
+            return _json(document)
         if parts[:2] == ["api", "v1"]:
             group, version, rest = "", "v1", parts[2:]
         elif parts[:1] == ["apis"] and len(parts) >= 2:
@@ -129,38 +165,13 @@ class ApiServer:
             raise ApiError(404, "NotFound", f"{rtype.kind} is cluster-scoped")
         return await self._handle(request, rtype, version, namespace, name, sub)
 
-    def _group_versions(self) -> dict[str, list[ResourceType]]:
-        gvs: dict[str, list[ResourceType]] = {}
-        for rtype in self.store.types.values():
-            for v in rtype.versions:
-                gvs.setdefault(f"apis/{rtype.group}/{v}" if rtype.group else f"api/{v}", []).append(rtype)
-        return gvs
-
     def _openapi_v3(self, gv: str) -> dict[str, Any]:
-        """Just enough OpenAPI v3 for kubectl: each kind's PATCH takes `fieldValidation`, so kubectl
-        leaves field validation to the server (which validates CRDs against their schemas)."""
-        gvs = self._group_versions()
         if not gv:
-            return {"paths": {p: {"serverRelativeURL": f"/openapi/v3/{p}?hash={self.store.rv}"} for p in gvs}}
+            return openapi.v3_index(self.store)
+        gvs = openapi.group_versions(self.store)
         if gv not in gvs:
             raise ApiError(404, "NotFound", f"no OpenAPI document for {gv}")
-        paths: dict[str, Any] = {}
-        schemas: dict[str, Any] = {}
-        version = gv.rsplit("/", 1)[1]
-        for rtype in gvs[gv]:
-            gvk = {"group": rtype.group, "version": version, "kind": rtype.kind}
-            base = f"/{gv}/namespaces/{{namespace}}/{rtype.plural}/{{name}}" if rtype.namespaced else \
-                f"/{gv}/{rtype.plural}/{{name}}"
-            paths[base] = {"patch": {
-                "x-kubernetes-group-version-kind": gvk, "x-kubernetes-action": "patch",
-                "parameters": [{"name": "fieldValidation", "in": "query", "schema": {"type": "string"}},
-                               {"name": "fieldManager", "in": "query", "schema": {"type": "string"}}],
-                "responses": {"200": {"description": "OK"}}}}
-            name = f"{rtype.group or 'core'}.{version}.{rtype.kind}"
-            schemas[name] = {"type": "object", "x-kubernetes-group-version-kind": [gvk],
-                             "x-kubernetes-preserve-unknown-fields": True}
-        return {"openapi": "3.0.0", "info": {"title": "qgov dev cluster", "version": "v1.32.0"}, "paths": paths,
-                "components": {"schemas": schemas}}
+        return openapi.v3_document(gv, gvs[gv])
 
     def _groups(self) -> list[dict[str, Any]]:
         groups: dict[str, list[str]] = {}
@@ -205,6 +216,10 @@ class ApiServer:
     async def _handle(self, request: web.Request, rtype: ResourceType, version: str, namespace: str | None,
                       name: str | None, sub: str | None) -> web.StreamResponse:
         method, q = request.method, request.query
+        if q.get("dryRun") and method in ("POST", "PUT", "PATCH", "DELETE"):
+            # a real server admits and answers without storing; writing instead would surprise far more
+            raise ApiError(400, "BadRequest", "dryRun is not supported by the qgov dev cluster: use "
+                                              "`--dry-run=client`")
         table = "as=Table" in request.headers.get("Accept", "")
         if name is None:
             if method == "GET":
@@ -212,8 +227,10 @@ class ApiServer:
                     return await self._watch(request, rtype, version, namespace, table)
                 return self._list(request, rtype, version, namespace, table)
             if method == "POST":
-                obj = self.store.create(rtype, namespace, await self._body(request), version)
-                return _json(self._versioned(obj, rtype, version), 201)
+                body = await self._body(request)
+                warnings = self._check_fields(request, rtype, version, body)
+                obj = self.store.create(rtype, namespace, body, version)
+                return _warn(_json(self._versioned(obj, rtype, version), 201), warnings)
             if method == "DELETE":
                 items, _ = self.store.list(rtype, namespace, self._matcher(q))
                 deleted = [self.store.delete(rtype, namespace, o["metadata"]["name"]) for o in items]
@@ -229,12 +246,13 @@ class ApiServer:
             obj = self.store.get(rtype, namespace, name)
             return _json(self._table(rtype, version, [obj]) if table else self._versioned(obj, rtype, version))
         if method == "PUT":
-            obj = self.store.replace(rtype, namespace, name, await self._body(request), subresource=sub,
-                                     version=version)
-            return _json(self._versioned(obj, rtype, version))
+            body = await self._body(request)
+            warnings = self._check_fields(request, rtype, version, body)
+            obj = self.store.replace(rtype, namespace, name, body, subresource=sub, version=version)
+            return _warn(_json(self._versioned(obj, rtype, version)), warnings)
         if method == "PATCH":
-            return _json(self._versioned(await self._patch(request, rtype, version, namespace, name, sub),
-                                         rtype, version))
+            obj, warnings = await self._patch(request, rtype, version, namespace, name, sub)
+            return _warn(_json(self._versioned(obj, rtype, version)), warnings)
         if method == "DELETE":
             body = await self._body(request, optional=True)
             obj = self.store.delete(rtype, namespace, name, (body or {}).get("preconditions"))
@@ -261,8 +279,21 @@ class ApiServer:
             except Exception:  # noqa: BLE001
                 raise ApiError(400, "BadRequest", "the body is neither JSON nor YAML") from None
 
+    @staticmethod
+    def _check_fields(request: web.Request, rtype: ResourceType, version: str, obj: Any) -> list[str]:
+        """fieldValidation: Strict refuses unknown fields, Warn (the default) warns of them, Ignore drops them."""
+        mode = request.query.get("fieldValidation", "Warn")
+        if mode not in ("Strict", "Warn", "Ignore"):
+            raise ApiError(400, "BadRequest", f'fieldValidation must be one of "Ignore", "Strict" or "Warn", '
+                                              f'not "{mode}"')
+        found = [] if mode == "Ignore" else [f'unknown field "{f}"' for f in fields.unknown(rtype, version, obj)]
+        if found and mode == "Strict":
+            raise ApiError(400, "BadRequest", f'{rtype.kind} in version "{version}" cannot be handled as a '
+                                              f'{rtype.kind}: strict decoding error: {", ".join(found)}')
+        return found
+
     async def _patch(self, request: web.Request, rtype: ResourceType, version: str, namespace: str | None,
-                     name: str, sub: str | None) -> dict[str, Any]:
+                     name: str, sub: str | None) -> tuple[dict[str, Any], list[str]]:
         ctype = request.headers.get("Content-Type", "").split(";")[0].strip()
         body = await self._body(request)
         current = self.store.get(rtype, namespace, name)
@@ -287,8 +318,9 @@ class ApiServer:
         named_rv = isinstance(body, dict) and (body.get("metadata") or {}).get("resourceVersion")
         if ctype == "application/json-patch+json":
             named_rv = patched_rv if patched_rv != current["metadata"]["resourceVersion"] else None
+        warnings = self._check_fields(request, rtype, version, new)
         new.setdefault("metadata", {})["resourceVersion"] = named_rv or current["metadata"]["resourceVersion"]
-        return self.store.replace(rtype, namespace, name, new, subresource=sub, version=version)
+        return self.store.replace(rtype, namespace, name, new, subresource=sub, version=version), warnings
 
     # ------------------------------------------------------------------ lists, tables and watches
 
@@ -310,15 +342,16 @@ class ApiServer:
     def _list(self, request: web.Request, rtype: ResourceType, version: str, namespace: str | None,
               table: bool) -> web.Response:
         items, rv = self.store.list(rtype, namespace, self._matcher(request.query))
-        if table:
-            return _json(self._table(rtype, version, items, rv))
-        return _json(self._list_body(rtype, version, items, rv))
+        items, rv, extra = paging.page(items, rv, request.query)
+        body = self._table(rtype, version, items, rv) if table else self._list_body(rtype, version, items, rv)
+        body["metadata"].update(extra)
+        return _json(body)
 
     def _columns(self, rtype: ResourceType, version: str) -> list[tuple[dict[str, Any], Callable[[dict], Any]]]:
         name_col = ({"name": "Name", "type": "string", "format": "name", "description": "Name", "priority": 0},
                     lambda o: o["metadata"]["name"])
         age_col = ({"name": "Age", "type": "string", "format": "", "description": "Age", "priority": 0},
-                   lambda o: human_age(o["metadata"].get("creationTimestamp")))
+                   lambda o: timestamps.age(o["metadata"].get("creationTimestamp")))
         if rtype.key == ("", "pods"):
             def ready(o: dict) -> str:
                 statuses = (o.get("status") or {}).get("containerStatuses") or []
@@ -345,17 +378,7 @@ class ApiServer:
             return [name_col, ({"name": "Data", "type": "integer", "format": "", "description": "", "priority": 0},
                                lambda o: len(o.get("data") or {}) + len(o.get("binaryData") or {})), age_col]
         if rtype.key == ("", "events"):
-            return [({"name": "Last Seen", "type": "string", "format": "", "description": "", "priority": 0},
-                     lambda o: human_age(o.get("lastTimestamp") or o["metadata"].get("creationTimestamp"))),
-                    ({"name": "Type", "type": "string", "format": "", "description": "", "priority": 0},
-                     lambda o: o.get("type", "")),
-                    ({"name": "Reason", "type": "string", "format": "", "description": "", "priority": 0},
-                     lambda o: o.get("reason", "")),
-                    ({"name": "Object", "type": "string", "format": "", "description": "", "priority": 0},
-                     lambda o: f"{(o.get('involvedObject') or {}).get('kind', '').lower()}/"
-                               f"{(o.get('involvedObject') or {}).get('name', '')}"),
-                    ({"name": "Message", "type": "string", "format": "", "description": "", "priority": 0},
-                     lambda o: o.get("message", ""))]
+            return event_columns()
         if rtype.key == ("", "namespaces"):
             return [name_col, ({"name": "Status", "type": "string", "format": "", "description": "", "priority": 0},
                                lambda o: (o.get("status") or {}).get("phase", "")), age_col]
@@ -378,7 +401,7 @@ class ApiServer:
         if value is None:
             return None
         if kind == "date" and isinstance(value, str):
-            return human_age(value)
+            return timestamps.age(value)
         if isinstance(value, (dict, list)):
             return json.dumps(value)
         return value
@@ -413,7 +436,10 @@ class ApiServer:
                     raise ApiError(400, "BadRequest", f"invalid resourceVersion {start_rv!r}") from None
                 history = self.store.history[rtype.key]
                 if since < self.store.rv and history and history[0].rv > since + 1 and len(history) == history.maxlen:
-                    raise ApiError(410, "Expired", f"too old resource version: {since} ({history[0].rv - 1})")
+                    # past admission, a real server answers 200 and a watch event of type ERROR (the cacher's
+                    # errWatcher), not an HTTP 410: clients such as kopf restart on exactly that event
+                    expired = ApiError(410, "Expired", f"too old resource version: {since} ({history[0].rv - 1})")
+                    return await self._watch_error(request, expired)
                 for event in history:
                     if event.rv > since:
                         backlog += self._filtered(event, namespace, match)
@@ -454,6 +480,15 @@ class ApiServer:
             return response
         finally:
             self.store.watchers.get(rtype.key, set()).discard(queue)
+
+    @staticmethod
+    async def _watch_error(request: web.Request, err: ApiError) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "application/json", "Transfer-Encoding": "chunked"})
+        await response.prepare(request)
+        await response.write(json.dumps({"type": "ERROR", "object": err.status()}, separators=(",", ":")).encode()
+                             + b"\n")
+        await response.write_eof()
+        return response
 
     @staticmethod
     def _filtered(event: WatchEvent, namespace: str | None, match: Callable[[dict[str, Any]], bool]

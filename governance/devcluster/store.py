@@ -9,6 +9,7 @@ a create or a watch event costs the same at 100 or 5,000 stored objects.
 from __future__ import annotations
 
 import asyncio
+import base64
 import copy
 import secrets
 import string
@@ -19,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from . import labels
+from . import fields, labels, timestamps
 from . import schema as schemas
 
 HISTORY = 20_000  # watch events kept per resource type, for resuming from a resourceVersion
@@ -76,6 +77,13 @@ CORE_TYPES = [
 ]
 
 
+# core types whose strategy never sets metadata.generation (pods have it since 1.34, CRDs and CRs always)
+NO_GENERATION = {("", "namespaces"), ("", "configmaps"), ("", "secrets"), ("", "events"), ("", "serviceaccounts")}
+EVENT_ZERO_VALUES: dict[str, Any] = {"involvedObject": {}, "source": {}, "firstTimestamp": None,
+                                     "lastTimestamp": None, "eventTime": None, "reportingComponent": "",
+                                     "reportingInstance": ""}
+
+
 @dataclass
 class WatchEvent:
     rv: int
@@ -89,6 +97,7 @@ def now_iso() -> str:
 
 
 CRD_KEY = ("apiextensions.k8s.io", "customresourcedefinitions")
+NAMESPACES = ("", "namespaces")
 
 
 def crd_resource_type(crd: dict[str, Any]) -> ResourceType:
@@ -201,15 +210,17 @@ class Store:
 
     def _admit(self, rtype: ResourceType, obj: dict[str, Any], version: str | None) -> dict[str, Any]:
         """Prune, default and validate against the CRD schema; type-specific normalisation."""
+        obj = fields.drop(rtype, obj)  # what decoding into the Go type loses
         schema = rtype.schemas.get(version or rtype.versions[0])
         name = obj.get("metadata", {}).get("name", "")
-        label_problems = labels.problems((obj.get("metadata") or {}).get("labels"))
-        if label_problems:
+        problems = labels.name_problems(name, dns_label=rtype.key == ("", "namespaces"))
+        problems += labels.problems((obj.get("metadata") or {}).get("labels"))
+        if problems:
             what = f"{rtype.kind}.{rtype.group}" if rtype.group else rtype.kind
-            raise ApiError(422, "Invalid", f'{what} "{name}" is invalid: {", ".join(label_problems)}',
+            raise ApiError(422, "Invalid", f'{what} "{name}" is invalid: {", ".join(problems)}',
                            details={"name": name, "group": rtype.group, "kind": rtype.kind,
-                                    "causes": [{"reason": "FieldValueInvalid", "message": m, "field": "metadata.labels"}
-                                               for m in label_problems]})
+                                    "causes": [{"reason": "FieldValueInvalid", "message": m,
+                                                "field": m.split(":", 1)[0]} for m in problems]})
         if schema:
             obj = schemas.prune(obj, schema, top=True)
             obj = schemas.default(obj, schema)
@@ -220,15 +231,29 @@ class Store:
                 text = ", ".join(f"{e.field}: {e.message}" for e in errors)
                 raise ApiError(422, "Invalid", f'{rtype.kind}.{rtype.group} "{name}" is invalid: {text}',
                                details={"name": name, "group": rtype.group, "kind": rtype.kind, "causes": causes})
+        binary = {("", "secrets"): "data", ("", "configmaps"): "binaryData"}.get(rtype.key)
+        for key, value in ((obj.get(binary) or {}).items() if binary and isinstance(obj.get(binary), dict) else []):
+            try:  # []byte fields decode as standard, padded base64 (line breaks ignored)
+                base64.b64decode(str(value).replace("\r", "").replace("\n", ""), validate=True)
+            except ValueError:
+                raise ApiError(400, "BadRequest", f'{rtype.kind} in version "v1" cannot be handled as a '
+                                                  f"{rtype.kind}: illegal base64 data in {binary}.{key}") from None
         if rtype.key == ("", "secrets") and "stringData" in obj:
-            import base64
 
             data = obj.setdefault("data", {}) or {}
             for k, v in (obj.pop("stringData") or {}).items():
                 data[k] = base64.b64encode(str(v).encode()).decode()
             obj["data"] = data
             obj.setdefault("type", "Opaque")
-        return obj
+        if rtype.key == ("", "events"):
+            for k, v in EVENT_ZERO_VALUES.items():  # Go's encoding of an Event's unset struct fields
+                obj.setdefault(k, copy.deepcopy(v))
+        try:
+            return timestamps.normalise(rtype.key, obj)
+        except timestamps.BadTime as err:
+            v = obj.get("apiVersion", "").rsplit("/", 1)[-1]
+            raise ApiError(400, "BadRequest", f'{rtype.kind} in version "{v}" cannot be handled as a {rtype.kind}: '
+                                              f"{err}") from None
 
     def create(self, rtype: ResourceType, namespace: str | None, body: dict[str, Any],
                version: str | None = None) -> dict[str, Any]:
@@ -270,7 +295,10 @@ class Store:
         meta = obj["metadata"]
         meta["uid"] = str(uuid.uuid4())
         meta["creationTimestamp"] = now_iso()
-        meta["generation"] = 1
+        if rtype.key not in NO_GENERATION:
+            meta["generation"] = 1
+        else:
+            meta.pop("generation", None)
         meta["resourceVersion"] = self._bump()
         for k in ("deletionTimestamp", "deletionGracePeriodSeconds"):
             meta.pop(k, None)
@@ -333,7 +361,7 @@ class Store:
         new = self._admit(rtype, new, version)
         spec_changed = {k: v for k, v in new.items() if k not in ("metadata", "status")} != {
             k: v for k, v in current.items() if k not in ("metadata", "status")}
-        if subresource != "status" and spec_changed:
+        if subresource != "status" and spec_changed and rtype.key not in NO_GENERATION:
             new["metadata"]["generation"] = current["metadata"].get("generation", 1) + 1
         if rtype.key == CRD_KEY and subresource != "status":
             self._register_crd(new)
@@ -343,10 +371,13 @@ class Store:
         self.objects[rtype.key][(namespace or "", name)] = new
         self._unindex_owners(current)
         self._index_owners(new)
-        if new["metadata"].get("deletionTimestamp") and not new["metadata"].get("finalizers"):
+        if new["metadata"].get("deletionTimestamp") and not new["metadata"].get("finalizers") \
+                and rtype.key != NAMESPACES:
             self._remove(rtype, new)
             return new
         self._emit(rtype, "MODIFIED", new, current)
+        if rtype.key == NAMESPACES:
+            self._finish_namespace(name)
         return new
 
     def delete(self, rtype: ResourceType, namespace: str | None, name: str,
@@ -358,16 +389,23 @@ class Store:
                                             f"meta: {obj['metadata']['uid']}")
         if pre.get("resourceVersion") and str(pre["resourceVersion"]) != obj["metadata"]["resourceVersion"]:
             raise ApiError(409, "Conflict", "Precondition failed: resourceVersion does not match")
-        if obj["metadata"].get("finalizers"):
+        is_namespace = rtype.key == NAMESPACES
+        if is_namespace and name in ("default", "kube-system", "kube-public"):
+            raise ApiError(403, "Forbidden", f'namespaces "{name}" is forbidden: this namespace may not be deleted')
+        if obj["metadata"].get("finalizers") or is_namespace:
+            # a namespace is Terminating until its contents are gone (finalizers and all), as the namespace
+            # controller does it; anything else waits for its finalizers
             if obj["metadata"].get("deletionTimestamp"):
                 return obj
             new = copy.deepcopy(obj)
             new["metadata"]["deletionTimestamp"] = now_iso()
             new["metadata"]["deletionGracePeriodSeconds"] = 0
             new["metadata"]["resourceVersion"] = self._bump()
+            if is_namespace:
+                new.setdefault("status", {})["phase"] = "Terminating"
             self.objects[rtype.key][(namespace or "", name)] = new
             self._emit(rtype, "MODIFIED", new, obj)
-            if rtype.key == ("", "namespaces"):
+            if is_namespace:
                 self._empty_namespace(name)
             return new
         self._remove(rtype, obj)
@@ -384,8 +422,10 @@ class Store:
         gone = copy.deepcopy(obj)
         gone["metadata"]["resourceVersion"] = self._bump()
         self._emit(rtype, "DELETED", gone, None)
-        if rtype.key == ("", "namespaces"):
+        if rtype.key == NAMESPACES:
             self._empty_namespace(meta["name"])
+        elif rtype.namespaced:
+            self._finish_namespace(meta.get("namespace", ""))
         if rtype.key == ("apiextensions.k8s.io", "customresourcedefinitions"):
             group, plural = obj["spec"]["group"], obj["spec"]["names"]["plural"]
             self.unregister((group, plural))
@@ -398,12 +438,16 @@ class Store:
             for (ns, name) in [k for k in self.objects.get(key, {}) if k[0] == namespace]:
                 if (ns, name) in self.objects.get(key, {}):
                     self.delete(rtype, ns, name)
-        ns_obj = self.objects[("", "namespaces")].get(("", namespace))
-        if ns_obj is not None and ns_obj["metadata"].get("deletionTimestamp"):
-            remaining = any(k[0] == namespace for key, t in self.types.items() if t.namespaced
-                            for k in self.objects.get(key, {}))
-            if not remaining and not ns_obj["metadata"].get("finalizers"):
-                self._remove(self.types[("", "namespaces")], ns_obj)
+        self._finish_namespace(namespace)
+
+    def _finish_namespace(self, namespace: str) -> None:
+        """A terminating namespace goes once nothing is left in it."""
+        ns_obj = self.objects[NAMESPACES].get(("", namespace))
+        if ns_obj is None or not ns_obj["metadata"].get("deletionTimestamp") or ns_obj["metadata"].get("finalizers"):
+            return
+        if not any(k[0] == namespace for key, t in self.types.items() if t.namespaced
+                   for k in self.objects.get(key, {})):
+            self._remove(self.types[NAMESPACES], ns_obj)
 
     def _register_crd(self, crd: dict[str, Any]) -> None:
         rtype = crd_resource_type(crd)

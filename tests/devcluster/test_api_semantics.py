@@ -246,3 +246,101 @@ def test_labels_are_checked_as_the_api_server_checks_them(core) -> None:
         core.patch_namespaced_config_map("fine", NS, {"metadata": {"labels": {"x": "y-"}}})
     assert err.value.status == 422
     assert core.read_namespaced_config_map("fine", NS).metadata.labels["qgov.dev/job"] == "a" * 63
+
+
+def test_only_types_with_a_generation_get_one(core, widgets) -> None:
+    """ConfigMaps, Secrets, Events, ServiceAccounts and Namespaces have no metadata.generation on a real server."""
+    made = core.create_namespaced_config_map(NS, cm("g", x="1"))
+    assert made.metadata.generation is None
+    assert core.patch_namespaced_config_map("g", NS, {"data": {"x": "2"}}).metadata.generation is None
+    assert widgets("w1")["metadata"]["generation"] == 1
+
+
+def test_server_side_dry_run_is_refused_rather_than_written(kubectl) -> None:
+    out = kubectl("apply", "--dry-run=server", "-f", "-", input='{"apiVersion":"v1","kind":"ConfigMap",'
+                                                                '"metadata":{"name":"dry"}}', check=False)
+    assert out.returncode != 0 and "dryRun is not supported" in out.stderr
+    assert kubectl("get", "cm", "dry", check=False).returncode != 0
+
+
+def test_lists_come_in_pages_of_limit_with_a_continue_token(core, kubectl) -> None:
+    for i in range(5):
+        core.create_namespaced_config_map(NS, cm(f"p{i}"))
+    first = core.list_namespaced_config_map(NS, limit=2)
+    assert [c.metadata.name for c in first.items] == ["p0", "p1"]
+    assert first.metadata._continue and first.metadata.remaining_item_count == 3
+    names, token = [], None
+    while True:
+        page = core.list_namespaced_config_map(NS, limit=2, **({"_continue": token} if token else {}))
+        assert page.metadata.resource_version == first.metadata.resource_version  # every page: the first's rv
+        names += [c.metadata.name for c in page.items]
+        token = page.metadata._continue
+        if not token:
+            break
+    assert names == [f"p{i}" for i in range(5)]
+    with pytest.raises(ApiException) as err:
+        core.list_namespaced_config_map(NS, limit=2, _continue="not-a-token")
+    assert err.value.status == 400
+    # kubectl pages too (--chunk-size), and shows every row
+    rows = kubectl("get", "cm", "--chunk-size=2", "-o", "name").stdout.split()
+    assert rows == [f"configmap/p{i}" for i in range(5)]
+
+
+def test_names_must_be_rfc1123_as_on_a_real_server(core, kubectl, widgets) -> None:
+    with pytest.raises(ApiException) as err:
+        core.create_namespaced_config_map(NS, cm("Bad_Name"))
+    assert err.value.status == 422
+    assert 'metadata.name: Invalid value: "Bad_Name": a lowercase RFC 1123 subdomain' in \
+        json.loads(err.value.body)["message"]
+    with pytest.raises(ApiException) as err:
+        widgets("w" * 254)
+    assert err.value.status == 422 and "must be no more than 253 characters" in err.value.body
+    bad = kubectl("apply", "-f", "-", input='{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"a.b"}}',
+                  check=False)
+    assert bad.returncode != 0 and "a lowercase RFC 1123 label must consist of" in bad.stderr
+
+
+def test_secret_data_must_be_base64(core) -> None:
+    with pytest.raises(ApiException) as err:
+        core.create_namespaced_secret(NS, {"metadata": {"name": "s"}, "data": {"token": "not base64!"}})
+    assert err.value.status == 400 and "illegal base64 data in data.token" in err.value.body
+    assert core.create_namespaced_secret(NS, {"metadata": {"name": "s"}, "data": {"token": "aGk="}}).data == {
+        "token": "aGk="}
+
+
+def test_a_deleted_namespace_terminates_until_its_finalized_contents_are_gone(core, kubectl, widgets, custom) -> None:
+    kubectl("apply", "-f", "-", input='{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"doomed"}}')
+    widgets("held", namespace="doomed", meta={"finalizers": ["example.dev/hold"]})
+    core.create_namespaced_config_map("doomed", cm("c"))
+    kubectl("delete", "namespace", "doomed", "--wait=false")
+    assert kubectl("get", "ns", "doomed", "-o", "jsonpath={.status.phase}").stdout == "Terminating"
+    assert kubectl("get", "cm", "-n", "doomed", "-o", "name").stdout == ""  # the rest went at once
+    with pytest.raises(ApiException) as err:  # nothing new in a terminating namespace
+        core.create_namespaced_config_map("doomed", cm("late"))
+    assert err.value.status == 403 and "being terminated" in err.value.body
+    custom.patch_namespaced_custom_object("example.dev", "v1", "doomed", "widgets", "held",
+                                          {"metadata": {"finalizers": None}})
+    assert kubectl("get", "ns", "doomed", check=False).returncode != 0
+    refused = kubectl("delete", "namespace", "default", check=False)
+    assert refused.returncode != 0 and "this namespace may not be deleted" in refused.stderr
+
+
+def test_a_watch_from_a_compacted_resource_version_gets_an_error_event_410(threaded, cluster, core) -> None:
+    """As the API server's watch cache: HTTP 200, then one ERROR event with the Expired status."""
+    holder, _ = threaded
+    core.create_namespaced_config_map(NS, cm("busy"))
+    first_rv = int(core.read_namespaced_config_map("busy", NS).metadata.resource_version)
+
+    def churn() -> None:
+        store = cluster.store
+        rtype = store.types[("", "configmaps")]
+        for i in range(store.history[rtype.key].maxlen + 1):
+            store.replace(rtype, NS, "busy", {"metadata": {"name": "busy"}, "data": {"i": str(i)}})
+
+    holder.call(churn)
+    url = f"{cluster.url}/api/v1/namespaces/{NS}/configmaps?watch=1&resourceVersion={first_rv}"
+    with urllib.request.urlopen(url, timeout=10) as response:
+        assert response.status == 200
+        events = [json.loads(line) for line in response.read().splitlines()]
+    assert [e["type"] for e in events] == ["ERROR"]
+    assert events[0]["object"]["code"] == 410 and events[0]["object"]["reason"] == "Expired"
