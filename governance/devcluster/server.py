@@ -215,7 +215,7 @@ class ApiServer:
                 obj = self.store.create(rtype, namespace, await self._body(request), version)
                 return _json(self._versioned(obj, rtype, version), 201)
             if method == "DELETE":
-                items, _ = self.store.list(rtype, namespace, self._matcher(q))
+                items, _ = self.store.list(rtype, namespace, self._matcher(q, rtype))
                 deleted = [self.store.delete(rtype, namespace, o["metadata"]["name"]) for o in items]
                 return _json(self._list_body(rtype, version, deleted))
             raise ApiError(405, "MethodNotAllowed", f"{method} is not allowed on a collection")
@@ -236,8 +236,9 @@ class ApiServer:
             return _json(self._versioned(await self._patch(request, rtype, version, namespace, name, sub),
                                          rtype, version))
         if method == "DELETE":
-            body = await self._body(request, optional=True)
-            obj = self.store.delete(rtype, namespace, name, (body or {}).get("preconditions"))
+            body = await self._body(request, optional=True) or {}
+            obj = self.store.delete(rtype, namespace, name, body.get("preconditions"),
+                                    body.get("propagationPolicy") or q.get("propagationPolicy"))
             return _json(self._versioned(obj, rtype, version))
         raise ApiError(405, "MethodNotAllowed", f"{method} is not allowed")
 
@@ -292,8 +293,8 @@ class ApiServer:
 
     # ------------------------------------------------------------------ lists, tables and watches
 
-    def _matcher(self, q: Any) -> Callable[[dict[str, Any]], bool]:
-        labels, fields = label_selector(q.get("labelSelector")), field_selector(q.get("fieldSelector"))
+    def _matcher(self, q: Any, rtype: ResourceType) -> Callable[[dict[str, Any]], bool]:
+        labels, fields = label_selector(q.get("labelSelector")), field_selector(q.get("fieldSelector"), rtype.key)
         return lambda o: labels(o) and fields(o)
 
     def _versioned(self, obj: dict[str, Any], rtype: ResourceType, version: str) -> dict[str, Any]:
@@ -309,7 +310,7 @@ class ApiServer:
 
     def _list(self, request: web.Request, rtype: ResourceType, version: str, namespace: str | None,
               table: bool) -> web.Response:
-        items, rv = self.store.list(rtype, namespace, self._matcher(request.query))
+        items, rv = self.store.list(rtype, namespace, self._matcher(request.query, rtype))
         if table:
             return _json(self._table(rtype, version, items, rv))
         return _json(self._list_body(rtype, version, items, rv))
@@ -362,7 +363,7 @@ class ApiServer:
         columns = [name_col]
         for col in rtype.printer_columns.get(version, []):
             if col.get("jsonPath") == ".metadata.creationTimestamp":
-                columns.append(({"name": col["name"], "type": "string", "format": "",
+                columns.append(({"name": col["name"], "type": col.get("type", "date"), "format": "",
                                  "description": col.get("description", ""), "priority": col.get("priority", 0)},
                                 age_col[1]))
                 continue
@@ -398,11 +399,12 @@ class ApiServer:
     async def _watch(self, request: web.Request, rtype: ResourceType, version: str, namespace: str | None,
                      table: bool) -> web.StreamResponse:
         q = request.query
-        match = self._matcher(q)
+        match = self._matcher(q, rtype)
         timeout = float(q["timeoutSeconds"]) if q.get("timeoutSeconds") else None
         queue: asyncio.Queue[WatchEvent | None] = asyncio.Queue()
         start_rv = q.get("resourceVersion")
         backlog: list[tuple[str, dict[str, Any]]] = []
+        expired: ApiError | None = None  # told as an ERROR event in the stream, as the API server does
         # register first, then read history/state: nothing written in between can be lost
         self.store.watchers[rtype.key].add(queue)
         try:
@@ -412,8 +414,9 @@ class ApiServer:
                 except ValueError:
                     raise ApiError(400, "BadRequest", f"invalid resourceVersion {start_rv!r}") from None
                 history = self.store.history[rtype.key]
-                if since < self.store.rv and history and history[0].rv > since + 1 and len(history) == history.maxlen:
-                    raise ApiError(410, "Expired", f"too old resource version: {since} ({history[0].rv - 1})")
+                oldest = max(self.store.compacted, history[0].rv - 1 if len(history) == history.maxlen else 0)
+                if since < oldest:
+                    expired = ApiError(410, "Expired", f"too old resource version: {since} ({oldest})")
                 for event in history:
                     if event.rv > since:
                         backlog += self._filtered(event, namespace, match)
@@ -432,6 +435,10 @@ class ApiServer:
                                      + b"\n")
 
             try:
+                if expired is not None:
+                    await response.write(json.dumps({"type": "ERROR", "object": expired.status()}).encode() + b"\n")
+                    await response.write_eof()
+                    return response
                 for kind, obj in backlog:
                     await send(kind, obj)
                 loop = asyncio.get_running_loop()
