@@ -23,6 +23,7 @@ import ssl
 import subprocess
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -128,6 +129,9 @@ class ControlPlane:
     workdir: Path
     bin: Path = field(default_factory=binaries_dir)
     components: list[Component] = field(default_factory=list)
+    # more kube-apiserver flags, e.g. `--watch-cache-sizes=configmaps#0` so a watch of ConfigMaps
+    # is served by etcd and `compact_etcd()` expires its history (the watch cache keeps its own)
+    apiserver_args: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -152,7 +156,10 @@ class ControlPlane:
 
     # ------------------------------------------------------------------ processes
 
-    def start(self, timeout: float = 90) -> None:
+    def start(self, timeout: float = 90, before_controllers: Callable[[ControlPlane], None] | None = None) -> None:
+        """`before_controllers` runs once the API server is ready, before the controllers start:
+        e.g. to install CRDs the garbage collector then watches from its start (it looks for new
+        resource types only every 30 s)."""
         logs, pki, b = self.workdir / "logs", self.pki, self.bin
         serving = self.serving_pair("apiserver", ("127.0.0.1", "localhost", "kubernetes", "kubernetes.default",
                                                   "kubernetes.default.svc", "kubernetes.default.svc.cluster.local",
@@ -185,13 +192,15 @@ class ControlPlane:
             "--kubelet-client-key", str(kubelet_client.key),
             "--kubelet-preferred-address-types", "InternalIP",
             "--endpoint-reconciler-type", "none",  # no kube-proxy: the Service `kubernetes` is not routed
-            "--allow-privileged=true", "--v=1"], logs / "kube-apiserver.log")
+            "--allow-privileged=true", "--v=1", *self.apiserver_args], logs / "kube-apiserver.log")
         self.components = [etcd, apiserver]
         try:
             etcd.start()
             self._wait(etcd, lambda: _http_ok(f"{self.etcd_url}/health"), timeout)
             apiserver.start()
             self._wait(apiserver, lambda: self._api_ok("/readyz"), timeout)
+            if before_controllers is not None:
+                before_controllers(self)
             cm_kubeconfig = self.client_kubeconfig("controller-manager", "system:kube-controller-manager")
             scheduler_kubeconfig = self.client_kubeconfig("scheduler", "system:kube-scheduler")
             controllers = Component("kube-controller-manager", [

@@ -74,7 +74,26 @@ def get_path(obj: Any, dotted: str) -> Any:
     return obj
 
 
-def field_selector(text: str | None) -> Matcher:
+# The fields a field selector may name besides metadata.name and metadata.namespace, per resource
+# (group, plural), as the API server's field label conversions have them: any other is refused
+# with 400, so a selector that works here works on a real cluster. A name that is not a path of
+# the object maps to its path.
+SELECTABLE: dict[tuple[str, str], set[str]] = {
+    ("", "pods"): {"spec.nodeName", "spec.restartPolicy", "spec.schedulerName", "spec.serviceAccountName",
+                   "spec.hostNetwork", "status.phase", "status.podIP", "status.nominatedNodeName"},
+    ("", "events"): {"involvedObject.kind", "involvedObject.namespace", "involvedObject.name", "involvedObject.uid",
+                     "involvedObject.apiVersion", "involvedObject.resourceVersion", "involvedObject.fieldPath",
+                     "reason", "reportingComponent", "source", "type"},
+    ("", "secrets"): {"type"},
+    ("", "namespaces"): {"status.phase"},
+    ("", "nodes"): {"spec.unschedulable"},
+}
+METADATA_FIELDS = {"metadata.name", "metadata.namespace"}
+FIELD_PATHS = {"source": "source.component"}
+
+
+def field_selector(text: str | None, resource: tuple[str, str] | None = None) -> Matcher:
+    """`resource` (group, plural): refuse the fields the API server does not select on for it."""
     if not text:
         return lambda obj: True
     tests: list[Callable[[dict[str, Any]], bool]] = []
@@ -83,6 +102,9 @@ def field_selector(text: str | None) -> Matcher:
         if not m:
             raise SelectorError(f"invalid field selector: {part.strip()!r}")
         path, op, value = m[1], m[2], m[3]
+        if resource is not None and path not in METADATA_FIELDS | SELECTABLE.get(resource, set()):
+            raise SelectorError(f"field label not supported: {path}")
+        path = FIELD_PATHS.get(path, path) if resource == ("", "events") else path
 
         def test(obj: dict[str, Any], p: str = path, o: str = op, v: str = value) -> bool:
             actual = get_path(obj, p)

@@ -232,7 +232,7 @@ class ApiServer:
                 obj = self.store.create(rtype, namespace, body, version)
                 return _warn(_json(self._versioned(obj, rtype, version), 201), warnings)
             if method == "DELETE":
-                items, _ = self.store.list(rtype, namespace, self._matcher(q))
+                items, _ = self.store.list(rtype, namespace, self._matcher(q, rtype))
                 deleted = [self.store.delete(rtype, namespace, o["metadata"]["name"]) for o in items]
                 return _json(self._list_body(rtype, version, deleted))
             raise ApiError(405, "MethodNotAllowed", f"{method} is not allowed on a collection")
@@ -254,8 +254,9 @@ class ApiServer:
             obj, warnings = await self._patch(request, rtype, version, namespace, name, sub)
             return _warn(_json(self._versioned(obj, rtype, version)), warnings)
         if method == "DELETE":
-            body = await self._body(request, optional=True)
-            obj = self.store.delete(rtype, namespace, name, (body or {}).get("preconditions"))
+            body = await self._body(request, optional=True) or {}
+            obj = self.store.delete(rtype, namespace, name, body.get("preconditions"),
+                                    body.get("propagationPolicy") or q.get("propagationPolicy"))
             return _json(self._versioned(obj, rtype, version))
         raise ApiError(405, "MethodNotAllowed", f"{method} is not allowed")
 
@@ -324,8 +325,8 @@ class ApiServer:
 
     # ------------------------------------------------------------------ lists, tables and watches
 
-    def _matcher(self, q: Any) -> Callable[[dict[str, Any]], bool]:
-        labels, fields = label_selector(q.get("labelSelector")), field_selector(q.get("fieldSelector"))
+    def _matcher(self, q: Any, rtype: ResourceType) -> Callable[[dict[str, Any]], bool]:
+        labels, fields = label_selector(q.get("labelSelector")), field_selector(q.get("fieldSelector"), rtype.key)
         return lambda o: labels(o) and fields(o)
 
     def _versioned(self, obj: dict[str, Any], rtype: ResourceType, version: str) -> dict[str, Any]:
@@ -341,7 +342,7 @@ class ApiServer:
 
     def _list(self, request: web.Request, rtype: ResourceType, version: str, namespace: str | None,
               table: bool) -> web.Response:
-        items, rv = self.store.list(rtype, namespace, self._matcher(request.query))
+        items, rv = self.store.list(rtype, namespace, self._matcher(request.query, rtype))
         items, rv, extra = paging.page(items, rv, request.query)
         body = self._table(rtype, version, items, rv) if table else self._list_body(rtype, version, items, rv)
         body["metadata"].update(extra)
@@ -385,7 +386,7 @@ class ApiServer:
         columns = [name_col]
         for col in rtype.printer_columns.get(version, []):
             if col.get("jsonPath") == ".metadata.creationTimestamp":
-                columns.append(({"name": col["name"], "type": "string", "format": "",
+                columns.append(({"name": col["name"], "type": col.get("type", "date"), "format": "",
                                  "description": col.get("description", ""), "priority": col.get("priority", 0)},
                                 age_col[1]))
                 continue
@@ -421,7 +422,7 @@ class ApiServer:
     async def _watch(self, request: web.Request, rtype: ResourceType, version: str, namespace: str | None,
                      table: bool) -> web.StreamResponse:
         q = request.query
-        match = self._matcher(q)
+        match = self._matcher(q, rtype)
         timeout = float(q["timeoutSeconds"]) if q.get("timeoutSeconds") else None
         queue: asyncio.Queue[WatchEvent | None] = asyncio.Queue()
         start_rv = q.get("resourceVersion")
@@ -435,10 +436,11 @@ class ApiServer:
                 except ValueError:
                     raise ApiError(400, "BadRequest", f"invalid resourceVersion {start_rv!r}") from None
                 history = self.store.history[rtype.key]
-                if since < self.store.rv and history and history[0].rv > since + 1 and len(history) == history.maxlen:
+                oldest = max(self.store.compacted, history[0].rv - 1 if len(history) == history.maxlen else 0)
+                if since < oldest:
                     # past admission, a real server answers 200 and a watch event of type ERROR (the cacher's
                     # errWatcher), not an HTTP 410: clients such as kopf restart on exactly that event
-                    expired = ApiError(410, "Expired", f"too old resource version: {since} ({history[0].rv - 1})")
+                    expired = ApiError(410, "Expired", f"too old resource version: {since} ({oldest})")
                     return await self._watch_error(request, expired)
                 for event in history:
                     if event.rv > since:

@@ -17,7 +17,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from . import fields, labels, timestamps
@@ -93,7 +93,7 @@ class WatchEvent:
 
 
 def now_iso() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 CRD_KEY = ("apiextensions.k8s.io", "customresourcedefinitions")
@@ -133,6 +133,7 @@ class Store:
         self.by_uid: dict[str, tuple[tuple[str, str], tuple[str, str]]] = {}
         self.dependents: dict[str, set[str]] = {}  # owner uid -> dependent uids
         self.listeners: list[Callable[[ResourceType, WatchEvent], None]] = []
+        self.compacted = 0  # watch history up to here is forgotten (see compact)
         for rtype in CORE_TYPES:
             self.register(rtype)
         for ns in ("default", "kube-system", "kube-public"):
@@ -165,6 +166,14 @@ class Store:
             gv = f"{group}/{version}" if group else version
             raise ApiError(404, "NotFound", f"the server could not find the requested resource ({plural} in {gv})")
         return rtype
+
+    def compact(self) -> int:
+        """Forget the watch history written so far, as etcd's compaction does (a test hook): a
+        watch from an older resourceVersion then gets 410 Gone. Returns the compacted version."""
+        self.compacted = self.rv
+        for history in self.history.values():
+            history.clear()
+        return self.rv
 
     # ------------------------------------------------------------------ reads
 
@@ -381,7 +390,9 @@ class Store:
         return new
 
     def delete(self, rtype: ResourceType, namespace: str | None, name: str,
-               preconditions: dict[str, Any] | None = None) -> dict[str, Any]:
+               preconditions: dict[str, Any] | None = None, propagation: str | None = None) -> dict[str, Any]:
+        """`propagation`: what happens to the dependents (ownerReferences): Background (the default)
+        deletes them after the owner, Foreground before it, Orphan keeps them."""
         obj = self.get(rtype, namespace, name)
         pre = preconditions or {}
         if pre.get("uid") and pre["uid"] != obj["metadata"]["uid"]:
@@ -392,6 +403,12 @@ class Store:
         is_namespace = rtype.key == NAMESPACES
         if is_namespace and name in ("default", "kube-system", "kube-public"):
             raise ApiError(403, "Forbidden", f'namespaces "{name}" is forbidden: this namespace may not be deleted')
+        if propagation not in (None, "Background", "Foreground", "Orphan"):
+            raise ApiError(422, "Invalid", f'DeleteOptions.meta.k8s.io "" is invalid: propagationPolicy: '
+                                           f'Unsupported value: "{propagation}": supported values: "Foreground", '
+                                           '"Background", "Orphan", "nil"')
+        if propagation in ("Foreground", "Orphan") and not is_namespace and not obj["metadata"].get("deletionTimestamp"):
+            return self._delete_propagating(rtype, obj, propagation)
         if obj["metadata"].get("finalizers") or is_namespace:
             # a namespace is Terminating until its contents are gone (finalizers and all), as the namespace
             # controller does it; anything else waits for its finalizers
@@ -485,17 +502,72 @@ class Store:
             if isinstance(ref, dict) and ref.get("uid") in self.dependents:
                 self.dependents[ref["uid"]].discard(obj["metadata"]["uid"])
 
-    def _collect_garbage(self, owner_uid: str) -> None:
-        """Background propagation: a dependent goes when its last owner is gone."""
-        for uid in list(self.dependents.pop(owner_uid, set())):
+    def _dependents(self, owner_uid: str) -> list[tuple[ResourceType, dict[str, Any]]]:
+        found = []
+        for uid in list(self.dependents.get(owner_uid, set())):
             where = self.by_uid.get(uid)
+            obj = self.objects[where[0]].get(where[1]) if where else None
+            if where and obj is not None:
+                found.append((self.types[where[0]], obj))
+        return found
+
+    def _release(self, rtype: ResourceType, obj: dict[str, Any], owner_uid: str) -> None:
+        """Drop a dependent's reference to an owner (as the garbage collector patches it)."""
+        new = copy.deepcopy(obj)
+        refs = [r for r in new["metadata"].get("ownerReferences") or [] if r.get("uid") != owner_uid]
+        if refs:
+            new["metadata"]["ownerReferences"] = refs
+        else:
+            new["metadata"].pop("ownerReferences", None)
+        self.replace(rtype, new["metadata"].get("namespace"), new["metadata"]["name"], new)
+
+    def _still_owned(self, obj: dict[str, Any], owner_uid: str) -> bool:
+        """Has the dependent an owner besides `owner_uid` that exists and is not being deleted in
+        the foreground?"""
+        for ref in obj["metadata"].get("ownerReferences") or []:
+            where = self.by_uid.get(ref.get("uid", "")) if ref.get("uid") != owner_uid else None
             if where is None:
                 continue
-            type_key, key = where
-            obj = self.objects[type_key].get(key)
-            if obj is None:
-                continue
-            owners = [r.get("uid") for r in obj["metadata"].get("ownerReferences") or []]
-            if any(o in self.by_uid for o in owners if o != owner_uid):
-                continue
-            self.delete(self.types[type_key], key[0] or None, key[1])
+            owner = self.objects[where[0]].get(where[1]) or {}
+            if "foregroundDeletion" not in (owner.get("metadata") or {}).get("finalizers", []):
+                return True
+        return False
+
+    def _collect_garbage(self, owner_uid: str) -> None:
+        """Background propagation: a dependent goes when its last owner is gone; one that has
+        another owner loses its reference to the one that went."""
+        for rtype, obj in self._dependents(owner_uid):
+            if self._still_owned(obj, owner_uid):
+                self._release(rtype, obj, owner_uid)
+            else:
+                self.delete(rtype, obj["metadata"].get("namespace"), obj["metadata"]["name"])
+        self.dependents.pop(owner_uid, None)
+
+    def _delete_propagating(self, rtype: ResourceType, obj: dict[str, Any], policy: str) -> dict[str, Any]:
+        """Foreground or Orphan deletion, as the API server and the garbage collector do it, at once:
+        the owner is marked with the collector's finalizer (`foregroundDeletion`, `orphan`; the
+        answer shows it), its dependents are deleted in the foreground (Foreground) or released
+        (Orphan), then the finalizer goes, and the owner with it unless it has others.
+        Simplification: a dependent held by its own finalizers does not hold its owner."""
+        finalizer = "foregroundDeletion" if policy == "Foreground" else "orphan"
+        meta = obj["metadata"]
+        marked = copy.deepcopy(obj)
+        marked["metadata"]["deletionTimestamp"] = now_iso()
+        marked["metadata"]["deletionGracePeriodSeconds"] = 0
+        marked["metadata"]["finalizers"] = [*(meta.get("finalizers") or []), finalizer]
+        marked["metadata"]["resourceVersion"] = self._bump()
+        key = (meta.get("namespace", ""), meta["name"])
+        self.objects[rtype.key][key] = marked
+        self._emit(rtype, "MODIFIED", marked, obj)
+        for dtype, dependent in self._dependents(meta["uid"]):
+            if policy == "Orphan" or self._still_owned(dependent, meta["uid"]):
+                self._release(dtype, dependent, meta["uid"])
+            else:
+                self.delete(dtype, dependent["metadata"].get("namespace"), dependent["metadata"]["name"],
+                            propagation="Foreground")
+        current = self.objects[rtype.key].get(key)
+        if current is not None:
+            done = copy.deepcopy(current)
+            done["metadata"]["finalizers"] = [f for f in current["metadata"]["finalizers"] if f != finalizer]
+            self.replace(rtype, key[0] or None, key[1], done)
+        return marked
