@@ -59,7 +59,10 @@ def test_the_operator_role_covers_the_calls_it_makes() -> None:
                                   ("", "events", "create"), ("qgov.dev", "qiskitsessions", "create"),
                                   ("", "secrets", "get"), ("", "secrets", "create"), ("", "secrets", "update")]:
         assert allowed("qgov-operator", group, resource, verb), (group, resource, verb)
-    for group, resource, verb in [("qgov.dev", "qiskitjobs", "get"), ("qgov.dev", "qiskitbackends", "get"),
+    # the price list is cluster-scoped: a namespaced RoleBinding of qgov-executor could not grant it
+    assert allowed("qgov-backend-reader", "qgov.dev", "qiskitbackends", "get")
+    assert not allowed("qgov-executor", "qgov.dev", "qiskitbackends", "get")
+    for group, resource, verb in [("qgov.dev", "qiskitjobs", "get"),
                                   ("", "configmaps", "create"), ("", "configmaps", "update"),
                                   ("qgov.dev", "qiskitjobs", "watch"), ("qgov.dev", "qiskitjobs/status", "patch")]:
         assert allowed("qgov-executor", group, resource, verb), (group, resource, verb)

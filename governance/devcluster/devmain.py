@@ -24,7 +24,7 @@ TERMINAL = {"Succeeded", "Failed", "Refused", "Cancelled"}
 
 def install_crds(cluster: DevCluster) -> None:
     rtype = cluster.store.types[CRD_KEY]
-    for path in sorted(CRDS.glob("*.yaml")):
+    for path in sorted(CRDS.glob("qiskit*.yaml")):  # (crds/kustomization.yaml is for kubectl apply -k)
         cluster.store.create(rtype, None, yaml.safe_load(path.read_text()))
 
 

@@ -298,18 +298,27 @@ class PodRunner:
             return
         container = containers[0]
         term_log = root / "termination-log"
-        try:
-            mounts = await self._call(self._mounts, pod, container, root)
-            binds = {path: mounts.pop(path) for path in REAL_MOUNTS if path in mounts}
-            # the termination message path maps like a mount, before env and args are rewritten
-            mounts[container.get("terminationMessagePath", TERMINATION_LOG)] = str(term_log)
-            env = await self._call(self._env, pod, container, mounts)
-        except Exception as exc:  # noqa: BLE001 - whatever the cause, the pod says it, as a kubelet does
-            message = getattr(exc, "message", None) or getattr(exc, "reason", None) or f"{type(exc).__name__}: {exc}"
-            await self._set_status(pod, phase="Pending", reason="CreateContainerConfigError", message=str(message),
-                                   containerStatuses=[_status(container, 0, {"waiting": {
-                                       "reason": "CreateContainerConfigError", "message": str(message)}})])
-            return
+        delay, said = 0.5, ""
+        while True:  # as a kubelet: a missing ConfigMap or Secret (or a refusal) is retried, not final
+            try:
+                mounts = await self._call(self._mounts, pod, container, root)
+                binds = {path: mounts.pop(path) for path in REAL_MOUNTS if path in mounts}
+                # the termination message path maps like a mount, before env and args are rewritten
+                mounts[container.get("terminationMessagePath", TERMINATION_LOG)] = str(term_log)
+                env = await self._call(self._env, pod, container, mounts)
+                break
+            except Exception as exc:  # noqa: BLE001 - whatever the cause, the pod says it, as a kubelet does
+                message = str(getattr(exc, "message", None) or getattr(exc, "reason", None)
+                              or f"{type(exc).__name__}: {exc}")
+                if message != said:
+                    said = message
+                    if not await self._set_status(pod, phase="Pending", reason="CreateContainerConfigError",
+                                                  message=message, containerStatuses=[_status(container, 0, {
+                                                      "waiting": {"reason": "CreateContainerConfigError",
+                                                                  "message": message}})]):
+                        return  # the pod is gone
+                await asyncio.sleep(delay)
+                delay = min(10.0, delay * 2)
         argv = [_substitute(str(a), mounts) for a in command]
         if argv[0] in ("python", "python3"):
             argv[0] = sys.executable

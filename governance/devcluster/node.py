@@ -37,6 +37,7 @@ from .pki import Authority
 log = logging.getLogger("qgov.node")
 LEASE_SECONDS = 40
 RENEW_SECONDS = 10
+SECRET_SYNC_SECONDS = 1.0
 
 
 class ApiPods:
@@ -115,7 +116,7 @@ class Node:
         self._thread.start()
         asyncio.run_coroutine_threadsafe(self._serve(), self.loop).result(30)
         self._register()
-        for target in (self._watch_pods, self._heartbeat):
+        for target in (self._watch_pods, self._heartbeat, self._sync_secrets):
             threading.Thread(target=target, name=f"node-{self.name}-{target.__name__}", daemon=True).start()
 
     def stop(self) -> None:
@@ -178,6 +179,24 @@ class Node:
                 "metadata": {"name": self.name, "namespace": "kube-node-lease"},
                 "spec": {"holderIdentity": self.name, "leaseDurationSeconds": LEASE_SECONDS, "renewTime": now}})
         self.core.patch_node_status(self.name, {"status": {"conditions": self._node_status()["conditions"]}})
+
+    def _sync_secrets(self) -> None:
+        """Mounted Secrets that change are rewritten in running pods (a kubelet re-reads them on its
+        sync period, about a minute; here every SECRET_SYNC_SECONDS, as a test bed wants it)."""
+        seen: dict[tuple[str, str], str] = {}
+        while not self._stopping.wait(SECRET_SYNC_SECONDS):
+            for key in list(self.runner.secret_mounts):
+                if not self.runner.secret_mounts.get(key):
+                    continue
+                try:
+                    secret = self.core.read_namespaced_secret(key[1], key[0])
+                except Exception:  # noqa: BLE001 - gone, or not readable now: tried at the next sync
+                    continue
+                version = secret.metadata.resource_version
+                if seen.get(key) != version:  # (first sight too: it may have changed since it was mounted)
+                    seen[key] = version
+                    body = self.api.sanitize_for_serialization(secret)
+                    self.loop.call_soon_threadsafe(self.runner.secret_changed, body)
 
     # ------------------------------------------------------------------ pods
 

@@ -138,6 +138,8 @@ def _choose_budget(namespace: str, wanted: str | None) -> tuple[str, str] | Prob
     budgets = rt().budget_units.get(namespace)
     if budgets is None:  # first job of the namespace since start: read the ledger once
         budgets = rt().budget_units.setdefault(namespace, {b.name: b.unit for b in rt().ledger.budgets(namespace)})
+    if (wanted and wanted not in budgets) or not budgets:
+        _unless_budget_is_coming(namespace, wanted)
     if wanted:
         if wanted not in budgets:
             return Problem("UnknownBudget", f"spec.budget: no QiskitBudget {wanted!r} in namespace {namespace!r}"
@@ -153,6 +155,21 @@ def _choose_budget(namespace: str, wanted: str | None) -> tuple[str, str] | Prob
     return Problem("NoBudget", f"namespace {namespace!r} has no QiskitBudget, so no quantum work is admitted "
                                f"here: create one, e.g. `kubectl apply -n {namespace} -f samples/budget.yaml` "
                                "(kind: QiskitBudget, spec.limit: \"10.00\")")
+
+
+def _unless_budget_is_coming(namespace: str, wanted: str | None) -> None:
+    """Budgets and jobs come on separate watches: a job applied with its budget (`kubectl apply
+    -f budget.yaml -f job.yaml`) can arrive first. When the cluster has the budget the ledger does
+    not know yet, the job waits for it (NotYet: retried within seconds) instead of being refused.
+    A budget whose spec was found invalid never comes: its jobs are refused."""
+    from .retrying import NotYet
+
+    listed = rt().custom.list_namespaced_custom_object(GROUP, VERSION, namespace, "qiskitbudgets")["items"]
+    names = {b["metadata"]["name"] for b in listed if not b["metadata"].get("deletionTimestamp")
+             and not any(c.get("reason") == "InvalidSpec" for c in (b.get("status") or {}).get("conditions") or [])}
+    coming = wanted in names if wanted else bool(names)
+    if coming:
+        raise NotYet(f"QiskitBudget {wanted or ', '.join(sorted(names))} in {namespace} is not in the ledger yet")
 
 
 def admit(job: dict[str, Any]) -> dict[str, Any]:

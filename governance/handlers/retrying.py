@@ -32,9 +32,14 @@ OTHER_RETRY_CAP_SECONDS = 60.0
 HANDLER_RETRY_SECONDS = 2.0
 
 
+class NotYet(Exception):
+    """The work waits for another handler's (a budget's, say, that its watch has not delivered
+    yet): retried as soon as a ledger outage is."""
+
+
 def retry_delay(attempt: int, exc: BaseException) -> float:
     """Seconds before try `attempt + 1`: doubling from FIRST_RETRY_SECONDS, capped by the kind of failure."""
-    cap = LEDGER_RETRY_CAP_SECONDS if isinstance(exc, DatabaseUnavailable) else OTHER_RETRY_CAP_SECONDS
+    cap = LEDGER_RETRY_CAP_SECONDS if isinstance(exc, (DatabaseUnavailable, NotYet)) else OTHER_RETRY_CAP_SECONDS
     return min(cap, FIRST_RETRY_SECONDS * 2 ** (attempt - 1))
 
 

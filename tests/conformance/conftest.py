@@ -62,7 +62,7 @@ def upstream_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Control
     (so the garbage collector watches them from its start)."""
 
     def crds(plane: ControlPlane) -> None:
-        for args in (("apply", "-f", str(ROOT / "crds")),
+        for args in (("apply", "-k", str(ROOT / "crds")),
                      ("wait", "--for", "condition=established", "crd", "--all", "--timeout=30s")):
             result = _kubectl(plane.kubeconfig, *args)
             if result.returncode != 0:
