@@ -153,6 +153,8 @@ class UpstreamCluster:
                     if obj["metadata"].get("finalizers"):
                         _ignore_gone(custom.patch_namespaced_custom_object, G, V, namespace, plural,
                                      obj["metadata"]["name"], {"metadata": {"finalizers": None}})
+            # the test is over: its pods go at once (the namespace controller would give each its grace period)
+            _ignore_gone(lambda ns: core.delete_collection_namespaced_pod(ns, grace_period_seconds=0), namespace)
             _ignore_gone(core.delete_namespace, namespace)
         for obj in custom.list_cluster_custom_object(G, V, "qiskitbackends")["items"]:
             _ignore_gone(custom.delete_cluster_custom_object, G, V, "qiskitbackends", obj["metadata"]["name"])
