@@ -55,6 +55,7 @@ def run_job(job: dict[str, Any], backend_obj: dict[str, Any]) -> tuple[dict[str,
     from governance.admission import modelled_usage
     from governance.api.specs import SpecError, parse_backend, parse_job
     from governance.backends import UnknownBackendModel, fake_backend
+    from governance.budget.money import format_quantity
     from governance.circuits import CircuitError, parse_circuits
 
     admitted = (job.get("status") or {}).get("admittedGeneration")
@@ -103,7 +104,8 @@ def run_job(job: dict[str, Any], backend_obj: dict[str, Any]) -> tuple[dict[str,
     cpu = Decimal(str(round(time.process_time() - cpu0, 6)))
     usage = {"cpuSeconds": str(cpu), "shots": str(spec.shots * len(circuits)), "tasks": str(len(circuits))}
     if backend.provider == "fake":
-        usage["qpuSeconds"] = str(modelled_usage(spec, backend).qpu_seconds)
+        # the model's QPU time to the microsecond: what is charged is the figure a user reads
+        usage["qpuSeconds"] = format_quantity(modelled_usage(spec, backend).qpu_seconds)
     document = {"circuits": results, "metadata": {
         "backend": backend.name, "provider": backend.provider, "model": backend.backend_name,
         "primitive": spec.primitive, "shots": spec.shots, "wallSeconds": round(time.perf_counter() - wall0, 6)}}

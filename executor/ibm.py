@@ -145,7 +145,9 @@ def _submit(spec: Any, backend: Any, circuits: list[Any], session_id: str,
             results.append({"expectationValues": [float(x) for x in pub.data.evs],
                             "stds": [float(x) for x in pub.data.stds]})
     seconds = (metrics.get("usage") or {}).get("quantum_seconds", 0)
-    usage = {"qpuSeconds": str(Decimal(str(seconds))), "shots": str(spec.shots * len(circuits)),
+    from governance.budget.money import format_quantity
+
+    usage = {"qpuSeconds": format_quantity(Decimal(str(seconds))), "shots": str(spec.shots * len(circuits)),
              "tasks": str(len(circuits))}
     return results, usage, job.job_id()
 

@@ -68,6 +68,16 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_chargeback(args: argparse.Namespace) -> int:
+    from .budget.chargeback import render_chargeback
+    from .budget.report import parse_window
+
+    window = parse_window(args.period)
+    ledger = _ledger(args)
+    sys.stdout.write(render_chargeback(window, ledger.chargeback(window), args.format))
+    return 0
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
     problems = _ledger(args).verify()
     for line in problems:
@@ -269,7 +279,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = add(lp, "report", cmd_report, "cost report for a namespace")
     p.add_argument("--namespace", "-n", required=True)
     p.add_argument("--period", help="2026-11 (month), 2026-W48 (ISO week) or 2026-11-24 (day); default this month")
-    p.add_argument("--format", "-o", choices=("table", "json", "csv"), default="table")
+    p.add_argument("--format", "-o", choices=("table", "json", "csv", "markdown"), default="table")
+    p = add(lp, "chargeback", cmd_chargeback, "what every budget of every namespace was charged in a month "
+                                              "(or week, or day): one CSV row per budget")
+    p.add_argument("--period", help="2026-11 (month), 2026-W48 (ISO week) or 2026-11-24 (day); default this month")
+    p.add_argument("--format", "-o", choices=("csv", "markdown"), default="csv")
     add(lp, "verify", cmd_verify, "recompute every balance from the entry log and compare")
     p = add(lp, "compact", cmd_compact,
             "remove the settled, released and refused reservations of periods that ended before PERIOD; "

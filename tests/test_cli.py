@@ -175,3 +175,44 @@ def test_audit_that_cannot_read_the_cluster_or_the_database_exits_2_with_one_lin
                        url="postgresql://qgov:s3cret@127.0.0.1:1/x")
     assert_one_line_error(no_database, "cannot reach database postgresql+psycopg://qgov:***@127.0.0.1:1/x")
     assert no_database.returncode == 2 and "s3cret" not in no_database.stderr + no_database.stdout
+
+
+def test_report_as_markdown(populated: str) -> None:
+    out = qgov("ledger", "report", "-n", "team-a", "--format", "markdown", url=populated)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0] == "# Cost report: team-a"
+    assert "| Budget | Unit | Period | Enforcement | From | Limit | Spent | Held | Remaining | Queued |" in lines
+    assert any(line.startswith("| team-a | USD | monthly | hard |") and "| 10.00 | 2.999999 | 2.50 | 4.500001 | 0 |"
+               in line for line in lines), out.stdout
+    assert "| ibm_torino | USD | 1 | 2.999999 | 0.00 |" in lines
+    assert "## By session" in lines and "Settled 1: actual / estimate mean 0.937" in out.stdout
+
+
+def test_chargeback_csv_for_every_namespace(database_url: str) -> None:
+    ledger = Ledger(database_url)
+    ledger.upsert_budget(BudgetSpec("team-b", "qpu", 100_000_000, unit="QPU-seconds", period="monthly"))
+    ledger.upsert_budget(BudgetSpec("team-a", "team-a", 10_000_000, period="monthly"))
+    ledger.reserve(ReserveRequest("a1", "team-a", "team-a", 3_000_000, job="team-a/a1", backend="fake_manila"))
+    ledger.settle("a1", 1_255_664)
+    ledger.reserve(ReserveRequest("a2", "team-a", "team-a", 2_000_000, job="team-a/a2", backend="ibm_torino"))
+    ledger.reserve(ReserveRequest("b1", "team-b", "qpu", 7_000_000, job="team-b/b1", backend="ibm_torino"))
+    ledger.settle("b1", 6_500_000)
+    period = ledger.balance("team-a", "team-a").period_start.strftime("%Y-%m")
+    ledger.close()
+    out = qgov("ledger", "chargeback", "--period", period, url=database_url)
+    assert out.returncode == 0, out.stderr
+    rows = list(csv.DictReader(io.StringIO(out.stdout)))
+    assert rows == [
+        {"period": period, "namespace": "team-a", "budget": "team-a", "unit": "USD", "jobs": "2",
+         "spent": "1.255664", "held": "2.00", "total": "3.255664", "late_jobs": "0", "late_amount": "0.00"},
+        {"period": period, "namespace": "team-b", "budget": "qpu", "unit": "QPU-seconds", "jobs": "1",
+         "spent": "6.50", "held": "0.00", "total": "6.50", "late_jobs": "0", "late_amount": "0.00"},
+    ]
+    # another month: the budgets are listed, nothing was charged in it
+    later = qgov("ledger", "chargeback", "--period", "2099-01", url=database_url)
+    assert [r["total"] for r in csv.DictReader(io.StringIO(later.stdout))] == ["0.00", "0.00"]
+    md = qgov("ledger", "chargeback", "--period", period, "-o", "markdown", url=database_url).stdout.splitlines()
+    assert md[0] == f"# Chargeback {period}"
+    assert f"| {period} | team-a | team-a | USD | 2 | 1.255664 | 2.00 | 3.255664 | 0 | 0.00 |" in md
+    assert_one_line_error(qgov("ledger", "chargeback", "--period", "2026-13", url=database_url), "bad period")

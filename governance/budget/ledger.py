@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from types import SimpleNamespace
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, and_, bindparam, delete, func, select, text, update
@@ -43,7 +43,7 @@ from .errors import DatabaseUnavailable, InvalidTransition, LedgerError, Unknown
 from .models import Adjustment, Budget, BudgetPeriod, CompactedReservation, LedgerEntry, Reservation, ReportTop
 from .money import format_amount
 from .periods import Window, utc, window_at
-from .report import Report, ReportWindow, build_report
+from .report import Report, ReportWindow, build_report, daily_spend
 from .types import (
     LATE_CHARGE,
     LATE_MESSAGE,
@@ -585,6 +585,17 @@ class Ledger:
             if _unreachable(exc):
                 raise self._unavailable(exc) from None
             raise
+
+    def chargeback(self, window: ReportWindow) -> list[Any]:
+        """One chargeback line per budget of every namespace for `window` (chargeback.py)."""
+        from .chargeback import chargeback
+
+        return chargeback(self.engine, window)
+
+    def daily_spend(self, namespace: str, budget: str, days: int = 8) -> dict[date, int]:
+        """Micro-units committed per UTC day over the last `days` days, today included (the burn rate's input)."""
+        since = utc(self.clock()).date() - timedelta(days=days - 1)
+        return self._read(lambda conn: daily_spend(conn, namespace, budget, since), one_statement=True)
 
     def reservations(self, states: Sequence[str] | None = None) -> list[Any]:
         """Every reservation (or those in `states`), with its budget's namespace and name: what an

@@ -7,7 +7,7 @@ user input, formatting for people).
 
 from __future__ import annotations
 
-from decimal import ROUND_CEILING, Decimal, InvalidOperation
+from decimal import ROUND_CEILING, ROUND_HALF_EVEN, Decimal, InvalidOperation
 
 MICRO = 1_000_000
 UNITS = ("USD", "QPU-seconds")
@@ -57,3 +57,14 @@ def format_amount(micro: int, unit: str | None = None) -> str:
         digits = digits.ljust(2, "0")
     text = f"{sign}{whole}.{digits}"
     return f"{text} {unit}" if unit else text
+
+
+def format_quantity(value: Decimal | str | int) -> str:
+    """A measured quantity (QPU-seconds) for people and status fields: a plain decimal of at most
+    six places, rounded half-even, without trailing zeros. Usage derived from a float (a circuit's
+    scheduled duration) otherwise shows its binary noise: 1.255663999999999999000."""
+    if isinstance(value, float):
+        raise TypeError("format_quantity takes a Decimal, a decimal string or an int, not a float")
+    quantity = Decimal(str(value)).quantize(Decimal("0.000001"), rounding=ROUND_HALF_EVEN)
+    text = f"{quantity:f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text

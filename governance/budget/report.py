@@ -21,7 +21,7 @@ from typing import Any
 
 from types import SimpleNamespace
 
-from sqlalchemy import Connection, Engine, and_, bindparam, null, or_, select, union_all
+from sqlalchemy import Connection, Engine, and_, bindparam, func, null, or_, select, union_all
 
 from . import aggregates
 from .aggregates import (
@@ -292,6 +292,26 @@ _DAYS = select(C).where(C.c.budget_id == bindparam("b"), C.c.grain == DAY, C.c.c
                         C.c.period_start == bindparam("period"))
 
 
+_DAILY = (
+    select(L.c.cell_start, func.sum(L.c.spent_micro + L.c.held_micro))
+    .join(B, B.c.id == L.c.budget_id)
+    .where(B.c.namespace == bindparam("ns"), B.c.name == bindparam("name"), L.c.grain == DAY,
+           L.c.kind == "backend", L.c.cell_start >= bindparam("since"))
+    .group_by(L.c.cell_start)
+)
+
+
+def daily_spend(conn: Connection, namespace: str, budget: str, since: date) -> dict[date, int]:
+    """Micro-units committed (spent + held) per UTC day from `since`, from the day cells (their
+    compacted parts included): what the burn rate reads, one statement whatever the history."""
+    start = datetime.combine(since, datetime.min.time(), timezone.utc)
+    days: dict[date, int] = {}
+    for cell_start, amount in conn.execute(_DAILY, dict(ns=namespace, name=budget, since=start)):
+        day = utc(cell_start).date()
+        days[day] = days.get(day, 0) + int(amount or 0)
+    return days
+
+
 def _of_cell(table: Any) -> Any:
     return and_(table.c.budget_id == bindparam("b"), table.c.grain == bindparam("grain"),
                 table.c.cell_start == bindparam("cell"), table.c.period_start == bindparam("period"))
@@ -480,7 +500,9 @@ def render(report: Report, fmt: str) -> str:
         return _csv(report)
     if fmt == "table":
         return _table(report)
-    raise ValueError(f"unknown format {fmt!r}: use table, json or csv")
+    if fmt == "markdown":
+        return _markdown(report)
+    raise ValueError(f"unknown format {fmt!r}: use table, json, csv or markdown")
 
 
 def _jsonable(report: Report) -> dict[str, Any]:
@@ -561,3 +583,48 @@ def _table(report: Report) -> str:
         out.append(f"  settled {a.settled}, mean {a.mean_ratio}, median {a.median_ratio}, p90 {a.p90_ratio}, "
                    f"max {a.max_ratio}, overruns {a.overruns}")
     return "\n".join(out)
+
+
+def md_table(headers: list[str], rows: list[list[str]]) -> list[str]:
+    """A GitHub-flavoured Markdown table (pipes in cells escaped); amounts right-aligned."""
+    def cell(text: str) -> str:
+        return text.replace("|", "\\|")
+    align = ["---:" if h in _NUMERIC else "---" for h in headers]
+    return ["| " + " | ".join(headers) + " |", "| " + " | ".join(align) + " |"] + \
+        ["| " + " | ".join(cell(c) for c in r) + " |" for r in rows]
+
+
+_NUMERIC = {"Limit", "Spent", "Held", "Remaining", "Queued", "Jobs", "Estimate", "Actual", "Total", "Late"}
+
+
+def _markdown(report: Report) -> str:
+    """The table report as Markdown: to paste into an issue, a wiki page or a chat."""
+    out = [f"# Cost report: {report.namespace}", "",
+           f"{report.window} ({report.window_start} to {report.window_end})", "", "## Budgets", ""]
+    out += md_table(["Budget", "Unit", "Period", "Enforcement", "From", "Limit", "Spent", "Held", "Remaining",
+                     "Queued"],
+                    [[b.name, b.unit, b.period, b.enforcement, p.start[:10], format_amount(p.limit),
+                      format_amount(p.spent), format_amount(p.held), format_amount(p.remaining), str(b.queued)]
+                     for b in report.budgets for p in b.periods])
+    counts = ", ".join(f"{k} {v}" for k, v in sorted(report.counts.items())) or "none"
+    out += ["", f"Reservations: {counts}"]
+    for title, lines in (("By backend", report.by_backend), ("By session", report.by_session)):
+        out += ["", f"## {title}", ""]
+        out += md_table(["Name", "Unit", "Jobs", "Spent", "Held"],
+                        [[s.name or "-", s.unit, str(s.jobs), format_amount(s.spent), format_amount(s.held)]
+                         for s in lines]) if lines else ["(none)"]
+    out += ["", f"## Top jobs (by cost, at most {TOP_JOBS})", ""]
+    out += md_table(["Job", "Backend", "State", "Unit", "Estimate", "Actual"],
+                    [[j.job or j.key, j.backend or "-", j.state, j.unit, format_amount(j.estimate),
+                      format_amount(j.actual) if j.actual is not None else "-"] for j in report.top_jobs]
+                    ) if report.top_jobs else ["(none)"]
+    if report.late.jobs:
+        amounts = ", ".join(format_amount(v, unit) for unit, v in sorted(report.late.amounts.items()))
+        out += ["", f"**Late charges:** {report.late.jobs} jobs, {amounts} (work that ran after its reservation "
+                    "was released; charged outside any hold)"]
+    a = report.accuracy
+    out += ["", "## Estimate accuracy", ""]
+    out.append(f"Settled {a.settled}: no estimates to compare" if a.mean_ratio is None else
+               f"Settled {a.settled}: actual / estimate mean {a.mean_ratio}, median {a.median_ratio}, "
+               f"p90 {a.p90_ratio}, max {a.max_ratio}; overruns {a.overruns}")
+    return "\n".join(out) + "\n"

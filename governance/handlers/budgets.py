@@ -11,6 +11,7 @@ from kubernetes.client.rest import ApiException
 
 from ..api import GROUP, VERSION
 from ..api.specs import SpecError, parse_budget
+from ..budget.burnrate import NO_SPEND, BurnRate, burn_rate, burn_status, next_midnight
 from ..budget.errors import DatabaseUnavailable, LedgerError, UnknownBudget
 from ..budget.money import format_amount
 from ..budget.report import period_window
@@ -58,8 +59,11 @@ def budget_status(namespace: str, name: str, body: dict[str, Any]) -> dict[str, 
         "periodEnd": balance.period_end.isoformat() if balance.period_end else None,
         "jobs": {"admitted": phases["Admitted"] + phases["Running"], "refused": phases["Refused"],
                  "queued": phases["Queued"], "succeeded": phases["Succeeded"], "failed": phases["Failed"]},
-        "spendByBackend": {s.name or "-": format_amount(s.spent + s.held) for s in report.by_backend},
-        "spendBySession": {s.name or "(none)": format_amount(s.spent + s.held) for s in report.by_session},
+        # lists of {name, amount}, not maps: kubectl describe would split a key such as fake_manila
+        "spendByBackend": [{"name": s.name or "-", "amount": format_amount(s.spent + s.held), "jobs": s.jobs}
+                           for s in report.by_backend],
+        "spendBySession": [{"name": s.name, "amount": format_amount(s.spent + s.held), "jobs": s.jobs}
+                           for s in report.by_session if s.name] or None,  # none: jobs outside sessions only
         "topJobs": [{"job": j.job.partition("/")[2] or j.key, "state": j.state,
                      "estimate": format_amount(j.estimate),
                      "actual": format_amount(j.actual) if j.actual is not None else None}
@@ -68,8 +72,15 @@ def budget_status(namespace: str, name: str, body: dict[str, Any]) -> dict[str, 
         # work charged after its hold was released (see Ledger.settle(ran=True)); None when there is none
         "lateCharges": {"jobs": report.late.jobs, "amount": format_amount(report.late.amounts.get(unit, 0))}
         if report.late.jobs else None,
+        "burnRate": burn_status(burn_of(namespace, name, balance.remaining_micro), unit, balance.period_end),
         "conditions": conditions,
     }
+
+
+def burn_of(namespace: str, name: str, remaining: int) -> BurnRate:
+    """The budget's burn rate now, from the ledger's per-day figures (burnrate.py)."""
+    ledger = rt().ledger
+    return burn_rate(ledger.daily_spend(namespace, name), ledger.clock(), remaining)
 
 
 def refresh_budget_status(namespace: str, name: str) -> None:
@@ -114,7 +125,10 @@ def write_status(key: tuple[str, str]) -> datetime | None:
         _patch_budget_status(namespace, name, status)
     if _ledger_was_unavailable(body):
         kopf.event(body, type="Normal", reason="LedgerAvailable", message="the budget ledger is reachable again")
-    return datetime.fromisoformat(status["periodEnd"]) if status.get("periodEnd") else None
+    end = datetime.fromisoformat(status["periodEnd"]) if status.get("periodEnd") else None
+    # the burn rate moves at midnight (a day leaves its window) even when nothing else happens
+    change = None if status["burnRate"]["forecast"] == NO_SPEND else next_midnight(rt().ledger.clock())
+    return min((t for t in (end, change) if t is not None), default=None)
 
 
 def rollover(key: tuple[str, str]) -> None:

@@ -25,7 +25,7 @@ from ..api import FINALIZER, GROUP, JOB_LABEL, JOB_UID_LABEL, SESSION_LABEL, VER
 from ..api.specs import Backend, SpecError, parse_backend, parse_job
 from ..budget.costmodel import Usage, amount_in_unit
 from ..budget.errors import DatabaseUnavailable, UnknownBudget, UnknownReservation
-from ..budget.money import format_amount
+from ..budget.money import format_amount, format_quantity
 from ..budget.types import Decision, QueueChange, ReserveRequest, SettleOutcome
 from .budgets import budget_event, refresh_budget_status, refresh_namespace_budgets
 from .conditions import iso, now_iso, parse_iso, set_condition
@@ -773,7 +773,7 @@ def attempt_finished(job: dict[str, Any], attempt: int, succeeded: bool, report:
         message = f"attempt {attempt} failed ({report.get('error') or f'exit code {exit_code}'}); retrying in {delay:g}s"
         kopf.event(job, type="Warning", reason="AttemptFailed", message=message)
         _patch_status(namespace, name, {"phase": "Admitted", "message": message, "usedMicro": str(used),
-                                        "qpuSeconds": str(qpu), "countedAttempt": attempt, "retryAt": retry_at})
+                                        "qpuSeconds": format_quantity(qpu), "countedAttempt": attempt, "retryAt": retry_at})
         schedule_retry(namespace, name, job["metadata"]["uid"], retry_at)
         return
     settled, late = _settle(job, used)
@@ -782,7 +782,7 @@ def attempt_finished(job: dict[str, Any], attempt: int, succeeded: bool, report:
         message = f"succeeded on attempt {attempt}; charged {cost}"
         kopf.event(job, type="Normal", reason="Succeeded", message=message)
         new = _terminal(job, "Succeeded", "Completed", message, actualCost=format_amount(settled),
-                        usedMicro=str(used), qpuSeconds=str(qpu), countedAttempt=attempt,
+                        usedMicro=str(used), qpuSeconds=format_quantity(qpu), countedAttempt=attempt,
                         resultConfigMap=report.get("resultConfigMap"),
                         **({"runtimeJob": report["runtimeJob"]} if report.get("runtimeJob") else {}))
     else:
@@ -793,7 +793,7 @@ def attempt_finished(job: dict[str, Any], attempt: int, succeeded: bool, report:
         kopf.event(job, type="Warning", reason="Failed", message=message)
         reason = report.get("reason") or ("ExecutorFailed" if exit_code != EXIT_DETERMINISTIC else "InvalidJob")
         new = _terminal(job, "Failed", reason, message, actualCost=format_amount(settled), usedMicro=str(used),
-                        qpuSeconds=str(qpu), countedAttempt=attempt)
+                        qpuSeconds=format_quantity(qpu), countedAttempt=attempt)
     _patch_status(namespace, name, new)
     if status.get("budget"):
         refresh_budget_status(namespace, status["budget"])

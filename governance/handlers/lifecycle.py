@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 import kopf
@@ -24,6 +25,7 @@ from .runtime import Runtime, rt, set_runtime
 
 
 RAW_EVENT_KINDS = frozenset({"QiskitJob", "QiskitBackend", "Pod"})
+EVENT_SOURCE = "qgov-operator"  # the Events' source/reportingComponent (kubectl describe's "From")
 
 
 class _DiffBaseWhereChanged(kopf.AnnotationsDiffBaseStorage):
@@ -55,6 +57,10 @@ def start(settings: kopf.OperatorSettings, logger: Any, **_: Any) -> None:
     # kopf's own log lines become Events only from WARNING up ("Handler succeeded" at INFO would be
     # one more API call per job); the Events qgov means to post are posted explicitly with kopf.event
     settings.posting.level = logging.WARNING
+    # `kubectl describe` shows an Event's source in its "From" column: say it is qgov, not "kopf"
+    settings.posting.reporting_component = EVENT_SOURCE
+    settings.posting.reporting_instance = os.environ.get("HOSTNAME") or EVENT_SOURCE
+    settings.posting.event_name_prefix = "qgov-"
     settings.watching.server_timeout = 60
     # the API server sends only qgov's pods (executors, session runners): in a shared cluster the
     # operator would otherwise receive, parse and drop every pod event of every workload. And only

@@ -27,7 +27,7 @@ from ..api import GROUP, MANAGED_BY_LABEL, SESSION_LABEL, VERSION, label_value
 from ..api.specs import Backend, SessionSpec, SpecError, parse_session
 from ..budget.costmodel import Usage, amount_in_unit
 from ..budget.errors import InvalidTransition, UnknownBudget, UnknownReservation
-from ..budget.money import format_amount
+from ..budget.money import format_amount, format_quantity
 from ..budget.types import Decision, ReserveRequest
 from ..sessions.batching import BatchKey
 from ..sessions.lifecycle import Action, Phase, SessionView, decide
@@ -324,9 +324,9 @@ def _summary(session: dict[str, Any], jobs: list[dict[str, Any]], now: float) ->
         closed = parse_iso(status["closedTime"]).timestamp() if status.get("closedTime") else now
         seconds = int(max(0.0, closed - opened))
         cost = _wall_cost(session, seconds)
-        return {"jobs": len(jobs), "usageSeconds": str(usage), "wallSeconds": seconds, "cost": format_amount(cost)}
+        return {"jobs": len(jobs), "usageSeconds": format_quantity(usage), "wallSeconds": seconds, "cost": format_amount(cost)}
     cost = sum(int((j.get("status") or {}).get("usedMicro") or 0) for j in jobs)
-    return {"jobs": len(jobs), "usageSeconds": str(usage), "cost": format_amount(cost)}
+    return {"jobs": len(jobs), "usageSeconds": format_quantity(usage), "cost": format_amount(cost)}
 
 
 def _last_activity(status: dict[str, Any], jobs: list[dict[str, Any]]) -> float:
