@@ -22,6 +22,7 @@ from typing import Any
 import kopf
 from kubernetes.client.rest import ApiException
 
+from .. import metrics
 from ..admission import Problem
 from ..api import GROUP, MANAGED_BY_LABEL, SESSION_LABEL, VERSION, label_value
 from ..api.specs import Backend, SessionSpec, SpecError, parse_session
@@ -75,7 +76,7 @@ def credentials_secret(name: str | None) -> str:
 def runtime_api(namespace: str, spec: SessionSpec) -> tuple[Credential, RuntimeApi]:
     """The session's credential and the Runtime API on it (TokenError when the Secret is wrong)."""
     credential = load_credential(namespace, credentials_secret(spec.credentials_secret))
-    return credential, RuntimeApi(credential, rt().tokens)
+    return credential, RuntimeApi(credential, rt().tokens, http=metrics.CountedSession())
 
 
 def _patch(namespace: str, name: str, status: dict[str, Any]) -> None:
@@ -413,6 +414,7 @@ def _end(session: dict[str, Any], phase: Phase, reason: str, jobs: list[dict[str
     final = dict(status, closedTime=closed)
     summary = _summary(dict(session, status=final), jobs, now)
     message = f"session {status.get('sessionId')} {phase.value.lower()}: {reason}"
+    metrics.session_ended(session, int(summary["jobs"]))
     if status.get("mode") == "dedicated" and not status.get("runner"):
         spent = _settle_dedicated(session, summary)
         spec = parse_session(dict(session.get("spec") or {}))
@@ -441,6 +443,7 @@ def _settle_dedicated(session: dict[str, Any], summary: dict[str, Any]) -> int:
         return reservation.actual_micro or 0
     # the session ran for its wall-clock time: charged even if its hold was released (a late charge)
     outcome = rt().ledger.settle(uid, _wall_cost(session, int(summary["wallSeconds"])), ran=True)
+    metrics.dedicated_settled(session, rt().budget_units.get(session["metadata"]["namespace"], {}), summary, outcome)
     start_admitted(outcome.queue_changes)
     return outcome.actual_micro
 
@@ -465,6 +468,7 @@ def on_session_deleted(body: kopf.Body, namespace: str, name: str, **_: Any) -> 
                    message=f"Runtime session {status['sessionId']} cancelled: its QiskitSession was deleted")
         summary = _summary(dict(session, status=dict(status, closedTime=now_iso())), _session_jobs(namespace, name),
                            time.time())
+        metrics.session_ended(session, int(summary["jobs"]))
         if status.get("mode") == "dedicated":
             _settle_dedicated(session, summary)
     else:
