@@ -14,6 +14,7 @@ a status) go through `Bounded`, which keeps the first few distinct values and ca
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import Counter as Tally
@@ -21,7 +22,7 @@ from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timezone
 from decimal import Decimal
 from fractions import Fraction
-from typing import Any, TypeVar
+from typing import Any
 
 import requests
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram, disable_created_metrics, start_http_server
@@ -31,7 +32,7 @@ from prometheus_client.registry import Collector
 from .budget.types import ReserveOutcome, ReserveRequest, SettleOutcome
 from .sessions.tokens import Credential, Token, TokenError
 
-T = TypeVar("T")
+log = logging.getLogger("qgov.metrics")
 disable_created_metrics()  # a `_created` twin of every counter and histogram series says nothing here
 MICRO = Decimal(1_000_000)
 
@@ -315,10 +316,17 @@ _server: Any = None
 
 
 def serve(port: int, address: str = "") -> None:
-    """Serve /metrics on `port` (all addresses) in a daemon thread; 0 serves nothing."""
+    """Serve /metrics on `port` (all addresses) in a daemon thread; 0 serves nothing. A port that
+    is taken (a second operator on one host) costs the metrics, not the operator: it says so."""
     global _server
     if port and _server is None:
-        _server, _ = start_http_server(port, addr=address or "0.0.0.0")
+        try:
+            _server, _ = start_http_server(port, addr=address or "0.0.0.0")
+        except OSError as exc:
+            log.error(f"metrics: cannot serve /metrics on port {port} ({exc.strerror or exc}); "
+                      "set QGOV_METRICS_PORT to a free port, or 0")
+            return
+        log.info(f"metrics on http://{address or '0.0.0.0'}:{port}/metrics")
 
 
 def stop() -> None:
