@@ -34,6 +34,7 @@ from ..sessions.batching import BatchKey
 from ..sessions.lifecycle import Action, Phase, SessionView, decide
 from ..sessions.runtime_api import RuntimeApi, RuntimeApiError
 from ..sessions.tokens import Credential, TokenError, credential_from_secret
+from .budgets import refresh_budget_status, refresh_namespace_budgets
 from .conditions import iso, now_iso, parse_iso, set_condition
 from .config import session_interval_seconds
 from .pods import (SESSION_RUNNER_LABEL, RuntimeSessionRef, owner_name, runner_pod_name, session_runner_pod,
@@ -179,6 +180,7 @@ def _dedicated_reservation(session: dict[str, Any], spec: SessionSpec,
                                                      backend=backend.name, session=meta["name"]))
     except UnknownBudget as exc:
         return Problem("UnknownBudget", str(exc))
+    refresh_budget_status(meta["namespace"], choice[0])  # its status (and gauges) show the hold
     if outcome.decision is Decision.ADMITTED:
         return amount, choice[1]
     if outcome.decision is Decision.QUEUED:  # a session waits for no one: it opens now or not at all
@@ -300,6 +302,7 @@ def _release(session: dict[str, Any]) -> None:
         rt().ledger.release(session["metadata"]["uid"])
     except (UnknownReservation, InvalidTransition, UnknownBudget):
         pass
+    refresh_namespace_budgets(session["metadata"]["namespace"])
 
 
 # ---------------------------------------------------------------------- while open
@@ -444,6 +447,7 @@ def _settle_dedicated(session: dict[str, Any], summary: dict[str, Any]) -> int:
     # the session ran for its wall-clock time: charged even if its hold was released (a late charge)
     outcome = rt().ledger.settle(uid, _wall_cost(session, int(summary["wallSeconds"])), ran=True)
     metrics.dedicated_settled(session, rt().budget_units.get(session["metadata"]["namespace"], {}), summary, outcome)
+    refresh_namespace_budgets(session["metadata"]["namespace"])  # its budget's status shows the charge
     start_admitted(outcome.queue_changes)
     return outcome.actual_micro
 

@@ -12,7 +12,10 @@ from decimal import Decimal
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from governance.testing.ibm_cloud import LocalIbmCloud
+
 from .conftest import NS, Env
+from .test_sessions_e2e import FAST, ibm, open_session, session_phase  # noqa: F401  (ibm: a fixture)
 
 
 def _free_port() -> int:
@@ -119,3 +122,30 @@ def test_series_do_not_grow_with_jobs(env: Env) -> None:
     assert value(many, "qgov_admission_decisions_total", namespace=NS, budget=NS, outcome="Admitted",
                  reason="BudgetReserved") == 200
     assert value(many, "qgov_reservation_latency_seconds_count") == 200
+
+
+@pytest.mark.slow
+@pytest.mark.operator_env(**FAST, QGOV_METRICS_PORT=str(PORT))
+def test_a_dedicated_session_shows_its_billed_wall_and_idle_seconds(env: Env, ibm: LocalIbmCloud) -> None:
+    open_session(env, ibm, "200.00", "focus", mode="dedicated", maxTime=100, idleTimeout=10)
+    env.job("inside", backend="ibm-local", session="focus", shots=1000)
+    assert env.wait_terminal(["inside"])["inside"]["phase"] == "Succeeded"
+    closed = session_phase(env, "focus", "Closed")["status"]
+    charged = f"{int(closed['wallSeconds']) * Decimal('1.60'):.2f}"  # its wall time at 1.60 USD per second
+    env.wait(lambda: budget_settled(env, charged, "0.00"), "the budget's status showing the session's charge")
+
+    samples = scrape()
+    where = {"namespace": NS, "backend": "ibm-local"}
+    wall = Decimal(closed["wallSeconds"])
+    assert Decimal(repr(value(samples, "qgov_session_billed_wall_seconds_total", **where))) == wall
+    idle = Decimal(repr(value(samples, "qgov_session_billed_idle_seconds_total", **where)))
+    assert idle == wall - Decimal(closed["usageSeconds"]) and 0 < idle < wall  # the QPU worked some of it
+    assert value(samples, "qgov_runtime_session_jobs_count", mode="dedicated") == 1
+    assert value(samples, "qgov_runtime_session_jobs_sum", mode="dedicated") == 1
+    assert value(samples, "qgov_sessions", mode="dedicated", phase="Closed") == 1
+    assert value(samples, "qgov_settlements_total", namespace=NS, budget=NS) == 1  # the session, not its job
+    assert micro(value(samples, "qgov_budget_spent", namespace=NS, budget=NS, unit="USD")) == \
+        env.ledger().balance(NS, NS).spent_micro == int(wall) * 1_600_000
+    assert value(samples, "qgov_iam_token_refreshes_total") >= 1
+    assert ("qgov_iam_token_failures_total", frozenset({"reason": "CredentialsRefused"}.items())) not in samples
+    assert value(samples, "qgov_ibm_api_answers_total", method="POST", status="200") >= 1  # the session opened
