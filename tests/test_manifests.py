@@ -97,3 +97,14 @@ def test_kustomization_lists_files_that_exist_and_images_run_as_non_root() -> No
     [deployment] = load(ROOT / "operator" / "manifests" / "deployment.yaml")
     env = {e["name"] for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert {"QGOV_DATABASE_URL", "QGOV_EXECUTOR_IMAGE"} <= env
+
+
+def test_the_operator_deployment_exposes_its_metrics_port_to_prometheus() -> None:
+    [deployment] = load(ROOT / "operator" / "manifests" / "deployment.yaml")
+    template = deployment["spec"]["template"]
+    [container] = template["spec"]["containers"]
+    port = int({e["name"]: e.get("value") for e in container["env"]}["QGOV_METRICS_PORT"])
+    assert {"name": "metrics", "containerPort": port} in container["ports"]
+    annotations = template["metadata"]["annotations"]
+    assert annotations["prometheus.io/scrape"] == "true" and int(annotations["prometheus.io/port"]) == port
+    assert annotations["prometheus.io/path"] == "/metrics"

@@ -9,6 +9,7 @@ from typing import Any
 import kopf
 from kubernetes.client.rest import ApiException
 
+from .. import metrics
 from ..api import GROUP, VERSION
 from ..api.specs import SpecError, parse_budget
 from ..budget.burnrate import NO_SPEND, BurnRate, burn_rate, burn_status, next_midnight
@@ -120,6 +121,7 @@ def write_status(key: tuple[str, str]) -> datetime | None:
     namespace, name = key
     body = _get_budget(namespace, name)
     status = budget_status(namespace, name, body)
+    metrics.budget_status(namespace, name, status)
     shown = body.get("status") or {}
     if any(shown.get(k) != v for k, v in status.items()):
         _patch_budget_status(namespace, name, status)

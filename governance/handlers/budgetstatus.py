@@ -24,6 +24,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+from .. import metrics
 from ..budget.errors import DatabaseUnavailable, UnknownBudget
 from .alarms import Alarms
 from .retrying import HANDLER_RETRY_SECONDS
@@ -75,6 +76,7 @@ class BudgetStatusWriter:
             self._due.pop(key, None)
             self._last.pop(key, None)
         self._ends.cancel(key)
+        metrics.forget_budget(key)
 
     def pending(self) -> int:
         """Budgets marked and not written yet."""

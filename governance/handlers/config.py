@@ -32,6 +32,7 @@ class OperatorConfig:
     pod_sweep_seconds: float = 30.0  # how often pods deleted while Pending are looked for (podsweep.py)
     job_ttl_seconds: int | None = None  # finished QiskitJobs without spec.ttlSecondsAfterFinished (expiry.py)
     provision_executor_identity: bool = True  # ServiceAccount + RoleBinding qgov-executor per budget (identity.py)
+    metrics_port: int = 9090  # Prometheus /metrics (governance/metrics.py); 0 serves none
 
     @classmethod
     def from_env(cls) -> OperatorConfig:
@@ -51,4 +52,5 @@ class OperatorConfig:
             job_ttl_seconds=int(os.environ["QGOV_JOB_TTL_SECONDS"]) if os.environ.get("QGOV_JOB_TTL_SECONDS") else None,
             provision_executor_identity=os.environ.get("QGOV_PROVISION_EXECUTOR_IDENTITY", "true").lower()
             not in ("0", "false", "no"),
+            metrics_port=int(os.environ.get("QGOV_METRICS_PORT", "9090")),
         )

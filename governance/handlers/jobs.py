@@ -20,6 +20,7 @@ from typing import Any, Literal
 import kopf
 from kubernetes.client.rest import ApiException
 
+from .. import metrics
 from ..admission import Problem, assess
 from ..api import FINALIZER, GROUP, JOB_LABEL, JOB_UID_LABEL, SESSION_LABEL, VERSION, label_value
 from ..api.specs import Backend, SpecError, parse_backend, parse_job
@@ -213,7 +214,7 @@ def admit(job: dict[str, Any]) -> dict[str, Any]:
         return _admitted(job, base, "Unbudgeted", "admitted without a budget (the operator allows unbudgeted work)",
                          event=True)
     try:
-        outcome = rt().batcher.reserve(ReserveRequest(uid, namespace, choice[0], estimate.amount_micro,
+        outcome = metrics.timed_reserve(rt().batcher.reserve, ReserveRequest(uid, namespace, choice[0], estimate.amount_micro,
                                                       job=f"{namespace}/{name}", backend=backend.name,
                                                       session=base.get("session") or parsed.session or ""))
     except UnknownBudget as exc:  # deleted a moment ago
@@ -327,6 +328,7 @@ def _stalled_on_identity(job: dict[str, Any], exc: ApiException) -> None:
     if message is None or any(c.get("type") == "Stalled" and c.get("message") == message
                               for c in status.get("conditions") or []):
         return
+    metrics.pod_stalled("ServiceAccountMissing")
     meta = job["metadata"]
     _patch_status(meta["namespace"], meta["name"], {
         "message": message, "conditions": _conditions(job, ("Stalled", True, "ServiceAccountMissing", message))})
@@ -410,8 +412,10 @@ def start_admitted(changes: tuple[QueueChange, ...] | list[QueueChange]) -> None
             continue
         if change.decision is Decision.REFUSED:
             _patch_status(namespace, name, _refuse(job, change.reason, change.message, None))
+            metrics.queue_decision(job, "Refused", change.reason)
             continue
         message = "admitted from the queue: funds were freed"
+        metrics.queue_decision(job, "Admitted", "AdmittedFromQueue")
         kopf.event(job, type="Normal", reason="Admitted", message=message)
         _start_attempt(job, 1, {"message": message,
                                 "conditions": _conditions(job, ("Admitted", True, "AdmittedFromQueue", message))})
@@ -611,6 +615,7 @@ def handle_job(job: dict[str, Any]) -> None:
             create_attempt_pod(job, int(status["attempts"]))  # resume: the attempt's pod exists or is made
         return
     new = admit(job)
+    metrics.admission(job, new)
     namespace, name = job["metadata"]["namespace"], job["metadata"]["name"]
     if new.get("phase") in ("Admitted", "Queued"):
         _mark(job, finalizer=bool(new.get("budget")), session=new.get("session"))
@@ -814,6 +819,7 @@ def _settle(job: dict[str, Any], used: int) -> tuple[int, str]:
                    f"{status.get('currency') or 'USD'} could not be charged (see `qgov ledger audit`)")
         kopf.event(job, type="Warning", reason="NotInLedger", message=message)
         return 0, message
+    metrics.job_settled(job, outcome)
     start_admitted(outcome.queue_changes)
     if not outcome.late:
         return outcome.actual_micro, ""
@@ -869,6 +875,7 @@ def finalize_job(job: dict[str, Any]) -> None:
         return
     if used > 0 and reservation.state != "settled":  # it ran: charged, late if its hold was gone
         outcome = rt().ledger.settle(uid, used, ran=True)
+        metrics.job_settled(job, outcome)
         if outcome.late and not outcome.replayed and status.get("budget"):
             _late_charge_events(job, outcome)
         start_admitted(outcome.queue_changes)

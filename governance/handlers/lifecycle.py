@@ -9,6 +9,7 @@ from typing import Any
 import kopf
 import kubernetes
 
+from .. import metrics
 from ..api import MANAGED_BY_LABEL, OPERATOR_FINALIZER
 from ..budget import db
 from ..budget.batcher import ReservationBatcher
@@ -96,12 +97,14 @@ def start(settings: kopf.OperatorSettings, logger: Any, **_: Any) -> None:
     global _sweeper
     _sweeper = PodSweeper(config.pod_sweep_seconds)
     _sweeper.start()
+    metrics.serve(config.metrics_port)
     logger.info(f"qgov operator started; ledger {db.redact(str(ledger.engine.url))}")
 
 
 @kopf.on.cleanup()
 def stop(**_: Any) -> None:
     runtime = rt()
+    metrics.stop()
     if _sweeper is not None:
         _sweeper.stop()
     if runtime.status_writer is not None:

@@ -29,6 +29,7 @@ from typing import Any
 
 from kubernetes.client.rest import ApiException
 
+from .. import metrics
 from ..api import GROUP, MANAGED_BY_LABEL, VERSION
 from ..budget.errors import DatabaseUnavailable, UnknownReservation
 from ..budget.types import Decision, QueueChange
@@ -159,6 +160,7 @@ def report_stalled(job: dict[str, Any], pod: dict[str, Any]) -> None:
     if any(c.get("type") == "Stalled" and c.get("status") == "True" and c.get("message") == message
            for c in (job.get("status") or {}).get("conditions") or []):
         return
+    metrics.pod_stalled(reason)
     meta = job["metadata"]
     _patch_status(meta["namespace"], meta["name"], {
         "message": message, "conditions": _conditions(job, ("Stalled", True, reason, message))})

@@ -14,7 +14,8 @@ import kubernetes
 from ..budget.batcher import ReservationBatcher
 from ..budget.ledger import Ledger
 from ..sessions.batching import Batcher
-from ..sessions.tokens import TokenManager
+from ..metrics import counted_exchange
+from ..sessions.tokens import TokenManager, iam_exchange
 from .config import OperatorConfig
 from .jobphases import JobPhases
 
@@ -30,7 +31,7 @@ class Runtime:
     active_jobs: dict[str, dict[str, Any]] = field(default_factory=dict)  # uid -> latest body of unfinished jobs
     backends: dict[str, Any] = field(default_factory=dict)  # QiskitBackend name -> parsed Backend | Problem (watched)
     budget_units: dict[str, dict[str, str]] = field(default_factory=dict)  # namespace -> budget name -> unit
-    tokens: TokenManager = field(default_factory=TokenManager)  # IAM bearer tokens per credential
+    tokens: TokenManager = field(default_factory=lambda: TokenManager(counted_exchange(iam_exchange)))  # per credential
     batches: Batcher | None = None  # automatic Runtime batches of ibm jobs
     batch_lock: threading.Lock = field(default_factory=threading.Lock)
     executor: Executor | None = None  # kopf's thread pool, for work that async handlers hand off

@@ -22,6 +22,7 @@ from typing import Any
 import kopf
 from kubernetes.client.rest import ApiException
 
+from .. import metrics
 from ..admission import Problem
 from ..api import GROUP, MANAGED_BY_LABEL, SESSION_LABEL, VERSION, label_value
 from ..api.specs import Backend, SessionSpec, SpecError, parse_session
@@ -33,6 +34,7 @@ from ..sessions.batching import BatchKey
 from ..sessions.lifecycle import Action, Phase, SessionView, decide
 from ..sessions.runtime_api import RuntimeApi, RuntimeApiError
 from ..sessions.tokens import Credential, TokenError, credential_from_secret
+from .budgets import refresh_budget_status, refresh_namespace_budgets
 from .conditions import iso, now_iso, parse_iso, set_condition
 from .config import session_interval_seconds
 from .pods import (SESSION_RUNNER_LABEL, RuntimeSessionRef, owner_name, runner_pod_name, session_runner_pod,
@@ -75,7 +77,7 @@ def credentials_secret(name: str | None) -> str:
 def runtime_api(namespace: str, spec: SessionSpec) -> tuple[Credential, RuntimeApi]:
     """The session's credential and the Runtime API on it (TokenError when the Secret is wrong)."""
     credential = load_credential(namespace, credentials_secret(spec.credentials_secret))
-    return credential, RuntimeApi(credential, rt().tokens)
+    return credential, RuntimeApi(credential, rt().tokens, http=metrics.CountedSession())
 
 
 def _patch(namespace: str, name: str, status: dict[str, Any]) -> None:
@@ -178,6 +180,7 @@ def _dedicated_reservation(session: dict[str, Any], spec: SessionSpec,
                                                      backend=backend.name, session=meta["name"]))
     except UnknownBudget as exc:
         return Problem("UnknownBudget", str(exc))
+    refresh_budget_status(meta["namespace"], choice[0])  # its status (and gauges) show the hold
     if outcome.decision is Decision.ADMITTED:
         return amount, choice[1]
     if outcome.decision is Decision.QUEUED:  # a session waits for no one: it opens now or not at all
@@ -299,6 +302,7 @@ def _release(session: dict[str, Any]) -> None:
         rt().ledger.release(session["metadata"]["uid"])
     except (UnknownReservation, InvalidTransition, UnknownBudget):
         pass
+    refresh_namespace_budgets(session["metadata"]["namespace"])
 
 
 # ---------------------------------------------------------------------- while open
@@ -413,6 +417,7 @@ def _end(session: dict[str, Any], phase: Phase, reason: str, jobs: list[dict[str
     final = dict(status, closedTime=closed)
     summary = _summary(dict(session, status=final), jobs, now)
     message = f"session {status.get('sessionId')} {phase.value.lower()}: {reason}"
+    metrics.session_ended(session, int(summary["jobs"]))
     if status.get("mode") == "dedicated" and not status.get("runner"):
         spent = _settle_dedicated(session, summary)
         spec = parse_session(dict(session.get("spec") or {}))
@@ -441,6 +446,8 @@ def _settle_dedicated(session: dict[str, Any], summary: dict[str, Any]) -> int:
         return reservation.actual_micro or 0
     # the session ran for its wall-clock time: charged even if its hold was released (a late charge)
     outcome = rt().ledger.settle(uid, _wall_cost(session, int(summary["wallSeconds"])), ran=True)
+    metrics.dedicated_settled(session, rt().budget_units.get(session["metadata"]["namespace"], {}), summary, outcome)
+    refresh_namespace_budgets(session["metadata"]["namespace"])  # its budget's status shows the charge
     start_admitted(outcome.queue_changes)
     return outcome.actual_micro
 
@@ -465,6 +472,7 @@ def on_session_deleted(body: kopf.Body, namespace: str, name: str, **_: Any) -> 
                    message=f"Runtime session {status['sessionId']} cancelled: its QiskitSession was deleted")
         summary = _summary(dict(session, status=dict(status, closedTime=now_iso())), _session_jobs(namespace, name),
                            time.time())
+        metrics.session_ended(session, int(summary["jobs"]))
         if status.get("mode") == "dedicated":
             _settle_dedicated(session, summary)
     else:

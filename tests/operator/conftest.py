@@ -51,7 +51,8 @@ class Operator:
 
     def start(self) -> None:
         env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), "QGOV_DATABASE_URL": self.database_url,
-               "QGOV_RETRY_BASE_SECONDS": "1", "QGOV_STATUS_INTERVAL_SECONDS": "1", **self.extra_env}
+               "QGOV_RETRY_BASE_SECONDS": "1", "QGOV_STATUS_INTERVAL_SECONDS": "1",
+               "QGOV_METRICS_PORT": "0", **self.extra_env}  # tests that scrape pick a free port
         offset = self.log.stat().st_size if self.log.exists() else 0
         self.proc = subprocess.Popen([str(Path(sys.executable).parent / "qgov"), "operator"], env=env,
                                      stdout=open(self.log, "ab"), stderr=subprocess.STDOUT,

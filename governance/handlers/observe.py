@@ -1,0 +1,19 @@
+"""What the metrics learn from watches kopf keeps anyway: QiskitSessions by mode and phase.
+
+A raw-event handler on the event loop, O(1) per event; it neither calls the API nor the ledger
+(governance/metrics.py counts, the scrape reads the counts)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kopf
+
+from .. import metrics
+from ..api import GROUP, VERSION
+
+
+@kopf.on.event(GROUP, VERSION, "qiskitsessions")
+async def on_session_event(type: str | None, body: kopf.Body, **_: Any) -> None:
+    metrics.SESSIONS.observe(type, {"metadata": {"uid": body["metadata"]["uid"]}, "spec": dict(body.get("spec") or {}),
+                                    "status": dict(body.get("status") or {})})
