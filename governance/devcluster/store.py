@@ -74,11 +74,20 @@ CORE_TYPES = [
     ResourceType("", ["v1"], "serviceaccounts", "ServiceAccount", True, "serviceaccount", ["sa"]),
     ResourceType("apiextensions.k8s.io", ["v1"], "customresourcedefinitions", "CustomResourceDefinition", False,
                  "customresourcedefinition", ["crd", "crds"], status_subresource=True),
+    # stored so that what qgov installs and creates (its RBAC, each namespace's executor binding) can be
+    # applied and read back; the emulator authorizes nothing (see the real control plane for that)
+    ResourceType("rbac.authorization.k8s.io", ["v1"], "roles", "Role", True, "role"),
+    ResourceType("rbac.authorization.k8s.io", ["v1"], "rolebindings", "RoleBinding", True, "rolebinding"),
+    ResourceType("rbac.authorization.k8s.io", ["v1"], "clusterroles", "ClusterRole", False, "clusterrole"),
+    ResourceType("rbac.authorization.k8s.io", ["v1"], "clusterrolebindings", "ClusterRoleBinding", False,
+                 "clusterrolebinding"),
 ]
 
 
 # core types whose strategy never sets metadata.generation (pods have it since 1.34, CRDs and CRs always)
-NO_GENERATION = {("", "namespaces"), ("", "configmaps"), ("", "secrets"), ("", "events"), ("", "serviceaccounts")}
+NO_GENERATION = {("", "namespaces"), ("", "configmaps"), ("", "secrets"), ("", "events"), ("", "serviceaccounts"),
+                 *(("rbac.authorization.k8s.io", plural) for plural in ("roles", "rolebindings", "clusterroles",
+                                                                        "clusterrolebindings"))}
 EVENT_ZERO_VALUES: dict[str, Any] = {"involvedObject": {}, "source": {}, "firstTimestamp": None,
                                      "lastTimestamp": None, "eventTime": None, "reportingComponent": "",
                                      "reportingInstance": ""}

@@ -184,3 +184,18 @@ def test_a_job_with_a_name_longer_than_a_label_runs_and_is_charged(env: Env) -> 
     assert status["phase"] == "Succeeded" and status["actualCost"] == "0.30", status["message"]
     pod = env.core.read_namespaced_pod(f"{name}-run-1", NS)
     assert pod.metadata.labels["qgov.dev/job"] == "a" * 62
+
+
+def test_a_budget_gives_its_namespace_the_executor_identity(env: Env) -> None:
+    """Executor pods run as ServiceAccount qgov-executor: the operator makes it, and its RoleBinding,
+    where a budget appears (a real API server refuses pods whose account does not exist)."""
+    import kubernetes
+
+    env.budget("1.00")
+    rbac = kubernetes.client.RbacAuthorizationV1Api(env.core.api_client)
+    binding = env.wait(lambda: rbac.read_namespaced_role_binding("qgov-executor", NS), "the RoleBinding")
+    assert binding.role_ref.kind == "ClusterRole" and binding.role_ref.name == "qgov-executor"
+    assert [(s.kind, s.name, s.namespace) for s in binding.subjects] == [("ServiceAccount", "qgov-executor", NS)]
+    assert env.core.read_namespaced_service_account("qgov-executor", NS).metadata.labels == {
+        "app.kubernetes.io/managed-by": "qgov"}
+    assert not [e for e in env.core.list_namespaced_event(NS).items if e.reason == "ExecutorIdentityFailed"]

@@ -15,7 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from governance.testing.ibm_cloud import LocalIbmCloud
 
 from .conftest import NS, Env
-from .test_sessions_e2e import FAST, ibm, open_session, session_phase  # noqa: F401  (ibm: a fixture)
+from .test_sessions_e2e import FAST, ibm, open_session, session_phase  # noqa: F401,F811  (ibm: a fixture)
 
 
 def _free_port() -> int:
@@ -126,7 +126,7 @@ def test_series_do_not_grow_with_jobs(env: Env) -> None:
 
 @pytest.mark.slow
 @pytest.mark.operator_env(**FAST, QGOV_METRICS_PORT=str(PORT))
-def test_a_dedicated_session_shows_its_billed_wall_and_idle_seconds(env: Env, ibm: LocalIbmCloud) -> None:
+def test_a_dedicated_session_shows_its_billed_wall_and_idle_seconds(env: Env, ibm: LocalIbmCloud) -> None:  # noqa: F811
     open_session(env, ibm, "200.00", "focus", mode="dedicated", maxTime=100, idleTimeout=10)
     env.job("inside", backend="ibm-local", session="focus", shots=1000)
     assert env.wait_terminal(["inside"])["inside"]["phase"] == "Succeeded"
