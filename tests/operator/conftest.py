@@ -184,9 +184,11 @@ def env(tmp_path: Path, request: pytest.FixtureRequest, cluster_kind: str) -> It
         if holder is not None:
             holder.__exit__(None, None, None)
         else:
-            if no_pods:
-                cluster.set_schedulable(True)
-            cluster.reset((NS,))
+            try:
+                cluster.reset((NS,))  # first: uncordoned, the node would start every Pending pod left
+            finally:
+                if no_pods:
+                    cluster.set_schedulable(True)
         api.close()
 
 
