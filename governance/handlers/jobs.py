@@ -30,6 +30,7 @@ from ..budget.types import Decision, QueueChange, ReserveRequest, SettleOutcome
 from .budgets import budget_event, refresh_budget_status, refresh_namespace_budgets
 from .conditions import iso, now_iso, parse_iso, set_condition
 from .expiry import expires_at
+from . import rawevents
 from .pods import RuntimeSessionRef, executor_pod, owner_name, pod_name
 from .retrying import Watcher, later, run_retrying
 from .runtime import remember_kopf_context, rt, started
@@ -384,7 +385,7 @@ def start_admitted(changes: tuple[QueueChange, ...] | list[QueueChange]) -> None
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
-async def on_job_event(type: str | None, body: kopf.Body, **_: Any) -> None:
+async def on_job_event(type: str | None, body: Any, **_: Any) -> None:
     """Jobs are driven from raw events, not kopf's create/resume/delete machinery: admission is
     idempotent by itself (ledger keys, deterministic pod names) and needs none of kopf's
     per-object state (diff-bases, progress annotations, its finalizer).
@@ -420,6 +421,9 @@ async def on_job_event(type: str | None, body: kopf.Body, **_: Any) -> None:
         job = dict(body)
         await in_thread(run_retrying, f"job {meta['namespace']}/{meta['name']}", partial(job_event, type, job),
                         partial(_job_event_again, type, JobRef.of(job)), JobWatcher(JobRef.of(job)))
+
+
+rawevents.route(GROUP, PLURAL, on_job_event)  # past kopf's per-event processing (rawevents.py)
 
 
 def _job_has_work(type: str | None, job: Any) -> bool:
