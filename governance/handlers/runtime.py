@@ -15,6 +15,7 @@ from ..budget.batcher import ReservationBatcher
 from ..budget.ledger import Ledger
 from ..sessions.batching import Batcher
 from ..sessions.tokens import TokenManager
+from . import apiwrites
 from .config import OperatorConfig
 from .jobphases import JobPhases
 
@@ -44,6 +45,7 @@ class Runtime:
         if not hasattr(local, "core"):
             api = kubernetes.client.ApiClient()
             local.core, local.custom = kubernetes.client.CoreV1Api(api), kubernetes.client.CustomObjectsApi(api)
+            local.http = apiwrites.Connection(api) if apiwrites.Connection.supported(api) else None
         return local
 
     @property
@@ -53,6 +55,11 @@ class Runtime:
     @property
     def custom(self) -> Any:
         return self._clients().custom
+
+    @property
+    def http(self) -> apiwrites.Connection | None:
+        """The thread's connection for the admission's writes (apiwrites.py); None: use the client."""
+        return self._clients().http
 
 
 _runtime: Runtime | None = None
