@@ -53,6 +53,7 @@ class Connection:
         cfg = api_client.configuration
         url = urlsplit(cfg.host)
         self._cfg, self._prefix = cfg, url.path.rstrip("/")
+        self._sanitize = api_client.sanitize_for_serialization  # what JSON lacks (datetimes, models), as the client
         self._headers = {**api_client.default_headers, "Accept": "application/json"}
         if url.scheme == "https":
             context = ssl.create_default_context(cafile=cfg.ssl_ca_cert) if cfg.verify_ssl \
@@ -82,7 +83,8 @@ class Connection:
         if sock is not None and wait_for_read(sock, timeout=0.0):
             self._conn.close()  # the server closed the idle connection (or sent what nobody asked for)
         try:
-            self._conn.request(method, self._prefix + path, body=json.dumps(body), headers=headers)
+            self._conn.request(method, self._prefix + path, body=json.dumps(body, default=self._sanitize),
+                               headers=headers)
             response = self._conn.getresponse()
             data = response.read()
         except BaseException:

@@ -57,3 +57,14 @@ def test_a_connection_the_server_closed_is_opened_again(api, core) -> None:
     http._conn.sock.shutdown(2)  # as if the server had dropped the idle connection
     http.request("POST", pods_path(NS), pod("p2"))
     assert core.read_namespaced_pod("p2", NS).metadata.name == "p2"
+
+
+def test_what_json_lacks_is_sent_as_the_client_sends_it(api, custom, widgets) -> None:
+    from datetime import datetime, timezone
+
+    widgets("w1", 3)
+    Connection(api).request("PATCH", custom_path("example.dev", "v1", NS, "widgets", "w1", "status"),
+                            {"status": {"at": datetime(2026, 11, 30, 12, 0, tzinfo=timezone.utc)}},
+                            "application/merge-patch+json")
+    assert custom.get_namespaced_custom_object("example.dev", "v1", NS, "widgets", "w1")["status"]["at"] == \
+        api.sanitize_for_serialization(datetime(2026, 11, 30, 12, 0, tzinfo=timezone.utc))
