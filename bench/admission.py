@@ -1,10 +1,13 @@
 """Admission benchmark: a burst of QiskitJobs on the dev cluster, create → Admitted.
 
-    python bench/admission.py [--jobs 500] [--distinct]
+    python bench/admission.py [--jobs 500] [--distinct] [--cluster emulator|upstream]
     QGOV_BENCH_OPERATOR=script.py python bench/admission.py   # start the operator another way (a profiler)
 
 The dev cluster runs in this process with its pod runner OFF (executor pods are created
-but not started: this measures admission, not 500 Python start-ups). The operator is the
+but not started: this measures admission, not 500 Python start-ups). With `--cluster upstream`
+the cluster is the real control plane (etcd, kube-apiserver, controller-manager, scheduler; its
+node cordoned, so executor pods stay Pending) and the operator holds the ServiceAccount
+qgov-operator's token, as in the end-to-end tests. The operator is the
 real `qgov operator` process with a SQLite ledger. Jobs are created by 4 client threads
 through the kubernetes client; one watch records when each job's status first says Admitted.
 Reported: jobs/s from the first create to the last admission, p50/p99 admission latency,
@@ -22,7 +25,10 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import kubernetes
 
@@ -33,6 +39,26 @@ from governance.devcluster.devmain import install_crds  # noqa: E402
 
 from common import cpu_seconds, operator_process, peak_rss_mib  # noqa: E402
 
+
+@contextmanager
+def bench_cluster(kind: str, workdir: Path) -> Iterator[tuple[Any, Path]]:
+    """(the cluster, the operator's kubeconfig), pods not run; CRDs installed."""
+    if kind == "upstream":
+        from governance.devcluster.upstream import UpstreamCluster
+
+        upstream = UpstreamCluster(workdir / "upstream").start()
+        try:
+            upstream.set_schedulable(False)
+            yield upstream, upstream.operator_kubeconfig()
+        finally:
+            upstream.stop()
+        return
+    holder = ThreadedDevCluster(workdir=workdir / "cluster", pods=False)
+    with holder as cluster:
+        holder.call(install_crds, cluster)  # the store is not thread-safe: on the cluster's own loop
+        yield cluster, cluster.kubeconfig
+
+
 G, V, NS = "qgov.dev", "v1alpha1", "bench"
 BELL = 'OPENQASM 2.0;\ninclude "qelib1.inc";\nqreg q[2];\ncreg c[2];\nh q[0];\ncx q[0],q[1];\nmeasure q -> c;\n'
 
@@ -40,20 +66,19 @@ BELL = 'OPENQASM 2.0;\ninclude "qelib1.inc";\nqreg q[2];\ncreg c[2];\nh q[0];\nc
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--jobs", type=int, default=500)
+    ap.add_argument("--cluster", choices=("emulator", "upstream"), default="emulator")
     ap.add_argument("--distinct", action="store_true",
                     help="every job a different circuit (an rz angle each), so no circuit is priced twice")
     args = ap.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="qgov-bench-admission-"))
-    holder = ThreadedDevCluster(workdir=workdir / "cluster", pods=False)
-    with holder as cluster:
-        holder.call(install_crds, cluster)  # the store is not thread-safe: on the cluster's own loop
+    with bench_cluster(args.cluster, workdir) as (cluster, operator_kubeconfig):
         api = kubernetes.config.new_client_from_config(config_file=str(cluster.kubeconfig))
         core, custom = kubernetes.client.CoreV1Api(api), kubernetes.client.CustomObjectsApi(api)
         core.create_namespace({"metadata": {"name": NS}})
         command = None
         if os.environ.get("QGOV_BENCH_OPERATOR"):  # another way to start it (a profiler, say)
             command = [sys.executable, os.environ["QGOV_BENCH_OPERATOR"]]
-        with operator_process(cluster.kubeconfig, workdir, command) as op:
+        with operator_process(operator_kubeconfig, workdir, command) as op:
             custom.create_cluster_custom_object(G, V, "qiskitbackends", {
                 "apiVersion": f"{G}/{V}", "kind": "QiskitBackend", "metadata": {"name": "aer"},
                 "spec": {"provider": "aer", "name": "aer_simulator", "pricing": {"perTask": "0.01"}}})
@@ -117,7 +142,7 @@ def main() -> None:
             latencies = sorted(admitted[n] - created[n] for n in admitted)
             print(f"machine: {os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}; "
                   f"{args.jobs} jobs in one burst, {'every job its own circuit' if args.distinct else 'one circuit'}, "
-                  "SQLite ledger, pod runner off")
+                  f"SQLite ledger, pods not run, cluster: {args.cluster}")
             print()
             print(f"{'jobs':>5}  {'jobs/s':>7}  {'p50 ms':>8}  {'p99 ms':>8}  {'CPU ms/job':>10}  {'peak RSS MiB':>12}")
             print(f"{len(admitted):5d}  {len(admitted) / elapsed:7.1f}  {statistics.median(latencies) * 1000:8.1f}  "

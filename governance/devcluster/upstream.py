@@ -144,17 +144,13 @@ class UpstreamCluster:
 
     def reset(self, namespaces: tuple[str, ...]) -> None:
         """Remove what a test left: its namespaces (finalizers a stopped operator could not take off
-        are taken off, as an admin would) and every QiskitBackend."""
+        are taken off, as an admin would, again while the namespace drains: an operator that was
+        still stopping may have put one back) and every QiskitBackend."""
         custom = kubernetes.client.CustomObjectsApi(self.api)
         core = kubernetes.client.CoreV1Api(self.api)
         for namespace in namespaces:
-            for plural in ("qiskitjobs", "qiskitsessions", "qiskitbudgets"):
-                for obj in custom.list_namespaced_custom_object(G, V, namespace, plural)["items"]:
-                    if obj["metadata"].get("finalizers"):
-                        _ignore_gone(custom.patch_namespaced_custom_object, G, V, namespace, plural,
-                                     obj["metadata"]["name"], {"metadata": {"finalizers": None}})
-            # the test is over: its pods go at once (the namespace controller would give each its grace period)
-            try:
+            self._strip_finalizers(custom, namespace)
+            try:  # the test is over: its pods go at once (the namespace controller would give each its grace)
                 core.delete_collection_namespaced_pod(namespace, grace_period_seconds=0)
             except ApiException as exc:  # hundreds of pods can outlast the request (504): the namespace's
                 if exc.status not in (404, 409, 504):  # deletion goes on with what is left
@@ -162,8 +158,9 @@ class UpstreamCluster:
             _ignore_gone(core.delete_namespace, namespace)
         for obj in custom.list_cluster_custom_object(G, V, "qiskitbackends")["items"]:
             _ignore_gone(custom.delete_cluster_custom_object, G, V, "qiskitbackends", obj["metadata"]["name"])
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 180
         for namespace in namespaces:
+            stripped = time.monotonic()
             while time.monotonic() < deadline:
                 try:
                     core.read_namespace(namespace)
@@ -171,10 +168,27 @@ class UpstreamCluster:
                     if exc.status == 404:
                         break
                     raise
+                if time.monotonic() - stripped > 5:
+                    self._strip_finalizers(custom, namespace)
+                    stripped = time.monotonic()
                 time.sleep(0.2)
             else:
-                raise RuntimeError(f"namespace {namespace} was not deleted within 60 s:\n"
-                                   + self.kubectl("get", "all,qiskitjobs", "-n", namespace, "-o", "wide", check=False))
+                raise RuntimeError(f"namespace {namespace} was not deleted within 180 s:\n"
+                                   + self.kubectl("get", "namespace", namespace, "-o", "yaml", check=False)[-2000:])
+
+    @staticmethod
+    def _strip_finalizers(custom: Any, namespace: str) -> None:
+        for plural in ("qiskitjobs", "qiskitsessions", "qiskitbudgets"):
+            try:
+                items = custom.list_namespaced_custom_object(G, V, namespace, plural)["items"]
+            except ApiException as exc:
+                if exc.status == 404:
+                    return
+                raise
+            for obj in items:
+                if obj["metadata"].get("finalizers"):
+                    _ignore_gone(custom.patch_namespaced_custom_object, G, V, namespace, plural,
+                                 obj["metadata"]["name"], {"metadata": {"finalizers": None}})
 
 
 def _ignore_gone(call: Any, *args: Any) -> None:
