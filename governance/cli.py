@@ -234,10 +234,12 @@ def cmd_operator(args: argparse.Namespace) -> int:
     import kopf
 
     from . import handlers  # noqa: F401  (registers the handlers)
+    from .handlers import rawevents
 
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # standalone: the ledger, not kopf's peering, keeps two replicas from charging twice
+    rawevents.install()  # QiskitJob events past kopf's per-event machinery
     kopf.run(standalone=True, clusterwide=True, liveness_endpoint=args.liveness)
     return 0
 

@@ -315,7 +315,7 @@ _SQLITE = (
 )
 
 
-def _sqlite_time(value: datetime) -> str:
+def sqlite_time(value: datetime) -> str:
     """A moment as SQLAlchemy stores a DateTime in SQLite ('YYYY-MM-DD HH:MM:SS.ffffff', UTC)."""
     return (f"{value.year:04d}-{value.month:02d}-{value.day:02d} {value.hour:02d}:{value.minute:02d}:"
             f"{value.second:02d}.{value.microsecond:06d}")
@@ -328,13 +328,13 @@ def _sqlite_rows(deltas: Deltas) -> tuple[list[tuple[Any, ...]], list[tuple[Any,
     def key(k: tuple[Any, ...]) -> tuple[Any, ...]:
         found = keys.get(k[:5])  # type: ignore[arg-type]
         if found is None:
-            found = keys[k[:5]] = (k[0], k[1], int(k[2]), _sqlite_time(k[3]), _sqlite_time(k[4]))  # type: ignore
+            found = keys[k[:5]] = (k[0], k[1], int(k[2]), sqlite_time(k[3]), sqlite_time(k[4]))  # type: ignore
         return found
 
     cells = []
     for k, v in deltas.cells.items():
         units, nanos = divmod(v[_F_MAX_NANO], NANO) if v[_F_MAX_NANO] >= 0 else (-1, 0)
-        cells.append(key(k) + (_sqlite_time(v[_F_FIRST]), _sqlite_time(v[_F_LAST]), units, nanos,
+        cells.append(key(k) + (sqlite_time(v[_F_FIRST]), sqlite_time(v[_F_LAST]), units, nanos,
                                v[_F_MAX_ACTUAL], v[_F_MAX_ESTIMATE], *v[_F_SUMS:]))
     lines = [key(k) + (k[5], k[6], *v) for k, v in deltas.lines.items()]
     ratios = [key(k) + (k[5], n) for k, n in deltas.ratios.items()]

@@ -857,6 +857,9 @@ class Ledger:
             conn.execute(_PG_WRITE_BATCH, params)
             self._local.deltas = Deltas()
             return
+        if conn.dialect.name == "sqlite":  # prebuilt SQL through the driver: SQLAlchemy's statement
+            _sqlite_write(conn, reservations, entries, period_id, period_values, budget_id, budget_values)
+            return  # building and compiling cost more than the statements themselves (~0.5 ms a batch)
         if reservations:
             conn.execute(R.insert(), reservations)
         if entries:
@@ -1007,6 +1010,35 @@ _R_COLUMNS = ("key", "budget_id", "job", "backend", "session", "amount_micro", "
               "created_period", "top_cost")
 _E_COLUMNS = ("budget_id", "period_start", "reservation_key", "kind", "held_delta", "spent_delta", "note",
               "created_at")
+
+
+# ---------------------------------------------------------------------- SQLite batch write
+
+_SQLITE_INSERT_R = f"INSERT INTO reservations ({', '.join(_R_COLUMNS)}) VALUES ({', '.join('?' * len(_R_COLUMNS))})"
+_SQLITE_INSERT_E = f"INSERT INTO ledger_entries ({', '.join(_E_COLUMNS)}) VALUES ({', '.join('?' * len(_E_COLUMNS))})"
+
+
+def _sqlite_value(value: Any) -> Any:
+    """A value as SQLAlchemy binds it for SQLite (a DateTime as its text, see aggregates)."""
+    return aggregates.sqlite_time(value) if isinstance(value, datetime) else value
+
+
+def _sqlite_write(conn: Connection, reservations: list[dict[str, Any]], entries: list[dict[str, Any]],
+                  period_id: int, period_values: dict[str, Any], budget_id: int, budget_values: dict[str, Any]) -> None:
+    """Ledger._write on SQLite: the same rows and updates, in the transaction SQLAlchemy began."""
+    cursor = conn.connection.driver_connection.cursor()
+    try:
+        if reservations:
+            cursor.executemany(_SQLITE_INSERT_R, [tuple(_sqlite_value(r[c]) for c in _R_COLUMNS) for r in reservations])
+        if entries:
+            cursor.executemany(_SQLITE_INSERT_E, [tuple(_sqlite_value(e[c]) for c in _E_COLUMNS) for e in entries])
+        for table, values, row_id in (("budgets", budget_values, budget_id), ("budget_periods", period_values, period_id)):
+            if values:
+                names = sorted(values)
+                cursor.execute(f"UPDATE {table} SET {', '.join(f'{n} = ?' for n in names)} WHERE id = ?",
+                               [_sqlite_value(values[n]) for n in names] + [row_id])
+    finally:
+        cursor.close()
 
 
 def _array_type(column: Any) -> str:

@@ -31,6 +31,8 @@ from ..budget.types import Decision, QueueChange, ReserveRequest, SettleOutcome
 from .budgets import budget_event, refresh_budget_status, refresh_namespace_budgets
 from .conditions import iso, now_iso, parse_iso, set_condition
 from .expiry import expires_at
+from . import rawevents
+from .apiwrites import custom_path, pods_path
 from .pods import RuntimeSessionRef, executor_pod, owner_name, pod_name
 from .retrying import Watcher, later, run_retrying
 from .runtime import remember_kopf_context, rt, started
@@ -52,6 +54,11 @@ def discard(answer: Any) -> None:
 
 
 def _patch_status(namespace: str, name: str, status: dict[str, Any]) -> None:
+    http = rt().http
+    if http is not None:  # the admission's writes skip the kubernetes client's machinery (apiwrites.py)
+        http.request("PATCH", custom_path(GROUP, VERSION, namespace, PLURAL, name, "status"), {"status": status},
+                     "application/merge-patch+json")
+        return
     discard(rt().custom.patch_namespaced_custom_object_status(GROUP, VERSION, namespace, PLURAL, name,
                                                               {"status": status}, _preload_content=False))
 
@@ -309,7 +316,11 @@ def create_pod(job: dict[str, Any], attempt: int, runtime: RuntimeSessionRef | N
     """Create the attempt's executor pod; False when it exists already (a replay, or a race)."""
     body = executor_pod(job, attempt, rt().config.executor_image, runtime)
     try:  # skip building client models from the answer; read it, or the pooled connection breaks
-        discard(rt().core.create_namespaced_pod(job["metadata"]["namespace"], body, _preload_content=False))
+        http = rt().http
+        if http is not None:
+            http.request("POST", pods_path(job["metadata"]["namespace"]), body)
+        else:
+            discard(rt().core.create_namespaced_pod(job["metadata"]["namespace"], body, _preload_content=False))
         return True
     except ApiException as exc:
         if exc.status != 409:  # 409: a replay; the pod of this attempt exists already
@@ -422,7 +433,7 @@ def start_admitted(changes: tuple[QueueChange, ...] | list[QueueChange]) -> None
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
-async def on_job_event(type: str | None, body: kopf.Body, **_: Any) -> None:
+async def on_job_event(type: str | None, body: Any, **_: Any) -> None:
     """Jobs are driven from raw events, not kopf's create/resume/delete machinery: admission is
     idempotent by itself (ledger keys, deterministic pod names) and needs none of kopf's
     per-object state (diff-bases, progress annotations, its finalizer).
@@ -458,6 +469,9 @@ async def on_job_event(type: str | None, body: kopf.Body, **_: Any) -> None:
         job = dict(body)
         await in_thread(run_retrying, f"job {meta['namespace']}/{meta['name']}", partial(job_event, type, job),
                         partial(_job_event_again, type, JobRef.of(job)), JobWatcher(JobRef.of(job)))
+
+
+rawevents.route(GROUP, PLURAL, on_job_event)  # past kopf's per-event processing (rawevents.py)
 
 
 def _job_has_work(type: str | None, job: Any) -> bool:
@@ -656,7 +670,10 @@ def _mark(job: dict[str, Any], *, finalizer: bool, session: str | None) -> None:
         ops.append({"op": "add", "path": "/metadata/labels/" + SESSION_LABEL.replace("~", "~0").replace("/", "~1"),
                     "value": label_value(session)} if labels
                    else {"op": "add", "path": "/metadata/labels", "value": {SESSION_LABEL: label_value(session)}})
-    if ops:
+    if ops and (http := rt().http) is not None:
+        http.request("PATCH", custom_path(GROUP, VERSION, meta["namespace"], PLURAL, meta["name"]), ops,
+                     "application/json-patch+json")
+    elif ops:
         discard(rt().custom.patch_namespaced_custom_object(GROUP, VERSION, meta["namespace"], PLURAL, meta["name"],
                                                            ops, _content_type="application/json-patch+json",
                                                            _preload_content=False))

@@ -16,6 +16,7 @@ from ..budget.ledger import Ledger
 from ..sessions.batching import Batcher
 from ..metrics import counted_exchange
 from ..sessions.tokens import TokenManager, iam_exchange
+from . import apiwrites
 from .config import OperatorConfig
 from .jobphases import JobPhases
 
@@ -47,6 +48,7 @@ class Runtime:
             api = kubernetes.client.ApiClient()
             local.core, local.custom = kubernetes.client.CoreV1Api(api), kubernetes.client.CustomObjectsApi(api)
             local.rbac = kubernetes.client.RbacAuthorizationV1Api(api)
+            local.http = apiwrites.Connection(api) if apiwrites.Connection.supported(api) else None
         return local
 
     @property
@@ -60,6 +62,11 @@ class Runtime:
     @property
     def rbac(self) -> Any:
         return self._clients().rbac
+
+    @property
+    def http(self) -> apiwrites.Connection | None:
+        """The thread's connection for the admission's writes (apiwrites.py); None: use the client."""
+        return self._clients().http
 
 
 _runtime: Runtime | None = None
