@@ -267,22 +267,10 @@ class StandInKubelet:
             self.tasks[meta["uid"]] = asyncio.get_running_loop().create_task(self._run(event.obj))
 
     def _set(self, pod: dict[str, Any], **status: Any) -> bool:
-        import copy
+        """As the pod runner writes a pod's status (the same PodSource)."""
+        from governance.devcluster.kubelet import StorePods
 
-        from governance.devcluster.store import ApiError
-
-        meta = pod["metadata"]
-        pods = self.store.types[("", "pods")]
-        try:
-            current = self.store.get(pods, meta["namespace"], meta["name"])
-        except ApiError:
-            return False
-        if current["metadata"]["uid"] != meta["uid"]:
-            return False
-        self.store.replace(pods, meta["namespace"], meta["name"],
-                           {**current, "status": {**copy.deepcopy(current.get("status") or {}), **status}},
-                           subresource="status")
-        return True
+        return StorePods(self.store).set_status(pod, status)
 
     async def _run(self, pod: dict[str, Any]) -> None:
         import asyncio
