@@ -771,6 +771,10 @@ def executor_pod_event(type: str, pod: dict[str, Any]) -> None:
             _patch_status(namespace, name, running)
         return
     report, exit_code = _usage_of(pod)
+    if phase == "Failed" and pod["metadata"].get("deletionTimestamp") and not report.get("error"):
+        # a kubelet stops a deleted pod and reports it Failed (exit 143) before it is removed: the
+        # same lost attempt as a pod that vanished, whichever the operator hears of first
+        report["error"] = "the executor pod was deleted before it finished"
     attempt_finished(job, attempt, phase == "Succeeded", report, exit_code)
 
 
