@@ -68,6 +68,18 @@ def binaries_dir() -> Path:
     return merged
 
 
+def tool(name: str) -> Path:
+    """An upstream tool built by scripts/kube-binaries.sh (`helm` or `promtool`): its
+    path in the cache, or an error that says how to build it (never built from here)."""
+    component = {"helm": "helm", "promtool": "promtool"}.get(name, "kubernetes")
+    result = subprocess.run(["bash", str(BINARIES_SCRIPT), "--print-path", component],
+                            capture_output=True, text=True)
+    if result.returncode != 0:
+        raise ControlPlaneError(f"{name} is not built: run `bash {BINARIES_SCRIPT.relative_to(ROOT)} {component}` "
+                                f"first ({result.stderr.strip().splitlines()[-1:]})")
+    return Path(result.stdout.strip().split(":")[0]) / name
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
