@@ -12,6 +12,7 @@ migration 0004 builds the report aggregates exactly as it does for any existing 
 
   status refresh  what the operator does for a budget's status (handlers/budgets.py's
                   budget_status): ledger.balance(ns, name) + ledger.report(ns, the period, name)
+                  + ledger.daily_spend(ns, name) (the burn rate)
   report          `qgov ledger report -n bench --period 2026-11`, in process (report + render)
   week report     the same for --period 2026-W47, a week inside the monthly period (its day cells)
 
@@ -139,6 +140,7 @@ def timed(fn: Callable[[], Any], repeat: int) -> float:
 
 def status_refresh(ledger: Ledger) -> Any:
     balance = ledger.balance(NS, NAME)
+    ledger.daily_spend(NS, NAME)  # the burn rate's input, read with every status
     return ledger.report(NS, period_window(balance.period_start, balance.period_end), NAME)
 
 

@@ -548,8 +548,11 @@ def _grid(headers: list[str], rows: list[list[str]]) -> list[str]:
     return [fmt.format(*headers).rstrip()] + [fmt.format(*r).rstrip() for r in rows]
 
 
-def _table(report: Report) -> str:
-    out = [f"Namespace {report.namespace}, {report.window} ({report.window_start} to {report.window_end})", ""]
+_BUDGET_HEADERS = ["Budget", "Unit", "Period", "Enforcement", "From", "Limit", "Spent", "Held", "Remaining", "Queued"]
+
+
+def _budget_rows(report: Report) -> list[list[str]]:
+    """One row per budget and period of the window ("-" for a budget with no period in it)."""
     rows = []
     for b in report.budgets:
         if not b.periods:
@@ -557,24 +560,42 @@ def _table(report: Report) -> str:
         for p in b.periods:
             rows.append([b.name, b.unit, b.period, b.enforcement, p.start[:10], format_amount(p.limit),
                          format_amount(p.spent), format_amount(p.held), format_amount(p.remaining), str(b.queued)])
-    out += _grid(["BUDGET", "UNIT", "PERIOD", "ENFORCEMENT", "FROM", "LIMIT", "SPENT", "HELD", "REMAINING", "QUEUED"],
-                 rows)
-    counts = ", ".join(f"{k} {v}" for k, v in sorted(report.counts.items())) or "none"
-    out += ["", f"Reservations: {counts}"]
-    for title, lines in (("By backend", report.by_backend), ("By session", report.by_session)):
+    return rows
+
+
+def _sections(report: Report) -> list[tuple[str, list[str], list[list[str]]]]:
+    """The report's breakdowns as (title, headers, rows): what both renderings show, in order."""
+    spend = [(title, ["Name", "Unit", "Jobs", "Spent", "Held"],
+              [[s.name or "-", s.unit, str(s.jobs), format_amount(s.spent), format_amount(s.held)] for s in lines])
+             for title, lines in (("By backend", report.by_backend), ("By session", report.by_session))]
+    top = (f"Top jobs (by cost, at most {TOP_JOBS})", ["Job", "Backend", "State", "Unit", "Estimate", "Actual"],
+           [[j.job or j.key, j.backend or "-", j.state, j.unit, format_amount(j.estimate),
+             format_amount(j.actual) if j.actual is not None else "-"] for j in report.top_jobs])
+    return [*spend, top]
+
+
+def _counts(report: Report) -> str:
+    return "Reservations: " + (", ".join(f"{k} {v}" for k, v in sorted(report.counts.items())) or "none")
+
+
+def _late(report: Report) -> str | None:
+    if not report.late.jobs:
+        return None
+    amounts = ", ".join(format_amount(v, unit) for unit, v in sorted(report.late.amounts.items()))
+    return (f"{report.late.jobs} jobs, {amounts} (work that ran after its reservation was released; "
+            "charged outside any hold)")
+
+
+def _table(report: Report) -> str:
+    out = [f"Namespace {report.namespace}, {report.window} ({report.window_start} to {report.window_end})", ""]
+    out += _grid([h.upper() for h in _BUDGET_HEADERS], _budget_rows(report))
+    out += ["", _counts(report)]
+    for title, headers, rows in _sections(report):
         out += ["", title]
-        out += _grid(["NAME", "UNIT", "JOBS", "SPENT", "HELD"],
-                     [[s.name or "-", s.unit, str(s.jobs), format_amount(s.spent), format_amount(s.held)]
-                      for s in lines]) if lines else ["  (none)"]
-    out += ["", f"Top jobs (by cost, at most {TOP_JOBS})"]
-    out += _grid(["JOB", "BACKEND", "STATE", "UNIT", "ESTIMATE", "ACTUAL"],
-                 [[j.job or j.key, j.backend or "-", j.state, j.unit, format_amount(j.estimate),
-                   format_amount(j.actual) if j.actual is not None else "-"] for j in report.top_jobs]
-                 ) if report.top_jobs else ["  (none)"]
-    if report.late.jobs:
-        amounts = ", ".join(format_amount(v, unit) for unit, v in sorted(report.late.amounts.items()))
-        out += ["", f"Late charges: {report.late.jobs} jobs, {amounts} (work that ran after its reservation "
-                    "was released; charged outside any hold)"]
+        out += _grid([h.upper() for h in headers], rows) if rows else ["  (none)"]
+    late = _late(report)
+    if late:
+        out += ["", f"Late charges: {late}"]
     a = report.accuracy
     out += ["", "Estimate accuracy (actual / estimate over settled jobs)"]
     if a.mean_ratio is None:
@@ -601,27 +622,14 @@ def _markdown(report: Report) -> str:
     """The table report as Markdown: to paste into an issue, a wiki page or a chat."""
     out = [f"# Cost report: {report.namespace}", "",
            f"{report.window} ({report.window_start} to {report.window_end})", "", "## Budgets", ""]
-    out += md_table(["Budget", "Unit", "Period", "Enforcement", "From", "Limit", "Spent", "Held", "Remaining",
-                     "Queued"],
-                    [[b.name, b.unit, b.period, b.enforcement, p.start[:10], format_amount(p.limit),
-                      format_amount(p.spent), format_amount(p.held), format_amount(p.remaining), str(b.queued)]
-                     for b in report.budgets for p in b.periods])
-    counts = ", ".join(f"{k} {v}" for k, v in sorted(report.counts.items())) or "none"
-    out += ["", f"Reservations: {counts}"]
-    for title, lines in (("By backend", report.by_backend), ("By session", report.by_session)):
+    out += md_table(_BUDGET_HEADERS, _budget_rows(report))
+    out += ["", _counts(report)]
+    for title, headers, rows in _sections(report):
         out += ["", f"## {title}", ""]
-        out += md_table(["Name", "Unit", "Jobs", "Spent", "Held"],
-                        [[s.name or "-", s.unit, str(s.jobs), format_amount(s.spent), format_amount(s.held)]
-                         for s in lines]) if lines else ["(none)"]
-    out += ["", f"## Top jobs (by cost, at most {TOP_JOBS})", ""]
-    out += md_table(["Job", "Backend", "State", "Unit", "Estimate", "Actual"],
-                    [[j.job or j.key, j.backend or "-", j.state, j.unit, format_amount(j.estimate),
-                      format_amount(j.actual) if j.actual is not None else "-"] for j in report.top_jobs]
-                    ) if report.top_jobs else ["(none)"]
-    if report.late.jobs:
-        amounts = ", ".join(format_amount(v, unit) for unit, v in sorted(report.late.amounts.items()))
-        out += ["", f"**Late charges:** {report.late.jobs} jobs, {amounts} (work that ran after its reservation "
-                    "was released; charged outside any hold)"]
+        out += md_table(headers, rows) if rows else ["(none)"]
+    late = _late(report)
+    if late:
+        out += ["", f"**Late charges:** {late}"]
     a = report.accuracy
     out += ["", "## Estimate accuracy", ""]
     out.append(f"Settled {a.settled}: no estimates to compare" if a.mean_ratio is None else
