@@ -179,25 +179,40 @@ def test_helm_install_upgrade_and_uninstall(bare_cluster: UpstreamCluster, tmp_p
         bare_cluster.set_schedulable(True)
         pod = helm.wait(lambda: (p := helm.core.read_namespaced_pod(pod_name, NS)).status.phase in ("Succeeded", "Failed")
                         and p, "the orphaned executor pod to end", timeout=90)
-        observed = {"phase": pod.status.phase,
-                    "terminated": (pod.status.container_statuses[0].state.terminated.to_dict()
-                                   if pod.status.container_statuses and pod.status.container_statuses[0].state.terminated
-                                   else None),
-                    "log": bare_cluster.kubectl("logs", "-n", NS, pod_name, check=False)[-600:]}
-        print("executor pod after uninstall:", json.dumps(observed, default=str, indent=1))
-        time.sleep(2)
-        assert helm.job("in-flight")["status"]["phase"] in ("Admitted", "Running")  # nobody settles it meanwhile
+        # ... without its RBAC: the ClusterRole qgov-executor went with the release, so the RoleBinding
+        # the operator made in team-a grants nothing, and the executor cannot read its job
+        terminated = pod.status.container_statuses[0].state.terminated
+        assert pod.status.phase == "Failed" and terminated.exit_code == 1, pod.status
+        error = json.loads(terminated.message)["error"]
+        assert 'clusterrole.rbac.authorization.k8s.io "qgov-executor" not found' in error, error
+        # nobody acts meanwhile: the job is not settled, a new job gets no status, a deleted one stays
+        # (the ledger's finalizer waits for the operator)
+        helm.create("QiskitJob", "qiskitjobs", "while-away", {"backend": "priced-aer", "circuits": [BELL], "shots": 100})
+        bare_cluster.kubectl("delete", "qiskitjob", "bell", "-n", NS, "--wait=false")
+        time.sleep(3)
+        assert helm.job("in-flight")["status"]["phase"] in ("Admitted", "Running")
+        assert not helm.job("while-away").get("status")
+        assert helm.job("bell")["metadata"]["deletionTimestamp"] and "qgov.dev/ledger" in helm.job("bell")["metadata"][
+            "finalizers"]
 
         # ------------------------------------------------------------ install again: the job settles, once
         helm(*install)
+        assert helm.final("while-away")["phase"] == "Succeeded"
+        helm.wait(lambda: "bell" not in {j["metadata"]["name"] for j in helm.custom.list_namespaced_custom_object(
+            G, V, NS, "qiskitjobs")["items"]}, "the deleted job to go")
         status = helm.final("in-flight")
-        assert status["phase"] == "Succeeded" and status["actualCost"] == "0.30", status
+        # the lost attempt is retried (it counts against spec.backoffLimit), and charged once
+        assert status["phase"] == "Succeeded" and status["actualCost"] == "0.30" and status["attempts"] == 2, status
+        ledger = Ledger(ledger_url)
+        try:
+            row = ledger.reservation(helm.job("in-flight")["metadata"]["uid"])
+            assert (row.state, row.actual_micro) == ("settled", 300_000), row
+        finally:
+            ledger.close()
         audit = subprocess.run([str(Path(sys.executable).parent / "qgov"), "ledger", "audit",
                                 "--database-url", ledger_url, "--kubeconfig", str(bare_cluster.kubeconfig)],
                                capture_output=True, text=True, timeout=120)
         assert audit.returncode == 0, audit.stdout + audit.stderr
-        print("in-flight after reinstall:", json.dumps({k: status.get(k) for k in ("phase", "attempts", "actualCost",
-                                                                                  "message")}))
     finally:
         print("\n".join(helm.log))
         print(bare_cluster.kubectl("get", "pods", "-A", "-o", "wide", check=False))
