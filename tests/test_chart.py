@@ -199,7 +199,8 @@ def test_the_ledger_url_comes_from_your_secret_or_one_the_chart_makes(render: An
 NAME = re.compile(r"""["'](QGOV_[A-Z0-9_]+)["']""")
 DEFAULT = re.compile(r"""os\.environ\.get\(\s*["'](QGOV_[A-Z0-9_]+)["']\s*,\s*["']([^"']*)["']""")
 # what the chart sets from other values than config.<name>
-SPECIAL = {"QGOV_DATABASE_URL": "ledger", "QGOV_EXECUTOR_IMAGE": "executorImage", "QGOV_METRICS_PORT": "metrics.port"}
+SPECIAL = {"QGOV_DATABASE_URL": "ledger", "QGOV_EXECUTOR_IMAGE": "executorImage",
+           "QGOV_EXECUTOR_IMAGE_PULL_POLICY": "executorImage.pullPolicy", "QGOV_METRICS_PORT": "metrics.port"}
 
 
 def operator_settings() -> dict[str, str | None]:
@@ -247,10 +248,13 @@ def test_every_qgov_setting_the_operator_reads_is_settable_through_values(render
             f"v{i}" if isinstance(default, str) else str(1000 + i))
         sets.append(f"config.{camel(name)}={value}")
         expected[name] = value
-    rendered = env(render(*sets, "ledger.secretName=mine", "executorImage.tag=9.9", "metrics.port=9191"))
+    rendered = env(render(*sets, "ledger.secretName=mine", "executorImage.tag=9.9", "executorImage.pullPolicy=Never",
+                          "metrics.port=9191"))
     assert {k: rendered.get(k) for k in expected} == expected
     assert rendered["QGOV_DATABASE_URL"] == {"secretKeyRef": {"name": "mine", "key": "url"}}
     assert rendered["QGOV_EXECUTOR_IMAGE"] == "ghcr.io/qgov/executor:9.9"
+    assert rendered["QGOV_EXECUTOR_IMAGE_PULL_POLICY"] == "Never"
+    assert set(SPECIAL) <= set(operator_settings())  # none of them is stale
     assert rendered["QGOV_METRICS_PORT"] == "9191"
 
 
@@ -264,7 +268,7 @@ def test_the_charts_defaults_are_the_operators_defaults(render: Any) -> None:
         assert str(value).lower() == default.lower(), f"config.{camel(name)}: {value!r}, the operator's default {default!r}"
         assert rendered[name].lower() == default.lower()
     # settings without a default in the code are not passed unless set ("" or null)
-    assert "QGOV_JOB_TTL_SECONDS" not in rendered and "QGOV_MIGRATIONS" not in rendered
+    assert not {"QGOV_JOB_TTL_SECONDS", "QGOV_MIGRATIONS", "QGOV_EXECUTOR_IMAGE_PULL_POLICY"} & set(rendered)
     # numbers reach the operator as it parses them (int("1e+07") would stop it)
     assert env(render("config.batchMaxTimeSeconds=10000000", "config.retryBaseSeconds=0.5"))[
         "QGOV_BATCH_MAX_TIME_SECONDS"] == "10000000"

@@ -317,7 +317,7 @@ def attempt_placement(job: dict[str, Any]) -> Placement:
 
 def create_pod(job: dict[str, Any], attempt: int, runtime: RuntimeSessionRef | None) -> bool:
     """Create the attempt's executor pod; False when it exists already (a replay, or a race)."""
-    body = executor_pod(job, attempt, rt().config.executor_image, runtime)
+    body = executor_pod(job, attempt, rt().config.executor_image, runtime, rt().config.executor_image_pull_policy)
     try:  # skip building client models from the answer; read it, or the pooled connection breaks
         http = rt().http
         if http is not None:

@@ -98,13 +98,15 @@ def env_of(pod: Any) -> dict[str, str]:
     return {e.name: e.value for e in pod.spec.containers[0].env or [] if e.value is not None}
 
 
+@pytest.mark.slow
 def test_helm_install_upgrade_and_uninstall(bare_cluster: UpstreamCluster, tmp_path: Path) -> None:
     helm = Helm(bare_cluster, tmp_path / "helm-home")
     ledger_url = f"sqlite:///{tmp_path / 'ledger.db'}"
     metrics_port = free_port()
     install = ("install", RELEASE, str(CHART), "--namespace", SYSTEM, "--create-namespace", "--wait",
                "--timeout", "3m", "--set", "replicas=1", "--set", f"ledger.url={ledger_url}",
-               "--set", f"metrics.port={metrics_port}", "--set", "config.podSweepSeconds=5")
+               "--set", f"metrics.port={metrics_port}", "--set", "config.podSweepSeconds=5",
+               "--set", "executorImage.pullPolicy=Never")
     try:
         # ------------------------------------------------------------ install
         out = helm(*install)
@@ -123,6 +125,9 @@ def test_helm_install_upgrade_and_uninstall(bare_cluster: UpstreamCluster, tmp_p
         helm.create("QiskitJob", "qiskitjobs", "bell", {"backend": "priced-aer", "circuits": [BELL], "shots": 1000})
         status = helm.final("bell")
         assert status["phase"] == "Succeeded" and status["actualCost"] == "0.30", status
+        # its executor pod as the values said (Kubernetes' default for a tagged image: IfNotPresent)
+        executor = helm.core.read_namespaced_pod(status["podName"], NS).spec.containers[0]
+        assert (executor.image, executor.image_pull_policy) == ("ghcr.io/qgov/executor:0.1.0", "Never")
         # settled in the ledger: the reservation by the job's UID, at the job's charge
         uid = helm.job("bell")["metadata"]["uid"]
         ledger = Ledger(ledger_url)
