@@ -28,7 +28,7 @@ def helm(tmp_path_factory: pytest.TempPathFactory) -> Any:
            "HELM_DATA_HOME": str(home / "data"), "PATH": "/usr/bin:/bin", "HOME": str(home)}
 
     def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run([binary, *args], capture_output=True, text=True, env=env, timeout=120)
+        result = subprocess.run([binary, *args], check=False, capture_output=True, text=True, env=env, timeout=120)
         if check and result.returncode != 0:
             raise AssertionError(f"helm {' '.join(args)} failed ({result.returncode}):\n{result.stdout}{result.stderr}")
         return result
