@@ -41,8 +41,9 @@ class UpstreamCluster:
     """Control plane + node + qgov's manifests applied. The operator Deployment is scaled to 0
     until `start_operator_deployment` (the manifests' ledger Secret is the user's to create)."""
 
-    def __init__(self, workdir: Path, *, node_env: dict[str, str] | None = None) -> None:
+    def __init__(self, workdir: Path, *, node_env: dict[str, str] | None = None, manifests: bool = True) -> None:
         self.workdir = workdir
+        self.manifests = manifests  # False: a bare cluster, for an install by other means (the Helm chart)
         self.control_plane = ControlPlane(workdir / "control-plane")
         self.node: Node | None = None
         self.node_env = dict(node_env or {})
@@ -66,9 +67,10 @@ class UpstreamCluster:
                              workdir=self.workdir / "node", api_server=self.control_plane.url, extra_env=self.node_env)
             self.node.start()
             self.api = kubernetes.config.new_client_from_config(config_file=str(self.kubeconfig))
-            self.kubectl("apply", "-k", str(MANIFESTS))
-            self.kubectl("scale", "deployment", DEPLOYMENT, "-n", SYSTEM_NAMESPACE, "--replicas=0")
-            self.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
+            if self.manifests:
+                self.kubectl("apply", "-k", str(MANIFESTS))
+                self.kubectl("scale", "deployment", DEPLOYMENT, "-n", SYSTEM_NAMESPACE, "--replicas=0")
+                self.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
         except BaseException:
             self.stop()
             raise

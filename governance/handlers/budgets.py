@@ -186,7 +186,8 @@ def on_budget(body: kopf.Body, spec: kopf.Spec, namespace: str, name: str, patch
 
 def provide_executor_identity(budget: dict[str, Any], namespace: str) -> None:
     """The namespace's executor ServiceAccount and RoleBinding (identity.py), once per namespace
-    and operator process; a refusal is a Warning on the budget, not a failed budget."""
+    and operator process; a refusal is a Warning on the budget (or on the unbudgeted job that
+    asked), not a failed budget."""
     from kubernetes.client.rest import ApiException
 
     from .identity import ensure_executor_identity

@@ -33,6 +33,7 @@ class OperatorConfig:
     job_ttl_seconds: int | None = None  # finished QiskitJobs without spec.ttlSecondsAfterFinished (expiry.py)
     provision_executor_identity: bool = True  # ServiceAccount + RoleBinding qgov-executor per budget (identity.py)
     metrics_port: int = 9090  # Prometheus /metrics (governance/metrics.py); 0 serves none
+    executor_image_pull_policy: str | None = None  # executor pods' imagePullPolicy (None: Kubernetes' default)
 
     @classmethod
     def from_env(cls) -> OperatorConfig:
@@ -53,4 +54,5 @@ class OperatorConfig:
             provision_executor_identity=os.environ.get("QGOV_PROVISION_EXECUTOR_IDENTITY", "true").lower()
             not in ("0", "false", "no"),
             metrics_port=int(os.environ.get("QGOV_METRICS_PORT", "9090")),
+            executor_image_pull_policy=os.environ.get("QGOV_EXECUTOR_IMAGE_PULL_POLICY") or None,
         )

@@ -28,7 +28,7 @@ from ..budget.costmodel import Usage, amount_in_unit
 from ..budget.errors import DatabaseUnavailable, UnknownBudget, UnknownReservation
 from ..budget.money import format_amount, format_quantity
 from ..budget.types import Decision, QueueChange, ReserveRequest, SettleOutcome
-from .budgets import budget_event, refresh_budget_status, refresh_namespace_budgets
+from .budgets import budget_event, provide_executor_identity, refresh_budget_status, refresh_namespace_budgets
 from .conditions import iso, now_iso, parse_iso, set_condition
 from .expiry import expires_at
 from . import rawevents
@@ -218,6 +218,9 @@ def admit(job: dict[str, Any]) -> dict[str, Any]:
                              f"runs in dedicated session {placed[0]}, which pays for its time")
     if choice is None:
         log.info(f"admitting {namespace}/{name} without a budget (QGOV_ALLOW_UNBUDGETED)")
+        # its pod runs as qgov-executor too, which a budget would have provided (a real API server
+        # refuses a pod whose ServiceAccount does not exist)
+        provide_executor_identity(job, namespace)
         return _admitted(job, base, "Unbudgeted", "admitted without a budget (the operator allows unbudgeted work)",
                          event=True)
     try:
@@ -314,7 +317,7 @@ def attempt_placement(job: dict[str, Any]) -> Placement:
 
 def create_pod(job: dict[str, Any], attempt: int, runtime: RuntimeSessionRef | None) -> bool:
     """Create the attempt's executor pod; False when it exists already (a replay, or a race)."""
-    body = executor_pod(job, attempt, rt().config.executor_image, runtime)
+    body = executor_pod(job, attempt, rt().config.executor_image, runtime, rt().config.executor_image_pull_policy)
     try:  # skip building client models from the answer; read it, or the pooled connection breaks
         http = rt().http
         if http is not None:

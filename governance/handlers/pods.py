@@ -44,10 +44,10 @@ def runner_pod_name(session_name: str) -> str:
 
 
 def _executor_pod(name: str, owner: dict[str, Any], kind: str, labels: dict[str, str], container: str,
-                  image: str, command: list[str], **spec: Any) -> dict[str, Any]:
+                  image: str, command: list[str], pull_policy: str | None = None, **spec: Any) -> dict[str, Any]:
     """The pod every executor runs in: its owner (a QiskitJob or a QiskitSession) deletes it with itself."""
     meta = owner["metadata"]
-    return {
+    pod: dict[str, Any] = {
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {
             "name": name, "namespace": meta["namespace"], "labels": {**labels, MANAGED_BY_LABEL: "qgov"},
@@ -69,16 +69,19 @@ def _executor_pod(name: str, owner: dict[str, Any], kind: str, labels: dict[str,
             }],
         },
     }
+    if pull_policy:  # QGOV_EXECUTOR_IMAGE_PULL_POLICY; unset, Kubernetes' default (Always for :latest)
+        pod["spec"]["containers"][0]["imagePullPolicy"] = pull_policy
+    return pod
 
 
-def session_runner_pod(session: dict[str, Any], image: str) -> dict[str, Any]:
+def session_runner_pod(session: dict[str, Any], image: str, pull_policy: str | None = None) -> dict[str, Any]:
     """A local session's one long-lived executor: it runs the session's jobs in turn, so Python and
     Aer start once per session instead of once per job."""
     meta = session["metadata"]
     return _executor_pod(runner_pod_name(meta["name"]), session, "QiskitSession",
                          {SESSION_RUNNER_LABEL: label_value(meta["name"])}, "runner", image,
                          ["python", "-m", "executor.session", "--namespace", meta["namespace"], "--session", meta["name"]],
-                         terminationGracePeriodSeconds=60)  # the job in hand finishes on SIGTERM
+                         pull_policy, terminationGracePeriodSeconds=60)  # the job in hand finishes on SIGTERM
 
 
 def token_secret_name(session_name: str) -> str:
@@ -86,12 +89,12 @@ def token_secret_name(session_name: str) -> str:
 
 
 def executor_pod(job: dict[str, Any], attempt: int, image: str,
-                 runtime: RuntimeSessionRef | None = None) -> dict[str, Any]:
+                 runtime: RuntimeSessionRef | None = None, pull_policy: str | None = None) -> dict[str, Any]:
     meta = job["metadata"]
     pod = _executor_pod(pod_name(meta["name"], attempt), job, "QiskitJob",
                         {JOB_LABEL: label_value(meta["name"]), JOB_UID_LABEL: meta["uid"], "qgov.dev/attempt": str(attempt)},
                         "executor", image, ["python", "-m", "executor", "--namespace", meta["namespace"], "--job",
-                                            meta["name"], "--attempt", str(attempt)])
+                                            meta["name"], "--attempt", str(attempt)], pull_policy)
     if runtime is not None:
         container = pod["spec"]["containers"][0]
         container["env"].extend(runtime.env())

@@ -278,7 +278,7 @@ def _create_runner(session: dict[str, Any]) -> bool:
     """Create the session's runner pod; False when it exists already (a replay)."""
     from .jobs import discard
 
-    body = session_runner_pod(session, rt().config.executor_image)
+    body = session_runner_pod(session, rt().config.executor_image, rt().config.executor_image_pull_policy)
     try:
         discard(rt().core.create_namespaced_pod(session["metadata"]["namespace"], body, _preload_content=False))
         return True

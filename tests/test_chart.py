@@ -1,0 +1,304 @@
+"""The Helm chart (charts/qgov) against the real helm binary: it lints, renders, ships the same CRDs
+and RBAC as the kustomize install, mirrors its Deployment, and lets every QGOV_* setting the
+operator reads be set through values. (tests/operator/test_chart_upstream.py installs it.)"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from governance.devcluster.controlplane import tool
+from governance.devcluster.upstream import kubectl_binary
+
+ROOT = Path(__file__).resolve().parents[1]
+CHART = ROOT / "charts" / "qgov"
+NAMESPACE = "qgov-system"  # the kustomize install's namespace, so that bindings compare equal
+
+
+@pytest.fixture(scope="module")
+def helm(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    binary = str(tool("helm"))
+    home = tmp_path_factory.mktemp("helm-home")
+    env = {"HELM_CACHE_HOME": str(home / "cache"), "HELM_CONFIG_HOME": str(home / "config"),
+           "HELM_DATA_HOME": str(home / "data"), "PATH": "/usr/bin:/bin", "HOME": str(home)}
+
+    def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run([binary, *args], check=False, capture_output=True, text=True, env=env, timeout=120)
+        if check and result.returncode != 0:
+            raise AssertionError(f"helm {' '.join(args)} failed ({result.returncode}):\n{result.stdout}{result.stderr}")
+        return result
+
+    return run
+
+
+@pytest.fixture(scope="module")
+def render(helm: Any) -> Any:
+    def render(*sets: str, crds: bool = False) -> list[dict[str, Any]]:
+        args = ["template", "qgov", str(CHART), "--namespace", NAMESPACE]
+        args += ["--include-crds"] if crds else []
+        for s in sets:
+            args += ["--set", s]
+        return [d for d in yaml.safe_load_all(helm(*args).stdout) if d]
+
+    return render
+
+
+def kustomize() -> list[dict[str, Any]]:
+    out = subprocess.run([kubectl_binary(), "kustomize", str(ROOT / "operator" / "manifests")],
+                         capture_output=True, text=True, check=True, timeout=60).stdout
+    return [d for d in yaml.safe_load_all(out) if d]
+
+
+def one(docs: list[dict[str, Any]], kind: str, name: str | None = None) -> dict[str, Any]:
+    found = [d for d in docs if d["kind"] == kind and (name is None or d["metadata"]["name"] == name)]
+    assert len(found) == 1, f"{len(found)} {kind} {name or ''} in {[(d['kind'], d['metadata']['name']) for d in docs]}"
+    return found[0]
+
+
+def container(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    return one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+
+
+def env(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in container(docs).get("env", [])}
+
+
+# ---------------------------------------------------------------------------------------------- lint
+
+
+def test_helm_lint_strict_passes_with_defaults_and_with_every_option(helm: Any) -> None:
+    for sets in ([], ["ledger.url=postgresql://qgov:pw@db/qgov", "metrics.serviceMonitor.enabled=true",
+                      "config.jobTtlSeconds=3600", "replicas=1", "nodeSelector.disk=ssd"],
+                 ["metrics.enabled=false"]):
+        result = helm("lint", "--strict", str(CHART), *(a for s in sets for a in ("--set", s)))
+        assert "0 chart(s) failed" in result.stdout, result.stdout
+
+
+def test_a_misspelt_setting_is_refused_not_ignored(helm: Any) -> None:
+    # values.schema.json: a typo in a setting's name would otherwise install an operator without it
+    result = helm("template", "qgov", str(CHART), "--set", "config.allowUnbugeted=true", check=False)
+    assert result.returncode != 0 and "allowUnbugeted" in result.stderr, result.stderr
+    result = helm("template", "qgov", str(CHART), "--set", "replicas=two", check=False)
+    assert result.returncode != 0 and "replicas" in result.stderr, result.stderr
+
+
+# ---------------------------------------------------------------------------------------------- CRDs
+
+
+def test_the_chart_ships_exactly_the_crds_of_crds_dir(render: Any) -> None:
+    ours = sorted(p.name for p in (CHART / "crds").iterdir())
+    theirs = sorted(p.name for p in (ROOT / "crds").glob("*.yaml") if p.name != "kustomization.yaml")
+    assert ours == theirs
+    for name in theirs:  # byte for byte: copy crds/*.yaml into charts/qgov/crds/ after editing a CRD
+        assert (CHART / "crds" / name).read_bytes() == (ROOT / "crds" / name).read_bytes(), (
+            f"charts/qgov/crds/{name} differs from crds/{name}: cp crds/{name} charts/qgov/crds/")
+    rendered = {d["metadata"]["name"] for d in render(crds=True) if d["kind"] == "CustomResourceDefinition"}
+    assert rendered == {f"{p.stem}.qgov.dev" for p in (ROOT / "crds").glob("qiskit*.yaml")}
+    # and never as templates: Helm would then delete them (and every QiskitJob) on uninstall
+    assert not [d for d in render() if d["kind"] == "CustomResourceDefinition"]
+
+
+# ---------------------------------------------------------------------------------------------- RBAC
+
+
+def test_rbac_is_the_kustomize_rbac(render: Any) -> None:
+    chart, manifests = render(), kustomize()
+
+    def rbac(docs: list[dict[str, Any]]) -> dict[tuple[str, str], Any]:
+        out: dict[tuple[str, str], Any] = {}
+        for d in docs:
+            if d["kind"] in ("ClusterRole", "Role"):
+                out[(d["kind"], d["metadata"]["name"])] = d["rules"]
+            elif d["kind"] in ("ClusterRoleBinding", "RoleBinding"):
+                out[(d["kind"], d["metadata"]["name"])] = (d["roleRef"], d["subjects"])
+            elif d["kind"] == "ServiceAccount":
+                out[(d["kind"], d["metadata"]["name"])] = d["metadata"]["namespace"]
+        return out
+
+    ours, theirs = rbac(chart), rbac(manifests)
+    assert sorted(ours) == sorted(theirs)
+    for key in theirs:
+        assert ours[key] == theirs[key], f"{key} differs from operator/manifests/rbac.yaml"
+    # the operator pod runs as the account those rules are bound to
+    assert one(chart, "Deployment")["spec"]["template"]["spec"]["serviceAccountName"] == "qgov-operator"
+
+
+def test_the_binding_follows_the_release_namespace(helm: Any) -> None:
+    out = helm("template", "qgov", str(CHART), "--namespace", "platform").stdout
+    binding = one([d for d in yaml.safe_load_all(out) if d], "ClusterRoleBinding", "qgov-operator")
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "qgov-operator", "namespace": "platform"}]
+
+
+# ---------------------------------------------------------------------------------------------- Deployment
+
+
+def test_the_deployment_mirrors_the_kustomize_one(render: Any) -> None:
+    chart, manifests = one(render(), "Deployment"), one(kustomize(), "Deployment")
+    pod, their_pod = chart["spec"]["template"]["spec"], manifests["spec"]["template"]["spec"]
+    ours, theirs = pod["containers"][0], their_pod["containers"][0]
+    assert chart["spec"]["replicas"] == 2  # the chart's default (values.yaml says why)
+    assert pod["securityContext"] == their_pod["securityContext"]
+    assert pod["serviceAccountName"] == their_pod["serviceAccountName"]
+    for field in ("image", "ports", "livenessProbe", "readinessProbe", "startupProbe", "resources", "securityContext"):
+        assert ours.get(field) == theirs.get(field), field
+    annotations = chart["spec"]["template"]["metadata"]["annotations"]
+    for key, value in manifests["spec"]["template"]["metadata"].get("annotations", {}).items():
+        assert annotations[key] == value
+    # every variable the kustomize Deployment sets, the chart sets the same way
+    their_env = {e["name"]: e.get("value", e.get("valueFrom")) for e in theirs["env"]}
+    our_env = {e["name"]: e.get("value", e.get("valueFrom")) for e in ours["env"]}
+    assert {k: our_env.get(k) for k in their_env} == their_env
+
+
+def test_scheduling_resources_and_images_come_from_values(render: Any) -> None:
+    docs = render("replicas=3", "nodeSelector.pool=ops", "tolerations[0].key=dedicated",
+                  "tolerations[0].operator=Exists", "resources.limits.memory=2Gi",
+                  "image.repository=registry.example/qgov/operator", "image.tag=1.2.3", "image.pullPolicy=Always",
+                  "executorImage.repository=registry.example/qgov/executor", "executorImage.tag=1.2.4",
+                  "affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0]"
+                  ".matchExpressions[0].key=zone",
+                  "affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0]"
+                  ".matchExpressions[0].operator=Exists")
+    deployment = one(docs, "Deployment")
+    pod = deployment["spec"]["template"]["spec"]
+    assert deployment["spec"]["replicas"] == 3
+    assert pod["nodeSelector"] == {"pool": "ops"}
+    assert pod["tolerations"] == [{"key": "dedicated", "operator": "Exists"}]
+    assert pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"][0][
+        "matchExpressions"] == [{"key": "zone", "operator": "Exists"}]
+    assert pod["containers"][0]["resources"]["limits"] == {"memory": "2Gi"}
+    assert pod["containers"][0]["image"] == "registry.example/qgov/operator:1.2.3"
+    assert pod["containers"][0]["imagePullPolicy"] == "Always"
+    assert env(docs)["QGOV_EXECUTOR_IMAGE"] == "registry.example/qgov/executor:1.2.4"
+
+
+def test_the_ledger_url_comes_from_your_secret_or_one_the_chart_makes(render: Any) -> None:
+    docs = render()
+    assert env(docs)["QGOV_DATABASE_URL"] == {"secretKeyRef": {"name": "qgov-ledger", "key": "url"}}
+    assert not [d for d in docs if d["kind"] == "Secret"]  # yours to create (NOTES.txt says how)
+    docs = render("ledger.secretName=db-creds", "ledger.secretKey=dsn")
+    assert env(docs)["QGOV_DATABASE_URL"] == {"secretKeyRef": {"name": "db-creds", "key": "dsn"}}
+    made = render("ledger.url=postgresql://qgov:pw@db/qgov")
+    secret = one(made, "Secret", "qgov-ledger")
+    assert secret["data"] == {"url": "cG9zdGdyZXNxbDovL3Fnb3Y6cHdAZGIvcWdvdg=="}  # base64 of the URL
+    assert env(made)["QGOV_DATABASE_URL"] == {"secretKeyRef": {"name": "qgov-ledger", "key": "url"}}
+    # a new URL rolls the operator pods (env from a Secret is read only when a container starts)
+    moved = render("ledger.url=postgresql://qgov:pw@db2/qgov")
+    assert (one(made, "Deployment")["spec"]["template"]["metadata"]["annotations"]["checksum/ledger"]
+            != one(moved, "Deployment")["spec"]["template"]["metadata"]["annotations"]["checksum/ledger"])
+
+
+# ---------------------------------------------------------------------------------------------- settings
+
+# every quoted "QGOV_..." name: os.environ.get("QGOV_X", "default"), os.environ["QGOV_X"], _flag("QGOV_X")
+NAME = re.compile(r"""["'](QGOV_[A-Z0-9_]+)["']""")
+DEFAULT = re.compile(r"""os\.environ\.get\(\s*["'](QGOV_[A-Z0-9_]+)["']\s*,\s*["']([^"']*)["']""")
+# what the chart sets from other values than config.<name>
+SPECIAL = {"QGOV_DATABASE_URL": "ledger", "QGOV_EXECUTOR_IMAGE": "executorImage",
+           "QGOV_EXECUTOR_IMAGE_PULL_POLICY": "executorImage.pullPolicy", "QGOV_METRICS_PORT": "metrics.port"}
+
+
+def operator_settings() -> dict[str, str | None]:
+    """Every QGOV_* variable the operator process reads, with its default in the code (None: none
+    there). governance/ is the operator (`qgov operator`); its devcluster/ and testing/ are test
+    tooling. Names the executor reads (executor/) are what the operator passes to executor pods."""
+    executor = {n for p in (ROOT / "executor").rglob("*.py") for n in NAME.findall(p.read_text())}
+    found: dict[str, str | None] = {}
+    for path in sorted((ROOT / "governance").rglob("*.py")):
+        if {"devcluster", "testing"} & set(path.relative_to(ROOT / "governance").parts):
+            continue
+        text = path.read_text()
+        defaults = dict(DEFAULT.findall(text))
+        for name in NAME.findall(text):
+            if name not in executor:
+                found.setdefault(name, defaults.get(name))
+    return found
+
+
+def camel(name: str) -> str:
+    head, *rest = name.removeprefix("QGOV_").lower().split("_")
+    return head + "".join(w.capitalize() for w in rest)
+
+
+def test_the_settings_scan_finds_the_operators_settings() -> None:
+    found = operator_settings()
+    # a sample the scan must see, or it is not scanning what the operator reads
+    assert {"QGOV_DATABASE_URL", "QGOV_POD_SWEEP_SECONDS", "QGOV_SESSION_INTERVAL_SECONDS", "QGOV_MIGRATIONS",
+            "QGOV_JOB_TTL_SECONDS"} <= set(found)
+    assert found["QGOV_POD_SWEEP_SECONDS"] == "30" and found["QGOV_ALLOW_UNBUDGETED"] is None
+    # what the operator only hands to executor pods is not an operator setting
+    assert "QGOV_TERMINATION_LOG" not in found and "QGOV_IBM_SESSION" not in found
+
+
+def test_every_qgov_setting_the_operator_reads_is_settable_through_values(render: Any) -> None:
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    missing = [n for n in operator_settings() if n not in SPECIAL and camel(n) not in values["config"]]
+    assert not missing, f"settings the operator reads that values.yaml's config does not offer: {missing}"
+    sets, expected = [], {}
+    for i, name in enumerate(operator_settings()):
+        if name in SPECIAL:
+            continue
+        default = values["config"][camel(name)]  # a value of the setting's type, unlike its default
+        value = ("false" if default else "true") if isinstance(default, bool) else (
+            f"v{i}" if isinstance(default, str) else str(1000 + i))
+        sets.append(f"config.{camel(name)}={value}")
+        expected[name] = value
+    rendered = env(render(*sets, "ledger.secretName=mine", "executorImage.tag=9.9", "executorImage.pullPolicy=Never",
+                          "metrics.port=9191"))
+    assert {k: rendered.get(k) for k in expected} == expected
+    assert rendered["QGOV_DATABASE_URL"] == {"secretKeyRef": {"name": "mine", "key": "url"}}
+    assert rendered["QGOV_EXECUTOR_IMAGE"] == "ghcr.io/qgov/executor:9.9"
+    assert rendered["QGOV_EXECUTOR_IMAGE_PULL_POLICY"] == "Never"
+    assert set(SPECIAL) <= set(operator_settings())  # none of them is stale
+    assert rendered["QGOV_METRICS_PORT"] == "9191"
+
+
+def test_the_charts_defaults_are_the_operators_defaults(render: Any) -> None:
+    values = yaml.safe_load((CHART / "values.yaml").read_text())["config"]
+    rendered = env(render())
+    for name, default in operator_settings().items():
+        if name in SPECIAL or default is None:
+            continue
+        value = values[camel(name)]
+        assert str(value).lower() == default.lower(), f"config.{camel(name)}: {value!r}, the operator's default {default!r}"
+        assert rendered[name].lower() == default.lower()
+    # settings without a default in the code are not passed unless set ("" or null)
+    assert not {"QGOV_JOB_TTL_SECONDS", "QGOV_MIGRATIONS", "QGOV_EXECUTOR_IMAGE_PULL_POLICY"} & set(rendered)
+    # numbers reach the operator as it parses them (int("1e+07") would stop it)
+    assert env(render("config.batchMaxTimeSeconds=10000000", "config.retryBaseSeconds=0.5"))[
+        "QGOV_BATCH_MAX_TIME_SECONDS"] == "10000000"
+    assert env(render("config.retryBaseSeconds=0.5"))["QGOV_RETRY_BASE_SECONDS"] == "0.5"
+
+
+def test_extra_env_is_passed(render: Any) -> None:
+    assert env(render("extraEnv[0].name=HTTPS_PROXY", "extraEnv[0].value=http://proxy:3128"))[
+        "HTTPS_PROXY"] == "http://proxy:3128"
+
+
+# ---------------------------------------------------------------------------------------------- metrics
+
+
+def test_the_metrics_service_and_the_service_monitor_only_when_enabled(render: Any) -> None:
+    docs = render()
+    service = one(docs, "Service", "qgov-operator-metrics")
+    assert service["spec"]["ports"] == [{"name": "metrics", "port": 9090, "targetPort": "metrics", "protocol": "TCP"}]
+    pod_labels = one(docs, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    assert service["spec"]["selector"].items() <= pod_labels.items()
+    assert not [d for d in docs if d["kind"] == "ServiceMonitor"]
+
+    docs = render("metrics.serviceMonitor.enabled=true", "metrics.serviceMonitor.labels.release=prom")
+    monitor = one(docs, "ServiceMonitor", "qgov-operator")
+    assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+    assert monitor["metadata"]["labels"]["release"] == "prom"
+    assert monitor["spec"]["endpoints"][0]["port"] == "metrics"
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= one(docs, "Service")["metadata"]["labels"].items()
+
+    docs = render("metrics.enabled=false", "metrics.serviceMonitor.enabled=true")
+    assert not [d for d in docs if d["kind"] in ("Service", "ServiceMonitor")]
+    assert env(docs)["QGOV_METRICS_PORT"] == "0"
+    assert "prometheus.io/scrape" not in one(docs, "Deployment")["spec"]["template"]["metadata"]["annotations"]
