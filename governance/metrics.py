@@ -66,8 +66,21 @@ BUDGET_SPENT = Gauge("qgov_budget_spent", "Charged in the budget's current perio
 BUDGET_HELD = Gauge("qgov_budget_held", "Reserved for admitted work not settled yet", BUDGET_LABELS)
 BUDGET_REMAINING = Gauge("qgov_budget_remaining", "Limit minus spent minus held (never below 0)", BUDGET_LABELS)
 BUDGET_QUEUED = Gauge("qgov_budget_queued_jobs", "QiskitJobs waiting in the budget's queue", BUDGET_LABELS)
-_BUDGET_GAUGES = (BUDGET_LIMIT, BUDGET_SPENT, BUDGET_HELD, BUDGET_REMAINING, BUDGET_QUEUED)
+BUDGET_BURN_RATE = Gauge("qgov_budget_burn_rate_per_day", "Committed (spent + held) per day over the window: "
+                         "the last 24 hours (1d), or the daily average of the last 7 days (7d)", (*BUDGET_LABELS, "window"))
+BUDGET_EXHAUSTION = Gauge("qgov_budget_exhaustion_timestamp_seconds", "When the budget's remaining funds run out at "
+                          "its burn rate (the higher of 1d and 7d), if before its period ends; absent otherwise",
+                          BUDGET_LABELS)
+BUDGET_WARN_AT = Gauge("qgov_budget_warning_threshold_ratio", "The budget's warning thresholds (spec.warnAt, "
+                       "default 80%) as fractions of its limit; the threshold label is the percentage",
+                       (*BUDGET_LABELS, "threshold"))
+BUDGET_OLDEST_QUEUED = Gauge("qgov_budget_oldest_queued_timestamp_seconds", "When the job at the head of the "
+                             "budget's queue was queued (Unix time); absent when nothing waits", BUDGET_LABELS)
+_BUDGET_GAUGES = (BUDGET_LIMIT, BUDGET_SPENT, BUDGET_HELD, BUDGET_REMAINING, BUDGET_QUEUED, BUDGET_EXHAUSTION,
+                  BUDGET_OLDEST_QUEUED)
 _budget_units: dict[tuple[str, str], str] = {}  # the unit each budget's series carry now
+_budget_thresholds: dict[tuple[str, str], tuple[str, ...]] = {}  # the threshold labels each budget's series carry
+BURN_WINDOWS = (("1d", "lastDay"), ("7d", "lastWeek"))  # window label, budget status' burnRate field
 
 # ---------------------------------------------------------------------- admission and settlement
 
@@ -110,8 +123,23 @@ def _amount(text: Any) -> float:
     return float(Decimal(str(text or "0")))
 
 
-def budget_status(namespace: str, name: str, status: dict[str, Any]) -> None:
-    """The budget status writer computed the budget's status: its figures become the gauges."""
+def _optional(gauge: Gauge, labels: tuple[str, ...], moment: datetime | None) -> None:
+    """A timestamp gauge: set to `moment` (Unix seconds), or absent when there is none."""
+    if moment is not None:
+        gauge.labels(*labels).set(moment.timestamp())
+    else:
+        try:
+            gauge.remove(*labels)
+        except KeyError:
+            pass
+
+
+def budget_status(namespace: str, name: str, status: dict[str, Any], *, warn_at: Iterable[int] = (),
+                  exhaustion: datetime | None = None, oldest_queued: datetime | None = None) -> None:
+    """The budget status writer computed the budget's status: its figures become the gauges. And
+    what the status shows only in words or not at all: the warning thresholds (percentages), the
+    projected exhaustion time (None: funds last the period, or nothing is spent), and when the
+    head of the queue was queued (None: nothing waits)."""
     unit = str(status.get("unit") or "")
     key = (namespace, name)
     previous = _budget_units.get(key)
@@ -124,16 +152,38 @@ def budget_status(namespace: str, name: str, status: dict[str, Any]) -> None:
     BUDGET_HELD.labels(*labels).set(_amount(status.get("reserved")))
     BUDGET_REMAINING.labels(*labels).set(_amount(status.get("remaining")))
     BUDGET_QUEUED.labels(*labels).set(int((status.get("jobs") or {}).get("queued") or 0))
+    burn = status.get("burnRate") or {}
+    for window, field in BURN_WINDOWS:
+        BUDGET_BURN_RATE.labels(*labels, window).set(_amount(burn.get(field)))
+    _optional(BUDGET_EXHAUSTION, labels, exhaustion)
+    _optional(BUDGET_OLDEST_QUEUED, labels, oldest_queued)
+    thresholds = tuple(str(p) for p in sorted(set(int(p) for p in warn_at)))
+    for gone in set(_budget_thresholds.get(key, ())) - set(thresholds):
+        BUDGET_WARN_AT.remove(*labels, gone)
+    _budget_thresholds[key] = thresholds
+    for pct in thresholds:
+        BUDGET_WARN_AT.labels(*labels, pct).set(float(Fraction(int(pct), 100)))
 
 
 def forget_budget(key: tuple[str, str]) -> None:
     """The budget is gone: its series go too."""
     unit = _budget_units.pop(key, None)
+    thresholds = _budget_thresholds.pop(key, ())
     if unit is None:
         return
     for gauge in _BUDGET_GAUGES:
         try:
             gauge.remove(key[0], key[1], unit)
+        except KeyError:
+            pass
+    for window, _ in BURN_WINDOWS:
+        try:
+            BUDGET_BURN_RATE.remove(key[0], key[1], unit, window)
+        except KeyError:
+            pass
+    for pct in thresholds:
+        try:
+            BUDGET_WARN_AT.remove(key[0], key[1], unit, pct)
         except KeyError:
             pass
 
