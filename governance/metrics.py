@@ -109,6 +109,8 @@ SESSION_JOBS = Histogram("qgov_runtime_session_jobs", "QiskitJobs per IBM Runtim
                          ("mode",), buckets=(0, 1, 2, 5, 10, 20, 50, 100, 200))
 TOKEN_REFRESHES = Counter("qgov_iam_token_refreshes", "IAM bearer tokens obtained for an API key")
 TOKEN_FAILURES = Counter("qgov_iam_token_failures", "IAM exchanges that gave no token", ("reason",))
+for _reason_ in ("CredentialsRefused", "CredentialsMissing", "IamUnavailable"):  # TokenError's reasons
+    TOKEN_FAILURES.labels(_reasons(_reason_))  # at 0 from the start: rate() and increase() see the first failure
 IBM_ANSWERS = Counter("qgov_ibm_api_answers", "Answers of IBM Quantum's Runtime API to the operator "
                                               "(status 'error': no answer)", ("method", "status"))
 POD_STALLS = Counter("qgov_executor_pod_start_failures", "Executor pods found unable to start, "
@@ -272,6 +274,14 @@ def dedicated_settled(session: dict[str, Any], budgets: Iterable[str], summary: 
     wall = Decimal(int(summary.get("wallSeconds") or 0))
     SESSION_WALL.labels(*labels).inc(float(wall))
     SESSION_IDLE.labels(*labels).inc(float(max(Decimal(0), wall - Decimal(str(summary.get("usageSeconds") or 0)))))
+
+
+def dedicated_opened(session: dict[str, Any]) -> None:
+    """A dedicated session opened: its billed-seconds series exist from now on, at 0, so that the
+    first charge is an increase Prometheus sees (a series born at 40 has no increase to show)."""
+    labels = (session["metadata"]["namespace"], _backends((session.get("spec") or {}).get("backend")))
+    SESSION_WALL.labels(*labels)
+    SESSION_IDLE.labels(*labels)
 
 
 def session_ended(session: dict[str, Any], jobs: int) -> None:

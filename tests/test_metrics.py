@@ -205,3 +205,16 @@ def test_a_forgotten_budget_leaves_no_series(budget_runtime: Ledger) -> None:
                         "qgov_budget_oldest_queued_timestamp_seconds"}
     metrics.forget_budget((NS_A, BUDGET_A))
     assert series() == set()
+
+
+def test_series_an_alert_takes_the_increase_of_exist_at_zero_before_the_first_event() -> None:
+    """increase() over a series whose first sample is already 1 is empty: the first IAM failure,
+    or the first idle second of a namespace's dedicated session, would never alert."""
+    for reason in ("CredentialsRefused", "CredentialsMissing", "IamUnavailable"):
+        assert REGISTRY.get_sample_value("qgov_iam_token_failures_total", {"reason": reason}) is not None
+    where = {"namespace": "team-idle", "backend": "ibm-idle"}
+    assert REGISTRY.get_sample_value("qgov_session_billed_idle_seconds_total", where) is None
+    metrics.dedicated_opened({"metadata": {"namespace": "team-idle"}, "spec": {"backend": "ibm-idle",
+                                                                              "mode": "dedicated"}})
+    assert REGISTRY.get_sample_value("qgov_session_billed_idle_seconds_total", where) == 0
+    assert REGISTRY.get_sample_value("qgov_session_billed_wall_seconds_total", where) == 0
