@@ -18,7 +18,7 @@ import logging
 import threading
 import time
 from collections import Counter as Tally
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime, timezone
 from decimal import Decimal
 from fractions import Fraction
@@ -105,6 +105,9 @@ SESSION_WALL = Counter("qgov_session_billed_wall_seconds", "Wall-clock seconds c
                        ("namespace", "backend"))
 SESSION_IDLE = Counter("qgov_session_billed_idle_seconds", "Of the billed wall-clock seconds of dedicated "
                        "sessions, those not metered as quantum work of their jobs", ("namespace", "backend"))
+SESSION_IDLE_COST = Counter("qgov_session_billed_idle_cost", "What the billed idle seconds of dedicated sessions "
+                            "cost, in the budget's unit (the charge times idle over wall seconds)",
+                            ("namespace", "backend", "unit"))
 SESSION_JOBS = Histogram("qgov_runtime_session_jobs", "QiskitJobs per IBM Runtime session, when it ends",
                          ("mode",), buckets=(0, 1, 2, 5, 10, 20, 50, 100, 200))
 TOKEN_REFRESHES = Counter("qgov_iam_token_refreshes", "IAM bearer tokens obtained for an API key")
@@ -261,19 +264,24 @@ def job_settled(job: dict[str, Any], outcome: SettleOutcome) -> None:
             int(status.get("estimatedMicro") or 0) or None)
 
 
-def dedicated_settled(session: dict[str, Any], budgets: Iterable[str], summary: dict[str, Any],
+def dedicated_settled(session: dict[str, Any], budgets: Mapping[str, str], summary: dict[str, Any],
                       outcome: SettleOutcome) -> None:
-    """A dedicated session paid for its wall-clock time: billed seconds, and the idle part of them
-    (wall time minus the quantum seconds its jobs were metered for, exact, floored at 0). `budgets`:
-    the namespace's; a dedicated session reserves in its only one (jobs._choose_budget)."""
+    """A dedicated session paid for its wall-clock time: billed seconds, the idle part of them
+    (wall time minus the quantum seconds its jobs were metered for, exact, floored at 0), and what
+    that idle part cost (the charge times idle over wall, exact until the one float). `budgets`: the
+    namespace's, name -> unit; a dedicated session reserves in its only one (jobs._choose_budget)."""
     if outcome.replayed:
         return
     names = list(budgets)
     settled(session["metadata"]["namespace"], names[0] if len(names) == 1 else "", outcome)
     labels = (session["metadata"]["namespace"], _backends((session.get("spec") or {}).get("backend")))
     wall = Decimal(int(summary.get("wallSeconds") or 0))
+    idle = max(Decimal(0), wall - Decimal(str(summary.get("usageSeconds") or 0)))
     SESSION_WALL.labels(*labels).inc(float(wall))
-    SESSION_IDLE.labels(*labels).inc(float(max(Decimal(0), wall - Decimal(str(summary.get("usageSeconds") or 0)))))
+    SESSION_IDLE.labels(*labels).inc(float(idle))
+    if wall and len(names) == 1:
+        cost = Fraction(outcome.actual_micro, 1_000_000) * Fraction(idle) / Fraction(wall)
+        SESSION_IDLE_COST.labels(*labels, budgets[names[0]]).inc(float(cost))
 
 
 def dedicated_opened(session: dict[str, Any]) -> None:

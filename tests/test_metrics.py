@@ -18,7 +18,7 @@ from prometheus_client import REGISTRY
 
 from governance import metrics
 from governance.budget.ledger import Ledger
-from governance.budget.types import BudgetSpec, Decision, ReserveRequest
+from governance.budget.types import BudgetSpec, Decision, ReserveRequest, SettleOutcome
 from governance.handlers.budgets import status_and_gauges
 from governance.handlers.runtime import Runtime, set_runtime
 from governance.sessions.tokens import Credential, Token, TokenError, TokenManager
@@ -218,3 +218,17 @@ def test_series_an_alert_takes_the_increase_of_exist_at_zero_before_the_first_ev
                                                                               "mode": "dedicated"}})
     assert REGISTRY.get_sample_value("qgov_session_billed_idle_seconds_total", where) == 0
     assert REGISTRY.get_sample_value("qgov_session_billed_wall_seconds_total", where) == 0
+
+
+def test_a_dedicated_sessions_idle_cost_is_its_charge_times_idle_over_wall_seconds() -> None:
+    session = {"metadata": {"namespace": "team-cost"}, "spec": {"backend": "ibm-cost", "mode": "dedicated"}}
+    where = {"namespace": "team-cost", "backend": "ibm-cost"}
+    # 7 wall seconds at 1.60 a second = 11.20; the jobs used 2.5 QPU-seconds: 4.5 idle
+    outcome = SettleOutcome("s1", "settled", 20_000_000, 11_200_000, 8_800_000, 0)
+    metrics.dedicated_settled(session, {"lab": "USD"}, {"wallSeconds": 7, "usageSeconds": "2.5"}, outcome)
+    assert sample("qgov_session_billed_wall_seconds_total", **where) == 7
+    assert sample("qgov_session_billed_idle_seconds_total", **where) == 4.5
+    assert sample("qgov_session_billed_idle_cost_total", **where, unit="USD") == 7.2  # 11.20 * 4.5 / 7
+    metrics.dedicated_settled(session, {"lab": "USD"}, {"wallSeconds": 7, "usageSeconds": "2.5"},
+                              SettleOutcome("s1", "settled", 20_000_000, 11_200_000, 0, 0, replayed=True))
+    assert sample("qgov_session_billed_idle_cost_total", **where, unit="USD") == 7.2  # a replay counts nothing

@@ -10,6 +10,7 @@ import urllib.request
 from collections import Counter
 from datetime import datetime, timezone
 from decimal import Decimal
+from fractions import Fraction
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -186,6 +187,8 @@ def test_a_dedicated_session_shows_its_billed_wall_and_idle_seconds(env: Env, ib
     assert Decimal(repr(value(samples, "qgov_session_billed_wall_seconds_total", **where))) == wall
     idle = Decimal(repr(value(samples, "qgov_session_billed_idle_seconds_total", **where)))
     assert idle == wall - Decimal(closed["usageSeconds"]) and 0 < idle < wall  # the QPU worked some of it
+    idle_cost = value(samples, "qgov_session_billed_idle_cost_total", **where, unit="USD")
+    assert idle_cost == float(Fraction(Decimal(charged)) * Fraction(idle) / Fraction(wall))  # the idle share of the charge
     assert value(samples, "qgov_runtime_session_jobs_count", mode="dedicated") == 1
     assert value(samples, "qgov_runtime_session_jobs_sum", mode="dedicated") == 1
     assert value(samples, "qgov_sessions", mode="dedicated", phase="Closed") == 1
