@@ -162,7 +162,7 @@ def budget_status(namespace: str, name: str, status: dict[str, Any], *, warn_at:
         BUDGET_BURN_RATE.labels(*labels, window).set(_amount(burn.get(field)))
     _optional(BUDGET_EXHAUSTION, labels, exhaustion)
     _optional(BUDGET_OLDEST_QUEUED, labels, oldest_queued)
-    thresholds = tuple(str(p) for p in sorted(set(int(p) for p in warn_at)))
+    thresholds = tuple(str(p) for p in sorted({int(p) for p in warn_at}))
     for gone in set(_budget_thresholds.get(key, ())) - set(thresholds):
         BUDGET_WARN_AT.remove(*labels, gone)
     _budget_thresholds[key] = thresholds

@@ -134,8 +134,8 @@ def panels() -> list[dict[str, Any]]:
     g.add(timeseries(
         "Refusals by reason", "QiskitJobs refused, by the reason in their Failed condition (BudgetExceeded, "
         "MaxCostExceeded, NoBudget, BudgetDeleted, ...).",
-        targets((f'sum by (reason) (increase(qgov_admission_decisions_total{{outcome="Refused", {BUDGET}}}'
-                 '[$__rate_interval]))', "{{reason}}")), stack=True, bars=True), w=8)
+        targets(((f'sum by (reason) (increase(qgov_admission_decisions_total{{outcome="Refused", {BUDGET}}}'
+                  '[$__rate_interval]))'), "{{reason}}")), stack=True, bars=True), w=8)
     g.add(timeseries(
         "Admission decisions", "Decisions per second by outcome: Admitted, Queued, Refused, Failed (a job "
         "that cannot run: bad circuit, unknown backend).",
@@ -144,12 +144,12 @@ def panels() -> list[dict[str, Any]]:
     g.add(timeseries(
         "Admission latency", "From a QiskitJob's creation to its first decision (p50, p95), and a "
         "reservation in the ledger (p99).",
-        targets(("histogram_quantile(0.5, sum by (le) (rate(qgov_admission_latency_seconds_bucket"
-                 "[$__rate_interval])))", "create to decision p50"),
-                ("histogram_quantile(0.95, sum by (le) (rate(qgov_admission_latency_seconds_bucket"
-                 "[$__rate_interval])))", "create to decision p95"),
-                ("histogram_quantile(0.99, sum by (le) (rate(qgov_reservation_latency_seconds_bucket"
-                 "[$__rate_interval])))", "reservation p99")), "s"), w=8)
+        targets((("histogram_quantile(0.5, sum by (le) (rate(qgov_admission_latency_seconds_bucket"
+                  "[$__rate_interval])))"), "create to decision p50"),
+                (("histogram_quantile(0.95, sum by (le) (rate(qgov_admission_latency_seconds_bucket"
+                  "[$__rate_interval])))"), "create to decision p95"),
+                (("histogram_quantile(0.99, sum by (le) (rate(qgov_reservation_latency_seconds_bucket"
+                  "[$__rate_interval])))"), "reservation p99")), "s"), w=8)
     g.add(timeseries(
         "Settlements and overruns", "Reservations settled with what the work used, and those whose actual "
         "cost was above what was reserved (late charges included).",
@@ -162,16 +162,16 @@ def panels() -> list[dict[str, Any]]:
     g.add(timeseries(
         "Actual over estimate", "Settled jobs' actual cost over their estimate, by backend (median and "
         "90th percentile of the histogram; 1 is exact, above 1 an underestimate).",
-        targets(("histogram_quantile(0.5, sum by (le, backend) (rate(qgov_cost_actual_over_estimate_bucket"
-                 "[$__rate_interval])))", "{{backend}} p50"),
-                ("histogram_quantile(0.9, sum by (le, backend) (rate(qgov_cost_actual_over_estimate_bucket"
-                 "[$__rate_interval])))", "{{backend}} p90")), "short",
+        targets((("histogram_quantile(0.5, sum by (le, backend) (rate(qgov_cost_actual_over_estimate_bucket"
+                  "[$__rate_interval])))"), "{{backend}} p50"),
+                (("histogram_quantile(0.9, sum by (le, backend) (rate(qgov_cost_actual_over_estimate_bucket"
+                  "[$__rate_interval])))"), "{{backend}} p90")), "short",
         overrides=[dashed(".* p90")]), w=12)
     g.add(timeseries(
         "Mean actual over estimate", "The mean of the ratio by backend over the dashboard's interval, and "
         "how many jobs it covers.",
-        targets(("sum by (backend) (rate(qgov_cost_actual_over_estimate_sum[$__rate_interval])) / "
-                 "sum by (backend) (rate(qgov_cost_actual_over_estimate_count[$__rate_interval]))", "{{backend}}")),
+        targets((("sum by (backend) (rate(qgov_cost_actual_over_estimate_sum[$__rate_interval])) / "
+                  "sum by (backend) (rate(qgov_cost_actual_over_estimate_count[$__rate_interval]))"), "{{backend}}")),
         "short"), w=12)
 
     g.row("Sessions and IBM Quantum")
@@ -199,8 +199,8 @@ def panels() -> list[dict[str, Any]]:
         bars=True), w=8)
     g.add(timeseries(
         "Jobs per Runtime session", "QiskitJobs per IBM Runtime session when it ends (median), by mode.",
-        targets(("histogram_quantile(0.5, sum by (le, mode) (rate(qgov_runtime_session_jobs_bucket"
-                 "[$__rate_interval])))", "{{mode}} p50"))), w=8)
+        targets((("histogram_quantile(0.5, sum by (le, mode) (rate(qgov_runtime_session_jobs_bucket"
+                  "[$__rate_interval])))"), "{{mode}} p50"))), w=8)
     g.add(timeseries(
         "IBM Runtime API answers", "Answers of IBM Quantum's Runtime API to the operator per second, by method "
         "and HTTP status ('error': no answer).",
