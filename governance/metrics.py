@@ -18,7 +18,7 @@ import logging
 import threading
 import time
 from collections import Counter as Tally
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime, timezone
 from decimal import Decimal
 from fractions import Fraction
@@ -66,8 +66,21 @@ BUDGET_SPENT = Gauge("qgov_budget_spent", "Charged in the budget's current perio
 BUDGET_HELD = Gauge("qgov_budget_held", "Reserved for admitted work not settled yet", BUDGET_LABELS)
 BUDGET_REMAINING = Gauge("qgov_budget_remaining", "Limit minus spent minus held (never below 0)", BUDGET_LABELS)
 BUDGET_QUEUED = Gauge("qgov_budget_queued_jobs", "QiskitJobs waiting in the budget's queue", BUDGET_LABELS)
-_BUDGET_GAUGES = (BUDGET_LIMIT, BUDGET_SPENT, BUDGET_HELD, BUDGET_REMAINING, BUDGET_QUEUED)
+BUDGET_BURN_RATE = Gauge("qgov_budget_burn_rate_per_day", "Committed (spent + held) per day over the window: "
+                         "the last 24 hours (1d), or the daily average of the last 7 days (7d)", (*BUDGET_LABELS, "window"))
+BUDGET_EXHAUSTION = Gauge("qgov_budget_exhaustion_timestamp_seconds", "When the budget's remaining funds run out at "
+                          "its burn rate (the higher of 1d and 7d), if before its period ends; absent otherwise",
+                          BUDGET_LABELS)
+BUDGET_WARN_AT = Gauge("qgov_budget_warning_threshold_ratio", "The budget's warning thresholds (spec.warnAt, "
+                       "default 80%) as fractions of its limit; the threshold label is the percentage",
+                       (*BUDGET_LABELS, "threshold"))
+BUDGET_OLDEST_QUEUED = Gauge("qgov_budget_oldest_queued_timestamp_seconds", "When the job at the head of the "
+                             "budget's queue was queued (Unix time); absent when nothing waits", BUDGET_LABELS)
+_BUDGET_GAUGES = (BUDGET_LIMIT, BUDGET_SPENT, BUDGET_HELD, BUDGET_REMAINING, BUDGET_QUEUED, BUDGET_EXHAUSTION,
+                  BUDGET_OLDEST_QUEUED)
 _budget_units: dict[tuple[str, str], str] = {}  # the unit each budget's series carry now
+_budget_thresholds: dict[tuple[str, str], tuple[str, ...]] = {}  # the threshold labels each budget's series carry
+BURN_WINDOWS = (("1d", "lastDay"), ("7d", "lastWeek"))  # window label, budget status' burnRate field
 
 # ---------------------------------------------------------------------- admission and settlement
 
@@ -92,10 +105,15 @@ SESSION_WALL = Counter("qgov_session_billed_wall_seconds", "Wall-clock seconds c
                        ("namespace", "backend"))
 SESSION_IDLE = Counter("qgov_session_billed_idle_seconds", "Of the billed wall-clock seconds of dedicated "
                        "sessions, those not metered as quantum work of their jobs", ("namespace", "backend"))
+SESSION_IDLE_COST = Counter("qgov_session_billed_idle_cost", "What the billed idle seconds of dedicated sessions "
+                            "cost, in the budget's unit (the charge times idle over wall seconds)",
+                            ("namespace", "backend", "unit"))
 SESSION_JOBS = Histogram("qgov_runtime_session_jobs", "QiskitJobs per IBM Runtime session, when it ends",
                          ("mode",), buckets=(0, 1, 2, 5, 10, 20, 50, 100, 200))
 TOKEN_REFRESHES = Counter("qgov_iam_token_refreshes", "IAM bearer tokens obtained for an API key")
 TOKEN_FAILURES = Counter("qgov_iam_token_failures", "IAM exchanges that gave no token", ("reason",))
+for _reason_ in ("CredentialsRefused", "CredentialsMissing", "IamUnavailable"):  # TokenError's reasons
+    TOKEN_FAILURES.labels(_reasons(_reason_))  # at 0 from the start: rate() and increase() see the first failure
 IBM_ANSWERS = Counter("qgov_ibm_api_answers", "Answers of IBM Quantum's Runtime API to the operator "
                                               "(status 'error': no answer)", ("method", "status"))
 POD_STALLS = Counter("qgov_executor_pod_start_failures", "Executor pods found unable to start, "
@@ -110,8 +128,23 @@ def _amount(text: Any) -> float:
     return float(Decimal(str(text or "0")))
 
 
-def budget_status(namespace: str, name: str, status: dict[str, Any]) -> None:
-    """The budget status writer computed the budget's status: its figures become the gauges."""
+def _optional(gauge: Gauge, labels: tuple[str, ...], moment: datetime | None) -> None:
+    """A timestamp gauge: set to `moment` (Unix seconds), or absent when there is none."""
+    if moment is not None:
+        gauge.labels(*labels).set(moment.timestamp())
+    else:
+        try:
+            gauge.remove(*labels)
+        except KeyError:
+            pass
+
+
+def budget_status(namespace: str, name: str, status: dict[str, Any], *, warn_at: Iterable[int] = (),
+                  exhaustion: datetime | None = None, oldest_queued: datetime | None = None) -> None:
+    """The budget status writer computed the budget's status: its figures become the gauges. And
+    what the status shows only in words or not at all: the warning thresholds (percentages), the
+    projected exhaustion time (None: funds last the period, or nothing is spent), and when the
+    head of the queue was queued (None: nothing waits)."""
     unit = str(status.get("unit") or "")
     key = (namespace, name)
     previous = _budget_units.get(key)
@@ -124,16 +157,38 @@ def budget_status(namespace: str, name: str, status: dict[str, Any]) -> None:
     BUDGET_HELD.labels(*labels).set(_amount(status.get("reserved")))
     BUDGET_REMAINING.labels(*labels).set(_amount(status.get("remaining")))
     BUDGET_QUEUED.labels(*labels).set(int((status.get("jobs") or {}).get("queued") or 0))
+    burn = status.get("burnRate") or {}
+    for window, field in BURN_WINDOWS:
+        BUDGET_BURN_RATE.labels(*labels, window).set(_amount(burn.get(field)))
+    _optional(BUDGET_EXHAUSTION, labels, exhaustion)
+    _optional(BUDGET_OLDEST_QUEUED, labels, oldest_queued)
+    thresholds = tuple(str(p) for p in sorted({int(p) for p in warn_at}))
+    for gone in set(_budget_thresholds.get(key, ())) - set(thresholds):
+        BUDGET_WARN_AT.remove(*labels, gone)
+    _budget_thresholds[key] = thresholds
+    for pct in thresholds:
+        BUDGET_WARN_AT.labels(*labels, pct).set(float(Fraction(int(pct), 100)))
 
 
 def forget_budget(key: tuple[str, str]) -> None:
     """The budget is gone: its series go too."""
     unit = _budget_units.pop(key, None)
+    thresholds = _budget_thresholds.pop(key, ())
     if unit is None:
         return
     for gauge in _BUDGET_GAUGES:
         try:
             gauge.remove(key[0], key[1], unit)
+        except KeyError:
+            pass
+    for window, _ in BURN_WINDOWS:
+        try:
+            BUDGET_BURN_RATE.remove(key[0], key[1], unit, window)
+        except KeyError:
+            pass
+    for pct in thresholds:
+        try:
+            BUDGET_WARN_AT.remove(key[0], key[1], unit, pct)
         except KeyError:
             pass
 
@@ -209,19 +264,32 @@ def job_settled(job: dict[str, Any], outcome: SettleOutcome) -> None:
             int(status.get("estimatedMicro") or 0) or None)
 
 
-def dedicated_settled(session: dict[str, Any], budgets: Iterable[str], summary: dict[str, Any],
+def dedicated_settled(session: dict[str, Any], budgets: Mapping[str, str], summary: dict[str, Any],
                       outcome: SettleOutcome) -> None:
-    """A dedicated session paid for its wall-clock time: billed seconds, and the idle part of them
-    (wall time minus the quantum seconds its jobs were metered for, exact, floored at 0). `budgets`:
-    the namespace's; a dedicated session reserves in its only one (jobs._choose_budget)."""
+    """A dedicated session paid for its wall-clock time: billed seconds, the idle part of them
+    (wall time minus the quantum seconds its jobs were metered for, exact, floored at 0), and what
+    that idle part cost (the charge times idle over wall, exact until the one float). `budgets`: the
+    namespace's, name -> unit; a dedicated session reserves in its only one (jobs._choose_budget)."""
     if outcome.replayed:
         return
     names = list(budgets)
     settled(session["metadata"]["namespace"], names[0] if len(names) == 1 else "", outcome)
     labels = (session["metadata"]["namespace"], _backends((session.get("spec") or {}).get("backend")))
     wall = Decimal(int(summary.get("wallSeconds") or 0))
+    idle = max(Decimal(0), wall - Decimal(str(summary.get("usageSeconds") or 0)))
     SESSION_WALL.labels(*labels).inc(float(wall))
-    SESSION_IDLE.labels(*labels).inc(float(max(Decimal(0), wall - Decimal(str(summary.get("usageSeconds") or 0)))))
+    SESSION_IDLE.labels(*labels).inc(float(idle))
+    if wall and len(names) == 1:
+        cost = Fraction(outcome.actual_micro, 1_000_000) * Fraction(idle) / Fraction(wall)
+        SESSION_IDLE_COST.labels(*labels, budgets[names[0]]).inc(float(cost))
+
+
+def dedicated_opened(session: dict[str, Any]) -> None:
+    """A dedicated session opened: its billed-seconds series exist from now on, at 0, so that the
+    first charge is an increase Prometheus sees (a series born at 40 has no increase to show)."""
+    labels = (session["metadata"]["namespace"], _backends((session.get("spec") or {}).get("backend")))
+    SESSION_WALL.labels(*labels)
+    SESSION_IDLE.labels(*labels)
 
 
 def session_ended(session: dict[str, Any], jobs: int) -> None:

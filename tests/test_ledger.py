@@ -123,6 +123,26 @@ def test_queue_admits_in_fifo_order_as_funds_free(ledger: Ledger) -> None:
     assert ledger.verify() == []
 
 
+def test_the_oldest_queued_is_the_head_of_the_queue_and_none_once_it_is_empty(ledger: Ledger, clock) -> None:
+    budget(ledger, 10 * USD, enforcement="queue")
+    budget(ledger, 10 * USD, enforcement="queue", name="other")
+    ledger.reserve(req("running", 8 * USD))
+    assert ledger.oldest_queued(NS, NS) is None
+    clock.advance(minutes=1)
+    head = clock()
+    ledger.reserve(req("q1", 5 * USD))
+    clock.advance(minutes=1)
+    second = clock()
+    ledger.reserve(req("q2", 3 * USD))
+    ledger.reserve(req("elsewhere", 20 * USD, name="other"))  # refused: another budget's queue is not this one
+    assert ledger.oldest_queued(NS, NS) == head and head.tzinfo is not None
+    ledger.release("q1")  # cancelled while waiting: q2 (3) is the head, still waiting for the 8 held
+    assert ledger.oldest_queued(NS, NS) == second
+    ledger.release("running")  # q2 admitted: nothing waits
+    assert ledger.oldest_queued(NS, NS) is None
+    assert ledger.oldest_queued(NS, "other") is None
+
+
 def test_queue_head_blocks_smaller_work_behind_it(ledger: Ledger) -> None:
     budget(ledger, 10 * USD, enforcement="queue")
     ledger.reserve(req("a", 6 * USD))

@@ -597,6 +597,14 @@ class Ledger:
         since = utc(self.clock()).date() - timedelta(days=days - 1)
         return self._read(lambda conn: daily_spend(conn, namespace, budget, since), one_statement=True)
 
+    def oldest_queued(self, namespace: str, budget: str) -> datetime | None:
+        """When the job at the head of the budget's queue (FIFO: the lowest queue_seq) was queued;
+        None when nothing waits. One indexed row (ix_reservations_queue)."""
+        query = select(R.c.created_at).join(B, B.c.id == R.c.budget_id).where(
+            B.c.namespace == namespace, B.c.name == budget, R.c.state == "queued").order_by(R.c.queue_seq).limit(1)
+        moment = self._read(lambda conn: conn.execute(query).scalar(), one_statement=True)
+        return utc(moment) if moment is not None else None
+
     def reservations(self, states: Sequence[str] | None = None) -> list[Any]:
         """Every reservation (or those in `states`), with its budget's namespace and name: what an
         audit against the cluster reads. Compacted ones come last, from their tombstones: key,

@@ -3,6 +3,7 @@ report into status, which is what `kubectl get` and `kubectl describe` show a te
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -34,8 +35,18 @@ def budget_event(namespace: str, name: str, type_: str, reason: str, message: st
     kopf.event(body, type=type_, reason=reason, message=message)
 
 
-def budget_status(namespace: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
-    """The budget's status: balances of the current period, where the money went, conditions."""
+@dataclass(frozen=True)
+class MetricsOnly:
+    """What the budget's metrics show besides its status' figures (metrics.budget_status)."""
+
+    warn_at: tuple[int, ...]  # the warning thresholds, percentages (NearLimit uses the highest)
+    exhaustion: datetime | None  # the funds run out then at the burn rate, before the period ends
+    oldest_queued: datetime | None  # the head of the queue was queued then
+
+
+def budget_figures(namespace: str, name: str, body: dict[str, Any]) -> tuple[dict[str, Any], MetricsOnly]:
+    """The budget's status: balances of the current period, where the money went, conditions; and
+    what its metrics show besides (from the same reads)."""
     ledger = rt().ledger
     balance = ledger.balance(namespace, name)
     report = ledger.report(namespace, period_window(balance.period_start, balance.period_end), name)
@@ -53,6 +64,10 @@ def budget_status(namespace: str, name: str, body: dict[str, Any]) -> dict[str, 
     exhausted = balance.remaining_micro == 0
     conditions = set_condition(conditions, "Exhausted", exhausted, "NoFundsLeft" if exhausted else "FundsLeft",
                                f"remaining {format_amount(balance.remaining_micro, unit)}", gen)
+    burn = burn_of(namespace, name, balance.remaining_micro)
+    projected = burn.exhausted_at if burn.remaining > 0 and burn.exhausted_at is not None and (
+        balance.period_end is None or burn.exhausted_at < balance.period_end) else None
+    oldest = ledger.oldest_queued(namespace, name) if balance.queued else None
     return {
         "limit": format_amount(balance.limit_micro), "spent": format_amount(balance.spent_micro),
         "reserved": format_amount(balance.held_micro), "remaining": format_amount(balance.remaining_micro),
@@ -73,9 +88,9 @@ def budget_status(namespace: str, name: str, body: dict[str, Any]) -> dict[str, 
         # work charged after its hold was released (see Ledger.settle(ran=True)); None when there is none
         "lateCharges": {"jobs": report.late.jobs, "amount": format_amount(report.late.amounts.get(unit, 0))}
         if report.late.jobs else None,
-        "burnRate": burn_status(burn_of(namespace, name, balance.remaining_micro), unit, balance.period_end),
+        "burnRate": burn_status(burn, unit, balance.period_end),
         "conditions": conditions,
-    }
+    }, MetricsOnly(tuple(warn), projected, oldest)
 
 
 def burn_of(namespace: str, name: str, remaining: int) -> BurnRate:
@@ -115,13 +130,20 @@ def _patch_budget_status(namespace: str, name: str, status: dict[str, Any]) -> N
                                                               {"status": status}, _preload_content=False))
 
 
+def status_and_gauges(namespace: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
+    """The budget's status from the ledger; its metrics are set from the same reads."""
+    status, more = budget_figures(namespace, name, body)
+    metrics.budget_status(namespace, name, status, warn_at=more.warn_at, exhaustion=more.exhaustion,
+                          oldest_queued=more.oldest_queued)
+    return status
+
+
 def write_status(key: tuple[str, str]) -> datetime | None:
     """The status writer's `write`: the budget's status from the ledger, written only if it
     differs from what the object shows; returns the end of its current period."""
     namespace, name = key
     body = _get_budget(namespace, name)
-    status = budget_status(namespace, name, body)
-    metrics.budget_status(namespace, name, status)
+    status = status_and_gauges(namespace, name, body)
     shown = body.get("status") or {}
     if any(shown.get(k) != v for k, v in status.items()):
         _patch_budget_status(namespace, name, status)

@@ -245,6 +245,8 @@ def on_session(body: kopf.Body, namespace: str, name: str, patch: kopf.Patch, **
     opened = now_iso()
     message = f"Runtime {spec.mode} session {session_id} open on {backend.backend_name}"
     kopf.event(session, type="Normal", reason="SessionOpened", message=message)
+    if spec.mode == "dedicated":
+        metrics.dedicated_opened(session)
     _patch(namespace, name, {
         "phase": Phase.OPEN.value, "sessionId": session_id, "mode": spec.mode, "ibmBackend": backend.backend_name,
         "instance": credential.instance, "runtimeUrl": credential.url, "searchUrl": credential.search_url,

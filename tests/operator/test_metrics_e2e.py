@@ -5,9 +5,12 @@ the number of series does not grow with the number of jobs."""
 from __future__ import annotations
 
 import socket
+import time
 import urllib.request
 from collections import Counter
+from datetime import datetime, timezone
 from decimal import Decimal
+from fractions import Fraction
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -74,6 +77,22 @@ def test_metrics_show_the_ledger_balance_and_every_decision(env: Env) -> None:
     assert micro(value(samples, "qgov_budget_limit", **budget)) == balance.limit_micro
     assert micro(value(samples, "qgov_budget_remaining", **budget)) == balance.remaining_micro
     assert value(samples, "qgov_budget_queued_jobs", **budget) == 0
+    # the burn rate the status shows, per day; the default warning threshold (NearLimit's 80%)
+    burn = env.get("qiskitbudgets", NS)["status"]["burnRate"]
+    assert micro(value(samples, "qgov_budget_burn_rate_per_day", **budget, window="1d")) == \
+        int(Decimal(burn["lastDay"]) * 1_000_000) == 900_000  # all of it committed today
+    assert micro(value(samples, "qgov_budget_burn_rate_per_day", **budget, window="7d")) == \
+        int(Decimal(burn["lastWeek"]) * 1_000_000) == 128_571  # 0.90 / 7, to the micro-unit
+    assert value(samples, "qgov_budget_warning_threshold_ratio", **budget, threshold="80") == 0.8
+    # 0.10 left at 0.90 a day: gone in under 3 hours, on the date the status says (absent if the
+    # month ends first)
+    exhaustion = samples.get(("qgov_budget_exhaustion_timestamp_seconds", frozenset(budget.items())))
+    if "exhaustedOn" in burn:
+        assert exhaustion is not None and 0 < exhaustion - time.time() < 3 * 3600
+        assert datetime.fromtimestamp(exhaustion, timezone.utc).date().isoformat() == burn["exhaustedOn"]
+    else:
+        assert exhaustion is None and "period ends" in burn["forecast"]
+    assert ("qgov_budget_oldest_queued_timestamp_seconds", frozenset(budget.items())) not in samples  # none waits
 
     # one decision per job, by outcome and reason, as the jobs ended up
     decisions = Counter({(dict(labels)["outcome"], dict(labels)["reason"]): v for (name, labels), v in samples.items()
@@ -125,6 +144,34 @@ def test_series_do_not_grow_with_jobs(env: Env) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.no_pod_runner  # the first job stays Admitted, its money held: the second waits
+@pytest.mark.operator_env(QGOV_METRICS_PORT=str(PORT), QGOV_POD_SWEEP_SECONDS="3600")
+def test_the_head_of_a_queue_shows_when_it_was_queued(env: Env) -> None:
+    env.budget("0.30", enforcement="queue", warnAt=[50, 90])
+    env.job("first", shots=100)
+    env.wait(lambda: env.status("first").get("phase") == "Admitted", "first admitted")
+    env.job("waiting", shots=100)
+    env.wait(lambda: env.status("waiting").get("phase") == "Queued", "waiting queued")
+    budget = {"namespace": NS, "budget": NS, "unit": "USD"}
+    env.wait(lambda: scrape().get(("qgov_budget_queued_jobs", frozenset(budget.items()))) == 1, "1 queued in /metrics")
+
+    samples = scrape()
+    ledger = env.ledger()
+    queued_at = ledger.reservation(env.get("qiskitjobs", "waiting")["metadata"]["uid"]).created_at
+    ledger.close()
+    assert value(samples, "qgov_budget_oldest_queued_timestamp_seconds", **budget) == \
+        queued_at.replace(tzinfo=queued_at.tzinfo or timezone.utc).timestamp()
+    assert {t: value(samples, "qgov_budget_warning_threshold_ratio", **budget, threshold=t) for t in ("50", "90")} \
+        == {"50": 0.5, "90": 0.9}
+    assert value(samples, "qgov_budget_remaining", **budget) == 0  # all of it held: exhausted, nothing projected
+    assert ("qgov_budget_exhaustion_timestamp_seconds", frozenset(budget.items())) not in samples
+
+    env.custom.delete_namespaced_custom_object("qgov.dev", "v1alpha1", NS, "qiskitjobs", "waiting")  # cancelled
+    oldest = ("qgov_budget_oldest_queued_timestamp_seconds", frozenset(budget.items()))
+    env.wait(lambda: oldest not in scrape(), "no queue head in /metrics once nothing waits")
+
+
+@pytest.mark.slow
 @pytest.mark.operator_env(**FAST, QGOV_METRICS_PORT=str(PORT))
 def test_a_dedicated_session_shows_its_billed_wall_and_idle_seconds(env: Env, ibm: LocalIbmCloud) -> None:  # noqa: F811
     open_session(env, ibm, "200.00", "focus", mode="dedicated", maxTime=100, idleTimeout=10)
@@ -140,6 +187,8 @@ def test_a_dedicated_session_shows_its_billed_wall_and_idle_seconds(env: Env, ib
     assert Decimal(repr(value(samples, "qgov_session_billed_wall_seconds_total", **where))) == wall
     idle = Decimal(repr(value(samples, "qgov_session_billed_idle_seconds_total", **where)))
     assert idle == wall - Decimal(closed["usageSeconds"]) and 0 < idle < wall  # the QPU worked some of it
+    idle_cost = value(samples, "qgov_session_billed_idle_cost_total", **where, unit="USD")
+    assert idle_cost == float(Fraction(Decimal(charged)) * Fraction(idle) / Fraction(wall))  # the idle share of the charge
     assert value(samples, "qgov_runtime_session_jobs_count", mode="dedicated") == 1
     assert value(samples, "qgov_runtime_session_jobs_sum", mode="dedicated") == 1
     assert value(samples, "qgov_sessions", mode="dedicated", phase="Closed") == 1
@@ -147,5 +196,5 @@ def test_a_dedicated_session_shows_its_billed_wall_and_idle_seconds(env: Env, ib
     assert micro(value(samples, "qgov_budget_spent", namespace=NS, budget=NS, unit="USD")) == \
         env.ledger().balance(NS, NS).spent_micro == int(wall) * 1_600_000
     assert value(samples, "qgov_iam_token_refreshes_total") >= 1
-    assert ("qgov_iam_token_failures_total", frozenset({"reason": "CredentialsRefused"}.items())) not in samples
+    assert value(samples, "qgov_iam_token_failures_total", reason="CredentialsRefused") == 0
     assert value(samples, "qgov_ibm_api_answers_total", method="POST", status="200") >= 1  # the session opened
