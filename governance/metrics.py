@@ -98,6 +98,7 @@ TOKEN_REFRESHES = Counter("qgov_iam_token_refreshes", "IAM bearer tokens obtaine
 TOKEN_FAILURES = Counter("qgov_iam_token_failures", "IAM exchanges that gave no token", ("reason",))
 IBM_ANSWERS = Counter("qgov_ibm_api_answers", "Answers of IBM Quantum's Runtime API to the operator "
                                               "(status 'error': no answer)", ("method", "status"))
+LEADER = Gauge("qgov_leader", "1 on the replica that holds the lease and acts, 0 on a standby")
 POD_STALLS = Counter("qgov_executor_pod_start_failures", "Executor pods found unable to start, "
                                                          "once per job and reason", ("reason",))
 
