@@ -113,6 +113,9 @@ def _api_client() -> Any:
         kubernetes.config.load_incluster_config(client_configuration=configuration)
     except kubernetes.config.ConfigException:
         kubernetes.config.load_kube_config(client_configuration=configuration)
+    # one retry (a keep-alive connection the server closed), not urllib3's three: an attempt must
+    # end well within the renew deadline, and the elector tries again itself
+    configuration.retries = 1
     return kubernetes.client.ApiClient(configuration)
 
 

@@ -244,10 +244,11 @@ def test_the_acting_replica_is_killed_mid_burst_and_the_other_finishes_it(two_re
     ips = {name: p["status"]["podIP"] for name, p in pods.items()}
     assert len(set(ips.values())) == 2  # each replica listens on its own address, same ports
     # both replicas answer their liveness probe and serve /metrics; only one says it leads
-    wait_for(lambda: _leader_gauge(ips[active]) == 1.0, "the leader's gauge", 30)
-    assert json.loads(_get(f"http://{ips[active]}:8080/healthz"))["role"] == "leader"
-    assert json.loads(_get(f"http://{ips[standby]}:8080/healthz"))["role"] == "standby"
-    assert _leader_gauge(ips[standby]) == 0.0
+    roles = wait_for(lambda: {name: _try(lambda: json.loads(_get(f"http://{ip}:8080/healthz"))["role"])
+                              for name, ip in ips.items()} == {active: "leader", standby: "standby"},
+                     "both replicas to answer /healthz", 60, 0.3)
+    assert roles
+    assert (_leader_gauge(ips[active]), _leader_gauge(ips[standby])) == (1.0, 0.0)
 
     core.create_namespace({"metadata": {"name": NS}})
     custom.create_cluster_custom_object(G, V, "qiskitbackends", {
@@ -268,6 +269,8 @@ def test_the_acting_replica_is_killed_mid_burst_and_the_other_finishes_it(two_re
     # mid-burst: some jobs done, most not
     wait_for(lambda: 5 <= sum(p == "Succeeded" for p in phases().values()), "the burst to be under way", 180, 0.2)
     before = phases()
+    # under the burst's load the leader kept its lease: no handover yet
+    assert _lease(core)["spec"]["holderIdentity"] == holder and _lease(core)["spec"]["leaseTransitions"] == 0
     pid = upstream.pod_process(SYSTEM_NAMESPACE, active)
     assert pid is not None
     os.killpg(pid, signal.SIGKILL)
@@ -284,7 +287,9 @@ def test_the_acting_replica_is_killed_mid_burst_and_the_other_finishes_it(two_re
     print(f"\nfailover: SIGKILL of {active} with {sum(p == 'Succeeded' for p in before.values())}/40 jobs done; "
           f"lease held by {new_holder} after {took_lease:.1f} s; a job created after the kill was "
           f"{acted} after {took_action:.1f} s")
-    assert new_holder.rsplit("_", 1)[0] == standby
+    logs = {name: upstream.kubectl("logs", "-n", SYSTEM_NAMESPACE, name, "--tail=60", check=False)[-4000:]
+            for name in pods}
+    assert new_holder.rsplit("_", 1)[0] == standby, logs
     assert took_lease <= 15.0 and took_action <= 15.0, (took_lease, took_action)
 
     names.append("after-the-kill")
@@ -314,7 +319,8 @@ def test_the_acting_replica_is_killed_mid_burst_and_the_other_finishes_it(two_re
             executors.setdefault(owner.name, []).append(pod.metadata.name)
     assert {n: executors.get(n) for n in names} == {n: [f"{n}-run-1"] for n in names}
     # the survivor holds the lease; the killed replica was restarted by its node and stands by
-    assert _lease(core)["spec"]["holderIdentity"] == new_holder
+    lease = _lease(core)["spec"]
+    assert (lease["holderIdentity"], lease["leaseTransitions"]) == (new_holder, 1)  # one handover: the failover
     killed_pod = core.read_namespaced_pod(active, SYSTEM_NAMESPACE)
     assert killed_pod.status.container_statuses[0].restart_count >= 1
     wait_for(lambda: _try(lambda: json.loads(_get(f"http://{ips[active]}:8080/healthz"))["role"]) == "standby",
@@ -325,5 +331,5 @@ def test_the_acting_replica_is_killed_mid_burst_and_the_other_finishes_it(two_re
 def _try(call: Any) -> Any:
     try:
         return call()
-    except OSError:
+    except OSError:  # not listening yet
         return None
