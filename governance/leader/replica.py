@@ -15,8 +15,8 @@ operator's own namespace.
 The timing is client-go's shape (decide.py): leaseDurationSeconds 10, renewals every 2 s, a
 holder that has not renewed for 7 s exits (code 3) so that it has stopped acting before a standby
 can take over, and a standby takes an unrenewed lease 10 s after it last saw it change: after a
-SIGKILL, the survivor acts within about 8-12 s. On SIGTERM the holder stops kopf first, then
-releases the lease (empty holder), and a standby takes it at its next look (within 2 s).
+SIGKILL, the survivor acts within about 8-11 s. On SIGTERM the holder stops kopf first, then
+releases the lease (empty holder), and a standby takes it at its next look (within 1 s).
 
 QGOV_LEADER_ELECTION: `true`, `false`, or `auto` (default): on when running in a pod (the
 in-cluster configuration is there), off otherwise, so `qgov dev` and an operator run by hand or by
@@ -77,8 +77,10 @@ class Election:
         namespace = environ.get("POD_NAMESPACE") or _file(f"{SERVICE_ACCOUNT_DIR}/namespace") or DEFAULT_NAMESPACE
         pod = environ.get("POD_NAME") or environ.get("HOSTNAME") or socket.gethostname()
         duration = float(environ.get("QGOV_LEASE_DURATION_SECONDS") or 10)
+        # a standby looks every second (a GET: nothing for the API server), so a released lease is
+        # taken within a second and an expired one within a second of its expiry
         timing = Timing(duration_s=duration, renew_every_s=duration / 5, renew_deadline_s=duration * 0.7,
-                        retry_every_s=duration / 5)
+                        retry_every_s=duration / 10)
         # a random suffix: a restarted container is a new candidate, never the holder it was before
         return cls(enabled, namespace, environ.get("QGOV_LEASE_NAME") or DEFAULT_LEASE,
                    f"{pod}_{secrets.token_hex(4)}", timing)
@@ -159,9 +161,8 @@ class Health:
             await self.runner.cleanup()
 
 
-def run(liveness: str | None) -> int:
-    election = Election.from_env()
-    return asyncio.run(_replica(liveness, election))
+def run(liveness: str | None, election: Election | None = None) -> int:
+    return asyncio.run(_replica(liveness, election or Election.from_env()))
 
 
 async def _replica(liveness: str | None, election: Election) -> int:

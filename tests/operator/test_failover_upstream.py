@@ -325,6 +325,16 @@ def test_the_acting_replica_is_killed_mid_burst_and_the_other_finishes_it(two_re
     assert killed_pod.status.container_statuses[0].restart_count >= 1
     wait_for(lambda: _try(lambda: json.loads(_get(f"http://{ips[active]}:8080/healthz"))["role"]) == "standby",
              "the restarted replica to stand by", 60, 0.5)
+    # a graceful stop (a rollout, a drain: SIGTERM): the leader stops kopf, releases the lease, and
+    # the standby takes it at its next look instead of after the lease duration
+    deleted = time.monotonic()
+    core.delete_namespaced_pod(standby, SYSTEM_NAMESPACE)
+    after = wait_for(lambda: (h := _lease(core).get("spec", {}).get("holderIdentity")) and h != new_holder and h,
+                     "the standby to take the released lease", 30)
+    handover = time.monotonic() - deleted
+    print(f"graceful: {standby} deleted, lease held by {after} after {handover:.1f} s")
+    assert after.rsplit("_", 1)[0] == active
+    assert handover < 7.0, handover  # an expired lease would take 8 s or more after the last renewal
     api.close()
 
 
