@@ -161,6 +161,12 @@ class Health:
             await self.runner.cleanup()
 
 
+async def _hand_on(stop: asyncio.Event) -> None:
+    await stop.wait()
+    await asyncio.sleep(0.1)  # kopf's handlers are in place after its first steps
+    signal.raise_signal(signal.SIGTERM)
+
+
 def run(liveness: str | None, election: Election | None = None) -> int:
     return asyncio.run(_replica(liveness, election or Election.from_env()))
 
@@ -199,8 +205,17 @@ async def _replica(liveness: str | None, election: Election) -> int:
             if not acquired.is_set():
                 return 0
             state["role"] = "leader"
+        if stop.is_set():
+            return 0
         metrics.LEADER.set(1)
-        await kopf.operator(standalone=True, clusterwide=True, stop_flag=stop)
+        # kopf installs its own SIGTERM/SIGINT handlers as it starts (no stop_flag: kopf would leave
+        # its waiter on it pending and spend 5 s on it when it stops); a signal that lands before
+        # then is handed on to it
+        handing_on = asyncio.create_task(_hand_on(stop))
+        try:
+            await kopf.operator(standalone=True, clusterwide=True)
+        finally:
+            handing_on.cancel()
         return 0
     finally:
         metrics.LEADER.set(0)

@@ -333,8 +333,8 @@ def test_the_acting_replica_is_killed_mid_burst_and_the_other_finishes_it(two_re
                      "the standby to take the released lease", 30)
     handover = time.monotonic() - deleted
     print(f"graceful: {standby} deleted, lease held by {after} after {handover:.1f} s")
-    assert after.rsplit("_", 1)[0] == active
-    assert handover < 7.0, handover  # an expired lease would take 8 s or more after the last renewal
+    assert after.rsplit("_", 1)[0] != standby  # the restarted replica, or the one replacing the deleted pod
+    assert handover < 5.0, handover  # an expired lease would take 8 s or more after the last renewal
     api.close()
 
 
