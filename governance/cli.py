@@ -231,17 +231,18 @@ def cmd_dev(args: argparse.Namespace) -> int:
 def cmd_operator(args: argparse.Namespace) -> int:
     import logging
 
-    import kopf
+    from .leader import replica
 
+    election = replica.Election.from_env()  # a wrong setting fails here, before anything starts
     from . import handlers  # noqa: F401  (registers the handlers)
     from .handlers import rawevents
 
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # standalone: the ledger, not kopf's peering, keeps two replicas from charging twice
     rawevents.install()  # QiskitJob events past kopf's per-event machinery
-    kopf.run(standalone=True, clusterwide=True, liveness_endpoint=args.liveness)
-    return 0
+    # kopf runs standalone (no kopf peering): in a pod, a Lease decides which replica runs it
+    # (governance/leader/replica.py); the ledger keeps money exact even if two ever overlap
+    return replica.run(args.liveness, election)
 
 
 def _parse_percent(text: str) -> int:

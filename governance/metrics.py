@@ -116,6 +116,7 @@ for _reason_ in ("CredentialsRefused", "CredentialsMissing", "IamUnavailable"): 
     TOKEN_FAILURES.labels(_reasons(_reason_))  # at 0 from the start: rate() and increase() see the first failure
 IBM_ANSWERS = Counter("qgov_ibm_api_answers", "Answers of IBM Quantum's Runtime API to the operator "
                                               "(status 'error': no answer)", ("method", "status"))
+LEADER = Gauge("qgov_leader", "1 on the replica that holds the lease and acts, 0 on a standby")
 POD_STALLS = Counter("qgov_executor_pod_start_failures", "Executor pods found unable to start, "
                                                          "once per job and reason", ("reason",))
 

@@ -108,3 +108,23 @@ def test_the_operator_deployment_exposes_its_metrics_port_to_prometheus() -> Non
     annotations = template["metadata"]["annotations"]
     assert annotations["prometheus.io/scrape"] == "true" and int(annotations["prometheus.io/port"]) == port
     assert annotations["prometheus.io/path"] == "/metrics"
+
+
+def test_two_operator_replicas_elect_a_leader_over_a_lease_in_their_namespace() -> None:
+    [deployment] = load(ROOT / "operator" / "manifests" / "deployment.yaml")
+    assert deployment["spec"]["replicas"] == 2
+    [container] = deployment["spec"]["template"]["spec"]["containers"]
+    fields = {e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"] for e in container["env"]
+              if "fieldRef" in e.get("valueFrom", {})}
+    assert fields == {"POD_NAME": "metadata.name", "POD_NAMESPACE": "metadata.namespace", "POD_IP": "status.podIP"}
+    docs = load(ROOT / "operator" / "manifests" / "rbac.yaml")
+    [role] = [d for d in docs if d["kind"] == "Role" and d["metadata"]["name"] == "qgov-operator-leader-election"]
+    assert role["metadata"]["namespace"] == deployment["metadata"]["namespace"]
+    assert {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
+            "verbs": ["get", "create", "update"]} in role["rules"]
+    [binding] = [d for d in docs if d["kind"] == "RoleBinding" and d["roleRef"]["name"] == role["metadata"]["name"]]
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "qgov-operator",
+                                    "namespace": deployment["metadata"]["namespace"]}]
+    # no cluster-wide lease rights: a Role in the operator's namespace is all it needs
+    cluster_roles = [d for d in docs if d["kind"] == "ClusterRole"]
+    assert not any("leases" in r["resources"] for d in cluster_roles for r in d["rules"])

@@ -153,11 +153,26 @@ def upgrade(url: str | None = None, revision: str = "head") -> str:
         raise DatabaseUnavailable(f"cannot reach database {redact(str(engine.url))}: {first_line(exc)}") from None
     cfg = alembic_config(engine.url.render_as_string(hide_password=False))
     with engine.begin() as conn:
+        _migration_lock(conn)
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, revision)
     reached = current_revision(engine) or "base"
     engine.dispose()
     return reached
+
+
+MIGRATION_LOCK_KEY = 0x71676F76  # "qgov": the advisory lock every qgov migration takes on PostgreSQL
+
+
+def _migration_lock(conn: Connection) -> None:
+    """Make concurrent migrations (two operator replicas starting together) run one after the
+    other, in the transaction that migrates: the second then reads the revision the first committed
+    and has nothing to do. PostgreSQL: a transaction-scoped advisory lock (released at commit or
+    rollback, also if the process dies). SQLite: the transaction began with BEGIN IMMEDIATE
+    (`_configure_sqlite`), which already holds the database's write lock; a second migrator waits
+    for it (busy timeout) before it reads the revision."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
 
 
 def downgrade(url: str | None, revision: str = "base") -> None:
@@ -166,6 +181,7 @@ def downgrade(url: str | None, revision: str = "base") -> None:
     engine = make_engine(url)
     cfg = alembic_config(engine.url.render_as_string(hide_password=False))
     with engine.begin() as conn:
+        _migration_lock(conn)
         cfg.attributes["connection"] = conn
         command.downgrade(cfg, revision)
     engine.dispose()

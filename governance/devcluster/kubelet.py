@@ -30,12 +30,14 @@ from .store import ApiError, ResourceType, Store, WatchEvent, now_iso
 
 NODE_NAME = "qgov-dev"
 TERMINATION_LOG = "/dev/termination-log"
+HOST_IP = "127.0.0.1"
 DEFAULT_GRACE_S = 30  # the API server's default terminationGracePeriodSeconds
 SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 # Paths a program reads at a fixed place (no substitution can reach them): bind-mounted for real.
 REAL_MOUNTS = (SERVICE_ACCOUNT_DIR,)
-# An image's entry point, for containers that give no command (as the operator's Deployment).
-IMAGE_COMMANDS = {"ghcr.io/qgov/operator": ["qgov", "operator"],
+# An image's entry point (its Dockerfile's ENTRYPOINT), for containers that give no command (as the
+# operator's Deployment).
+IMAGE_COMMANDS = {"ghcr.io/qgov/operator": ["qgov", "operator", "--liveness", "http://0.0.0.0:8080/healthz"],
                   "ghcr.io/qgov/executor": ["python", "-m", "executor"]}
 
 
@@ -104,6 +106,7 @@ class PodRunner:
         self.secret_mounts: dict[tuple[str, str], set[Path]] = {}
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self.names: dict[tuple[str, str], str] = {}  # (namespace, name) -> uid of the pod run under it
+        self.ips: dict[str, str] = {}  # pod uid -> its address (_allocate_ip)
         if self.store is not None:
             self.store.listeners.append(self._on_event)
 
@@ -284,7 +287,33 @@ class PodRunner:
                     env[item["name"]] = str(get_path(pod, ref["fieldRef"]["fieldPath"]) or "")
         return env
 
+    def _allocate_ip(self, uid: str, pod: dict[str, Any]) -> str:
+        """The pod's own address: every process here shares the host's network, so each pod gets a
+        loopback address of its own (127.0.0.2, 127.0.0.3, ...: all of 127/8 is the loopback
+        interface on Linux) and two replicas of one Deployment can listen on the same port, as
+        pods on a real node can. A hostNetwork pod has the host's address, as on a real node."""
+        if (pod.get("spec") or {}).get("hostNetwork"):
+            return HOST_IP
+        taken = set(self.ips.values())
+        for n in range(2, 1 << 16):
+            ip = f"127.0.{n >> 8}.{n & 255}"
+            if n & 255 not in (0, 255) and ip not in taken:
+                self.ips[uid] = ip
+                return ip
+        raise RuntimeError("no free loopback address for another pod")
+
     async def _run(self, pod: dict[str, Any]) -> None:
+        uid = pod["metadata"]["uid"]
+        ip = self._allocate_ip(uid, pod)
+        # known before the container starts, as a kubelet knows the sandbox's IP: the downward API
+        # (status.podIP in env) reads it
+        pod["status"] = {**(pod.get("status") or {}), "podIP": ip, "podIPs": [{"ip": ip}], "hostIP": HOST_IP}
+        try:
+            await self._run_pod(pod, ip)
+        finally:
+            self.ips.pop(uid, None)
+
+    async def _run_pod(self, pod: dict[str, Any], ip: str) -> None:
         uid = pod["metadata"]["uid"]
         root = self.workdir / uid
         root.mkdir(parents=True, exist_ok=True)
@@ -340,7 +369,8 @@ class PodRunner:
                                                              "finishedAt": now_iso()}})])
                     return
             self.processes[uid] = proc
-            if not await self._set_status(pod, phase="Running", hostIP="127.0.0.1", podIP="127.0.0.1", startTime=started,
+            if not await self._set_status(pod, phase="Running", hostIP=HOST_IP, podIP=ip, podIPs=[{"ip": ip}],
+                                          startTime=started,
                                     containerStatuses=[_status(container, restarts, {"running": {"startedAt": started}},
                                                                ready=True)],
                                     conditions=_conditions(True, started)):

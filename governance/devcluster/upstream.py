@@ -115,9 +115,10 @@ class UpstreamCluster:
         self.kubectl("uncordon" if schedulable else "cordon", self.node.name)
 
     def start_operator_deployment(self, database_url: str, env: dict[str, str] | None = None,
-                                  timeout: float = 120) -> dict[str, Any]:
-        """The user's last install step: the ledger Secret, then the Deployment at one replica.
-        Returns the operator's pod once it is Running."""
+                                  timeout: float = 120, replicas: int = 1) -> dict[str, Any]:
+        """The user's last install step: the ledger Secret, then the Deployment at `replicas` (the
+        manifests say 2: one acts, one stands by; most tests need one). Returns an operator pod
+        once `replicas` of them are Running (`operator_pods()` lists them all)."""
         core = kubernetes.client.CoreV1Api(self.api)
         secret = {"metadata": {"name": "qgov-ledger", "namespace": SYSTEM_NAMESPACE},
                   "data": {"url": base64.b64encode(database_url.encode()).decode()}}
@@ -130,16 +131,29 @@ class UpstreamCluster:
         if env:
             self.kubectl("set", "env", f"deployment/{DEPLOYMENT}", "-n", SYSTEM_NAMESPACE,
                          *(f"{k}={v}" for k, v in env.items()))
-        self.kubectl("scale", "deployment", DEPLOYMENT, "-n", SYSTEM_NAMESPACE, "--replicas=1")
+        self.kubectl("scale", "deployment", DEPLOYMENT, "-n", SYSTEM_NAMESPACE, f"--replicas={replicas}")
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            pods = core.list_namespaced_pod(SYSTEM_NAMESPACE, label_selector="app.kubernetes.io/name=qgov-operator")
-            running = [p for p in pods.items if p.status.phase == "Running" and not p.metadata.deletion_timestamp]
-            if running:
-                return dict(self.api.sanitize_for_serialization(running[0]))  # type: ignore[union-attr]
+            running = self.operator_pods()
+            if len(running) >= replicas:
+                return running[0]
             time.sleep(0.3)
         raise RuntimeError(f"the operator Deployment has no running pod after {timeout:.0f} s:\n"
                            + self.kubectl("describe", "deployment,rs,pods", "-n", SYSTEM_NAMESPACE, check=False)[-3000:])
+
+    def operator_pods(self) -> list[dict[str, Any]]:
+        """The operator Deployment's Running pods (not those being deleted)."""
+        core = kubernetes.client.CoreV1Api(self.api)
+        pods = core.list_namespaced_pod(SYSTEM_NAMESPACE, label_selector="app.kubernetes.io/name=qgov-operator")
+        return [dict(self.api.sanitize_for_serialization(p)) for p in pods.items  # type: ignore[union-attr]
+                if p.status.phase == "Running" and not p.metadata.deletion_timestamp]
+
+    def pod_process(self, namespace: str, name: str) -> int | None:
+        """The pid of the process the node runs for this pod (its process group's leader), if running."""
+        assert self.node is not None
+        uid = self.node.runner.names.get((namespace, name))
+        proc = self.node.runner.processes.get(uid) if uid else None
+        return proc.pid if proc is not None and proc.returncode is None else None
 
     def stop_operator_deployment(self) -> None:
         self.kubectl("scale", "deployment", DEPLOYMENT, "-n", SYSTEM_NAMESPACE, "--replicas=0")

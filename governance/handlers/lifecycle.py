@@ -11,6 +11,7 @@ import kopf
 import kubernetes
 
 from .. import metrics
+from ..leader.replica import listen_address
 from ..api import MANAGED_BY_LABEL, OPERATOR_FINALIZER
 from ..budget import db
 from ..budget.batcher import ReservationBatcher
@@ -98,7 +99,7 @@ def start(settings: kopf.OperatorSettings, logger: Any, **_: Any) -> None:
     global _sweeper
     _sweeper = PodSweeper(config.pod_sweep_seconds)
     _sweeper.start()
-    metrics.serve(config.metrics_port)
+    metrics.serve(config.metrics_port, listen_address())  # (already served by the replica: a no-op)
     _tune_gc()
     logger.info(f"qgov operator started; ledger {db.redact(str(ledger.engine.url))}")
 

@@ -134,3 +134,29 @@ def test_the_termination_message_path_is_mapped_in_env_too(core) -> None:
     core.create_namespaced_pod(NS, pod("envpath", code, env=[{"name": "TERM_LOG", "value": "/dev/termination-log"}]))
     done = wait_for(core, "envpath", ("Succeeded", "Failed"))
     assert done.status.container_statuses[0].state.terminated.message == "usage: 1.5"
+
+
+SERVE_ON_POD_IP = """
+import os, socket, time
+s = socket.create_server((os.environ["POD_IP"], 8080))  # the same port in both pods
+print("listening on", os.environ["POD_IP"], flush=True)
+time.sleep(60)
+"""
+
+
+def test_each_pod_has_its_own_address_given_by_the_downward_api(core) -> None:
+    """All pods are processes of one host: each gets its own loopback address as status.podIP,
+    passed in env by the downward API before it starts, so two replicas can listen on one port."""
+    env = [{"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}]
+    for name in ("replica-a", "replica-b"):
+        core.create_namespaced_pod(NS, pod(name, SERVE_ON_POD_IP, env=env))
+    running = {name: wait_for(core, name, ("Running",)) for name in ("replica-a", "replica-b")}
+    ips = {name: p.status.pod_ip for name, p in running.items()}
+    assert len(set(ips.values())) == 2 and all(ip.startswith("127.") and ip != "127.0.0.1" for ip in ips.values())
+    for name, ip in ips.items():
+        deadline = time.monotonic() + 20
+        while f"listening on {ip}" not in logs(core, name) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert logs(core, name) == f"listening on {ip}\n"  # bound, not "address already in use"
+    for name in ips:
+        core.delete_namespaced_pod(name, NS, grace_period_seconds=0)

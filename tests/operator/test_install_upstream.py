@@ -109,8 +109,10 @@ def test_without_the_executor_account_a_job_says_why_it_waits(installed_without_
     stalled = installed.wait(lambda: condition(installed.job("bell"), "Stalled"), "a Stalled condition")
     assert stalled["status"] == "True" and stalled["reason"] == "ServiceAccountMissing"
     assert "ServiceAccount qgov-executor does not exist" in stalled["message"]
-    events = [e for e in installed.core.list_namespaced_event(NS).items if e.reason == "ServiceAccountMissing"]
-    assert events and events[0].type == "Warning"
+    # the Event is posted after the condition is written (kopf's event queue): it may trail by a moment
+    events = installed.wait(lambda: [e for e in installed.core.list_namespaced_event(NS).items
+                                     if e.reason == "ServiceAccountMissing"], "the ServiceAccountMissing Event", 30)
+    assert events[0].type == "Warning"
     assert installed.core.list_namespaced_pod(NS).items == []
     # a platform team creates the identity: the job runs, nothing was charged twice
     installed.core.create_namespaced_service_account(NS, {"metadata": {"name": "qgov-executor"}})
