@@ -235,6 +235,9 @@ def test_the_settings_scan_finds_the_operators_settings() -> None:
     assert "QGOV_TERMINATION_LOG" not in found and "QGOV_IBM_SESSION" not in found
 
 
+ENUMS = {"QGOV_LEADER_ELECTION": "false"}  # settings with a set of values (values.schema.json): one not the default
+
+
 def test_every_qgov_setting_the_operator_reads_is_settable_through_values(render: Any) -> None:
     values = yaml.safe_load((CHART / "values.yaml").read_text())
     missing = [n for n in operator_settings() if n not in SPECIAL and camel(n) not in values["config"]]
@@ -244,7 +247,7 @@ def test_every_qgov_setting_the_operator_reads_is_settable_through_values(render
         if name in SPECIAL:
             continue
         default = values["config"][camel(name)]  # a value of the setting's type, unlike its default
-        value = ("false" if default else "true") if isinstance(default, bool) else (
+        value = ("false" if default else "true") if isinstance(default, bool) else ENUMS.get(name) or (
             f"v{i}" if isinstance(default, str) else str(1000 + i))
         sets.append(f"config.{camel(name)}={value}")
         expected[name] = value

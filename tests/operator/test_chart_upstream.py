@@ -104,17 +104,17 @@ def test_helm_install_upgrade_and_uninstall(bare_cluster: UpstreamCluster, tmp_p
     ledger_url = f"sqlite:///{tmp_path / 'ledger.db'}"
     metrics_port = free_port()
     install = ("install", RELEASE, str(CHART), "--namespace", SYSTEM, "--create-namespace", "--wait",
-               "--timeout", "3m", "--set", "replicas=1", "--set", f"ledger.url={ledger_url}",
+               "--timeout", "3m", "--set", f"ledger.url={ledger_url}",
                "--set", f"metrics.port={metrics_port}", "--set", "config.podSweepSeconds=5",
                "--set", "executorImage.pullPolicy=Never")
     try:
         # ------------------------------------------------------------ install
         out = helm(*install)
         assert "STATUS: deployed" in out and "qgov 0.1.0 is installed in namespace qgov-system" in out
-        pods = helm.operator_pods()
-        assert len(pods) == 1 and pods[0].status.phase == "Running"
-        assert pods[0].spec.service_account_name == "qgov-operator"
-        assert env_of(pods[0])["QGOV_POD_SWEEP_SECONDS"] == "5"
+        pods = helm.operator_pods()  # the chart's default: two replicas, one acting (a Lease)
+        assert len(pods) == 2 and all(p.status.phase == "Running" for p in pods)
+        assert all(p.spec.service_account_name == "qgov-operator" for p in pods)
+        assert all(env_of(p)["QGOV_POD_SWEEP_SECONDS"] == "5" for p in pods)
         crds = bare_cluster.kubectl("get", "crd", "-o", "name")
         assert all(f"{p}.qgov.dev" in crds for p in ("qiskitjobs", "qiskitbudgets", "qiskitbackends", "qiskitsessions"))
 
@@ -136,10 +136,15 @@ def test_helm_install_upgrade_and_uninstall(bare_cluster: UpstreamCluster, tmp_p
             assert (row.state, row.actual_micro) == ("settled", 300_000), row
         finally:
             ledger.close()
-        # the chart's metrics port is the one the operator serves
-        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as answer:
-            metrics = answer.read().decode()
-        assert 'qgov_settlements_total{budget="team-a",namespace="team-a"} 1.0' in metrics
+        # the chart's metrics port is the one each replica serves, on its pod's address; the acting
+        # replica's shows the settlement, the standby's says it is not acting
+        scrapes = []
+        for pod in pods:
+            with urllib.request.urlopen(f"http://{pod.status.pod_ip}:{metrics_port}/metrics", timeout=10) as answer:
+                scrapes.append(answer.read().decode())
+        acting = [m for m in scrapes if "\nqgov_leader 1.0" in m]
+        assert len(acting) == 1 and sum("\nqgov_leader 0.0" in m for m in scrapes) == 1
+        assert 'qgov_settlements_total{budget="team-a",namespace="team-a"} 1.0' in acting[0]
 
         # ------------------------------------------------------------ upgrade: a changed setting
         helm.core.create_namespace({"metadata": {"name": UNBUDGETED}})
@@ -150,9 +155,9 @@ def test_helm_install_upgrade_and_uninstall(bare_cluster: UpstreamCluster, tmp_p
         old = {p.metadata.name for p in helm.operator_pods()}
         helm("upgrade", RELEASE, str(CHART), "--namespace", SYSTEM, "--reuse-values", "--wait", "--timeout", "3m",
              "--set", "config.allowUnbudgeted=true")
-        new = helm.wait(lambda: (ps := helm.operator_pods()) and len(ps) == 1 and ps[0].metadata.name not in old
-                        and ps[0].status.phase == "Running" and ps[0], "the upgrade's operator pod alone")
-        assert env_of(new)["QGOV_ALLOW_UNBUDGETED"] == "true"
+        new = helm.wait(lambda: (ps := helm.operator_pods()) and len(ps) == 2 and all(
+            p.metadata.name not in old and p.status.phase == "Running" for p in ps) and ps, "the upgrade's pods alone")
+        assert all(env_of(p)["QGOV_ALLOW_UNBUDGETED"] == "true" for p in new)
         helm.create("QiskitJob", "qiskitjobs", "after", {"backend": "priced-aer", "circuits": [BELL], "shots": 100},
                     namespace=UNBUDGETED)
         admitted = helm.final("after", UNBUDGETED)
