@@ -240,6 +240,9 @@ def cmd_operator(args: argparse.Namespace) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # standalone: the ledger, not kopf's peering, keeps two replicas from charging twice
     rawevents.install()  # QiskitJob events past kopf's per-event machinery
+    from .webhook import start_from_env as start_webhook
+
+    start_webhook()  # QGOV_WEBHOOK_PORT: the admission webhook, served by every replica, in its own thread
     kopf.run(standalone=True, clusterwide=True, liveness_endpoint=args.liveness)
     return 0
 
