@@ -110,12 +110,9 @@ class LiveSources:
             return self._budgets[namespace]
         except KeyError:
             pass
+        views: Mapping[str, BudgetView] | None
         try:
-            ledger = self._the_ledger()
-            views: dict[str, BudgetView] | None = {}
-            for row in ledger.budgets(namespace):
-                assert views is not None
-                views[row.name] = BudgetView(row.name, row.unit, row.enforcement, ledger.balance(namespace, row.name))
+            views = ledger_budgets(self._the_ledger(), namespace)
         except Exception as exc:  # noqa: BLE001 - an unreachable ledger: the controller decides later
             log.warning(f"cannot read the ledger's budgets of {namespace}: {type(exc).__name__}")
             views = None
@@ -141,6 +138,12 @@ class LiveSources:
     def close(self) -> None:
         if self._ledger is not None:
             self._ledger.close()
+
+
+def ledger_budgets(ledger: Any, namespace: str) -> dict[str, BudgetView]:
+    """The namespace's budgets and their balances in this period, read without a lock."""
+    return {row.name: BudgetView(row.name, row.unit, row.enforcement, ledger.balance(namespace, row.name))
+            for row in ledger.budgets(namespace)}
 
 
 def load_certificate(context: ssl.SSLContext, material: Material) -> None:
