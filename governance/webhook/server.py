@@ -116,7 +116,8 @@ class LiveSources:
         except Exception as exc:  # noqa: BLE001 - an unreachable ledger: the controller decides later
             log.warning(f"cannot read the ledger's budgets of {namespace}: {type(exc).__name__}")
             views = None
-        self._budgets[namespace] = views
+        if views or views is None:  # "no budget here" is read again next time: a budget created a moment ago counts at once
+            self._budgets[namespace] = views
         return views
 
     def budgets_in_cluster(self, namespace: str) -> Mapping[str, str]:
@@ -132,7 +133,8 @@ class LiveSources:
         found = {b["metadata"]["name"]: (b.get("spec") or {}).get("unit", "USD") for b in items
                  if not b["metadata"].get("deletionTimestamp")
                  and not any(c.get("reason") == "InvalidSpec" for c in (b.get("status") or {}).get("conditions") or [])}
-        self._cluster_budgets[namespace] = found
+        if found:
+            self._cluster_budgets[namespace] = found
         return found
 
     def close(self) -> None:
