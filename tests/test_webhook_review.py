@@ -209,6 +209,10 @@ def test_budgets_backends_and_sessions_are_validated(ledger: Ledger) -> None:
     bad_limit = review(request({"limit": "ten"}, kind="QiskitBudget"), sources)
     assert not bad_limit.allowed and bad_limit.message.startswith("spec.limit: ")
     assert review(request({"limit": "10.00"}, kind="QiskitBudget"), sources).allowed
+    model = review(request({"provider": "fake", "name": "fake_nowhere"}, kind="QiskitBackend", name="m"), sources)
+    assert not model.allowed and model.message.startswith(
+        "QiskitBackend m: spec.name: no fake_provider backend named 'fake_nowhere'")
+    assert review(request(BACKENDS["fake-manila"]["spec"], kind="QiskitBackend", name="fake-manila"), sources).allowed
     bad_price = review(request(BACKENDS["broken"]["spec"], kind="QiskitBackend", name="broken"), sources)
     assert not bad_price.allowed and bad_price.message.startswith("QiskitBackend broken: spec.pricing")
     session = review(request({"backend": "nope", "mode": "batch"}, kind="QiskitSession"), sources)

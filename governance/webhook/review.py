@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ..admission import Estimate, Problem, assess, backend_from_object, choose_budget, unknown_backend
+from ..backends import UnknownBackendModel, max_qubits
 from ..api.specs import Backend, SpecError, parse_budget, parse_job, parse_session
 from ..budget.ledger import decide
 from ..budget.money import format_amount, format_quantity
@@ -90,9 +91,14 @@ def review(request: Mapping[str, Any], sources: Sources) -> Verdict:
             if isinstance(backend, Problem):
                 return Verdict(False, backend.message, backend.reason)
         else:
-            problem = backend_from_object(name, obj)
-            if isinstance(problem, Problem):
-                return Verdict(False, problem.message, problem.reason)
+            backend = backend_from_object(name, obj)
+            if isinstance(backend, Problem):
+                return Verdict(False, backend.message, backend.reason)
+            try:  # the device model every estimate on it is made with
+                max_qubits(backend)
+            except UnknownBackendModel as exc:
+                field = "spec.model" if backend.provider == "ibm" and spec.get("model") else "spec.name"
+                return Verdict(False, f"QiskitBackend {name}: {field}: {exc}", "UnknownBackend")
     except SpecError as exc:
         return Verdict(False, str(exc), "InvalidSpec")
     return ALLOW
