@@ -35,11 +35,12 @@ def load_key(pem: bytes) -> ec.EllipticCurvePrivateKey:
     return key
 
 
-def new_ca(name: str, valid_for: datetime.timedelta = VALID_FOR) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
-    """A self-signed CA certificate and its key."""
+def new_ca(name: str, valid_for: datetime.timedelta = VALID_FOR, now: datetime.datetime | None = None
+           ) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    """A self-signed CA certificate and its key, valid from `now` (default: now)."""
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = now or datetime.datetime.now(datetime.timezone.utc)
     cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
             .public_key(key.public_key()).serial_number(x509.random_serial_number())
             .not_valid_before(now - BACKDATE).not_valid_after(now + valid_for)
@@ -55,13 +56,14 @@ def new_ca(name: str, valid_for: datetime.timedelta = VALID_FOR) -> tuple[x509.C
 
 def issue(ca_cert: x509.Certificate, ca_key: ec.EllipticCurvePrivateKey, common_name: str, *,
           groups: tuple[str, ...] = (), hosts: tuple[str, ...] = (), server: bool = False, client: bool = False,
-          valid_for: datetime.timedelta = VALID_FOR) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+          valid_for: datetime.timedelta = VALID_FOR, now: datetime.datetime | None = None
+          ) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
     """A leaf certificate for `common_name` (a user: CN, groups: O) or, with `hosts`, a server
-    reachable by those DNS names and IP addresses."""
+    reachable by those DNS names and IP addresses; valid from `now` (default: now)."""
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([*(x509.NameAttribute(NameOID.ORGANIZATION_NAME, g) for g in groups),
                          x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = now or datetime.datetime.now(datetime.timezone.utc)
     usages = ([ExtendedKeyUsageOID.SERVER_AUTH] if server else []) + ([ExtendedKeyUsageOID.CLIENT_AUTH] if client else [])
     builder = (x509.CertificateBuilder().subject_name(subject).issuer_name(ca_cert.subject)
                .public_key(key.public_key()).serial_number(x509.random_serial_number())

@@ -18,7 +18,7 @@ import base64
 import datetime
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from cryptography import x509
@@ -39,7 +39,7 @@ MAX_CONFLICTS = 5
 class Material:
     ca_pem: bytes
     cert_pem: bytes
-    key_pem: bytes = b""
+    key_pem: bytes = field(default=b"", repr=False, compare=False)  # never shown, not even in a test's diff
 
     def __repr__(self) -> str:  # the key never shows in a log line or a traceback's locals
         return f"Material(cert={self.fingerprint()})"
@@ -71,10 +71,11 @@ def _ca_key(secret: Any) -> bytes | None:
     return base64.b64decode(data["ca.key"]) if "ca.key" in data else None
 
 
-def issue(hosts: tuple[str, ...], ca: tuple[x509.Certificate, Any] | None = None) -> tuple[Material, bytes]:
+def issue(hosts: tuple[str, ...], ca: tuple[x509.Certificate, Any] | None = None,
+          now: datetime.datetime | None = None) -> tuple[Material, bytes]:
     """A serving certificate for `hosts`, signed by `ca` (a new one when None); and the CA's key."""
-    ca_cert, ca_key = ca or pki.new_ca("qgov-webhook-ca", CA_VALID_FOR)
-    cert, key = pki.issue(ca_cert, ca_key, hosts[0], hosts=hosts, server=True, valid_for=CERT_VALID_FOR)
+    ca_cert, ca_key = ca or pki.new_ca("qgov-webhook-ca", CA_VALID_FOR, now)
+    cert, key = pki.issue(ca_cert, ca_key, hosts[0], hosts=hosts, server=True, valid_for=CERT_VALID_FOR, now=now)
     return Material(pki.cert_pem(ca_cert), pki.cert_pem(cert), pki.private_pem(key)), pki.private_pem(ca_key)
 
 
@@ -103,14 +104,14 @@ def _due(material: Material, hosts: tuple[str, ...], now: datetime.datetime) -> 
 def ensure_secret(core: Any, namespace: str, name: str, hosts: tuple[str, ...],
                   now: datetime.datetime | None = None) -> Material:
     """The serving certificate and CA in Secret `namespace/name`: created if missing, renewed if
-    due. Safe with any number of replicas doing the same at once."""
+    due. Safe with any number of replicas doing the same at once. `now`: the clock (tests)."""
     for _ in range(MAX_CONFLICTS):
         try:
             secret = core.read_namespaced_secret(name, namespace)
         except ApiException as exc:
             if exc.status != 404:
                 raise
-            material, ca_key = issue(hosts)
+            material, ca_key = issue(hosts, now=now)
             try:
                 core.create_namespaced_secret(namespace, _body(name, namespace, material, ca_key))
                 log.info(f"created the webhook's CA and serving certificate in Secret {namespace}/{name} "
@@ -132,7 +133,7 @@ def ensure_secret(core: Any, namespace: str, name: str, hosts: tuple[str, ...],
             ca_cert = x509.load_pem_x509_certificate(material.ca_pem)
             if pki.remaining(ca_cert, now) > CERT_VALID_FOR:
                 ca = (ca_cert, pki.load_key(ca_key_pem))
-        renewed, ca_key = issue(hosts, ca)
+        renewed, ca_key = issue(hosts, ca, now)
         try:
             core.replace_namespaced_secret(name, namespace, _body(name, namespace, renewed, ca_key,
                                                                   secret.metadata.resource_version))

@@ -262,3 +262,52 @@ def _secret_unless(wh: Webhooked, old_ca: bytes) -> Any:
             return None
         raise
     return secret if base64.b64decode(secret.data["ca.crt"]) != old_ca else None
+
+
+def test_two_replicas_make_one_certificate_and_renew_it_once(upstream_cluster: Any) -> None:
+    """What every replica does at start and at each check, at the same moment, against the real API
+    server: one Secret, one CA, one certificate that both serve; a renewal keeps the CA."""
+    import datetime
+    import threading
+
+    from cryptography import x509
+
+    from governance.webhook.tls import ensure_secret, service_hosts
+
+    api = kubernetes.config.new_client_from_config(config_file=str(upstream_cluster.kubeconfig))
+    core = kubernetes.client.CoreV1Api(api)
+    name, hosts = "race-webhook-tls", service_hosts("qgov-webhook", SYSTEM_NAMESPACE)
+    gate = threading.Barrier(2)
+
+    def replica(results: list[Any], now: datetime.datetime | None = None) -> None:
+        gate.wait()
+        results.append(ensure_secret(core, SYSTEM_NAMESPACE, name, hosts, now))
+
+    try:
+        made: list[Any] = []
+        threads = [threading.Thread(target=replica, args=(made,)) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        assert len(made) == 2 and made[0] == made[1]
+        stored = core.read_namespaced_secret(name, SYSTEM_NAMESPACE)
+        assert base64.b64decode(stored.data["tls.crt"]) == made[0].cert_pem
+        cert = x509.load_pem_x509_certificate(made[0].cert_pem)
+        assert "qgov-webhook.qgov-system.svc" in str(cert.extensions)
+        # 340 days on, both find the certificate due: one renews, the other takes the renewal
+        later = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(days=340)
+        renewed: list[Any] = []
+        threads = [threading.Thread(target=replica, args=(renewed, later)) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        assert len(renewed) == 2 and renewed[0] == renewed[1]
+        assert renewed[0].cert_pem != made[0].cert_pem and renewed[0].ca_pem == made[0].ca_pem
+    finally:
+        try:
+            core.delete_namespaced_secret(name, SYSTEM_NAMESPACE)
+        except ApiException:
+            pass
+        api.close()
