@@ -28,6 +28,7 @@ BACKENDS = {
     "priced-aer": {"spec": {"provider": "aer", "name": "aer_simulator", "pricing": {"perTask": "0.30"},
                             "limits": {"maxQubits": 20, "maxShots": 100000, "maxCircuits": 4}}},
     "fake-manila": {"spec": {"provider": "fake", "name": "fake_manila", "pricing": {"perQPUSecond": "1.60"}}},
+    "torino": {"spec": {"provider": "ibm", "name": "ibm_torino", "pricing": {"perQPUSecond": "1.60"}}},
     "broken": {"spec": {"provider": "aer", "name": "aer_simulator", "pricing": {"perTask": "lots"}}},
 }
 
@@ -39,6 +40,8 @@ class LedgerSources:
                  allow_unbudgeted: bool = False) -> None:
         self.ledger, self.cluster_budgets, self.allow_unbudgeted = ledger, dict(cluster_budgets or {}), allow_unbudgeted
         self.ledger_down = False
+        self.ibm_default_secret = "ibm-quantum"
+        self.secrets: dict[str, frozenset[str]] = {}
 
     def backend(self, name: str) -> Backend | Problem | None:
         obj = BACKENDS.get(name)
@@ -49,6 +52,9 @@ class LedgerSources:
 
     def budgets_in_cluster(self, namespace: str) -> Mapping[str, str]:
         return self.cluster_budgets
+
+    def secret_keys(self, namespace: str, name: str) -> frozenset[str] | None:
+        return self.secrets.get(name)
 
 
 @pytest.fixture
@@ -217,6 +223,15 @@ def test_budgets_backends_and_sessions_are_validated(ledger: Ledger) -> None:
     assert not bad_price.allowed and bad_price.message.startswith("QiskitBackend broken: spec.pricing")
     session = review(request({"backend": "nope", "mode": "batch"}, kind="QiskitSession"), sources)
     assert not session.allowed and session.message.startswith("spec.backend: no QiskitBackend named 'nope'")
+    assert review(request({"backend": "priced-aer"}, kind="QiskitSession"), sources).allowed  # local: no Secret
+    nocreds = review(request({"backend": "torino", "credentialsSecret": "ibm-team-a"}, kind="QiskitSession"), sources)
+    assert not nocreds.allowed and nocreds.message == ("spec.credentialsSecret: no Secret 'ibm-team-a' in namespace "
+                                                       "'team-a' (it needs keys apiKey and instance)")
+    sources.secrets["ibm-quantum"] = frozenset({"apiKey"})
+    partial = review(request({"backend": "torino"}, kind="QiskitSession"), sources)
+    assert not partial.allowed and partial.message.startswith("spec: Secret ibm-quantum has no instance")
+    sources.secrets["ibm-quantum"] = frozenset({"apiKey", "instance"})
+    assert review(request({"backend": "torino"}, kind="QiskitSession"), sources).allowed
     mode = review(request({"backend": "priced-aer", "mode": "shared"}, kind="QiskitSession"), sources)
     assert not mode.allowed and mode.message == "spec.mode: 'shared' is not one of dedicated, batch"
 

@@ -138,7 +138,8 @@ class Webhook:
                 await asyncio.sleep(5)
         context = server_context(material)
         operator = OperatorConfig.from_env()
-        sources = LiveSources(api_client, operator.database_url, operator.allow_unbudgeted)
+        sources = LiveSources(api_client, operator.database_url, operator.allow_unbudgeted,
+                              ibm_default_secret=operator.ibm_default_secret)
         self.timing = Timing([])
         runner = web.AppRunner(make_app(sources, self.pool, self.timing), access_log=None)
         await runner.setup()

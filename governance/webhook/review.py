@@ -22,6 +22,7 @@ from ..api.specs import Backend, SpecError, parse_budget, parse_job, parse_sessi
 from ..budget.ledger import decide
 from ..budget.money import format_amount, format_quantity
 from ..budget.types import Balance, Decision
+from ..sessions.tokens import credentials_problem
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,7 @@ class BudgetView:
 
 class Sources(Protocol):
     allow_unbudgeted: bool
+    ibm_default_secret: str  # the credential Secret of sessions that name none
 
     def backend(self, name: str) -> Backend | Problem | None:
         """A QiskitBackend (parsed), the problem with it, or None when there is none."""
@@ -45,6 +47,9 @@ class Sources(Protocol):
 
     def budgets_in_cluster(self, namespace: str) -> Mapping[str, str]:
         """The namespace's QiskitBudget objects (name -> unit) the ledger may not know yet."""
+
+    def secret_keys(self, namespace: str, name: str) -> frozenset[str] | None:
+        """The keys (never the values) of a Secret with a non-empty value; None when there is none."""
 
 
 @dataclass(frozen=True)
@@ -90,6 +95,12 @@ def review(request: Mapping[str, Any], sources: Sources) -> Verdict:
                 return Verdict(False, problem.message, problem.reason)
             if isinstance(backend, Problem):
                 return Verdict(False, backend.message, backend.reason)
+            if backend.provider == "ibm":  # a local session needs no credentials
+                secret = session.credentials_secret or sources.ibm_default_secret
+                problem = credentials_problem(secret, namespace, sources.secret_keys(namespace, secret))
+                if problem:
+                    field = "spec.credentialsSecret" if session.credentials_secret else "spec"
+                    return Verdict(False, f"{field}: {problem}", "CredentialsMissing")
         else:
             backend = backend_from_object(name, obj)
             if isinstance(backend, Problem):

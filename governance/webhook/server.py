@@ -46,7 +46,8 @@ class LiveSources:
     """`review.Sources` over the cluster (a kubernetes ApiClient factory) and the ledger."""
 
     def __init__(self, api_client: Any, database_url: str | None, allow_unbudgeted: bool, *,
-                 backend_ttl: float = 5.0, budget_ttl: float = 1.0) -> None:
+                 ibm_default_secret: str = "ibm-quantum", backend_ttl: float = 5.0, budget_ttl: float = 1.0) -> None:
+        self.ibm_default_secret = ibm_default_secret
         self._api_client = api_client  # () -> kubernetes.client.ApiClient, one per thread
         self._database_url = database_url
         self.allow_unbudgeted = allow_unbudgeted
@@ -136,6 +137,19 @@ class LiveSources:
         if found:
             self._cluster_budgets[namespace] = found
         return found
+
+    def secret_keys(self, namespace: str, name: str) -> frozenset[str] | None:
+        """Only the key names leave this function: values are neither kept nor logged."""
+        import kubernetes
+        from kubernetes.client.rest import ApiException
+
+        try:
+            secret = kubernetes.client.CoreV1Api(self._api_client()).read_namespaced_secret(name, namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return frozenset(k for k, v in (secret.data or {}).items() if v)
 
     def close(self) -> None:
         if self._ledger is not None:
