@@ -205,6 +205,8 @@ def test_spec_of_a_decided_job_cannot_change(ledger: Ledger) -> None:
     assert relabelled.allowed and not relabelled.warnings
     undecided = dict(old, status={})
     assert review(request(job(shots=2000), operation="UPDATE", old=undecided), sources).allowed
+    too_many = review(request(job(shots=200000), operation="UPDATE", old=undecided), sources)
+    assert not too_many.allowed and too_many.message.startswith("spec.shots: 200000 shots")
     deleting = review(request(job(shots=5), operation="UPDATE", old=old,
                               meta={"deletionTimestamp": "2026-11-30T00:00:00Z"}), sources)
     assert deleting.allowed

@@ -81,9 +81,9 @@ def review(request: Mapping[str, Any], sources: Sources) -> Verdict:
     namespace = request.get("namespace") or meta.get("namespace") or ""
     name = meta.get("name") or request.get("name") or ""
     if kind == "QiskitJob":
-        if operation == "UPDATE":
+        if operation == "UPDATE" and _decided(old):
             return _job_update(old)
-        return review_job(namespace, spec, sources)
+        return review_job(namespace, spec, sources)  # a new spec before the controller priced it: as a create
     try:
         if kind == "QiskitBudget":
             parse_budget(namespace, name, spec)
@@ -115,12 +115,15 @@ def review(request: Mapping[str, Any], sources: Sources) -> Verdict:
     return ALLOW
 
 
+def _decided(old: Mapping[str, Any]) -> bool:
+    status = old.get("status") or {}
+    return status.get("admittedGeneration") is not None or bool(status.get("phase"))
+
+
 def _job_update(old: Mapping[str, Any]) -> Verdict:
     """A job's spec may change until the controller has priced it, never after: the executor
     runs the generation that was priced, so an edit would only fail later, at run time."""
     status = old.get("status") or {}
-    if status.get("admittedGeneration") is None and not status.get("phase"):
-        return ALLOW  # not decided yet: the controller prices the new spec
     price = (f" at {status['estimatedCost']} {status.get('currency') or 'USD'}"
              if status.get("estimatedCost") else "")
     return Verdict(False, f"spec: the spec of a QiskitJob cannot change once it is decided (phase "
