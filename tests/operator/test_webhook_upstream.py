@@ -223,8 +223,17 @@ def test_with_the_operator_stopped_apply_succeeds_and_the_controller_refuses_lat
     assert accepted.returncode == 0, accepted.stderr
     assert "Warning: estimated" not in accepted.stderr
     assert took < 4, f"kubectl apply took {took:.1f} s with the webhook down"
+    # as installed, with no replica behind the Service: no Endpoints, the call fails at once too
+    restore_configuration(wh.upstream.api)
+    started = time.monotonic()
+    also = wh.apply(qjob("no-endpoints", backend="pricey"))
+    took = time.monotonic() - started
+    assert also.returncode == 0, also.stderr
+    assert took < 4, f"kubectl apply took {took:.1f} s with no Endpoints behind the Service"
     wh.operator.start()
-    status = wh.wait_terminal(["while-down"])["while-down"]
+    statuses = wh.wait_terminal(["while-down", "no-endpoints"])
+    assert statuses["no-endpoints"]["phase"] == "Refused"
+    status = statuses["while-down"]
     assert status["phase"] == "Refused"
     assert status["message"] == ("exceeded budget team-a/team-a: requested 2.00 USD, spent 0.00 USD, "
                                  "reserved 0.00 USD, limit 1.00 USD")
