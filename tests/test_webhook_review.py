@@ -247,3 +247,38 @@ def test_admission_review_response() -> None:
         "uid": "u-1", "allowed": False, "status": {"code": 403, "reason": "Forbidden", "message": "exceeded budget x/y: …"}}}
     warned = response(sent, Verdict(True, warnings=("estimated 0.30 USD",)))
     assert warned["response"] == {"uid": "u-1", "allowed": True, "warnings": ["estimated 0.30 USD"]}
+
+
+def test_the_servers_budget_cache_counts_a_new_budget_at_once_and_spares_a_down_ledger(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    from governance.webhook import server
+    from governance.webhook.server import LiveSources
+
+    url = f"sqlite:///{tmp_path / 'live.db'}"
+    db.upgrade(url)
+    live = LiveSources(None, url, allow_unbudgeted=False)
+    try:
+        assert live.budgets(NS) == {}  # none yet: not remembered
+        writer = Ledger(url)
+        budget(writer, "1.00")
+        [view] = live.budgets(NS).values()  # created a moment ago: counted at once
+        assert (view.name, view.balance.limit_micro) == (NS, 1_000_000)
+        writer.reserve(ReserveRequest("k", NS, NS, parse_amount("0.40")))
+        assert live.budgets(NS)[NS].balance.held_micro == 0  # balances are kept 1 s
+        time.sleep(1.1)
+        assert live.budgets(NS)[NS].balance.held_micro == 400_000
+        writer.close()
+    finally:
+        live.close()
+    monkeypatch.setattr(server, "LEDGER_RETRY_SECONDS", 0.5)
+    missing = tmp_path / "later" / "ledger.db"
+    down = LiveSources(None, f"sqlite:///{missing}", allow_unbudgeted=False)
+    assert down.budgets(NS) is None  # no ledger schema there (yet)
+    missing.parent.mkdir(exist_ok=True)
+    db.upgrade(f"sqlite:///{missing}")
+    assert down.budgets(NS) is None  # not asked again at once
+    time.sleep(0.6)
+    assert down.budgets(NS) == {}
+    down.close()

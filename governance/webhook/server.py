@@ -39,6 +39,7 @@ from .tls import Material
 
 log = logging.getLogger("qgov.webhook")
 
+LEDGER_RETRY_SECONDS = 5.0  # after a failed ledger read, reviews go without balances this long
 REVIEW_TIMEOUT = 4.0  # seconds; below the configuration's timeoutSeconds (5), so the answer is ours
 
 
@@ -58,6 +59,7 @@ class LiveSources:
         self._cluster_budgets: TTLCache[str, Mapping[str, str]] = TTLCache(maxsize=4096, ttl=budget_ttl)
         self._lock = threading.Lock()
         self._ledger: Any = None
+        self._ledger_down_until = float("-inf")
         self._local = threading.local()
 
     def _custom(self) -> Any:
@@ -111,13 +113,16 @@ class LiveSources:
             return self._budgets[namespace]
         except KeyError:
             pass
-        views: Mapping[str, BudgetView] | None
+        if time.monotonic() < self._ledger_down_until:
+            return None  # it failed a moment ago: do not make every review wait for its connect timeout
         try:
             views = ledger_budgets(self._the_ledger(), namespace)
         except Exception as exc:  # noqa: BLE001 - an unreachable ledger: the controller decides later
-            log.warning(f"cannot read the ledger's budgets of {namespace}: {type(exc).__name__}")
-            views = None
-        if views or views is None:  # "no budget here" is read again next time: a budget created a moment ago counts at once
+            log.warning(f"cannot read the ledger's budgets of {namespace} (asking again in "
+                        f"{LEDGER_RETRY_SECONDS:.0f} s): {type(exc).__name__}")
+            self._ledger_down_until = time.monotonic() + LEDGER_RETRY_SECONDS
+            return None
+        if views:  # "no budget here" is read again next time: a budget created a moment ago counts at once
             self._budgets[namespace] = views
         return views
 
