@@ -320,3 +320,51 @@ def test_two_replicas_make_one_certificate_and_renew_it_once(upstream_cluster: A
         except ApiException:
             pass
         api.close()
+
+
+def test_the_manifests_deployment_makes_its_certificate_and_the_configuration_trusts_it(
+        upstream_cluster: Any, tmp_path: Path) -> None:
+    """The install as the README gives it: the Deployment's pod (in-cluster configuration,
+    ServiceAccount qgov-operator, the manifests' RBAC) serves the webhook and writes its CA into
+    the configuration, which keeps calling the Service."""
+    upstream = upstream_cluster
+    upstream.reset((NS,))
+    api = kubernetes.config.new_client_from_config(config_file=str(upstream.kubeconfig))
+    core = kubernetes.client.CoreV1Api(api)
+    admission = kubernetes.client.AdmissionregistrationV1Api(api)
+    port = free_port()  # the node runs pods as local processes: 8443 may be taken on this machine
+    try:
+        upstream.start_operator_deployment(f"sqlite:///{tmp_path / 'ledger.db'}", {"QGOV_WEBHOOK_PORT": str(port)})
+
+        def trusted() -> Any:
+            client = admission.read_validating_webhook_configuration(CONFIGURATION).webhooks[0].client_config
+            return client if client.ca_bundle else None
+
+        deadline = time.monotonic() + 120
+        while (client := trusted()) is None and time.monotonic() < deadline:
+            time.sleep(0.3)
+        assert client is not None, upstream.kubectl("logs", "-n", SYSTEM_NAMESPACE, "deployment/qgov-operator",
+                                                    "--tail=40", check=False)
+        assert client.url is None and client.service.name == "qgov-webhook"
+        secret = core.read_namespaced_secret(SECRET, SYSTEM_NAMESPACE)
+        ca = base64.b64decode(secret.data["ca.crt"]).strip()
+        assert base64.b64decode(client.ca_bundle).startswith(ca)
+        context = ssl.create_default_context(cadata=ca.decode())
+        context.check_hostname = False  # the certificate names the Service, the test reaches 127.0.0.1
+        deadline = time.monotonic() + 30
+        while True:  # the pod serves the certificate the configuration trusts
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+                    with context.wrap_socket(raw) as tls:
+                        served = tls.getpeercert()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.3)
+        assert ("DNS", "qgov-webhook.qgov-system.svc") in served["subjectAltName"]
+    finally:
+        upstream.stop_operator_deployment()
+        restore_configuration(api)
+        upstream.reset((NS,))
+        api.close()
