@@ -124,12 +124,14 @@ def _job_update(old: Mapping[str, Any]) -> Verdict:
     """A job's spec may change until the controller has priced it, never after: the executor
     runs the generation that was priced, so an edit would only fail later, at run time."""
     status = old.get("status") or {}
-    price = (f" at {status['estimatedCost']} {status.get('currency') or 'USD'}"
-             if status.get("estimatedCost") else "")
-    return Verdict(False, f"spec: the spec of a QiskitJob cannot change once it is decided (phase "
-                          f"{status.get('phase') or 'Admitted'}; it was priced{price} as admitted, generation "
-                          f"{status.get('admittedGeneration', '?')}): create a new QiskitJob instead",
-                   "SpecImmutable")
+    phase = status.get("phase") or "Admitted"
+    if status.get("admittedGeneration") is not None:
+        price = f" at {status['estimatedCost']} {status.get('currency') or 'USD'}" if status.get("estimatedCost") else ""
+        why = f"; it was priced{price} as admitted, generation {status['admittedGeneration']}"
+    else:  # refused or failed before a price was admitted: the controller never looks at it again
+        why = ", and a decided job is never reconsidered"
+    return Verdict(False, f"spec: the spec of a QiskitJob cannot change once it is decided (phase {phase}{why}): "
+                          "create a new QiskitJob instead", "SpecImmutable")
 
 
 def review_job(namespace: str, spec: Mapping[str, Any], sources: Sources) -> Verdict:
