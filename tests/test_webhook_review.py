@@ -286,3 +286,63 @@ def test_the_servers_budget_cache_counts_a_new_budget_at_once_and_spares_a_down_
     time.sleep(0.6)
     assert down.budgets(NS) == {}
     down.close()
+
+
+def test_the_server_answers_admission_reviews_and_lets_through_what_it_cannot_price_in_time(ledger: Ledger) -> None:
+    """The aiohttp adapter (HTTP here; TLS through the real API server in test_webhook_upstream):
+    the AdmissionReview answer, a review that outlasts its time let through with a warning (the
+    controller decides), garbage refused as a bad request, and the counts in /metrics."""
+    import asyncio
+    import concurrent.futures
+    import threading
+
+    from aiohttp.test_utils import TestClient, TestServer
+    from prometheus_client import REGISTRY
+
+    from governance.webhook.server import make_app
+
+    budget(ledger, "1.00")
+
+    class Slow(LedgerSources):
+        def __init__(self, ledger: Ledger) -> None:
+            super().__init__(ledger)
+            self.release = threading.Event()
+
+        def backend(self, name: str) -> Backend | Problem | None:
+            if name == "slow":
+                self.release.wait(10)
+                name = "priced-aer"
+            return super().backend(name)
+
+    def count(verdict: str, reason: str) -> float:
+        return REGISTRY.get_sample_value("qgov_webhook_reviews_total",
+                                         {"kind": "QiskitJob", "verdict": verdict, "reason": reason}) or 0.0
+
+    sources = Slow(ledger)
+    pool = concurrent.futures.ThreadPoolExecutor(2)
+    denied_before, timeouts_before = count("denied", "TooManyShots"), count("undecided", "Timeout")
+
+    async def scenario() -> list[Any]:
+        async with TestClient(TestServer(make_app(sources, pool, timeout=0.5))) as client:
+            answers = []
+            for spec in (job(shots=200000), job("slow")):
+                sent = {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": request(spec)}
+                reply = await client.post("/validate", json=sent)
+                answers.append((sent["request"]["uid"], reply.status, await reply.json()))
+            sources.release.set()
+            garbage = await client.post("/validate", data=b"{not json")
+            answers.append(garbage.status)
+            return answers
+
+    try:
+        (uid, status, denied), (uid2, status2, slow), garbage = asyncio.run(scenario())
+    finally:
+        pool.shutdown()
+    assert status == 200 and denied["response"] == {"uid": uid, "allowed": False, "status": {
+        "code": 403, "reason": "Forbidden", "message": "spec.shots: 200000 shots, backend priced-aer accepts at most 100000"}}
+    assert status2 == 200 and slow["response"]["uid"] == uid2 and slow["response"]["allowed"] is True
+    assert slow["response"]["warnings"] == ["qgov could not price this in time: the operator decides when it "
+                                            "reconciles the object"]
+    assert garbage == 400
+    assert count("denied", "TooManyShots") == denied_before + 1
+    assert count("undecided", "Timeout") == timeouts_before + 1

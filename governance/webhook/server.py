@@ -30,6 +30,7 @@ from typing import Any
 
 from aiohttp import web
 from cachetools import TTLCache
+from prometheus_client import Counter, Histogram
 
 from ..admission import Problem, backend_from_object
 from ..api import GROUP, VERSION
@@ -39,6 +40,11 @@ from .tls import Material
 
 log = logging.getLogger("qgov.webhook")
 
+REVIEWS = Counter("qgov_webhook_reviews", "Admission reviews this replica answered, by kind, verdict "
+                  "(allowed, denied, undecided: let through because the review timed out or failed) and reason",
+                  ("kind", "verdict", "reason"))
+REVIEW_SECONDS = Histogram("qgov_webhook_review_seconds", "The webhook's own time per admission review",
+                           buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2, 4))
 LEDGER_RETRY_SECONDS = 5.0  # after a failed ledger read, reviews go without balances this long
 REVIEW_TIMEOUT = 4.0  # seconds; below the configuration's timeoutSeconds (5), so the answer is ours
 
@@ -216,16 +222,23 @@ def make_app(sources: Any, pool: concurrent.futures.Executor, timing: Timing | N
         except (ValueError, KeyError, TypeError):
             return web.json_response({"error": "expected an AdmissionReview v1 with a request"}, status=400)
         loop = asyncio.get_running_loop()
+        outcome = None
         try:
             verdict = await asyncio.wait_for(loop.run_in_executor(pool, review, admission, sources), timeout)
         except asyncio.TimeoutError:  # the pricing goes on in its thread and is cached for next time
+            outcome = "Timeout"
             verdict = Verdict(True, warnings=("qgov could not price this in time: the operator decides when it "
                                               "reconciles the object",))
         except Exception:  # noqa: BLE001 - a bug here must not stop anyone's kubectl: the controller decides
+            outcome = "Error"
             log.exception("the admission review failed")
             verdict = Verdict(True, warnings=("qgov's admission check failed: the operator decides when it "
                                               "reconciles the object",))
         elapsed = time.perf_counter() - started
+        REVIEW_SECONDS.observe(elapsed)
+        REVIEWS.labels(str((admission.get("kind") or {}).get("kind") or "none")[:40],
+                       "undecided" if outcome else "allowed" if verdict.allowed else "denied",
+                       outcome or verdict.reason or "none").inc()
         if timing is not None:
             timing.add(elapsed)
         if not verdict.allowed:
