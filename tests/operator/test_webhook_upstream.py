@@ -165,6 +165,20 @@ def test_dry_run_prices_a_job_and_creates_and_charges_nothing(wh: Webhooked) -> 
     assert wh.wait_terminal(["bell"])["bell"]["phase"] == "Succeeded"
 
 
+def test_a_queue_budget_accepts_and_says_the_job_will_wait(wh: Webhooked) -> None:
+    wh.budget("0.50", enforcement="queue")
+    assert wh.apply(qjob("first")).returncode == 0
+    wh.wait(lambda: wh.status("first").get("admittedGeneration"), "the first job admitted")
+
+    def told_to_wait() -> subprocess.CompletedProcess[str] | None:
+        answer = wh.apply(qjob("second"), dry_run=True)
+        return answer if "the job will wait" in answer.stderr else None
+
+    waits = wh.wait(told_to_wait, "the webhook to say the second job will wait", timeout=10)
+    assert waits.returncode == 0 and "created (server dry run)" in waits.stdout
+    assert "Warning: the job will wait: queued for budget team-a/team-a (position 1): requested 0.30 USD" in waits.stderr
+
+
 def test_two_jobs_that_each_fit_both_pass_and_the_controller_refuses_the_second(wh: Webhooked) -> None:
     wh.budget("0.50")
     both = wh.apply(qjob("first"), qjob("second"))  # each fits the balance the webhook read
