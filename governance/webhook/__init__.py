@@ -149,16 +149,17 @@ class Webhook:
                  f"(certificate {material.fingerprint()} for {', '.join(hosts)})")
         self.ready.set()
         self.pool.submit(_warm_up)
-        trusted = False
+        trusted, retry = False, 5.0
         while True:
             if not trusted:
                 try:
                     await trust(material)
-                    trusted = True
+                    trusted, retry = True, 5.0
                 except Exception as exc:  # noqa: BLE001
                     log.warning(f"cannot update ValidatingWebhookConfiguration {config.configuration}: "
-                                f"{_one_line(exc)}; trying again")
-            await asyncio.sleep(config.cert_check_seconds if trusted else 5)
+                                f"{_one_line(exc)}; trying again in {retry:.0f} s")
+                    retry = min(retry * 2, 300.0)
+            await asyncio.sleep(config.cert_check_seconds if trusted else retry / 2)
             try:
                 current = await certificate()
             except Exception as exc:  # noqa: BLE001
