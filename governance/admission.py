@@ -14,7 +14,9 @@ from typing import Any
 
 from cachetools import LRUCache
 
-from .api.specs import Backend, JobSpec
+from collections.abc import Mapping
+
+from .api.specs import Backend, JobSpec, SpecError, parse_backend
 from .backends import UnknownBackendModel, max_qubits, model_name, target
 from .budget.costmodel import CircuitShape, Usage, amount_in_unit, estimate_usage, shape_on_target
 from .budget.money import format_amount
@@ -36,6 +38,40 @@ class Estimate:
 
     def describe(self) -> str:
         return format_amount(self.amount_micro, self.unit)
+
+
+def backend_from_object(name: str, obj: Mapping[str, Any]) -> Backend | Problem:
+    """A QiskitBackend object as admission uses it, or why it cannot be used."""
+    try:
+        return parse_backend(name, obj.get("spec") or {})
+    except SpecError as exc:
+        return Problem("InvalidBackend", f"QiskitBackend {name}: {exc}")
+
+
+def unknown_backend(name: str) -> Problem:
+    return Problem("UnknownBackend", f"spec.backend: no QiskitBackend named {name!r} "
+                                     "(see `kubectl get qiskitbackends`)")
+
+
+def choose_budget(namespace: str, wanted: str | None, budgets: Mapping[str, str],
+                  allow_unbudgeted: bool) -> tuple[str, str] | Problem | None:
+    """(name, unit) of the budget that pays, among the namespace's `budgets` (name -> unit);
+    None when the namespace has none and unbudgeted work is allowed."""
+    if wanted:
+        if wanted not in budgets:
+            return Problem("UnknownBudget", f"spec.budget: no QiskitBudget {wanted!r} in namespace {namespace!r}"
+                                            + (f" (budgets here: {', '.join(sorted(budgets))})" if budgets else ""))
+        return wanted, budgets[wanted]
+    if len(budgets) == 1:
+        return next(iter(budgets.items()))
+    if budgets:
+        return Problem("AmbiguousBudget", f"namespace {namespace!r} has budgets {', '.join(sorted(budgets))}: "
+                                          "set spec.budget to the one that pays")
+    if allow_unbudgeted:
+        return None
+    return Problem("NoBudget", f"namespace {namespace!r} has no QiskitBudget, so no quantum work is admitted "
+                               f"here: create one, e.g. `kubectl apply -n {namespace} -f samples/budget.yaml` "
+                               "(kind: QiskitBudget, spec.limit: \"10.00\")")
 
 
 def assess(job: JobSpec, backend: Backend, unit: str) -> Estimate | Problem:

@@ -240,6 +240,9 @@ def cmd_operator(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     rawevents.install()  # QiskitJob events past kopf's per-event machinery
+    from .webhook import start_from_env as start_webhook
+
+    start_webhook()  # QGOV_WEBHOOK_PORT: the admission webhook, served by every replica (standbys too), in its own thread
     # kopf runs standalone (no kopf peering): in a pod, a Lease decides which replica runs it
     # (governance/leader/replica.py); the ledger keeps money exact even if two ever overlap
     return replica.run(args.liveness, election)

@@ -337,7 +337,8 @@ class Ledger:
                 amount_micro=amount, actual_micro=None, overrun_micro=0, created_at=now,
                 created_period=period.period_start, top_cost=None,
             )
-            if queued == 0 and spent + held + amount <= limit:
+            decision, message = decide(label, amount, spent, held, limit, unit, budget.enforcement, queued)
+            if decision is Decision.ADMITTED:
                 held += amount
                 new_rows.append(
                     dict(base, state="held", period_start=period.period_start, queue_seq=None, message="",
@@ -347,25 +348,22 @@ class Ledger:
                     dict(budget_id=budget.id, period_start=period.period_start, reservation_key=req.key,
                          kind="reserve", held_delta=amount, spent_delta=0, note="", created_at=now)
                 )
-                decision, state, message, position = Decision.ADMITTED, "held", "", None
-            elif budget.enforcement == "queue" and amount <= limit:
+                state, position = "held", None
+            elif decision is Decision.QUEUED:
                 queued += 1
                 seq += 1
                 position = queued
-                message = (f"queued for budget {label} (position {position}): "
-                           f"{_request_summary(amount, spent, held, limit, unit)}")
                 new_rows.append(
                     dict(base, state="queued", period_start=None, queue_seq=seq, message=message,
                          admitted_at=None, finished_at=None)
                 )
-                decision, state = Decision.QUEUED, "queued"
+                state = "queued"
             else:
-                message = _refusal_message(label, amount, spent, held, limit, unit)
                 new_rows.append(
                     dict(base, state="refused", period_start=None, queue_seq=None, message=message,
                          admitted_at=None, finished_at=now)
                 )
-                decision, state, position = Decision.REFUSED, "refused", None
+                state, position = "refused", None
             outcome = ReserveOutcome(
                 key=req.key, decision=decision, state=state, amount_micro=amount,
                 balance=Balance(namespace, name, unit, limit, spent, held, _utc_or_none(period.period_start),
@@ -1078,6 +1076,21 @@ _PG_WRITE_BATCH = text(
 def _request_summary(amount: int, spent: int, held: int, limit: int, unit: str) -> str:
     """ResourceQuota's style: what was asked, what is used, what the limit is."""
     return f"requested {format_amount(amount, unit)}, {describe_amounts(spent, held, limit, unit)}"
+
+
+def decide(label: str, amount: int, spent: int, held: int, limit: int, unit: str, enforcement: str,
+           queued: int) -> tuple[Decision, str]:
+    """What a budget does with a request of `amount`, given its balances: admit it (message ""),
+    queue it (`enforcement` "queue", behind `queued` others) or refuse it. The ledger decides
+    with this under the budget's lock; the admission webhook (governance/webhook/review.py) asks
+    the same question of balances read without one, to refuse at `kubectl apply` with the very
+    message the controller would write."""
+    if queued == 0 and spent + held + amount <= limit:
+        return Decision.ADMITTED, ""
+    if enforcement == "queue" and amount <= limit:
+        return Decision.QUEUED, (f"queued for budget {label} (position {queued + 1}): "
+                                 f"{_request_summary(amount, spent, held, limit, unit)}")
+    return Decision.REFUSED, _refusal_message(label, amount, spent, held, limit, unit)
 
 
 def _refusal_message(label: str, amount: int, spent: int, held: int, limit: int, unit: str) -> str:

@@ -204,6 +204,10 @@ class ControlPlane:
             "--kubelet-client-key", str(kubelet_client.key),
             "--kubelet-preferred-address-types", "InternalIP",
             "--endpoint-reconciler-type", "none",  # no kube-proxy: the Service `kubernetes` is not routed
+            # webhooks named by Service are called at the Service's Endpoints, not its ClusterIP (which
+            # nothing routes here): with no Endpoints (the operator runs as a local process, or not at
+            # all) the call fails at once and failurePolicy decides, instead of waiting out timeoutSeconds
+            "--enable-aggregator-routing=true",
             "--allow-privileged=true", "--v=1", *self.apiserver_args], logs / "kube-apiserver.log")
         self.components = [etcd, apiserver]
         try:

@@ -21,9 +21,9 @@ import kopf
 from kubernetes.client.rest import ApiException
 
 from .. import metrics
-from ..admission import Problem, assess
+from ..admission import Problem, assess, backend_from_object, choose_budget, unknown_backend
 from ..api import FINALIZER, GROUP, JOB_LABEL, JOB_UID_LABEL, SESSION_LABEL, VERSION, label_value
-from ..api.specs import Backend, SpecError, parse_backend, parse_job
+from ..api.specs import Backend, SpecError, parse_job
 from ..budget.costmodel import Usage, amount_in_unit
 from ..budget.errors import DatabaseUnavailable, UnknownBudget, UnknownReservation
 from ..budget.money import format_amount, format_quantity
@@ -121,10 +121,7 @@ def on_backend_event(type: str | None, body: kopf.Body, name: str, **_: Any) -> 
 
 
 def _parse_backend(name: str, obj: dict[str, Any]) -> Backend | Problem:
-    try:
-        return parse_backend(name, obj.get("spec") or {})
-    except SpecError as exc:
-        return Problem("InvalidBackend", f"QiskitBackend {name}: {exc}")
+    return backend_from_object(name, obj)
 
 
 def _load_backend(name: str) -> Backend | Problem:
@@ -135,8 +132,7 @@ def _load_backend(name: str) -> Backend | Problem:
         obj = rt().custom.get_cluster_custom_object(GROUP, VERSION, "qiskitbackends", name)
     except ApiException as exc:
         if exc.status == 404:
-            return Problem("UnknownBackend", f"spec.backend: no QiskitBackend named {name!r} "
-                                             "(see `kubectl get qiskitbackends`)")
+            return unknown_backend(name)
         raise
     return _parse_backend(name, obj)
 
@@ -148,21 +144,7 @@ def _choose_budget(namespace: str, wanted: str | None) -> tuple[str, str] | Prob
         budgets = rt().budget_units.setdefault(namespace, {b.name: b.unit for b in rt().ledger.budgets(namespace)})
     if (wanted and wanted not in budgets) or not budgets:
         _unless_budget_is_coming(namespace, wanted)
-    if wanted:
-        if wanted not in budgets:
-            return Problem("UnknownBudget", f"spec.budget: no QiskitBudget {wanted!r} in namespace {namespace!r}"
-                                            + (f" (budgets here: {', '.join(sorted(budgets))})" if budgets else ""))
-        return wanted, budgets[wanted]
-    if len(budgets) == 1:
-        return next(iter(budgets.items()))
-    if budgets:
-        return Problem("AmbiguousBudget", f"namespace {namespace!r} has budgets {', '.join(sorted(budgets))}: "
-                                          "set spec.budget to the one that pays")
-    if rt().config.allow_unbudgeted:
-        return None
-    return Problem("NoBudget", f"namespace {namespace!r} has no QiskitBudget, so no quantum work is admitted "
-                               f"here: create one, e.g. `kubectl apply -n {namespace} -f samples/budget.yaml` "
-                               "(kind: QiskitBudget, spec.limit: \"10.00\")")
+    return choose_budget(namespace, wanted, budgets, rt().config.allow_unbudgeted)
 
 
 def _unless_budget_is_coming(namespace: str, wanted: str | None) -> None:

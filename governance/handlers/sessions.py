@@ -33,7 +33,7 @@ from ..budget.types import Decision, ReserveRequest
 from ..sessions.batching import BatchKey
 from ..sessions.lifecycle import Action, Phase, SessionView, decide
 from ..sessions.runtime_api import RuntimeApi, RuntimeApiError
-from ..sessions.tokens import Credential, TokenError, credential_from_secret
+from ..sessions.tokens import Credential, TokenError, credential_from_secret, credentials_problem
 from .budgets import refresh_budget_status, refresh_namespace_budgets
 from .conditions import iso, now_iso, parse_iso, set_condition
 from .config import session_interval_seconds
@@ -63,8 +63,7 @@ def load_credential(namespace: str, secret: str) -> Credential:
         obj = rt().core.read_namespaced_secret(secret, namespace)
     except ApiException as exc:
         if exc.status == 404:
-            raise TokenError(f"no Secret {secret!r} in namespace {namespace!r} (it needs keys apiKey and instance)",
-                             "CredentialsMissing") from None
+            raise TokenError(str(credentials_problem(secret, namespace, None)), "CredentialsMissing") from None
         raise
     return credential_from_secret(secret, obj.data or {})
 

@@ -52,6 +52,18 @@ class Credential:
         return hashlib.sha256(f"{self.iam_url}\0{self.api_key}".encode()).hexdigest()[:12]
 
 
+def credentials_problem(name: str, namespace: str, keys: set[str] | frozenset[str] | None) -> str | None:
+    """What is wrong with credential Secret `name` that has (non-empty) `keys`, None when it is
+    absent; None when nothing is. Names keys, never values (the admission webhook asks too)."""
+    if keys is None:
+        return f"no Secret {name!r} in namespace {namespace!r} (it needs keys apiKey and instance)"
+    missing = [k for k in ("apiKey", "instance") if k not in keys]
+    if missing:
+        return (f"Secret {name} has no {' and no '.join(missing)} (it needs apiKey and instance, the "
+                "instance's CRN; url and iamUrl are optional)")
+    return None
+
+
 def credential_from_secret(name: str, data: dict[str, str]) -> Credential:
     """A credential from a Secret's `data` (base64 values): apiKey and instance are required;
     url, iamUrl, searchUrl and catalogUrl point at private endpoints. Errors name keys, not values."""
@@ -61,10 +73,9 @@ def credential_from_secret(name: str, data: dict[str, str]) -> Credential:
             decoded[key] = base64.b64decode(value).decode().strip()
         except (ValueError, UnicodeDecodeError):
             raise TokenError(f"Secret {name}: key {key} is not valid base64 text", "CredentialsMissing") from None
-    missing = [k for k in ("apiKey", "instance") if not decoded.get(k)]
-    if missing:
-        raise TokenError(f"Secret {name} has no {' and no '.join(missing)} (it needs apiKey and instance, the "
-                         "instance's CRN; url and iamUrl are optional)", "CredentialsMissing")
+    problem = credentials_problem(name, "", {k for k, v in decoded.items() if v})
+    if problem:
+        raise TokenError(problem, "CredentialsMissing")
     return Credential(decoded["apiKey"], decoded["instance"], decoded.get("iamUrl") or DEFAULT_IAM_URL,
                       decoded.get("url") or None, decoded.get("searchUrl") or None, decoded.get("catalogUrl") or None)
 

@@ -1,0 +1,204 @@
+"""qgov's validating admission webhook: refuse at `kubectl apply` what the controller would refuse.
+
+`review` (pure: the decision), `server` (aiohttp, caches), `tls` (the CA and serving certificate
+in a Secret, the caBundle of the ValidatingWebhookConfiguration). `start_from_env` is what
+`qgov operator` calls: with QGOV_WEBHOOK_PORT set (the manifests set 8443) every replica serves
+it, leader or standby, in a thread of its own.
+
+Settings (environment):
+- QGOV_WEBHOOK_PORT: the HTTPS port; unset or 0: no webhook (a local `qgov operator` run);
+- QGOV_WEBHOOK_NAMESPACE: where the Secret and the Service are (default: the pod's namespace,
+  else qgov-system); QGOV_WEBHOOK_SERVICE (qgov-webhook), QGOV_WEBHOOK_SECRET (qgov-webhook-tls),
+  QGOV_WEBHOOK_CONFIGURATION (the ValidatingWebhookConfiguration, qgov-webhook);
+- QGOV_WEBHOOK_URL: for an operator run outside the cluster (development, the tests): the URL
+  the API server is to call; its host goes into the certificate, and the configuration is
+  pointed at it instead of the Service;
+- QGOV_WEBHOOK_CERT_CHECK_SECONDS: how often the Secret is looked at again (renewal, a new CA;
+  default 3600).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import os
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlparse
+
+log = logging.getLogger("qgov.webhook")
+
+
+@dataclass(frozen=True)
+class WebhookConfig:
+    port: int
+    namespace: str
+    service: str = "qgov-webhook"
+    secret: str = "qgov-webhook-tls"
+    configuration: str = "qgov-webhook"
+    url: str | None = None
+    cert_check_seconds: float = 3600.0
+    host: str = "0.0.0.0"
+
+    @classmethod
+    def from_env(cls) -> WebhookConfig | None:
+        from .tls import in_cluster_namespace
+
+        port = int(os.environ.get("QGOV_WEBHOOK_PORT") or 0)
+        if not port:
+            return None
+        url = os.environ.get("QGOV_WEBHOOK_URL") or None
+        return cls(port=port,
+                   namespace=os.environ.get("QGOV_WEBHOOK_NAMESPACE") or in_cluster_namespace() or "qgov-system",
+                   service=os.environ.get("QGOV_WEBHOOK_SERVICE", "qgov-webhook"),
+                   secret=os.environ.get("QGOV_WEBHOOK_SECRET", "qgov-webhook-tls"),
+                   configuration=os.environ.get("QGOV_WEBHOOK_CONFIGURATION", "qgov-webhook"),
+                   url=url, cert_check_seconds=float(os.environ.get("QGOV_WEBHOOK_CERT_CHECK_SECONDS", "3600")),
+                   host="127.0.0.1" if url and urlparse(url).hostname in ("127.0.0.1", "localhost") else "0.0.0.0")
+
+    def hosts(self) -> tuple[str, ...]:
+        from .tls import service_hosts
+
+        names = service_hosts(self.service, self.namespace)
+        if self.url:
+            names = (*names, str(urlparse(self.url).hostname))
+        return names
+
+
+@dataclass
+class Webhook:
+    """The running webhook: its thread, loop and what it serves."""
+
+    config: WebhookConfig
+    thread: threading.Thread | None = None
+    loop: asyncio.AbstractEventLoop | None = None
+    pool: concurrent.futures.ThreadPoolExecutor = field(
+        default_factory=lambda: concurrent.futures.ThreadPoolExecutor(4, thread_name_prefix="qgov-webhook"))
+    ready: threading.Event = field(default_factory=threading.Event)
+
+    def start(self) -> Webhook:
+        self.thread = threading.Thread(target=self._run, name="qgov-webhook", daemon=True)
+        self.thread.start()
+        return self
+
+    def _run(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(self.loop)
+        try:
+            self.loop.run_until_complete(self._serve())
+        except Exception:  # noqa: BLE001 - the webhook is optional for correctness: the controller decides
+            log.exception("the admission webhook stopped")
+
+    async def _serve(self) -> None:
+        import kubernetes
+        from aiohttp import web
+
+        from ..handlers.config import OperatorConfig
+        from .server import LiveSources, Timing, make_app, server_context
+        from .tls import ensure_secret, patch_configuration
+
+        loop = asyncio.get_running_loop()
+        configuration = kubernetes.client.Configuration()
+        try:
+            kubernetes.config.load_incluster_config(client_configuration=configuration)
+        except kubernetes.config.ConfigException:
+            kubernetes.config.load_kube_config(client_configuration=configuration)
+        local = threading.local()
+
+        def api_client() -> Any:
+            if not hasattr(local, "api"):
+                local.api = kubernetes.client.ApiClient(configuration)
+            return local.api
+
+        def core() -> Any:
+            return kubernetes.client.CoreV1Api(api_client())
+
+        def admission() -> Any:
+            return kubernetes.client.AdmissionregistrationV1Api(api_client())
+
+        config = self.config
+        hosts = config.hosts()
+
+        async def certificate() -> Any:
+            return await loop.run_in_executor(self.pool, ensure_secret, core(), config.namespace, config.secret, hosts)
+
+        async def trust(material: Any) -> None:
+            await loop.run_in_executor(self.pool, patch_configuration, admission(), config.configuration,
+                                       material.ca_pem, config.url)
+
+        while True:  # no certificate, no server: wait for the API server (and RBAC) to let us make one
+            try:
+                material = await certificate()
+                break
+            except Exception as exc:  # noqa: BLE001
+                log.warning(f"cannot read or create Secret {config.namespace}/{config.secret} for the webhook's "
+                            f"certificate: {_one_line(exc)}; trying again in 5 s")
+                await asyncio.sleep(5)
+        context = server_context(material)
+        operator = OperatorConfig.from_env()
+        sources = LiveSources(api_client, operator.database_url, operator.allow_unbudgeted,
+                              ibm_default_secret=operator.ibm_default_secret)
+        self.timing = Timing([])
+        runner = web.AppRunner(make_app(sources, self.pool, self.timing), access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, config.host, config.port, ssl_context=context)
+        await site.start()
+        log.info(f"qgov webhook serving https://{config.host}:{config.port}/validate "
+                 f"(certificate {material.fingerprint()} for {', '.join(hosts)})")
+        self.ready.set()
+        self.pool.submit(_warm_up)
+        trusted, retry = False, 5.0
+        while True:
+            if not trusted:
+                try:
+                    await trust(material)
+                    trusted, retry = True, 5.0
+                except Exception as exc:  # noqa: BLE001
+                    log.warning(f"cannot update ValidatingWebhookConfiguration {config.configuration}: "
+                                f"{_one_line(exc)}; trying again in {retry:.0f} s")
+                    retry = min(retry * 2, 300.0)
+            await asyncio.sleep(config.cert_check_seconds if trusted else retry / 2)
+            try:
+                current = await certificate()
+            except Exception as exc:  # noqa: BLE001
+                log.warning(f"cannot read Secret {config.namespace}/{config.secret}: {_one_line(exc)}")
+                continue
+            if current.cert_pem != material.cert_pem or current.ca_pem != material.ca_pem:
+                if current.ca_pem != material.ca_pem:
+                    trusted = False
+                    material = current
+                    try:  # the API server trusts the new CA (and the old one) before we serve its certificate
+                        await trust(material)
+                        trusted = True
+                    except Exception as exc:  # noqa: BLE001
+                        log.warning(f"cannot update ValidatingWebhookConfiguration {config.configuration}: "
+                                    f"{_one_line(exc)}")
+                material = current
+                from .server import load_certificate
+
+                load_certificate(context, material)  # new connections get the new certificate
+                log.info(f"the webhook serves certificate {material.fingerprint()} now")
+
+
+def _warm_up() -> None:
+    """Import qiskit's parsers and transpiler before the first review needs them."""
+    from ..circuits import parse_circuit
+
+    parse_circuit(0, 'OPENQASM 2.0;\ninclude "qelib1.inc";\nqreg q[1];\ncreg c[1];\nh q[0];\nmeasure q -> c;\n')
+
+
+def _one_line(exc: BaseException) -> str:
+    status, reason = getattr(exc, "status", None), getattr(exc, "reason", None)
+    if status is not None:
+        return f"the API server answered {status} {reason or ''}".strip()
+    return " ".join(str(exc).split())[:300] or type(exc).__name__
+
+
+def start_from_env() -> Webhook | None:
+    """Start the webhook if QGOV_WEBHOOK_PORT says so (`qgov operator` calls this first thing)."""
+    config = WebhookConfig.from_env()
+    if config is None:
+        return None
+    return Webhook(config).start()

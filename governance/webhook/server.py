@@ -1,0 +1,255 @@
+"""The webhook's HTTPS server: AdmissionReview v1 on POST /validate, served by every replica.
+
+It runs on an event loop of its own, in a thread of its own, next to kopf (or next to nothing
+kopf does, on a standby replica): it reads and never writes, so every replica answers. The
+review itself (parsing OpenQASM, transpiling to price it) is CPU work and runs in a small
+thread pool, never on the loop; what it needs comes from short-lived caches:
+
+- QiskitBackends: the whole list, read again when older than `backend_ttl` (5 s), and one GET
+  for a name the list does not have yet (created a moment ago);
+- budgets and their balances: the ledger, read without a lock, per namespace, kept `budget_ttl`
+  (1 s): a reservation made since can make the webhook too generous, never too strict for
+  long, and the controller decides under the lock anyway;
+- parsed circuits and their priced shapes: governance/circuits.py and admission.py's LRU caches
+  (by a hash of the text), shared with the controller's admission in the same process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import os
+import ssl
+import tempfile
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+from cachetools import TTLCache
+from prometheus_client import Counter, Histogram
+
+from ..admission import Problem, backend_from_object
+from ..api import GROUP, VERSION
+from ..api.specs import Backend
+from .review import BudgetView, Verdict, response, review
+from .tls import Material
+
+log = logging.getLogger("qgov.webhook")
+
+REVIEWS = Counter("qgov_webhook_reviews", "Admission reviews this replica answered, by kind, verdict "
+                  "(allowed, denied, undecided: let through because the review timed out or failed) and reason",
+                  ("kind", "verdict", "reason"))
+REVIEW_SECONDS = Histogram("qgov_webhook_review_seconds", "The webhook's own time per admission review",
+                           buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2, 4))
+LEDGER_RETRY_SECONDS = 5.0  # after a failed ledger read, reviews go without balances this long
+REVIEW_TIMEOUT = 4.0  # seconds; below the configuration's timeoutSeconds (5), so the answer is ours
+
+
+class LiveSources:
+    """`review.Sources` over the cluster (a kubernetes ApiClient factory) and the ledger."""
+
+    def __init__(self, api_client: Any, database_url: str | None, allow_unbudgeted: bool, *,
+                 ibm_default_secret: str = "ibm-quantum", backend_ttl: float = 5.0, budget_ttl: float = 1.0) -> None:
+        self.ibm_default_secret = ibm_default_secret
+        self._api_client = api_client  # () -> kubernetes.client.ApiClient, one per thread
+        self._database_url = database_url
+        self.allow_unbudgeted = allow_unbudgeted
+        self._backend_ttl = backend_ttl
+        self._backends: dict[str, Backend | Problem] = {}
+        self._backends_at = float("-inf")
+        self._budgets: TTLCache[str, Mapping[str, BudgetView] | None] = TTLCache(maxsize=4096, ttl=budget_ttl)
+        self._cluster_budgets: TTLCache[str, Mapping[str, str]] = TTLCache(maxsize=4096, ttl=budget_ttl)
+        self._lock = threading.Lock()
+        self._ledger: Any = None
+        self._ledger_down_until = float("-inf")
+        self._local = threading.local()
+
+    def _custom(self) -> Any:
+        import kubernetes
+
+        if not hasattr(self._local, "custom"):
+            self._local.custom = kubernetes.client.CustomObjectsApi(self._api_client())
+        return self._local.custom
+
+    # ------------------------------------------------------------------ backends
+
+    def backend(self, name: str) -> Backend | Problem | None:
+        from kubernetes.client.rest import ApiException
+
+        if time.monotonic() - self._backends_at > self._backend_ttl:
+            try:
+                items = self._custom().list_cluster_custom_object(GROUP, VERSION, "qiskitbackends")["items"]
+            except Exception as exc:  # noqa: BLE001 - keep the last list; the GET below may still answer
+                log.warning(f"cannot list QiskitBackends: {type(exc).__name__}")
+            else:
+                fresh = {o["metadata"]["name"]: backend_from_object(o["metadata"]["name"], o) for o in items}
+                with self._lock:
+                    self._backends, self._backends_at = fresh, time.monotonic()
+        found = self._backends.get(name)
+        if found is not None:
+            return found
+        try:  # created after the list was read
+            obj = self._custom().get_cluster_custom_object(GROUP, VERSION, "qiskitbackends", name)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        parsed = backend_from_object(name, obj)
+        with self._lock:
+            self._backends[name] = parsed
+        return parsed
+
+    # ------------------------------------------------------------------ budgets
+
+    def _the_ledger(self) -> Any:
+        if self._ledger is None:
+            from ..budget.ledger import Ledger
+
+            with self._lock:
+                if self._ledger is None:
+                    self._ledger = Ledger(self._database_url)
+        return self._ledger
+
+    def budgets(self, namespace: str) -> Mapping[str, BudgetView] | None:
+        try:
+            return self._budgets[namespace]
+        except KeyError:
+            pass
+        if time.monotonic() < self._ledger_down_until:
+            return None  # it failed a moment ago: do not make every review wait for its connect timeout
+        try:
+            views = ledger_budgets(self._the_ledger(), namespace)
+        except Exception as exc:  # noqa: BLE001 - an unreachable ledger: the controller decides later
+            log.warning(f"cannot read the ledger's budgets of {namespace} (asking again in "
+                        f"{LEDGER_RETRY_SECONDS:.0f} s): {type(exc).__name__}")
+            self._ledger_down_until = time.monotonic() + LEDGER_RETRY_SECONDS
+            return None
+        if views:  # "no budget here" is read again next time: a budget created a moment ago counts at once
+            self._budgets[namespace] = views
+        return views
+
+    def budgets_in_cluster(self, namespace: str) -> Mapping[str, str]:
+        try:
+            return self._cluster_budgets[namespace]
+        except KeyError:
+            pass
+        try:
+            items = self._custom().list_namespaced_custom_object(GROUP, VERSION, namespace, "qiskitbudgets")["items"]
+        except Exception as exc:  # noqa: BLE001
+            log.warning(f"cannot list the QiskitBudgets of {namespace}: {type(exc).__name__}")
+            return {}
+        found = {b["metadata"]["name"]: (b.get("spec") or {}).get("unit", "USD") for b in items
+                 if not b["metadata"].get("deletionTimestamp")
+                 and not any(c.get("reason") == "InvalidSpec" for c in (b.get("status") or {}).get("conditions") or [])}
+        if found:
+            self._cluster_budgets[namespace] = found
+        return found
+
+    def secret_keys(self, namespace: str, name: str) -> frozenset[str] | None:
+        """Only the key names leave this function: values are neither kept nor logged."""
+        import kubernetes
+        from kubernetes.client.rest import ApiException
+
+        try:
+            secret = kubernetes.client.CoreV1Api(self._api_client()).read_namespaced_secret(name, namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return frozenset(k for k, v in (secret.data or {}).items() if v)
+
+    def close(self) -> None:
+        if self._ledger is not None:
+            self._ledger.close()
+
+
+def ledger_budgets(ledger: Any, namespace: str) -> dict[str, BudgetView]:
+    """The namespace's budgets and their balances in this period, read without a lock."""
+    return {row.name: BudgetView(row.name, row.unit, row.enforcement, ledger.balance(namespace, row.name))
+            for row in ledger.budgets(namespace)}
+
+
+def load_certificate(context: ssl.SSLContext, material: Material) -> None:
+    """Load a certificate and key from memory (the operator's root filesystem is read-only): an
+    anonymous memory file on Linux, else a private temporary file removed at once."""
+    data = material.cert_pem + b"\n" + material.key_pem
+    if hasattr(os, "memfd_create"):
+        fd = os.memfd_create("qgov-webhook-tls")
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            context.load_cert_chain(f"/proc/self/fd/{fd}")
+        finally:
+            os.close(fd)
+        return
+    with tempfile.NamedTemporaryFile() as f:
+        f.write(data)
+        f.flush()
+        context.load_cert_chain(f.name)
+
+
+def server_context(material: Material) -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    load_certificate(context, material)
+    return context
+
+
+@dataclass
+class Timing:
+    """The webhook's own time per review (seconds), the last few thousand, for benchmarks."""
+
+    samples: list[float]
+
+    def add(self, seconds: float) -> None:
+        self.samples.append(seconds)
+        if len(self.samples) > 10000:
+            del self.samples[:5000]
+
+
+def make_app(sources: Any, pool: concurrent.futures.Executor, timing: Timing | None = None,
+             timeout: float = REVIEW_TIMEOUT) -> web.Application:
+    async def validate(request: web.Request) -> web.Response:
+        started = time.perf_counter()
+        try:
+            body = await request.json()
+            admission = body["request"]
+        except (ValueError, KeyError, TypeError):
+            return web.json_response({"error": "expected an AdmissionReview v1 with a request"}, status=400)
+        loop = asyncio.get_running_loop()
+        outcome = None
+        try:
+            verdict = await asyncio.wait_for(loop.run_in_executor(pool, review, admission, sources), timeout)
+        except asyncio.TimeoutError:  # the pricing goes on in its thread and is cached for next time
+            outcome = "Timeout"
+            verdict = Verdict(True, warnings=("qgov could not price this in time: the operator decides when it "
+                                              "reconciles the object",))
+        except Exception:  # noqa: BLE001 - a bug here must not stop anyone's kubectl: the controller decides
+            outcome = "Error"
+            log.exception("the admission review failed")
+            verdict = Verdict(True, warnings=("qgov's admission check failed: the operator decides when it "
+                                              "reconciles the object",))
+        elapsed = time.perf_counter() - started
+        REVIEW_SECONDS.observe(elapsed)
+        REVIEWS.labels(str((admission.get("kind") or {}).get("kind") or "none")[:40],
+                       "undecided" if outcome else "allowed" if verdict.allowed else "denied",
+                       outcome or verdict.reason or "none").inc()
+        if timing is not None:
+            timing.add(elapsed)
+        if not verdict.allowed:
+            log.info(f"denied {admission.get('operation')} {(admission.get('kind') or {}).get('kind')} "
+                     f"{admission.get('namespace') or ''}/{admission.get('name') or ''}: {verdict.message}")
+        return web.json_response(response(body, verdict), headers={"X-Qgov-Review-Seconds": f"{elapsed:.6f}"})
+
+    async def healthz(_: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    app = web.Application(client_max_size=8 * 1024 * 1024)  # an AdmissionReview carries the whole object
+    app.router.add_post("/validate", validate)
+    app.router.add_get("/healthz", healthz)
+    return app

@@ -1,0 +1,384 @@
+"""The admission webhook through the real API server: `kubectl apply` is refused with the
+controller's messages, told the price of what it accepts, and `--dry-run=server` charges nothing.
+
+Real control plane only: the emulator calls no webhooks (its tests cover the controller, which
+decides the same way). The operator runs as a local process that is the ServiceAccount
+qgov-operator (the manifests' RBAC judges it); it serves the webhook on 127.0.0.1 and points the
+manifests' ValidatingWebhookConfiguration at it (QGOV_WEBHOOK_URL), with the CA it made and keeps
+in the Secret qgov-webhook-tls. Each test puts the configuration back as the manifests have it.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import socket
+import ssl
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import kubernetes
+import pytest
+import yaml
+from kubernetes.client.rest import ApiException
+
+from governance.devcluster.controlplane import free_port
+from governance.devcluster.upstream import MANIFESTS, SYSTEM_NAMESPACE, kubectl_binary
+from tests.operator.conftest import BELL, G, NS, TERMINAL, V, Env, Operator
+
+pytestmark = pytest.mark.slow
+
+CONFIGURATION = "qgov-webhook"
+SECRET = "qgov-webhook-tls"
+DENIED = 'admission webhook "validate.qgov.dev" denied the request: '
+
+
+class Webhooked(Env):
+    upstream: Any
+    tmp: Path
+
+    def apply(self, *docs: dict[str, Any], dry_run: bool = False) -> subprocess.CompletedProcess[str]:
+        path = self.tmp / f"apply-{time.monotonic_ns()}.yaml"
+        path.write_text(yaml.safe_dump_all(docs))
+        return subprocess.run([kubectl_binary(), "--kubeconfig", str(self.upstream.kubeconfig), "apply", "-f",
+                               str(path), *(["--dry-run=server"] if dry_run else [])],
+                              capture_output=True, text=True, timeout=60)
+
+    def exists(self, name: str) -> bool:
+        try:
+            self.get("qiskitjobs", name)
+            return True
+        except ApiException as exc:
+            if exc.status == 404:
+                return False
+            raise
+
+    def served_certificate(self, port: int) -> bytes:
+        context = ssl.create_default_context()
+        context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+            with context.wrap_socket(raw) as tls:
+                return tls.getpeercert(binary_form=True) or b""
+
+
+def qjob(name: str, backend: str = "priced-aer", circuits: list[str] | None = None, **spec: Any) -> dict[str, Any]:
+    return {"apiVersion": f"{G}/{V}", "kind": "QiskitJob", "metadata": {"name": name, "namespace": NS},
+            "spec": {"backend": backend, "circuits": circuits or [BELL], **spec}}
+
+
+def restore_configuration(api: Any) -> None:
+    """The configuration as operator/manifests has it (the Service, no caBundle)."""
+    [shipped] = [d for d in yaml.safe_load_all((MANIFESTS / "webhook.yaml").read_text())
+                 if d and d["kind"] == "ValidatingWebhookConfiguration"]
+    admission = kubernetes.client.AdmissionregistrationV1Api(api)
+    current = admission.read_validating_webhook_configuration(CONFIGURATION)
+    body = dict(shipped, metadata={**shipped["metadata"], "resourceVersion": current.metadata.resource_version})
+    admission.replace_validating_webhook_configuration(CONFIGURATION, body)
+
+
+def webhook_url(api: Any) -> str | None:
+    config = kubernetes.client.AdmissionregistrationV1Api(api).read_validating_webhook_configuration(CONFIGURATION)
+    client = config.webhooks[0].client_config
+    return client.url if client.ca_bundle else None
+
+
+@pytest.fixture
+def wh(upstream_cluster: Any, tmp_path: Path) -> Iterator[Webhooked]:
+    upstream = upstream_cluster
+    upstream.reset((NS,))
+    api = kubernetes.config.new_client_from_config(config_file=str(upstream.kubeconfig))
+    core, custom = kubernetes.client.CoreV1Api(api), kubernetes.client.CustomObjectsApi(api)
+    core.create_namespace({"metadata": {"name": NS}})
+    port = free_port()
+    url = f"https://127.0.0.1:{port}/validate"
+    operator = Operator(upstream, f"sqlite:///{tmp_path / 'ledger.db'}", tmp_path / "operator.log",
+                        {"QGOV_WEBHOOK_PORT": str(port), "QGOV_WEBHOOK_URL": url,
+                         "QGOV_WEBHOOK_NAMESPACE": SYSTEM_NAMESPACE, "QGOV_WEBHOOK_CERT_CHECK_SECONDS": "1"},
+                        kubeconfig=upstream.operator_kubeconfig())
+    env = Webhooked(upstream, core, custom, operator, operator.database_url)
+    env.upstream, env.tmp, env.port = upstream, tmp_path, port  # type: ignore[attr-defined]
+    try:
+        operator.start()
+        env.wait(lambda: webhook_url(api) == url, "the configuration to call the operator's webhook")
+        env.backend("priced-aer", pricing={"perTask": "0.30"},
+                    limits={"maxQubits": 20, "maxShots": 100000, "maxCircuits": 4})
+        yield env
+    finally:
+        operator.stop()
+        restore_configuration(api)
+        upstream.reset((NS,))
+        api.close()
+
+
+def test_jobs_that_cannot_run_are_refused_at_apply_with_the_controllers_messages(wh: Webhooked) -> None:
+    nobudget = wh.apply(qjob("early"))
+    assert nobudget.returncode == 1
+    assert DENIED + "namespace 'team-a' has no QiskitBudget, so no quantum work is admitted here" in nobudget.stderr
+
+    wh.budget("1.00")
+    broken = BELL.replace("cx q[0],q[1];", "cx q[0] q[1];")
+    invalid = wh.apply(qjob("broken", circuits=[BELL, broken]))
+    assert invalid.returncode == 1, invalid
+    assert DENIED + "spec.circuits[1] line 6 column " in invalid.stderr and "invalid OpenQASM" in invalid.stderr
+
+    unknown = wh.apply(qjob("nowhere", backend="nope"))
+    assert unknown.returncode == 1
+    assert DENIED + "spec.backend: no QiskitBackend named 'nope' (see `kubectl get qiskitbackends`)" in unknown.stderr
+
+    shots = wh.apply(qjob("many-shots", shots=200000))
+    assert shots.returncode == 1
+    assert DENIED + "spec.shots: 200000 shots, backend priced-aer accepts at most 100000" in shots.stderr
+
+    wh.backend("pricey", pricing={"perTask": "2.00"})
+    over = wh.apply(qjob("too-dear", backend="pricey"))
+    assert over.returncode == 1
+    assert (DENIED + "exceeded budget team-a/team-a: requested 2.00 USD, spent 0.00 USD, reserved 0.00 USD, "
+            "limit 1.00 USD") in over.stderr
+    assert not any(wh.exists(n) for n in ("early", "broken", "nowhere", "many-shots", "too-dear"))
+    ledger = wh.ledger()
+    try:  # nothing reserved: none of them ever reached the controller
+        assert ledger.balance(NS, NS).held_micro == 0
+    finally:
+        ledger.close()
+
+
+def test_dry_run_prices_a_job_and_creates_and_charges_nothing(wh: Webhooked) -> None:
+    wh.budget("1.00")
+    priced = wh.apply(qjob("bell"), dry_run=True)
+    assert priced.returncode == 0, priced.stderr
+    assert "Warning: estimated 0.30 USD (" in priced.stderr
+    assert "CPU-s on aer_simulator); budget team-a/team-a: 1.00 USD left this period" in priced.stderr
+    assert "created (server dry run)" in priced.stdout
+    time.sleep(2)  # a controller that saw something would have reserved by now
+    assert not wh.exists("bell")
+    ledger = wh.ledger()
+    try:
+        balance = ledger.balance(NS, NS)
+        assert (balance.held_micro, balance.spent_micro) == (0, 0)
+    finally:
+        ledger.close()
+    real = wh.apply(qjob("bell"))
+    assert real.returncode == 0 and "Warning: estimated 0.30 USD (" in real.stderr
+    assert wh.wait_terminal(["bell"])["bell"]["phase"] == "Succeeded"
+
+
+def test_a_queue_budget_accepts_and_says_the_job_will_wait(wh: Webhooked) -> None:
+    wh.budget("0.50", enforcement="queue")
+    assert wh.apply(qjob("first")).returncode == 0
+    wh.wait(lambda: wh.status("first").get("admittedGeneration"), "the first job admitted")
+
+    def told_to_wait() -> subprocess.CompletedProcess[str] | None:
+        answer = wh.apply(qjob("second"), dry_run=True)
+        return answer if "the job will wait" in answer.stderr else None
+
+    waits = wh.wait(told_to_wait, "the webhook to say the second job will wait", timeout=10)
+    assert waits.returncode == 0 and "created (server dry run)" in waits.stdout
+    assert "Warning: the job will wait: queued for budget team-a/team-a (position 1): requested 0.30 USD" in waits.stderr
+
+
+def test_two_jobs_that_each_fit_both_pass_and_the_controller_refuses_the_second(wh: Webhooked) -> None:
+    wh.budget("0.50")
+    both = wh.apply(qjob("first"), qjob("second"))  # each fits the balance the webhook read
+    assert both.returncode == 0, both.stderr
+    assert both.stdout.count("created") == 2
+    # (kubectl prints a warning once however many objects get it)
+    assert "Warning: estimated 0.30 USD" in both.stderr and "0.50 USD left this period" in both.stderr
+    def decided() -> dict[str, dict[str, Any]] | None:
+        found = {n: wh.status(n) for n in ("first", "second")}
+        return found if all(x.get("phase") in TERMINAL | {"Admitted", "Running"} for x in found.values()) else None
+
+    statuses = wh.wait(decided, "both jobs decided")
+    phases = sorted(s["phase"] for s in statuses.values())
+    assert phases.count("Refused") == 1, statuses
+    refused = next(s for s in statuses.values() if s["phase"] == "Refused")
+    assert refused["message"].startswith("exceeded budget team-a/team-a: requested 0.30 USD")
+    # and a third is refused at the door once the webhook's balances are read again (they are kept 1 s)
+    def refused_at_apply() -> subprocess.CompletedProcess[str] | None:
+        answer = wh.apply(qjob("third"), dry_run=True)
+        return answer if answer.returncode == 1 else None
+
+    third = wh.wait(refused_at_apply, "the webhook to refuse a third job", timeout=10)
+    assert DENIED + "exceeded budget team-a/team-a: requested 0.30 USD" in third.stderr
+
+
+def test_the_spec_of_a_decided_job_cannot_change(wh: Webhooked) -> None:
+    wh.budget("1.00")
+    assert wh.apply(qjob("bell")).returncode == 0
+    wh.wait(lambda: wh.status("bell").get("admittedGeneration"), "the job admitted")
+    edited = wh.apply(qjob("bell", shots=100000))
+    assert edited.returncode == 1
+    assert DENIED + "spec: the spec of a QiskitJob cannot change once it is decided" in edited.stderr
+    assert "it was priced at 0.30 USD as admitted, generation 1" in edited.stderr
+    wh.upstream.kubectl("label", "qiskitjob", "bell", "-n", NS, "team=quantum")  # metadata still changes
+
+
+def test_sessions_and_backends_are_validated_with_field_paths(wh: Webhooked) -> None:
+    # (what the CRDs' schemas catch, decimal strings and enums, the API server refuses first)
+    model = wh.apply({"apiVersion": f"{G}/{V}", "kind": "QiskitBackend", "metadata": {"name": "mystery"},
+                      "spec": {"provider": "fake", "name": "fake_nowhere", "pricing": {"perQPUSecond": "1.60"}}})
+    assert model.returncode == 1
+    assert DENIED + "QiskitBackend mystery: spec.name: no fake_provider backend named 'fake_nowhere'" in model.stderr
+    session = wh.apply({"apiVersion": f"{G}/{V}", "kind": "QiskitSession", "metadata": {"name": "s", "namespace": NS},
+                        "spec": {"backend": "nope"}})
+    assert session.returncode == 1
+    assert DENIED + "spec.backend: no QiskitBackend named 'nope'" in session.stderr
+
+
+def test_with_the_operator_stopped_apply_succeeds_and_the_controller_refuses_later(wh: Webhooked) -> None:
+    wh.budget("1.00")
+    wh.backend("pricey", pricing={"perTask": "2.00"})
+    wh.operator.stop()
+    started = time.monotonic()
+    accepted = wh.apply(qjob("while-down", backend="pricey"))  # failurePolicy Ignore: nobody answers
+    took = time.monotonic() - started
+    assert accepted.returncode == 0, accepted.stderr
+    assert "Warning: estimated" not in accepted.stderr
+    assert took < 4, f"kubectl apply took {took:.1f} s with the webhook down"
+    # as installed, with no replica behind the Service: no Endpoints, the call fails at once too
+    restore_configuration(wh.upstream.api)
+    started = time.monotonic()
+    also = wh.apply(qjob("no-endpoints", backend="pricey"))
+    took = time.monotonic() - started
+    assert also.returncode == 0, also.stderr
+    assert took < 4, f"kubectl apply took {took:.1f} s with no Endpoints behind the Service"
+    wh.operator.start()
+    statuses = wh.wait_terminal(["while-down", "no-endpoints"])
+    assert statuses["no-endpoints"]["phase"] == "Refused"
+    status = statuses["while-down"]
+    assert status["phase"] == "Refused"
+    assert status["message"] == ("exceeded budget team-a/team-a: requested 2.00 USD, spent 0.00 USD, "
+                                 "reserved 0.00 USD, limit 1.00 USD")
+
+
+def test_a_new_certificate_is_trusted_and_served(wh: Webhooked) -> None:
+    port = wh.port  # type: ignore[attr-defined]
+    secret = wh.core.read_namespaced_secret(SECRET, SYSTEM_NAMESPACE)
+    old_ca = base64.b64decode(secret.data["ca.crt"])
+    assert "tls.key" in secret.data and "ca.key" in secret.data
+    served = wh.served_certificate(port)
+    assert ssl.DER_cert_to_PEM_cert(served).strip() == base64.b64decode(secret.data["tls.crt"]).decode().strip()
+    # someone deletes the Secret (or it is rotated by hand): the operator makes a new CA and certificate,
+    # the configuration trusts the new CA (and the old, while a replica may serve it), and it is served
+    wh.core.delete_namespaced_secret(SECRET, SYSTEM_NAMESPACE)
+    fresh = wh.wait(lambda: _secret_unless(wh, old_ca), "a new Secret")
+    new_ca, new_cert = base64.b64decode(fresh.data["ca.crt"]), base64.b64decode(fresh.data["tls.crt"])
+    wh.wait(lambda: ssl.DER_cert_to_PEM_cert(wh.served_certificate(port)).strip() == new_cert.decode().strip(),
+            "the new certificate served")
+    config = kubernetes.client.AdmissionregistrationV1Api(wh.upstream.api).read_validating_webhook_configuration(
+        CONFIGURATION)
+    bundle = base64.b64decode(config.webhooks[0].client_config.ca_bundle)
+    assert bundle.startswith(new_ca.strip()) and old_ca.strip() in bundle
+    wh.budget("1.00")
+    refused = wh.apply(qjob("many-shots", shots=200000))  # the API server reaches the webhook on the new certificate
+    assert refused.returncode == 1 and DENIED + "spec.shots: 200000 shots" in refused.stderr
+    assert hashlib.sha256(served).digest() != hashlib.sha256(wh.served_certificate(port)).digest()
+
+
+def _secret_unless(wh: Webhooked, old_ca: bytes) -> Any:
+    try:
+        secret = wh.core.read_namespaced_secret(SECRET, SYSTEM_NAMESPACE)
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+    return secret if base64.b64decode(secret.data["ca.crt"]) != old_ca else None
+
+
+def test_two_replicas_make_one_certificate_and_renew_it_once(upstream_cluster: Any) -> None:
+    """What every replica does at start and at each check, at the same moment, against the real API
+    server: one Secret, one CA, one certificate that both serve; a renewal keeps the CA."""
+    import datetime
+    import threading
+
+    from cryptography import x509
+
+    from governance.webhook.tls import ensure_secret, service_hosts
+
+    api = kubernetes.config.new_client_from_config(config_file=str(upstream_cluster.kubeconfig))
+    core = kubernetes.client.CoreV1Api(api)
+    name, hosts = "race-webhook-tls", service_hosts("qgov-webhook", SYSTEM_NAMESPACE)
+    gate = threading.Barrier(2)
+
+    def replica(results: list[Any], now: datetime.datetime | None = None) -> None:
+        gate.wait()
+        results.append(ensure_secret(core, SYSTEM_NAMESPACE, name, hosts, now))
+
+    try:
+        made: list[Any] = []
+        threads = [threading.Thread(target=replica, args=(made,)) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        assert len(made) == 2 and made[0] == made[1]
+        stored = core.read_namespaced_secret(name, SYSTEM_NAMESPACE)
+        assert base64.b64decode(stored.data["tls.crt"]) == made[0].cert_pem
+        cert = x509.load_pem_x509_certificate(made[0].cert_pem)
+        assert "qgov-webhook.qgov-system.svc" in str(cert.extensions)
+        # 340 days on, both find the certificate due: one renews, the other takes the renewal
+        later = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(days=340)
+        renewed: list[Any] = []
+        threads = [threading.Thread(target=replica, args=(renewed, later)) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        assert len(renewed) == 2 and renewed[0] == renewed[1]
+        assert renewed[0].cert_pem != made[0].cert_pem and renewed[0].ca_pem == made[0].ca_pem
+    finally:
+        try:
+            core.delete_namespaced_secret(name, SYSTEM_NAMESPACE)
+        except ApiException:
+            pass
+        api.close()
+
+
+def test_the_manifests_deployment_makes_its_certificate_and_the_configuration_trusts_it(
+        upstream_cluster: Any, tmp_path: Path) -> None:
+    """The install as the README gives it: the Deployment's pod (in-cluster configuration,
+    ServiceAccount qgov-operator, the manifests' RBAC) serves the webhook and writes its CA into
+    the configuration, which keeps calling the Service."""
+    upstream = upstream_cluster
+    upstream.reset((NS,))
+    api = kubernetes.config.new_client_from_config(config_file=str(upstream.kubeconfig))
+    core = kubernetes.client.CoreV1Api(api)
+    admission = kubernetes.client.AdmissionregistrationV1Api(api)
+    port = free_port()  # the node runs pods as local processes: 8443 may be taken on this machine
+    try:
+        upstream.start_operator_deployment(f"sqlite:///{tmp_path / 'ledger.db'}", {"QGOV_WEBHOOK_PORT": str(port)})
+
+        def trusted() -> Any:
+            client = admission.read_validating_webhook_configuration(CONFIGURATION).webhooks[0].client_config
+            return client if client.ca_bundle else None
+
+        deadline = time.monotonic() + 120
+        while (client := trusted()) is None and time.monotonic() < deadline:
+            time.sleep(0.3)
+        assert client is not None, upstream.kubectl("logs", "-n", SYSTEM_NAMESPACE, "deployment/qgov-operator",
+                                                    "--tail=40", check=False)
+        assert client.url is None and client.service.name == "qgov-webhook"
+        secret = core.read_namespaced_secret(SECRET, SYSTEM_NAMESPACE)
+        ca = base64.b64decode(secret.data["ca.crt"]).strip()
+        assert base64.b64decode(client.ca_bundle).startswith(ca)
+        context = ssl.create_default_context(cadata=ca.decode())
+        context.check_hostname = False  # the certificate names the Service, the test reaches 127.0.0.1
+        deadline = time.monotonic() + 30
+        while True:  # the pod serves the certificate the configuration trusts
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+                    with context.wrap_socket(raw) as tls:
+                        served = tls.getpeercert()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.3)
+        assert ("DNS", "qgov-webhook.qgov-system.svc") in served["subjectAltName"]
+    finally:
+        upstream.stop_operator_deployment()
+        restore_configuration(api)
+        upstream.reset((NS,))
+        api.close()
