@@ -200,7 +200,12 @@ NAME = re.compile(r"""["'](QGOV_[A-Z0-9_]+)["']""")
 DEFAULT = re.compile(r"""os\.environ\.get\(\s*["'](QGOV_[A-Z0-9_]+)["']\s*,\s*["']([^"']*)["']""")
 # what the chart sets from other values than config.<name>
 SPECIAL = {"QGOV_DATABASE_URL": "ledger", "QGOV_EXECUTOR_IMAGE": "executorImage",
-           "QGOV_EXECUTOR_IMAGE_PULL_POLICY": "executorImage.pullPolicy", "QGOV_METRICS_PORT": "metrics.port"}
+           "QGOV_EXECUTOR_IMAGE_PULL_POLICY": "executorImage.pullPolicy", "QGOV_METRICS_PORT": "metrics.port",
+           "QGOV_WEBHOOK_PORT": "webhook.port",
+           # the webhook's objects are the chart's, named as the operator's defaults, in the release's
+           # namespace (the pod's own): nothing to set; QGOV_WEBHOOK_URL is for an operator run outside
+           "QGOV_WEBHOOK_NAMESPACE": "webhook", "QGOV_WEBHOOK_SERVICE": "webhook", "QGOV_WEBHOOK_SECRET": "webhook",
+           "QGOV_WEBHOOK_CONFIGURATION": "webhook", "QGOV_WEBHOOK_URL": "webhook"}
 
 
 def operator_settings() -> dict[str, str | None]:
@@ -299,9 +304,34 @@ def test_the_metrics_service_and_the_service_monitor_only_when_enabled(render: A
     assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
     assert monitor["metadata"]["labels"]["release"] == "prom"
     assert monitor["spec"]["endpoints"][0]["port"] == "metrics"
-    assert monitor["spec"]["selector"]["matchLabels"].items() <= one(docs, "Service")["metadata"]["labels"].items()
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= one(docs, "Service", "qgov-operator-metrics")[
+        "metadata"]["labels"].items()
 
     docs = render("metrics.enabled=false", "metrics.serviceMonitor.enabled=true")
-    assert not [d for d in docs if d["kind"] in ("Service", "ServiceMonitor")]
+    assert not [d for d in docs if d["kind"] == "ServiceMonitor" or d["metadata"]["name"] == "qgov-operator-metrics"]
     assert env(docs)["QGOV_METRICS_PORT"] == "0"
     assert "prometheus.io/scrape" not in one(docs, "Deployment")["spec"]["template"]["metadata"]["annotations"]
+
+
+# ---------------------------------------------------------------------------------------------- webhook
+
+
+def test_the_webhook_is_served_by_every_replica_unless_disabled(render: Any) -> None:
+    docs = render()
+    configuration = one(docs, "ValidatingWebhookConfiguration", "qgov-webhook")["webhooks"][0]
+    assert (configuration["failurePolicy"], configuration["timeoutSeconds"]) == ("Ignore", 5)
+    assert configuration["clientConfig"]["service"] == {"name": "qgov-webhook", "namespace": "qgov-system",
+                                                         "path": "/validate", "port": 443}
+    service = one(docs, "Service", "qgov-webhook")
+    assert service["spec"]["ports"][0]["targetPort"] == "webhook"
+    assert {"name": "webhook", "containerPort": 8443} in container(docs)["ports"]
+    assert env(docs)["QGOV_WEBHOOK_PORT"] == "8443"
+    # the webhook configuration, the Service and what writes the caBundle equal the kustomize install's
+    assert configuration == one(kustomize(), "ValidatingWebhookConfiguration", "qgov-webhook")["webhooks"][0]
+
+    docs = render("webhook.enabled=false")
+    assert not [d for d in docs if d["metadata"]["name"] in ("qgov-webhook", "qgov-webhook-configurator")]
+    assert env(docs)["QGOV_WEBHOOK_PORT"] == "0"
+    assert "webhook" not in {p["name"] for p in container(docs)["ports"]}
+    with pytest.raises(AssertionError, match="failurePolicy"):  # the schema says what may be set
+        render("webhook.failurePolicy=Sometimes")

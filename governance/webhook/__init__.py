@@ -44,6 +44,7 @@ class WebhookConfig:
 
     @classmethod
     def from_env(cls) -> WebhookConfig | None:
+        from ..leader.replica import listen_address
         from .tls import in_cluster_namespace
 
         port = int(os.environ.get("QGOV_WEBHOOK_PORT") or 0)
@@ -56,7 +57,10 @@ class WebhookConfig:
                    secret=os.environ.get("QGOV_WEBHOOK_SECRET", "qgov-webhook-tls"),
                    configuration=os.environ.get("QGOV_WEBHOOK_CONFIGURATION", "qgov-webhook"),
                    url=url, cert_check_seconds=float(os.environ.get("QGOV_WEBHOOK_CERT_CHECK_SECONDS", "3600")),
-                   host="127.0.0.1" if url and urlparse(url).hostname in ("127.0.0.1", "localhost") else "0.0.0.0")
+                   # the replica's address (its pod IP, as its other listeners), so replicas sharing a
+                   # host cannot collide; a URL on loopback (an operator run outside) binds loopback
+                   host="127.0.0.1" if url and urlparse(url).hostname in ("127.0.0.1", "localhost")
+                   else listen_address() or "0.0.0.0")
 
     def hosts(self) -> tuple[str, ...]:
         from .tls import service_hosts
