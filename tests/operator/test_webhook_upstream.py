@@ -348,7 +348,8 @@ def test_the_manifests_deployment_makes_its_certificate_and_the_configuration_tr
     admission = kubernetes.client.AdmissionregistrationV1Api(api)
     port = free_port()  # the node runs pods as local processes: 8443 may be taken on this machine
     try:
-        upstream.start_operator_deployment(f"sqlite:///{tmp_path / 'ledger.db'}", {"QGOV_WEBHOOK_PORT": str(port)})
+        pod = upstream.start_operator_deployment(f"sqlite:///{tmp_path / 'ledger.db'}",
+                                                 {"QGOV_WEBHOOK_PORT": str(port)})
 
         def trusted() -> Any:
             client = admission.read_validating_webhook_configuration(CONFIGURATION).webhooks[0].client_config
@@ -364,11 +365,11 @@ def test_the_manifests_deployment_makes_its_certificate_and_the_configuration_tr
         ca = base64.b64decode(secret.data["ca.crt"]).strip()
         assert base64.b64decode(client.ca_bundle).startswith(ca)
         context = ssl.create_default_context(cadata=ca.decode())
-        context.check_hostname = False  # the certificate names the Service, the test reaches 127.0.0.1
+        context.check_hostname = False  # the certificate names the Service, the test reaches the pod's address
         deadline = time.monotonic() + 30
         while True:  # the pod serves the certificate the configuration trusts
             try:
-                with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+                with socket.create_connection((pod["status"]["podIP"], port), timeout=5) as raw:
                     with context.wrap_socket(raw) as tls:
                         served = tls.getpeercert()
                 break
