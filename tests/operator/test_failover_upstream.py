@@ -281,7 +281,7 @@ def test_the_acting_replica_is_killed_mid_burst_and_the_other_finishes_it(two_re
     new_holder = wait_for(lambda: (h := _lease(core).get("spec", {}).get("holderIdentity")) and h != holder and h,
                           "another replica to hold the lease", 30)
     took_lease = time.monotonic() - killed
-    acted = wait_for(lambda: (j := custom.get_namespaced_custom_object(G, V, NS, "qiskitjobs", "after-the-kill")
+    acted = wait_for(lambda: (custom.get_namespaced_custom_object(G, V, NS, "qiskitjobs", "after-the-kill")
                               .get("status") or {}).get("phase"), "the new leader to act on a job", 30)
     took_action = time.monotonic() - killed
     print(f"\nfailover: SIGKILL of {active} with {sum(p == 'Succeeded' for p in before.values())}/40 jobs done; "
