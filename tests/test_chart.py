@@ -74,7 +74,7 @@ def env(docs: list[dict[str, Any]]) -> dict[str, Any]:
 def test_helm_lint_strict_passes_with_defaults_and_with_every_option(helm: Any) -> None:
     for sets in ([], ["ledger.url=postgresql://qgov:pw@db/qgov", "metrics.serviceMonitor.enabled=true",
                       "config.jobTtlSeconds=3600", "replicas=1", "nodeSelector.disk=ssd"],
-                 ["metrics.enabled=false"]):
+                 ["metrics.enabled=false", "webhook.certManager.enabled=true"], ["webhook.enabled=false"]):
         result = helm("lint", "--strict", str(CHART), *(a for s in sets for a in ("--set", s)))
         assert "0 chart(s) failed" in result.stdout, result.stdout
 
@@ -205,7 +205,8 @@ SPECIAL = {"QGOV_DATABASE_URL": "ledger", "QGOV_EXECUTOR_IMAGE": "executorImage"
            # the webhook's objects are the chart's, named as the operator's defaults, in the release's
            # namespace (the pod's own): nothing to set; QGOV_WEBHOOK_URL is for an operator run outside
            "QGOV_WEBHOOK_NAMESPACE": "webhook", "QGOV_WEBHOOK_SERVICE": "webhook", "QGOV_WEBHOOK_SECRET": "webhook",
-           "QGOV_WEBHOOK_CONFIGURATION": "webhook", "QGOV_WEBHOOK_URL": "webhook"}
+           "QGOV_WEBHOOK_CONFIGURATION": "webhook", "QGOV_WEBHOOK_URL": "webhook",
+           "QGOV_WEBHOOK_CERTIFICATES": "webhook.certManager.enabled"}
 
 
 def operator_settings() -> dict[str, str | None]:
@@ -335,3 +336,24 @@ def test_the_webhook_is_served_by_every_replica_unless_disabled(render: Any) -> 
     assert "webhook" not in {p["name"] for p in container(docs)["ports"]}
     with pytest.raises(AssertionError, match="failurePolicy"):  # the schema says what may be set
         render("webhook.failurePolicy=Sometimes")
+
+
+def test_cert_manager_can_keep_the_webhooks_certificate(render: Any) -> None:
+    assert "QGOV_WEBHOOK_CERTIFICATES" not in env(render())  # by default the operator keeps its own
+    assert not [d for d in render() if d["kind"] in ("Certificate", "Issuer")]
+
+    docs = render("webhook.certManager.enabled=true")
+    assert env(docs)["QGOV_WEBHOOK_CERTIFICATES"] == "external"
+    serving = one(docs, "Certificate", "qgov-webhook")
+    assert serving["spec"]["secretName"] == "qgov-webhook-tls"  # the Secret the operator reads
+    assert "qgov-webhook.qgov-system.svc" in serving["spec"]["dnsNames"]  # what the API server calls
+    assert serving["spec"]["issuerRef"] == {"name": "qgov-webhook-ca", "kind": "Issuer"}
+    assert one(docs, "Certificate", "qgov-webhook-ca")["spec"]["isCA"] is True
+    assert one(docs, "Issuer", "qgov-webhook-ca")["spec"]["ca"] == {"secretName": "qgov-webhook-ca"}
+    configuration = one(docs, "ValidatingWebhookConfiguration", "qgov-webhook")
+    assert configuration["metadata"]["annotations"] == {"cert-manager.io/inject-ca-from": "qgov-system/qgov-webhook"}
+
+    docs = render("webhook.certManager.enabled=true", "webhook.certManager.issuerRef.name=corp-ca",
+                  "webhook.certManager.issuerRef.kind=ClusterIssuer")
+    assert one(docs, "Certificate", "qgov-webhook")["spec"]["issuerRef"] == {"name": "corp-ca", "kind": "ClusterIssuer"}
+    assert not [d for d in docs if d["kind"] == "Issuer"]  # the given issuer signs; the chart makes none

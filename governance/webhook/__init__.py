@@ -14,7 +14,11 @@ Settings (environment):
   the API server is to call; its host goes into the certificate, and the configuration is
   pointed at it instead of the Service;
 - QGOV_WEBHOOK_CERT_CHECK_SECONDS: how often the Secret is looked at again (renewal, a new CA;
-  default 3600).
+  default 3600);
+- QGOV_WEBHOOK_CERTIFICATES: `operator` (default: qgov makes and renews its CA and certificate in
+  the Secret and writes the CA into the configuration's caBundle) or `external` (cert-manager, or
+  you, write the Secret's tls.crt, tls.key and ca.crt, and cert-manager's CA injector the
+  caBundle: qgov writes neither, it serves what the Secret holds and follows its renewals).
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ class WebhookConfig:
     url: str | None = None
     cert_check_seconds: float = 3600.0
     host: str = "0.0.0.0"
+    external_certificates: bool = False  # QGOV_WEBHOOK_CERTIFICATES=external
 
     @classmethod
     def from_env(cls) -> WebhookConfig | None:
@@ -51,7 +56,10 @@ class WebhookConfig:
         if not port:
             return None
         url = os.environ.get("QGOV_WEBHOOK_URL") or None
-        return cls(port=port,
+        certificates = (os.environ.get("QGOV_WEBHOOK_CERTIFICATES") or "operator").strip().lower()
+        if certificates not in ("operator", "external"):
+            raise ValueError(f"QGOV_WEBHOOK_CERTIFICATES={certificates!r}: expected operator or external")
+        return cls(port=port, external_certificates=certificates == "external",
                    namespace=os.environ.get("QGOV_WEBHOOK_NAMESPACE") or in_cluster_namespace() or "qgov-system",
                    service=os.environ.get("QGOV_WEBHOOK_SERVICE", "qgov-webhook"),
                    secret=os.environ.get("QGOV_WEBHOOK_SECRET", "qgov-webhook-tls"),
@@ -101,7 +109,7 @@ class Webhook:
 
         from ..handlers.config import OperatorConfig
         from .server import LiveSources, Timing, make_app, server_context
-        from .tls import ensure_secret, patch_configuration
+        from .tls import ensure_secret, patch_configuration, read_secret
 
         loop = asyncio.get_running_loop()
         configuration = kubernetes.client.Configuration()
@@ -126,9 +134,13 @@ class Webhook:
         hosts = config.hosts()
 
         async def certificate() -> Any:
+            if config.external_certificates:  # cert-manager's (or the admin's): read, never written
+                return await loop.run_in_executor(self.pool, read_secret, core(), config.namespace, config.secret)
             return await loop.run_in_executor(self.pool, ensure_secret, core(), config.namespace, config.secret, hosts)
 
         async def trust(material: Any) -> None:
+            if config.external_certificates:
+                return  # the caBundle is cert-manager's CA injector's to write
             await loop.run_in_executor(self.pool, patch_configuration, admission(), config.configuration,
                                        material.ca_pem, config.url)
 

@@ -146,6 +146,22 @@ def ensure_secret(core: Any, namespace: str, name: str, hosts: tuple[str, ...],
     raise RuntimeError(f"Secret {namespace}/{name} kept changing under {MAX_CONFLICTS} attempts to read it")
 
 
+def read_secret(core: Any, namespace: str, name: str) -> Material:
+    """The serving certificate someone else keeps in Secret `namespace/name` (cert-manager writes
+    tls.crt, tls.key and ca.crt): QGOV_WEBHOOK_CERTIFICATES=external. Never written from here."""
+    try:
+        secret = core.read_namespaced_secret(name, namespace)
+    except ApiException as exc:
+        if exc.status == 404:
+            raise RuntimeError(f"Secret {namespace}/{name} does not exist (yet): with external certificates, "
+                               "cert-manager or an admin writes its tls.crt, tls.key and ca.crt") from None
+        raise
+    material = _material(secret)
+    if material is None:
+        raise RuntimeError(f"Secret {namespace}/{name} lacks one of tls.crt, tls.key, ca.crt")
+    return material
+
+
 def patch_configuration(admission: Any, name: str, ca_pem: bytes, url: str | None = None) -> bool:
     """Make every webhook of ValidatingWebhookConfiguration `name` trust `ca_pem` (and, with `url`,
     call that URL: an operator run outside the cluster). The previous CA stays in the bundle

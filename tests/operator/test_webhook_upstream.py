@@ -383,3 +383,68 @@ def test_the_manifests_deployment_makes_its_certificate_and_the_configuration_tr
         restore_configuration(api)
         upstream.reset((NS,))
         api.close()
+
+
+def test_with_external_certificates_the_operator_serves_the_secret_it_is_given_and_writes_nothing(
+        upstream_cluster: Any, tmp_path: Path) -> None:
+    """QGOV_WEBHOOK_CERTIFICATES=external (the chart's webhook.certManager): cert-manager writes the
+    Secret and its CA injector the caBundle; the operator only serves what the Secret holds."""
+    from governance.webhook.tls import issue, patch_configuration, service_hosts
+
+    upstream = upstream_cluster
+    upstream.reset((NS,))
+    api = kubernetes.config.new_client_from_config(config_file=str(upstream.kubeconfig))
+    core = kubernetes.client.CoreV1Api(api)
+    admission = kubernetes.client.AdmissionregistrationV1Api(api)
+    core.create_namespace({"metadata": {"name": NS}})
+    name, port = "qgov-webhook-external", free_port()
+    url = f"https://127.0.0.1:{port}/validate"
+    operator = Operator(upstream, f"sqlite:///{tmp_path / 'ledger.db'}", tmp_path / "operator.log",
+                        {"QGOV_WEBHOOK_PORT": str(port), "QGOV_WEBHOOK_URL": url, "QGOV_WEBHOOK_SECRET": name,
+                         "QGOV_WEBHOOK_NAMESPACE": SYSTEM_NAMESPACE, "QGOV_WEBHOOK_CERTIFICATES": "external",
+                         "QGOV_WEBHOOK_CERT_CHECK_SECONDS": "1"},
+                        kubeconfig=upstream.operator_kubeconfig())
+    env = Webhooked(upstream, core, kubernetes.client.CustomObjectsApi(api), operator, operator.database_url)
+    env.upstream, env.tmp = upstream, tmp_path  # type: ignore[attr-defined]
+    try:
+        operator.start()
+        # no Secret yet: the operator waits for it, and makes none of its own
+        env.wait(lambda: "does not exist (yet): with external certificates" in (tmp_path / "operator.log").read_text(),
+                 "the operator to say it waits for the Secret")
+        with pytest.raises(ApiException) as missing:
+            core.read_namespaced_secret(name, SYSTEM_NAMESPACE)
+        assert missing.value.status == 404
+        # cert-manager's part: the Secret (tls.crt, tls.key, ca.crt)
+        material, _ = issue((*service_hosts("qgov-webhook", SYSTEM_NAMESPACE), "127.0.0.1"))
+        core.create_namespaced_secret(SYSTEM_NAMESPACE, {
+            "metadata": {"name": name}, "type": "kubernetes.io/tls",
+            "data": {k: base64.b64encode(v).decode() for k, v in
+                     (("tls.crt", material.cert_pem), ("tls.key", material.key_pem), ("ca.crt", material.ca_pem))}})
+        env.wait(lambda: _served_pem(port) == material.cert_pem.decode().strip(), "the Secret's certificate served")
+        # the operator wrote no caBundle (the configuration is as shipped)
+        assert not admission.read_validating_webhook_configuration(CONFIGURATION).webhooks[0].client_config.ca_bundle
+        # the CA injector's part (here pointed at the local operator, as QGOV_WEBHOOK_URL would)
+        patch_configuration(admission, CONFIGURATION, material.ca_pem, url)
+        refused = env.wait(lambda: (r := env.apply(qjob("nowhere", backend="nope"))).returncode == 1 and r,
+                           "kubectl apply to be refused through the webhook")
+        assert DENIED + "spec.backend: no QiskitBackend named 'nope'" in refused.stderr, refused.stderr
+    finally:
+        operator.stop()
+        restore_configuration(api)
+        try:
+            core.delete_namespaced_secret(name, SYSTEM_NAMESPACE)
+        except ApiException:
+            pass
+        upstream.reset((NS,))
+        api.close()
+
+
+def _served_pem(port: int) -> str | None:
+    context = ssl.create_default_context()
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+            with context.wrap_socket(raw) as tls:
+                return ssl.DER_cert_to_PEM_cert(tls.getpeercert(binary_form=True) or b"").strip()
+    except OSError:
+        return None
