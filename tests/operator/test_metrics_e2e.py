@@ -119,28 +119,28 @@ def test_metrics_show_the_ledger_balance_and_every_decision(env: Env) -> None:
 @pytest.mark.no_pod_runner  # executor pods stay Pending: the jobs stay Admitted, their money held
 @pytest.mark.operator_env(QGOV_METRICS_PORT=str(PORT), QGOV_POD_SWEEP_SECONDS="3600")
 def test_series_do_not_grow_with_jobs(env: Env) -> None:
-    env.budget("100.00")
+    env.budget("1000.00")
     for i in range(10):
         env.job(f"few-{i}", shots=100)
     env.wait(lambda: budget_settled(env, "0.00", "3.00"), "10 jobs held", timeout=60)
     few = scrape()
 
-    for i in range(190):
+    for i in range(990):
         env.job(f"many-{i}", shots=100)
-    env.wait(lambda: budget_settled(env, "0.00", "60.00"), "200 jobs held", timeout=180)
+    env.wait(lambda: budget_settled(env, "0.00", "300.00"), "1,000 jobs held", timeout=300)
     many = scrape()
 
     assert set(many) == set(few)  # the same series, whatever the number of jobs
     uids = {j["metadata"]["uid"] for j in env.jobs()}
     names = {j["metadata"]["name"] for j in env.jobs()}
-    assert len(uids) == 200
+    assert len(uids) == 1000
     label_values = {v for _, labels in many for _, v in labels}
     assert not label_values & (uids | names)
     budget = {"namespace": NS, "budget": NS, "unit": "USD"}
-    assert micro(value(many, "qgov_budget_held", **budget)) == env.ledger().balance(NS, NS).held_micro == 60_000_000
+    assert micro(value(many, "qgov_budget_held", **budget)) == env.ledger().balance(NS, NS).held_micro == 300_000_000
     assert value(many, "qgov_admission_decisions_total", namespace=NS, budget=NS, outcome="Admitted",
-                 reason="BudgetReserved") == 200
-    assert value(many, "qgov_reservation_latency_seconds_count") == 200
+                 reason="BudgetReserved") == 1000
+    assert value(many, "qgov_reservation_latency_seconds_count") == 1000
 
 
 @pytest.mark.slow
