@@ -27,7 +27,7 @@ from kubernetes.client.rest import ApiException
 from .decide import Action, Decision, LeaseRecord, Memory, Timing, decide, observe, renew_deadline
 
 log = logging.getLogger("qgov.leader")
-REQUEST_TIMEOUT = (2.0, 4.0)  # connect, read: a renewal that hangs must not outlive the deadline by much
+REQUEST_TIMEOUT = (2.0, 3.0)  # connect, read: a renewal that hangs must not outlive the deadline by much
 
 
 class LeaseConflict(Exception):

@@ -13,7 +13,7 @@ many times it changed hands. It needs no CRD and only get/create/update on lease
 operator's own namespace.
 
 The timing is client-go's shape (decide.py): leaseDurationSeconds 10, renewals every 2 s, a
-holder that has not renewed for 7 s exits (code 3) so that it has stopped acting before a standby
+holder that has not renewed for 8 s exits (code 3) so that it has stopped acting before a standby
 can take over, and a standby takes an unrenewed lease 10 s after it last saw it change: after a
 SIGKILL, the survivor acts within about 8-11 s. On SIGTERM the holder stops kopf first, then
 releases the lease (empty holder), and a standby takes it at its next look (within 1 s).
@@ -79,7 +79,7 @@ class Election:
         duration = float(environ.get("QGOV_LEASE_DURATION_SECONDS") or 10)
         # a standby looks every second (a GET: nothing for the API server), so a released lease is
         # taken within a second and an expired one within a second of its expiry
-        timing = Timing(duration_s=duration, renew_every_s=duration / 5, renew_deadline_s=duration * 0.7,
+        timing = Timing(duration_s=duration, renew_every_s=duration / 5, renew_deadline_s=duration * 0.8,
                         retry_every_s=duration / 10)
         # a random suffix: a restarted container is a new candidate, never the holder it was before
         return cls(enabled, namespace, environ.get("QGOV_LEASE_NAME") or DEFAULT_LEASE,
