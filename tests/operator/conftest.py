@@ -294,6 +294,18 @@ class StandInKubelet:
         self.tasks.pop(pod["metadata"]["uid"], None)
 
 
+def wait_for(check: Any, what: str, timeout: float, interval: float = 0.3, details: Any = None) -> Any:
+    """Poll `check` until it returns something truthy (returned); else fail saying what was awaited
+    and, if `details` is given, what it returns (an operator's log, say)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = check()
+        if found:
+            return found
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}" + (f"\n{details()}" if details else ""))
+
+
 def condition(obj: dict[str, Any] | None, type_: str) -> dict[str, Any] | None:
     for c in ((obj or {}).get("status") or {}).get("conditions") or []:
         if c.get("type") == type_:

@@ -26,7 +26,7 @@ from governance.budget.ledger import Ledger
 from governance.devcluster.controlplane import ControlPlaneError, free_port, tool
 from governance.devcluster.upstream import UpstreamCluster
 
-from .conftest import BELL, NS, TERMINAL, G, V
+from .conftest import BELL, NS, TERMINAL, G, V, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "qgov"
@@ -71,13 +71,7 @@ class Helm:
         return self.cluster.kubectl("logs", "-n", SYSTEM, "deployment/qgov-operator", "--tail=30", check=False)
 
     def wait(self, check: Any, what: str, timeout: float = 120) -> Any:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            found = check()
-            if found:
-                return found
-            time.sleep(0.3)
-        raise AssertionError(f"timed out waiting for {what}\noperator log:\n{self.operator_log()}")
+        return wait_for(check, what, timeout, details=lambda: f"operator log:\n{self.operator_log()}")
 
     def create(self, kind: str, plural: str, name: str, spec: dict[str, Any], namespace: str | None = NS) -> None:
         body = {"apiVersion": f"{G}/{V}", "kind": kind, "metadata": {"name": name}, "spec": spec}

@@ -7,7 +7,6 @@ it may not, the job says why it waits instead of stalling silently."""
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ import pytest
 
 from executor.__main__ import read_result
 
-from .conftest import BELL, G, NS, V, condition
+from .conftest import BELL, G, NS, V, condition, wait_for
 
 TERMINAL = {"Succeeded", "Failed", "Refused", "Cancelled"}
 
@@ -39,14 +38,8 @@ class Installed:
         return self.custom.get_namespaced_custom_object(G, V, NS, "qiskitjobs", name)
 
     def wait(self, check: Any, what: str, timeout: float = 120) -> Any:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            found = check()
-            if found:
-                return found
-            time.sleep(0.3)
-        logs = self.upstream.kubectl("logs", "-n", "qgov-system", "deployment/qgov-operator", "--tail=40", check=False)
-        raise AssertionError(f"timed out waiting for {what}\noperator log:\n{logs}")
+        return wait_for(check, what, timeout, details=lambda: "operator log:\n" + self.upstream.kubectl(
+            "logs", "-n", "qgov-system", "deployment/qgov-operator", "--tail=40", check=False))
 
 
 def _installed(upstream: Any, tmp_path: Path, **env: str) -> Iterator[Installed]:
