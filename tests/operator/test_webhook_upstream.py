@@ -420,7 +420,7 @@ def test_with_external_certificates_the_operator_serves_the_secret_it_is_given_a
             "metadata": {"name": name}, "type": "kubernetes.io/tls",
             "data": {k: base64.b64encode(v).decode() for k, v in
                      (("tls.crt", material.cert_pem), ("tls.key", material.key_pem), ("ca.crt", material.ca_pem))}})
-        env.wait(lambda: _served_pem(port) == material.cert_pem.decode().strip(), "the Secret's certificate served")
+        env.wait(lambda: _served_pem(env, port) == material.cert_pem.decode().strip(), "the Secret's certificate served")
         # the operator wrote no caBundle (the configuration is as shipped)
         assert not admission.read_validating_webhook_configuration(CONFIGURATION).webhooks[0].client_config.ca_bundle
         # the CA injector's part (here pointed at the local operator, as QGOV_WEBHOOK_URL would)
@@ -439,12 +439,9 @@ def test_with_external_certificates_the_operator_serves_the_secret_it_is_given_a
         api.close()
 
 
-def _served_pem(port: int) -> str | None:
-    context = ssl.create_default_context()
-    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+def _served_pem(env: Webhooked, port: int) -> str | None:
+    """The certificate served on `port` (PEM), or None while nothing listens there."""
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
-            with context.wrap_socket(raw) as tls:
-                return ssl.DER_cert_to_PEM_cert(tls.getpeercert(binary_form=True) or b"").strip()
+        return ssl.DER_cert_to_PEM_cert(env.served_certificate(port)).strip()
     except OSError:
         return None
