@@ -27,7 +27,17 @@ from kubernetes.client.rest import ApiException
 from .decide import Action, Decision, LeaseRecord, Memory, Timing, decide, observe, renew_deadline
 
 log = logging.getLogger("qgov.leader")
-REQUEST_TIMEOUT = (2.0, 3.0)  # connect, read: a renewal that hangs must not outlive the deadline by much
+CONNECT_TIMEOUT = 2.0
+MIN_TIMEOUT = 0.2  # below this, a request could not be answered anyway
+
+
+def request_timeout(deadline: float | None, now: float, standby_s: float) -> tuple[float, float]:
+    """(connect, read) timeouts for one lease request. The holder's request may take whatever is
+    left until its renew deadline, as client-go's renewals run under a context with that deadline:
+    an API server that answers in 5 s under load is slow, not lost, and a fixed short timeout would
+    turn it into a lost lease. A standby has no deadline; its reads wait `standby_s`."""
+    budget = standby_s if deadline is None else max(MIN_TIMEOUT, deadline - now)
+    return min(CONNECT_TIMEOUT, budget), budget
 
 
 class LeaseConflict(Exception):
@@ -54,10 +64,10 @@ class LeaseApi:
         self.namespace, self.name = namespace, name
         self._body: dict[str, Any] | None = None  # as last read or written
 
-    def get(self) -> LeaseRecord | None:
+    def get(self, timeout: tuple[float, float] = (CONNECT_TIMEOUT, 5.0)) -> LeaseRecord | None:
         try:
             answer = self.leases.read_namespaced_lease(self.name, self.namespace, _preload_content=False,
-                                                       _request_timeout=REQUEST_TIMEOUT)
+                                                       _request_timeout=timeout)
         except ApiException as exc:
             if exc.status == 404:
                 self._body = None
@@ -66,7 +76,7 @@ class LeaseApi:
         self._body = json.loads(answer.data)
         return _record(self._body)
 
-    def create(self, holder: str, duration_s: float) -> LeaseRecord:
+    def create(self, holder: str, duration_s: float, timeout: tuple[float, float] = (CONNECT_TIMEOUT, 5.0)) -> LeaseRecord:
         now = micro_time(datetime.now(timezone.utc))
         body = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
                 "metadata": {"name": self.name, "namespace": self.namespace,
@@ -74,9 +84,9 @@ class LeaseApi:
                 "spec": {"holderIdentity": holder, "leaseDurationSeconds": int(duration_s), "acquireTime": now,
                          "renewTime": now, "leaseTransitions": 0}}
         return self._answer(lambda: self.leases.create_namespaced_lease(
-            self.namespace, body, _preload_content=False, _request_timeout=REQUEST_TIMEOUT))
+            self.namespace, body, _preload_content=False, _request_timeout=timeout))
 
-    def write(self, holder: str, duration_s: float) -> LeaseRecord:
+    def write(self, holder: str, duration_s: float, timeout: tuple[float, float] = (CONNECT_TIMEOUT, 5.0)) -> LeaseRecord:
         """Replace the lease last seen with `holder` renewing it now (a new holder: acquired now, one
         more transition). 409 if anyone wrote it since."""
         if self._body is None:
@@ -89,9 +99,9 @@ class LeaseApi:
             spec["leaseTransitions"] = int(spec.get("leaseTransitions") or 0) + (1 if spec.get("holderIdentity") else 0)
         spec.update(holderIdentity=holder, leaseDurationSeconds=int(duration_s), renewTime=now)
         return self._answer(lambda: self.leases.replace_namespaced_lease(
-            self.name, self.namespace, body, _preload_content=False, _request_timeout=REQUEST_TIMEOUT))
+            self.name, self.namespace, body, _preload_content=False, _request_timeout=timeout))
 
-    def release(self) -> LeaseRecord:
+    def release(self, timeout: tuple[float, float] = (CONNECT_TIMEOUT, 3.0)) -> LeaseRecord:
         """Give the lease up (graceful shutdown): holder empty, as client-go's ReleaseOnCancel
         writes it, so a standby takes it at its next look instead of after the lease duration."""
         if self._body is None:
@@ -100,7 +110,7 @@ class LeaseApi:
         now = micro_time(datetime.now(timezone.utc))
         body.setdefault("spec", {}).update(holderIdentity="", leaseDurationSeconds=1, renewTime=now, acquireTime=now)
         return self._answer(lambda: self.leases.replace_namespaced_lease(
-            self.name, self.namespace, body, _preload_content=False, _request_timeout=REQUEST_TIMEOUT))
+            self.name, self.namespace, body, _preload_content=False, _request_timeout=timeout))
 
     def _answer(self, call: Callable[[], Any]) -> LeaseRecord:
         try:
@@ -169,7 +179,7 @@ class Elector:
         while not self._stop.is_set():
             if not fresh:
                 try:
-                    record = self.leases.get()
+                    record = self.leases.get(self._timeout())
                 except Exception as exc:  # noqa: BLE001 - the API server restarting, say: the guard watches the deadline
                     complained = self._complain(complained, f"cannot read the lease: {type(exc).__name__}: {exc}")
                     self._stop.wait(self.timing.retry_every_s)
@@ -187,20 +197,29 @@ class Elector:
             sent = self.clock()
             try:
                 if decision.action is Action.CREATE:
-                    record = self.leases.create(self.identity, self.timing.duration_s)
+                    record = self.leases.create(self.identity, self.timing.duration_s, self._timeout())
                 else:
-                    record = self.leases.write(self.identity, self.timing.duration_s)
+                    record = self.leases.write(self.identity, self.timing.duration_s, self._timeout())
             except LeaseConflict:
                 continue  # another replica wrote first: read what it wrote
             except Exception as exc:  # noqa: BLE001 - retried; the guard stops a holder that cannot renew in time
                 complained = self._complain(complained, f"cannot write the lease: {type(exc).__name__}: {exc}")
                 self._stop.wait(self.timing.retry_every_s / 4)
+                # the holder tries the same write again at once (a read first would spend the time
+                # left); if the failed one was applied after all, this one gets 409 and reads
+                fresh = self.leading.is_set() and record is not None
                 continue
             complained = ""
+            if (took := self.clock() - sent) > self.timing.renew_every_s and self.leading.is_set():
+                log.warning(f"leader election: renewing the lease took {took:.1f} s "
+                            f"(renew deadline {self.timing.renew_deadline_s:g} s)")
             self.memory = observe(replace(self.memory, renewed_at=sent), record, self.clock())
             fresh = True
             if not self.leading.is_set():
                 self._acquired(decision)
+
+    def _timeout(self) -> tuple[float, float]:
+        return request_timeout(renew_deadline(self.memory, self.timing), self.clock(), self.timing.duration_s / 2)
 
     def _acquired(self, decision: Decision) -> None:
         self.leading.set()

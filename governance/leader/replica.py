@@ -107,17 +107,21 @@ def _file(path: str) -> str:
         return ""
 
 
-def _api_client() -> Any:
+def lease_client(kubeconfig: str | None = None) -> Any:
+    """The elector's own API client: the pod's ServiceAccount (else `kubeconfig`, else the default
+    kubeconfig)."""
     import kubernetes
 
     configuration = kubernetes.client.Configuration()
     try:
+        if kubeconfig is not None:
+            raise kubernetes.config.ConfigException("a kubeconfig was named")
         kubernetes.config.load_incluster_config(client_configuration=configuration)
     except kubernetes.config.ConfigException:
-        kubernetes.config.load_kube_config(client_configuration=configuration)
-    # one retry (a keep-alive connection the server closed), not urllib3's three: an attempt must
-    # end well within the renew deadline, and the elector tries again itself
-    configuration.retries = 1
+        kubernetes.config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
+    # no retries inside urllib3: a retried read would double an attempt's time and outlive the renew
+    # deadline; the elector makes the next attempt itself, with the time then left
+    configuration.retries = 0
     return kubernetes.client.ApiClient(configuration)
 
 
@@ -193,7 +197,7 @@ async def _replica(liveness: str | None, election: Election) -> int:
         if election.enabled:
             state["identity"] = election.identity
             acquired = asyncio.Event()
-            elector = Elector(LeaseApi(_api_client(), election.namespace, election.name), election.identity,
+            elector = Elector(LeaseApi(lease_client(), election.namespace, election.name), election.identity,
                               election.timing, on_acquired=lambda: loop.call_soon_threadsafe(acquired.set),
                               on_lost=_exit_lost).start()
             log.info(f"standby {election.identity}: kopf's handlers start once this replica holds the lease "
