@@ -10,9 +10,9 @@ reserve and settle entries, the period's balances), then `qgov db upgrade` bring
 migration 0004 builds the report aggregates exactly as it does for any existing ledger, and
 `verify()` must find nothing wrong. Then, with the ledger's clock at 2026-11-24 12:00 UTC:
 
-  status refresh  what the operator does for a budget's status (handlers/budgets.py's
-                  budget_status): ledger.balance(ns, name) + ledger.report(ns, the period, name)
-                  + ledger.daily_spend(ns, name) (the burn rate)
+  status refresh  what the operator reads for a budget's status (handlers/budgets.py's
+                  budget_figures): ledger.status_reads(ns, name), the balance, the report of its
+                  period and the committed amount per day (the burn rate), on one connection
   report          `qgov ledger report -n bench --period 2026-11`, in process (report + render)
   week report     the same for --period 2026-W47, a week inside the monthly period (its day cells)
 
@@ -139,9 +139,11 @@ def timed(fn: Callable[[], Any], repeat: int) -> float:
 
 
 def status_refresh(ledger: Ledger) -> Any:
-    balance = ledger.balance(NS, NAME)
-    ledger.daily_spend(NS, NAME)  # the burn rate's input, read with every status
-    return ledger.report(NS, period_window(balance.period_start, balance.period_end), NAME)
+    if not hasattr(ledger, "status_reads"):  # the code before the one-connection read
+        balance = ledger.balance(NS, NAME)
+        ledger.daily_spend(NS, NAME)  # the burn rate's input, read with every status
+        return ledger.report(NS, period_window(balance.period_start, balance.period_end), NAME)
+    return ledger.status_reads(NS, NAME).report
 
 
 def month_report(ledger: Ledger) -> str:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import threading
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
 from governance.budget.batcher import ReservationBatcher
 from governance.budget.errors import InvalidTransition, LedgerError, UnknownBudget, UnknownReservation
 from governance.budget.ledger import Ledger
+from governance.budget.report import period_window
 from governance.budget.types import BudgetSpec, Decision, ReserveRequest
 
 NS = "team-a"
@@ -331,3 +332,38 @@ def test_settle_reports_queued_work_it_refuses_not_only_what_it_admits(ledger: L
     assert settled.admitted_from_queue == ("small",)
     assert "larger than the whole limit" in settled.queue_changes[1].message
     assert ledger.verify() == []
+
+
+def test_a_budgets_status_reads_the_same_figures_as_its_separate_reads(ledger: Ledger, clock) -> None:
+    budget(ledger, 10 * USD, enforcement="queue", period="monthly")
+    ledger.reserve(req("settled", 2 * USD, backend="fake_manila"))
+    ledger.settle("settled", 1_500_000)
+    clock.advance(days=1)
+    ledger.reserve(req("running", 6 * USD, backend="aer"))
+    clock.advance(minutes=1)
+    ledger.reserve(req("waiting", 5 * USD))
+    reads = ledger.status_reads(NS, NS)
+    balance = ledger.balance(NS, NS)
+    assert reads.balance == balance and (balance.spent_micro, balance.held_micro, balance.queued) == (
+        1_500_000, 6 * USD, 1)
+    assert reads.report == ledger.report(NS, period_window(balance.period_start, balance.period_end), NS)
+    assert {line.name: line.spent + line.held for line in reads.report.by_backend} == {
+        "fake_manila": 1_500_000, "aer": 6 * USD}
+    assert reads.daily == ledger.daily_spend(NS, NS) and sum(reads.daily.values()) == 7_500_000
+    assert reads.oldest_queued == ledger.oldest_queued(NS, NS) == clock()
+    ledger.release("waiting")
+    assert ledger.status_reads(NS, NS).oldest_queued is None
+    with pytest.raises(UnknownBudget):
+        ledger.status_reads(NS, "nobody")
+    # a new period before anything is reserved in it, a new limit, then other period settings
+    clock.advance(days=31)
+    assert ledger.status_reads(NS, NS).balance == ledger.balance(NS, NS)
+    assert ledger.status_reads(NS, NS).balance.spent_micro == 0
+    budget(ledger, 12 * USD, enforcement="queue", period="monthly")
+    assert ledger.status_reads(NS, NS).balance == ledger.balance(NS, NS)
+    assert ledger.status_reads(NS, NS).balance.limit_micro == 12 * USD
+    budget(ledger, 12 * USD, enforcement="queue", period="weekly")
+    reads = ledger.status_reads(NS, NS)
+    assert reads.balance == ledger.balance(NS, NS)
+    assert reads.balance.period_end - reads.balance.period_start == timedelta(days=7)
+    assert reads.report == ledger.report(NS, period_window(reads.balance.period_start, reads.balance.period_end), NS)

@@ -43,7 +43,7 @@ from .errors import DatabaseUnavailable, InvalidTransition, LedgerError, Unknown
 from .models import Adjustment, Budget, BudgetPeriod, CompactedReservation, LedgerEntry, Reservation, ReportTop
 from .money import format_amount
 from .periods import Window, utc, window_at
-from .report import Report, ReportWindow, build_report, daily_spend
+from .report import Report, ReportWindow, StatusReads, build_report, daily_spend, period_window, report_on
 from .types import (
     LATE_CHARGE,
     LATE_MESSAGE,
@@ -143,8 +143,9 @@ class Ledger:
     def _read(self, work: Callable[[Connection], T], *, one_statement: bool = False) -> T:
         """Run `work` on a read-only connection. A pooled connection the server dropped (it
         restarted) is replaced once; a database that cannot be reached raises DatabaseUnavailable,
-        the one error the operator's callers wait out. `one_statement`: work reads with one
-        statement, so on PostgreSQL it needs no transaction (no BEGIN and ROLLBACK round trips)."""
+        the one error the operator's callers wait out. `one_statement`: each of work's statements
+        stands alone (one read, or a status' reads, each consistent in itself), so on PostgreSQL it
+        needs no transaction (no BEGIN and ROLLBACK round trips)."""
         for attempt in (1, 2):
             try:
                 if one_statement and self.engine.dialect.name == "postgresql":
@@ -242,27 +243,52 @@ class Ledger:
     def balance(self, namespace: str, budget: str, at: datetime | None = None) -> Balance:
         """The balances of the period that contains `at` (default: now)."""
         moment = utc(at or self.clock())
+        return self._read(lambda conn: self._balance_of(conn, namespace, budget, moment),
+                          one_statement=self._period_config.get((namespace, budget)) is not None)
 
-        def work(conn: Connection) -> Balance:
+    def status_reads(self, namespace: str, budget: str, burn_days: int = 8) -> StatusReads:
+        """Everything a budget's status shows, read on one connection: the balance, the report of
+        its current period, the committed amount per day (the burn rate's input) and the head of its
+        queue. On PostgreSQL without a transaction: each statement sees what was committed when it
+        ran, as the report's reads always have; the status is rewritten when anything moves."""
+        moment = utc(self.clock())
+        since = moment.date() - timedelta(days=burn_days - 1)
+
+        def work(conn: Connection) -> StatusReads:
             config = self._period_config.get((namespace, budget))
-            if config is not None:  # budget and period in one statement
+            balance = None
+            if config is not None:  # the balance comes with the report's budget and period rows
                 window = window_at(config[0], config[1], moment)
-                row = conn.execute(_BUDGET_AND_PERIOD, dict(namespace=namespace, name=budget,
-                                                            start=window.start)).first()
-                if row is not None and (row.period, utc(row.anchor)) == config:
-                    if row.p_id is None:
-                        spent, held, limit = 0, 0, row.limit_micro
-                    else:
-                        spent, held, limit = row.p_spent_micro, row.p_held_micro, row.p_limit_micro
-                    return Balance(namespace, budget, row.unit, limit, spent, held, window.start, window.end,
-                                   row.queued_count)
-            row = conn.execute(select(B).where(B.c.namespace == namespace, B.c.name == budget)).first()
-            if row is None:
-                raise UnknownBudget(_no_budget_message(namespace, budget))
-            self._period_config[(namespace, budget)] = (row.period, utc(row.anchor))
-            return self._balance(conn, row, moment)
+                report = report_on(conn, namespace, period_window(window.start, window.end), budget)
+                balance = _balance_in(report, window, config)
+            if balance is None:  # settings not known yet, or changed: read them, then the report
+                balance = self._balance_of(conn, namespace, budget, moment)
+                report = report_on(conn, namespace, period_window(balance.period_start, balance.period_end), budget)
+            daily = daily_spend(conn, namespace, budget, since)
+            oldest = conn.execute(_oldest_queued(namespace, budget)).scalar() if balance.queued else None
+            return StatusReads(balance, report, daily, utc(oldest) if oldest is not None else None)
 
-        return self._read(work, one_statement=self._period_config.get((namespace, budget)) is not None)
+        return self._read(work, one_statement=True)
+
+    def _balance_of(self, conn: Connection, namespace: str, budget: str, moment: datetime) -> Balance:
+        """The balance (one statement once the budget's period settings are known)."""
+        config = self._period_config.get((namespace, budget))
+        if config is not None:  # budget and period in one statement
+            window = window_at(config[0], config[1], moment)
+            row = conn.execute(_BUDGET_AND_PERIOD, dict(namespace=namespace, name=budget,
+                                                        start=window.start)).first()
+            if row is not None and (row.period, utc(row.anchor)) == config:
+                if row.p_id is None:
+                    spent, held, limit = 0, 0, row.limit_micro
+                else:
+                    spent, held, limit = row.p_spent_micro, row.p_held_micro, row.p_limit_micro
+                return Balance(namespace, budget, row.unit, limit, spent, held, window.start, window.end,
+                               row.queued_count)
+        row = conn.execute(select(B).where(B.c.namespace == namespace, B.c.name == budget)).first()
+        if row is None:
+            raise UnknownBudget(_no_budget_message(namespace, budget))
+        self._period_config[(namespace, budget)] = (row.period, utc(row.anchor))
+        return self._balance(conn, row, moment)
 
     def budgets(self, namespace: str | None = None) -> list[Any]:
         query = select(B).where(B.c.retired_at.is_(None)).order_by(B.c.namespace, B.c.name)
@@ -598,9 +624,7 @@ class Ledger:
     def oldest_queued(self, namespace: str, budget: str) -> datetime | None:
         """When the job at the head of the budget's queue (FIFO: the lowest queue_seq) was queued;
         None when nothing waits. One indexed row (ix_reservations_queue)."""
-        query = select(R.c.created_at).join(B, B.c.id == R.c.budget_id).where(
-            B.c.namespace == namespace, B.c.name == budget, R.c.state == "queued").order_by(R.c.queue_seq).limit(1)
-        moment = self._read(lambda conn: conn.execute(query).scalar(), one_statement=True)
+        moment = self._read(lambda conn: conn.execute(_oldest_queued(namespace, budget)).scalar(), one_statement=True)
         return utc(moment) if moment is not None else None
 
     def reservations(self, states: Sequence[str] | None = None) -> list[Any]:
@@ -1001,6 +1025,24 @@ _LOCK_BUDGET_AND_PERIOD = (
     .where(B.c.namespace == bindparam("namespace"), B.c.name == bindparam("name"))
     .with_for_update(of=[B, P])
 )
+
+def _balance_in(report: Report, window: Any, config: tuple[str, datetime]) -> Balance | None:
+    """A budget's balance for `window` from its own report of that window (the same budget and
+    period rows `balance` reads), or None if its period settings are no longer `config`."""
+    [line] = report.budgets
+    if (line.period, line.anchor) != (config[0], config[1].isoformat()):
+        return None
+    start = window.start.isoformat()
+    period = next((p for p in line.periods if p.start == start), None)
+    limit, spent, held = (period.limit, period.spent, period.held) if period else (line.limit, 0, 0)
+    return Balance(report.namespace, line.name, line.unit, limit, spent, held, window.start, window.end, line.queued)
+
+
+def _oldest_queued(namespace: str, budget: str) -> Any:
+    """When the head of the budget's queue was queued (FIFO: the lowest queue_seq; ix_reservations_queue)."""
+    return select(R.c.created_at).join(B, B.c.id == R.c.budget_id).where(
+        B.c.namespace == namespace, B.c.name == budget, R.c.state == "queued").order_by(R.c.queue_seq).limit(1)
+
 
 # A budget and its period row starting at :start (if there is one yet).
 _BUDGET_AND_PERIOD = (

@@ -40,6 +40,7 @@ from .errors import LedgerError, UnknownBudget
 from .models import Budget, BudgetPeriod, ReportCell, ReportLine, ReportRatio, ReportTop, Reservation
 from .money import format_amount
 from .periods import utc
+from .types import Balance
 
 B, P, R = Budget.__table__, BudgetPeriod.__table__, Reservation.__table__
 C, L, H, TOPT = ReportCell.__table__, ReportLine.__table__, ReportRatio.__table__, ReportTop.__table__
@@ -110,6 +111,8 @@ class BudgetLine:
     enforcement: str
     queued: int
     periods: list[PeriodLine]
+    limit: int = 0  # the budget's limit now (a period not yet begun gets it), micro-units
+    anchor: str = ""  # where its periods are counted from (ISO 8601)
 
 
 @dataclass
@@ -167,6 +170,16 @@ class Report:
     late: LateCharges = field(default_factory=LateCharges)
 
 
+@dataclass(frozen=True)
+class StatusReads:
+    """What a budget's status shows, read together (Ledger.status_reads)."""
+
+    balance: Balance
+    report: Report  # of the balance's period
+    daily: dict[date, int]  # micro-units committed per UTC day, the burn rate's input
+    oldest_queued: datetime | None  # when the head of its queue was queued; None: nothing waits
+
+
 def build_report(engine: Engine, namespace: str, window: ReportWindow, budget: str | None = None) -> Report:
     """The report for a namespace (or one of its budgets, for that budget's status).
 
@@ -176,68 +189,74 @@ def build_report(engine: Engine, namespace: str, window: ReportWindow, budget: s
     day's reservations inside the window. Every figure is exact (accuracy: see aggregates.py).
     A budget's own period is one cell: three statements, whatever its history."""
     with _reading(engine) as conn:
-        span = dict(start=window.start, end=window.end)
-        cells: dict[tuple[Any, ...], tuple[Any, list[Any]]] = {}
-        if budget is None:
-            rows = conn.execute(_BUDGETS, dict(span, ns=namespace)).all()
-        else:  # one budget (its status): its periods, period cells and their lines in one statement
-            rows = conn.execute(_BUDGET_AND_CELLS, dict(span, ns=namespace, name=budget)).all()
-            seen: set[tuple[Any, ...]] = set()  # (a line repeats once per period row the window holds)
-            for r in rows:
-                m = r._mapping
-                key = (m["c_budget_id"], m["c_period_start"])
-                if key[0] is None or (key, m["l_kind"], m["l_name"]) in seen:
-                    continue
-                seen.add((key, m["l_kind"], m["l_name"]))
-                cell = cells.get(key)
-                if cell is None:
-                    cell = cells[key] = (SimpleNamespace(**{c: m[f"c_{c}"] for c in _CELL_COLUMNS}), [])
-                cell[1].append(SimpleNamespace(kind=m["l_kind"], name=m["l_name"], jobs=m["l_jobs"],
-                                               spent_micro=m["l_spent_micro"], held_micro=m["l_held_micro"]))
-        if not rows:
-            known = [r[0] for r in conn.execute(select(B.c.namespace).distinct().order_by(B.c.namespace))]
-            hint = f" (namespaces with budgets: {', '.join(known)})" if known else " (the ledger has no budgets yet)"
-            raise UnknownBudget(f"no budgets in namespace {namespace!r}{hint}")
-        budgets: dict[int, Any] = {}
-        lines: list[BudgetLine] = []
-        last_period = None
+        return report_on(conn, namespace, window, budget)
+
+
+def report_on(conn: Connection, namespace: str, window: ReportWindow, budget: str | None = None) -> Report:
+    """`build_report` on a connection the caller holds (a budget's status reads it with its balance)."""
+    span = dict(start=window.start, end=window.end)
+    cells: dict[tuple[Any, ...], tuple[Any, list[Any]]] = {}
+    if budget is None:
+        rows = conn.execute(_BUDGETS, dict(span, ns=namespace)).all()
+    else:  # one budget (its status): its periods, period cells and their lines in one statement
+        rows = conn.execute(_BUDGET_AND_CELLS, dict(span, ns=namespace, name=budget)).all()
+        seen: set[tuple[Any, ...]] = set()  # (a line repeats once per period row the window holds)
         for r in rows:
-            if r.id not in budgets:
-                budgets[r.id] = r
-                lines.append(BudgetLine(r.name, r.unit, r.period, r.enforcement, r.queued_count, []))
-                last_period = None
-            if r.p_period_start is not None and r.p_period_start != last_period:
-                last_period = r.p_period_start
-                lines[-1].periods.append(PeriodLine(
-                    utc(r.p_period_start).isoformat(), utc(r.p_period_end).isoformat() if r.p_period_end else None,
-                    r.p_limit_micro, r.p_spent_micro, r.p_held_micro, r.p_overrun_micro))
-        sums = _Sums({b.id: b.unit for b in budgets.values()})
-        # the period cells with reservations created in the window, each with its lines
-        if budget is None:
-            for r in conn.execute(_TOUCHED, dict(span, ids=list(budgets))).all():
-                key = (r.budget_id, r.period_start)
-                cells.setdefault(key, (r, []))[1].append(r)
-        for cell, cell_lines in cells.values():
-            b = budgets[cell.budget_id]
-            if _inside(cell, window):
-                sums.add_cell(conn, b.unit, cell, cell_lines)
-                if len(cells) == 1:  # a budget's period (its status): its ratio groups come along
-                    rows = conn.execute(_TOP_KEPT_AND_GROUPS, _key(cell)).all()
-                    sums.add_jobs(b.unit, [r for r in rows if r[0] is not None])
-                    sums.groups = {-1 - r[5]: r[6] for r in rows if r[0] is None}
-                else:
-                    sums.add_jobs(b.unit, conn.execute(_TOP_AND_KEPT, _key(cell)))
+            m = r._mapping
+            key = (m["c_budget_id"], m["c_period_start"])
+            if key[0] is None or (key, m["l_kind"], m["l_name"]) in seen:
                 continue
-            # the window takes part of this period: its days (and rows of a day it cuts)
-            for day in conn.execute(_DAYS, dict(b=b.id, period=cell.period_start, end=window.end,
-                                                after=window.start - timedelta(days=1))).all():
-                if _inside(day, window):
-                    sums.add_cell(conn, b.unit, day)
-                    sums.add_jobs(b.unit, conn.execute(_KEPT_TOP, _key(day)))
-                elif _meets(day, window):
-                    sums.add_rows(conn, b, day, window)
-            sums.add_jobs(b.unit, conn.execute(_TOP_IN, dict(span, b=b.id, period=cell.period_start)))
-        sums.finish(conn)
+            seen.add((key, m["l_kind"], m["l_name"]))
+            cell = cells.get(key)
+            if cell is None:
+                cell = cells[key] = (SimpleNamespace(**{c: m[f"c_{c}"] for c in _CELL_COLUMNS}), [])
+            cell[1].append(SimpleNamespace(kind=m["l_kind"], name=m["l_name"], jobs=m["l_jobs"],
+                                           spent_micro=m["l_spent_micro"], held_micro=m["l_held_micro"]))
+    if not rows:
+        known = [r[0] for r in conn.execute(select(B.c.namespace).distinct().order_by(B.c.namespace))]
+        hint = f" (namespaces with budgets: {', '.join(known)})" if known else " (the ledger has no budgets yet)"
+        raise UnknownBudget(f"no budgets in namespace {namespace!r}{hint}")
+    budgets: dict[int, Any] = {}
+    lines: list[BudgetLine] = []
+    last_period = None
+    for r in rows:
+        if r.id not in budgets:
+            budgets[r.id] = r
+            lines.append(BudgetLine(r.name, r.unit, r.period, r.enforcement, r.queued_count, [],
+                                    r.limit_micro, utc(r.anchor).isoformat()))
+            last_period = None
+        if r.p_period_start is not None and r.p_period_start != last_period:
+            last_period = r.p_period_start
+            lines[-1].periods.append(PeriodLine(
+                utc(r.p_period_start).isoformat(), utc(r.p_period_end).isoformat() if r.p_period_end else None,
+                r.p_limit_micro, r.p_spent_micro, r.p_held_micro, r.p_overrun_micro))
+    sums = _Sums({b.id: b.unit for b in budgets.values()})
+    # the period cells with reservations created in the window, each with its lines
+    if budget is None:
+        for r in conn.execute(_TOUCHED, dict(span, ids=list(budgets))).all():
+            key = (r.budget_id, r.period_start)
+            cells.setdefault(key, (r, []))[1].append(r)
+    for cell, cell_lines in cells.values():
+        b = budgets[cell.budget_id]
+        if _inside(cell, window):
+            sums.add_cell(conn, b.unit, cell, cell_lines)
+            if len(cells) == 1:  # a budget's period (its status): its ratio groups come along
+                rows = conn.execute(_TOP_KEPT_AND_GROUPS, _key(cell)).all()
+                sums.add_jobs(b.unit, [r for r in rows if r[0] is not None])
+                sums.groups = {-1 - r[5]: r[6] for r in rows if r[0] is None}
+            else:
+                sums.add_jobs(b.unit, conn.execute(_TOP_AND_KEPT, _key(cell)))
+            continue
+        # the window takes part of this period: its days (and rows of a day it cuts)
+        for day in conn.execute(_DAYS, dict(b=b.id, period=cell.period_start, end=window.end,
+                                            after=window.start - timedelta(days=1))).all():
+            if _inside(day, window):
+                sums.add_cell(conn, b.unit, day)
+                sums.add_jobs(b.unit, conn.execute(_KEPT_TOP, _key(day)))
+            elif _meets(day, window):
+                sums.add_rows(conn, b, day, window)
+        sums.add_jobs(b.unit, conn.execute(_TOP_IN, dict(span, b=b.id, period=cell.period_start)))
+    sums.finish(conn)
     return Report(
         namespace, window.label, window.start.isoformat(), window.end.isoformat(), lines, sums.counts(),
         sums.spend("backend"), sums.spend("session"), sums.top(), sums.accuracy(), sums.late,
@@ -509,6 +528,7 @@ def _jsonable(report: Report) -> dict[str, Any]:
     """Amounts as exact decimal strings (never floats), with the unit beside them."""
     data = asdict(report)
     for b, line in zip(data["budgets"], report.budgets):
+        b["limit"] = format_amount(line.limit)
         for p, period in zip(b["periods"], line.periods):
             for k in ("limit", "spent", "held", "overrun"):
                 p[k] = format_amount(p[k])

@@ -13,10 +13,9 @@ from kubernetes.client.rest import ApiException
 from .. import metrics
 from ..api import GROUP, VERSION
 from ..api.specs import SpecError, parse_budget
-from ..budget.burnrate import NO_SPEND, BurnRate, burn_rate, burn_status, next_midnight
+from ..budget.burnrate import NO_SPEND, burn_rate, burn_status, next_midnight
 from ..budget.errors import DatabaseUnavailable, LedgerError, UnknownBudget
 from ..budget.money import format_amount
-from ..budget.report import period_window
 from .conditions import set_condition
 from .retrying import HANDLER_RETRY_SECONDS
 from .runtime import remember_kopf_context, rt
@@ -47,9 +46,8 @@ class MetricsOnly:
 def budget_figures(namespace: str, name: str, body: dict[str, Any]) -> tuple[dict[str, Any], MetricsOnly]:
     """The budget's status: balances of the current period, where the money went, conditions; and
     what its metrics show besides (from the same reads)."""
-    ledger = rt().ledger
-    balance = ledger.balance(namespace, name)
-    report = ledger.report(namespace, period_window(balance.period_start, balance.period_end), name)
+    reads = rt().ledger.status_reads(namespace, name)  # one connection, five indexed statements at most
+    balance, report = reads.balance, reads.report
     unit = balance.unit
     phases = rt().job_phases.counts(namespace, name)
     committed = balance.spent_micro + balance.held_micro
@@ -64,10 +62,9 @@ def budget_figures(namespace: str, name: str, body: dict[str, Any]) -> tuple[dic
     exhausted = balance.remaining_micro == 0
     conditions = set_condition(conditions, "Exhausted", exhausted, "NoFundsLeft" if exhausted else "FundsLeft",
                                f"remaining {format_amount(balance.remaining_micro, unit)}", gen)
-    burn = burn_of(namespace, name, balance.remaining_micro)
+    burn = burn_rate(reads.daily, rt().ledger.clock(), balance.remaining_micro)
     projected = burn.exhausted_at if burn.remaining > 0 and burn.exhausted_at is not None and (
         balance.period_end is None or burn.exhausted_at < balance.period_end) else None
-    oldest = ledger.oldest_queued(namespace, name) if balance.queued else None
     return {
         "limit": format_amount(balance.limit_micro), "spent": format_amount(balance.spent_micro),
         "reserved": format_amount(balance.held_micro), "remaining": format_amount(balance.remaining_micro),
@@ -90,13 +87,7 @@ def budget_figures(namespace: str, name: str, body: dict[str, Any]) -> tuple[dic
         if report.late.jobs else None,
         "burnRate": burn_status(burn, unit, balance.period_end),
         "conditions": conditions,
-    }, MetricsOnly(tuple(warn), projected, oldest)
-
-
-def burn_of(namespace: str, name: str, remaining: int) -> BurnRate:
-    """The budget's burn rate now, from the ledger's per-day figures (burnrate.py)."""
-    ledger = rt().ledger
-    return burn_rate(ledger.daily_spend(namespace, name), ledger.clock(), remaining)
+    }, MetricsOnly(tuple(warn), projected, reads.oldest_queued)
 
 
 def refresh_budget_status(namespace: str, name: str) -> None:
