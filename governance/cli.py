@@ -142,15 +142,10 @@ def _custom_api(kubeconfig: str | None):  # type: ignore[no-untyped-def]
     """A CustomObjectsApi: --kubeconfig, else in-cluster, else $KUBECONFIG / ~/.kube/config (as kubectl)."""
     import kubernetes
 
-    configuration = kubernetes.client.Configuration()
-    configuration.retries = 1  # an unreachable cluster fails in seconds, not after urllib3's 3 retries
-    if kubeconfig is None:
-        try:
-            kubernetes.config.load_incluster_config(client_configuration=configuration)
-            return kubernetes.client.CustomObjectsApi(kubernetes.client.ApiClient(configuration))
-        except kubernetes.config.ConfigException:
-            pass
-    kubernetes.config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
+    from .kubeconfig import client_configuration
+
+    # one retry: an unreachable cluster fails in seconds, not after urllib3's 3 retries
+    configuration = client_configuration(kubeconfig, retries=1)
     return kubernetes.client.CustomObjectsApi(kubernetes.client.ApiClient(configuration))
 
 

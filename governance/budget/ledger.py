@@ -41,6 +41,7 @@ from .aggregates import Deltas
 from .db import check_schema, first_line, make_engine, read_only, redact
 from .errors import DatabaseUnavailable, InvalidTransition, LedgerError, UnknownBudget, UnknownReservation
 from .models import Adjustment, Budget, BudgetPeriod, CompactedReservation, LedgerEntry, Reservation, ReportTop
+from .burnrate import WEEK
 from .money import format_amount
 from .periods import Window, utc, window_at
 from .report import Report, ReportWindow, StatusReads, build_report, daily_spend, period_window, report_on
@@ -67,6 +68,7 @@ A = Adjustment.__table__
 TS = CompactedReservation.__table__
 TOP = ReportTop.__table__
 FINISHED = ("settled", "released", "refused")
+BURN_DAYS = WEEK + 1  # the days burn_rate reads: today, and the seven before for the last week's
 
 T = TypeVar("T")
 Clock = Callable[[], datetime]
@@ -246,13 +248,13 @@ class Ledger:
         return self._read(lambda conn: self._balance_of(conn, namespace, budget, moment),
                           one_statement=self._period_config.get((namespace, budget)) is not None)
 
-    def status_reads(self, namespace: str, budget: str, burn_days: int = 8) -> StatusReads:
+    def status_reads(self, namespace: str, budget: str, burn_days: int = BURN_DAYS) -> StatusReads:
         """Everything a budget's status shows, read on one connection: the balance, the report of
         its current period, the committed amount per day (the burn rate's input) and the head of its
         queue. On PostgreSQL without a transaction: each statement sees what was committed when it
         ran, as the report's reads always have; the status is rewritten when anything moves."""
         moment = utc(self.clock())
-        since = moment.date() - timedelta(days=burn_days - 1)
+        since = _first_day(moment, burn_days)
 
         def work(conn: Connection) -> StatusReads:
             config = self._period_config.get((namespace, budget))
@@ -616,9 +618,9 @@ class Ledger:
 
         return chargeback(self.engine, window)
 
-    def daily_spend(self, namespace: str, budget: str, days: int = 8) -> dict[date, int]:
+    def daily_spend(self, namespace: str, budget: str, days: int = BURN_DAYS) -> dict[date, int]:
         """Micro-units committed per UTC day over the last `days` days, today included (the burn rate's input)."""
-        since = utc(self.clock()).date() - timedelta(days=days - 1)
+        since = _first_day(utc(self.clock()), days)
         return self._read(lambda conn: daily_spend(conn, namespace, budget, since), one_statement=True)
 
     def oldest_queued(self, namespace: str, budget: str) -> datetime | None:
@@ -1026,7 +1028,12 @@ _LOCK_BUDGET_AND_PERIOD = (
     .with_for_update(of=[B, P])
 )
 
-def _balance_in(report: Report, window: Any, config: tuple[str, datetime]) -> Balance | None:
+def _first_day(moment: datetime, days: int) -> date:
+    """The first UTC day of the last `days` days, today included."""
+    return moment.date() - timedelta(days=days - 1)
+
+
+def _balance_in(report: Report, window: Window, config: tuple[str, datetime]) -> Balance | None:
     """A budget's balance for `window` from its own report of that window (the same budget and
     period rows `balance` reads), or None if its period settings are no longer `config`."""
     [line] = report.budgets

@@ -46,7 +46,7 @@ class MetricsOnly:
 def budget_figures(namespace: str, name: str, body: dict[str, Any]) -> tuple[dict[str, Any], MetricsOnly]:
     """The budget's status: balances of the current period, where the money went, conditions; and
     what its metrics show besides (from the same reads)."""
-    reads = rt().ledger.status_reads(namespace, name)  # one connection, five indexed statements at most
+    reads = rt().ledger.status_reads(namespace, name)  # one connection: four statements, five when jobs wait
     balance, report = reads.balance, reads.report
     unit = balance.unit
     phases = rt().job_phases.counts(namespace, name)

@@ -57,14 +57,15 @@ def _record(body: dict[str, Any]) -> LeaseRecord:
 
 class LeaseApi:
     """One Lease through the API server. A write names the resourceVersion last read or written,
-    so of two replicas that both saw the lease expire, only one replaces it (the other gets 409)."""
+    so of two replicas that both saw the lease expire, only one replaces it (the other gets 409).
+    Each call takes its (connect, read) timeouts: the elector's come from `request_timeout`."""
 
     def __init__(self, api: kubernetes.client.ApiClient, namespace: str, name: str) -> None:
         self.leases = kubernetes.client.CoordinationV1Api(api)
         self.namespace, self.name = namespace, name
         self._body: dict[str, Any] | None = None  # as last read or written
 
-    def get(self, timeout: tuple[float, float] = (CONNECT_TIMEOUT, 5.0)) -> LeaseRecord | None:
+    def get(self, timeout: tuple[float, float]) -> LeaseRecord | None:
         try:
             answer = self.leases.read_namespaced_lease(self.name, self.namespace, _preload_content=False,
                                                        _request_timeout=timeout)
@@ -76,7 +77,7 @@ class LeaseApi:
         self._body = json.loads(answer.data)
         return _record(self._body)
 
-    def create(self, holder: str, duration_s: float, timeout: tuple[float, float] = (CONNECT_TIMEOUT, 5.0)) -> LeaseRecord:
+    def create(self, holder: str, duration_s: float, timeout: tuple[float, float]) -> LeaseRecord:
         now = micro_time(datetime.now(timezone.utc))
         body = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
                 "metadata": {"name": self.name, "namespace": self.namespace,
@@ -86,7 +87,7 @@ class LeaseApi:
         return self._answer(lambda: self.leases.create_namespaced_lease(
             self.namespace, body, _preload_content=False, _request_timeout=timeout))
 
-    def write(self, holder: str, duration_s: float, timeout: tuple[float, float] = (CONNECT_TIMEOUT, 5.0)) -> LeaseRecord:
+    def write(self, holder: str, duration_s: float, timeout: tuple[float, float]) -> LeaseRecord:
         """Replace the lease last seen with `holder` renewing it now (a new holder: acquired now, one
         more transition). 409 if anyone wrote it since."""
         if self._body is None:

@@ -108,21 +108,14 @@ def _file(path: str) -> str:
 
 
 def lease_client(kubeconfig: str | None = None) -> Any:
-    """The elector's own API client: the pod's ServiceAccount (else `kubeconfig`, else the default
-    kubeconfig)."""
+    """The elector's own API client (kubeconfig.client_configuration's rule)."""
     import kubernetes
 
-    configuration = kubernetes.client.Configuration()
-    try:
-        if kubeconfig is not None:
-            raise kubernetes.config.ConfigException("a kubeconfig was named")
-        kubernetes.config.load_incluster_config(client_configuration=configuration)
-    except kubernetes.config.ConfigException:
-        kubernetes.config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
+    from ..kubeconfig import client_configuration
+
     # no retries inside urllib3: a retried read would double an attempt's time and outlive the renew
     # deadline; the elector makes the next attempt itself, with the time then left
-    configuration.retries = 0
-    return kubernetes.client.ApiClient(configuration)
+    return kubernetes.client.ApiClient(client_configuration(kubeconfig, retries=0))
 
 
 def _exit_lost(reason: str) -> None:

@@ -108,15 +108,12 @@ class Webhook:
         from aiohttp import web
 
         from ..handlers.config import OperatorConfig
+        from ..kubeconfig import client_configuration
         from .server import LiveSources, Timing, make_app, server_context
         from .tls import ensure_secret, patch_configuration, read_secret
 
         loop = asyncio.get_running_loop()
-        configuration = kubernetes.client.Configuration()
-        try:
-            kubernetes.config.load_incluster_config(client_configuration=configuration)
-        except kubernetes.config.ConfigException:
-            kubernetes.config.load_kube_config(client_configuration=configuration)
+        configuration = client_configuration()
         local = threading.local()
 
         def api_client() -> Any:
