@@ -17,8 +17,10 @@ operator CPU-seconds per admitted job (from /proc, start-up excluded), operator 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import platform
+import signal
 import statistics
 import subprocess
 import sys
@@ -28,13 +30,14 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import kubernetes
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from governance.devcluster.cluster import ThreadedDevCluster  # noqa: E402
+from governance.devcluster.cluster import DevCluster, ThreadedDevCluster  # noqa: E402
 from governance.devcluster.devmain import install_crds  # noqa: E402
 
 from common import cpu_seconds, operator_process, peak_rss_mib  # noqa: E402
@@ -53,10 +56,52 @@ def bench_cluster(kind: str, workdir: Path) -> Iterator[tuple[Any, Path]]:
         finally:
             upstream.stop()
         return
-    holder = ThreadedDevCluster(workdir=workdir / "cluster", pods=False)
-    with holder as cluster:
-        holder.call(install_crds, cluster)  # the store is not thread-safe: on the cluster's own loop
-        yield cluster, cluster.kubeconfig
+    if kind == "emulator-thread":  # the emulator on a thread of this process, beside the clients
+        holder = ThreadedDevCluster(workdir=workdir / "cluster", pods=False)
+        with holder as cluster:
+            holder.call(install_crds, cluster)  # the store is not thread-safe: on the cluster's own loop
+            yield cluster, cluster.kubeconfig
+        return
+    # The emulator in a process of its own, as an API server is: the clients' threads here do not
+    # share its interpreter lock.
+    emulator = subprocess.Popen([sys.executable, __file__, "--serve-emulator", str(workdir / "cluster")],
+                                stdout=subprocess.PIPE, text=True)
+    try:
+        line = emulator.stdout.readline()  # type: ignore[union-attr]
+        if not line.startswith("kubeconfig: "):
+            raise RuntimeError(f"the emulator did not start: {line!r}")
+        kubeconfig = Path(line.split(": ", 1)[1].strip())
+        yield SimpleNamespace(kubeconfig=kubeconfig, pid=emulator.pid), kubeconfig
+    finally:
+        emulator.terminate()
+        emulator.wait(30)
+
+
+def serve_emulator(workdir: Path) -> None:
+    """The `--cluster emulator` process: the dev cluster with qgov's CRDs, pods not run."""
+    async def serve() -> None:
+        cluster = DevCluster(workdir=workdir, pods=False)
+        await cluster.start()
+        install_crds(cluster)
+        print(f"kubeconfig: {cluster.kubeconfig}", flush=True)
+        await asyncio.Event().wait()
+
+    profile_to = os.environ.get("QGOV_BENCH_PROFILE_EMULATOR")  # a cProfile of the emulator, for its own costs
+    profiler = None
+    if profile_to:
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.enable()
+
+    def stop(*_: object) -> None:
+        if profiler is not None:
+            profiler.disable()
+            profiler.dump_stats(profile_to)
+        os._exit(0)
+
+    signal.signal(signal.SIGTERM, stop)
+    asyncio.run(serve())
 
 
 G, V, NS = "qgov.dev", "v1alpha1", "bench"
@@ -66,10 +111,16 @@ BELL = 'OPENQASM 2.0;\ninclude "qelib1.inc";\nqreg q[2];\ncreg c[2];\nh q[0];\nc
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--jobs", type=int, default=500)
-    ap.add_argument("--cluster", choices=("emulator", "upstream"), default="emulator")
+    ap.add_argument("--cluster", choices=("emulator", "emulator-thread", "upstream"), default="emulator",
+                    help="emulator: in its own process (default); emulator-thread: on a thread of the bench's "
+                         "process, beside its client threads (how this bench ran until 2026-11-30)")
+    ap.add_argument("--serve-emulator", metavar="WORKDIR", help=argparse.SUPPRESS)
     ap.add_argument("--distinct", action="store_true",
                     help="every job a different circuit (an rz angle each), so no circuit is priced twice")
     args = ap.parse_args()
+    if args.serve_emulator:
+        serve_emulator(Path(args.serve_emulator))
+        return
     workdir = Path(tempfile.mkdtemp(prefix="qgov-bench-admission-"))
     with bench_cluster(args.cluster, workdir) as (cluster, operator_kubeconfig):
         api = kubernetes.config.new_client_from_config(config_file=str(cluster.kubeconfig))
@@ -107,7 +158,9 @@ def main() -> None:
 
             threading.Thread(target=watcher, daemon=True).start()
             time.sleep(0.3)
-            cpu0 = cpu_seconds(op.pid)
+            server_pid = getattr(cluster, "pid", None)  # the emulator's own process, when it has one
+            cpu0, bench0 = cpu_seconds(op.pid), cpu_seconds(os.getpid())
+            server0 = cpu_seconds(server_pid) if server_pid else 0.0
             profiler = None
             if os.environ.get("QGOV_BENCH_PROFILE"):  # py-spy samples, to find where the operator's CPU goes
                 profiler = subprocess.Popen(["py-spy", "record", "--pid", str(op.pid), "-d", "12", "-f", "raw",
@@ -135,7 +188,8 @@ def main() -> None:
                 t.join()
             if not done.wait(600):
                 raise RuntimeError(f"only {len(admitted)} of {args.jobs} jobs were admitted")
-            cpu = cpu_seconds(op.pid) - cpu0
+            cpu, bench_cpu = cpu_seconds(op.pid) - cpu0, cpu_seconds(os.getpid()) - bench0
+            server_cpu = cpu_seconds(server_pid) - server0 if server_pid else None
             if profiler is not None:
                 profiler.wait(60)
             elapsed = max(admitted.values()) - t0
@@ -144,10 +198,12 @@ def main() -> None:
                   f"{args.jobs} jobs in one burst, {'every job its own circuit' if args.distinct else 'one circuit'}, "
                   f"SQLite ledger, pods not run, cluster: {args.cluster}")
             print()
-            print(f"{'jobs':>5}  {'jobs/s':>7}  {'p50 ms':>8}  {'p99 ms':>8}  {'CPU ms/job':>10}  {'peak RSS MiB':>12}")
+            print(f"{'jobs':>5}  {'jobs/s':>7}  {'p50 ms':>8}  {'p99 ms':>8}  {'CPU ms/job':>10}  {'peak RSS MiB':>12}  {'emulator CPU ms/job':>19}  {'bench process CPU ms/job':>24}")
             print(f"{len(admitted):5d}  {len(admitted) / elapsed:7.1f}  {statistics.median(latencies) * 1000:8.1f}  "
                   f"{latencies[int(len(latencies) * 0.99) - 1] * 1000:8.1f}  {cpu / len(admitted) * 1000:10.2f}  "
-                  f"{peak_rss_mib(op.pid):12.1f}")
+                  f"{peak_rss_mib(op.pid):12.1f}  "
+                  f"{(f'{server_cpu / len(admitted) * 1000:.2f}' if server_cpu is not None else 'in bench'):>19}  "
+                  f"{bench_cpu / len(admitted) * 1000:24.2f}")
 
 
 if __name__ == "__main__":

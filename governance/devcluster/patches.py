@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import copy
 from typing import Any
+
+from .jsoncopy import copy_json
 
 
 class PatchError(ValueError):
@@ -16,7 +17,7 @@ class PatchError(ValueError):
 
 def merge_patch(target: Any, patch: Any) -> Any:
     if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
+        return copy_json(patch)
     result = dict(target) if isinstance(target, dict) else {}
     for key, value in patch.items():
         if value is None:
@@ -52,7 +53,7 @@ def _parent(doc: Any, parts: list[str], path: str) -> tuple[Any, str]:
 def json_patch(doc: Any, ops: Any) -> Any:
     if not isinstance(ops, list):
         raise PatchError("a JSON patch must be a list of operations", 400)
-    doc = copy.deepcopy(doc)
+    doc = copy_json(doc)
     for op in ops:
         if not isinstance(op, dict) or "op" not in op or "path" not in op:
             raise PatchError(f"invalid JSON patch operation {op!r}", 400)
@@ -61,15 +62,15 @@ def json_patch(doc: Any, ops: Any) -> Any:
             value = _get(doc, op.get("from", ""))
             if kind == "move":
                 doc = _remove(doc, op["from"])
-            doc = _add(doc, path, copy.deepcopy(value))
+            doc = _add(doc, path, copy_json(value))
         elif kind == "add":
-            doc = _add(doc, path, copy.deepcopy(op.get("value")))
+            doc = _add(doc, path, copy_json(op.get("value")))
         elif kind == "remove":
             doc = _remove(doc, path)
         elif kind == "replace":
             _get(doc, path)
             doc = _remove(doc, path)
-            doc = _add(doc, path, copy.deepcopy(op.get("value")))
+            doc = _add(doc, path, copy_json(op.get("value")))
         elif kind == "test":
             try:
                 actual = _get(doc, path)
@@ -135,9 +136,9 @@ MERGE_PRIMITIVE_LISTS = {"finalizers"}
 
 def strategic_merge_patch(target: Any, patch: Any, field: str = "") -> Any:
     if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
+        return copy_json(patch)
     if patch.get("$patch") == "replace":
-        return {k: v for k, v in copy.deepcopy(patch).items() if k != "$patch"}
+        return {k: v for k, v in copy_json(patch).items() if k != "$patch"}
     result = dict(target) if isinstance(target, dict) else {}
     for key, value in patch.items():
         if key.startswith("$setElementOrder/") or key == "$retainKeys" or key == "$patch":
@@ -158,17 +159,17 @@ def strategic_merge_patch(target: Any, patch: Any, field: str = "") -> Any:
 
 
 def _merge_keyed_list(current: list[Any], patch: list[Any], key: str) -> list[Any]:
-    merged = [copy.deepcopy(x) for x in current]
+    merged = [copy_json(x) for x in current]
     for item in patch:
         if not isinstance(item, dict) or key not in item:
-            merged.append(copy.deepcopy(item))
+            merged.append(copy_json(item))
             continue
         index = next((i for i, x in enumerate(merged) if isinstance(x, dict) and x.get(key) == item[key]), None)
         if item.get("$patch") == "delete":
             if index is not None:
                 merged.pop(index)
         elif index is None:
-            merged.append({k: v for k, v in copy.deepcopy(item).items() if k != "$patch"})
+            merged.append({k: v for k, v in copy_json(item).items() if k != "$patch"})
         else:
             merged[index] = strategic_merge_patch(merged[index], item)
     return merged

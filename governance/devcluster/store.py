@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import copy
 import secrets
 import string
 import uuid
@@ -22,6 +21,7 @@ from typing import Any
 
 from . import fields, labels, timestamps
 from . import schema as schemas
+from .jsoncopy import copy_json
 
 HISTORY = 20_000  # watch events kept per resource type, for resuming from a resourceVersion
 
@@ -265,7 +265,7 @@ class Store:
             obj.setdefault("type", "Opaque")
         if rtype.key == ("", "events"):
             for k, v in EVENT_ZERO_VALUES.items():  # Go's encoding of an Event's unset struct fields
-                obj.setdefault(k, copy.deepcopy(v))
+                obj.setdefault(k, copy_json(v))
         try:
             return timestamps.normalise(rtype.key, obj)
         except timestamps.BadTime as err:
@@ -277,7 +277,7 @@ class Store:
                version: str | None = None) -> dict[str, Any]:
         if not isinstance(body, dict):
             raise ApiError(400, "BadRequest", "the body of the request must be a JSON object")
-        obj = copy.deepcopy(body)
+        obj = copy_json(body)
         meta = obj.setdefault("metadata", {})
         if not isinstance(meta, dict):
             raise ApiError(400, "BadRequest", "metadata must be an object")
@@ -348,11 +348,11 @@ class Store:
                            f'Operation cannot be fulfilled on {rtype.plural}{"." + rtype.group if rtype.group else ""} '
                            f'"{name}": the object has been modified; please apply your changes to the latest '
                            "version and try again", details={"name": name, "group": rtype.group, "kind": rtype.plural})
-        new = copy.deepcopy(body)
+        new = copy_json(body)
         if subresource == "status":
             # only status changes; everything else stays as stored
             status = new.get("status")
-            new = copy.deepcopy(current)
+            new = copy_json(current)
             if status is None:
                 new.pop("status", None)
             else:
@@ -360,7 +360,7 @@ class Store:
         else:
             if rtype.status_subresource:
                 if "status" in current:
-                    new["status"] = copy.deepcopy(current["status"])
+                    new["status"] = copy_json(current["status"])
                 else:
                     new.pop("status", None)
             new_meta = new.setdefault("metadata", {})
@@ -423,7 +423,7 @@ class Store:
             # controller does it; anything else waits for its finalizers
             if obj["metadata"].get("deletionTimestamp"):
                 return obj
-            new = copy.deepcopy(obj)
+            new = copy_json(obj)
             new["metadata"]["deletionTimestamp"] = now_iso()
             new["metadata"]["deletionGracePeriodSeconds"] = 0
             new["metadata"]["resourceVersion"] = self._bump()
@@ -445,7 +445,7 @@ class Store:
         del self.objects[rtype.key][key]
         self.by_uid.pop(meta["uid"], None)
         self._unindex_owners(obj)
-        gone = copy.deepcopy(obj)
+        gone = copy_json(obj)
         gone["metadata"]["resourceVersion"] = self._bump()
         self._emit(rtype, "DELETED", gone, None)
         if rtype.key == NAMESPACES:
@@ -522,7 +522,7 @@ class Store:
 
     def _release(self, rtype: ResourceType, obj: dict[str, Any], owner_uid: str) -> None:
         """Drop a dependent's reference to an owner (as the garbage collector patches it)."""
-        new = copy.deepcopy(obj)
+        new = copy_json(obj)
         refs = [r for r in new["metadata"].get("ownerReferences") or [] if r.get("uid") != owner_uid]
         if refs:
             new["metadata"]["ownerReferences"] = refs
@@ -560,7 +560,7 @@ class Store:
         Simplification: a dependent held by its own finalizers does not hold its owner."""
         finalizer = "foregroundDeletion" if policy == "Foreground" else "orphan"
         meta = obj["metadata"]
-        marked = copy.deepcopy(obj)
+        marked = copy_json(obj)
         marked["metadata"]["deletionTimestamp"] = now_iso()
         marked["metadata"]["deletionGracePeriodSeconds"] = 0
         marked["metadata"]["finalizers"] = [*(meta.get("finalizers") or []), finalizer]
@@ -576,7 +576,7 @@ class Store:
                             propagation="Foreground")
         current = self.objects[rtype.key].get(key)
         if current is not None:
-            done = copy.deepcopy(current)
+            done = copy_json(current)
             done["metadata"]["finalizers"] = [f for f in current["metadata"]["finalizers"] if f != finalizer]
             self.replace(rtype, key[0] or None, key[1], done)
         return marked
