@@ -454,28 +454,41 @@ class ApiServer:
                                                    "Transfer-Encoding": "chunked"})
             await response.prepare(request)
 
-            async def send(kind: str, obj: dict[str, Any]) -> None:
+            def line(kind: str, obj: dict[str, Any]) -> bytes:
                 payload = self._table(rtype, version, [obj]) if table else self._versioned(obj, rtype, version)
-                await response.write(json.dumps({"type": kind, "object": payload}, separators=(",", ":")).encode()
-                                     + b"\n")
+                return json.dumps({"type": kind, "object": payload}, separators=(",", ":")).encode() + b"\n"
 
             try:
                 for kind, obj in backlog:
-                    await send(kind, obj)
+                    await response.write(line(kind, obj))
                 loop = asyncio.get_running_loop()
                 deadline = loop.time() + timeout if timeout else None
-                while True:
-                    wait = None if deadline is None else max(0.0, deadline - loop.time())
-                    try:
-                        event = await asyncio.wait_for(queue.get(), wait)
-                    except asyncio.TimeoutError:
+                ended = False
+                while not ended:
+                    if queue.empty():
+                        wait = None if deadline is None else max(0.0, deadline - loop.time())
+                        try:
+                            event = await (asyncio.wait_for(queue.get(), wait) if wait is not None else queue.get())
+                        except asyncio.TimeoutError:
+                            break
+                    else:
+                        event = queue.get_nowait()
+                    # Every event already queued goes out in one write: in a burst a watcher is sent
+                    # one chunk per turn of the loop, not one per event (each write is a system call).
+                    events = [event]
+                    while not queue.empty():
+                        events.append(queue.get_nowait())
+                    lines = []
+                    for event in events:
+                        if event is None:  # the resource type went away (CRD deleted), or shutdown
+                            ended = True
+                            break
+                        if event.rv > high_water:
+                            lines += [line(kind, obj) for kind, obj in self._filtered(event, namespace, match)]
+                    if lines:
+                        await response.write(b"".join(lines))
+                    if deadline is not None and loop.time() >= deadline:
                         break
-                    if event is None:  # the resource type went away (CRD deleted), or shutdown
-                        break
-                    if event.rv <= high_water:
-                        continue
-                    for kind, obj in self._filtered(event, namespace, match):
-                        await send(kind, obj)
                 await response.write_eof()
             except ConnectionResetError:
                 pass  # the watcher went away: nothing to tell it
