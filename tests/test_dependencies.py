@@ -155,3 +155,25 @@ def test_loading_the_executor_does_not_load_the_operators_libraries() -> None:
     loaded = set(json.loads(out.stdout.strip().splitlines()[-1]))
     assert {"executor", "governance", "qiskit", "cachetools"} <= loaded  # it did import the chain
     assert not OPERATOR_ONLY & loaded, sorted(OPERATOR_ONLY & loaded)
+
+
+def test_the_runtime_package_does_not_import_the_dev_tools_at_module_level() -> None:
+    """governance/ runs without qgov_dev (the images do not carry it): only a function may import it,
+    as `qgov dev` does when it runs."""
+
+    def module_level(node: ast.AST) -> list[ast.AST]:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            return []
+        return [node] + [n for child in ast.iter_child_nodes(node) for n in module_level(child)]
+
+    found, lazy = [], []
+    for path in sources("governance"):
+        tree = ast.parse(path.read_text(), str(path))
+        top = {id(n) for n in module_level(tree)}
+        for node in ast.walk(tree):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) and node.level == 0 else [])
+            if any(n.split(".")[0] == "qgov_dev" for n in names):
+                (found if id(node) in top else lazy).append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert found == []
+    assert [where.split(":")[0] for where in lazy] == ["governance/cli.py"]  # `qgov dev`, its one user
