@@ -17,7 +17,7 @@ import tomllib
 from importlib.metadata import PackageNotFoundError, distribution
 from pathlib import Path
 
-from packaging.requirements import Requirement
+from packaging.requirements import Requirement  # comes with pytest (.[test]), as setup installs
 
 ROOT = Path(__file__).resolve().parents[1]
 
