@@ -37,8 +37,8 @@ import kubernetes
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from governance.devcluster.cluster import DevCluster, ThreadedDevCluster  # noqa: E402
-from governance.devcluster.devmain import install_crds  # noqa: E402
+from qgov_dev.devcluster.cluster import DevCluster, ThreadedDevCluster  # noqa: E402
+from qgov_dev.devcluster.devmain import install_crds  # noqa: E402
 
 from common import cpu_seconds, operator_process, peak_rss_mib  # noqa: E402
 
@@ -47,7 +47,7 @@ from common import cpu_seconds, operator_process, peak_rss_mib  # noqa: E402
 def bench_cluster(kind: str, workdir: Path) -> Iterator[tuple[Any, Path]]:
     """(the cluster, the operator's kubeconfig), pods not run; CRDs installed."""
     if kind == "upstream":
-        from governance.devcluster.upstream import UpstreamCluster
+        from qgov_dev.devcluster.upstream import UpstreamCluster
 
         upstream = UpstreamCluster(workdir / "upstream").start()
         try:

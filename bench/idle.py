@@ -23,8 +23,8 @@ import kubernetes
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from governance.devcluster.cluster import ThreadedDevCluster  # noqa: E402
-from governance.devcluster.devmain import install_crds  # noqa: E402
+from qgov_dev.devcluster.cluster import ThreadedDevCluster  # noqa: E402
+from qgov_dev.devcluster.devmain import install_crds  # noqa: E402
 
 from common import cpu_seconds, operator_process, peak_rss_mib, wait_until  # noqa: E402
 

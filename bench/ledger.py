@@ -29,7 +29,7 @@ from governance.budget import db  # noqa: E402
 from governance.budget.batcher import ReservationBatcher  # noqa: E402
 from governance.budget.ledger import Ledger  # noqa: E402
 from governance.budget.types import BudgetSpec, ReserveRequest  # noqa: E402
-from governance.testing import pgserver  # noqa: E402
+from qgov_dev.testing import pgserver  # noqa: E402
 
 AMOUNT = 1_000  # 0.001 USD per reservation
 

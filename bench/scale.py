@@ -49,7 +49,7 @@ import sqlalchemy as sa  # noqa: E402
 from governance.budget import db  # noqa: E402
 from governance.budget.ledger import Ledger  # noqa: E402
 from governance.budget.report import parse_window, period_window, render  # noqa: E402
-from governance.testing import pgserver  # noqa: E402
+from qgov_dev.testing import pgserver  # noqa: E402
 
 NS = NAME = "bench"
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=timezone.utc)

@@ -5,7 +5,7 @@
 1. Local: N small aer jobs (a Bell pair, 100 shots) through one local QiskitSession (one runner
    pod runs them in turn) against the same N jobs pod-per-job. Reported: wall seconds from the
    first create to the last job finished, and the ratio.
-2. IBM: M jobs on an ibm backend against the local IBM Cloud server (governance/testing/ibm_cloud.py),
+2. IBM: M jobs on an ibm backend against the local IBM Cloud server (qgov_dev/testing/ibm_cloud.py),
    batched automatically (20 per batch) and unbatched (1 per batch). Reported: Runtime sessions
    opened, Runtime API calls per job (operator and executors together), wall seconds.
 """
@@ -28,9 +28,9 @@ import kubernetes
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from governance.devcluster.cluster import ThreadedDevCluster  # noqa: E402
-from governance.devcluster.devmain import install_crds  # noqa: E402
-from governance.testing.ibm_cloud import CRN, LocalIbmCloud  # noqa: E402
+from qgov_dev.devcluster.cluster import ThreadedDevCluster  # noqa: E402
+from qgov_dev.devcluster.devmain import install_crds  # noqa: E402
+from qgov_dev.testing.ibm_cloud import CRN, LocalIbmCloud  # noqa: E402
 
 G, V, NS = "qgov.dev", "v1alpha1", "bench"
 BELL = 'OPENQASM 2.0;\ninclude "qelib1.inc";\nqreg q[2];\ncreg c[2];\nh q[0];\ncx q[0],q[1];\nmeasure q -> c;\n'

@@ -217,8 +217,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+DEV_TOOLS_MISSING = "qgov dev needs the dev tools: pip install 'qgov[dev]'"
+# what the extra brings (PyYAML) and the package itself, absent from an image built without it
+DEV_MODULES = {"qgov_dev", "yaml"}
+
+
 def cmd_dev(args: argparse.Namespace) -> int:
-    from .devcluster.devmain import main as dev_main
+    try:  # the dev tools are a separate top-level package, with their own extra: imported only here
+        from qgov_dev.devcluster.devmain import main as dev_main
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").split(".")[0] not in DEV_MODULES:
+            raise
+        raise CliError(f"{DEV_TOOLS_MISSING} (missing: {exc.name})", EXIT_USAGE) from None
 
     return dev_main(args.port, args.workdir, not args.no_operator, args.demo, args.cluster)
 

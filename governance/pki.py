@@ -1,7 +1,7 @@
 """A small certificate authority: a CA, and leaf certificates it signs (EC P-256, PEM in memory).
 
 The product uses it for the admission webhook's serving certificate (governance/webhook/tls.py);
-the test control plane (governance/devcluster/pki.py) keeps its CA and identities as files on top
+the test control plane (qgov_dev/devcluster/pki.py) keeps its CA and identities as files on top
 of it. Private keys are only ever returned as bytes to store: never logged, never in messages.
 """
 

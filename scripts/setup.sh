@@ -28,7 +28,7 @@ want=$(sha256sum pyproject.toml | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "setup: installing qgov and its dependencies into .venv (a few minutes the first time)"
   .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -e '.[test]'
+  .venv/bin/python -m pip install -q -e '.[dev,test]'  # dev: qgov_dev's extra (qgov dev, the tests' clusters)
   echo "$want" > "$stamp"
 fi
 if [ "$need_kubectl" = 1 ] && [ ! -x .venv/bin/kubectl ]; then

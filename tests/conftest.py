@@ -16,7 +16,7 @@ import pytest
 
 from governance.budget import db
 from governance.budget.ledger import Ledger
-from governance.testing import pgserver
+from qgov_dev.testing import pgserver
 
 DATABASES = ["sqlite", "postgresql"]
 _counter = itertools.count()
@@ -116,8 +116,8 @@ def upstream_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator["Upst
     """One real control plane and node per test session (etcd, kube-apiserver, controller-manager,
     scheduler, built by scripts/kube-binaries.sh), qgov's manifests applied. If the binaries are
     missing the tests that need it ERROR with what to run: they are never skipped."""
-    from governance.devcluster.controlplane import ControlPlaneError
-    from governance.devcluster.upstream import UpstreamCluster
+    from qgov_dev.devcluster.controlplane import ControlPlaneError
+    from qgov_dev.devcluster.upstream import UpstreamCluster
 
     cluster = UpstreamCluster(tmp_path_factory.mktemp("upstream"))
     try:
@@ -129,4 +129,4 @@ def upstream_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator["Upst
 
 
 if False:  # for type checkers only
-    from governance.devcluster.upstream import UpstreamCluster  # noqa: F401
+    from qgov_dev.devcluster.upstream import UpstreamCluster  # noqa: F401

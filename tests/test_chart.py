@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 import yaml
 
-from governance.devcluster.controlplane import tool
-from governance.devcluster.upstream import kubectl_binary
+from qgov_dev.devcluster.controlplane import tool
+from qgov_dev.devcluster.upstream import kubectl_binary
 
 ROOT = Path(__file__).resolve().parents[1]
 CHART = ROOT / "charts" / "qgov"
@@ -211,13 +211,11 @@ SPECIAL = {"QGOV_DATABASE_URL": "ledger", "QGOV_EXECUTOR_IMAGE": "executorImage"
 
 def operator_settings() -> dict[str, str | None]:
     """Every QGOV_* variable the operator process reads, with its default in the code (None: none
-    there). governance/ is the operator (`qgov operator`); its devcluster/ and testing/ are test
-    tooling. Names the executor reads (executor/) are what the operator passes to executor pods."""
+    there). governance/ is the operator (`qgov operator`); the dev tools (qgov_dev/) are outside it.
+    Names the executor reads (executor/) are what the operator passes to executor pods."""
     executor = {n for p in (ROOT / "executor").rglob("*.py") for n in NAME.findall(p.read_text())}
     found: dict[str, str | None] = {}
     for path in sorted((ROOT / "governance").rglob("*.py")):
-        if {"devcluster", "testing"} & set(path.relative_to(ROOT / "governance").parts):
-            continue
         text = path.read_text()
         defaults = dict(DEFAULT.findall(text))
         for name in NAME.findall(text):

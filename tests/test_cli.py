@@ -216,3 +216,13 @@ def test_chargeback_csv_for_every_namespace(database_url: str) -> None:
     assert md[0] == f"# Chargeback {period}"
     assert f"| {period} | team-a | team-a | USD | 2 | 1.255664 | 2.00 | 3.255664 | 0 | 0.00 |" in md
     assert_one_line_error(qgov("ledger", "chargeback", "--period", "2026-13", url=database_url), "bad period")
+
+
+def test_dev_without_the_dev_tools_says_how_to_install_them() -> None:
+    """An install without qgov_dev (as in the operator and executor images, which do not copy it):
+    `qgov dev` ends in one line that names the extra, not a traceback."""
+    code = ("import sys; sys.modules['qgov_dev'] = None  # what Python finds when the package is absent\n"
+            "from governance.cli import main; sys.exit(main(['dev', '--demo']))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert_one_line_error(result, "qgov dev needs the dev tools: pip install 'qgov[dev]'")
+    assert result.returncode == 2

@@ -14,7 +14,7 @@ from governance.budget.errors import DatabaseUnavailable
 from governance.budget.ledger import Ledger
 from governance.budget.report import period_window
 from governance.budget.types import BudgetSpec, ReserveRequest
-from governance.testing import pgserver
+from qgov_dev.testing import pgserver
 
 NS = "team-a"
 SECRET = "s3cret-password"

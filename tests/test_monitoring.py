@@ -20,7 +20,7 @@ import yaml
 from prometheus_client import REGISTRY
 
 import governance.metrics  # noqa: F401  (registers the operator's metrics)
-from governance.devcluster.controlplane import ControlPlaneError, tool
+from qgov_dev.devcluster.controlplane import ControlPlaneError, tool
 
 ROOT = Path(__file__).resolve().parents[1]
 RULES = ROOT / "monitoring/prometheus/qgov-alerts.yaml"

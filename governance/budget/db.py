@@ -129,11 +129,23 @@ def check_schema(engine: Engine) -> None:
         raise SchemaBehind(f"database {where} is at schema {current}, qgov needs {head}: run `qgov db upgrade`")
 
 
+def migrations_directory() -> Path:
+    """The Alembic migrations, package data of `governance` (governance/migrations, in the source tree
+    a link to the repository's migrations/, the one copy; in a wheel, its files). QGOV_MIGRATIONS
+    overrides it."""
+    from importlib.resources import files
+
+    # a package installed from a wheel or a source tree is on the file system: its Traversable is a Path
+    root = Path(str(files("governance") / "migrations"))
+    if not (root / "env.py").is_file():
+        raise FileNotFoundError(f"qgov's migrations are missing from {root} (a broken install?)")
+    return root
+
+
 def alembic_config(engine_url: str | None):  # type: ignore[no-untyped-def]
     from alembic.config import Config
 
-    # the source tree's migrations/, or where a container image put them (QGOV_MIGRATIONS)
-    root = Path(os.environ.get("QGOV_MIGRATIONS") or Path(__file__).resolve().parents[2] / "migrations")
+    root = Path(os.environ.get("QGOV_MIGRATIONS") or migrations_directory())
     cfg = Config()
     cfg.set_main_option("script_location", str(root))
     if engine_url:

@@ -24,9 +24,9 @@ import kubernetes
 import pytest
 from kubernetes.client.rest import ApiException
 
-from governance.devcluster.cluster import DevCluster, ThreadedDevCluster
-from governance.devcluster.controlplane import ControlPlane, ControlPlaneError
-from governance.devcluster.devmain import install_crds
+from qgov_dev.devcluster.cluster import DevCluster, ThreadedDevCluster
+from qgov_dev.devcluster.controlplane import ControlPlane, ControlPlaneError
+from qgov_dev.devcluster.devmain import install_crds
 
 ROOT = Path(__file__).resolve().parents[2]
 KINDS = ["emulator", "upstream"]

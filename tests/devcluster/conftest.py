@@ -11,7 +11,7 @@ from pathlib import Path
 import kubernetes
 import pytest
 
-from governance.devcluster.cluster import DevCluster, ThreadedDevCluster
+from qgov_dev.devcluster.cluster import DevCluster, ThreadedDevCluster
 
 WIDGET_CRD = {
     "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",

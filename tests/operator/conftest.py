@@ -18,9 +18,9 @@ import pytest
 from kubernetes.client.rest import ApiException
 
 from governance.budget.ledger import Ledger
-from governance.devcluster.cluster import DevCluster, ThreadedDevCluster
-from governance.devcluster.devmain import install_crds
-from governance.testing import pgserver
+from qgov_dev.devcluster.cluster import DevCluster, ThreadedDevCluster
+from qgov_dev.devcluster.devmain import install_crds
+from qgov_dev.testing import pgserver
 from tests.conftest import CLUSTER_KINDS
 
 G, V = "qgov.dev", "v1alpha1"
@@ -268,7 +268,7 @@ class StandInKubelet:
 
     def _set(self, pod: dict[str, Any], **status: Any) -> bool:
         """As the pod runner writes a pod's status (the same PodSource)."""
-        from governance.devcluster.kubelet import StorePods
+        from qgov_dev.devcluster.kubelet import StorePods
 
         return StorePods(self.store).set_status(pod, status)
 
@@ -276,7 +276,7 @@ class StandInKubelet:
         import asyncio
         import json
 
-        from governance.devcluster.store import now_iso
+        from qgov_dev.devcluster.store import now_iso
 
         container = pod["spec"]["containers"][0]
         base = {"name": container["name"], "image": container.get("image", ""), "imageID": "", "restartCount": 0}

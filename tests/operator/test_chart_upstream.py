@@ -23,8 +23,8 @@ import pytest
 from kubernetes.client.rest import ApiException
 
 from governance.budget.ledger import Ledger
-from governance.devcluster.controlplane import ControlPlaneError, free_port, tool
-from governance.devcluster.upstream import UpstreamCluster
+from qgov_dev.devcluster.controlplane import ControlPlaneError, free_port, tool
+from qgov_dev.devcluster.upstream import UpstreamCluster
 
 from .conftest import BELL, NS, TERMINAL, G, V, wait_for
 

@@ -29,11 +29,11 @@ import kubernetes
 import pytest
 
 from governance.budget.ledger import Ledger
-from governance.devcluster.upstream import SYSTEM_NAMESPACE
+from qgov_dev.devcluster.upstream import SYSTEM_NAMESPACE
 from governance.leader.decide import Timing
 from governance.leader.elector import Elector, LeaseApi
 from governance.leader.replica import lease_client
-from governance.testing import pgserver
+from qgov_dev.testing import pgserver
 
 from .conftest import BELL, G, NS, V
 from .conftest import wait_for as wait_until

@@ -15,7 +15,7 @@ from fractions import Fraction
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from governance.testing.ibm_cloud import LocalIbmCloud
+from qgov_dev.testing.ibm_cloud import LocalIbmCloud
 
 from .conftest import NS, Env
 from .test_sessions_e2e import FAST, ibm, open_session, session_phase  # noqa: F401,F811  (ibm: a fixture)

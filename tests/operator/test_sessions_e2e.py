@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from governance.testing.ibm_cloud import CRN, LocalIbmCloud
+from qgov_dev.testing.ibm_cloud import CRN, LocalIbmCloud
 
 from .conftest import NS, Env
 

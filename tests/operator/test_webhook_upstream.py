@@ -25,8 +25,8 @@ import pytest
 import yaml
 from kubernetes.client.rest import ApiException
 
-from governance.devcluster.controlplane import free_port
-from governance.devcluster.upstream import MANIFESTS, SYSTEM_NAMESPACE, kubectl_binary
+from qgov_dev.devcluster.controlplane import free_port
+from qgov_dev.devcluster.upstream import MANIFESTS, SYSTEM_NAMESPACE, kubectl_binary
 from tests.operator.conftest import BELL, G, NS, TERMINAL, V, Env, Operator
 
 pytestmark = pytest.mark.slow

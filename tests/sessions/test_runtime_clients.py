@@ -15,7 +15,7 @@ from governance.api.specs import parse_backend, parse_job
 from governance.circuits import parse_circuits
 from governance.sessions.runtime_api import RuntimeApi, RuntimeApiError
 from governance.sessions.tokens import Credential, TokenManager
-from governance.testing.ibm_cloud import CRN, LocalIbmCloud
+from qgov_dev.testing.ibm_cloud import CRN, LocalIbmCloud
 
 KEY = "runtime-clients-test-key-42"
 BELL = 'OPENQASM 2.0;\ninclude "qelib1.inc";\nqreg q[2];\ncreg c[2];\nh q[0];\ncx q[0],q[1];\nmeasure q -> c;\n'

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from governance.sessions.tokens import Credential, TokenError, TokenManager, iam_exchange
-from governance.testing.ibm_iam import LocalIam
+from qgov_dev.testing.ibm_iam import LocalIam
 
 KEY, OTHER = "k3y-SECRET-0123456789", "0ther-SECRET-abcdef"
 CRN = "crn:v1:bluemix:public:quantum-computing:us-east:a/abc:def::"

@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import time
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +17,10 @@ import yaml
 from .cluster import DevCluster
 from .store import CRD_KEY
 
-ROOT = Path(__file__).resolve().parents[2]
-CRDS = ROOT / "crds"
-SAMPLES = ROOT / "samples"
+# package data of qgov_dev (in the source tree links to the repository's crds/ and samples/, the one
+# copy; in a wheel, their files): a package on the file system, so its Traversable is a Path
+CRDS = Path(str(files("qgov_dev") / "crds"))
+SAMPLES = Path(str(files("qgov_dev") / "samples"))
 TERMINAL = {"Succeeded", "Failed", "Refused", "Cancelled"}
 
 
@@ -102,8 +104,12 @@ def serve_upstream(workdir: str | None, operator: bool, demo: bool) -> None:
     operator running as their Deployment (ServiceAccount qgov-operator, in-cluster configuration)."""
     import tempfile
 
-    from .upstream import UpstreamCluster
+    from .upstream import MANIFESTS, UpstreamCluster
 
+    if not (MANIFESTS / "kustomization.yaml").is_file():
+        raise SystemExit("qgov: error: qgov dev --cluster upstream runs from a source checkout of qgov (it applies "
+                         "operator/manifests and runs binaries built by scripts/kube-binaries.sh); "
+                         "the emulator (the default) runs from an installed wheel")
     root = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="qgov-upstream-"))
     cluster = UpstreamCluster(root)
     print(f"qgov dev cluster (upstream): starting etcd, kube-apiserver, controller-manager, scheduler and a node "

@@ -15,8 +15,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from .. import pki
-from ..pki import private_pem as _private_pem
+from governance import pki
+from governance.pki import private_pem as _private_pem
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,8 @@ from kubernetes.client.rest import ApiException
 from .controlplane import ControlPlane, kubeconfig_text
 from .node import Node, node_kubeconfig
 
+# the real control plane is a source checkout's tool: it applies operator/manifests with kubectl -k
+# (which reads ../../crds) and runs binaries built by scripts/kube-binaries.sh; a wheel carries neither
 ROOT = Path(__file__).resolve().parents[2]
 MANIFESTS = ROOT / "operator" / "manifests"
 SYSTEM_NAMESPACE = "qgov-system"

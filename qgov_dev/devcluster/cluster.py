@@ -9,7 +9,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from ..loopthread import stop_loop_thread
+from governance.loopthread import stop_loop_thread
 from .kubelet import PodRunner
 from .server import ApiServer
 from .store import Store

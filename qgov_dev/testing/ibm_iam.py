@@ -19,7 +19,7 @@ from typing import Any
 
 from aiohttp import web
 
-from ..loopthread import stop_loop_thread
+from governance.loopthread import stop_loop_thread
 
 GRANT = "urn:ibm:params:oauth:grant-type:apikey"
 

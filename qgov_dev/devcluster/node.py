@@ -29,8 +29,8 @@ import kubernetes
 from aiohttp import web
 from kubernetes.client.rest import ApiException
 
-from ..api.errors import describe_error
-from ..loopthread import stop_loop_thread
+from governance.api.errors import describe_error
+from governance.loopthread import stop_loop_thread
 from .kubelet import PodRunner
 from .pki import Authority
 

@@ -1,0 +1,179 @@
+"""What qgov imports is what pyproject.toml declares, and the executor imports only its own set.
+
+Every third-party import (at module level or inside a function) of governance/, executor/,
+qgov_dev/ and the migrations names a distribution the project declares: governance/, executor/
+and migrations/ in `dependencies`, qgov_dev/ in `dependencies` plus the `dev` extra. The executor
+image installs the `executor` extra only (executor/Dockerfile), so everything executor/ imports,
+and every governance module it reaches, must come from that extra, and loading them must not pull
+the operator's kopf, SQLAlchemy or Alembic.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import re
+import subprocess
+import sys
+import tomllib
+from importlib.metadata import packages_distributions
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+OWN = {"governance", "executor", "qgov_dev"}
+PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+OPERATOR_ONLY = {"kopf", "sqlalchemy", "alembic"}
+
+
+def dist_name(requirement: str) -> str:
+    """PEP 503 normalised distribution name of a requirement line ("psycopg[binary]>=3.1" -> psycopg)."""
+    name = re.match(r"[A-Za-z0-9._-]+", requirement)
+    assert name, requirement
+    return re.sub(r"[-_.]+", "-", name.group(0)).lower()
+
+
+def declared(*extras: str) -> set[str]:
+    lines = list(PROJECT["dependencies"])
+    for extra in extras:
+        lines += PROJECT["optional-dependencies"][extra]
+    return {dist_name(line) for line in lines}
+
+
+def imports(path: Path) -> list[tuple[str, bool]]:
+    """(module, absolute?) for every import statement of a file, at any depth; a relative import is
+    resolved against the file's package."""
+    package = ".".join(path.relative_to(ROOT).with_suffix("").parts[:-1])
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found += [(alias.name, True) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module != "__future__":
+            if node.level == 0:
+                found.append((node.module or "", True))
+            else:
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                module = ".".join(base + ([node.module] if node.module else []))
+                found += [(module, False)] + [(f"{module}.{a.name}", False) for a in node.names]
+    return found
+
+
+def third_party(paths: list[Path]) -> dict[str, set[str]]:
+    """Top-level third-party import names -> the files that import them."""
+    names: dict[str, set[str]] = {}
+    for path in paths:
+        for module, absolute in imports(path):
+            top = module.split(".")[0]
+            if absolute and top not in OWN and top not in sys.stdlib_module_names:
+                names.setdefault(top, set()).add(str(path.relative_to(ROOT)))
+    return names
+
+
+def undeclared(names: dict[str, set[str]], allowed: set[str]) -> list[str]:
+    distributions = packages_distributions()
+    problems = []
+    for name, files in sorted(names.items()):
+        dists = {dist_name(d) for d in distributions.get(name, [])}
+        if not dists & allowed:
+            problems.append(f"{name} (distribution {sorted(dists) or 'not installed'}), imported by {sorted(files)}")
+    return problems
+
+
+def sources(package: str) -> list[Path]:
+    return sorted(p for p in (ROOT / package).rglob("*.py") if "__pycache__" not in p.parts)
+
+
+def module_file(module: str) -> Path | None:
+    base = ROOT.joinpath(*module.split("."))
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def executor_closure() -> list[Path]:
+    """executor/'s files and every governance module they reach through imports (at any depth, so
+    the imports inside functions too), with the packages' __init__ files Python runs on the way."""
+    todo, seen = sources("executor"), set()
+    while todo:
+        path = todo.pop()
+        if path in seen:
+            continue
+        seen.add(path)
+        for module, _ in imports(path):
+            parts = module.split(".")
+            if parts[0] not in OWN:
+                continue
+            for i in range(1, len(parts) + 1):
+                found = module_file(".".join(parts[:i]))
+                if found is not None and found not in seen:
+                    todo.append(found)
+    return sorted(seen)
+
+
+def test_every_imported_package_is_declared() -> None:
+    runtime = sources("governance") + sources("executor") + sorted((ROOT / "migrations").rglob("*.py"))
+    runtime_names = third_party(runtime)
+    dev_names = third_party(sources("qgov_dev"))
+    # the scan sees what it must: a sample from each part
+    assert {"kopf", "sqlalchemy", "alembic", "qiskit", "kubernetes", "aiohttp"} <= set(runtime_names)
+    assert {"yaml", "aiohttp"} <= set(dev_names)
+    assert undeclared(runtime_names, declared()) == []
+    assert undeclared(dev_names, declared("dev")) == []
+    # PyYAML is the dev tools' alone: the operator does not install it
+    assert "yaml" not in runtime_names and "pyyaml" not in declared()
+
+
+def test_the_executor_imports_only_its_extra() -> None:
+    closure = executor_closure()
+    names = {str(p.relative_to(ROOT)) for p in closure}
+    assert {"executor/__main__.py", "governance/admission.py", "governance/api/specs.py",
+            "governance/budget/money.py", "governance/budget/__init__.py"} <= names
+    assert not any(n.startswith("qgov_dev/") for n in names)
+    imported = third_party(closure)
+    assert undeclared(imported, declared.__wrapped__("executor") if hasattr(declared, "__wrapped__")
+                      else {dist_name(r) for r in PROJECT["optional-dependencies"]["executor"]}) == []
+    assert not OPERATOR_ONLY & set(imported), sorted(OPERATOR_ONLY & set(imported))
+
+
+def test_the_executor_extra_is_a_part_of_the_dependencies() -> None:
+    """`pip install qgov` alone runs the executor too: every executor line is a dependency line."""
+    assert set(PROJECT["optional-dependencies"]["executor"]) <= set(PROJECT["dependencies"])
+
+
+def test_loading_the_executor_does_not_load_the_operators_libraries() -> None:
+    """Import every module of the executor's import chain (its lazy imports included) in a fresh
+    interpreter: kopf, SQLAlchemy and Alembic stay unloaded."""
+    modules = [".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+               for p in executor_closure() if p.name != "__main__.py" or p.parent.name == "executor"]
+    code = ("import importlib, json, sys\n"
+            f"for m in {modules!r}: importlib.import_module(m)\n"
+            "print(json.dumps(sorted({k.split('.')[0] for k in sys.modules})))")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT,
+                         timeout=300, check=True)
+    loaded = set(json.loads(out.stdout.strip().splitlines()[-1]))
+    assert {"executor", "governance", "qiskit", "cachetools"} <= loaded  # it did import the chain
+    assert not OPERATOR_ONLY & loaded, sorted(OPERATOR_ONLY & loaded)
+
+
+def test_the_runtime_package_does_not_import_the_dev_tools_at_module_level() -> None:
+    """governance/ runs without qgov_dev (the images do not carry it): only a function may import it,
+    as `qgov dev` does when it runs."""
+
+    def module_level(node: ast.AST) -> list[ast.AST]:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            return []
+        return [node] + [n for child in ast.iter_child_nodes(node) for n in module_level(child)]
+
+    found, lazy = [], []
+    for path in sources("governance"):
+        tree = ast.parse(path.read_text(), str(path))
+        top = {id(n) for n in module_level(tree)}
+        for node in ast.walk(tree):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) and node.level == 0 else [])
+            if any(n.split(".")[0] == "qgov_dev" for n in names):
+                (found if id(node) in top else lazy).append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert found == []
+    assert [where.split(":")[0] for where in lazy] == ["governance/cli.py"]  # `qgov dev`, its one user
