@@ -122,7 +122,7 @@ def assess(job: JobSpec, backend: Backend, unit: str) -> Estimate | Problem:
     return estimate
 
 
-_shapes: LRUCache[tuple[bytes, str | None, str], CircuitShape] = LRUCache(maxsize=65536)
+_shapes: LRUCache[tuple[bytes, str, str], CircuitShape] = LRUCache(maxsize=65536)
 _shapes_lock = threading.Lock()
 
 
