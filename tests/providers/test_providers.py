@@ -105,6 +105,16 @@ def test_fake_has_its_device_models_qubits() -> None:
     assert problem.message.startswith("backend nowhere: no fake_provider backend named 'fake_nowhere'")
 
 
+def test_a_fake_backend_without_its_model_fails_the_attempt_for_good() -> None:
+    from executor.__main__ import EXIT_DETERMINISTIC, run_attempt
+
+    job_obj = {"metadata": {"name": "j", "generation": 1}, "spec": {"backend": "nowhere", "circuits": [BELL]}}
+    backend_obj = {"metadata": {"name": "nowhere"}, "spec": {"provider": "fake", "name": "fake_nowhere"}}
+    report, code = run_attempt(None, job_obj, backend_obj, attempt=1)
+    assert code == EXIT_DETERMINISTIC and report["deterministic"] is True
+    assert report["error"].startswith("no fake_provider backend named 'fake_nowhere'")
+
+
 def test_fake_prices_a_known_sweep_to_the_micro_unit() -> None:
     # the figures qgov gave before providers had an interface (main at d642ed4), to the micro-unit
     sampled = assess(job(BELL, GHZ), MANILA, "USD")

@@ -10,12 +10,12 @@ from typing import Any, ClassVar
 
 import pytest
 
-from executor.__main__ import DeterministicError, run_job
+from executor.__main__ import DeterministicError, run_attempt, run_job
 from governance import providers
 from governance.admission import Estimate, Problem, assess, backend_from_object
 from governance.api.specs import Backend, JobSpec, SpecError, parse_backend, parse_job
 from governance.budget.costmodel import Usage
-from governance.providers.base import Provider, RunOutcome
+from governance.providers.base import Provider, RunOutcome, RunRefusal
 from governance.providers.estimate import SAFETY_FACTOR, CircuitShape
 
 BELL = 'OPENQASM 2.0;\ninclude "qelib1.inc";\nqreg q[2];\ncreg c[2];\nh q[0];\ncx q[0],q[1];\nmeasure q -> c;\n'
@@ -38,6 +38,8 @@ class TaskQueueProvider(Provider):
         return Usage(shots=shots * len(shapes), tasks=len(shapes))
 
     def run(self, job: JobSpec, backend: Backend, circuits: list[Any]) -> RunOutcome:
+        if job.shots > 1000:
+            raise RunRefusal("the queue is full; try later", deterministic=False, reason="QueueFull")
         return RunOutcome([{"counts": {"0" * c.num_clbits: job.shots}} for c in circuits],
                           {"shots": str(job.shots * len(circuits)), "tasks": str(len(circuits))},
                           {"queue": "q-7"})
@@ -92,6 +94,14 @@ def test_the_executor_runs_a_registered_provider(registered: Provider) -> None:
     assert usage == {"shots": "10", "tasks": "1"}
     with pytest.raises(DeterministicError, match="spec.region"):
         run_job(job, {"metadata": {"name": "tq"}, "spec": {**SPEC, "region": "mars"}})
+
+
+def test_a_registered_providers_refusal_reaches_the_attempts_report(registered: Provider) -> None:
+    job = {"metadata": {"name": "j", "generation": 1}, "status": {"admittedGeneration": 1},
+           "spec": {"backend": "tq", "circuits": [BELL], "shots": 5000}}
+    report, code = run_attempt(None, job, {"metadata": {"name": "tq"}, "spec": SPEC}, attempt=1)
+    assert (report, code) == ({"error": "the queue is full; try later", "deterministic": False,
+                               "reason": "QueueFull"}, 1)  # exit 1: the operator may retry
 
 
 def test_without_its_registration_the_provider_is_unknown() -> None:
