@@ -54,8 +54,8 @@ class ExecutorNeeds:
     """What an executor pod of this provider needs besides the image: env, volumes, mounts."""
 
     env: tuple[tuple[str, str], ...] = ()
-    volumes: tuple[dict[str, Any], ...] = field(default=())
-    mounts: tuple[dict[str, Any], ...] = field(default=())
+    volumes: tuple[dict[str, Any], ...] = ()
+    mounts: tuple[dict[str, Any], ...] = ()
 
     def env_list(self) -> list[dict[str, str]]:
         return [{"name": k, "value": v} for k, v in self.env]
