@@ -2,8 +2,9 @@
 
     python -m executor --namespace NS --job NAME --attempt N
 
-Reads the QiskitJob and its QiskitBackend, runs the circuits (qiskit-aer for `aer`; the
-fake_provider backend's noise model on Aer for `fake`), writes `result.json` into a
+Reads the QiskitJob and its QiskitBackend, runs the circuits through the backend's provider
+(governance/providers: qiskit-aer for `aer`; the fake_provider backend's noise model on Aer
+for `fake`; a Runtime session for `ibm`, executor/ibm.py), writes `result.json` into a
 ConfigMap owned by the job, and reports its usage in the termination message, where the
 operator reads it to settle the reservation.
 
@@ -20,11 +21,10 @@ import json
 import os
 import sys
 import time
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from .ibm import RuntimeRefusal
+from governance.providers.base import RunRefusal
 
 TERMINATION_LOG = Path(os.environ.get("QGOV_TERMINATION_LOG", "/dev/termination-log"))
 CONFIGMAP_LIMIT = 900_000  # bytes of data per ConfigMap, below the API server's 1 MiB object limit
@@ -46,17 +46,11 @@ def load_client():  # type: ignore[no-untyped-def]
 
 
 def run_job(job: dict[str, Any], backend_obj: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
-    """Run the job; returns (result document, usage)."""
-    from qiskit import transpile
-    from qiskit.quantum_info import SparsePauliOp
-    from qiskit_aer import AerSimulator
-    from qiskit_aer.primitives import EstimatorV2
-
-    from governance.admission import modelled_usage
+    """Run the job on its backend's provider (governance/providers); returns (result document, usage)."""
+    from governance import providers
     from governance.api.specs import SpecError, parse_backend, parse_job
-    from governance.backends import UnknownBackendModel, fake_backend
-    from governance.budget.money import format_quantity
     from governance.circuits import CircuitError, parse_circuits
+    from governance.providers.base import UnknownBackendModel
 
     admitted = (job.get("status") or {}).get("admittedGeneration")
     generation = job["metadata"].get("generation")
@@ -67,49 +61,18 @@ def run_job(job: dict[str, Any], backend_obj: dict[str, Any]) -> tuple[dict[str,
         spec = parse_job(job["spec"])
         backend = parse_backend(backend_obj["metadata"]["name"], backend_obj["spec"])
         circuits = parse_circuits(spec.circuits)
-        model = fake_backend(backend.backend_name) if backend.provider == "fake" else None
-    except (SpecError, CircuitError, UnknownBackendModel) as exc:
+    except (SpecError, CircuitError) as exc:
         raise DeterministicError(str(exc)) from None
-    if backend.provider == "ibm":
-        from .ibm import run_ibm
-
-        wall0 = time.perf_counter()
-        results, usage, runtime_job = run_ibm(spec, backend, circuits)  # RuntimeRefusal says what IBM said
-        return {"circuits": results, "metadata": {
-            "backend": backend.name, "provider": "ibm", "model": backend.backend_name, "primitive": spec.primitive,
-            "shots": spec.shots, "runtimeJob": runtime_job, "session": os.environ.get("QGOV_IBM_SESSION"),
-            "wallSeconds": round(time.perf_counter() - wall0, 6)}}, usage
-    simulator = AerSimulator.from_backend(model) if model is not None else AerSimulator()
-    cpu0, wall0 = time.process_time(), time.perf_counter()
-    results: list[dict[str, Any]] = []
-    if spec.primitive == "sampler":
-        compiled = transpile(circuits, simulator, optimization_level=1, seed_transpiler=0)
-        counts = simulator.run(compiled, shots=spec.shots).result().get_counts()
-        counts = counts if isinstance(counts, list) else [counts]
-        results = [{"counts": dict(sorted(c.items()))} for c in counts]
-    else:
-        options: dict[str, Any] = {"default_precision": 1 / spec.shots ** 0.5}
-        if model is not None:
-            from qiskit_aer.noise import NoiseModel
-
-            options["backend_options"] = {"noise_model": NoiseModel.from_backend(model)}
-        estimator = EstimatorV2(options=options)
-        pubs = []
-        for circuit, observables in zip(circuits, spec.observables):
-            bare = circuit.remove_final_measurements(inplace=False)
-            pubs.append((bare, [SparsePauliOp(p) for p in observables]))
-        for pub in estimator.run(pubs).result():
-            results.append({"expectationValues": [float(x) for x in pub.data.evs],
-                            "stds": [float(x) for x in pub.data.stds]})
-    cpu = Decimal(str(round(time.process_time() - cpu0, 6)))
-    usage = {"cpuSeconds": str(cpu), "shots": str(spec.shots * len(circuits)), "tasks": str(len(circuits))}
-    if backend.provider == "fake":
-        # the model's QPU time to the microsecond: what is charged is the figure a user reads
-        usage["qpuSeconds"] = format_quantity(modelled_usage(spec, backend).qpu_seconds)
-    document = {"circuits": results, "metadata": {
+    wall0 = time.perf_counter()
+    try:  # a remote provider's refusal (RunRefusal) says itself whether a retry could help
+        outcome = providers.of(backend).run(spec, backend, circuits)
+    except UnknownBackendModel as exc:  # the backend names a device model that does not exist
+        raise DeterministicError(str(exc)) from None
+    document = {"circuits": outcome.results, "metadata": {
         "backend": backend.name, "provider": backend.provider, "model": backend.backend_name,
-        "primitive": spec.primitive, "shots": spec.shots, "wallSeconds": round(time.perf_counter() - wall0, 6)}}
-    return document, usage
+        "primitive": spec.primitive, "shots": spec.shots, **outcome.metadata,
+        "wallSeconds": round(time.perf_counter() - wall0, 6)}}
+    return document, outcome.usage
 
 
 def configmaps_for(name: str, document: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
@@ -187,7 +150,7 @@ def run_attempt(client: Any, job: dict[str, Any], backend: dict[str, Any],
         configmap = write_result(client, job, document)
     except DeterministicError as exc:
         return {"error": str(exc), "deterministic": True}, EXIT_DETERMINISTIC
-    except RuntimeRefusal as exc:  # IBM's answer, with a reason for the job's condition
+    except RunRefusal as exc:  # a remote service's answer (IBM's), with a reason for the job's condition
         return ({"error": str(exc), "deterministic": exc.deterministic, "reason": exc.reason},
                 EXIT_DETERMINISTIC if exc.deterministic else 1)
     except Exception as exc:  # noqa: BLE001 - reported, and the operator decides about a retry

@@ -24,6 +24,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from governance.providers.base import RunOutcome, RunRefusal
+
 POD_KEY = "qgov-pod"  # what the client "exchanges": not a credential; the token comes from the file
 RESULT_TIMEOUT_S = float(os.environ.get("QGOV_IBM_RESULT_TIMEOUT_SECONDS", "86400"))
 # In a session the client polls a job's status every 0.1 s (10 Runtime calls a second per waiting job);
@@ -31,12 +33,8 @@ RESULT_TIMEOUT_S = float(os.environ.get("QGOV_IBM_RESULT_TIMEOUT_SECONDS", "8640
 POLL_S = float(os.environ.get("QGOV_IBM_POLL_SECONDS", "1.0"))
 
 
-class RuntimeRefusal(Exception):
+class RuntimeRefusal(RunRefusal):
     """IBM refused or ended the work; `deterministic` says whether a retry could help."""
-
-    def __init__(self, message: str, *, deterministic: bool, reason: str) -> None:
-        super().__init__(message)
-        self.deterministic, self.reason = deterministic, reason
 
 
 def _claims(token: str) -> dict[str, Any]:
@@ -71,6 +69,13 @@ def serve_mounted_token(token_file: Path) -> tuple[str, ThreadingHTTPServer]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return f"http://127.0.0.1:{server.server_address[1]}", server
+
+
+def run_in_session(spec: Any, backend: Any, circuits: list[Any]) -> RunOutcome:
+    """The ibm provider's run (governance/providers/ibm): the results, the metered usage, and the
+    Runtime job and session the result document names."""
+    results, usage, runtime_job = run_ibm(spec, backend, circuits)
+    return RunOutcome(results, usage, {"runtimeJob": runtime_job, "session": os.environ.get("QGOV_IBM_SESSION")})
 
 
 def run_ibm(spec: Any, backend: Any, circuits: list[Any]) -> tuple[list[dict[str, Any]], dict[str, str], str]:

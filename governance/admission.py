@@ -9,18 +9,19 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any
 
 from cachetools import LRUCache
 
 from collections.abc import Mapping
 
+from . import providers
 from .api.specs import Backend, JobSpec, SpecError, parse_backend
-from .backends import UnknownBackendModel, max_qubits, model_name, target
-from .budget.costmodel import CircuitShape, Usage, amount_in_unit, estimate_usage, shape_on_target
+from .budget.costmodel import Usage, amount_in_unit
 from .budget.money import format_amount
-from .circuits import CircuitError, digest, parse_circuits, shared_circuit
+from .circuits import CircuitError, digest, shared_circuit
+from .providers.base import Provider, UnknownBackendModel
+from .providers.estimate import CircuitShape, shape_on_target
 
 
 @dataclass(frozen=True)
@@ -75,7 +76,9 @@ def choose_budget(namespace: str, wanted: str | None, budgets: Mapping[str, str]
 
 
 def assess(job: JobSpec, backend: Backend, unit: str) -> Estimate | Problem:
-    """Validate the job against its backend and estimate what it will cost."""
+    """Validate the job against its backend and estimate what it will cost: its provider says how
+    many qubits the backend has, which device model to transpile for and what the circuits use."""
+    provider = providers.of(backend)
     limits = backend.limits
     if limits.max_circuits and len(job.circuits) > limits.max_circuits:
         return Problem("TooManyCircuits", f"spec.circuits: {len(job.circuits)} circuits, backend {backend.name} "
@@ -86,7 +89,7 @@ def assess(job: JobSpec, backend: Backend, unit: str) -> Estimate | Problem:
     keys = [digest(source) for source in job.circuits]
     try:
         circuits = [shared_circuit(i, source, key) for i, (source, key) in enumerate(zip(job.circuits, keys))]
-        capacity = max_qubits(backend)
+        capacity = provider.max_qubits(backend)
     except CircuitError as exc:
         return Problem("InvalidCircuit", str(exc))
     except UnknownBackendModel as exc:
@@ -104,10 +107,10 @@ def assess(job: JobSpec, backend: Backend, unit: str) -> Estimate | Problem:
                     return Problem("InvalidObservable", f"spec.observables[{i}][{j}]: {pauli!r} has {len(pauli)} "
                                                         f"terms, circuit {i} has {circuit.num_qubits} qubits")
     try:
-        shapes = [_shape(key, circuit, backend, job.primitive) for key, circuit in zip(keys, circuits)]
+        shapes = [_shape(key, circuit, provider, backend, job.primitive) for key, circuit in zip(keys, circuits)]
     except Exception as exc:  # noqa: BLE001 - the transpiler's many error types
         return Problem("TranspileFailed", f"cannot transpile for {backend.name}: {' '.join(str(exc).split())}")
-    usage = estimate_usage(shapes, job.shots, simulator=backend.provider == "aer")
+    usage = provider.estimate(shapes, job.shots)
     try:
         amount = amount_in_unit(usage, backend.prices, unit)
     except ValueError as exc:
@@ -119,20 +122,20 @@ def assess(job: JobSpec, backend: Backend, unit: str) -> Estimate | Problem:
     return estimate
 
 
-_shapes: LRUCache[tuple[bytes, str | None, str], CircuitShape] = LRUCache(maxsize=65536)
+_shapes: LRUCache[tuple[bytes, str, str], CircuitShape] = LRUCache(maxsize=65536)
 _shapes_lock = threading.Lock()
 
 
-def _shape(key: bytes, circuit: Any, backend: Backend, primitive: str) -> CircuitShape:
+def _shape(key: bytes, circuit: Any, provider: Provider, backend: Backend, primitive: str) -> CircuitShape:
     """A circuit's shape on the backend's device model. Transpiling for a device takes tens of ms
     per circuit, and the same text is priced again and again (a sweep's repeats, a restarted
-    operator's replay), so shapes are kept by (text, device model, primitive)."""
-    cache_key = (key, model_name(backend), primitive)
+    operator's replay), so shapes are kept by (text, device model (else provider), primitive)."""
+    cache_key = (key, provider.device_model(backend) or provider.name, primitive)
     with _shapes_lock:
         shape = _shapes.get(cache_key)
     if shape is None:
         measured = circuit.remove_final_measurements(inplace=False) if primitive == "estimator" else circuit
-        shape = shape_on_target(measured, target(backend))
+        shape = shape_on_target(measured, provider.target(backend))
         with _shapes_lock:
             _shapes[cache_key] = shape
     return shape
@@ -140,7 +143,4 @@ def _shape(key: bytes, circuit: Any, backend: Backend, primitive: str) -> Circui
 
 def modelled_usage(job: JobSpec, backend: Backend) -> Usage:
     """What the fake provider reports as the QPU time of a run: the model without its margin."""
-    circuits = parse_circuits(job.circuits)
-    tgt = target(backend)
-    shapes = [shape_on_target(c, tgt) for c in circuits]
-    return estimate_usage(shapes, job.shots, simulator=backend.provider == "aer", safety=Decimal(1))
+    return providers.of(backend).modelled_usage(job, backend)

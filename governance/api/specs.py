@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from .. import providers
 from ..budget.costmodel import PriceList
 from ..budget.money import AmountError, parse_amount
 from ..budget.types import BudgetSpec
@@ -33,7 +34,7 @@ class BackendLimits:
 @dataclass(frozen=True)
 class Backend:
     name: str  # the QiskitBackend's name
-    provider: str  # aer | fake | ibm
+    provider: str  # a registered provider's name (governance/providers): aer | fake | ibm
     backend_name: str  # aer_simulator, fake_manila, ibm_torino
     prices: PriceList
     limits: BackendLimits
@@ -71,8 +72,9 @@ def _int(value: Any, field: str) -> int:
 
 def parse_backend(name: str, spec: dict[str, Any]) -> Backend:
     provider = spec.get("provider")
-    if provider not in ("aer", "fake", "ibm"):
-        raise SpecError("spec.provider", f"{provider!r} is not one of aer, fake, ibm")
+    implementation = providers.get(provider) if isinstance(provider, str) and provider in providers.names() else None
+    if implementation is None:
+        raise SpecError("spec.provider", f"{provider!r} is not one of {', '.join(providers.names())}")
     pricing = spec.get("pricing") or {}
     try:
         prices = PriceList.from_strings(**{k: str(v) for k, v in pricing.items()
@@ -81,9 +83,8 @@ def parse_backend(name: str, spec: dict[str, Any]) -> Backend:
         raise SpecError("spec.pricing", str(exc)) from None
     limits = spec.get("limits") or {}
     backend_name = str(spec.get("name") or "")
-    model = str(spec.get("model") or "")
-    if provider == "ibm" and not model:
-        model = "fake_" + backend_name.split("_", 1)[-1]  # ibm_torino -> fake_torino
+    model = implementation.model(backend_name, str(spec.get("model") or ""))  # ibm: ibm_torino -> fake_torino
+    implementation.check(spec)
     return Backend(name, provider, backend_name, prices, BackendLimits(
         limits.get("maxQubits"), limits.get("maxShots"), limits.get("maxCircuits")), model)
 

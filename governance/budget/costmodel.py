@@ -1,32 +1,18 @@
-"""Cost model: price lists per backend and a conservative estimate of a job's usage.
+"""Cost model: price lists and what a usage costs, exactly.
 
-QPU time of one shot is the transpiled circuit's scheduled duration on the backend's
-target plus the repetition delay between shots (IBM's default is 250 µs, which dominates
-small circuits). A job's QPU-seconds = Σ circuits × shots × (duration + rep_delay) plus a
-per-job overhead, multiplied by SAFETY_FACTOR. The estimate is what is reserved, so it
-errs high: settlement releases the rest, and every settled reservation keeps estimate and
-actual so the accuracy can be reported (`qgov ledger report`).
-
-Local simulators (Aer) are charged CPU-seconds at a configurable price, 0 by default.
+Prices are integer micro-units of a currency; a usage (estimated by a provider, or reported by an
+executor) costs Σ usage × price, rounded up to the micro-unit. What a job is estimated to use is
+the providers' (governance/providers/estimate.py, chosen per provider); price presets live with
+the provider they describe. The old names stay importable from here (see __getattr__).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
 from .money import MICRO, micro_from_decimal_ceil, parse_amount
-
-SAFETY_FACTOR = Decimal("1.25")  # estimates are reserved 25% above the model
-DEFAULT_JOB_OVERHEAD_QPU_S = Decimal("1.0")  # per-job QPU-side set-up time (loading, calibration checks)
-DEFAULT_REP_DELAY_S = Decimal("0.00025")
-# Aer: seconds of CPU per shot per 2^qubits amplitude per gate is far too fine; a coarse, high
-# bound keeps CPU pricing conservative for the small circuits qgov runs locally.
-AER_BASE_CPU_S = Decimal("1.5")  # Python + Aer start-up in a fresh pod
-AER_CPU_S_PER_GATE_SHOT = Decimal("0.000001")
-
-IBM_PAYG_USD_PER_QPU_SECOND = Decimal("1.60")
 
 
 @dataclass(frozen=True)
@@ -52,10 +38,6 @@ class PriceList:
             per_task_micro=parse_amount(perTask, field="pricing.perTask"),
             per_cpu_second_micro=parse_amount(perCPUSecond, field="pricing.perCPUSecond"),
         )
-
-
-IBM_PAY_AS_YOU_GO = PriceList(per_qpu_second_micro=int(IBM_PAYG_USD_PER_QPU_SECOND * MICRO))
-BRAKET_STYLE = PriceList(per_task_micro=300_000, per_shot_micro=350)
 
 
 @dataclass(frozen=True)
@@ -87,46 +69,21 @@ def amount_in_unit(usage: Usage, prices: PriceList, unit: str) -> int:
     return price(usage, prices)
 
 
-@dataclass(frozen=True)
-class CircuitShape:
-    """What the estimate needs to know about one circuit after transpilation."""
-
-    duration_s: Decimal  # scheduled duration of one shot on the target (0 for simulators)
-    gates: int
-    qubits: int
-
-
-def estimate_usage(
-    circuits: Sequence[CircuitShape], shots: int, *, simulator: bool,
-    rep_delay_s: Decimal = DEFAULT_REP_DELAY_S, overhead_s: Decimal = DEFAULT_JOB_OVERHEAD_QPU_S,
-    safety: Decimal = SAFETY_FACTOR,
-) -> Usage:
-    """A conservative estimate of what running `circuits` × `shots` uses.
-
-    With `safety=1` it is the model itself: what the fake provider reports as the
-    modelled QPU time of a run.
-    """
-    if shots <= 0:
-        raise ValueError("shots must be positive")
-    total_shots = shots * len(circuits)
-    if simulator:
-        gate_shots = sum(c.gates for c in circuits) * shots
-        cpu = AER_BASE_CPU_S + AER_CPU_S_PER_GATE_SHOT * gate_shots
-        return Usage(cpu_seconds=cpu * safety, shots=total_shots, tasks=len(circuits))
-    per_shot = sum(c.duration_s + rep_delay_s for c in circuits)
-    qpu = (per_shot * shots + overhead_s) * safety
-    return Usage(qpu_seconds=qpu, shots=total_shots, tasks=len(circuits))
+# names that moved out, importable from here for callers that predate the providers
+_MOVED = {
+    "governance.providers.estimate": ("SAFETY_FACTOR", "DEFAULT_JOB_OVERHEAD_QPU_S", "DEFAULT_REP_DELAY_S",
+                                      "AER_BASE_CPU_S", "AER_CPU_S_PER_GATE_SHOT", "CircuitShape",
+                                      "estimate_usage", "shape_on_target"),
+    "governance.providers.ibm": ("IBM_PAYG_USD_PER_QPU_SECOND", "IBM_PAY_AS_YOU_GO"),
+    "governance.providers.presets": ("BRAKET_STYLE",),
+}
 
 
-def shape_on_target(circuit, target) -> CircuitShape:  # type: ignore[no-untyped-def]
-    """Transpile `circuit` for `target` (a qiskit Target, or None for a simulator) and measure it.
+def __getattr__(name: str) -> Any:
+    """Lazily, so that the providers (which price with this module) can be imported first."""
+    import importlib
 
-    CPU-heavy (tens of ms): callers on an event loop run it in a thread.
-    """
-    from qiskit import transpile
-
-    if target is None:
-        return CircuitShape(Decimal(0), sum(circuit.count_ops().values()), circuit.num_qubits)
-    compiled = transpile(circuit, target=target, optimization_level=1, seed_transpiler=0)
-    duration = Decimal(str(compiled.estimate_duration(target, unit="s")))
-    return CircuitShape(duration, sum(compiled.count_ops().values()), circuit.num_qubits)
+    for module, names in _MOVED.items():
+        if name in names:
+            return getattr(importlib.import_module(module), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,28 +1,25 @@
-"""IBM Cloud IAM bearer tokens: exchanged from API keys, cached per credential, refreshed early.
+"""Bearer tokens cached per credential and refreshed early: the pure part of authenticating.
 
 The operator keeps API keys; executor pods only ever get the short-lived bearer token. A
 token is refreshed at the latest when less than max(360 s, 10% of its lifetime) remains, with
 one exchange in flight per credential however many callers ask at once. Keys and tokens never
-appear in a repr, a log line or an exception message.
+appear in a repr, a log line or an exception message. How a key becomes a token (IBM Cloud IAM)
+is the ibm provider's: governance/providers/ibm/iam.py.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import json
 import threading
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import cachetools
 
-GRANT = "urn:ibm:params:oauth:grant-type:apikey"
-DEFAULT_IAM_URL = "https://iam.cloud.ibm.com"
+if TYPE_CHECKING:
+    from ..providers.ibm.iam import Credential
+
 MIN_REFRESH_MARGIN_S = 360.0
 REFRESH_FRACTION = 0.10
 
@@ -35,49 +32,6 @@ class TokenError(Exception):
     def __init__(self, message: str, reason: str = "CredentialsRefused") -> None:
         super().__init__(message)
         self.reason = reason
-
-
-@dataclass(frozen=True)
-class Credential:
-    api_key: str = field(repr=False)
-    instance: str  # the instance CRN
-    iam_url: str = DEFAULT_IAM_URL
-    url: str | None = None  # a private Runtime endpoint, if any
-    search_url: str | None = None  # private Global Search / Global Catalog endpoints, for the client in pods
-    catalog_url: str | None = None
-
-    @property
-    def fingerprint(self) -> str:
-        """A stable, non-reversible name for logs and cache keys."""
-        return hashlib.sha256(f"{self.iam_url}\0{self.api_key}".encode()).hexdigest()[:12]
-
-
-def credentials_problem(name: str, namespace: str, keys: set[str] | frozenset[str] | None) -> str | None:
-    """What is wrong with credential Secret `name` that has (non-empty) `keys`, None when it is
-    absent; None when nothing is. Names keys, never values (the admission webhook asks too)."""
-    if keys is None:
-        return f"no Secret {name!r} in namespace {namespace!r} (it needs keys apiKey and instance)"
-    missing = [k for k in ("apiKey", "instance") if k not in keys]
-    if missing:
-        return (f"Secret {name} has no {' and no '.join(missing)} (it needs apiKey and instance, the "
-                "instance's CRN; url and iamUrl are optional)")
-    return None
-
-
-def credential_from_secret(name: str, data: dict[str, str]) -> Credential:
-    """A credential from a Secret's `data` (base64 values): apiKey and instance are required;
-    url, iamUrl, searchUrl and catalogUrl point at private endpoints. Errors name keys, not values."""
-    decoded: dict[str, str] = {}
-    for key, value in (data or {}).items():
-        try:
-            decoded[key] = base64.b64decode(value).decode().strip()
-        except (ValueError, UnicodeDecodeError):
-            raise TokenError(f"Secret {name}: key {key} is not valid base64 text", "CredentialsMissing") from None
-    problem = credentials_problem(name, "", {k for k, v in decoded.items() if v})
-    if problem:
-        raise TokenError(problem, "CredentialsMissing")
-    return Credential(decoded["apiKey"], decoded["instance"], decoded.get("iamUrl") or DEFAULT_IAM_URL,
-                      decoded.get("url") or None, decoded.get("searchUrl") or None, decoded.get("catalogUrl") or None)
 
 
 @dataclass(frozen=True)
@@ -98,59 +52,13 @@ class Token:
         return now >= self.refresh_at()
 
 
-def _claims(jwt: str) -> dict[str, float]:
-    try:
-        payload = jwt.split(".")[1]
-        return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-    except (IndexError, ValueError):
-        raise TokenError("IAM answered with an access token that is not a JWT") from None
-
-
-def iam_exchange(credential: Credential, *, timeout: float = 10.0, attempts: int = 3) -> Token:
-    """POST the API key to IAM; retries 5xx and connection errors, not refusals."""
-    body = urllib.parse.urlencode({"grant_type": GRANT, "apikey": credential.api_key}).encode()
-    request = urllib.request.Request(f"{credential.iam_url.rstrip('/')}/identity/token", data=body, method="POST",
-                                     headers={"Content-Type": "application/x-www-form-urlencoded",
-                                              "Accept": "application/json"})
-    problem = ""
-    for attempt in range(attempts):
-        try:
-            with urllib.request.urlopen(request, timeout=timeout) as response:
-                answer = json.loads(response.read())
-            token = answer["access_token"]
-            claims = _claims(token)
-            issued = float(claims.get("iat", time.time()))
-            expires = float(claims.get("exp", issued + float(answer.get("expires_in", 0))))
-            return Token(token, issued, expires)
-        except urllib.error.HTTPError as exc:
-            detail = _iam_error(exc)
-            if exc.code < 500:
-                raise TokenError(f"IAM refused the API key of credential {credential.fingerprint} "
-                                 f"(HTTP {exc.code}): {detail}") from None
-            problem = f"HTTP {exc.code}: {detail}"
-        except (urllib.error.URLError, TimeoutError, OSError) as exc:
-            problem = f"cannot reach IAM at {credential.iam_url}: {getattr(exc, 'reason', exc)}"
-        except (KeyError, ValueError):
-            raise TokenError(f"IAM's answer for credential {credential.fingerprint} has no usable access token") \
-                from None
-        time.sleep(min(2.0, 0.2 * 2 ** attempt))
-    raise TokenError(f"no token for credential {credential.fingerprint} after {attempts} attempts: {problem}",
-                     "IamUnavailable")
-
-
-def _iam_error(exc: urllib.error.HTTPError) -> str:
-    try:
-        data = json.loads(exc.read())
-        return f"{data.get('errorCode', '')} {data.get('errorMessage', '')}".strip()
-    except (ValueError, OSError):
-        return exc.reason or "no detail"
-
-
 class TokenManager:
     """Bearer tokens per credential, thread-safe; `token()` is what callers use."""
 
-    def __init__(self, exchange: Callable[[Credential], Token] = iam_exchange, *,
+    def __init__(self, exchange: Callable[[Credential], Token] | None = None, *,
                  clock: Callable[[], float] = time.time, max_credentials: int = 1024) -> None:
+        if exchange is None:  # IBM Cloud IAM, the one exchange there is
+            from ..providers.ibm.iam import iam_exchange as exchange
         self._exchange = exchange
         self._clock = clock
         self._tokens: cachetools.LRUCache[str, Token] = cachetools.LRUCache(max_credentials)
@@ -179,3 +87,17 @@ class TokenManager:
         with self._guard:
             cached = self._tokens.get(credential.fingerprint)
         return cached.refresh_at() if cached else None
+
+
+# IAM moved to the ibm provider; these names stay importable from here for the handlers, the
+# webhook and metrics, which import them from this module
+_MOVED = ("GRANT", "DEFAULT_IAM_URL", "Credential", "credentials_problem", "credential_from_secret", "iam_exchange")
+
+
+def __getattr__(name: str) -> Any:
+    """Lazily: the ibm provider's iam module imports Token and TokenError from here."""
+    if name in _MOVED:
+        from ..providers.ibm import iam
+
+        return getattr(iam, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
