@@ -36,7 +36,7 @@ HARD, QUEUE = "hard", "queue"
 TOO_LARGE = " (the request is larger than the whole limit)"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Snapshot:
     """One budget's balances in the current period, as the ledger read them (micro-units)."""
 
@@ -54,8 +54,13 @@ class Snapshot:
     def committed(self) -> int:
         return self.spent + self.held
 
+    def _with(self, held: int, queued: int) -> Snapshot:
+        # dataclasses.replace, without its per-call introspection: this runs per request on the hot path
+        return Snapshot(self.label, self.unit, self.limit, self.spent, held, queued, self.enforcement, self.warn_at,
+                        self.warned_pct)
 
-@dataclass(frozen=True)
+
+@dataclass(frozen=True, slots=True)
 class Ruling:
     """What the chain does with one request, and the balances it leaves."""
 
@@ -122,6 +127,14 @@ def decide(chain: Sequence[Snapshot], amount: int) -> Ruling:
     else every budget holds `amount`."""
     if amount < 0:
         raise ValueError("a request's amount must be zero or more")
+    if len(chain) == 1:  # the common case, without the chain's bookkeeping
+        [budget] = chain
+        decision, message = _rule(budget, amount)
+        if decision is Decision.ADMITTED:
+            return Ruling(decision, "", None, (budget._with(budget.held + amount, budget.queued),))
+        if decision is Decision.QUEUED:
+            return Ruling(decision, message, budget.queued + 1, (budget._with(budget.held, budget.queued + 1),))
+        return Ruling(decision, message, None, (budget,))
     if not chain:
         raise ValueError("a request needs at least one budget")
     ruled = [_rule(budget, amount) for budget in chain]
@@ -130,9 +143,9 @@ def decide(chain: Sequence[Snapshot], amount: int) -> Ruling:
         return Ruling(Decision.REFUSED, refused[1], None, tuple(chain))
     waiting = [i for i, r in enumerate(ruled) if r[0] is Decision.QUEUED]
     if waiting:
-        after = tuple(replace(b, queued=b.queued + 1) if i in waiting else b for i, b in enumerate(chain))
+        after = tuple(b._with(b.held, b.queued + 1) if i in waiting else b for i, b in enumerate(chain))
         return Ruling(Decision.QUEUED, ruled[waiting[0]][1], after[waiting[0]].queued, after)
-    return Ruling(Decision.ADMITTED, "", None, tuple(replace(b, held=b.held + amount) for b in chain))
+    return Ruling(Decision.ADMITTED, "", None, tuple(b._with(b.held + amount, b.queued) for b in chain))
 
 
 def decide_all(chain: Sequence[Snapshot], amounts: Sequence[int]) -> Rulings:
