@@ -2,7 +2,10 @@
 
 Every money movement runs in one transaction that first locks the budget's row (the
 budget row is the lock), then reads the balances, decides, and writes the reservation,
-its ledger entries and the new balances. Every movement is keyed (the job's UID for
+its ledger entries and the new balances. What to decide (admit, queue, refuse, admit from
+the queue, warning thresholds) is the budget policy's (policy.py, pure, over a snapshot of
+the locked balances); this module locks, loads and writes. A single reservation is a batch
+of one (`reserve_many`). Every movement is keyed (the job's UID for
 reservations), and a repeated call returns the first outcome without changing anything,
 so an operator replaying after a crash or a failover never charges twice.
 
