@@ -30,7 +30,7 @@ def run_ledger_demo(database_url: str | None = None) -> str:
     from .budget.costmodel import IBM_PAY_AS_YOU_GO, amount_in_unit, estimate_usage, shape_on_target
     from .budget.ledger import Ledger
     from .budget.money import format_amount
-    from .budget.report import build_report, parse_window, render
+    from .budget.report import parse_window, render
     from .budget.types import BudgetSpec, ReserveRequest
 
     url = database_url or f"sqlite:///{Path(tempfile.mkdtemp(prefix='qgov-demo-')) / 'ledger.db'}"
@@ -65,7 +65,7 @@ def run_ledger_demo(database_url: str | None = None) -> str:
                      f"settled {format_amount(settled.actual_micro, 'USD')}, released "
                      f"{format_amount(settled.released_micro, 'USD')}{warn}")
     problems = ledger.verify()
-    lines += ["", render(build_report(ledger.engine, DEMO_NAMESPACE, parse_window(None)), "table"), "",
+    lines += ["", render(ledger.report(DEMO_NAMESPACE, parse_window(None)), "table"), "",
               "ledger check: " + ("every balance equals its recomputation from the entry log" if not problems
                                   else "; ".join(problems))]
     ledger.close()

@@ -11,11 +11,11 @@ import csv
 import io
 from dataclasses import dataclass
 
-from sqlalchemy import Engine, or_, select
+from sqlalchemy import Connection, or_, select
 
 from .models import Budget
 from .money import format_amount
-from .report import ReportWindow, build_report, md_table
+from .report import ReportWindow, md_table, report_on
 
 B = Budget.__table__
 COLUMNS = ["period", "namespace", "budget", "unit", "jobs", "spent", "held", "total", "late_jobs", "late_amount"]
@@ -33,17 +33,16 @@ class ChargeLine:
     late: int
 
 
-def chargeback(engine: Engine, window: ReportWindow) -> list[ChargeLine]:
+def chargeback(conn: Connection, window: ReportWindow) -> list[ChargeLine]:
     """Every budget that existed in the window (deleted ones too: their spend is still owed), by
-    namespace and name."""
+    namespace and name, read on the ledger's connection (`Ledger.chargeback`)."""
     query = (select(B.c.namespace, B.c.name)
              .where(B.c.created_at < window.end, or_(B.c.retired_at.is_(None), B.c.retired_at >= window.start))
              .order_by(B.c.namespace, B.c.name))
-    with engine.connect() as conn:
-        budgets = [(r.namespace, r.name) for r in conn.execute(query)]
+    budgets = [(r.namespace, r.name) for r in conn.execute(query)]
     lines = []
     for namespace, name in budgets:
-        report = build_report(engine, namespace, window, name)
+        report = report_on(conn, namespace, window, name)
         unit = report.budgets[0].unit
         lines.append(ChargeLine(namespace, name, unit, sum(s.jobs for s in report.by_backend),
                                 sum(s.spent for s in report.by_backend), sum(s.held for s in report.by_backend),

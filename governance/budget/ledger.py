@@ -2,7 +2,10 @@
 
 Every money movement runs in one transaction that first locks the budget's row (the
 budget row is the lock), then reads the balances, decides, and writes the reservation,
-its ledger entries and the new balances. Every movement is keyed (the job's UID for
+its ledger entries and the new balances. What to decide (admit, queue, refuse, admit from
+the queue, warning thresholds) is the budget policy's (policy.py, pure, over a snapshot of
+the locked balances); this module locks, loads and writes. A single reservation is a batch
+of one (`reserve_many`). Every movement is keyed (the job's UID for
 reservations), and a repeated call returns the first outcome without changing anything,
 so an operator replaying after a crash or a failover never charges twice.
 
@@ -36,7 +39,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Connection, Engine, and_, bindparam, delete, func, select, text, update
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
-from . import aggregates
+from . import aggregates, policy
 from .aggregates import Deltas
 from .db import check_schema, first_line, make_engine, read_only, redact
 from .errors import DatabaseUnavailable, InvalidTransition, LedgerError, UnknownBudget, UnknownReservation
@@ -44,7 +47,7 @@ from .models import Adjustment, Budget, BudgetPeriod, CompactedReservation, Ledg
 from .burnrate import WEEK
 from .money import format_amount
 from .periods import Window, utc, window_at
-from .report import Report, ReportWindow, StatusReads, build_report, daily_spend, period_window, report_on
+from .report import Report, ReportWindow, StatusReads, daily_spend, period_window, report_on
 from .types import (
     LATE_CHARGE,
     LATE_MESSAGE,
@@ -57,7 +60,6 @@ from .types import (
     ReserveOutcome,
     ReserveRequest,
     SettleOutcome,
-    describe_amounts,
 )
 
 B = Budget.__table__
@@ -340,15 +342,21 @@ class Ledger:
             if known > len(existing) else {}
         )
 
-        limit, spent, held = budget.limit_micro, period.spent_micro, period.held_micro
-        queued, seq = budget.queued_count, budget.queue_seq
-        unit = budget.unit
+        snapshot = _snapshot(budget, period)
+        fresh_requests: dict[str, ReserveRequest] = {}
+        for req in batch:
+            if req.key not in compacted and req.key not in existing:
+                fresh_requests.setdefault(req.key, req)
+        decided = policy.decide_all([snapshot], [req.amount_micro for req in fresh_requests.values()])
+        rulings = dict(zip(fresh_requests, decided.rulings))
+
+        seq = budget.queue_seq
         new_rows: list[dict[str, Any]] = []
         entries: list[dict[str, Any]] = []
         outcomes: list[ReserveOutcome] = []
         fresh: dict[str, ReserveOutcome] = {}
-        label = f"{namespace}/{name}"
         deltas = self._deltas()
+        period_start, period_end = _utc_or_none(period.period_start), _utc_or_none(period.period_end)
         for req in batch:
             if req.key in compacted and req.key not in fresh:
                 outcomes.append(self._replay_compacted(conn, budget, compacted[req.key], now))
@@ -360,14 +368,14 @@ class Ledger:
                     outcomes.append(self._replay_reserve(conn, budget, existing[req.key], now))
                 continue
             amount = req.amount_micro
+            ruling = rulings[req.key]
+            decision, message, position = ruling.decision, ruling.message, ruling.position
             base = dict(
                 key=req.key, budget_id=budget.id, job=req.job, backend=req.backend, session=req.session,
                 amount_micro=amount, actual_micro=None, overrun_micro=0, created_at=now,
                 created_period=period.period_start, top_cost=None,
             )
-            decision, message = decide(label, amount, spent, held, limit, unit, budget.enforcement, queued)
             if decision is Decision.ADMITTED:
-                held += amount
                 new_rows.append(
                     dict(base, state="held", period_start=period.period_start, queue_seq=None, message="",
                          admitted_at=now, finished_at=None, top_cost=amount)
@@ -376,11 +384,9 @@ class Ledger:
                     dict(budget_id=budget.id, period_start=period.period_start, reservation_key=req.key,
                          kind="reserve", held_delta=amount, spent_delta=0, note="", created_at=now)
                 )
-                state, position = "held", None
+                state = "held"
             elif decision is Decision.QUEUED:
-                queued += 1
                 seq += 1
-                position = queued
                 new_rows.append(
                     dict(base, state="queued", period_start=None, queue_seq=seq, message=message,
                          admitted_at=None, finished_at=None)
@@ -391,25 +397,25 @@ class Ledger:
                     dict(base, state="refused", period_start=None, queue_seq=None, message=message,
                          admitted_at=None, finished_at=now)
                 )
-                state, position = "refused", None
+                state = "refused"
+            [after] = ruling.after
             outcome = ReserveOutcome(
                 key=req.key, decision=decision, state=state, amount_micro=amount,
-                balance=Balance(namespace, name, unit, limit, spent, held, _utc_or_none(period.period_start),
-                                _utc_or_none(period.period_end), queued),
+                balance=Balance(namespace, name, after.unit, after.limit, after.spent, after.held, period_start,
+                                period_end, after.queued),
                 message=message, queue_position=position,
             )
             fresh[req.key] = outcome
             outcomes.append(outcome)
             deltas.add(budget.id, period.period_start, now, state, amount, None, req.backend, req.session, False)
 
-        crossed: tuple[int, ...] = ()
+        [after], [crossed] = decided.after, decided.crossed
         period_values: dict[str, Any] = {}
-        if held != period.held_micro:
-            crossed = _thresholds_crossed(budget.warn_at, period.warned_pct, spent + held, limit)
-            period_values = dict(held_micro=held, warned_pct=max(crossed, default=period.warned_pct))
-        budget_values = dict(queued_count=queued, queue_seq=seq) if queued != budget.queued_count else {}
+        if after.held != snapshot.held:
+            period_values = dict(held_micro=after.held, warned_pct=after.warned_pct)
+        budget_values = dict(queued_count=after.queued, queue_seq=seq) if after.queued != snapshot.queued else {}
         self._write(conn, new_rows, entries, period.id, period_values, budget.id, budget_values)
-        if crossed:  # report crossings on the last admission of the batch that made them
+        if crossed:  # reported on the last admission of the batch that made them
             for i in range(len(outcomes) - 1, -1, -1):
                 if outcomes[i].decision is Decision.ADMITTED and not outcomes[i].replayed:
                     outcomes[i] = replace(outcomes[i], thresholds_crossed=crossed)
@@ -605,18 +611,13 @@ class Ledger:
     def report(self, namespace: str, window: ReportWindow, budget: str | None = None) -> Report:
         """The cost report (report.py) of a namespace or one budget; DatabaseUnavailable when the
         database cannot be reached, as for every other read."""
-        try:
-            return build_report(self.engine, namespace, window, budget)
-        except DBAPIError as exc:
-            if _unreachable(exc):
-                raise self._unavailable(exc) from None
-            raise
+        return self._read(lambda conn: report_on(conn, namespace, window, budget), one_statement=True)
 
     def chargeback(self, window: ReportWindow) -> list[Any]:
         """One chargeback line per budget of every namespace for `window` (chargeback.py)."""
         from .chargeback import chargeback
 
-        return chargeback(self.engine, window)
+        return self._read(lambda conn: chargeback(conn, window), one_statement=True)
 
     def daily_spend(self, namespace: str, budget: str, days: int = BURN_DAYS) -> dict[date, int]:
         """Micro-units committed per UTC day over the last `days` days, today included (the burn rate's input)."""
@@ -972,24 +973,19 @@ class Ledger:
         if not budget.queued_count:
             return ()
         period = self._current_period(conn, budget, now)
-        limit, spent, held = budget.limit_micro, period.spent_micro, period.held_micro
-        label = f"{budget.namespace}/{budget.name}"
-        changes: list[QueueChange] = []
-        for row in conn.execute(
+        rows = conn.execute(
             select(R).where(R.c.budget_id == budget.id, R.c.state == "queued").order_by(R.c.queue_seq)
-        ).all():
-            if row.amount_micro > limit:  # can never fit under this limit: refuse rather than block forever
-                message = _refusal_message(label, row.amount_micro, spent, held, limit, budget.unit)
-                message += " (the request is larger than the whole limit)"
-                conn.execute(update(R).where(R.c.id == row.id).values(state="refused", message=message,
+        ).all()
+        rulings, after, _ = policy.admit_queued(_snapshot(budget, period), [row.amount_micro for row in rows])
+        changes: list[QueueChange] = []
+        for row, ruling in zip(rows, rulings):
+            if ruling.decision is Decision.REFUSED:
+                conn.execute(update(R).where(R.c.id == row.id).values(state="refused", message=ruling.message,
                                                                       finished_at=now))
                 self._deltas().add_row(row, -1)
                 self._deltas().add_row(row, +1, state="refused")
-                changes.append(QueueChange(row.key, Decision.REFUSED, message))
+                changes.append(QueueChange(row.key, Decision.REFUSED, ruling.message))
                 continue
-            if spent + held + row.amount_micro > limit:
-                break
-            held += row.amount_micro
             conn.execute(
                 update(R).where(R.c.id == row.id).values(state="held", period_start=period.period_start,
                                                          admitted_at=now, message="", top_cost=row.amount_micro)
@@ -1003,16 +999,21 @@ class Ledger:
             )
             changes.append(QueueChange(row.key, Decision.ADMITTED, ""))
         if changes:
-            crossed = _thresholds_crossed(budget.warn_at, period.warned_pct, spent + held, limit)
-            conn.execute(
-                update(P).where(P.c.id == period.id).values(
-                    held_micro=held, warned_pct=max(crossed, default=period.warned_pct)
-                )
-            )
+            conn.execute(update(P).where(P.c.id == period.id).values(held_micro=after.held,
+                                                                     warned_pct=after.warned_pct))
             conn.execute(
                 update(B).where(B.c.id == budget.id).values(queued_count=B.c.queued_count - len(changes))
             )
         return tuple(changes)
+
+
+def _snapshot(budget: Any, period: Any) -> policy.Snapshot:
+    """The policy's view of a budget (its row) in a period (its row): both locked by the caller."""
+    return policy.Snapshot(
+        label=f"{budget.namespace}/{budget.name}", unit=budget.unit, limit=budget.limit_micro,
+        spent=period.spent_micro, held=period.held_micro, queued=budget.queued_count,
+        enforcement=budget.enforcement, warn_at=policy.parse_warn_at(budget.warn_at), warned_pct=period.warned_pct,
+    )
 
 
 # ---------------------------------------------------------------------- prepared statements
@@ -1122,28 +1123,11 @@ _PG_WRITE_BATCH = text(
 # ---------------------------------------------------------------------- helpers
 
 
-def _request_summary(amount: int, spent: int, held: int, limit: int, unit: str) -> str:
-    """ResourceQuota's style: what was asked, what is used, what the limit is."""
-    return f"requested {format_amount(amount, unit)}, {describe_amounts(spent, held, limit, unit)}"
-
-
 def decide(label: str, amount: int, spent: int, held: int, limit: int, unit: str, enforcement: str,
            queued: int) -> tuple[Decision, str]:
-    """What a budget does with a request of `amount`, given its balances: admit it (message ""),
-    queue it (`enforcement` "queue", behind `queued` others) or refuse it. The ledger decides
-    with this under the budget's lock; the admission webhook (governance/webhook/review.py) asks
-    the same question of balances read without one, to refuse at `kubectl apply` with the very
-    message the controller would write."""
-    if queued == 0 and spent + held + amount <= limit:
-        return Decision.ADMITTED, ""
-    if enforcement == "queue" and amount <= limit:
-        return Decision.QUEUED, (f"queued for budget {label} (position {queued + 1}): "
-                                 f"{_request_summary(amount, spent, held, limit, unit)}")
-    return Decision.REFUSED, _refusal_message(label, amount, spent, held, limit, unit)
-
-
-def _refusal_message(label: str, amount: int, spent: int, held: int, limit: int, unit: str) -> str:
-    return f"exceeded budget {label}: {_request_summary(amount, spent, held, limit, unit)}"
+    """policy.decide for one budget, in the ledger's former signature (kept for callers of it)."""
+    ruling = policy.decide([policy.Snapshot(label, unit, limit, spent, held, queued, enforcement)], amount)
+    return ruling.decision, ruling.message
 
 
 def _no_budget_message(namespace: str, name: str) -> str:
@@ -1151,13 +1135,6 @@ def _no_budget_message(namespace: str, name: str) -> str:
         f"no budget {name!r} in namespace {namespace!r}: create a QiskitBudget "
         f"(kubectl apply -f a manifest with kind: QiskitBudget, metadata.namespace: {namespace})"
     )
-
-
-def _thresholds_crossed(warn_at: str, warned_pct: int, committed: int, limit: int) -> tuple[int, ...]:
-    if not warn_at or limit <= 0:
-        return ()
-    pct_x100 = committed * 10_000 // limit  # hundredths of a percent, exact
-    return tuple(t for t in (int(x) for x in warn_at.split(",")) if warned_pct < t and t * 100 <= pct_x100)
 
 
 def _folding(budget_id: int, period_start: datetime) -> tuple[Any, ...]:

@@ -13,15 +13,13 @@ import csv
 import io
 import json
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
 from types import SimpleNamespace
 
-from sqlalchemy import Connection, Engine, and_, bindparam, func, null, or_, select, union_all
+from sqlalchemy import Connection, and_, bindparam, func, null, or_, select, union_all
 
 from . import aggregates
 from .aggregates import (
@@ -35,7 +33,6 @@ from .aggregates import (
     mean_thousandths,
     thousandths,
 )
-from .db import read_only
 from .errors import LedgerError, UnknownBudget
 from .models import Budget, BudgetPeriod, ReportCell, ReportLine, ReportRatio, ReportTop, Reservation
 from .money import format_amount
@@ -180,20 +177,18 @@ class StatusReads:
     oldest_queued: datetime | None  # when the head of its queue was queued; None: nothing waits
 
 
-def build_report(engine: Engine, namespace: str, window: ReportWindow, budget: str | None = None) -> Report:
-    """The report for a namespace (or one of its budgets, for that budget's status).
+def report_on(conn: Connection, namespace: str, window: ReportWindow, budget: str | None = None) -> Report:
+    """The report for a namespace (or one of its budgets, for that budget's status), read on a
+    connection the caller holds: the ledger's (`Ledger.report`, `Ledger.status_reads`, which reads
+    it with the balance). On PostgreSQL each statement may see what was committed when it ran
+    (READ COMMITTED, no transaction: the figures of one statement, e.g. a cell and its lines, are
+    always of one moment).
 
     Read from the report aggregates (aggregates.py), never by summing reservations: per budget,
     the period cells whose span of creation times lies inside the window, the day cells of those
     that do not, and only where a window edge that is not a UTC midnight cuts a day cell, that
     day's reservations inside the window. Every figure is exact (accuracy: see aggregates.py).
     A budget's own period is one cell: three statements, whatever its history."""
-    with _reading(engine) as conn:
-        return report_on(conn, namespace, window, budget)
-
-
-def report_on(conn: Connection, namespace: str, window: ReportWindow, budget: str | None = None) -> Report:
-    """`build_report` on a connection the caller holds (a budget's status reads it with its balance)."""
     span = dict(start=window.start, end=window.end)
     cells: dict[tuple[Any, ...], tuple[Any, list[Any]]] = {}
     if budget is None:
@@ -261,20 +256,6 @@ def report_on(conn: Connection, namespace: str, window: ReportWindow, budget: st
         namespace, window.label, window.start.isoformat(), window.end.isoformat(), lines, sums.counts(),
         sums.spend("backend"), sums.spend("session"), sums.top(), sums.accuracy(), sums.late,
     )
-
-
-@contextmanager
-def _reading(engine: Engine) -> Iterator[Connection]:
-    """A connection for the report's reads. On PostgreSQL each statement sees what was committed
-    when it ran (READ COMMITTED, as the report always had), and no transaction is opened: BEGIN and
-    its end would double the round trips of a budget's status (the figures of one statement, e.g.
-    a cell and its lines, are always of one moment). On SQLite, one read transaction."""
-    if engine.dialect.name == "postgresql":
-        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            yield conn
-    else:
-        with read_only(engine) as conn:
-            yield conn
 
 
 # Every statement a report runs, built once (SQLAlchemy then reuses their compiled form).

@@ -2,9 +2,9 @@
 the cluster and the ledger comes through `Sources` (served from caches by the server adapter).
 
 Nothing is decided here that the controller does not decide the same way: a QiskitJob goes
-through `parse_job`, `choose_budget` and `assess` (governance/admission.py) and the ledger's
-`decide` (governance/budget/ledger.py), so a refusal at `kubectl apply` carries the very message
-the job's status would carry. The webhook reserves nothing (the object may never be stored:
+through `parse_job`, `choose_budget` and `assess` (governance/admission.py) and the budget
+policy the ledger decides with (`policy.decide`, governance/budget/policy.py), so a refusal at
+`kubectl apply` carries the very message the job's status would carry. The webhook reserves nothing (the object may never be stored:
 another webhook, a dry run, a lost connection), so it can be wrong in one direction only: two
 jobs that each fit the balances it read can both pass, and the controller, which reserves
 under the budget's lock, refuses the second. It is never the one that lets money through.
@@ -19,7 +19,7 @@ from typing import Any, Protocol
 from ..admission import Estimate, Problem, assess, backend_from_object, choose_budget, unknown_backend
 from ..backends import UnknownBackendModel, max_qubits
 from ..api.specs import Backend, SpecError, parse_budget, parse_job, parse_session
-from ..budget.ledger import decide
+from ..budget import policy
 from ..budget.money import format_amount, format_quantity
 from ..budget.types import Balance, Decision
 from ..sessions.tokens import credentials_problem
@@ -184,8 +184,10 @@ def review_job(namespace: str, spec: Mapping[str, Any], sources: Sources) -> Ver
     if view is None or view.balance is None:
         return Verdict(True, warnings=(priced, *warnings))
     balance = view.balance
-    decision, message = decide(label, estimate.amount_micro, balance.spent_micro, balance.held_micro,
-                               balance.limit_micro, balance.unit, view.enforcement, balance.queued)
+    snapshot = policy.Snapshot(label, balance.unit, balance.limit_micro, balance.spent_micro, balance.held_micro,
+                               balance.queued, view.enforcement)
+    ruling = policy.decide([snapshot], estimate.amount_micro)
+    decision, message = ruling.decision, ruling.message
     if decision is Decision.REFUSED:
         return Verdict(False, message, "BudgetExceeded")
     left = f"budget {label}: {format_amount(balance.remaining_micro, balance.unit)} left this period"
