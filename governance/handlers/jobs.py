@@ -13,8 +13,7 @@ import json
 import logging
 from dataclasses import dataclass
 from functools import partial
-from datetime import datetime, timedelta, timezone
-from decimal import Decimal
+from datetime import datetime, timezone
 from typing import Any, Literal
 
 import kopf
@@ -23,11 +22,14 @@ from kubernetes.client.rest import ApiException
 from .. import metrics
 from ..admission import Problem, assess, backend_from_object, choose_budget, unknown_backend
 from ..api import FINALIZER, GROUP, JOB_LABEL, JOB_UID_LABEL, SESSION_LABEL, VERSION, label_value
-from ..api.specs import Backend, SpecError, parse_job
-from ..budget.costmodel import Usage, amount_in_unit
+from ..api.specs import Backend, JobSpec, SpecError, parse_job
 from ..budget.errors import DatabaseUnavailable, UnknownBudget, UnknownReservation
 from ..budget.money import format_amount, format_quantity
-from ..budget.types import Decision, QueueChange, ReserveRequest, SettleOutcome
+from ..budget.types import Decision, QueueChange, ReserveOutcome, ReserveRequest, SettleOutcome
+from ..jobs import (TERMINAL, AdmissionFacts, AlreadyCounted, Fail, JobStatus, Need, NeedBackend, NeedBudget,
+                    NeedEstimate, NeedReservation, NeedSession, Outcome, Phase, Queue, Refuse, Retry, after_attempt,
+                    attempt_charge, decide_admission)
+from ..jobs.attempts import DEFAULT_BACKOFF_LIMIT
 from .budgets import budget_event, provide_executor_identity, refresh_budget_status, refresh_namespace_budgets
 from .conditions import iso, now_iso, parse_iso, set_condition
 from .expiry import expires_at
@@ -39,8 +41,6 @@ from .runtime import remember_kopf_context, rt, started
 
 PLURAL = "qiskitjobs"
 log = logging.getLogger("qgov.jobs")
-TERMINAL = {"Succeeded", "Failed", "Refused", "Cancelled"}
-EXIT_DETERMINISTIC = 2
 
 
 # ---------------------------------------------------------------------- status helpers
@@ -163,67 +163,70 @@ def _unless_budget_is_coming(namespace: str, wanted: str | None) -> None:
 
 
 def admit(job: dict[str, Any]) -> dict[str, Any]:
-    """Decide a job and return its new status (pods are created by the caller)."""
-    meta, spec = job["metadata"], job.get("spec") or {}
-    namespace, name, uid = meta["namespace"], meta["name"], meta["uid"]
+    """Decide a job (governance/jobs/admission.py) and return its new status (pods are created by
+    the caller). Each fact the decision needs is read here, when it asks for it."""
+    meta = job["metadata"]
+    namespace, uid = meta["namespace"], meta["uid"]
     try:
-        parsed = parse_job(spec)
+        spec: JobSpec | SpecError = parse_job(job.get("spec") or {})
     except SpecError as exc:
-        return _fail(job, "InvalidSpec", str(exc))
-    backend = _load_backend(parsed.backend)
-    if isinstance(backend, Problem):
-        return _fail(job, backend.reason, backend.message)
-    choice = _choose_budget(namespace, parsed.budget)
-    if isinstance(choice, Problem):
-        return _refuse(job, choice.reason, choice.message, None)
-    unit = choice[1] if choice else "USD"
-    estimate = assess(parsed, backend, unit)
-    if isinstance(estimate, Problem):
-        if estimate.reason == "MaxCostExceeded":
-            return _refuse(job, estimate.reason, estimate.message, None)
-        return _fail(job, estimate.reason, estimate.message)
-    base = {"estimatedCost": format_amount(estimate.amount_micro), "currency": unit,
-            "estimatedMicro": str(estimate.amount_micro), "backend": backend.name, "attempts": 0,
-            "budget": choice[0] if choice else None,
-            # what was priced: the executor runs this generation of the spec or nothing
-            "admittedGeneration": meta.get("generation")}
-    if backend.provider == "ibm" or parsed.session:
-        from .sessions import session_for_job
+        spec = exc
+    facts = AdmissionFacts(namespace, spec)
+    while isinstance(step := decide_admission(facts), Need):
+        if isinstance(step, NeedBackend):
+            backend = _load_backend(step.name)
+            facts = facts.answer(backend=backend,
+                                 in_sessions=not isinstance(backend, Problem) and backend.provider == "ibm")
+        elif isinstance(step, NeedBudget):
+            facts = facts.answer(budget=_choose_budget(namespace, step.wanted))
+        elif isinstance(step, NeedEstimate):
+            facts = facts.answer(estimate=assess(step.spec, step.backend, step.unit))
+        elif isinstance(step, NeedSession):
+            from .sessions import session_for_job
 
-        placed = session_for_job(namespace, uid, parsed.session, backend, parsed.credentials_secret)
-        if isinstance(placed, Problem):
-            return _fail(job, placed.reason, placed.message)
-        base["session"] = placed[0]
-        if placed[1] == "dedicated":  # the session reserved its wall-clock time: its jobs are not charged again
-            base.update(budget=None, paidBySession=True)
-            return _admitted(job, base, "InDedicatedSession",
-                             f"runs in dedicated session {placed[0]}, which pays for its time")
-    if choice is None:
-        log.info(f"admitting {namespace}/{name} without a budget (QGOV_ALLOW_UNBUDGETED)")
-        # its pod runs as qgov-executor too, which a budget would have provided (a real API server
-        # refuses a pod whose ServiceAccount does not exist)
-        provide_executor_identity(job, namespace)
-        return _admitted(job, base, "Unbudgeted", "admitted without a budget (the operator allows unbudgeted work)",
-                         event=True)
+            facts = facts.answer(placement=session_for_job(namespace, uid, step.requested, step.backend,
+                                                           step.credentials_secret))
+        elif isinstance(step, NeedReservation):
+            facts = facts.answer(reservation=_reserve(job, step, facts))
+    return _apply_admission(job, step)
+
+
+def _reserve(job: dict[str, Any], step: NeedReservation, facts: AdmissionFacts) -> ReserveOutcome | Problem:
+    meta = job["metadata"]
+    namespace = meta["namespace"]
     try:
-        outcome = metrics.timed_reserve(rt().batcher.reserve, ReserveRequest(uid, namespace, choice[0], estimate.amount_micro,
-                                                      job=f"{namespace}/{name}", backend=backend.name,
-                                                      session=base.get("session") or parsed.session or ""))
+        outcome = metrics.timed_reserve(rt().batcher.reserve, ReserveRequest(
+            meta["uid"], namespace, step.budget, step.amount_micro, job=f"{namespace}/{meta['name']}",
+            backend=facts.backend.name, session=step.session))
     except UnknownBudget as exc:  # deleted a moment ago
-        return _refuse(job, "UnknownBudget", str(exc), None)
+        return Problem("UnknownBudget", str(exc))
     if outcome.thresholds_crossed:
-        budget_event(namespace, choice[0], "Warning", "BudgetThresholdCrossed",
+        budget_event(namespace, step.budget, "Warning", "BudgetThresholdCrossed",
                      f"{max(outcome.thresholds_crossed)}% of the budget is committed: {outcome.balance.describe()}")
-    if outcome.decision is Decision.REFUSED:
-        return _refuse(job, "BudgetExceeded", outcome.message, choice[0], base)
-    if outcome.decision is Decision.QUEUED:
-        status = dict(base, phase="Queued", message=outcome.message)
+    return outcome
+
+
+def _apply_admission(job: dict[str, Any], outcome: Outcome) -> dict[str, Any]:
+    """The status (and Events) for the admission's outcome."""
+    meta = job["metadata"]
+    if isinstance(outcome, Fail):
+        return _fail(job, outcome.reason, outcome.message)
+    base = outcome.priced.status(meta.get("generation")) if outcome.priced is not None else None
+    if isinstance(outcome, Refuse):
+        return _refuse(job, outcome.reason, outcome.message, outcome.budget, base)
+    assert base is not None
+    if isinstance(outcome, Queue):
+        status = dict(base, phase=Phase.QUEUED.value, message=outcome.message)
         status["conditions"] = _conditions(job, ("Admitted", False, "Queued", outcome.message),
                                            *_ledger_answered(job))
         kopf.event(job, type="Normal", reason="Queued", message=outcome.message)
         return status
-    return _admitted(job, base, "BudgetReserved",
-                     f"reserved {estimate.describe()} in budget {namespace}/{choice[0]}")
+    if outcome.unbudgeted:
+        log.info(f"admitting {meta['namespace']}/{meta['name']} without a budget (QGOV_ALLOW_UNBUDGETED)")
+        # its pod runs as qgov-executor too, which a budget would have provided (a real API server
+        # refuses a pod whose ServiceAccount does not exist)
+        provide_executor_identity(job, meta["namespace"])
+    return _admitted(job, base, outcome.reason, outcome.message, event=outcome.unbudgeted)
 
 
 def _admitted(job: dict[str, Any], base: dict[str, Any], reason: str, message: str,
@@ -702,15 +705,12 @@ def _usage_of(pod: dict[str, Any]) -> tuple[dict[str, Any], int | None]:
 
 def _charge(job: dict[str, Any], report: dict[str, Any]) -> int:
     """What an attempt's reported usage costs in the job's budget unit (0 if it reported none)."""
-    usage = report.get("usage") or {}
-    if not usage or (job.get("status") or {}).get("paidBySession"):
-        return 0
+    status = JobStatus.of(job)
+    if not (report.get("usage") or {}) or status.paid_by_session:
+        return 0  # the backend is not even looked up
     backend = _load_backend(job["spec"]["backend"])
-    if isinstance(backend, Problem):
-        return 0
-    measured = Usage(qpu_seconds=Decimal(usage.get("qpuSeconds", "0")), cpu_seconds=Decimal(usage.get("cpuSeconds", "0")),
-                     shots=int(usage.get("shots", 0)), tasks=int(usage.get("tasks", 0)))
-    return amount_in_unit(measured, backend.prices, (job.get("status") or {}).get("currency") or "USD")
+    prices = None if isinstance(backend, Problem) else backend.prices
+    return attempt_charge(report, prices, status.currency, status.paid_by_session)
 
 
 @kopf.on.event("", "v1", "pods", labels={JOB_UID_LABEL: kopf.PRESENT})
@@ -765,49 +765,41 @@ def executor_pod_event(type: str, pod: dict[str, Any]) -> None:
 
 def attempt_finished(job: dict[str, Any], attempt: int, succeeded: bool, report: dict[str, Any],
                      exit_code: int | None) -> None:
-    """An attempt ended (its pod, or a session runner, reported): charge it, then retry, or settle."""
-    status = job.get("status") or {}
+    """An attempt ended (its pod, or a session runner, reported): charge it, then retry, or settle
+    (governance/jobs/attempts.py decides)."""
+    status = JobStatus.of(job)
     namespace, name = job["metadata"]["namespace"], job["metadata"]["name"]
-    phase = "Succeeded" if succeeded else "Failed"
-    if int(status.get("countedAttempt") or 0) >= attempt and status.get("retryAt"):
+    charge = 0 if status.counted(attempt) else _charge(job, report)
+    backoff = int((job.get("spec") or {}).get("backoffLimit", DEFAULT_BACKOFF_LIMIT))
+    after = after_attempt(status, attempt, succeeded, report, exit_code, charge, backoff,
+                          rt().config.retry_base_seconds, datetime.now(timezone.utc))
+    if isinstance(after, AlreadyCounted):
         return  # this attempt was already counted and a retry is scheduled
-    used = int(status.get("usedMicro") or 0)
-    qpu = Decimal(str(status.get("qpuSeconds") or 0))
-    if int(status.get("countedAttempt") or 0) < attempt:
-        used += _charge(job, report)
-        qpu += Decimal(str((report.get("usage") or {}).get("qpuSeconds") or 0))
-    unit = status.get("currency") or "USD"
-    backoff = int((job.get("spec") or {}).get("backoffLimit", 2))
-    if phase == "Failed" and exit_code != EXIT_DETERMINISTIC and attempt <= backoff:
-        delay = rt().config.retry_base_seconds * 2 ** (attempt - 1)
-        retry_at = iso(datetime.now(timezone.utc) + timedelta(seconds=delay))
-        message = f"attempt {attempt} failed ({report.get('error') or f'exit code {exit_code}'}); retrying in {delay:g}s"
-        kopf.event(job, type="Warning", reason="AttemptFailed", message=message)
-        _patch_status(namespace, name, {"phase": "Admitted", "message": message, "usedMicro": str(used),
-                                        "qpuSeconds": format_quantity(qpu), "countedAttempt": attempt, "retryAt": retry_at})
+    if isinstance(after, Retry):
+        retry_at = iso(after.at)
+        kopf.event(job, type="Warning", reason="AttemptFailed", message=after.message)
+        _patch_status(namespace, name, {"phase": Phase.ADMITTED.value, "message": after.message,
+                                        "usedMicro": str(after.used_micro),
+                                        "qpuSeconds": format_quantity(after.qpu_seconds), "countedAttempt": attempt,
+                                        "retryAt": retry_at})
         schedule_retry(namespace, name, job["metadata"]["uid"], retry_at)
         return
-    settled, late = _settle(job, used)
-    cost = f"{format_amount(settled)} {unit}" + (f" ({late})" if late else "")
-    if phase == "Succeeded":
-        message = f"succeeded on attempt {attempt}; charged {cost}"
+    settled, late = _settle(job, after.used_micro)
+    cost = f"{format_amount(settled)} {status.currency}" + (f" ({late})" if late else "")
+    message = after.message(cost)
+    spent = {"actualCost": format_amount(settled), "usedMicro": str(after.used_micro),
+             "qpuSeconds": format_quantity(after.qpu_seconds), "countedAttempt": attempt}
+    if after.phase is Phase.SUCCEEDED:
         kopf.event(job, type="Normal", reason="Succeeded", message=message)
-        new = _terminal(job, "Succeeded", "Completed", message, actualCost=format_amount(settled),
-                        usedMicro=str(used), qpuSeconds=format_quantity(qpu), countedAttempt=attempt,
+        new = _terminal(job, Phase.SUCCEEDED.value, after.reason, message, **spent,
                         resultConfigMap=report.get("resultConfigMap"),
                         **({"runtimeJob": report["runtimeJob"]} if report.get("runtimeJob") else {}))
     else:
-        why = report.get("error") or f"exit code {exit_code}"
-        kind = "does not retry a deterministic error" if exit_code == EXIT_DETERMINISTIC else \
-            f"gave up after {attempt} attempts"
-        message = f"attempt {attempt} failed: {why}; qgov {kind}; charged {cost}"
         kopf.event(job, type="Warning", reason="Failed", message=message)
-        reason = report.get("reason") or ("ExecutorFailed" if exit_code != EXIT_DETERMINISTIC else "InvalidJob")
-        new = _terminal(job, "Failed", reason, message, actualCost=format_amount(settled), usedMicro=str(used),
-                        qpuSeconds=format_quantity(qpu), countedAttempt=attempt)
+        new = _terminal(job, Phase.FAILED.value, after.reason, message, **spent)
     _patch_status(namespace, name, new)
-    if status.get("budget"):
-        refresh_budget_status(namespace, status["budget"])
+    if status.budget:
+        refresh_budget_status(namespace, status.budget)
 
 
 def _settle(job: dict[str, Any], used: int) -> tuple[int, str]:
