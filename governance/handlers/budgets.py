@@ -16,22 +16,16 @@ from ..api.specs import SpecError, parse_budget
 from ..budget.burnrate import NO_SPEND, burn_rate, burn_status, next_midnight
 from ..budget.errors import DatabaseUnavailable, LedgerError, UnknownBudget
 from ..budget.money import format_amount
+from .budgetnotify import provide_executor_identity, refresh_budget_status
 from .conditions import set_condition
+from .jobs import start_admitted
+from .kube import discard
 from .retrying import HANDLER_RETRY_SECONDS
 from .runtime import remember_kopf_context, rt
 
 PLURAL = "qiskitbudgets"
 TOP_JOBS = 5
 NEAR_LIMIT_DEFAULT = 80
-
-
-def budget_event(namespace: str, name: str, type_: str, reason: str, message: str) -> None:
-    """An Event on a QiskitBudget, from anywhere (a job's refusal, a threshold crossing)."""
-    try:
-        body = rt().custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
-    except ApiException:
-        return
-    kopf.event(body, type=type_, reason=reason, message=message)
 
 
 @dataclass(frozen=True)
@@ -90,21 +84,6 @@ def budget_figures(namespace: str, name: str, body: dict[str, Any]) -> tuple[dic
     }, MetricsOnly(tuple(warn), projected, reads.oldest_queued)
 
 
-def refresh_budget_status(namespace: str, name: str) -> None:
-    """Ask for the budget's status to be rewritten. Debounced by the status writer
-    (budgetstatus.py): a burst of N jobs costs N cheap marks, not N reports of N jobs each."""
-    rt().status_writer.mark((namespace, name))
-
-
-def refresh_namespace_budgets(namespace: str | None = None) -> None:
-    """Every budget of the namespace (or of the cluster) may show something new: when the ledger
-    fails, for instance, they say so."""
-    for ns, budgets in list(rt().budget_units.items()):
-        if namespace is None or ns == namespace:
-            for name in list(budgets):
-                refresh_budget_status(ns, name)
-
-
 def _get_budget(namespace: str, name: str) -> dict[str, Any]:
     try:
         return rt().custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
@@ -115,8 +94,6 @@ def _get_budget(namespace: str, name: str) -> dict[str, Any]:
 
 
 def _patch_budget_status(namespace: str, name: str, status: dict[str, Any]) -> None:
-    from .jobs import discard
-
     discard(rt().custom.patch_namespaced_custom_object_status(GROUP, VERSION, namespace, PLURAL, name,
                                                               {"status": status}, _preload_content=False))
 
@@ -148,8 +125,6 @@ def write_status(key: tuple[str, str]) -> datetime | None:
 
 def rollover(key: tuple[str, str]) -> None:
     """The status writer's `rollover`: the budget's period ended; the new one has funds for its queue."""
-    from .jobs import start_admitted
-
     start_admitted(rt().ledger.admit_queued(key[0]))
 
 
@@ -176,8 +151,6 @@ def ledger_unavailable(key: tuple[str, str], exc: DatabaseUnavailable) -> None:
 @kopf.on.update(GROUP, VERSION, PLURAL, field="spec", backoff=HANDLER_RETRY_SECONDS)
 @kopf.on.resume(GROUP, VERSION, PLURAL, backoff=HANDLER_RETRY_SECONDS)
 def on_budget(body: kopf.Body, spec: kopf.Spec, namespace: str, name: str, patch: kopf.Patch, **_: Any) -> None:
-    from .jobs import start_admitted
-
     remember_kopf_context()
     obj = dict(body)
     try:
@@ -197,30 +170,9 @@ def on_budget(body: kopf.Body, spec: kopf.Spec, namespace: str, name: str, patch
     provide_executor_identity(obj, namespace)
 
 
-def provide_executor_identity(budget: dict[str, Any], namespace: str) -> None:
-    """The namespace's executor ServiceAccount and RoleBinding (identity.py), once per namespace
-    and operator process; a refusal is a Warning on the budget (or on the unbudgeted job that
-    asked), not a failed budget."""
-    from kubernetes.client.rest import ApiException
-
-    from .identity import ensure_executor_identity
-    from .retrying import type_name
-
-    if not rt().config.provision_executor_identity or namespace in rt().identities:
-        return
-    try:
-        ensure_executor_identity(rt().core, rt().rbac, namespace)
-        rt().identities.add(namespace)
-    except ApiException as exc:
-        kopf.event(budget, type="Warning", reason="ExecutorIdentityFailed",
-                   message=f"could not create ServiceAccount/RoleBinding qgov-executor: {type_name(exc)}")
-
-
 @kopf.on.delete(GROUP, VERSION, PLURAL, backoff=HANDLER_RETRY_SECONDS)
 def on_budget_deleted(namespace: str, name: str, **_: Any) -> None:
     """A deleted budget admits nothing more; its queued jobs are refused; what it holds still settles."""
-    from .jobs import start_admitted
-
     rt().budget_units.get(namespace, {}).pop(name, None)
     rt().status_writer.forget((namespace, name))
     try:

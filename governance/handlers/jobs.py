@@ -20,7 +20,8 @@ import kopf
 from kubernetes.client.rest import ApiException
 
 from .. import metrics
-from ..admission import Problem, assess, backend_from_object, choose_budget, unknown_backend
+from ..admission import Problem, assess, backend_from_object, unknown_backend
+from ..admission import choose_budget as budget_that_pays
 from ..api import FINALIZER, GROUP, JOB_LABEL, JOB_UID_LABEL, SESSION_LABEL, VERSION, label_value
 from ..api.specs import Backend, JobSpec, SpecError, parse_job
 from ..budget.errors import DatabaseUnavailable, UnknownBudget, UnknownReservation
@@ -30,54 +31,28 @@ from ..jobs import (TERMINAL, AdmissionFacts, AlreadyCounted, Fail, JobStatus, N
                     NeedEstimate, NeedReservation, NeedSession, Outcome, Phase, Queue, Refuse, Retry, after_attempt,
                     attempt_charge, decide_admission)
 from ..jobs.attempts import DEFAULT_BACKOFF_LIMIT
-from .budgets import budget_event, provide_executor_identity, refresh_budget_status, refresh_namespace_budgets
+from ..sessions.lifecycle import requeue_or_fail
+from .budgetnotify import budget_event, provide_executor_identity, refresh_budget_status, refresh_namespace_budgets
 from .conditions import iso, now_iso, parse_iso, set_condition
 from .expiry import expires_at
 from . import rawevents
-from .apiwrites import custom_path, pods_path
+from .identity import missing_account
+from .kube import JOBS as PLURAL
+from .kube import create_pod as post_pod
+from .kube import discard, get_job, get_object, get_session, json_patch, patch_job_status
 from .pods import RuntimeSessionRef, executor_pod, owner_name, pod_name
-from .retrying import Watcher, later, run_retrying
+from .retrying import NotYet, Watcher, later, run_retrying
 from .runtime import remember_kopf_context, rt, started
+from .sessionview import AUTO_BATCH_LABEL, auto_batch, credentials_secret, ended_phase, local_runner, runtime_ref, \
+    session_for_job, session_jobs
 
-PLURAL = "qiskitjobs"
 log = logging.getLogger("qgov.jobs")
 
 
 # ---------------------------------------------------------------------- status helpers
 
 
-def discard(answer: Any) -> None:
-    """Drain and return an unparsed answer (`_preload_content=False`): the caller needs none of it,
-    and parsing the whole object back costs more CPU than the call; undrained, it breaks the pool."""
-    answer.read()
-    answer.release_conn()
-
-
-def _patch_status(namespace: str, name: str, status: dict[str, Any]) -> None:
-    http = rt().http
-    if http is not None:  # the admission's writes skip the kubernetes client's machinery (apiwrites.py)
-        http.request("PATCH", custom_path(GROUP, VERSION, namespace, PLURAL, name, "status"), {"status": status},
-                     "application/merge-patch+json")
-        return
-    discard(rt().custom.patch_namespaced_custom_object_status(GROUP, VERSION, namespace, PLURAL, name,
-                                                              {"status": status}, _preload_content=False))
-
-
-def get_object(plural: str, namespace: str, name: str) -> dict[str, Any] | None:
-    """A qgov object, or None when it is gone."""
-    try:
-        return rt().custom.get_namespaced_custom_object(GROUP, VERSION, namespace, plural, name)
-    except ApiException as exc:
-        if exc.status == 404:
-            return None
-        raise
-
-
-def _get_job(namespace: str, name: str) -> dict[str, Any] | None:
-    return get_object(PLURAL, namespace, name)
-
-
-def _conditions(job: dict[str, Any], *changes: tuple[str, bool, str, str]) -> list[dict[str, Any]]:
+def job_conditions(job: dict[str, Any], *changes: tuple[str, bool, str, str]) -> list[dict[str, Any]]:
     conditions = (job.get("status") or {}).get("conditions")
     for type_, ok, reason, message in changes:
         conditions = set_condition(conditions, type_, ok, reason, message, job["metadata"].get("generation"))
@@ -101,7 +76,7 @@ def _terminal(job: dict[str, Any], phase: str, reason: str, message: str, **extr
         changes.append(("Failed", True, reason, message))
     if phase == "Refused":
         changes.append(("Admitted", False, reason, message))
-    conditions = _conditions(job, *changes)
+    conditions = job_conditions(job, *changes)
     return {"phase": phase, "message": message, "conditions": conditions, "completionTime": now_iso(),
             "retryAt": None, **extra}
 
@@ -124,7 +99,7 @@ def _parse_backend(name: str, obj: dict[str, Any]) -> Backend | Problem:
     return backend_from_object(name, obj)
 
 
-def _load_backend(name: str) -> Backend | Problem:
+def load_backend(name: str) -> Backend | Problem:
     backend = rt().backends.get(name)
     if backend is not None:
         return backend
@@ -137,14 +112,14 @@ def _load_backend(name: str) -> Backend | Problem:
     return _parse_backend(name, obj)
 
 
-def _choose_budget(namespace: str, wanted: str | None) -> tuple[str, str] | Problem | None:
+def choose_budget(namespace: str, wanted: str | None) -> tuple[str, str] | Problem | None:
     """(name, unit) of the budget that pays; None when unbudgeted work is allowed."""
     budgets = rt().budget_units.get(namespace)
     if budgets is None:  # first job of the namespace since start: read the ledger once
         budgets = rt().budget_units.setdefault(namespace, {b.name: b.unit for b in rt().ledger.budgets(namespace)})
     if (wanted and wanted not in budgets) or not budgets:
         _unless_budget_is_coming(namespace, wanted)
-    return choose_budget(namespace, wanted, budgets, rt().config.allow_unbudgeted)
+    return budget_that_pays(namespace, wanted, budgets, rt().config.allow_unbudgeted)
 
 
 def _unless_budget_is_coming(namespace: str, wanted: str | None) -> None:
@@ -152,8 +127,6 @@ def _unless_budget_is_coming(namespace: str, wanted: str | None) -> None:
     -f budget.yaml -f job.yaml`) can arrive first. When the cluster has the budget the ledger does
     not know yet, the job waits for it (NotYet: retried within seconds) instead of being refused.
     A budget whose spec was found invalid never comes: its jobs are refused."""
-    from .retrying import NotYet
-
     listed = rt().custom.list_namespaced_custom_object(GROUP, VERSION, namespace, "qiskitbudgets")["items"]
     names = {b["metadata"]["name"] for b in listed if not b["metadata"].get("deletionTimestamp")
              and not any(c.get("reason") == "InvalidSpec" for c in (b.get("status") or {}).get("conditions") or [])}
@@ -174,16 +147,14 @@ def admit(job: dict[str, Any]) -> dict[str, Any]:
     facts = AdmissionFacts(namespace, spec)
     while isinstance(step := decide_admission(facts), Need):
         if isinstance(step, NeedBackend):
-            backend = _load_backend(step.name)
+            backend = load_backend(step.name)
             facts = facts.answer(backend=backend,
                                  in_sessions=not isinstance(backend, Problem) and backend.provider == "ibm")
         elif isinstance(step, NeedBudget):
-            facts = facts.answer(budget=_choose_budget(namespace, step.wanted))
+            facts = facts.answer(budget=choose_budget(namespace, step.wanted))
         elif isinstance(step, NeedEstimate):
             facts = facts.answer(estimate=assess(step.spec, step.backend, step.unit))
         elif isinstance(step, NeedSession):
-            from .sessions import session_for_job
-
             facts = facts.answer(placement=session_for_job(namespace, uid, step.requested, step.backend,
                                                            step.credentials_secret))
         elif isinstance(step, NeedReservation):
@@ -217,7 +188,7 @@ def _apply_admission(job: dict[str, Any], outcome: Outcome) -> dict[str, Any]:
     assert base is not None
     if isinstance(outcome, Queue):
         status = dict(base, phase=Phase.QUEUED.value, message=outcome.message)
-        status["conditions"] = _conditions(job, ("Admitted", False, "Queued", outcome.message),
+        status["conditions"] = job_conditions(job, ("Admitted", False, "Queued", outcome.message),
                                            *_ledger_answered(job))
         kopf.event(job, type="Normal", reason="Queued", message=outcome.message)
         return status
@@ -239,7 +210,7 @@ def _admitted(job: dict[str, Any], base: dict[str, Any], reason: str, message: s
     if event:
         kopf.event(job, type="Normal", reason="Admitted", message=message)
     return dict(base, phase="Admitted", message=message, attempts=1,
-                conditions=_conditions(job, ("Admitted", True, reason, message), *_ledger_answered(job)))
+                conditions=job_conditions(job, ("Admitted", True, reason, message), *_ledger_answered(job)))
 
 
 def _fail(job: dict[str, Any], reason: str, message: str) -> dict[str, Any]:
@@ -265,7 +236,7 @@ def _start_attempt(job: dict[str, Any], attempt: int, status: dict[str, Any] | N
     meta = job["metadata"]
     written = {**(status or {}), "phase": "Admitted", "attempts": attempt, "retryAt": None,
                "podName": pod_name(meta["name"], attempt)}
-    _patch_status(meta["namespace"], meta["name"], written)
+    patch_job_status(meta["namespace"], meta["name"], written)
     create_attempt_pod(dict(job, status={**(job.get("status") or {}), **written}), attempt)
 
 
@@ -291,8 +262,6 @@ def attempt_placement(job: dict[str, Any]) -> Placement:
     session_name = (job.get("status") or {}).get("session")
     if not session_name:
         return Placement("pod")
-    from .sessions import get_session, local_runner, runtime_ref
-
     session = get_session(job["metadata"]["namespace"], session_name)
     if local_runner(session):
         return Placement("runner")  # the session's runner pod takes the attempt from the job's status
@@ -303,12 +272,8 @@ def attempt_placement(job: dict[str, Any]) -> Placement:
 def create_pod(job: dict[str, Any], attempt: int, runtime: RuntimeSessionRef | None) -> bool:
     """Create the attempt's executor pod; False when it exists already (a replay, or a race)."""
     body = executor_pod(job, attempt, rt().config.executor_image, runtime, rt().config.executor_image_pull_policy)
-    try:  # skip building client models from the answer; read it, or the pooled connection breaks
-        http = rt().http
-        if http is not None:
-            http.request("POST", pods_path(job["metadata"]["namespace"]), body)
-        else:
-            discard(rt().core.create_namespaced_pod(job["metadata"]["namespace"], body, _preload_content=False))
+    try:
+        post_pod(job["metadata"]["namespace"], body)
         return True
     except ApiException as exc:
         if exc.status != 409:  # 409: a replay; the pod of this attempt exists already
@@ -320,8 +285,6 @@ def create_pod(job: dict[str, Any], attempt: int, runtime: RuntimeSessionRef | N
 def _stalled_on_identity(job: dict[str, Any], exc: ApiException) -> None:
     """The API server refused the pod for want of its ServiceAccount: say so on the job (once),
     then the creation is retried (run_retrying) until someone creates it."""
-    from .identity import missing_account
-
     message = missing_account(exc)
     status = job.get("status") or {}
     if message is None or any(c.get("type") == "Stalled" and c.get("message") == message
@@ -329,8 +292,8 @@ def _stalled_on_identity(job: dict[str, Any], exc: ApiException) -> None:
         return
     metrics.pod_stalled("ServiceAccountMissing")
     meta = job["metadata"]
-    _patch_status(meta["namespace"], meta["name"], {
-        "message": message, "conditions": _conditions(job, ("Stalled", True, "ServiceAccountMissing", message))})
+    patch_job_status(meta["namespace"], meta["name"], {
+        "message": message, "conditions": job_conditions(job, ("Stalled", True, "ServiceAccountMissing", message))})
     kopf.event(job, type="Warning", reason="ServiceAccountMissing", message=message)
 
 
@@ -341,13 +304,10 @@ def _session_not_open(job: dict[str, Any], session_name: str, session: dict[str,
     """An ibm job whose session is not open: wait for it to open, or move on when it has ended.
     A session that failed (credentials, budget) fails its jobs with its reason; one that closed or
     reached maxTime sends an automatic batch's jobs to a new batch, a few times at most."""
-    from ..sessions.lifecycle import requeue_or_fail
-    from .sessions import AUTO_BATCH_LABEL, auto_batch, credentials_secret, ended_phase
-
     meta, status = job["metadata"], job.get("status") or {}
     phase = ended_phase(session)
     if phase is None:
-        _patch_status(meta["namespace"], meta["name"], {"message": f"waiting for QiskitSession {session_name} to open"})
+        patch_job_status(meta["namespace"], meta["name"], {"message": f"waiting for QiskitSession {session_name} to open"})
         return  # the session starts its jobs when it opens
     if phase == "Failed":
         why = ((session or {}).get("status") or {}).get("message", "")
@@ -356,14 +316,14 @@ def _session_not_open(job: dict[str, Any], session_name: str, session: dict[str,
     automatic = session is None or ((session.get("metadata") or {}).get("labels") or {}).get(AUTO_BATCH_LABEL)
     moves = int(status.get("sessionMoves") or 0)
     move, why = requeue_or_fail(moves, MAX_SESSION_MOVES)
-    backend = _load_backend(job["spec"]["backend"])
+    backend = load_backend(job["spec"]["backend"])
     if automatic and move and not isinstance(backend, Problem):
         new = auto_batch(meta["namespace"], backend, f"{meta['uid']}/{moves + 1}",
                          credentials_secret(job["spec"].get("credentialsSecret")))
         message = f"QiskitSession {session_name} is {phase}: {why}, {new}"
         kopf.event(job, type="Normal", reason="SessionRequeued", message=message)
         _mark(job, finalizer=False, session=new)
-        _patch_status(meta["namespace"], meta["name"], {"session": new, "sessionMoves": moves + 1,
+        patch_job_status(meta["namespace"], meta["name"], {"session": new, "sessionMoves": moves + 1,
                                                         "message": message})
         return
     if automatic:
@@ -380,7 +340,7 @@ def _finish_unstarted(job: dict[str, Any], reason: str, message: str) -> None:
     used = int((job.get("status") or {}).get("usedMicro") or 0)
     charged, _ = _settle(job, used)
     kopf.event(job, type="Warning", reason=reason, message=message)
-    _patch_status(namespace, name, _terminal(job, "Failed", reason, f"{message}; charged {format_amount(charged)}",
+    patch_job_status(namespace, name, _terminal(job, "Failed", reason, f"{message}; charged {format_amount(charged)}",
                                              actualCost=format_amount(charged), usedMicro=str(used)))
     if (job.get("status") or {}).get("budget"):
         refresh_budget_status(namespace, job["status"]["budget"])
@@ -388,9 +348,7 @@ def _finish_unstarted(job: dict[str, Any], reason: str, message: str) -> None:
 
 def start_session_jobs(namespace: str, session_name: str) -> None:
     """A session opened: start the attempts of its jobs that were waiting for it."""
-    from .sessions import _session_jobs
-
-    for job in _session_jobs(namespace, session_name):
+    for job in session_jobs(namespace, session_name):
         status = job.get("status") or {}
         if status.get("phase") == "Admitted" and int(status.get("attempts") or 0) >= 1 and not status.get("retryAt"):
             create_attempt_pod(job, int(status["attempts"]))
@@ -404,20 +362,20 @@ def start_admitted(changes: tuple[QueueChange, ...] | list[QueueChange]) -> None
         except UnknownReservation:
             continue
         namespace, _, name = reservation.job.partition("/")
-        job = _get_job(namespace, name)
+        job = get_job(namespace, name)
         if job is None or job["metadata"]["uid"] != change.key:
             continue
         if (job.get("status") or {}).get("phase") != "Queued":
             continue
         if change.decision is Decision.REFUSED:
-            _patch_status(namespace, name, _refuse(job, change.reason, change.message, None))
+            patch_job_status(namespace, name, _refuse(job, change.reason, change.message, None))
             metrics.queue_decision(job, "Refused", change.reason)
             continue
         message = "admitted from the queue: funds were freed"
         metrics.queue_decision(job, "Admitted", "AdmittedFromQueue")
         kopf.event(job, type="Normal", reason="Admitted", message=message)
         _start_attempt(job, 1, {"message": message,
-                                "conditions": _conditions(job, ("Admitted", True, "AdmittedFromQueue", message))})
+                                "conditions": job_conditions(job, ("Admitted", True, "AdmittedFromQueue", message))})
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
@@ -489,7 +447,7 @@ def job_event(type: str | None, job: dict[str, Any]) -> None:
 
 def _job_event_again(type: str | None, ref: JobRef) -> None:
     """A retry of job_event reads the job afresh: the event that failed may be long stale."""
-    job = _get_job(ref.namespace, ref.name)
+    job = get_job(ref.namespace, ref.name)
     if job is not None and job["metadata"]["uid"] == ref.uid:
         job_event(type, job)
 
@@ -526,7 +484,7 @@ class JobWatcher(Watcher):
         def update(job: dict[str, Any]) -> dict[str, Any] | None:
             if _condition_is(job, LEDGER_UNAVAILABLE, "True"):
                 return None
-            new: dict[str, Any] = {"conditions": _conditions(job, (LEDGER_UNAVAILABLE, True, "DatabaseUnavailable",
+            new: dict[str, Any] = {"conditions": job_conditions(job, (LEDGER_UNAVAILABLE, True, "DatabaseUnavailable",
                                                                   message))}
             if (job.get("status") or {}).get("phase") not in TERMINAL:
                 new["message"] = message
@@ -539,7 +497,7 @@ class JobWatcher(Watcher):
 
     def recovered(self) -> None:
         message = "the budget ledger is reachable again"
-        job = self._write(lambda job: {"conditions": _conditions(job, (
+        job = self._write(lambda job: {"conditions": job_conditions(job, (
             LEDGER_UNAVAILABLE, False, "LedgerAvailable", message))} if _condition_is(
             job, LEDGER_UNAVAILABLE, "True") else None)
         if job is not None:
@@ -549,7 +507,7 @@ class JobWatcher(Watcher):
         """Patch the status `update(job)` gives (None: nothing to write), on the job as read, if
         nobody wrote it meanwhile; read again and retry on a conflict. Returns the job written."""
         for _ in range(5):
-            job = _get_job(self.ref.namespace, self.ref.name)
+            job = get_job(self.ref.namespace, self.ref.name)
             if job is None or job["metadata"]["uid"] != self.ref.uid:
                 return None
             status = update(job)
@@ -624,7 +582,7 @@ def handle_job(job: dict[str, Any]) -> None:
     if new.get("phase") == "Admitted":
         _start_attempt(job, 1, new)
     else:
-        _patch_status(namespace, name, new)
+        patch_job_status(namespace, name, new)
     if new.get("budget"):
         refresh_budget_status(namespace, new["budget"])
 
@@ -658,13 +616,8 @@ def _mark(job: dict[str, Any], *, finalizer: bool, session: str | None) -> None:
         ops.append({"op": "add", "path": "/metadata/labels/" + SESSION_LABEL.replace("~", "~0").replace("/", "~1"),
                     "value": label_value(session)} if labels
                    else {"op": "add", "path": "/metadata/labels", "value": {SESSION_LABEL: label_value(session)}})
-    if ops and (http := rt().http) is not None:
-        http.request("PATCH", custom_path(GROUP, VERSION, meta["namespace"], PLURAL, meta["name"]), ops,
-                     "application/json-patch+json")
-    elif ops:
-        discard(rt().custom.patch_namespaced_custom_object(GROUP, VERSION, meta["namespace"], PLURAL, meta["name"],
-                                                           ops, _content_type="application/json-patch+json",
-                                                           _preload_content=False))
+    if ops:
+        json_patch(PLURAL, meta["namespace"], meta["name"], ops)
 
 
 def _remove_finalizer(job: dict[str, Any]) -> None:
@@ -686,7 +639,7 @@ def _remove_finalizer(job: dict[str, Any]) -> None:
                 return
             if exc.status not in (409, 422):
                 raise
-        fresh = _get_job(meta["namespace"], meta["name"])
+        fresh = get_job(meta["namespace"], meta["name"])
         if fresh is None:
             return
         meta = fresh["metadata"]
@@ -708,7 +661,7 @@ def _charge(job: dict[str, Any], report: dict[str, Any]) -> int:
     status = JobStatus.of(job)
     if not (report.get("usage") or {}) or status.paid_by_session:
         return 0  # the backend is not even looked up
-    backend = _load_backend(job["spec"]["backend"])
+    backend = load_backend(job["spec"]["backend"])
     prices = None if isinstance(backend, Problem) else backend.prices
     return attempt_charge(report, prices, status.currency, status.paid_by_session)
 
@@ -733,7 +686,7 @@ def executor_pod_event(type: str, pod: dict[str, Any]) -> None:
     labels = pod["metadata"].get("labels") or {}
     phase = (pod.get("status") or {}).get("phase")
     evicted = type == "DELETED" and phase not in ("Succeeded", "Failed")
-    job = _get_job(pod["metadata"]["namespace"], owner_name(pod, "QiskitJob") or labels.get(JOB_LABEL, ""))
+    job = get_job(pod["metadata"]["namespace"], owner_name(pod, "QiskitJob") or labels.get(JOB_LABEL, ""))
     if job is None or job["metadata"]["uid"] != labels.get(JOB_UID_LABEL) or job["metadata"].get(
             "deletionTimestamp"):
         return
@@ -752,8 +705,8 @@ def executor_pod_event(type: str, pod: dict[str, Any]) -> None:
                        "startTime": status.get("startTime") or now_iso()}
             if any(c.get("type") == "Stalled" and c.get("status") == "True" for c in status.get("conditions") or []):
                 message = f"executor pod {pod['metadata']['name']} is running"
-                running.update(message=message, conditions=_conditions(job, ("Stalled", False, "PodRunning", message)))
-            _patch_status(namespace, name, running)
+                running.update(message=message, conditions=job_conditions(job, ("Stalled", False, "PodRunning", message)))
+            patch_job_status(namespace, name, running)
         return
     report, exit_code = _usage_of(pod)
     if phase == "Failed" and pod["metadata"].get("deletionTimestamp") and not report.get("error"):
@@ -778,7 +731,7 @@ def attempt_finished(job: dict[str, Any], attempt: int, succeeded: bool, report:
     if isinstance(after, Retry):
         retry_at = iso(after.at)
         kopf.event(job, type="Warning", reason="AttemptFailed", message=after.message)
-        _patch_status(namespace, name, {"phase": Phase.ADMITTED.value, "message": after.message,
+        patch_job_status(namespace, name, {"phase": Phase.ADMITTED.value, "message": after.message,
                                         "usedMicro": str(after.used_micro),
                                         "qpuSeconds": format_quantity(after.qpu_seconds), "countedAttempt": attempt,
                                         "retryAt": retry_at})
@@ -797,7 +750,7 @@ def attempt_finished(job: dict[str, Any], attempt: int, succeeded: bool, report:
     else:
         kopf.event(job, type="Warning", reason="Failed", message=message)
         new = _terminal(job, Phase.FAILED.value, after.reason, message, **spent)
-    _patch_status(namespace, name, new)
+    patch_job_status(namespace, name, new)
     if status.budget:
         refresh_budget_status(namespace, status.budget)
 
@@ -847,7 +800,7 @@ def schedule_retry(namespace: str, name: str, uid: str, retry_at: str) -> None:
 
 
 def _start_retry(namespace: str, name: str, uid: str) -> None:
-    job = _get_job(namespace, name)
+    job = get_job(namespace, name)
     status = (job or {}).get("status") or {}
     if job is None or job["metadata"]["uid"] != uid or status.get("phase") in TERMINAL or not status.get("retryAt"):
         return  # gone, finished, or another timer started it already

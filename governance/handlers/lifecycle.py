@@ -22,6 +22,7 @@ from .budgets import ledger_unavailable, rollover, write_status
 from .alarms import Alarms
 from .budgetstatus import BudgetStatusWriter
 from .expiry import delete_job
+from .jobs import reconcile_ledger
 from .podsweep import PodSweeper
 from .retrying import run_retrying
 from .runtime import Runtime, rt, set_runtime
@@ -91,8 +92,6 @@ def start(settings: kopf.OperatorSettings, logger: Any, **_: Any) -> None:
     set_runtime(Runtime(config, ledger, ReservationBatcher(ledger),
                         batches=Batcher(window_s=config.batch_window_seconds, max_jobs=config.batch_max_jobs),
                         executor=settings.execution.executor, status_writer=writer, expiry=expiry))
-    from .jobs import reconcile_ledger
-
     writer.start()
     expiry.start()
     run_retrying("start-up reconciliation of the ledger", reconcile_ledger)  # in the background if it fails

@@ -34,9 +34,13 @@ from ..api import GROUP, MANAGED_BY_LABEL, VERSION
 from ..budget.errors import DatabaseUnavailable, UnknownReservation
 from ..budget.types import Decision, QueueChange
 from .retrying import type_name
-from .budgets import refresh_namespace_budgets
+from .budgetnotify import refresh_namespace_budgets
+from .jobs import (attempt_placement, create_pod, executor_pod_event, job_conditions, patch_job_status,
+                   reconcile_ledger, start_admitted)
 from .pods import pending_problem
 from .runtime import in_kopf_context, rt, started
+from .sessions import create_runner
+from .sessionview import local_runner
 
 # a pod that finished this long ago and whose job is not final lost its event: settle it here
 # (sooner would race the event being handled right now, and post its Events twice)
@@ -72,9 +76,6 @@ def sweep() -> list[str]:
     Its cost follows live work, not history: the jobs it looks at are the unfinished ones the
     watch keeps (`active_jobs`), the pods it lists are those not ended; a finished job costs it
     nothing."""
-    from .jobs import attempt_placement, create_pod, executor_pod_event, reconcile_ledger, start_admitted
-    from .sessions import _create_runner, local_runner
-
     # the open reservations BEFORE the jobs: reconcile_ledger relies on that order
     try:
         open_states: dict[str, str] | None = {r.key: r.state for r in rt().ledger.reservations(("held", "queued"))}
@@ -114,7 +115,7 @@ def sweep() -> list[str]:
         runner = local_runner(session)
         namespace = session["metadata"]["namespace"]
         if runner and (namespace, runner) not in pods and not session["metadata"].get("deletionTimestamp") \
-                and _create_runner(session):
+                and create_runner(session):
             created.append(f"{namespace}/{runner}")
     if open_states is not None:
         reconcile_ledger(jobs, sessions, list(open_states))
@@ -150,8 +151,6 @@ def _missed_end(pod: dict[str, Any]) -> bool:
 
 def report_stalled(job: dict[str, Any], pod: dict[str, Any]) -> None:
     """Write why the job's pod does not start into its Stalled condition (once per new reason)."""
-    from .jobs import _conditions, _patch_status
-
     problem = pending_problem(pod)
     if problem is None:
         return
@@ -162,8 +161,8 @@ def report_stalled(job: dict[str, Any], pod: dict[str, Any]) -> None:
         return
     metrics.pod_stalled(reason)
     meta = job["metadata"]
-    _patch_status(meta["namespace"], meta["name"], {
-        "message": message, "conditions": _conditions(job, ("Stalled", True, reason, message))})
+    patch_job_status(meta["namespace"], meta["name"], {
+        "message": message, "conditions": job_conditions(job, ("Stalled", True, reason, message))})
     log.warning(f"job {meta['namespace']}/{meta['name']}: {message}")
 
 

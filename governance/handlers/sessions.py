@@ -30,31 +30,26 @@ from ..budget.costmodel import Usage, amount_in_unit
 from ..budget.errors import InvalidTransition, UnknownBudget, UnknownReservation
 from ..budget.money import format_amount, format_quantity
 from ..budget.types import Decision, ReserveRequest
-from ..sessions.batching import BatchKey
 from ..sessions.lifecycle import Action, Phase, SessionView, decide
 from ..sessions.runtime_api import RuntimeApi, RuntimeApiError
 from ..sessions.tokens import Credential, TokenError, credential_from_secret, credentials_problem
-from .budgets import refresh_budget_status, refresh_namespace_budgets
+from .budgetnotify import refresh_budget_status, refresh_namespace_budgets
 from .conditions import iso, now_iso, parse_iso, set_condition
 from .config import session_interval_seconds
-from .pods import (SESSION_RUNNER_LABEL, RuntimeSessionRef, owner_name, runner_pod_name, session_runner_pod,
+from .pods import (SESSION_RUNNER_LABEL, owner_name, runner_pod_name, session_runner_pod,
                    token_secret_name)
 from .retrying import HANDLER_RETRY_SECONDS, run_retrying
 from .runtime import rt, started
+from .jobs import (JobRef, JobWatcher, attempt_finished, choose_budget, create_attempt_pod, load_backend,
+                   start_admitted, start_session_jobs)
+from .kube import created, delete_pod, discard, get_job, get_session
+from .sessionview import ENDED, credentials_secret, local_runner, session_jobs
 
 PLURAL = "qiskitsessions"
-ENDED = {Phase.CLOSED.value, Phase.EXPIRED.value, Phase.FAILED.value}
-AUTO_BATCH_LABEL = "qgov.dev/auto-batch"
 JOB_ACTIVE = {"Admitted", "Running"}
 
 
 # ---------------------------------------------------------------------- reading
-
-
-def get_session(namespace: str, name: str) -> dict[str, Any] | None:
-    from .jobs import get_object
-
-    return get_object(PLURAL, namespace, name)
 
 
 def load_credential(namespace: str, secret: str) -> Credential:
@@ -68,11 +63,6 @@ def load_credential(namespace: str, secret: str) -> Credential:
     return credential_from_secret(secret, obj.data or {})
 
 
-def credentials_secret(name: str | None) -> str:
-    """The credential Secret a session or job names, else the operator's default."""
-    return name or rt().config.ibm_default_secret
-
-
 def runtime_api(namespace: str, spec: SessionSpec) -> tuple[Credential, RuntimeApi]:
     """The session's credential and the Runtime API on it (TokenError when the Secret is wrong)."""
     credential = load_credential(namespace, credentials_secret(spec.credentials_secret))
@@ -81,39 +71,6 @@ def runtime_api(namespace: str, spec: SessionSpec) -> tuple[Credential, RuntimeA
 
 def _patch(namespace: str, name: str, status: dict[str, Any]) -> None:
     rt().custom.patch_namespaced_custom_object_status(GROUP, VERSION, namespace, PLURAL, name, {"status": status})
-
-
-def _session_jobs(namespace: str, name: str) -> list[dict[str, Any]]:
-    """The session's jobs, selected by the API server by their session label (jobs.py `_mark`);
-    the label holds 63 characters of the name, the status all of it."""
-    jobs = rt().custom.list_namespaced_custom_object(GROUP, VERSION, namespace, "qiskitjobs",
-                                                     label_selector=f"{SESSION_LABEL}={label_value(name)}")["items"]
-    return [j for j in jobs if (j.get("status") or {}).get("session") == name]
-
-
-def ended_phase(session: dict[str, Any] | None) -> str | None:
-    """Closed, Expired or Failed (or gone); Expired too once maxTime has passed, before the timer says so."""
-    if session is None:
-        return "gone"
-    status = session.get("status") or {}
-    if status.get("phase") in ENDED:
-        return status["phase"]
-    if status.get("openedTime"):
-        max_time = (session.get("spec") or {}).get("maxTime", 28800)
-        if time.time() >= parse_iso(status["openedTime"]).timestamp() + int(max_time):
-            return Phase.EXPIRED.value
-    return None
-
-
-def runtime_ref(session: dict[str, Any]) -> RuntimeSessionRef | None:
-    """What an executor pod of this session needs, once the Runtime session is open."""
-    status = session.get("status") or {}
-    if status.get("phase") not in (Phase.OPEN.value, Phase.DRAINING.value) or not status.get("sessionId") \
-            or ended_phase(session):
-        return None
-    return RuntimeSessionRef(status["sessionId"], status.get("mode", "batch"),
-                             token_secret_name(session["metadata"]["name"]), status.get("instance", ""),
-                             status.get("runtimeUrl"), status.get("searchUrl"), status.get("catalogUrl"))
 
 
 # ---------------------------------------------------------------------- tokens
@@ -150,7 +107,6 @@ def _fresh_token(session: dict[str, Any], credential: Credential) -> str:
 
 def _fail(session: dict[str, Any], reason: str, message: str, patch: kopf.Patch) -> None:
     """The session cannot open; the jobs waiting for it fail with this reason (written first, so they see it)."""
-    from .jobs import start_session_jobs
 
     meta = session["metadata"]
     kopf.event(session, type="Warning", reason=reason, message=message)
@@ -164,10 +120,9 @@ def _fail(session: dict[str, Any], reason: str, message: str, patch: kopf.Patch)
 def _dedicated_reservation(session: dict[str, Any], spec: SessionSpec,
                            backend: Backend) -> Problem | tuple[int, str]:
     """A dedicated session is billed for its wall-clock time: reserve maxTime × price up front."""
-    from .jobs import _choose_budget
 
     meta = session["metadata"]
-    choice = _choose_budget(meta["namespace"], None)
+    choice = choose_budget(meta["namespace"], None)
     if isinstance(choice, Problem):
         return choice
     if choice is None:  # unbudgeted work is allowed: nothing to reserve
@@ -193,7 +148,6 @@ def _dedicated_reservation(session: dict[str, Any], spec: SessionSpec,
 @kopf.on.create(GROUP, VERSION, PLURAL, backoff=HANDLER_RETRY_SECONDS)
 @kopf.on.resume(GROUP, VERSION, PLURAL, backoff=HANDLER_RETRY_SECONDS)
 def on_session(body: kopf.Body, namespace: str, name: str, patch: kopf.Patch, **_: Any) -> None:
-    from .jobs import _load_backend, start_session_jobs
 
     session = dict(body)
     status = session.get("status") or {}
@@ -206,7 +160,7 @@ def on_session(body: kopf.Body, namespace: str, name: str, patch: kopf.Patch, **
         spec = parse_session(dict(session.get("spec") or {}))
     except SpecError as exc:
         return _fail(session, "InvalidSpec", str(exc), patch)
-    backend = _load_backend(spec.backend)
+    backend = load_backend(spec.backend)
     if isinstance(backend, Problem):
         return _fail(session, backend.reason, backend.message, patch)
     if backend.provider != "ibm":
@@ -260,10 +214,9 @@ def on_session(body: kopf.Body, namespace: str, name: str, patch: kopf.Patch, **
 def _open_local(session: dict[str, Any], spec: SessionSpec, backend: Backend) -> None:
     """A session on aer or fake: one runner pod runs its jobs in turn. There is no wall-clock
     billing for a local simulator, so its jobs are charged one by one, whatever the mode."""
-    from .jobs import start_session_jobs
 
     meta = session["metadata"]
-    _create_runner(session)
+    create_runner(session)
     opened = now_iso()
     message = f"local {spec.mode} session on {backend.name}: runner pod {runner_pod_name(meta['name'])}"
     kopf.event(session, type="Normal", reason="SessionOpened", message=message)
@@ -275,27 +228,13 @@ def _open_local(session: dict[str, Any], spec: SessionSpec, backend: Backend) ->
     start_session_jobs(meta["namespace"], meta["name"])
 
 
-def _create_runner(session: dict[str, Any]) -> bool:
+def create_runner(session: dict[str, Any]) -> bool:
     """Create the session's runner pod; False when it exists already (a replay)."""
-    from .jobs import discard
 
     body = session_runner_pod(session, rt().config.executor_image, rt().config.executor_image_pull_policy)
-    try:
-        discard(rt().core.create_namespaced_pod(session["metadata"]["namespace"], body, _preload_content=False))
-        return True
-    except ApiException as exc:
-        if exc.status != 409:  # 409: a replay; the runner exists
-            raise
-        return False
-
-
-def local_runner(session: dict[str, Any] | None) -> str | None:
-    """The runner pod of an open local session (its jobs need no pod of their own)."""
-    status = (session or {}).get("status") or {}
-    if status.get("runner") and status.get("phase") in (Phase.OPEN.value, Phase.DRAINING.value) \
-            and not ended_phase(session):
-        return status["runner"]
-    return None
+    # 409: a replay; the runner exists
+    return created(lambda: discard(rt().core.create_namespaced_pod(session["metadata"]["namespace"], body,
+                                                                   _preload_content=False)))
 
 
 def _release(session: dict[str, Any]) -> None:
@@ -311,9 +250,8 @@ def _release(session: dict[str, Any]) -> None:
 
 def _wall_cost(session: dict[str, Any], seconds: int) -> int:
     """What `seconds` of a dedicated session cost: its backend's QPU-second price, in its budget's unit."""
-    from .jobs import _load_backend
 
-    backend = _load_backend(session["spec"]["backend"])
+    backend = load_backend(session["spec"]["backend"])
     if isinstance(backend, Problem):
         return 0
     unit = (session.get("status") or {}).get("currency") or "USD"
@@ -361,7 +299,7 @@ def session_tick(body: kopf.Body, namespace: str, name: str, **_: Any) -> None:
         return
     spec = parse_session(dict(session.get("spec") or {}))
     now = time.time()
-    jobs = _session_jobs(namespace, name)
+    jobs = session_jobs(namespace, name)
     active = [j for j in jobs if (j.get("status") or {}).get("phase") in JOB_ACTIVE]
     running = sum((j.get("status") or {}).get("phase") == "Running" for j in active)
     view = SessionView(Phase(phase), parse_iso(status["openedTime"]).timestamp(), _last_activity(status, jobs),
@@ -400,7 +338,6 @@ def session_tick(body: kopf.Body, namespace: str, name: str, **_: Any) -> None:
         _end(session, ended, decision.reason, jobs, now)
         return
     update.update(_summary(session, jobs, now))
-    from .jobs import create_attempt_pod
 
     for job in active if not status.get("runner") else ():  # admitted while the session opened, started by neither
         js = job.get("status") or {}
@@ -436,7 +373,6 @@ def _end(session: dict[str, Any], phase: Phase, reason: str, jobs: list[dict[str
 
 
 def _settle_dedicated(session: dict[str, Any], summary: dict[str, Any]) -> int:
-    from .jobs import start_admitted
 
     uid = session["metadata"]["uid"]
     try:
@@ -471,7 +407,7 @@ def on_session_deleted(body: kopf.Body, namespace: str, name: str, **_: Any) -> 
             raise kopf.TemporaryError(str(exc), delay=10) from None
         kopf.event(session, type="Normal", reason="SessionCancelled",
                    message=f"Runtime session {status['sessionId']} cancelled: its QiskitSession was deleted")
-        summary = _summary(dict(session, status=dict(status, closedTime=now_iso())), _session_jobs(namespace, name),
+        summary = _summary(dict(session, status=dict(status, closedTime=now_iso())), session_jobs(namespace, name),
                            time.time())
         metrics.session_ended(session, int(summary["jobs"]))
         if status.get("mode") == "dedicated":
@@ -481,11 +417,7 @@ def on_session_deleted(body: kopf.Body, namespace: str, name: str, **_: Any) -> 
 
 
 def _stop_runner(namespace: str, name: str) -> None:
-    try:
-        rt().core.delete_namespaced_pod(runner_pod_name(name), namespace)
-    except ApiException as exc:
-        if exc.status != 404:
-            raise
+    delete_pod(namespace, runner_pod_name(name))
 
 
 MAX_RUNNER_RESTARTS = 3
@@ -516,7 +448,7 @@ def on_runner_pod(body: kopf.Body, type: str, **_: Any) -> None:
                       f"({restarts + 1} of {MAX_RUNNER_RESTARTS})"
             kopf.event(session, type="Warning", reason="RunnerRestarted", message=message)
             _patch(namespace, session_name, {"runnerRestarts": restarts + 1, "message": message})
-            _create_runner(session)
+            create_runner(session)
             return
         message = f"runner {pod['metadata']['name']} stopped {restarts + 1} times; the session gives up"
         _patch(namespace, session_name, {"phase": Phase.FAILED.value, "closedTime": now_iso(), "message": message,
@@ -528,9 +460,8 @@ def on_runner_pod(body: kopf.Body, type: str, **_: Any) -> None:
 
 
 def _fail_unreported(namespace: str, session_name: str, runner: str) -> None:
-    from .jobs import JobRef, JobWatcher
 
-    for job in _session_jobs(namespace, session_name):
+    for job in session_jobs(namespace, session_name):
         status = job.get("status") or {}
         attempt = int(status.get("attempts") or 0)
         if status.get("phase") in JOB_ACTIVE and attempt > int(status.get("countedAttempt") or 0) \
@@ -542,49 +473,11 @@ def _fail_unreported(namespace: str, session_name: str, runner: str) -> None:
 
 def _fail_unreported_attempt(ref: Any, attempt: int, runner: str) -> None:
     """An attempt the stopped runner never reported fails like a lost pod (a retry reads the job afresh)."""
-    from .jobs import _get_job, attempt_finished
 
-    fresh = _get_job(ref.namespace, ref.name)
+    fresh = get_job(ref.namespace, ref.name)
     if fresh is not None and fresh["metadata"]["uid"] == ref.uid and \
             int((fresh.get("status") or {}).get("countedAttempt") or 0) < attempt:
         attempt_finished(fresh, attempt, False,
                          {"error": f"the session runner {runner} stopped before the job finished"}, 137)
 
 
-# ---------------------------------------------------------------------- jobs meet sessions
-
-
-def auto_batch(namespace: str, backend: Backend, job_uid: str, secret: str) -> str:
-    """The automatic batch an ibm job that names no session runs in (created when new)."""
-    with rt().batch_lock:
-        batch = rt().batches.assign(BatchKey(namespace, backend.name, secret), job_uid, time.monotonic())
-        rt().batches.sealed(time.monotonic())
-    body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "QiskitSession",
-            "metadata": {"name": batch.name, "namespace": namespace,
-                         "labels": {AUTO_BATCH_LABEL: "true", MANAGED_BY_LABEL: "qgov"}},
-            "spec": {"backend": backend.name, "mode": "batch", "credentialsSecret": secret,
-                     "idleTimeout": rt().config.batch_idle_seconds, "maxTime": rt().config.batch_max_time_seconds}}
-    try:
-        rt().custom.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body)
-    except ApiException as exc:
-        if exc.status != 409:
-            raise
-    return batch.name
-
-
-def session_for_job(namespace: str, job_uid: str, requested: str | None, backend: Backend,
-                    secret: str | None) -> tuple[str, str] | Problem:
-    """(session name, mode) an ibm job runs in, or why it cannot run."""
-    if not requested:
-        return auto_batch(namespace, backend, job_uid, credentials_secret(secret)), "batch"
-    session = get_session(namespace, requested)
-    if session is None:
-        return Problem("UnknownSession", f"spec.session: no QiskitSession {requested!r} in namespace {namespace!r}")
-    spec = session.get("spec") or {}
-    if spec.get("backend") != backend.name:
-        return Problem("SessionBackendMismatch", f"spec.session: QiskitSession {requested} runs on backend "
-                                                 f"{spec.get('backend')}, the job asks for {backend.name}")
-    phase = (session.get("status") or {}).get("phase")
-    if phase in ENDED:
-        return Problem("SessionEnded", f"spec.session: QiskitSession {requested} is {phase}; it runs no more jobs")
-    return requested, spec.get("mode", "batch") if backend.provider == "ibm" else "batch"
