@@ -27,7 +27,7 @@ from ..api.specs import Backend, JobSpec, SpecError, parse_job
 from ..budget.errors import DatabaseUnavailable, UnknownBudget, UnknownReservation
 from ..budget.money import format_amount, format_quantity
 from ..budget.types import Decision, QueueChange, ReserveOutcome, ReserveRequest, SettleOutcome
-from ..jobs import (TERMINAL, AdmissionFacts, AlreadyCounted, Fail, JobStatus, Need, NeedBackend, NeedBudget,
+from ..jobs import (ACTIVE, TERMINAL, AdmissionFacts, AlreadyCounted, Fail, JobStatus, Need, NeedBackend, NeedBudget,
                     NeedEstimate, NeedReservation, NeedSession, Outcome, Phase, Queue, Refuse, Retry, after_attempt,
                     attempt_charge, decide_admission)
 from ..jobs.attempts import DEFAULT_BACKOFF_LIMIT
@@ -63,8 +63,7 @@ def _ledger_answered(job: dict[str, Any]) -> tuple[tuple[str, bool, str, str], .
     """The condition change for a status written after the ledger answered (an admission, a
     settlement): LedgerUnavailable turns False in the same write. Written on its own later, the
     clearing could be undone by a write built from an older read of the job."""
-    if any(c.get("type") == LEDGER_UNAVAILABLE and c.get("status") == "True"
-           for c in (job.get("status") or {}).get("conditions") or []):
+    if JobStatus.of(job).condition_is(LEDGER_UNAVAILABLE, "True"):
         return ((LEDGER_UNAVAILABLE, False, "LedgerAvailable", "the budget ledger is reachable again"),)
     return ()
 
@@ -245,7 +244,7 @@ def create_attempt_pod(job: dict[str, Any], attempt: int) -> None:
     its IBM session is not open (then wait for it, or move on when it has ended)."""
     placed = attempt_placement(job)
     if placed.kind == "wait":
-        _session_not_open(job, (job.get("status") or {})["session"], placed.session)
+        _session_not_open(job, job["status"]["session"], placed.session)
     elif placed.kind == "pod":
         create_pod(job, attempt, placed.runtime)
 
@@ -259,7 +258,7 @@ class Placement:
 
 def attempt_placement(job: dict[str, Any]) -> Placement:
     """Where the job's current attempt runs."""
-    session_name = (job.get("status") or {}).get("session")
+    session_name = JobStatus.of(job).session
     if not session_name:
         return Placement("pod")
     session = get_session(job["metadata"]["namespace"], session_name)
@@ -286,9 +285,8 @@ def _stalled_on_identity(job: dict[str, Any], exc: ApiException) -> None:
     """The API server refused the pod for want of its ServiceAccount: say so on the job (once),
     then the creation is retried (run_retrying) until someone creates it."""
     message = missing_account(exc)
-    status = job.get("status") or {}
     if message is None or any(c.get("type") == "Stalled" and c.get("message") == message
-                              for c in status.get("conditions") or []):
+                              for c in JobStatus.of(job).conditions):
         return
     metrics.pod_stalled("ServiceAccountMissing")
     meta = job["metadata"]
@@ -304,7 +302,7 @@ def _session_not_open(job: dict[str, Any], session_name: str, session: dict[str,
     """An ibm job whose session is not open: wait for it to open, or move on when it has ended.
     A session that failed (credentials, budget) fails its jobs with its reason; one that closed or
     reached maxTime sends an automatic batch's jobs to a new batch, a few times at most."""
-    meta, status = job["metadata"], job.get("status") or {}
+    meta, status = job["metadata"], JobStatus.of(job)
     phase = ended_phase(session)
     if phase is None:
         patch_job_status(meta["namespace"], meta["name"], {"message": f"waiting for QiskitSession {session_name} to open"})
@@ -314,7 +312,7 @@ def _session_not_open(job: dict[str, Any], session_name: str, session: dict[str,
         _finish_unstarted(job, "SessionFailed", f"QiskitSession {session_name} failed: {why}")
         return
     automatic = session is None or ((session.get("metadata") or {}).get("labels") or {}).get(AUTO_BATCH_LABEL)
-    moves = int(status.get("sessionMoves") or 0)
+    moves = status.session_moves
     move, why = requeue_or_fail(moves, MAX_SESSION_MOVES)
     backend = load_backend(job["spec"]["backend"])
     if automatic and move and not isinstance(backend, Problem):
@@ -337,21 +335,23 @@ def _session_not_open(job: dict[str, Any], session_name: str, session: dict[str,
 def _finish_unstarted(job: dict[str, Any], reason: str, message: str) -> None:
     """Fail a job whose next attempt cannot start; what earlier attempts used is charged."""
     namespace, name = job["metadata"]["namespace"], job["metadata"]["name"]
-    used = int((job.get("status") or {}).get("usedMicro") or 0)
+    status = JobStatus.of(job)
+    used = status.used_micro
     charged, _ = _settle(job, used)
     kopf.event(job, type="Warning", reason=reason, message=message)
-    patch_job_status(namespace, name, _terminal(job, "Failed", reason, f"{message}; charged {format_amount(charged)}",
-                                             actualCost=format_amount(charged), usedMicro=str(used)))
-    if (job.get("status") or {}).get("budget"):
-        refresh_budget_status(namespace, job["status"]["budget"])
+    patch_job_status(namespace, name, _terminal(job, Phase.FAILED.value, reason,
+                                                f"{message}; charged {format_amount(charged)}",
+                                                actualCost=format_amount(charged), usedMicro=str(used)))
+    if status.budget:
+        refresh_budget_status(namespace, status.budget)
 
 
 def start_session_jobs(namespace: str, session_name: str) -> None:
     """A session opened: start the attempts of its jobs that were waiting for it."""
     for job in session_jobs(namespace, session_name):
-        status = job.get("status") or {}
-        if status.get("phase") == "Admitted" and int(status.get("attempts") or 0) >= 1 and not status.get("retryAt"):
-            create_attempt_pod(job, int(status["attempts"]))
+        status = JobStatus.of(job)
+        if status.phase == Phase.ADMITTED.value and status.attempts >= 1 and not status.retry_at:
+            create_attempt_pod(job, status.attempts)
 
 
 def start_admitted(changes: tuple[QueueChange, ...] | list[QueueChange]) -> None:
@@ -365,7 +365,7 @@ def start_admitted(changes: tuple[QueueChange, ...] | list[QueueChange]) -> None
         job = get_job(namespace, name)
         if job is None or job["metadata"]["uid"] != change.key:
             continue
-        if (job.get("status") or {}).get("phase") != "Queued":
+        if JobStatus.of(job).phase != Phase.QUEUED.value:
             continue
         if change.decision is Decision.REFUSED:
             patch_job_status(namespace, name, _refuse(job, change.reason, change.message, None))
@@ -427,7 +427,7 @@ def _job_has_work(type: str | None, job: Any) -> bool:
     if meta.get("deletionTimestamp"):
         return FINALIZER in (meta.get("finalizers") or [])
     if type == "MODIFIED":
-        return _unreported_attempt(status) > 0
+        return JobStatus.parse(status).unreported_attempt() > 0
     return status.get("phase") not in TERMINAL
 
 
@@ -486,7 +486,7 @@ class JobWatcher(Watcher):
                 return None
             new: dict[str, Any] = {"conditions": job_conditions(job, (LEDGER_UNAVAILABLE, True, "DatabaseUnavailable",
                                                                   message))}
-            if (job.get("status") or {}).get("phase") not in TERMINAL:
+            if not JobStatus.of(job).terminal:
                 new["message"] = message
             return new
 
@@ -526,27 +526,14 @@ class JobWatcher(Watcher):
 
 
 def _condition_is(job: dict[str, Any], type_: str, value: str) -> bool:
-    return any(c.get("type") == type_ and c.get("status") == value
-               for c in (job.get("status") or {}).get("conditions") or [])
-
-
-def _unreported_attempt(status: Any) -> int:
-    """The attempt a local session's runner reported in status.report and the operator has not
-    counted yet (0 when there is none)."""
-    report = status.get("report") or {}
-    attempt = int(report.get("attempt") or 0)
-    if not attempt or attempt != int(status.get("attempts") or 0) or status.get("phase") in TERMINAL \
-            or int(status.get("countedAttempt") or 0) >= attempt:
-        return 0
-    return attempt
+    return JobStatus.of(job).condition_is(type_, value)
 
 
 def _runner_report(job: dict[str, Any]) -> None:
     """A local session's runner wrote what the job's current attempt did into status.report."""
-    status = job.get("status") or {}
-    attempt = _unreported_attempt(status)
+    attempt = JobStatus.of(job).unreported_attempt()
     if attempt:
-        report = status["report"]
+        report = job["status"]["report"]
         attempt_finished(job, attempt, report.get("exitCode") == 0, report, report.get("exitCode"))
 
 
@@ -559,20 +546,19 @@ async def in_thread(fn: Any, *args: Any) -> Any:
 
 def handle_job(job: dict[str, Any]) -> None:
     """Admit a new job, or pick a job up where it was when the operator stopped."""
-    status = job.get("status") or {}
-    phase = status.get("phase")
-    if phase in TERMINAL:
+    status = JobStatus.of(job)
+    if status.terminal:
         return
-    if phase == "Queued" and status.get("estimatedMicro"):
+    if status.phase == Phase.QUEUED.value and status.estimated_micro is not None:
         _catch_up_queued(job)
         return
-    if phase in ("Admitted", "Running") and status.get("attempts"):
-        _mark(job, finalizer=False, session=status.get("session"))  # resume: labelled by an older operator?
-        if status.get("retryAt"):  # resume: a retry was scheduled before the operator stopped
+    if status.phase in ACTIVE and status.attempts:
+        _mark(job, finalizer=False, session=status.session)  # resume: labelled by an older operator?
+        if status.retry_at:  # resume: a retry was scheduled before the operator stopped
             schedule_retry(job["metadata"]["namespace"], job["metadata"]["name"], job["metadata"]["uid"],
-                           status["retryAt"])
+                           status.retry_at)
         else:
-            create_attempt_pod(job, int(status["attempts"]))  # resume: the attempt's pod exists or is made
+            create_attempt_pod(job, status.attempts)  # resume: the attempt's pod exists or is made
         return
     new = admit(job)
     metrics.admission(job, new)
@@ -694,16 +680,16 @@ def executor_pod_event(type: str, pod: dict[str, Any]) -> None:
         phase = "Failed"
         pod.setdefault("status", {})["containerStatuses"] = [{"state": {"terminated": {
             "exitCode": 137, "message": json.dumps({"error": "the executor pod was deleted before it finished"})}}}]
-    status = job.get("status") or {}
+    status = JobStatus.of(job)
     attempt = int(labels.get("qgov.dev/attempt", "0"))
-    if status.get("phase") in TERMINAL or attempt != int(status.get("attempts") or 0):
+    if status.terminal or attempt != status.attempts:
         return
     namespace, name = job["metadata"]["namespace"], job["metadata"]["name"]
     if phase == "Running":
-        if status.get("phase") == "Admitted":
-            running = {"phase": "Running", "podName": pod["metadata"]["name"],
-                       "startTime": status.get("startTime") or now_iso()}
-            if any(c.get("type") == "Stalled" and c.get("status") == "True" for c in status.get("conditions") or []):
+        if status.phase == Phase.ADMITTED.value:
+            running = {"phase": Phase.RUNNING.value, "podName": pod["metadata"]["name"],
+                       "startTime": status.start_time or now_iso()}
+            if status.condition_is("Stalled", "True"):
                 message = f"executor pod {pod['metadata']['name']} is running"
                 running.update(message=message, conditions=job_conditions(job, ("Stalled", False, "PodRunning", message)))
             patch_job_status(namespace, name, running)
@@ -760,14 +746,14 @@ def _settle(job: dict[str, Any], used: int) -> tuple[int, str]:
     when it was a late charge). The work ran, so it is charged even when its reservation is no
     longer held (`ran=True`): what the job's status says it was charged, the ledger holds.
     A ledger that cannot be reached raises; the caller is retried (retrying.py)."""
-    status = job.get("status") or {}
-    if not status.get("budget"):
+    status = JobStatus.of(job)
+    if not status.budget:
         return used, ""
     try:
         outcome = rt().ledger.settle(job["metadata"]["uid"], used, ran=True)
     except UnknownReservation:
         message = (f"the ledger has no reservation for this job, so its {format_amount(used)} "
-                   f"{status.get('currency') or 'USD'} could not be charged (see `qgov ledger audit`)")
+                   f"{status.currency} could not be charged (see `qgov ledger audit`)")
         kopf.event(job, type="Warning", reason="NotInLedger", message=message)
         return 0, message
     metrics.job_settled(job, outcome)
@@ -782,12 +768,11 @@ def _settle(job: dict[str, Any], used: int) -> tuple[int, str]:
 
 def _late_charge_events(job: dict[str, Any], outcome: SettleOutcome) -> None:
     """Say so on the job and its budget: a late charge means money moved outside a hold."""
-    meta, status = job["metadata"], job.get("status") or {}
-    unit = status.get("currency") or "USD"
-    message = (f"charged {format_amount(outcome.actual_micro, unit)} after its reservation had been released "
-               "(a late charge, recorded in the ledger as an overrun)")
+    meta, status = job["metadata"], JobStatus.of(job)
+    message = (f"charged {format_amount(outcome.actual_micro, status.currency)} after its reservation had been "
+               "released (a late charge, recorded in the ledger as an overrun)")
     kopf.event(job, type="Warning", reason="LateCharge", message=message)
-    budget_event(meta["namespace"], status["budget"], "Warning", "LateCharge", f"QiskitJob {meta['name']}: {message}")
+    budget_event(meta["namespace"], status.budget or "", "Warning", "LateCharge", f"QiskitJob {meta['name']}: {message}")
 
 
 def schedule_retry(namespace: str, name: str, uid: str, retry_at: str) -> None:
@@ -801,19 +786,18 @@ def schedule_retry(namespace: str, name: str, uid: str, retry_at: str) -> None:
 
 def _start_retry(namespace: str, name: str, uid: str) -> None:
     job = get_job(namespace, name)
-    status = (job or {}).get("status") or {}
-    if job is None or job["metadata"]["uid"] != uid or status.get("phase") in TERMINAL or not status.get("retryAt"):
+    status = JobStatus.of(job or {})
+    if job is None or job["metadata"]["uid"] != uid or status.terminal or not status.retry_at:
         return  # gone, finished, or another timer started it already
-    _start_attempt(job, int(status.get("attempts") or 1) + 1)  # a duplicate timer creates nothing twice
+    _start_attempt(job, (status.attempts or 1) + 1)  # a duplicate timer creates nothing twice
 
 
 def finalize_job(job: dict[str, Any]) -> None:
     """Release an unused reservation, or settle what ran; stop the executor."""
     namespace, uid = job["metadata"]["namespace"], job["metadata"]["uid"]
-    status = job.get("status") or {}
+    status = JobStatus.of(job)
     selector = f"{JOB_UID_LABEL}={uid}"
-    used = int(status.get("usedMicro") or 0)
-    counted = int(status.get("countedAttempt") or 0)
+    used, counted = status.used_micro, status.counted_attempt
     for pod in rt().core.list_namespaced_pod(namespace, label_selector=selector).items:
         # attempts that finished but were never counted (say, while the operator was down) still cost
         attempt = int((pod.metadata.labels or {}).get("qgov.dev/attempt", "0"))
@@ -827,13 +811,13 @@ def finalize_job(job: dict[str, Any]) -> None:
     if used > 0 and reservation.state != "settled":  # it ran: charged, late if its hold was gone
         outcome = rt().ledger.settle(uid, used, ran=True)
         metrics.job_settled(job, outcome)
-        if outcome.late and not outcome.replayed and status.get("budget"):
+        if outcome.late and not outcome.replayed and status.budget:
             _late_charge_events(job, outcome)
         start_admitted(outcome.queue_changes)
     elif reservation.state in ("held", "queued"):
         start_admitted(rt().ledger.release(uid).queue_changes)
-    if status.get("budget"):
-        refresh_budget_status(namespace, status["budget"])
+    if status.budget:
+        refresh_budget_status(namespace, status.budget)
 
 
 def reconcile_ledger(jobs: list[dict[str, Any]] | None = None,

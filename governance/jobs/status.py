@@ -22,7 +22,7 @@ class JobStatus:
     budget: str | None = None  # the budget that pays (None: unbudgeted, or a dedicated session pays)
     session: str | None = None  # the QiskitSession it runs in
     paid_by_session: bool = False  # a dedicated session reserved its wall-clock time
-    estimated_micro: int | None = None
+    estimated_micro: int | None = None  # None: not priced (yet)
     session_moves: int = 0  # automatic batches it was moved on from
     start_time: str | None = None
     message: str = ""
@@ -42,7 +42,7 @@ class JobStatus:
             counted_attempt=int(s.get("countedAttempt") or 0), retry_at=s.get("retryAt") or None,
             used_micro=int(s.get("usedMicro") or 0), qpu_seconds=Decimal(str(s.get("qpuSeconds") or 0)),
             currency=s.get("currency") or "USD", budget=s.get("budget") or None, session=s.get("session") or None,
-            paid_by_session=bool(s.get("paidBySession")), estimated_micro=int(estimated) if estimated else None,
+            paid_by_session=bool(s.get("paidBySession")), estimated_micro=int(estimated) if estimated not in (None, "") else None,
             session_moves=int(s.get("sessionMoves") or 0), start_time=s.get("startTime"),
             message=str(s.get("message") or ""), conditions=tuple(s.get("conditions") or ()),
             report=s.get("report") or {})
