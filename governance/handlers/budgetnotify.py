@@ -14,13 +14,13 @@ from ..api import GROUP, VERSION
 from .identity import ensure_executor_identity
 from .kube import BUDGETS
 from .retrying import type_name
-from .runtime import rt
+from .context import ctx
 
 
 def budget_event(namespace: str, name: str, type_: str, reason: str, message: str) -> None:
     """An Event on a QiskitBudget, from anywhere (a job's refusal, a threshold crossing)."""
     try:
-        body = rt().custom.get_namespaced_custom_object(GROUP, VERSION, namespace, BUDGETS, name)
+        body = ctx().custom.get_namespaced_custom_object(GROUP, VERSION, namespace, BUDGETS, name)
     except ApiException:
         return
     kopf.event(body, type=type_, reason=reason, message=message)
@@ -29,13 +29,13 @@ def budget_event(namespace: str, name: str, type_: str, reason: str, message: st
 def refresh_budget_status(namespace: str, name: str) -> None:
     """Ask for the budget's status to be rewritten. Debounced by the status writer
     (budgetstatus.py): a burst of N jobs costs N cheap marks, not N reports of N jobs each."""
-    rt().status_writer.mark((namespace, name))
+    ctx().status_writer.mark((namespace, name))
 
 
 def refresh_namespace_budgets(namespace: str | None = None) -> None:
     """Every budget of the namespace (or of the cluster) may show something new: when the ledger
     fails, for instance, they say so."""
-    for ns, budgets in list(rt().budget_units.items()):
+    for ns, budgets in list(ctx().budget_units.items()):
         if namespace is None or ns == namespace:
             for name in list(budgets):
                 refresh_budget_status(ns, name)
@@ -45,11 +45,11 @@ def provide_executor_identity(budget: dict[str, Any], namespace: str) -> None:
     """The namespace's executor ServiceAccount and RoleBinding (identity.py), once per namespace
     and operator process; a refusal is a Warning on the budget (or on the unbudgeted job that
     asked), not a failed budget."""
-    if not rt().config.provision_executor_identity or namespace in rt().identities:
+    if not ctx().config.provision_executor_identity or namespace in ctx().identities:
         return
     try:
-        ensure_executor_identity(rt().core, rt().rbac, namespace)
-        rt().identities.add(namespace)
+        ensure_executor_identity(ctx().core, ctx().rbac, namespace)
+        ctx().identities.add(namespace)
     except ApiException as exc:
         kopf.event(budget, type="Warning", reason="ExecutorIdentityFailed",
                    message=f"could not create ServiceAccount/RoleBinding qgov-executor: {type_name(exc)}")

@@ -21,7 +21,7 @@ from .conditions import set_condition
 from .jobs import start_admitted
 from .kube import discard
 from .retrying import HANDLER_RETRY_SECONDS
-from .runtime import remember_kopf_context, rt
+from .context import remember_kopf_context, ctx
 
 PLURAL = "qiskitbudgets"
 TOP_JOBS = 5
@@ -40,10 +40,10 @@ class MetricsOnly:
 def budget_figures(namespace: str, name: str, body: dict[str, Any]) -> tuple[dict[str, Any], MetricsOnly]:
     """The budget's status: balances of the current period, where the money went, conditions; and
     what its metrics show besides (from the same reads)."""
-    reads = rt().ledger.status_reads(namespace, name)  # one connection: four statements, five when jobs wait
+    reads = ctx().ledger.status_reads(namespace, name)  # one connection: four statements, five when jobs wait
     balance, report = reads.balance, reads.report
     unit = balance.unit
-    phases = rt().job_phases.counts(namespace, name)
+    phases = ctx().job_phases.counts(namespace, name)
     committed = balance.spent_micro + balance.held_micro
     warn = sorted((body.get("spec") or {}).get("warnAt") or [NEAR_LIMIT_DEFAULT])
     pct = committed * 100 // balance.limit_micro if balance.limit_micro else 100
@@ -56,7 +56,7 @@ def budget_figures(namespace: str, name: str, body: dict[str, Any]) -> tuple[dic
     exhausted = balance.remaining_micro == 0
     conditions = set_condition(conditions, "Exhausted", exhausted, "NoFundsLeft" if exhausted else "FundsLeft",
                                f"remaining {format_amount(balance.remaining_micro, unit)}", gen)
-    burn = burn_rate(reads.daily, rt().ledger.clock(), balance.remaining_micro)
+    burn = burn_rate(reads.daily, ctx().ledger.clock(), balance.remaining_micro)
     projected = burn.exhausted_at if burn.remaining > 0 and burn.exhausted_at is not None and (
         balance.period_end is None or burn.exhausted_at < balance.period_end) else None
     return {
@@ -86,7 +86,7 @@ def budget_figures(namespace: str, name: str, body: dict[str, Any]) -> tuple[dic
 
 def _get_budget(namespace: str, name: str) -> dict[str, Any]:
     try:
-        return rt().custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+        return ctx().custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
     except ApiException as exc:
         if exc.status == 404:
             raise UnknownBudget(f"QiskitBudget {namespace}/{name} is gone") from None
@@ -94,7 +94,7 @@ def _get_budget(namespace: str, name: str) -> dict[str, Any]:
 
 
 def _patch_budget_status(namespace: str, name: str, status: dict[str, Any]) -> None:
-    discard(rt().custom.patch_namespaced_custom_object_status(GROUP, VERSION, namespace, PLURAL, name,
+    discard(ctx().custom.patch_namespaced_custom_object_status(GROUP, VERSION, namespace, PLURAL, name,
                                                               {"status": status}, _preload_content=False))
 
 
@@ -119,13 +119,13 @@ def write_status(key: tuple[str, str]) -> datetime | None:
         kopf.event(body, type="Normal", reason="LedgerAvailable", message="the budget ledger is reachable again")
     end = datetime.fromisoformat(status["periodEnd"]) if status.get("periodEnd") else None
     # the burn rate moves at midnight (a day leaves its window) even when nothing else happens
-    change = None if status["burnRate"]["forecast"] == NO_SPEND else next_midnight(rt().ledger.clock())
+    change = None if status["burnRate"]["forecast"] == NO_SPEND else next_midnight(ctx().ledger.clock())
     return min((t for t in (end, change) if t is not None), default=None)
 
 
 def rollover(key: tuple[str, str]) -> None:
     """The status writer's `rollover`: the budget's period ended; the new one has funds for its queue."""
-    start_admitted(rt().ledger.admit_queued(key[0]))
+    start_admitted(ctx().ledger.admit_queued(key[0]))
 
 
 def _ledger_was_unavailable(body: dict[str, Any]) -> bool:
@@ -155,8 +155,8 @@ def on_budget(body: kopf.Body, spec: kopf.Spec, namespace: str, name: str, patch
     obj = dict(body)
     try:
         parsed = parse_budget(namespace, name, dict(spec))
-        _, changes = rt().ledger.upsert_budget(parsed)
-        rt().budget_units.setdefault(namespace, {})[name] = parsed.unit  # what admission reads
+        _, changes = ctx().ledger.upsert_budget(parsed)
+        ctx().budget_units.setdefault(namespace, {})[name] = parsed.unit  # what admission reads
     except DatabaseUnavailable as exc:
         refresh_budget_status(namespace, name)  # the writer says so in its status
         raise kopf.TemporaryError(str(exc), delay=HANDLER_RETRY_SECONDS) from None
@@ -173,9 +173,9 @@ def on_budget(body: kopf.Body, spec: kopf.Spec, namespace: str, name: str, patch
 @kopf.on.delete(GROUP, VERSION, PLURAL, backoff=HANDLER_RETRY_SECONDS)
 def on_budget_deleted(namespace: str, name: str, **_: Any) -> None:
     """A deleted budget admits nothing more; its queued jobs are refused; what it holds still settles."""
-    rt().budget_units.get(namespace, {}).pop(name, None)
-    rt().status_writer.forget((namespace, name))
+    ctx().budget_units.get(namespace, {}).pop(name, None)
+    ctx().status_writer.forget((namespace, name))
     try:
-        start_admitted(rt().ledger.retire_budget(namespace, name))
+        start_admitted(ctx().ledger.retire_budget(namespace, name))
     except UnknownBudget:
         pass

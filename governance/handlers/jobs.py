@@ -42,7 +42,7 @@ from .kube import create_pod as post_pod
 from .kube import discard, get_job, get_object, get_session, json_patch, patch_job_status
 from .pods import RuntimeSessionRef, executor_pod, owner_name, pod_name
 from .retrying import NotYet, Watcher, later, run_retrying
-from .runtime import remember_kopf_context, rt, started
+from .context import remember_kopf_context, ctx, started
 from .sessionview import AUTO_BATCH_LABEL, auto_batch, credentials_secret, ended_phase, local_runner, runtime_ref, \
     session_for_job, session_jobs
 
@@ -89,9 +89,9 @@ def on_backend_event(type: str | None, body: kopf.Body, name: str, **_: Any) -> 
     if not started():
         return
     if type == "DELETED":
-        rt().backends.pop(name, None)
+        ctx().backends.pop(name, None)
     else:
-        rt().backends[name] = _parse_backend(name, dict(body))
+        ctx().backends[name] = _parse_backend(name, dict(body))
 
 
 def _parse_backend(name: str, obj: dict[str, Any]) -> Backend | Problem:
@@ -99,11 +99,11 @@ def _parse_backend(name: str, obj: dict[str, Any]) -> Backend | Problem:
 
 
 def load_backend(name: str) -> Backend | Problem:
-    backend = rt().backends.get(name)
+    backend = ctx().backends.get(name)
     if backend is not None:
         return backend
     try:  # not seen on the watch yet (created a moment ago): ask the API
-        obj = rt().custom.get_cluster_custom_object(GROUP, VERSION, "qiskitbackends", name)
+        obj = ctx().custom.get_cluster_custom_object(GROUP, VERSION, "qiskitbackends", name)
     except ApiException as exc:
         if exc.status == 404:
             return unknown_backend(name)
@@ -113,12 +113,12 @@ def load_backend(name: str) -> Backend | Problem:
 
 def choose_budget(namespace: str, wanted: str | None) -> tuple[str, str] | Problem | None:
     """(name, unit) of the budget that pays; None when unbudgeted work is allowed."""
-    budgets = rt().budget_units.get(namespace)
+    budgets = ctx().budget_units.get(namespace)
     if budgets is None:  # first job of the namespace since start: read the ledger once
-        budgets = rt().budget_units.setdefault(namespace, {b.name: b.unit for b in rt().ledger.budgets(namespace)})
+        budgets = ctx().budget_units.setdefault(namespace, {b.name: b.unit for b in ctx().ledger.budgets(namespace)})
     if (wanted and wanted not in budgets) or not budgets:
         _unless_budget_is_coming(namespace, wanted)
-    return budget_that_pays(namespace, wanted, budgets, rt().config.allow_unbudgeted)
+    return budget_that_pays(namespace, wanted, budgets, ctx().config.allow_unbudgeted)
 
 
 def _unless_budget_is_coming(namespace: str, wanted: str | None) -> None:
@@ -126,7 +126,7 @@ def _unless_budget_is_coming(namespace: str, wanted: str | None) -> None:
     -f budget.yaml -f job.yaml`) can arrive first. When the cluster has the budget the ledger does
     not know yet, the job waits for it (NotYet: retried within seconds) instead of being refused.
     A budget whose spec was found invalid never comes: its jobs are refused."""
-    listed = rt().custom.list_namespaced_custom_object(GROUP, VERSION, namespace, "qiskitbudgets")["items"]
+    listed = ctx().custom.list_namespaced_custom_object(GROUP, VERSION, namespace, "qiskitbudgets")["items"]
     names = {b["metadata"]["name"] for b in listed if not b["metadata"].get("deletionTimestamp")
              and not any(c.get("reason") == "InvalidSpec" for c in (b.get("status") or {}).get("conditions") or [])}
     coming = wanted in names if wanted else bool(names)
@@ -165,7 +165,7 @@ def _reserve(job: dict[str, Any], step: NeedReservation, facts: AdmissionFacts) 
     meta = job["metadata"]
     namespace = meta["namespace"]
     try:
-        outcome = metrics.timed_reserve(rt().batcher.reserve, ReserveRequest(
+        outcome = metrics.timed_reserve(ctx().batcher.reserve, ReserveRequest(
             meta["uid"], namespace, step.budget, step.amount_micro, job=f"{namespace}/{meta['name']}",
             backend=facts.backend.name, session=step.session))
     except UnknownBudget as exc:  # deleted a moment ago
@@ -270,7 +270,7 @@ def attempt_placement(job: dict[str, Any]) -> Placement:
 
 def create_pod(job: dict[str, Any], attempt: int, runtime: RuntimeSessionRef | None) -> bool:
     """Create the attempt's executor pod; False when it exists already (a replay, or a race)."""
-    body = executor_pod(job, attempt, rt().config.executor_image, runtime, rt().config.executor_image_pull_policy)
+    body = executor_pod(job, attempt, ctx().config.executor_image, runtime, ctx().config.executor_image_pull_policy)
     try:
         post_pod(job["metadata"]["namespace"], body)
         return True
@@ -358,7 +358,7 @@ def start_admitted(changes: tuple[QueueChange, ...] | list[QueueChange]) -> None
     """Jobs that the ledger admitted from its queue (funds freed): start them, or refuse them."""
     for change in changes:
         try:
-            reservation = rt().ledger.reservation(change.key)
+            reservation = ctx().ledger.reservation(change.key)
         except UnknownReservation:
             continue
         namespace, _, name = reservation.job.partition("/")
@@ -396,19 +396,19 @@ async def on_job_event(type: str | None, body: Any, **_: Any) -> None:
     meta, status = body["metadata"], body.get("status") or {}
     key = (meta["namespace"], meta["name"], meta["uid"])
     if type == "DELETED" or status.get("phase") in TERMINAL:
-        rt().active_jobs.pop(meta["uid"], None)
+        ctx().active_jobs.pop(meta["uid"], None)
     else:  # what the pod sweep looks at (podsweep.py): unfinished jobs only, as the watch last saw them
-        rt().active_jobs[meta["uid"]] = dict(body)
+        ctx().active_jobs[meta["uid"]] = dict(body)
     if type == "DELETED":
-        changed = rt().job_phases.forget(meta["uid"])
-        rt().expiry.cancel(key)
+        changed = ctx().job_phases.forget(meta["uid"])
+        ctx().expiry.cancel(key)
     else:
         budget = status.get("budget")
-        changed = rt().job_phases.observe(meta["uid"], (meta["namespace"], budget) if budget else None,
+        changed = ctx().job_phases.observe(meta["uid"], (meta["namespace"], budget) if budget else None,
                                           status.get("phase"))
         if status.get("phase") in TERMINAL and not meta.get("deletionTimestamp") and \
-                (at := expires_at(body, rt().config.job_ttl_seconds)) is not None:
-            rt().expiry.set(key, at)
+                (at := expires_at(body, ctx().config.job_ttl_seconds)) is not None:
+            ctx().expiry.set(key, at)
     for namespace, name in changed:  # the budget's status shows these counts
         refresh_budget_status(namespace, name)
     if _job_has_work(type, body):
@@ -514,7 +514,7 @@ class JobWatcher(Watcher):
             if status is None:
                 return None
             try:
-                discard(rt().custom.patch_namespaced_custom_object_status(
+                discard(ctx().custom.patch_namespaced_custom_object_status(
                     GROUP, VERSION, self.ref.namespace, PLURAL, self.ref.name,
                     {"metadata": {"resourceVersion": job["metadata"]["resourceVersion"]}, "status": status},
                     _preload_content=False))
@@ -541,7 +541,7 @@ async def in_thread(fn: Any, *args: Any) -> Any:
     """fn(*args) in kopf's thread pool, in a copy of this context (kopf.event needs kopf's context
     variables), as kopf runs a sync handler."""
     loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(rt().executor, contextvars.copy_context().run, fn, *args)
+    return await loop.run_in_executor(ctx().executor, contextvars.copy_context().run, fn, *args)
 
 
 def handle_job(job: dict[str, Any]) -> None:
@@ -577,7 +577,7 @@ def _catch_up_queued(job: dict[str, Any]) -> None:
     """A job still Queued in the cluster whose reservation the ledger has since admitted or refused:
     the operator stopped between the ledger's decision and acting on it. Act on it now."""
     try:
-        reservation = rt().ledger.reservation(job["metadata"]["uid"])
+        reservation = ctx().ledger.reservation(job["metadata"]["uid"])
     except UnknownReservation:
         return
     if reservation.state == "held":
@@ -614,7 +614,7 @@ def _remove_finalizer(job: dict[str, Any]) -> None:
         if FINALIZER not in current:
             return
         try:
-            rt().custom.patch_namespaced_custom_object(
+            ctx().custom.patch_namespaced_custom_object(
                 GROUP, VERSION, meta["namespace"], PLURAL, meta["name"],
                 [{"op": "test", "path": "/metadata/finalizers", "value": current},
                  {"op": "replace", "path": "/metadata/finalizers", "value": [f for f in current if f != FINALIZER]}],
@@ -711,7 +711,7 @@ def attempt_finished(job: dict[str, Any], attempt: int, succeeded: bool, report:
     charge = 0 if status.counted(attempt) else _charge(job, report)
     backoff = int((job.get("spec") or {}).get("backoffLimit", DEFAULT_BACKOFF_LIMIT))
     after = after_attempt(status, attempt, succeeded, report, exit_code, charge, backoff,
-                          rt().config.retry_base_seconds, datetime.now(timezone.utc))
+                          ctx().config.retry_base_seconds, datetime.now(timezone.utc))
     if isinstance(after, AlreadyCounted):
         return  # this attempt was already counted and a retry is scheduled
     if isinstance(after, Retry):
@@ -750,7 +750,7 @@ def _settle(job: dict[str, Any], used: int) -> tuple[int, str]:
     if not status.budget:
         return used, ""
     try:
-        outcome = rt().ledger.settle(job["metadata"]["uid"], used, ran=True)
+        outcome = ctx().ledger.settle(job["metadata"]["uid"], used, ran=True)
     except UnknownReservation:
         message = (f"the ledger has no reservation for this job, so its {format_amount(used)} "
                    f"{status.currency} could not be charged (see `qgov ledger audit`)")
@@ -798,24 +798,24 @@ def finalize_job(job: dict[str, Any]) -> None:
     status = JobStatus.of(job)
     selector = f"{JOB_UID_LABEL}={uid}"
     used, counted = status.used_micro, status.counted_attempt
-    for pod in rt().core.list_namespaced_pod(namespace, label_selector=selector).items:
+    for pod in ctx().core.list_namespaced_pod(namespace, label_selector=selector).items:
         # attempts that finished but were never counted (say, while the operator was down) still cost
         attempt = int((pod.metadata.labels or {}).get("qgov.dev/attempt", "0"))
         if attempt > counted and pod.status and pod.status.phase in ("Succeeded", "Failed"):
-            used += _charge(job, _usage_of(rt().core.api_client.sanitize_for_serialization(pod))[0])
-    rt().core.delete_collection_namespaced_pod(namespace, label_selector=selector)
+            used += _charge(job, _usage_of(ctx().core.api_client.sanitize_for_serialization(pod))[0])
+    ctx().core.delete_collection_namespaced_pod(namespace, label_selector=selector)
     try:
-        reservation = rt().ledger.reservation(uid)
+        reservation = ctx().ledger.reservation(uid)
     except UnknownReservation:
         return
     if used > 0 and reservation.state != "settled":  # it ran: charged, late if its hold was gone
-        outcome = rt().ledger.settle(uid, used, ran=True)
+        outcome = ctx().ledger.settle(uid, used, ran=True)
         metrics.job_settled(job, outcome)
         if outcome.late and not outcome.replayed and status.budget:
             _late_charge_events(job, outcome)
         start_admitted(outcome.queue_changes)
     elif reservation.state in ("held", "queued"):
-        start_admitted(rt().ledger.release(uid).queue_changes)
+        start_admitted(ctx().ledger.release(uid).queue_changes)
     if status.budget:
         refresh_budget_status(namespace, status.budget)
 
@@ -833,23 +833,23 @@ def reconcile_ledger(jobs: list[dict[str, Any]] | None = None,
     object is read once more by name before the release. Pass `open_keys` read before `jobs` and
     `sessions` were listed, or nothing to have all three read here in that order."""
     if open_keys is None:
-        open_keys = rt().ledger.open_reservations()
+        open_keys = ctx().ledger.open_reservations()
     if not open_keys:
         return []
     if jobs is None:
-        jobs = rt().custom.list_cluster_custom_object(GROUP, VERSION, PLURAL).get("items", [])
+        jobs = ctx().custom.list_cluster_custom_object(GROUP, VERSION, PLURAL).get("items", [])
     if sessions is None:
-        sessions = rt().custom.list_cluster_custom_object(GROUP, VERSION, "qiskitsessions").get("items", [])
+        sessions = ctx().custom.list_cluster_custom_object(GROUP, VERSION, "qiskitsessions").get("items", [])
     alive = {o["metadata"]["uid"] for o in jobs + sessions}
     released = []
     for key in open_keys:
         if key in alive:
             continue
         try:
-            reservation = rt().ledger.reservation(key)
+            reservation = ctx().ledger.reservation(key)
             if reservation.state not in ("held", "queued") or _owner_exists(reservation.job, key):
                 continue
-            start_admitted(rt().ledger.release(key).queue_changes)
+            start_admitted(ctx().ledger.release(key).queue_changes)
         except (UnknownReservation, UnknownBudget):
             continue
         released.append(key)

@@ -12,7 +12,7 @@ from kubernetes.client.rest import ApiException
 
 from ..api import GROUP, VERSION
 from .apiwrites import custom_path, pods_path
-from .runtime import rt
+from .context import ctx
 
 JOBS = "qiskitjobs"
 SESSIONS = "qiskitsessions"
@@ -52,7 +52,7 @@ def created(call: Callable[[], Any]) -> bool:
 
 def get_object(plural: str, namespace: str, name: str) -> dict[str, Any] | None:
     """A qgov object, or None when it is gone."""
-    return unless_gone(lambda: rt().custom.get_namespaced_custom_object(GROUP, VERSION, namespace, plural, name))
+    return unless_gone(lambda: ctx().custom.get_namespaced_custom_object(GROUP, VERSION, namespace, plural, name))
 
 
 def get_job(namespace: str, name: str) -> dict[str, Any] | None:
@@ -65,12 +65,12 @@ def get_session(namespace: str, name: str) -> dict[str, Any] | None:
 
 def patch_status(plural: str, namespace: str, name: str, status: dict[str, Any]) -> None:
     """Merge `status` into the object's status; the answer is not parsed."""
-    http = rt().http
+    http = ctx().http
     if http is not None:  # the admission's writes skip the kubernetes client's machinery (apiwrites.py)
         http.request("PATCH", custom_path(GROUP, VERSION, namespace, plural, name, "status"), {"status": status},
                      "application/merge-patch+json")
         return
-    discard(rt().custom.patch_namespaced_custom_object_status(GROUP, VERSION, namespace, plural, name,
+    discard(ctx().custom.patch_namespaced_custom_object_status(GROUP, VERSION, namespace, plural, name,
                                                               {"status": status}, _preload_content=False))
 
 
@@ -80,24 +80,24 @@ def patch_job_status(namespace: str, name: str, status: dict[str, Any]) -> None:
 
 def json_patch(plural: str, namespace: str, name: str, ops: list[dict[str, Any]]) -> None:
     """A JSON patch of the object itself (its metadata); the answer is not parsed."""
-    if (http := rt().http) is not None:
+    if (http := ctx().http) is not None:
         http.request("PATCH", custom_path(GROUP, VERSION, namespace, plural, name), ops,
                      "application/json-patch+json")
     else:
-        discard(rt().custom.patch_namespaced_custom_object(GROUP, VERSION, namespace, plural, name, ops,
+        discard(ctx().custom.patch_namespaced_custom_object(GROUP, VERSION, namespace, plural, name, ops,
                                                            _content_type="application/json-patch+json",
                                                            _preload_content=False))
 
 
 def create_pod(namespace: str, body: dict[str, Any]) -> None:
     """Create a pod (an ApiException when refused, 409 included); the answer is not parsed."""
-    http = rt().http
+    http = ctx().http
     if http is not None:
         http.request("POST", pods_path(namespace), body)
     else:
-        discard(rt().core.create_namespaced_pod(namespace, body, _preload_content=False))
+        discard(ctx().core.create_namespaced_pod(namespace, body, _preload_content=False))
 
 
 def delete_pod(namespace: str, name: str) -> None:
     """Delete a pod; one that is gone already is fine."""
-    unless_gone(lambda: rt().core.delete_namespaced_pod(name, namespace))
+    unless_gone(lambda: ctx().core.delete_namespaced_pod(name, namespace))

@@ -25,7 +25,7 @@ from .expiry import delete_job
 from .jobs import reconcile_ledger
 from .podsweep import PodSweeper
 from .retrying import run_retrying
-from .runtime import Runtime, rt, set_runtime
+from .context import OperatorContext, ctx, set_context
 
 
 RAW_EVENT_KINDS = frozenset({"QiskitJob", "QiskitBackend", "Pod"})
@@ -88,8 +88,8 @@ def start(settings: kopf.OperatorSettings, logger: Any, **_: Any) -> None:
     except kubernetes.config.ConfigException:
         kubernetes.config.load_kube_config()
     writer = BudgetStatusWriter(write_status, rollover, ledger_unavailable, config.status_interval_seconds)
-    expiry = Alarms(lambda key: delete_job(rt().custom, key), "qgov-job-expiry")
-    set_runtime(Runtime(config, ledger, ReservationBatcher(ledger),
+    expiry = Alarms(lambda key: delete_job(ctx().custom, key), "qgov-job-expiry")
+    set_context(OperatorContext(config, ledger, ReservationBatcher(ledger),
                         batches=Batcher(window_s=config.batch_window_seconds, max_jobs=config.batch_max_jobs),
                         executor=settings.execution.executor, status_writer=writer, expiry=expiry))
     writer.start()
@@ -117,14 +117,14 @@ def _tune_gc() -> None:
 
 @kopf.on.cleanup()
 def stop(**_: Any) -> None:
-    runtime = rt()
+    context = ctx()
     metrics.stop()
     if _sweeper is not None:
         _sweeper.stop()
-    if runtime.status_writer is not None:
-        runtime.status_writer.stop()
-    if runtime.expiry is not None:
-        runtime.expiry.stop()
-    runtime.batcher.close()
-    runtime.ledger.close()
-    set_runtime(None)
+    if context.status_writer is not None:
+        context.status_writer.stop()
+    if context.expiry is not None:
+        context.expiry.stop()
+    context.batcher.close()
+    context.ledger.close()
+    set_context(None)

@@ -38,7 +38,7 @@ from .budgetnotify import refresh_namespace_budgets
 from .jobs import (attempt_placement, create_pod, executor_pod_event, job_conditions, patch_job_status,
                    reconcile_ledger, start_admitted)
 from .pods import pending_problem
-from .runtime import in_kopf_context, rt, started
+from .context import in_kopf_context, ctx, started
 from .sessions import create_runner
 from .sessionview import local_runner
 
@@ -52,7 +52,7 @@ log = logging.getLogger("qgov.podsweep")
 def unfinished_pods() -> dict[tuple[str, str], dict[str, Any]]:
     """qgov's pods that have not ended, by (namespace, name). Ended ones stay until their job is
     deleted, as many as the finished jobs kept: the sweep must not read them every time."""
-    answer = rt().core.list_pod_for_all_namespaces(label_selector=f"{MANAGED_BY_LABEL}=qgov",
+    answer = ctx().core.list_pod_for_all_namespaces(label_selector=f"{MANAGED_BY_LABEL}=qgov",
                                                    field_selector="status.phase!=Succeeded,status.phase!=Failed",
                                                    _preload_content=False)
     items = json.loads(answer.data).get("items") or []
@@ -61,7 +61,7 @@ def unfinished_pods() -> dict[tuple[str, str], dict[str, Any]]:
 
 def read_pod(namespace: str, name: str) -> dict[str, Any] | None:
     try:
-        answer = rt().core.read_namespaced_pod(name, namespace, _preload_content=False)
+        answer = ctx().core.read_namespaced_pod(name, namespace, _preload_content=False)
     except ApiException as exc:
         if exc.status == 404:
             return None
@@ -78,14 +78,14 @@ def sweep() -> list[str]:
     nothing."""
     # the open reservations BEFORE the jobs: reconcile_ledger relies on that order
     try:
-        open_states: dict[str, str] | None = {r.key: r.state for r in rt().ledger.reservations(("held", "queued"))}
+        open_states: dict[str, str] | None = {r.key: r.state for r in ctx().ledger.reservations(("held", "queued"))}
     except DatabaseUnavailable as exc:  # the pods are still swept; the money waits for the next sweep
         log.warning(f"pod sweep: {exc}")
         refresh_namespace_budgets()  # the budgets say so
         open_states = None
-    jobs = list(rt().active_jobs.values())
+    jobs = list(ctx().active_jobs.values())
     pods = unfinished_pods()
-    sessions = rt().custom.list_cluster_custom_object(GROUP, VERSION, "qiskitsessions").get("items", [])
+    sessions = ctx().custom.list_cluster_custom_object(GROUP, VERSION, "qiskitsessions").get("items", [])
     created: list[str] = []
     caught_up: list[QueueChange] = []
     for job in jobs:
@@ -128,7 +128,7 @@ def _ledger_decision(uid: str, state: str | None) -> QueueChange | None:
     if state == "held":
         return QueueChange(uid, Decision.ADMITTED, "")
     try:
-        reservation = rt().ledger.reservation(uid)
+        reservation = ctx().ledger.reservation(uid)
     except UnknownReservation:
         return None
     if reservation.state == "refused":

@@ -39,7 +39,7 @@ from .config import session_interval_seconds
 from .pods import (SESSION_RUNNER_LABEL, owner_name, runner_pod_name, session_runner_pod,
                    token_secret_name)
 from .retrying import HANDLER_RETRY_SECONDS, run_retrying
-from .runtime import rt, started
+from .context import ctx, started
 from .jobs import (JobRef, JobWatcher, attempt_finished, choose_budget, create_attempt_pod, load_backend,
                    start_admitted, start_session_jobs)
 from .kube import created, delete_pod, discard, get_job, get_session
@@ -55,7 +55,7 @@ JOB_ACTIVE = {"Admitted", "Running"}
 def load_credential(namespace: str, secret: str) -> Credential:
     """The IBM credential in a Secret of the session's namespace; errors name the Secret, not values."""
     try:
-        obj = rt().core.read_namespaced_secret(secret, namespace)
+        obj = ctx().core.read_namespaced_secret(secret, namespace)
     except ApiException as exc:
         if exc.status == 404:
             raise TokenError(str(credentials_problem(secret, namespace, None)), "CredentialsMissing") from None
@@ -66,11 +66,11 @@ def load_credential(namespace: str, secret: str) -> Credential:
 def runtime_api(namespace: str, spec: SessionSpec) -> tuple[Credential, RuntimeApi]:
     """The session's credential and the Runtime API on it (TokenError when the Secret is wrong)."""
     credential = load_credential(namespace, credentials_secret(spec.credentials_secret))
-    return credential, RuntimeApi(credential, rt().tokens, http=metrics.CountedSession())
+    return credential, RuntimeApi(credential, ctx().tokens, http=metrics.CountedSession())
 
 
 def _patch(namespace: str, name: str, status: dict[str, Any]) -> None:
-    rt().custom.patch_namespaced_custom_object_status(GROUP, VERSION, namespace, PLURAL, name, {"status": status})
+    ctx().custom.patch_namespaced_custom_object_status(GROUP, VERSION, namespace, PLURAL, name, {"status": status})
 
 
 # ---------------------------------------------------------------------- tokens
@@ -86,16 +86,16 @@ def _write_token_secret(session: dict[str, Any], token_value: str) -> None:
                                               "name": meta["name"], "uid": meta["uid"], "controller": True}]},
             "data": {"token": base64.b64encode(token_value.encode()).decode()}}
     try:
-        rt().core.create_namespaced_secret(meta["namespace"], body)
+        ctx().core.create_namespaced_secret(meta["namespace"], body)
     except ApiException as exc:
         if exc.status != 409:
             raise
-        rt().core.replace_namespaced_secret(body["metadata"]["name"], meta["namespace"], body)
+        ctx().core.replace_namespaced_secret(body["metadata"]["name"], meta["namespace"], body)
 
 
 def _fresh_token(session: dict[str, Any], credential: Credential) -> str:
     """Refresh the token when it is due and rotate the Secret; returns the token's expiry (ISO)."""
-    token = rt().tokens.token(credential)
+    token = ctx().tokens.token(credential)
     expiry = iso(datetime.fromtimestamp(token.expires_at, timezone.utc))
     if (session.get("status") or {}).get("tokenExpiry") != expiry:
         _write_token_secret(session, token.value)
@@ -129,7 +129,7 @@ def _dedicated_reservation(session: dict[str, Any], spec: SessionSpec,
         return 0, "USD"
     amount = amount_in_unit(Usage(qpu_seconds=Decimal(spec.max_time_s)), backend.prices, choice[1])
     try:
-        outcome = rt().ledger.reserve(ReserveRequest(meta["uid"], meta["namespace"], choice[0], amount,
+        outcome = ctx().ledger.reserve(ReserveRequest(meta["uid"], meta["namespace"], choice[0], amount,
                                                      job=f"{meta['namespace']}/session/{meta['name']}",
                                                      backend=backend.name, session=meta["name"]))
     except UnknownBudget as exc:
@@ -138,7 +138,7 @@ def _dedicated_reservation(session: dict[str, Any], spec: SessionSpec,
     if outcome.decision is Decision.ADMITTED:
         return amount, choice[1]
     if outcome.decision is Decision.QUEUED:  # a session waits for no one: it opens now or not at all
-        rt().ledger.release(meta["uid"])
+        ctx().ledger.release(meta["uid"])
     return Problem("BudgetExceeded", f"a dedicated session is billed for its wall-clock time: maxTime "
                                      f"{spec.max_time_s}s costs up to {format_amount(amount, choice[1])}, and "
                                      f"{outcome.message or 'the budget cannot pay that now'}; lower spec.maxTime "
@@ -173,7 +173,7 @@ def on_session(body: kopf.Body, namespace: str, name: str, patch: kopf.Patch, **
             "CredentialsRefused" if exc.status in (401, 403) else "RuntimeUnavailable")
         if reason in ("IamUnavailable", "RuntimeUnavailable"):  # IBM's outage passes: look again later
             kopf.event(session, type="Warning", reason=reason, message=str(exc))
-            raise kopf.TemporaryError(str(exc), delay=rt().config.instance_retry_seconds) from None
+            raise kopf.TemporaryError(str(exc), delay=ctx().config.instance_retry_seconds) from None
         return _fail(session, reason, str(exc), patch)
     if usage.limit_reached:
         message = (f"the IBM instance is at its usage limit ({usage.consumed_seconds}s used of "
@@ -182,7 +182,7 @@ def on_session(body: kopf.Body, namespace: str, name: str, patch: kopf.Patch, **
         _patch(namespace, name, {"phase": Phase.PENDING.value, "message": message, "conditions": set_condition(
             status.get("conditions"), "Ready", False, "InstanceLimitReached", message,
             session["metadata"].get("generation"))})
-        raise kopf.TemporaryError(message, delay=rt().config.instance_retry_seconds)
+        raise kopf.TemporaryError(message, delay=ctx().config.instance_retry_seconds)
     reserved, unit = 0, "USD"
     if spec.mode == "dedicated":
         outcome = _dedicated_reservation(session, spec, backend)
@@ -231,15 +231,15 @@ def _open_local(session: dict[str, Any], spec: SessionSpec, backend: Backend) ->
 def create_runner(session: dict[str, Any]) -> bool:
     """Create the session's runner pod; False when it exists already (a replay)."""
 
-    body = session_runner_pod(session, rt().config.executor_image, rt().config.executor_image_pull_policy)
+    body = session_runner_pod(session, ctx().config.executor_image, ctx().config.executor_image_pull_policy)
     # 409: a replay; the runner exists
-    return created(lambda: discard(rt().core.create_namespaced_pod(session["metadata"]["namespace"], body,
+    return created(lambda: discard(ctx().core.create_namespaced_pod(session["metadata"]["namespace"], body,
                                                                    _preload_content=False)))
 
 
 def _release(session: dict[str, Any]) -> None:
     try:
-        rt().ledger.release(session["metadata"]["uid"])
+        ctx().ledger.release(session["metadata"]["uid"])
     except (UnknownReservation, InvalidTransition, UnknownBudget):
         pass
     refresh_namespace_budgets(session["metadata"]["namespace"])
@@ -376,14 +376,14 @@ def _settle_dedicated(session: dict[str, Any], summary: dict[str, Any]) -> int:
 
     uid = session["metadata"]["uid"]
     try:
-        reservation = rt().ledger.reservation(uid)
+        reservation = ctx().ledger.reservation(uid)
     except UnknownReservation:
         return 0
     if reservation.state == "settled":
         return reservation.actual_micro or 0
     # the session ran for its wall-clock time: charged even if its hold was released (a late charge)
-    outcome = rt().ledger.settle(uid, _wall_cost(session, int(summary["wallSeconds"])), ran=True)
-    metrics.dedicated_settled(session, rt().budget_units.get(session["metadata"]["namespace"], {}), summary, outcome)
+    outcome = ctx().ledger.settle(uid, _wall_cost(session, int(summary["wallSeconds"])), ran=True)
+    metrics.dedicated_settled(session, ctx().budget_units.get(session["metadata"]["namespace"], {}), summary, outcome)
     refresh_namespace_budgets(session["metadata"]["namespace"])  # its budget's status shows the charge
     start_admitted(outcome.queue_changes)
     return outcome.actual_micro

@@ -19,7 +19,7 @@ from .conditions import parse_iso
 from .kube import SESSIONS as PLURAL
 from .kube import get_session
 from .pods import RuntimeSessionRef, token_secret_name
-from .runtime import rt
+from .context import ctx
 
 ENDED = {Phase.CLOSED.value, Phase.EXPIRED.value, Phase.FAILED.value}
 AUTO_BATCH_LABEL = "qgov.dev/auto-batch"
@@ -27,14 +27,14 @@ AUTO_BATCH_LABEL = "qgov.dev/auto-batch"
 
 def credentials_secret(name: str | None) -> str:
     """The credential Secret a session or job names, else the operator's default."""
-    return name or rt().config.ibm_default_secret
+    return name or ctx().config.ibm_default_secret
 
 
 
 def session_jobs(namespace: str, name: str) -> list[dict[str, Any]]:
     """The session's jobs, selected by the API server by their session label (jobs.py `_mark`);
     the label holds 63 characters of the name, the status all of it."""
-    jobs = rt().custom.list_namespaced_custom_object(GROUP, VERSION, namespace, "qiskitjobs",
+    jobs = ctx().custom.list_namespaced_custom_object(GROUP, VERSION, namespace, "qiskitjobs",
                                                      label_selector=f"{SESSION_LABEL}={label_value(name)}")["items"]
     return [j for j in jobs if (j.get("status") or {}).get("session") == name]
 
@@ -80,16 +80,16 @@ def local_runner(session: dict[str, Any] | None) -> str | None:
 
 def auto_batch(namespace: str, backend: Backend, job_uid: str, secret: str) -> str:
     """The automatic batch an ibm job that names no session runs in (created when new)."""
-    with rt().batch_lock:
-        batch = rt().batches.assign(BatchKey(namespace, backend.name, secret), job_uid, time.monotonic())
-        rt().batches.sealed(time.monotonic())
+    with ctx().batch_lock:
+        batch = ctx().batches.assign(BatchKey(namespace, backend.name, secret), job_uid, time.monotonic())
+        ctx().batches.sealed(time.monotonic())
     body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "QiskitSession",
             "metadata": {"name": batch.name, "namespace": namespace,
                          "labels": {AUTO_BATCH_LABEL: "true", MANAGED_BY_LABEL: "qgov"}},
             "spec": {"backend": backend.name, "mode": "batch", "credentialsSecret": secret,
-                     "idleTimeout": rt().config.batch_idle_seconds, "maxTime": rt().config.batch_max_time_seconds}}
+                     "idleTimeout": ctx().config.batch_idle_seconds, "maxTime": ctx().config.batch_max_time_seconds}}
     try:
-        rt().custom.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body)
+        ctx().custom.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body)
     except ApiException as exc:
         if exc.status != 409:
             raise
