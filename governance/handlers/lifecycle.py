@@ -88,15 +88,16 @@ def start(settings: kopf.OperatorSettings, logger: Any, **_: Any) -> None:
     except kubernetes.config.ConfigException:
         kubernetes.config.load_kube_config()
     writer = BudgetStatusWriter(write_status, rollover, ledger_unavailable, config.status_interval_seconds)
-    expiry = Alarms(lambda key: delete_job(ctx().custom, key), "qgov-job-expiry")
-    set_context(OperatorContext(config, ledger, ReservationBatcher(ledger),
-                        batches=Batcher(window_s=config.batch_window_seconds, max_jobs=config.batch_max_jobs),
-                        executor=settings.execution.executor, status_writer=writer, expiry=expiry))
+    expiry = Alarms(lambda key: delete_job(context.custom, key), "qgov-job-expiry")
+    context = OperatorContext(config, ledger, ReservationBatcher(ledger),
+                              batches=Batcher(window_s=config.batch_window_seconds, max_jobs=config.batch_max_jobs),
+                              executor=settings.execution.executor, status_writer=writer, expiry=expiry)
+    set_context(context)
     writer.start()
     expiry.start()
     run_retrying("start-up reconciliation of the ledger", reconcile_ledger)  # in the background if it fails
     global _sweeper
-    _sweeper = PodSweeper(config.pod_sweep_seconds)
+    _sweeper = PodSweeper(config.pod_sweep_seconds, context)
     _sweeper.start()
     metrics.serve(config.metrics_port, listen_address())  # (already served by the replica: a no-op)
     _tune_gc()
