@@ -14,6 +14,7 @@ from governance.admission import Estimate, Problem
 from governance.api.specs import SpecError, parse_backend, parse_job
 from governance.budget.costmodel import PriceList, Usage
 from governance.budget.types import Balance, Decision, ReserveOutcome
+from governance.jobs.events import Event
 from governance.jobs import (TERMINAL, AdmissionFacts, Admit, AlreadyCounted, Fail, Finish, JobStatus, NeedBackend,
                              NeedBudget, NeedEstimate, NeedReservation, NeedSession, Phase, Queue, Refuse, Retry,
                              after_attempt, attempt_charge, decide_admission, retry_delay)
@@ -199,3 +200,12 @@ def test_outcomes_map_to_phases(outcome: object, phase: Phase) -> None:
     from governance.jobs.admission import phase_of
 
     assert phase_of(outcome) is phase  # type: ignore[arg-type]
+
+
+def test_an_attempts_end_says_so_in_one_event() -> None:
+    retry = after_attempt(status(), 1, False, {"error": "node lost"}, 137, 0, 2, 2.0, NOW)
+    assert isinstance(retry, Retry) and (retry.event.type, retry.event.reason) == ("Warning", "AttemptFailed")
+    done = after_attempt(status(), 1, True, {}, 0, 0, 2, 2.0, NOW)
+    assert isinstance(done, Finish) and done.event("ok") == Event("Normal", "Succeeded", "ok")
+    failed = after_attempt(status(), 1, False, {}, 2, 0, 2, 2.0, NOW)
+    assert isinstance(failed, Finish) and failed.event("no") == Event("Warning", "Failed", "no")

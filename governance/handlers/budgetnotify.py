@@ -7,12 +7,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import kopf
 from kubernetes.client.rest import ApiException
 
 from ..api import GROUP, VERSION
+from ..jobs.events import Event
 from .identity import ensure_executor_identity
-from .kube import BUDGETS
+from .kube import BUDGETS, emit
 from .retrying import type_name
 from .context import ctx
 
@@ -23,7 +23,7 @@ def budget_event(namespace: str, name: str, type_: str, reason: str, message: st
         body = ctx().custom.get_namespaced_custom_object(GROUP, VERSION, namespace, BUDGETS, name)
     except ApiException:
         return
-    kopf.event(body, type=type_, reason=reason, message=message)
+    emit(body, Event(type_, reason, message))
 
 
 def refresh_budget_status(namespace: str, name: str) -> None:
@@ -51,5 +51,4 @@ def provide_executor_identity(budget: dict[str, Any], namespace: str) -> None:
         ensure_executor_identity(ctx().core, ctx().rbac, namespace)
         ctx().identities.add(namespace)
     except ApiException as exc:
-        kopf.event(budget, type="Warning", reason="ExecutorIdentityFailed",
-                   message=f"could not create ServiceAccount/RoleBinding qgov-executor: {type_name(exc)}")
+        emit(budget, Event("Warning", "ExecutorIdentityFailed", f"could not create ServiceAccount/RoleBinding qgov-executor: {type_name(exc)}"))

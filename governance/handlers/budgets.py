@@ -16,10 +16,11 @@ from ..api.specs import SpecError, parse_budget
 from ..budget.burnrate import NO_SPEND, burn_rate, burn_status, next_midnight
 from ..budget.errors import DatabaseUnavailable, LedgerError, UnknownBudget
 from ..budget.money import format_amount
+from ..jobs.events import Event
 from .budgetnotify import provide_executor_identity, refresh_budget_status
 from .conditions import set_condition
 from .jobs import start_admitted
-from .kube import discard
+from .kube import discard, emit
 from .retrying import HANDLER_RETRY_SECONDS
 from .context import remember_kopf_context, ctx
 
@@ -116,7 +117,7 @@ def write_status(key: tuple[str, str]) -> datetime | None:
     if any(shown.get(k) != v for k, v in status.items()):
         _patch_budget_status(namespace, name, status)
     if _ledger_was_unavailable(body):
-        kopf.event(body, type="Normal", reason="LedgerAvailable", message="the budget ledger is reachable again")
+        emit(body, Event("Normal", "LedgerAvailable", "the budget ledger is reachable again"))
     end = datetime.fromisoformat(status["periodEnd"]) if status.get("periodEnd") else None
     # the burn rate moves at midnight (a day leaves its window) even when nothing else happens
     change = None if status["burnRate"]["forecast"] == NO_SPEND else next_midnight(ctx().ledger.clock())
@@ -144,7 +145,7 @@ def ledger_unavailable(key: tuple[str, str], exc: DatabaseUnavailable) -> None:
     _patch_budget_status(key[0], key[1], {"conditions": set_condition(
         (body.get("status") or {}).get("conditions"), "Ready", False, "LedgerUnavailable", message,
         body["metadata"].get("generation"))})
-    kopf.event(body, type="Warning", reason="LedgerUnavailable", message=message)
+    emit(body, Event("Warning", "LedgerUnavailable", message))
 
 
 @kopf.on.create(GROUP, VERSION, PLURAL, backoff=HANDLER_RETRY_SECONDS)
@@ -161,7 +162,7 @@ def on_budget(body: kopf.Body, spec: kopf.Spec, namespace: str, name: str, patch
         refresh_budget_status(namespace, name)  # the writer says so in its status
         raise kopf.TemporaryError(str(exc), delay=HANDLER_RETRY_SECONDS) from None
     except (SpecError, LedgerError) as exc:
-        kopf.event(obj, type="Warning", reason="InvalidBudget", message=str(exc))
+        emit(obj, Event("Warning", "InvalidBudget", str(exc)))
         patch.status["conditions"] = set_condition((obj.get("status") or {}).get("conditions"), "Ready", False,
                                                    "InvalidSpec", str(exc), obj["metadata"].get("generation"))
         return

@@ -31,6 +31,7 @@ from ..jobs import (ACTIVE, TERMINAL, AdmissionFacts, AlreadyCounted, Fail, JobS
                     NeedEstimate, NeedReservation, NeedSession, Outcome, Phase, Queue, Refuse, Retry, after_attempt,
                     attempt_charge, decide_admission)
 from ..jobs.attempts import DEFAULT_BACKOFF_LIMIT
+from ..jobs.events import Event
 from ..sessions.lifecycle import requeue_or_fail
 from .budgetnotify import budget_event, provide_executor_identity, refresh_budget_status, refresh_namespace_budgets
 from .conditions import iso, now_iso, parse_iso, set_condition
@@ -39,7 +40,7 @@ from . import rawevents
 from .identity import missing_account
 from .kube import JOBS as PLURAL
 from .kube import create_pod as post_pod
-from .kube import discard, get_job, get_object, get_session, json_patch, patch_job_status
+from .kube import discard, emit, get_job, get_object, get_session, json_patch, patch_job_status
 from .pods import RuntimeSessionRef, executor_pod, owner_name, pod_name
 from .retrying import NotYet, Watcher, later, run_retrying
 from .context import remember_kopf_context, ctx, started
@@ -189,7 +190,7 @@ def _apply_admission(job: dict[str, Any], outcome: Outcome) -> dict[str, Any]:
         status = dict(base, phase=Phase.QUEUED.value, message=outcome.message)
         status["conditions"] = job_conditions(job, ("Admitted", False, "Queued", outcome.message),
                                            *_ledger_answered(job))
-        kopf.event(job, type="Normal", reason="Queued", message=outcome.message)
+        emit(job, Event("Normal", "Queued", outcome.message))
         return status
     if outcome.unbudgeted:
         log.info(f"admitting {meta['namespace']}/{meta['name']} without a budget (QGOV_ALLOW_UNBUDGETED)")
@@ -207,19 +208,19 @@ def _admitted(job: dict[str, Any], base: dict[str, Any], reason: str, message: s
     load) and was a tenth of the operator's CPU per job. Queueing, admission from the queue,
     refusals, retries and the end of every job each post one."""
     if event:
-        kopf.event(job, type="Normal", reason="Admitted", message=message)
+        emit(job, Event("Normal", "Admitted", message))
     return dict(base, phase="Admitted", message=message, attempts=1,
                 conditions=job_conditions(job, ("Admitted", True, reason, message), *_ledger_answered(job)))
 
 
 def _fail(job: dict[str, Any], reason: str, message: str) -> dict[str, Any]:
-    kopf.event(job, type="Warning", reason=reason, message=message)
+    emit(job, Event("Warning", reason, message))
     return _terminal(job, "Failed", reason, message)
 
 
 def _refuse(job: dict[str, Any], reason: str, message: str, budget: str | None,
             base: dict[str, Any] | None = None) -> dict[str, Any]:
-    kopf.event(job, type="Warning", reason=reason, message=message)
+    emit(job, Event("Warning", reason, message))
     if budget:
         budget_event(job["metadata"]["namespace"], budget, "Warning", "JobRefused",
                      f"refused QiskitJob {job['metadata']['name']}: {message}")
@@ -292,7 +293,7 @@ def _stalled_on_identity(job: dict[str, Any], exc: ApiException) -> None:
     meta = job["metadata"]
     patch_job_status(meta["namespace"], meta["name"], {
         "message": message, "conditions": job_conditions(job, ("Stalled", True, "ServiceAccountMissing", message))})
-    kopf.event(job, type="Warning", reason="ServiceAccountMissing", message=message)
+    emit(job, Event("Warning", "ServiceAccountMissing", message))
 
 
 MAX_SESSION_MOVES = 2
@@ -319,7 +320,7 @@ def _session_not_open(job: dict[str, Any], session_name: str, session: dict[str,
         new = auto_batch(meta["namespace"], backend, f"{meta['uid']}/{moves + 1}",
                          credentials_secret(job["spec"].get("credentialsSecret")))
         message = f"QiskitSession {session_name} is {phase}: {why}, {new}"
-        kopf.event(job, type="Normal", reason="SessionRequeued", message=message)
+        emit(job, Event("Normal", "SessionRequeued", message))
         _mark(job, finalizer=False, session=new)
         patch_job_status(meta["namespace"], meta["name"], {"session": new, "sessionMoves": moves + 1,
                                                         "message": message})
@@ -338,7 +339,7 @@ def _finish_unstarted(job: dict[str, Any], reason: str, message: str) -> None:
     status = JobStatus.of(job)
     used = status.used_micro
     charged, _ = _settle(job, used)
-    kopf.event(job, type="Warning", reason=reason, message=message)
+    emit(job, Event("Warning", reason, message))
     patch_job_status(namespace, name, _terminal(job, Phase.FAILED.value, reason,
                                                 f"{message}; charged {format_amount(charged)}",
                                                 actualCost=format_amount(charged), usedMicro=str(used)))
@@ -373,7 +374,7 @@ def start_admitted(changes: tuple[QueueChange, ...] | list[QueueChange]) -> None
             continue
         message = "admitted from the queue: funds were freed"
         metrics.queue_decision(job, "Admitted", "AdmittedFromQueue")
-        kopf.event(job, type="Normal", reason="Admitted", message=message)
+        emit(job, Event("Normal", "Admitted", message))
         _start_attempt(job, 1, {"message": message,
                                 "conditions": job_conditions(job, ("Admitted", True, "AdmittedFromQueue", message))})
 
@@ -493,7 +494,7 @@ class JobWatcher(Watcher):
         refresh_namespace_budgets(self.ref.namespace)  # they say so too
         job = self._write(update)
         if job is not None:
-            kopf.event(job, type="Warning", reason=LEDGER_UNAVAILABLE, message=message)
+            emit(job, Event("Warning", LEDGER_UNAVAILABLE, message))
 
     def recovered(self) -> None:
         message = "the budget ledger is reachable again"
@@ -501,7 +502,7 @@ class JobWatcher(Watcher):
             LEDGER_UNAVAILABLE, False, "LedgerAvailable", message))} if _condition_is(
             job, LEDGER_UNAVAILABLE, "True") else None)
         if job is not None:
-            kopf.event(job, type="Normal", reason="LedgerAvailable", message=message)
+            emit(job, Event("Normal", "LedgerAvailable", message))
 
     def _write(self, update: Any) -> dict[str, Any] | None:
         """Patch the status `update(job)` gives (None: nothing to write), on the job as read, if
@@ -716,7 +717,7 @@ def attempt_finished(job: dict[str, Any], attempt: int, succeeded: bool, report:
         return  # this attempt was already counted and a retry is scheduled
     if isinstance(after, Retry):
         retry_at = iso(after.at)
-        kopf.event(job, type="Warning", reason="AttemptFailed", message=after.message)
+        emit(job, after.event)
         patch_job_status(namespace, name, {"phase": Phase.ADMITTED.value, "message": after.message,
                                         "usedMicro": str(after.used_micro),
                                         "qpuSeconds": format_quantity(after.qpu_seconds), "countedAttempt": attempt,
@@ -728,13 +729,12 @@ def attempt_finished(job: dict[str, Any], attempt: int, succeeded: bool, report:
     message = after.message(cost)
     spent = {"actualCost": format_amount(settled), "usedMicro": str(after.used_micro),
              "qpuSeconds": format_quantity(after.qpu_seconds), "countedAttempt": attempt}
+    emit(job, after.event(message))
     if after.phase is Phase.SUCCEEDED:
-        kopf.event(job, type="Normal", reason="Succeeded", message=message)
         new = _terminal(job, Phase.SUCCEEDED.value, after.reason, message, **spent,
                         resultConfigMap=report.get("resultConfigMap"),
                         **({"runtimeJob": report["runtimeJob"]} if report.get("runtimeJob") else {}))
     else:
-        kopf.event(job, type="Warning", reason="Failed", message=message)
         new = _terminal(job, Phase.FAILED.value, after.reason, message, **spent)
     patch_job_status(namespace, name, new)
     if status.budget:
@@ -754,7 +754,7 @@ def _settle(job: dict[str, Any], used: int) -> tuple[int, str]:
     except UnknownReservation:
         message = (f"the ledger has no reservation for this job, so its {format_amount(used)} "
                    f"{status.currency} could not be charged (see `qgov ledger audit`)")
-        kopf.event(job, type="Warning", reason="NotInLedger", message=message)
+        emit(job, Event("Warning", "NotInLedger", message))
         return 0, message
     metrics.job_settled(job, outcome)
     start_admitted(outcome.queue_changes)
@@ -771,7 +771,7 @@ def _late_charge_events(job: dict[str, Any], outcome: SettleOutcome) -> None:
     meta, status = job["metadata"], JobStatus.of(job)
     message = (f"charged {format_amount(outcome.actual_micro, status.currency)} after its reservation had been "
                "released (a late charge, recorded in the ledger as an overrun)")
-    kopf.event(job, type="Warning", reason="LateCharge", message=message)
+    emit(job, Event("Warning", "LateCharge", message))
     budget_event(meta["namespace"], status.budget or "", "Warning", "LateCharge", f"QiskitJob {meta['name']}: {message}")
 
 

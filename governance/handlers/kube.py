@@ -5,12 +5,15 @@ there is one."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import logging
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
+import kopf
 from kubernetes.client.rest import ApiException
 
 from ..api import GROUP, VERSION
+from ..jobs.events import Event
 from .apiwrites import custom_path, pods_path
 from .context import ctx
 
@@ -20,6 +23,7 @@ BUDGETS = "qiskitbudgets"
 BACKENDS = "qiskitbackends"
 
 T = TypeVar("T")
+log = logging.getLogger("qgov.kube")
 
 
 def discard(answer: Any) -> None:
@@ -101,3 +105,24 @@ def create_pod(namespace: str, body: dict[str, Any]) -> None:
 def delete_pod(namespace: str, name: str) -> None:
     """Delete a pod; one that is gone already is fine."""
     unless_gone(lambda: ctx().core.delete_namespaced_pod(name, namespace))
+
+
+# ---------------------------------------------------------------------- Events
+
+EventListener = Callable[[Mapping[str, Any], Event], None]
+_listeners: list[EventListener] = []
+
+
+def listen(listener: EventListener) -> None:
+    """Hear every Event posted (best effort: a listener's failure is logged, the Event still posted)."""
+    _listeners.append(listener)
+
+
+def emit(obj: Mapping[str, Any], event: Event) -> None:
+    """Post `event` on the object (a Kubernetes Event, through kopf)."""
+    for listener in list(_listeners):
+        try:
+            listener(obj, event)
+        except Exception as exc:  # noqa: BLE001 - a listener must not stop the Event
+            log.warning(f"event listener: {type(exc).__name__}: {exc}")
+    kopf.event(obj, type=event.type, reason=event.reason, message=event.message)

@@ -30,6 +30,7 @@ from ..budget.costmodel import Usage, amount_in_unit
 from ..budget.errors import InvalidTransition, UnknownBudget, UnknownReservation
 from ..budget.money import format_amount, format_quantity
 from ..budget.types import Decision, ReserveRequest
+from ..jobs.events import Event
 from ..sessions.lifecycle import Action, Phase, SessionView, decide
 from ..sessions.runtime_api import RuntimeApi, RuntimeApiError
 from ..sessions.tokens import Credential, TokenError, credential_from_secret, credentials_problem
@@ -42,7 +43,7 @@ from .retrying import HANDLER_RETRY_SECONDS, run_retrying
 from .context import ctx, started
 from .jobs import (JobRef, JobWatcher, attempt_finished, choose_budget, create_attempt_pod, load_backend,
                    start_admitted, start_session_jobs)
-from .kube import created, delete_pod, discard, get_job, get_session
+from .kube import created, delete_pod, discard, emit, get_job, get_session
 from .sessionview import ENDED, credentials_secret, local_runner, session_jobs
 
 PLURAL = "qiskitsessions"
@@ -109,7 +110,7 @@ def _fail(session: dict[str, Any], reason: str, message: str, patch: kopf.Patch)
     """The session cannot open; the jobs waiting for it fail with this reason (written first, so they see it)."""
 
     meta = session["metadata"]
-    kopf.event(session, type="Warning", reason=reason, message=message)
+    emit(session, Event("Warning", reason, message))
     _patch(meta["namespace"], meta["name"], {
         "phase": Phase.FAILED.value, "message": message, "closedTime": now_iso(),
         "conditions": set_condition((session.get("status") or {}).get("conditions"), "Ready", False, reason, message,
@@ -172,13 +173,13 @@ def on_session(body: kopf.Body, namespace: str, name: str, patch: kopf.Patch, **
         reason = exc.reason if isinstance(exc, TokenError) else (
             "CredentialsRefused" if exc.status in (401, 403) else "RuntimeUnavailable")
         if reason in ("IamUnavailable", "RuntimeUnavailable"):  # IBM's outage passes: look again later
-            kopf.event(session, type="Warning", reason=reason, message=str(exc))
+            emit(session, Event("Warning", reason, str(exc)))
             raise kopf.TemporaryError(str(exc), delay=ctx().config.instance_retry_seconds) from None
         return _fail(session, reason, str(exc), patch)
     if usage.limit_reached:
         message = (f"the IBM instance is at its usage limit ({usage.consumed_seconds}s used of "
                    f"{usage.limit_seconds}s); the session opens when time is available, nothing was submitted")
-        kopf.event(session, type="Warning", reason="InstanceLimitReached", message=message)
+        emit(session, Event("Warning", "InstanceLimitReached", message))
         _patch(namespace, name, {"phase": Phase.PENDING.value, "message": message, "conditions": set_condition(
             status.get("conditions"), "Ready", False, "InstanceLimitReached", message,
             session["metadata"].get("generation"))})
@@ -197,7 +198,7 @@ def on_session(body: kopf.Body, namespace: str, name: str, patch: kopf.Patch, **
         return _fail(session, "RuntimeRefused", f"IBM Quantum did not open the session: {exc}", patch)
     opened = now_iso()
     message = f"Runtime {spec.mode} session {session_id} open on {backend.backend_name}"
-    kopf.event(session, type="Normal", reason="SessionOpened", message=message)
+    emit(session, Event("Normal", "SessionOpened", message))
     if spec.mode == "dedicated":
         metrics.dedicated_opened(session)
     _patch(namespace, name, {
@@ -219,7 +220,7 @@ def _open_local(session: dict[str, Any], spec: SessionSpec, backend: Backend) ->
     create_runner(session)
     opened = now_iso()
     message = f"local {spec.mode} session on {backend.name}: runner pod {runner_pod_name(meta['name'])}"
-    kopf.event(session, type="Normal", reason="SessionOpened", message=message)
+    emit(session, Event("Normal", "SessionOpened", message))
     _patch(meta["namespace"], meta["name"], {
         "phase": Phase.OPEN.value, "mode": spec.mode, "runner": runner_pod_name(meta["name"]), "openedTime": opened,
         "lastActivity": opened, "jobs": 0, "usageSeconds": "0", "cost": "0.00", "message": message,
@@ -317,7 +318,7 @@ def session_tick(body: kopf.Body, namespace: str, name: str, **_: Any) -> None:
             credential, api = runtime_api(namespace, spec)
             update["tokenExpiry"] = _fresh_token(session, credential)
         except (TokenError, RuntimeApiError) as exc:
-            kopf.event(session, type="Warning", reason="TokenRefreshFailed", message=str(exc))
+            emit(session, Event("Warning", "TokenRefreshFailed", str(exc)))
             return
     if decision.action in (Action.CLOSE, Action.EXPIRE, Action.FINISH):
         try:
@@ -326,11 +327,11 @@ def session_tick(body: kopf.Body, namespace: str, name: str, **_: Any) -> None:
                 # 1305); those executors report MaxTimeExceeded and their jobs move to a new session
                 api.close_session(status["sessionId"])
         except RuntimeApiError as exc:
-            kopf.event(session, type="Warning", reason="RuntimeUnavailable", message=str(exc))
+            emit(session, Event("Warning", "RuntimeUnavailable", str(exc)))
             return
         if decision.action is Action.EXPIRE and running:  # the running job finishes first
             message = f"{decision.reason}: it takes no more jobs, and its running jobs finish"
-            kopf.event(session, type="Normal", reason="SessionDraining", message=message)
+            emit(session, Event("Normal", "SessionDraining", message))
             _patch(namespace, name, {**update, **_summary(session, jobs, now), "phase": Phase.DRAINING.value,
                                      "message": message})
             return
@@ -363,8 +364,7 @@ def _end(session: dict[str, Any], phase: Phase, reason: str, jobs: list[dict[str
         message += f"; charged {format_amount(spent)} for {summary['wallSeconds']}s"
         if phase is Phase.CLOSED and unused:
             message += f", {unused}s before maxTime (not billed)"
-    kopf.event(session, type="Normal" if phase is Phase.CLOSED else "Warning",
-               reason="SessionClosed" if phase is Phase.CLOSED else "SessionExpired", message=message)
+    emit(session, Event("Normal" if phase is Phase.CLOSED else "Warning", "SessionClosed" if phase is Phase.CLOSED else "SessionExpired", message))
     _patch(meta["namespace"], meta["name"], {
         "phase": phase.value, "closedTime": closed, "message": message, **summary,
         "conditions": set_condition(status.get("conditions"), "Ready", False,
@@ -396,17 +396,15 @@ def on_session_deleted(body: kopf.Body, namespace: str, name: str, **_: Any) -> 
     status = session.get("status") or {}
     if status.get("runner"):
         _stop_runner(namespace, name)
-        kopf.event(session, type="Normal", reason="SessionCancelled",
-                   message=f"runner {status['runner']} stopped: the QiskitSession was deleted")
+        emit(session, Event("Normal", "SessionCancelled", f"runner {status['runner']} stopped: the QiskitSession was deleted"))
     elif status.get("sessionId") and status.get("phase") not in ENDED:
         spec = parse_session(dict(session.get("spec") or {}))
         try:
             runtime_api(namespace, spec)[1].cancel_session(status["sessionId"])
         except (TokenError, RuntimeApiError) as exc:
-            kopf.event(session, type="Warning", reason="CancelFailed", message=str(exc))
+            emit(session, Event("Warning", "CancelFailed", str(exc)))
             raise kopf.TemporaryError(str(exc), delay=10) from None
-        kopf.event(session, type="Normal", reason="SessionCancelled",
-                   message=f"Runtime session {status['sessionId']} cancelled: its QiskitSession was deleted")
+        emit(session, Event("Normal", "SessionCancelled", f"Runtime session {status['sessionId']} cancelled: its QiskitSession was deleted"))
         summary = _summary(dict(session, status=dict(status, closedTime=now_iso())), session_jobs(namespace, name),
                            time.time())
         metrics.session_ended(session, int(summary["jobs"]))
@@ -446,7 +444,7 @@ def on_runner_pod(body: kopf.Body, type: str, **_: Any) -> None:
         if restarts < MAX_RUNNER_RESTARTS:
             message = f"runner {pod['metadata']['name']} stopped ({phase or 'deleted'}); replaced " \
                       f"({restarts + 1} of {MAX_RUNNER_RESTARTS})"
-            kopf.event(session, type="Warning", reason="RunnerRestarted", message=message)
+            emit(session, Event("Warning", "RunnerRestarted", message))
             _patch(namespace, session_name, {"runnerRestarts": restarts + 1, "message": message})
             create_runner(session)
             return
@@ -455,7 +453,7 @@ def on_runner_pod(body: kopf.Body, type: str, **_: Any) -> None:
                                          "conditions": set_condition((session.get("status") or {}).get("conditions"),
                                                                      "Ready", False, "RunnerFailed", message,
                                                                      session["metadata"].get("generation"))})
-        kopf.event(session, type="Warning", reason="RunnerFailed", message=message)
+        emit(session, Event("Warning", "RunnerFailed", message))
     _fail_unreported(namespace, session_name, pod["metadata"]["name"])
 
 

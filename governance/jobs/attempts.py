@@ -10,6 +10,7 @@ from decimal import Decimal
 from typing import Any
 
 from ..budget.costmodel import PriceList, Usage, amount_in_unit
+from .events import Event
 from .phases import Phase
 from .status import JobStatus
 
@@ -49,6 +50,10 @@ class Retry:
     at: datetime
     message: str
 
+    @property
+    def event(self) -> Event:
+        return Event("Warning", "AttemptFailed", self.message)
+
 
 @dataclass(frozen=True)
 class Finish:
@@ -69,6 +74,12 @@ class Finish:
         kind = "does not retry a deterministic error" if self.deterministic else \
             f"gave up after {self.attempt} attempts"
         return f"attempt {self.attempt} failed: {self.why}; qgov {kind}; charged {charged}"
+
+    def event(self, message: str) -> Event:
+        """The job's last Event, saying `message` (self.message(charged))."""
+        if self.phase is Phase.SUCCEEDED:
+            return Event("Normal", "Succeeded", message)
+        return Event("Warning", "Failed", message)
 
 
 def after_attempt(status: JobStatus, attempt: int, succeeded: bool, report: Mapping[str, Any],
