@@ -209,3 +209,42 @@ def test_an_attempts_end_says_so_in_one_event() -> None:
     assert isinstance(done, Finish) and done.event("ok") == Event("Normal", "Succeeded", "ok")
     failed = after_attempt(status(), 1, False, {}, 2, 0, 2, 2.0, NOW)
     assert isinstance(failed, Finish) and failed.event("no") == Event("Warning", "Failed", "no")
+
+
+# ------------------------------------------------------------------ a session that is not open
+
+
+def test_a_job_waits_for_its_session_to_open() -> None:
+    from governance.jobs.placement import WaitForSession, session_not_open
+
+    assert session_not_open("s", None, "", True, 0, "ibm-torino") == \
+        WaitForSession("waiting for QiskitSession s to open")
+
+
+def test_a_failed_session_fails_its_jobs_with_its_reason() -> None:
+    from governance.jobs.placement import EndUnstarted, session_not_open
+
+    assert session_not_open("s", "Failed", "credentials refused", True, 0, "ibm-torino") == \
+        EndUnstarted("SessionFailed", "QiskitSession s failed: credentials refused")
+
+
+def test_an_ended_batch_moves_its_jobs_twice_then_fails_them() -> None:
+    from governance.jobs.placement import EndUnstarted, MoveToNewBatch, session_not_open
+
+    assert session_not_open("b1", "Expired", "", True, 0, "ibm-torino") == NeedBackend("ibm-torino")
+    first = session_not_open("b1", "Expired", "", True, 0, "ibm-torino", True)
+    assert isinstance(first, MoveToNewBatch) and first.moves == 1 and "(move 1 of 2)" in first.message
+    second = session_not_open("b2", "Closed", "", True, 1, "ibm-torino", True)
+    assert isinstance(second, MoveToNewBatch) and second.moves == 2
+    third = session_not_open("b3", "Expired", "", True, 2, "ibm-torino")
+    assert isinstance(third, EndUnstarted) and third.reason == "SessionEnded" and "waited through 3 sessions" in \
+        third.message
+    no_backend = session_not_open("b1", "Expired", "", True, 0, "ibm-torino", False)
+    assert isinstance(no_backend, EndUnstarted) and no_backend.reason == "SessionEnded"
+
+
+def test_a_named_session_that_ended_fails_its_jobs_without_moving_them() -> None:
+    from governance.jobs.placement import EndUnstarted, session_not_open
+
+    outcome = session_not_open("mine", "Closed", "", False, 0, "ibm-torino")
+    assert isinstance(outcome, EndUnstarted) and "name an open session in spec.session" in outcome.message

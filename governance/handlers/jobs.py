@@ -32,7 +32,7 @@ from ..jobs import (ACTIVE, TERMINAL, AdmissionFacts, AlreadyCounted, Fail, JobS
                     attempt_charge, decide_admission)
 from ..jobs.attempts import DEFAULT_BACKOFF_LIMIT
 from ..jobs.events import Event
-from ..sessions.lifecycle import requeue_or_fail
+from ..jobs.placement import EndUnstarted, MoveToNewBatch, WaitForSession, session_not_open
 from .budgetnotify import budget_event, provide_executor_identity, refresh_budget_status, refresh_namespace_budgets
 from .conditions import iso, now_iso, parse_iso, set_condition
 from .expiry import expires_at
@@ -296,41 +296,30 @@ def _stalled_on_identity(job: dict[str, Any], exc: ApiException) -> None:
     emit(job, Event("Warning", "ServiceAccountMissing", message))
 
 
-MAX_SESSION_MOVES = 2
-
-
 def _session_not_open(job: dict[str, Any], session_name: str, session: dict[str, Any] | None) -> None:
-    """An ibm job whose session is not open: wait for it to open, or move on when it has ended.
-    A session that failed (credentials, budget) fails its jobs with its reason; one that closed or
-    reached maxTime sends an automatic batch's jobs to a new batch, a few times at most."""
+    """An ibm job whose session is not open: wait for it to open, or move on when it has ended
+    (governance/jobs/placement.py decides)."""
     meta, status = job["metadata"], JobStatus.of(job)
-    phase = ended_phase(session)
-    if phase is None:
-        patch_job_status(meta["namespace"], meta["name"], {"message": f"waiting for QiskitSession {session_name} to open"})
-        return  # the session starts its jobs when it opens
-    if phase == "Failed":
-        why = ((session or {}).get("status") or {}).get("message", "")
-        _finish_unstarted(job, "SessionFailed", f"QiskitSession {session_name} failed: {why}")
-        return
     automatic = session is None or ((session.get("metadata") or {}).get("labels") or {}).get(AUTO_BATCH_LABEL)
-    moves = status.session_moves
-    move, why = requeue_or_fail(moves, MAX_SESSION_MOVES)
-    backend = load_backend(job["spec"]["backend"])
-    if automatic and move and not isinstance(backend, Problem):
-        new = auto_batch(meta["namespace"], backend, f"{meta['uid']}/{moves + 1}",
+    failure = ((session or {}).get("status") or {}).get("message", "")
+    decide = partial(session_not_open, session_name, ended_phase(session), failure, bool(automatic),
+                     status.session_moves, job["spec"]["backend"])
+    step, backend = decide(), None
+    if isinstance(step, NeedBackend):
+        backend = load_backend(step.name)
+        step = decide(not isinstance(backend, Problem))
+    if isinstance(step, WaitForSession):
+        patch_job_status(meta["namespace"], meta["name"], {"message": step.message})
+    elif isinstance(step, MoveToNewBatch) and isinstance(backend, Backend):
+        new = auto_batch(meta["namespace"], backend, f"{meta['uid']}/{step.moves}",
                          credentials_secret(job["spec"].get("credentialsSecret")))
-        message = f"QiskitSession {session_name} is {phase}: {why}, {new}"
+        message = f"{step.message}, {new}"
         emit(job, Event("Normal", "SessionRequeued", message))
         _mark(job, finalizer=False, session=new)
-        patch_job_status(meta["namespace"], meta["name"], {"session": new, "sessionMoves": moves + 1,
-                                                        "message": message})
-        return
-    if automatic:
-        message = f"QiskitSession {session_name} is {phase}: {why}"
-    else:
-        message = (f"QiskitSession {session_name} is {phase} (its maxTime is over or it was closed) and the job "
-                   "cannot run in it: name an open session in spec.session, or none to be batched automatically")
-    _finish_unstarted(job, "SessionEnded", message)
+        patch_job_status(meta["namespace"], meta["name"], {"session": new, "sessionMoves": step.moves,
+                                                           "message": message})
+    elif isinstance(step, EndUnstarted):
+        _finish_unstarted(job, step.reason, step.message)
 
 
 def _finish_unstarted(job: dict[str, Any], reason: str, message: str) -> None:

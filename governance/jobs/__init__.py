@@ -4,6 +4,7 @@
 - status.py: JobStatus, a typed view of a job's status;
 - admission.py: decide_admission, from a spec to fail / refuse / queue / admit (in a session);
 - events.py: Event, what qgov says happened (handlers/kube.py `emit` posts it);
+- placement.py: session_not_open, a job whose session is not open: wait, move to a new batch, or end;
 - attempts.py: what an attempt costs (attempt_charge) and what follows it (after_attempt: a
   retry at a time after a doubling backoff, or the end and the amount to settle).
 
