@@ -108,7 +108,6 @@ def _fresh_token(session: dict[str, Any], credential: Credential) -> str:
 
 def _fail(session: dict[str, Any], reason: str, message: str, patch: kopf.Patch) -> None:
     """The session cannot open; the jobs waiting for it fail with this reason (written first, so they see it)."""
-
     meta = session["metadata"]
     emit(session, Event("Warning", reason, message))
     _patch(meta["namespace"], meta["name"], {
@@ -121,7 +120,6 @@ def _fail(session: dict[str, Any], reason: str, message: str, patch: kopf.Patch)
 def _dedicated_reservation(session: dict[str, Any], spec: SessionSpec,
                            backend: Backend) -> Problem | tuple[int, str]:
     """A dedicated session is billed for its wall-clock time: reserve maxTime × price up front."""
-
     meta = session["metadata"]
     choice = choose_budget(meta["namespace"], None)
     if isinstance(choice, Problem):
@@ -149,7 +147,6 @@ def _dedicated_reservation(session: dict[str, Any], spec: SessionSpec,
 @kopf.on.create(GROUP, VERSION, PLURAL, backoff=HANDLER_RETRY_SECONDS)
 @kopf.on.resume(GROUP, VERSION, PLURAL, backoff=HANDLER_RETRY_SECONDS)
 def on_session(body: kopf.Body, namespace: str, name: str, patch: kopf.Patch, **_: Any) -> None:
-
     session = dict(body)
     status = session.get("status") or {}
     if status.get("phase") in ENDED:
@@ -215,7 +212,6 @@ def on_session(body: kopf.Body, namespace: str, name: str, patch: kopf.Patch, **
 def _open_local(session: dict[str, Any], spec: SessionSpec, backend: Backend) -> None:
     """A session on aer or fake: one runner pod runs its jobs in turn. There is no wall-clock
     billing for a local simulator, so its jobs are charged one by one, whatever the mode."""
-
     meta = session["metadata"]
     create_runner(session)
     opened = now_iso()
@@ -231,7 +227,6 @@ def _open_local(session: dict[str, Any], spec: SessionSpec, backend: Backend) ->
 
 def create_runner(session: dict[str, Any]) -> bool:
     """Create the session's runner pod; False when it exists already (a replay)."""
-
     body = session_runner_pod(session, ctx().config.executor_image, ctx().config.executor_image_pull_policy)
     # 409: a replay; the runner exists
     return created(lambda: discard(ctx().core.create_namespaced_pod(session["metadata"]["namespace"], body,
@@ -251,7 +246,6 @@ def _release(session: dict[str, Any]) -> None:
 
 def _wall_cost(session: dict[str, Any], seconds: int) -> int:
     """What `seconds` of a dedicated session cost: its backend's QPU-second price, in its budget's unit."""
-
     backend = load_backend(session["spec"]["backend"])
     if isinstance(backend, Problem):
         return 0
@@ -373,7 +367,6 @@ def _end(session: dict[str, Any], phase: Phase, reason: str, jobs: list[dict[str
 
 
 def _settle_dedicated(session: dict[str, Any], summary: dict[str, Any]) -> int:
-
     uid = session["metadata"]["uid"]
     try:
         reservation = ctx().ledger.reservation(uid)
@@ -458,7 +451,6 @@ def on_runner_pod(body: kopf.Body, type: str, **_: Any) -> None:
 
 
 def _fail_unreported(namespace: str, session_name: str, runner: str) -> None:
-
     for job in session_jobs(namespace, session_name):
         status = job.get("status") or {}
         attempt = int(status.get("attempts") or 0)
@@ -469,9 +461,8 @@ def _fail_unreported(namespace: str, session_name: str, runner: str) -> None:
                          partial(_fail_unreported_attempt, ref, attempt, runner), watcher=JobWatcher(ref))
 
 
-def _fail_unreported_attempt(ref: Any, attempt: int, runner: str) -> None:
+def _fail_unreported_attempt(ref: JobRef, attempt: int, runner: str) -> None:
     """An attempt the stopped runner never reported fails like a lost pod (a retry reads the job afresh)."""
-
     fresh = get_job(ref.namespace, ref.name)
     if fresh is not None and fresh["metadata"]["uid"] == ref.uid and \
             int((fresh.get("status") or {}).get("countedAttempt") or 0) < attempt:
