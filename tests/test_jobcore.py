@@ -248,3 +248,14 @@ def test_a_named_session_that_ended_fails_its_jobs_without_moving_them() -> None
 
     outcome = session_not_open("mine", "Closed", "", False, 0, "ibm-torino")
     assert isinstance(outcome, EndUnstarted) and "name an open session in spec.session" in outcome.message
+
+
+def test_a_dedicated_session_costs_its_wall_clock_time_exactly() -> None:
+    from governance.jobs.placement import dedicated_session_cost
+
+    prices = PriceList.from_strings(perQPUSecond="1.60", perShot="0.00035")  # shots are not what it pays for
+    assert dedicated_session_cost(3600, prices, "USD") == 5_760_000_000  # an hour: 5760.00 USD
+    assert dedicated_session_cost(0, prices, "USD") == 0
+    assert dedicated_session_cost(90, prices, "QPU-seconds") == 90_000_000
+    with pytest.raises(ValueError):
+        dedicated_session_cost(1, prices, "EUR")

@@ -26,11 +26,11 @@ from .. import metrics
 from ..admission import Problem
 from ..api import GROUP, MANAGED_BY_LABEL, SESSION_LABEL, VERSION, label_value
 from ..api.specs import Backend, SessionSpec, SpecError, parse_session
-from ..budget.costmodel import Usage, amount_in_unit
 from ..budget.errors import InvalidTransition, UnknownBudget, UnknownReservation
 from ..budget.money import format_amount, format_quantity
 from ..budget.types import Decision, ReserveRequest
 from ..jobs.events import Event
+from ..jobs.placement import dedicated_session_cost
 from ..sessions.lifecycle import Action, Phase, SessionView, decide
 from ..sessions.runtime_api import RuntimeApi, RuntimeApiError
 from ..sessions.tokens import Credential, TokenError, credential_from_secret, credentials_problem
@@ -126,7 +126,7 @@ def _dedicated_reservation(session: dict[str, Any], spec: SessionSpec,
         return choice
     if choice is None:  # unbudgeted work is allowed: nothing to reserve
         return 0, "USD"
-    amount = amount_in_unit(Usage(qpu_seconds=Decimal(spec.max_time_s)), backend.prices, choice[1])
+    amount = dedicated_session_cost(spec.max_time_s, backend.prices, choice[1])
     try:
         outcome = ctx().ledger.reserve(ReserveRequest(meta["uid"], meta["namespace"], choice[0], amount,
                                                      job=f"{meta['namespace']}/session/{meta['name']}",
@@ -250,7 +250,7 @@ def _wall_cost(session: dict[str, Any], seconds: int) -> int:
     if isinstance(backend, Problem):
         return 0
     unit = (session.get("status") or {}).get("currency") or "USD"
-    return amount_in_unit(Usage(qpu_seconds=Decimal(seconds)), backend.prices, unit)
+    return dedicated_session_cost(seconds, backend.prices, unit)
 
 
 def _summary(session: dict[str, Any], jobs: list[dict[str, Any]], now: float) -> dict[str, Any]:
