@@ -20,7 +20,7 @@ from governance import metrics
 from governance.budget.ledger import Ledger
 from governance.budget.types import BudgetSpec, Decision, ReserveRequest, SettleOutcome
 from governance.handlers.budgets import status_and_gauges
-from governance.handlers.runtime import Runtime, set_runtime
+from governance.handlers.context import OperatorContext as Runtime, set_context as set_runtime
 from governance.sessions.tokens import Credential, Token, TokenError, TokenManager
 
 from .conftest import FakeClock

@@ -16,22 +16,17 @@ from ..api.specs import SpecError, parse_budget
 from ..budget.burnrate import NO_SPEND, burn_rate, burn_status, next_midnight
 from ..budget.errors import DatabaseUnavailable, LedgerError, UnknownBudget
 from ..budget.money import format_amount
+from ..jobs.events import Event
+from .budgetnotify import provide_executor_identity, refresh_budget_status
 from .conditions import set_condition
+from .jobs import start_admitted
+from .kube import discard, emit
 from .retrying import HANDLER_RETRY_SECONDS
-from .runtime import remember_kopf_context, rt
+from .context import remember_kopf_context, ctx
 
 PLURAL = "qiskitbudgets"
 TOP_JOBS = 5
 NEAR_LIMIT_DEFAULT = 80
-
-
-def budget_event(namespace: str, name: str, type_: str, reason: str, message: str) -> None:
-    """An Event on a QiskitBudget, from anywhere (a job's refusal, a threshold crossing)."""
-    try:
-        body = rt().custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
-    except ApiException:
-        return
-    kopf.event(body, type=type_, reason=reason, message=message)
 
 
 @dataclass(frozen=True)
@@ -46,10 +41,10 @@ class MetricsOnly:
 def budget_figures(namespace: str, name: str, body: dict[str, Any]) -> tuple[dict[str, Any], MetricsOnly]:
     """The budget's status: balances of the current period, where the money went, conditions; and
     what its metrics show besides (from the same reads)."""
-    reads = rt().ledger.status_reads(namespace, name)  # one connection: four statements, five when jobs wait
+    reads = ctx().ledger.status_reads(namespace, name)  # one connection: four statements, five when jobs wait
     balance, report = reads.balance, reads.report
     unit = balance.unit
-    phases = rt().job_phases.counts(namespace, name)
+    phases = ctx().job_phases.counts(namespace, name)
     committed = balance.spent_micro + balance.held_micro
     warn = sorted((body.get("spec") or {}).get("warnAt") or [NEAR_LIMIT_DEFAULT])
     pct = committed * 100 // balance.limit_micro if balance.limit_micro else 100
@@ -62,7 +57,7 @@ def budget_figures(namespace: str, name: str, body: dict[str, Any]) -> tuple[dic
     exhausted = balance.remaining_micro == 0
     conditions = set_condition(conditions, "Exhausted", exhausted, "NoFundsLeft" if exhausted else "FundsLeft",
                                f"remaining {format_amount(balance.remaining_micro, unit)}", gen)
-    burn = burn_rate(reads.daily, rt().ledger.clock(), balance.remaining_micro)
+    burn = burn_rate(reads.daily, ctx().ledger.clock(), balance.remaining_micro)
     projected = burn.exhausted_at if burn.remaining > 0 and burn.exhausted_at is not None and (
         balance.period_end is None or burn.exhausted_at < balance.period_end) else None
     return {
@@ -90,24 +85,9 @@ def budget_figures(namespace: str, name: str, body: dict[str, Any]) -> tuple[dic
     }, MetricsOnly(tuple(warn), projected, reads.oldest_queued)
 
 
-def refresh_budget_status(namespace: str, name: str) -> None:
-    """Ask for the budget's status to be rewritten. Debounced by the status writer
-    (budgetstatus.py): a burst of N jobs costs N cheap marks, not N reports of N jobs each."""
-    rt().status_writer.mark((namespace, name))
-
-
-def refresh_namespace_budgets(namespace: str | None = None) -> None:
-    """Every budget of the namespace (or of the cluster) may show something new: when the ledger
-    fails, for instance, they say so."""
-    for ns, budgets in list(rt().budget_units.items()):
-        if namespace is None or ns == namespace:
-            for name in list(budgets):
-                refresh_budget_status(ns, name)
-
-
 def _get_budget(namespace: str, name: str) -> dict[str, Any]:
     try:
-        return rt().custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+        return ctx().custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
     except ApiException as exc:
         if exc.status == 404:
             raise UnknownBudget(f"QiskitBudget {namespace}/{name} is gone") from None
@@ -115,9 +95,7 @@ def _get_budget(namespace: str, name: str) -> dict[str, Any]:
 
 
 def _patch_budget_status(namespace: str, name: str, status: dict[str, Any]) -> None:
-    from .jobs import discard
-
-    discard(rt().custom.patch_namespaced_custom_object_status(GROUP, VERSION, namespace, PLURAL, name,
+    discard(ctx().custom.patch_namespaced_custom_object_status(GROUP, VERSION, namespace, PLURAL, name,
                                                               {"status": status}, _preload_content=False))
 
 
@@ -139,18 +117,16 @@ def write_status(key: tuple[str, str]) -> datetime | None:
     if any(shown.get(k) != v for k, v in status.items()):
         _patch_budget_status(namespace, name, status)
     if _ledger_was_unavailable(body):
-        kopf.event(body, type="Normal", reason="LedgerAvailable", message="the budget ledger is reachable again")
+        emit(body, Event("Normal", "LedgerAvailable", "the budget ledger is reachable again"))
     end = datetime.fromisoformat(status["periodEnd"]) if status.get("periodEnd") else None
     # the burn rate moves at midnight (a day leaves its window) even when nothing else happens
-    change = None if status["burnRate"]["forecast"] == NO_SPEND else next_midnight(rt().ledger.clock())
+    change = None if status["burnRate"]["forecast"] == NO_SPEND else next_midnight(ctx().ledger.clock())
     return min((t for t in (end, change) if t is not None), default=None)
 
 
 def rollover(key: tuple[str, str]) -> None:
     """The status writer's `rollover`: the budget's period ended; the new one has funds for its queue."""
-    from .jobs import start_admitted
-
-    start_admitted(rt().ledger.admit_queued(key[0]))
+    start_admitted(ctx().ledger.admit_queued(key[0]))
 
 
 def _ledger_was_unavailable(body: dict[str, Any]) -> bool:
@@ -169,26 +145,24 @@ def ledger_unavailable(key: tuple[str, str], exc: DatabaseUnavailable) -> None:
     _patch_budget_status(key[0], key[1], {"conditions": set_condition(
         (body.get("status") or {}).get("conditions"), "Ready", False, "LedgerUnavailable", message,
         body["metadata"].get("generation"))})
-    kopf.event(body, type="Warning", reason="LedgerUnavailable", message=message)
+    emit(body, Event("Warning", "LedgerUnavailable", message))
 
 
 @kopf.on.create(GROUP, VERSION, PLURAL, backoff=HANDLER_RETRY_SECONDS)
 @kopf.on.update(GROUP, VERSION, PLURAL, field="spec", backoff=HANDLER_RETRY_SECONDS)
 @kopf.on.resume(GROUP, VERSION, PLURAL, backoff=HANDLER_RETRY_SECONDS)
 def on_budget(body: kopf.Body, spec: kopf.Spec, namespace: str, name: str, patch: kopf.Patch, **_: Any) -> None:
-    from .jobs import start_admitted
-
     remember_kopf_context()
     obj = dict(body)
     try:
         parsed = parse_budget(namespace, name, dict(spec))
-        _, changes = rt().ledger.upsert_budget(parsed)
-        rt().budget_units.setdefault(namespace, {})[name] = parsed.unit  # what admission reads
+        _, changes = ctx().ledger.upsert_budget(parsed)
+        ctx().budget_units.setdefault(namespace, {})[name] = parsed.unit  # what admission reads
     except DatabaseUnavailable as exc:
         refresh_budget_status(namespace, name)  # the writer says so in its status
         raise kopf.TemporaryError(str(exc), delay=HANDLER_RETRY_SECONDS) from None
     except (SpecError, LedgerError) as exc:
-        kopf.event(obj, type="Warning", reason="InvalidBudget", message=str(exc))
+        emit(obj, Event("Warning", "InvalidBudget", str(exc)))
         patch.status["conditions"] = set_condition((obj.get("status") or {}).get("conditions"), "Ready", False,
                                                    "InvalidSpec", str(exc), obj["metadata"].get("generation"))
         return
@@ -197,33 +171,12 @@ def on_budget(body: kopf.Body, spec: kopf.Spec, namespace: str, name: str, patch
     provide_executor_identity(obj, namespace)
 
 
-def provide_executor_identity(budget: dict[str, Any], namespace: str) -> None:
-    """The namespace's executor ServiceAccount and RoleBinding (identity.py), once per namespace
-    and operator process; a refusal is a Warning on the budget (or on the unbudgeted job that
-    asked), not a failed budget."""
-    from kubernetes.client.rest import ApiException
-
-    from .identity import ensure_executor_identity
-    from .retrying import type_name
-
-    if not rt().config.provision_executor_identity or namespace in rt().identities:
-        return
-    try:
-        ensure_executor_identity(rt().core, rt().rbac, namespace)
-        rt().identities.add(namespace)
-    except ApiException as exc:
-        kopf.event(budget, type="Warning", reason="ExecutorIdentityFailed",
-                   message=f"could not create ServiceAccount/RoleBinding qgov-executor: {type_name(exc)}")
-
-
 @kopf.on.delete(GROUP, VERSION, PLURAL, backoff=HANDLER_RETRY_SECONDS)
 def on_budget_deleted(namespace: str, name: str, **_: Any) -> None:
     """A deleted budget admits nothing more; its queued jobs are refused; what it holds still settles."""
-    from .jobs import start_admitted
-
-    rt().budget_units.get(namespace, {}).pop(name, None)
-    rt().status_writer.forget((namespace, name))
+    ctx().budget_units.get(namespace, {}).pop(name, None)
+    ctx().status_writer.forget((namespace, name))
     try:
-        start_admitted(rt().ledger.retire_budget(namespace, name))
+        start_admitted(ctx().ledger.retire_budget(namespace, name))
     except UnknownBudget:
         pass

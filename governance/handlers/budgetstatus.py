@@ -28,7 +28,7 @@ from .. import metrics
 from ..budget.errors import DatabaseUnavailable, UnknownBudget
 from .alarms import Alarms
 from .retrying import HANDLER_RETRY_SECONDS
-from .runtime import in_kopf_context
+from .context import in_kopf_context
 
 log = logging.getLogger("qgov.budgetstatus")
 

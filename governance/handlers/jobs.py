@@ -13,71 +13,47 @@ import json
 import logging
 from dataclasses import dataclass
 from functools import partial
-from datetime import datetime, timedelta, timezone
-from decimal import Decimal
+from datetime import datetime, timezone
 from typing import Any, Literal
 
 import kopf
 from kubernetes.client.rest import ApiException
 
 from .. import metrics
-from ..admission import Problem, assess, backend_from_object, choose_budget, unknown_backend
+from ..admission import Problem, assess, backend_from_object, unknown_backend
+from ..admission import choose_budget as budget_that_pays
 from ..api import FINALIZER, GROUP, JOB_LABEL, JOB_UID_LABEL, SESSION_LABEL, VERSION, label_value
-from ..api.specs import Backend, SpecError, parse_job
-from ..budget.costmodel import Usage, amount_in_unit
+from ..api.specs import Backend, JobSpec, SpecError, parse_job
 from ..budget.errors import DatabaseUnavailable, UnknownBudget, UnknownReservation
 from ..budget.money import format_amount, format_quantity
-from ..budget.types import Decision, QueueChange, ReserveRequest, SettleOutcome
-from .budgets import budget_event, provide_executor_identity, refresh_budget_status, refresh_namespace_budgets
+from ..budget.types import Decision, QueueChange, ReserveOutcome, ReserveRequest, SettleOutcome
+from ..jobs import (ACTIVE, TERMINAL, AdmissionFacts, AlreadyCounted, Fail, JobStatus, Need, NeedBackend, NeedBudget,
+                    NeedEstimate, NeedReservation, NeedSession, Outcome, Phase, Queue, Refuse, Retry, after_attempt,
+                    attempt_charge, decide_admission)
+from ..jobs.attempts import DEFAULT_BACKOFF_LIMIT
+from ..jobs.events import Event
+from ..jobs.placement import EndUnstarted, MoveToNewBatch, WaitForSession, session_not_open
+from .budgetnotify import budget_event, provide_executor_identity, refresh_budget_status, refresh_namespace_budgets
 from .conditions import iso, now_iso, parse_iso, set_condition
 from .expiry import expires_at
 from . import rawevents
-from .apiwrites import custom_path, pods_path
+from .identity import missing_account
+from .kube import JOBS as PLURAL
+from .kube import create_pod as post_pod
+from .kube import discard, emit, get_job, get_object, get_session, json_patch, patch_job_status
 from .pods import RuntimeSessionRef, executor_pod, owner_name, pod_name
-from .retrying import Watcher, later, run_retrying
-from .runtime import remember_kopf_context, rt, started
+from .retrying import NotYet, Watcher, later, run_retrying
+from .context import remember_kopf_context, ctx, started
+from .sessionview import AUTO_BATCH_LABEL, auto_batch, credentials_secret, ended_phase, local_runner, runtime_ref, \
+    session_for_job, session_jobs
 
-PLURAL = "qiskitjobs"
 log = logging.getLogger("qgov.jobs")
-TERMINAL = {"Succeeded", "Failed", "Refused", "Cancelled"}
-EXIT_DETERMINISTIC = 2
 
 
 # ---------------------------------------------------------------------- status helpers
 
 
-def discard(answer: Any) -> None:
-    """Drain and return an unparsed answer (`_preload_content=False`): the caller needs none of it,
-    and parsing the whole object back costs more CPU than the call; undrained, it breaks the pool."""
-    answer.read()
-    answer.release_conn()
-
-
-def _patch_status(namespace: str, name: str, status: dict[str, Any]) -> None:
-    http = rt().http
-    if http is not None:  # the admission's writes skip the kubernetes client's machinery (apiwrites.py)
-        http.request("PATCH", custom_path(GROUP, VERSION, namespace, PLURAL, name, "status"), {"status": status},
-                     "application/merge-patch+json")
-        return
-    discard(rt().custom.patch_namespaced_custom_object_status(GROUP, VERSION, namespace, PLURAL, name,
-                                                              {"status": status}, _preload_content=False))
-
-
-def get_object(plural: str, namespace: str, name: str) -> dict[str, Any] | None:
-    """A qgov object, or None when it is gone."""
-    try:
-        return rt().custom.get_namespaced_custom_object(GROUP, VERSION, namespace, plural, name)
-    except ApiException as exc:
-        if exc.status == 404:
-            return None
-        raise
-
-
-def _get_job(namespace: str, name: str) -> dict[str, Any] | None:
-    return get_object(PLURAL, namespace, name)
-
-
-def _conditions(job: dict[str, Any], *changes: tuple[str, bool, str, str]) -> list[dict[str, Any]]:
+def job_conditions(job: dict[str, Any], *changes: tuple[str, bool, str, str]) -> list[dict[str, Any]]:
     conditions = (job.get("status") or {}).get("conditions")
     for type_, ok, reason, message in changes:
         conditions = set_condition(conditions, type_, ok, reason, message, job["metadata"].get("generation"))
@@ -88,8 +64,7 @@ def _ledger_answered(job: dict[str, Any]) -> tuple[tuple[str, bool, str, str], .
     """The condition change for a status written after the ledger answered (an admission, a
     settlement): LedgerUnavailable turns False in the same write. Written on its own later, the
     clearing could be undone by a write built from an older read of the job."""
-    if any(c.get("type") == LEDGER_UNAVAILABLE and c.get("status") == "True"
-           for c in (job.get("status") or {}).get("conditions") or []):
+    if JobStatus.of(job).condition_is(LEDGER_UNAVAILABLE, "True"):
         return ((LEDGER_UNAVAILABLE, False, "LedgerAvailable", "the budget ledger is reachable again"),)
     return ()
 
@@ -101,7 +76,7 @@ def _terminal(job: dict[str, Any], phase: str, reason: str, message: str, **extr
         changes.append(("Failed", True, reason, message))
     if phase == "Refused":
         changes.append(("Admitted", False, reason, message))
-    conditions = _conditions(job, *changes)
+    conditions = job_conditions(job, *changes)
     return {"phase": phase, "message": message, "conditions": conditions, "completionTime": now_iso(),
             "retryAt": None, **extra}
 
@@ -115,21 +90,21 @@ def on_backend_event(type: str | None, body: kopf.Body, name: str, **_: Any) -> 
     if not started():
         return
     if type == "DELETED":
-        rt().backends.pop(name, None)
+        ctx().backends.pop(name, None)
     else:
-        rt().backends[name] = _parse_backend(name, dict(body))
+        ctx().backends[name] = _parse_backend(name, dict(body))
 
 
 def _parse_backend(name: str, obj: dict[str, Any]) -> Backend | Problem:
     return backend_from_object(name, obj)
 
 
-def _load_backend(name: str) -> Backend | Problem:
-    backend = rt().backends.get(name)
+def load_backend(name: str) -> Backend | Problem:
+    backend = ctx().backends.get(name)
     if backend is not None:
         return backend
     try:  # not seen on the watch yet (created a moment ago): ask the API
-        obj = rt().custom.get_cluster_custom_object(GROUP, VERSION, "qiskitbackends", name)
+        obj = ctx().custom.get_cluster_custom_object(GROUP, VERSION, "qiskitbackends", name)
     except ApiException as exc:
         if exc.status == 404:
             return unknown_backend(name)
@@ -137,14 +112,14 @@ def _load_backend(name: str) -> Backend | Problem:
     return _parse_backend(name, obj)
 
 
-def _choose_budget(namespace: str, wanted: str | None) -> tuple[str, str] | Problem | None:
+def choose_budget(namespace: str, wanted: str | None) -> tuple[str, str] | Problem | None:
     """(name, unit) of the budget that pays; None when unbudgeted work is allowed."""
-    budgets = rt().budget_units.get(namespace)
+    budgets = ctx().budget_units.get(namespace)
     if budgets is None:  # first job of the namespace since start: read the ledger once
-        budgets = rt().budget_units.setdefault(namespace, {b.name: b.unit for b in rt().ledger.budgets(namespace)})
+        budgets = ctx().budget_units.setdefault(namespace, {b.name: b.unit for b in ctx().ledger.budgets(namespace)})
     if (wanted and wanted not in budgets) or not budgets:
         _unless_budget_is_coming(namespace, wanted)
-    return choose_budget(namespace, wanted, budgets, rt().config.allow_unbudgeted)
+    return budget_that_pays(namespace, wanted, budgets, ctx().config.allow_unbudgeted)
 
 
 def _unless_budget_is_coming(namespace: str, wanted: str | None) -> None:
@@ -152,9 +127,7 @@ def _unless_budget_is_coming(namespace: str, wanted: str | None) -> None:
     -f budget.yaml -f job.yaml`) can arrive first. When the cluster has the budget the ledger does
     not know yet, the job waits for it (NotYet: retried within seconds) instead of being refused.
     A budget whose spec was found invalid never comes: its jobs are refused."""
-    from .retrying import NotYet
-
-    listed = rt().custom.list_namespaced_custom_object(GROUP, VERSION, namespace, "qiskitbudgets")["items"]
+    listed = ctx().custom.list_namespaced_custom_object(GROUP, VERSION, namespace, "qiskitbudgets")["items"]
     names = {b["metadata"]["name"] for b in listed if not b["metadata"].get("deletionTimestamp")
              and not any(c.get("reason") == "InvalidSpec" for c in (b.get("status") or {}).get("conditions") or [])}
     coming = wanted in names if wanted else bool(names)
@@ -163,67 +136,68 @@ def _unless_budget_is_coming(namespace: str, wanted: str | None) -> None:
 
 
 def admit(job: dict[str, Any]) -> dict[str, Any]:
-    """Decide a job and return its new status (pods are created by the caller)."""
-    meta, spec = job["metadata"], job.get("spec") or {}
-    namespace, name, uid = meta["namespace"], meta["name"], meta["uid"]
+    """Decide a job (governance/jobs/admission.py) and return its new status (pods are created by
+    the caller). Each fact the decision needs is read here, when it asks for it."""
+    meta = job["metadata"]
+    namespace, uid = meta["namespace"], meta["uid"]
     try:
-        parsed = parse_job(spec)
+        spec: JobSpec | SpecError = parse_job(job.get("spec") or {})
     except SpecError as exc:
-        return _fail(job, "InvalidSpec", str(exc))
-    backend = _load_backend(parsed.backend)
-    if isinstance(backend, Problem):
-        return _fail(job, backend.reason, backend.message)
-    choice = _choose_budget(namespace, parsed.budget)
-    if isinstance(choice, Problem):
-        return _refuse(job, choice.reason, choice.message, None)
-    unit = choice[1] if choice else "USD"
-    estimate = assess(parsed, backend, unit)
-    if isinstance(estimate, Problem):
-        if estimate.reason == "MaxCostExceeded":
-            return _refuse(job, estimate.reason, estimate.message, None)
-        return _fail(job, estimate.reason, estimate.message)
-    base = {"estimatedCost": format_amount(estimate.amount_micro), "currency": unit,
-            "estimatedMicro": str(estimate.amount_micro), "backend": backend.name, "attempts": 0,
-            "budget": choice[0] if choice else None,
-            # what was priced: the executor runs this generation of the spec or nothing
-            "admittedGeneration": meta.get("generation")}
-    if backend.provider == "ibm" or parsed.session:
-        from .sessions import session_for_job
+        spec = exc
+    facts = AdmissionFacts(namespace, spec)
+    while isinstance(step := decide_admission(facts), Need):
+        if isinstance(step, NeedBackend):
+            backend = load_backend(step.name)
+            facts = facts.answer(backend=backend,
+                                 in_sessions=not isinstance(backend, Problem) and backend.provider == "ibm")
+        elif isinstance(step, NeedBudget):
+            facts = facts.answer(budget=choose_budget(namespace, step.wanted))
+        elif isinstance(step, NeedEstimate):
+            facts = facts.answer(estimate=assess(step.spec, step.backend, step.unit))
+        elif isinstance(step, NeedSession):
+            facts = facts.answer(placement=session_for_job(namespace, uid, step.requested, step.backend,
+                                                           step.credentials_secret))
+        elif isinstance(step, NeedReservation):
+            facts = facts.answer(reservation=_reserve(job, step, facts))
+    return _apply_admission(job, step)
 
-        placed = session_for_job(namespace, uid, parsed.session, backend, parsed.credentials_secret)
-        if isinstance(placed, Problem):
-            return _fail(job, placed.reason, placed.message)
-        base["session"] = placed[0]
-        if placed[1] == "dedicated":  # the session reserved its wall-clock time: its jobs are not charged again
-            base.update(budget=None, paidBySession=True)
-            return _admitted(job, base, "InDedicatedSession",
-                             f"runs in dedicated session {placed[0]}, which pays for its time")
-    if choice is None:
-        log.info(f"admitting {namespace}/{name} without a budget (QGOV_ALLOW_UNBUDGETED)")
+
+def _reserve(job: dict[str, Any], step: NeedReservation, facts: AdmissionFacts) -> ReserveOutcome | Problem:
+    meta = job["metadata"]
+    namespace = meta["namespace"]
+    try:
+        outcome = metrics.timed_reserve(ctx().batcher.reserve, ReserveRequest(
+            meta["uid"], namespace, step.budget, step.amount_micro, job=f"{namespace}/{meta['name']}",
+            backend=facts.backend.name, session=step.session))
+    except UnknownBudget as exc:  # deleted a moment ago
+        return Problem("UnknownBudget", str(exc))
+    if outcome.thresholds_crossed:
+        budget_event(namespace, step.budget, "Warning", "BudgetThresholdCrossed",
+                     f"{max(outcome.thresholds_crossed)}% of the budget is committed: {outcome.balance.describe()}")
+    return outcome
+
+
+def _apply_admission(job: dict[str, Any], outcome: Outcome) -> dict[str, Any]:
+    """The status (and Events) for the admission's outcome."""
+    meta = job["metadata"]
+    if isinstance(outcome, Fail):
+        return _fail(job, outcome.reason, outcome.message)
+    base = outcome.priced.status(meta.get("generation")) if outcome.priced is not None else None
+    if isinstance(outcome, Refuse):
+        return _refuse(job, outcome.reason, outcome.message, outcome.budget, base)
+    assert base is not None
+    if isinstance(outcome, Queue):
+        status = dict(base, phase=Phase.QUEUED.value, message=outcome.message)
+        status["conditions"] = job_conditions(job, ("Admitted", False, "Queued", outcome.message),
+                                           *_ledger_answered(job))
+        emit(job, Event("Normal", "Queued", outcome.message))
+        return status
+    if outcome.unbudgeted:
+        log.info(f"admitting {meta['namespace']}/{meta['name']} without a budget (QGOV_ALLOW_UNBUDGETED)")
         # its pod runs as qgov-executor too, which a budget would have provided (a real API server
         # refuses a pod whose ServiceAccount does not exist)
-        provide_executor_identity(job, namespace)
-        return _admitted(job, base, "Unbudgeted", "admitted without a budget (the operator allows unbudgeted work)",
-                         event=True)
-    try:
-        outcome = metrics.timed_reserve(rt().batcher.reserve, ReserveRequest(uid, namespace, choice[0], estimate.amount_micro,
-                                                      job=f"{namespace}/{name}", backend=backend.name,
-                                                      session=base.get("session") or parsed.session or ""))
-    except UnknownBudget as exc:  # deleted a moment ago
-        return _refuse(job, "UnknownBudget", str(exc), None)
-    if outcome.thresholds_crossed:
-        budget_event(namespace, choice[0], "Warning", "BudgetThresholdCrossed",
-                     f"{max(outcome.thresholds_crossed)}% of the budget is committed: {outcome.balance.describe()}")
-    if outcome.decision is Decision.REFUSED:
-        return _refuse(job, "BudgetExceeded", outcome.message, choice[0], base)
-    if outcome.decision is Decision.QUEUED:
-        status = dict(base, phase="Queued", message=outcome.message)
-        status["conditions"] = _conditions(job, ("Admitted", False, "Queued", outcome.message),
-                                           *_ledger_answered(job))
-        kopf.event(job, type="Normal", reason="Queued", message=outcome.message)
-        return status
-    return _admitted(job, base, "BudgetReserved",
-                     f"reserved {estimate.describe()} in budget {namespace}/{choice[0]}")
+        provide_executor_identity(job, meta["namespace"])
+    return _admitted(job, base, outcome.reason, outcome.message, event=outcome.unbudgeted)
 
 
 def _admitted(job: dict[str, Any], base: dict[str, Any], reason: str, message: str,
@@ -234,19 +208,19 @@ def _admitted(job: dict[str, Any], base: dict[str, Any], reason: str, message: s
     load) and was a tenth of the operator's CPU per job. Queueing, admission from the queue,
     refusals, retries and the end of every job each post one."""
     if event:
-        kopf.event(job, type="Normal", reason="Admitted", message=message)
+        emit(job, Event("Normal", "Admitted", message))
     return dict(base, phase="Admitted", message=message, attempts=1,
-                conditions=_conditions(job, ("Admitted", True, reason, message), *_ledger_answered(job)))
+                conditions=job_conditions(job, ("Admitted", True, reason, message), *_ledger_answered(job)))
 
 
 def _fail(job: dict[str, Any], reason: str, message: str) -> dict[str, Any]:
-    kopf.event(job, type="Warning", reason=reason, message=message)
+    emit(job, Event("Warning", reason, message))
     return _terminal(job, "Failed", reason, message)
 
 
 def _refuse(job: dict[str, Any], reason: str, message: str, budget: str | None,
             base: dict[str, Any] | None = None) -> dict[str, Any]:
-    kopf.event(job, type="Warning", reason=reason, message=message)
+    emit(job, Event("Warning", reason, message))
     if budget:
         budget_event(job["metadata"]["namespace"], budget, "Warning", "JobRefused",
                      f"refused QiskitJob {job['metadata']['name']}: {message}")
@@ -262,7 +236,7 @@ def _start_attempt(job: dict[str, Any], attempt: int, status: dict[str, Any] | N
     meta = job["metadata"]
     written = {**(status or {}), "phase": "Admitted", "attempts": attempt, "retryAt": None,
                "podName": pod_name(meta["name"], attempt)}
-    _patch_status(meta["namespace"], meta["name"], written)
+    patch_job_status(meta["namespace"], meta["name"], written)
     create_attempt_pod(dict(job, status={**(job.get("status") or {}), **written}), attempt)
 
 
@@ -271,7 +245,7 @@ def create_attempt_pod(job: dict[str, Any], attempt: int) -> None:
     its IBM session is not open (then wait for it, or move on when it has ended)."""
     placed = attempt_placement(job)
     if placed.kind == "wait":
-        _session_not_open(job, (job.get("status") or {})["session"], placed.session)
+        _session_not_open(job, job["status"]["session"], placed.session)
     elif placed.kind == "pod":
         create_pod(job, attempt, placed.runtime)
 
@@ -285,11 +259,9 @@ class Placement:
 
 def attempt_placement(job: dict[str, Any]) -> Placement:
     """Where the job's current attempt runs."""
-    session_name = (job.get("status") or {}).get("session")
+    session_name = JobStatus.of(job).session
     if not session_name:
         return Placement("pod")
-    from .sessions import get_session, local_runner, runtime_ref
-
     session = get_session(job["metadata"]["namespace"], session_name)
     if local_runner(session):
         return Placement("runner")  # the session's runner pod takes the attempt from the job's status
@@ -299,13 +271,9 @@ def attempt_placement(job: dict[str, Any]) -> Placement:
 
 def create_pod(job: dict[str, Any], attempt: int, runtime: RuntimeSessionRef | None) -> bool:
     """Create the attempt's executor pod; False when it exists already (a replay, or a race)."""
-    body = executor_pod(job, attempt, rt().config.executor_image, runtime, rt().config.executor_image_pull_policy)
-    try:  # skip building client models from the answer; read it, or the pooled connection breaks
-        http = rt().http
-        if http is not None:
-            http.request("POST", pods_path(job["metadata"]["namespace"]), body)
-        else:
-            discard(rt().core.create_namespaced_pod(job["metadata"]["namespace"], body, _preload_content=False))
+    body = executor_pod(job, attempt, ctx().config.executor_image, runtime, ctx().config.executor_image_pull_policy)
+    try:
+        post_pod(job["metadata"]["namespace"], body)
         return True
     except ApiException as exc:
         if exc.status != 409:  # 409: a replay; the pod of this attempt exists already
@@ -317,104 +285,87 @@ def create_pod(job: dict[str, Any], attempt: int, runtime: RuntimeSessionRef | N
 def _stalled_on_identity(job: dict[str, Any], exc: ApiException) -> None:
     """The API server refused the pod for want of its ServiceAccount: say so on the job (once),
     then the creation is retried (run_retrying) until someone creates it."""
-    from .identity import missing_account
-
     message = missing_account(exc)
-    status = job.get("status") or {}
     if message is None or any(c.get("type") == "Stalled" and c.get("message") == message
-                              for c in status.get("conditions") or []):
+                              for c in JobStatus.of(job).conditions):
         return
     metrics.pod_stalled("ServiceAccountMissing")
     meta = job["metadata"]
-    _patch_status(meta["namespace"], meta["name"], {
-        "message": message, "conditions": _conditions(job, ("Stalled", True, "ServiceAccountMissing", message))})
-    kopf.event(job, type="Warning", reason="ServiceAccountMissing", message=message)
-
-
-MAX_SESSION_MOVES = 2
+    patch_job_status(meta["namespace"], meta["name"], {
+        "message": message, "conditions": job_conditions(job, ("Stalled", True, "ServiceAccountMissing", message))})
+    emit(job, Event("Warning", "ServiceAccountMissing", message))
 
 
 def _session_not_open(job: dict[str, Any], session_name: str, session: dict[str, Any] | None) -> None:
-    """An ibm job whose session is not open: wait for it to open, or move on when it has ended.
-    A session that failed (credentials, budget) fails its jobs with its reason; one that closed or
-    reached maxTime sends an automatic batch's jobs to a new batch, a few times at most."""
-    from ..sessions.lifecycle import requeue_or_fail
-    from .sessions import AUTO_BATCH_LABEL, auto_batch, credentials_secret, ended_phase
-
-    meta, status = job["metadata"], job.get("status") or {}
-    phase = ended_phase(session)
-    if phase is None:
-        _patch_status(meta["namespace"], meta["name"], {"message": f"waiting for QiskitSession {session_name} to open"})
-        return  # the session starts its jobs when it opens
-    if phase == "Failed":
-        why = ((session or {}).get("status") or {}).get("message", "")
-        _finish_unstarted(job, "SessionFailed", f"QiskitSession {session_name} failed: {why}")
-        return
+    """An ibm job whose session is not open: wait for it to open, or move on when it has ended
+    (governance/jobs/placement.py decides)."""
+    meta, status = job["metadata"], JobStatus.of(job)
     automatic = session is None or ((session.get("metadata") or {}).get("labels") or {}).get(AUTO_BATCH_LABEL)
-    moves = int(status.get("sessionMoves") or 0)
-    move, why = requeue_or_fail(moves, MAX_SESSION_MOVES)
-    backend = _load_backend(job["spec"]["backend"])
-    if automatic and move and not isinstance(backend, Problem):
-        new = auto_batch(meta["namespace"], backend, f"{meta['uid']}/{moves + 1}",
+    failure = ((session or {}).get("status") or {}).get("message", "")
+    decide = partial(session_not_open, session_name, ended_phase(session), failure, bool(automatic),
+                     status.session_moves, job["spec"]["backend"])
+    step, backend = decide(), None
+    if isinstance(step, NeedBackend):
+        backend = load_backend(step.name)
+        step = decide(not isinstance(backend, Problem))
+    if isinstance(step, WaitForSession):
+        patch_job_status(meta["namespace"], meta["name"], {"message": step.message})
+    elif isinstance(step, MoveToNewBatch) and isinstance(backend, Backend):
+        new = auto_batch(meta["namespace"], backend, f"{meta['uid']}/{step.moves}",
                          credentials_secret(job["spec"].get("credentialsSecret")))
-        message = f"QiskitSession {session_name} is {phase}: {why}, {new}"
-        kopf.event(job, type="Normal", reason="SessionRequeued", message=message)
+        message = f"{step.message}, {new}"
+        emit(job, Event("Normal", "SessionRequeued", message))
         _mark(job, finalizer=False, session=new)
-        _patch_status(meta["namespace"], meta["name"], {"session": new, "sessionMoves": moves + 1,
-                                                        "message": message})
-        return
-    if automatic:
-        message = f"QiskitSession {session_name} is {phase}: {why}"
-    else:
-        message = (f"QiskitSession {session_name} is {phase} (its maxTime is over or it was closed) and the job "
-                   "cannot run in it: name an open session in spec.session, or none to be batched automatically")
-    _finish_unstarted(job, "SessionEnded", message)
+        patch_job_status(meta["namespace"], meta["name"], {"session": new, "sessionMoves": step.moves,
+                                                           "message": message})
+    elif isinstance(step, EndUnstarted):
+        _finish_unstarted(job, step.reason, step.message)
 
 
 def _finish_unstarted(job: dict[str, Any], reason: str, message: str) -> None:
     """Fail a job whose next attempt cannot start; what earlier attempts used is charged."""
     namespace, name = job["metadata"]["namespace"], job["metadata"]["name"]
-    used = int((job.get("status") or {}).get("usedMicro") or 0)
+    status = JobStatus.of(job)
+    used = status.used_micro
     charged, _ = _settle(job, used)
-    kopf.event(job, type="Warning", reason=reason, message=message)
-    _patch_status(namespace, name, _terminal(job, "Failed", reason, f"{message}; charged {format_amount(charged)}",
-                                             actualCost=format_amount(charged), usedMicro=str(used)))
-    if (job.get("status") or {}).get("budget"):
-        refresh_budget_status(namespace, job["status"]["budget"])
+    emit(job, Event("Warning", reason, message))
+    patch_job_status(namespace, name, _terminal(job, Phase.FAILED.value, reason,
+                                                f"{message}; charged {format_amount(charged)}",
+                                                actualCost=format_amount(charged), usedMicro=str(used)))
+    if status.budget:
+        refresh_budget_status(namespace, status.budget)
 
 
 def start_session_jobs(namespace: str, session_name: str) -> None:
     """A session opened: start the attempts of its jobs that were waiting for it."""
-    from .sessions import _session_jobs
-
-    for job in _session_jobs(namespace, session_name):
-        status = job.get("status") or {}
-        if status.get("phase") == "Admitted" and int(status.get("attempts") or 0) >= 1 and not status.get("retryAt"):
-            create_attempt_pod(job, int(status["attempts"]))
+    for job in session_jobs(namespace, session_name):
+        status = JobStatus.of(job)
+        if status.phase == Phase.ADMITTED.value and status.attempts >= 1 and not status.retry_at:
+            create_attempt_pod(job, status.attempts)
 
 
 def start_admitted(changes: tuple[QueueChange, ...] | list[QueueChange]) -> None:
     """Jobs that the ledger admitted from its queue (funds freed): start them, or refuse them."""
     for change in changes:
         try:
-            reservation = rt().ledger.reservation(change.key)
+            reservation = ctx().ledger.reservation(change.key)
         except UnknownReservation:
             continue
         namespace, _, name = reservation.job.partition("/")
-        job = _get_job(namespace, name)
+        job = get_job(namespace, name)
         if job is None or job["metadata"]["uid"] != change.key:
             continue
-        if (job.get("status") or {}).get("phase") != "Queued":
+        if JobStatus.of(job).phase != Phase.QUEUED.value:
             continue
         if change.decision is Decision.REFUSED:
-            _patch_status(namespace, name, _refuse(job, change.reason, change.message, None))
+            patch_job_status(namespace, name, _refuse(job, change.reason, change.message, None))
             metrics.queue_decision(job, "Refused", change.reason)
             continue
         message = "admitted from the queue: funds were freed"
         metrics.queue_decision(job, "Admitted", "AdmittedFromQueue")
-        kopf.event(job, type="Normal", reason="Admitted", message=message)
+        emit(job, Event("Normal", "Admitted", message))
         _start_attempt(job, 1, {"message": message,
-                                "conditions": _conditions(job, ("Admitted", True, "AdmittedFromQueue", message))})
+                                "conditions": job_conditions(job, ("Admitted", True, "AdmittedFromQueue", message))})
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
@@ -435,19 +386,19 @@ async def on_job_event(type: str | None, body: Any, **_: Any) -> None:
     meta, status = body["metadata"], body.get("status") or {}
     key = (meta["namespace"], meta["name"], meta["uid"])
     if type == "DELETED" or status.get("phase") in TERMINAL:
-        rt().active_jobs.pop(meta["uid"], None)
+        ctx().active_jobs.pop(meta["uid"], None)
     else:  # what the pod sweep looks at (podsweep.py): unfinished jobs only, as the watch last saw them
-        rt().active_jobs[meta["uid"]] = dict(body)
+        ctx().active_jobs[meta["uid"]] = dict(body)
     if type == "DELETED":
-        changed = rt().job_phases.forget(meta["uid"])
-        rt().expiry.cancel(key)
+        changed = ctx().job_phases.forget(meta["uid"])
+        ctx().expiry.cancel(key)
     else:
         budget = status.get("budget")
-        changed = rt().job_phases.observe(meta["uid"], (meta["namespace"], budget) if budget else None,
+        changed = ctx().job_phases.observe(meta["uid"], (meta["namespace"], budget) if budget else None,
                                           status.get("phase"))
         if status.get("phase") in TERMINAL and not meta.get("deletionTimestamp") and \
-                (at := expires_at(body, rt().config.job_ttl_seconds)) is not None:
-            rt().expiry.set(key, at)
+                (at := expires_at(body, ctx().config.job_ttl_seconds)) is not None:
+            ctx().expiry.set(key, at)
     for namespace, name in changed:  # the budget's status shows these counts
         refresh_budget_status(namespace, name)
     if _job_has_work(type, body):
@@ -466,7 +417,7 @@ def _job_has_work(type: str | None, job: Any) -> bool:
     if meta.get("deletionTimestamp"):
         return FINALIZER in (meta.get("finalizers") or [])
     if type == "MODIFIED":
-        return _unreported_attempt(status) > 0
+        return JobStatus.parse(status).unreported_attempt() > 0
     return status.get("phase") not in TERMINAL
 
 
@@ -486,7 +437,7 @@ def job_event(type: str | None, job: dict[str, Any]) -> None:
 
 def _job_event_again(type: str | None, ref: JobRef) -> None:
     """A retry of job_event reads the job afresh: the event that failed may be long stale."""
-    job = _get_job(ref.namespace, ref.name)
+    job = get_job(ref.namespace, ref.name)
     if job is not None and job["metadata"]["uid"] == ref.uid:
         job_event(type, job)
 
@@ -523,37 +474,37 @@ class JobWatcher(Watcher):
         def update(job: dict[str, Any]) -> dict[str, Any] | None:
             if _condition_is(job, LEDGER_UNAVAILABLE, "True"):
                 return None
-            new: dict[str, Any] = {"conditions": _conditions(job, (LEDGER_UNAVAILABLE, True, "DatabaseUnavailable",
+            new: dict[str, Any] = {"conditions": job_conditions(job, (LEDGER_UNAVAILABLE, True, "DatabaseUnavailable",
                                                                   message))}
-            if (job.get("status") or {}).get("phase") not in TERMINAL:
+            if not JobStatus.of(job).terminal:
                 new["message"] = message
             return new
 
         refresh_namespace_budgets(self.ref.namespace)  # they say so too
         job = self._write(update)
         if job is not None:
-            kopf.event(job, type="Warning", reason=LEDGER_UNAVAILABLE, message=message)
+            emit(job, Event("Warning", LEDGER_UNAVAILABLE, message))
 
     def recovered(self) -> None:
         message = "the budget ledger is reachable again"
-        job = self._write(lambda job: {"conditions": _conditions(job, (
+        job = self._write(lambda job: {"conditions": job_conditions(job, (
             LEDGER_UNAVAILABLE, False, "LedgerAvailable", message))} if _condition_is(
             job, LEDGER_UNAVAILABLE, "True") else None)
         if job is not None:
-            kopf.event(job, type="Normal", reason="LedgerAvailable", message=message)
+            emit(job, Event("Normal", "LedgerAvailable", message))
 
     def _write(self, update: Any) -> dict[str, Any] | None:
         """Patch the status `update(job)` gives (None: nothing to write), on the job as read, if
         nobody wrote it meanwhile; read again and retry on a conflict. Returns the job written."""
         for _ in range(5):
-            job = _get_job(self.ref.namespace, self.ref.name)
+            job = get_job(self.ref.namespace, self.ref.name)
             if job is None or job["metadata"]["uid"] != self.ref.uid:
                 return None
             status = update(job)
             if status is None:
                 return None
             try:
-                discard(rt().custom.patch_namespaced_custom_object_status(
+                discard(ctx().custom.patch_namespaced_custom_object_status(
                     GROUP, VERSION, self.ref.namespace, PLURAL, self.ref.name,
                     {"metadata": {"resourceVersion": job["metadata"]["resourceVersion"]}, "status": status},
                     _preload_content=False))
@@ -565,27 +516,14 @@ class JobWatcher(Watcher):
 
 
 def _condition_is(job: dict[str, Any], type_: str, value: str) -> bool:
-    return any(c.get("type") == type_ and c.get("status") == value
-               for c in (job.get("status") or {}).get("conditions") or [])
-
-
-def _unreported_attempt(status: Any) -> int:
-    """The attempt a local session's runner reported in status.report and the operator has not
-    counted yet (0 when there is none)."""
-    report = status.get("report") or {}
-    attempt = int(report.get("attempt") or 0)
-    if not attempt or attempt != int(status.get("attempts") or 0) or status.get("phase") in TERMINAL \
-            or int(status.get("countedAttempt") or 0) >= attempt:
-        return 0
-    return attempt
+    return JobStatus.of(job).condition_is(type_, value)
 
 
 def _runner_report(job: dict[str, Any]) -> None:
     """A local session's runner wrote what the job's current attempt did into status.report."""
-    status = job.get("status") or {}
-    attempt = _unreported_attempt(status)
+    attempt = JobStatus.of(job).unreported_attempt()
     if attempt:
-        report = status["report"]
+        report = job["status"]["report"]
         attempt_finished(job, attempt, report.get("exitCode") == 0, report, report.get("exitCode"))
 
 
@@ -593,25 +531,24 @@ async def in_thread(fn: Any, *args: Any) -> Any:
     """fn(*args) in kopf's thread pool, in a copy of this context (kopf.event needs kopf's context
     variables), as kopf runs a sync handler."""
     loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(rt().executor, contextvars.copy_context().run, fn, *args)
+    return await loop.run_in_executor(ctx().executor, contextvars.copy_context().run, fn, *args)
 
 
 def handle_job(job: dict[str, Any]) -> None:
     """Admit a new job, or pick a job up where it was when the operator stopped."""
-    status = job.get("status") or {}
-    phase = status.get("phase")
-    if phase in TERMINAL:
+    status = JobStatus.of(job)
+    if status.terminal:
         return
-    if phase == "Queued" and status.get("estimatedMicro"):
+    if status.phase == Phase.QUEUED.value and status.estimated_micro is not None:
         _catch_up_queued(job)
         return
-    if phase in ("Admitted", "Running") and status.get("attempts"):
-        _mark(job, finalizer=False, session=status.get("session"))  # resume: labelled by an older operator?
-        if status.get("retryAt"):  # resume: a retry was scheduled before the operator stopped
+    if status.phase in ACTIVE and status.attempts:
+        _mark(job, finalizer=False, session=status.session)  # resume: labelled by an older operator?
+        if status.retry_at:  # resume: a retry was scheduled before the operator stopped
             schedule_retry(job["metadata"]["namespace"], job["metadata"]["name"], job["metadata"]["uid"],
-                           status["retryAt"])
+                           status.retry_at)
         else:
-            create_attempt_pod(job, int(status["attempts"]))  # resume: the attempt's pod exists or is made
+            create_attempt_pod(job, status.attempts)  # resume: the attempt's pod exists or is made
         return
     new = admit(job)
     metrics.admission(job, new)
@@ -621,7 +558,7 @@ def handle_job(job: dict[str, Any]) -> None:
     if new.get("phase") == "Admitted":
         _start_attempt(job, 1, new)
     else:
-        _patch_status(namespace, name, new)
+        patch_job_status(namespace, name, new)
     if new.get("budget"):
         refresh_budget_status(namespace, new["budget"])
 
@@ -630,7 +567,7 @@ def _catch_up_queued(job: dict[str, Any]) -> None:
     """A job still Queued in the cluster whose reservation the ledger has since admitted or refused:
     the operator stopped between the ledger's decision and acting on it. Act on it now."""
     try:
-        reservation = rt().ledger.reservation(job["metadata"]["uid"])
+        reservation = ctx().ledger.reservation(job["metadata"]["uid"])
     except UnknownReservation:
         return
     if reservation.state == "held":
@@ -655,13 +592,8 @@ def _mark(job: dict[str, Any], *, finalizer: bool, session: str | None) -> None:
         ops.append({"op": "add", "path": "/metadata/labels/" + SESSION_LABEL.replace("~", "~0").replace("/", "~1"),
                     "value": label_value(session)} if labels
                    else {"op": "add", "path": "/metadata/labels", "value": {SESSION_LABEL: label_value(session)}})
-    if ops and (http := rt().http) is not None:
-        http.request("PATCH", custom_path(GROUP, VERSION, meta["namespace"], PLURAL, meta["name"]), ops,
-                     "application/json-patch+json")
-    elif ops:
-        discard(rt().custom.patch_namespaced_custom_object(GROUP, VERSION, meta["namespace"], PLURAL, meta["name"],
-                                                           ops, _content_type="application/json-patch+json",
-                                                           _preload_content=False))
+    if ops:
+        json_patch(PLURAL, meta["namespace"], meta["name"], ops)
 
 
 def _remove_finalizer(job: dict[str, Any]) -> None:
@@ -672,7 +604,7 @@ def _remove_finalizer(job: dict[str, Any]) -> None:
         if FINALIZER not in current:
             return
         try:
-            rt().custom.patch_namespaced_custom_object(
+            ctx().custom.patch_namespaced_custom_object(
                 GROUP, VERSION, meta["namespace"], PLURAL, meta["name"],
                 [{"op": "test", "path": "/metadata/finalizers", "value": current},
                  {"op": "replace", "path": "/metadata/finalizers", "value": [f for f in current if f != FINALIZER]}],
@@ -683,7 +615,7 @@ def _remove_finalizer(job: dict[str, Any]) -> None:
                 return
             if exc.status not in (409, 422):
                 raise
-        fresh = _get_job(meta["namespace"], meta["name"])
+        fresh = get_job(meta["namespace"], meta["name"])
         if fresh is None:
             return
         meta = fresh["metadata"]
@@ -702,15 +634,12 @@ def _usage_of(pod: dict[str, Any]) -> tuple[dict[str, Any], int | None]:
 
 def _charge(job: dict[str, Any], report: dict[str, Any]) -> int:
     """What an attempt's reported usage costs in the job's budget unit (0 if it reported none)."""
-    usage = report.get("usage") or {}
-    if not usage or (job.get("status") or {}).get("paidBySession"):
-        return 0
-    backend = _load_backend(job["spec"]["backend"])
-    if isinstance(backend, Problem):
-        return 0
-    measured = Usage(qpu_seconds=Decimal(usage.get("qpuSeconds", "0")), cpu_seconds=Decimal(usage.get("cpuSeconds", "0")),
-                     shots=int(usage.get("shots", 0)), tasks=int(usage.get("tasks", 0)))
-    return amount_in_unit(measured, backend.prices, (job.get("status") or {}).get("currency") or "USD")
+    status = JobStatus.of(job)
+    if not (report.get("usage") or {}) or status.paid_by_session:
+        return 0  # the backend is not even looked up
+    backend = load_backend(job["spec"]["backend"])
+    prices = None if isinstance(backend, Problem) else backend.prices
+    return attempt_charge(report, prices, status.currency, status.paid_by_session)
 
 
 @kopf.on.event("", "v1", "pods", labels={JOB_UID_LABEL: kopf.PRESENT})
@@ -733,7 +662,7 @@ def executor_pod_event(type: str, pod: dict[str, Any]) -> None:
     labels = pod["metadata"].get("labels") or {}
     phase = (pod.get("status") or {}).get("phase")
     evicted = type == "DELETED" and phase not in ("Succeeded", "Failed")
-    job = _get_job(pod["metadata"]["namespace"], owner_name(pod, "QiskitJob") or labels.get(JOB_LABEL, ""))
+    job = get_job(pod["metadata"]["namespace"], owner_name(pod, "QiskitJob") or labels.get(JOB_LABEL, ""))
     if job is None or job["metadata"]["uid"] != labels.get(JOB_UID_LABEL) or job["metadata"].get(
             "deletionTimestamp"):
         return
@@ -741,19 +670,19 @@ def executor_pod_event(type: str, pod: dict[str, Any]) -> None:
         phase = "Failed"
         pod.setdefault("status", {})["containerStatuses"] = [{"state": {"terminated": {
             "exitCode": 137, "message": json.dumps({"error": "the executor pod was deleted before it finished"})}}}]
-    status = job.get("status") or {}
+    status = JobStatus.of(job)
     attempt = int(labels.get("qgov.dev/attempt", "0"))
-    if status.get("phase") in TERMINAL or attempt != int(status.get("attempts") or 0):
+    if status.terminal or attempt != status.attempts:
         return
     namespace, name = job["metadata"]["namespace"], job["metadata"]["name"]
     if phase == "Running":
-        if status.get("phase") == "Admitted":
-            running = {"phase": "Running", "podName": pod["metadata"]["name"],
-                       "startTime": status.get("startTime") or now_iso()}
-            if any(c.get("type") == "Stalled" and c.get("status") == "True" for c in status.get("conditions") or []):
+        if status.phase == Phase.ADMITTED.value:
+            running = {"phase": Phase.RUNNING.value, "podName": pod["metadata"]["name"],
+                       "startTime": status.start_time or now_iso()}
+            if status.condition_is("Stalled", "True"):
                 message = f"executor pod {pod['metadata']['name']} is running"
-                running.update(message=message, conditions=_conditions(job, ("Stalled", False, "PodRunning", message)))
-            _patch_status(namespace, name, running)
+                running.update(message=message, conditions=job_conditions(job, ("Stalled", False, "PodRunning", message)))
+            patch_job_status(namespace, name, running)
         return
     report, exit_code = _usage_of(pod)
     if phase == "Failed" and pod["metadata"].get("deletionTimestamp") and not report.get("error"):
@@ -765,49 +694,40 @@ def executor_pod_event(type: str, pod: dict[str, Any]) -> None:
 
 def attempt_finished(job: dict[str, Any], attempt: int, succeeded: bool, report: dict[str, Any],
                      exit_code: int | None) -> None:
-    """An attempt ended (its pod, or a session runner, reported): charge it, then retry, or settle."""
-    status = job.get("status") or {}
+    """An attempt ended (its pod, or a session runner, reported): charge it, then retry, or settle
+    (governance/jobs/attempts.py decides)."""
+    status = JobStatus.of(job)
     namespace, name = job["metadata"]["namespace"], job["metadata"]["name"]
-    phase = "Succeeded" if succeeded else "Failed"
-    if int(status.get("countedAttempt") or 0) >= attempt and status.get("retryAt"):
+    charge = 0 if status.counted(attempt) else _charge(job, report)
+    backoff = int((job.get("spec") or {}).get("backoffLimit", DEFAULT_BACKOFF_LIMIT))
+    after = after_attempt(status, attempt, succeeded, report, exit_code, charge, backoff,
+                          ctx().config.retry_base_seconds, datetime.now(timezone.utc))
+    if isinstance(after, AlreadyCounted):
         return  # this attempt was already counted and a retry is scheduled
-    used = int(status.get("usedMicro") or 0)
-    qpu = Decimal(str(status.get("qpuSeconds") or 0))
-    if int(status.get("countedAttempt") or 0) < attempt:
-        used += _charge(job, report)
-        qpu += Decimal(str((report.get("usage") or {}).get("qpuSeconds") or 0))
-    unit = status.get("currency") or "USD"
-    backoff = int((job.get("spec") or {}).get("backoffLimit", 2))
-    if phase == "Failed" and exit_code != EXIT_DETERMINISTIC and attempt <= backoff:
-        delay = rt().config.retry_base_seconds * 2 ** (attempt - 1)
-        retry_at = iso(datetime.now(timezone.utc) + timedelta(seconds=delay))
-        message = f"attempt {attempt} failed ({report.get('error') or f'exit code {exit_code}'}); retrying in {delay:g}s"
-        kopf.event(job, type="Warning", reason="AttemptFailed", message=message)
-        _patch_status(namespace, name, {"phase": "Admitted", "message": message, "usedMicro": str(used),
-                                        "qpuSeconds": format_quantity(qpu), "countedAttempt": attempt, "retryAt": retry_at})
+    if isinstance(after, Retry):
+        retry_at = iso(after.at)
+        emit(job, after.event)
+        patch_job_status(namespace, name, {"phase": Phase.ADMITTED.value, "message": after.message,
+                                        "usedMicro": str(after.used_micro),
+                                        "qpuSeconds": format_quantity(after.qpu_seconds), "countedAttempt": attempt,
+                                        "retryAt": retry_at})
         schedule_retry(namespace, name, job["metadata"]["uid"], retry_at)
         return
-    settled, late = _settle(job, used)
-    cost = f"{format_amount(settled)} {unit}" + (f" ({late})" if late else "")
-    if phase == "Succeeded":
-        message = f"succeeded on attempt {attempt}; charged {cost}"
-        kopf.event(job, type="Normal", reason="Succeeded", message=message)
-        new = _terminal(job, "Succeeded", "Completed", message, actualCost=format_amount(settled),
-                        usedMicro=str(used), qpuSeconds=format_quantity(qpu), countedAttempt=attempt,
+    settled, late = _settle(job, after.used_micro)
+    cost = f"{format_amount(settled)} {status.currency}" + (f" ({late})" if late else "")
+    message = after.message(cost)
+    spent = {"actualCost": format_amount(settled), "usedMicro": str(after.used_micro),
+             "qpuSeconds": format_quantity(after.qpu_seconds), "countedAttempt": attempt}
+    emit(job, after.event(message))
+    if after.phase is Phase.SUCCEEDED:
+        new = _terminal(job, Phase.SUCCEEDED.value, after.reason, message, **spent,
                         resultConfigMap=report.get("resultConfigMap"),
                         **({"runtimeJob": report["runtimeJob"]} if report.get("runtimeJob") else {}))
     else:
-        why = report.get("error") or f"exit code {exit_code}"
-        kind = "does not retry a deterministic error" if exit_code == EXIT_DETERMINISTIC else \
-            f"gave up after {attempt} attempts"
-        message = f"attempt {attempt} failed: {why}; qgov {kind}; charged {cost}"
-        kopf.event(job, type="Warning", reason="Failed", message=message)
-        reason = report.get("reason") or ("ExecutorFailed" if exit_code != EXIT_DETERMINISTIC else "InvalidJob")
-        new = _terminal(job, "Failed", reason, message, actualCost=format_amount(settled), usedMicro=str(used),
-                        qpuSeconds=format_quantity(qpu), countedAttempt=attempt)
-    _patch_status(namespace, name, new)
-    if status.get("budget"):
-        refresh_budget_status(namespace, status["budget"])
+        new = _terminal(job, Phase.FAILED.value, after.reason, message, **spent)
+    patch_job_status(namespace, name, new)
+    if status.budget:
+        refresh_budget_status(namespace, status.budget)
 
 
 def _settle(job: dict[str, Any], used: int) -> tuple[int, str]:
@@ -815,15 +735,15 @@ def _settle(job: dict[str, Any], used: int) -> tuple[int, str]:
     when it was a late charge). The work ran, so it is charged even when its reservation is no
     longer held (`ran=True`): what the job's status says it was charged, the ledger holds.
     A ledger that cannot be reached raises; the caller is retried (retrying.py)."""
-    status = job.get("status") or {}
-    if not status.get("budget"):
+    status = JobStatus.of(job)
+    if not status.budget:
         return used, ""
     try:
-        outcome = rt().ledger.settle(job["metadata"]["uid"], used, ran=True)
+        outcome = ctx().ledger.settle(job["metadata"]["uid"], used, ran=True)
     except UnknownReservation:
         message = (f"the ledger has no reservation for this job, so its {format_amount(used)} "
-                   f"{status.get('currency') or 'USD'} could not be charged (see `qgov ledger audit`)")
-        kopf.event(job, type="Warning", reason="NotInLedger", message=message)
+                   f"{status.currency} could not be charged (see `qgov ledger audit`)")
+        emit(job, Event("Warning", "NotInLedger", message))
         return 0, message
     metrics.job_settled(job, outcome)
     start_admitted(outcome.queue_changes)
@@ -837,12 +757,11 @@ def _settle(job: dict[str, Any], used: int) -> tuple[int, str]:
 
 def _late_charge_events(job: dict[str, Any], outcome: SettleOutcome) -> None:
     """Say so on the job and its budget: a late charge means money moved outside a hold."""
-    meta, status = job["metadata"], job.get("status") or {}
-    unit = status.get("currency") or "USD"
-    message = (f"charged {format_amount(outcome.actual_micro, unit)} after its reservation had been released "
-               "(a late charge, recorded in the ledger as an overrun)")
-    kopf.event(job, type="Warning", reason="LateCharge", message=message)
-    budget_event(meta["namespace"], status["budget"], "Warning", "LateCharge", f"QiskitJob {meta['name']}: {message}")
+    meta, status = job["metadata"], JobStatus.of(job)
+    message = (f"charged {format_amount(outcome.actual_micro, status.currency)} after its reservation had been "
+               "released (a late charge, recorded in the ledger as an overrun)")
+    emit(job, Event("Warning", "LateCharge", message))
+    budget_event(meta["namespace"], status.budget or "", "Warning", "LateCharge", f"QiskitJob {meta['name']}: {message}")
 
 
 def schedule_retry(namespace: str, name: str, uid: str, retry_at: str) -> None:
@@ -855,40 +774,39 @@ def schedule_retry(namespace: str, name: str, uid: str, retry_at: str) -> None:
 
 
 def _start_retry(namespace: str, name: str, uid: str) -> None:
-    job = _get_job(namespace, name)
-    status = (job or {}).get("status") or {}
-    if job is None or job["metadata"]["uid"] != uid or status.get("phase") in TERMINAL or not status.get("retryAt"):
+    job = get_job(namespace, name)
+    status = JobStatus.of(job or {})
+    if job is None or job["metadata"]["uid"] != uid or status.terminal or not status.retry_at:
         return  # gone, finished, or another timer started it already
-    _start_attempt(job, int(status.get("attempts") or 1) + 1)  # a duplicate timer creates nothing twice
+    _start_attempt(job, (status.attempts or 1) + 1)  # a duplicate timer creates nothing twice
 
 
 def finalize_job(job: dict[str, Any]) -> None:
     """Release an unused reservation, or settle what ran; stop the executor."""
     namespace, uid = job["metadata"]["namespace"], job["metadata"]["uid"]
-    status = job.get("status") or {}
+    status = JobStatus.of(job)
     selector = f"{JOB_UID_LABEL}={uid}"
-    used = int(status.get("usedMicro") or 0)
-    counted = int(status.get("countedAttempt") or 0)
-    for pod in rt().core.list_namespaced_pod(namespace, label_selector=selector).items:
+    used, counted = status.used_micro, status.counted_attempt
+    for pod in ctx().core.list_namespaced_pod(namespace, label_selector=selector).items:
         # attempts that finished but were never counted (say, while the operator was down) still cost
         attempt = int((pod.metadata.labels or {}).get("qgov.dev/attempt", "0"))
         if attempt > counted and pod.status and pod.status.phase in ("Succeeded", "Failed"):
-            used += _charge(job, _usage_of(rt().core.api_client.sanitize_for_serialization(pod))[0])
-    rt().core.delete_collection_namespaced_pod(namespace, label_selector=selector)
+            used += _charge(job, _usage_of(ctx().core.api_client.sanitize_for_serialization(pod))[0])
+    ctx().core.delete_collection_namespaced_pod(namespace, label_selector=selector)
     try:
-        reservation = rt().ledger.reservation(uid)
+        reservation = ctx().ledger.reservation(uid)
     except UnknownReservation:
         return
     if used > 0 and reservation.state != "settled":  # it ran: charged, late if its hold was gone
-        outcome = rt().ledger.settle(uid, used, ran=True)
+        outcome = ctx().ledger.settle(uid, used, ran=True)
         metrics.job_settled(job, outcome)
-        if outcome.late and not outcome.replayed and status.get("budget"):
+        if outcome.late and not outcome.replayed and status.budget:
             _late_charge_events(job, outcome)
         start_admitted(outcome.queue_changes)
     elif reservation.state in ("held", "queued"):
-        start_admitted(rt().ledger.release(uid).queue_changes)
-    if status.get("budget"):
-        refresh_budget_status(namespace, status["budget"])
+        start_admitted(ctx().ledger.release(uid).queue_changes)
+    if status.budget:
+        refresh_budget_status(namespace, status.budget)
 
 
 def reconcile_ledger(jobs: list[dict[str, Any]] | None = None,
@@ -904,23 +822,23 @@ def reconcile_ledger(jobs: list[dict[str, Any]] | None = None,
     object is read once more by name before the release. Pass `open_keys` read before `jobs` and
     `sessions` were listed, or nothing to have all three read here in that order."""
     if open_keys is None:
-        open_keys = rt().ledger.open_reservations()
+        open_keys = ctx().ledger.open_reservations()
     if not open_keys:
         return []
     if jobs is None:
-        jobs = rt().custom.list_cluster_custom_object(GROUP, VERSION, PLURAL).get("items", [])
+        jobs = ctx().custom.list_cluster_custom_object(GROUP, VERSION, PLURAL).get("items", [])
     if sessions is None:
-        sessions = rt().custom.list_cluster_custom_object(GROUP, VERSION, "qiskitsessions").get("items", [])
+        sessions = ctx().custom.list_cluster_custom_object(GROUP, VERSION, "qiskitsessions").get("items", [])
     alive = {o["metadata"]["uid"] for o in jobs + sessions}
     released = []
     for key in open_keys:
         if key in alive:
             continue
         try:
-            reservation = rt().ledger.reservation(key)
+            reservation = ctx().ledger.reservation(key)
             if reservation.state not in ("held", "queued") or _owner_exists(reservation.job, key):
                 continue
-            start_admitted(rt().ledger.release(key).queue_changes)
+            start_admitted(ctx().ledger.release(key).queue_changes)
         except (UnknownReservation, UnknownBudget):
             continue
         released.append(key)

@@ -22,9 +22,10 @@ from .budgets import ledger_unavailable, rollover, write_status
 from .alarms import Alarms
 from .budgetstatus import BudgetStatusWriter
 from .expiry import delete_job
+from .jobs import reconcile_ledger
 from .podsweep import PodSweeper
 from .retrying import run_retrying
-from .runtime import Runtime, rt, set_runtime
+from .context import OperatorContext, ctx, set_context
 
 
 RAW_EVENT_KINDS = frozenset({"QiskitJob", "QiskitBackend", "Pod"})
@@ -87,17 +88,16 @@ def start(settings: kopf.OperatorSettings, logger: Any, **_: Any) -> None:
     except kubernetes.config.ConfigException:
         kubernetes.config.load_kube_config()
     writer = BudgetStatusWriter(write_status, rollover, ledger_unavailable, config.status_interval_seconds)
-    expiry = Alarms(lambda key: delete_job(rt().custom, key), "qgov-job-expiry")
-    set_runtime(Runtime(config, ledger, ReservationBatcher(ledger),
-                        batches=Batcher(window_s=config.batch_window_seconds, max_jobs=config.batch_max_jobs),
-                        executor=settings.execution.executor, status_writer=writer, expiry=expiry))
-    from .jobs import reconcile_ledger
-
+    expiry = Alarms(lambda key: delete_job(context.custom, key), "qgov-job-expiry")
+    context = OperatorContext(config, ledger, ReservationBatcher(ledger),
+                              batches=Batcher(window_s=config.batch_window_seconds, max_jobs=config.batch_max_jobs),
+                              executor=settings.execution.executor, status_writer=writer, expiry=expiry)
+    set_context(context)
     writer.start()
     expiry.start()
     run_retrying("start-up reconciliation of the ledger", reconcile_ledger)  # in the background if it fails
     global _sweeper
-    _sweeper = PodSweeper(config.pod_sweep_seconds)
+    _sweeper = PodSweeper(config.pod_sweep_seconds, context)
     _sweeper.start()
     metrics.serve(config.metrics_port, listen_address())  # (already served by the replica: a no-op)
     _tune_gc()
@@ -118,14 +118,14 @@ def _tune_gc() -> None:
 
 @kopf.on.cleanup()
 def stop(**_: Any) -> None:
-    runtime = rt()
+    context = ctx()
     metrics.stop()
     if _sweeper is not None:
         _sweeper.stop()
-    if runtime.status_writer is not None:
-        runtime.status_writer.stop()
-    if runtime.expiry is not None:
-        runtime.expiry.stop()
-    runtime.batcher.close()
-    runtime.ledger.close()
-    set_runtime(None)
+    if context.status_writer is not None:
+        context.status_writer.stop()
+    if context.expiry is not None:
+        context.expiry.stop()
+    context.batcher.close()
+    context.ledger.close()
+    set_context(None)

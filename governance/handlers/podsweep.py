@@ -27,16 +27,19 @@ import threading
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from kubernetes.client.rest import ApiException
-
 from .. import metrics
 from ..api import GROUP, MANAGED_BY_LABEL, VERSION
 from ..budget.errors import DatabaseUnavailable, UnknownReservation
 from ..budget.types import Decision, QueueChange
 from .retrying import type_name
-from .budgets import refresh_namespace_budgets
+from .budgetnotify import refresh_namespace_budgets
+from .jobs import (attempt_placement, create_pod, executor_pod_event, job_conditions, patch_job_status,
+                   reconcile_ledger, start_admitted)
 from .pods import pending_problem
-from .runtime import in_kopf_context, rt, started
+from .context import OperatorContext, in_kopf_context, started
+from .sessions import create_runner
+from .kube import unless_gone
+from .sessionview import local_runner
 
 # a pod that finished this long ago and whose job is not final lost its event: settle it here
 # (sooner would race the event being handled right now, and post its Events twice)
@@ -45,46 +48,38 @@ MISSED_END_SECONDS = 10.0
 log = logging.getLogger("qgov.podsweep")
 
 
-def unfinished_pods() -> dict[tuple[str, str], dict[str, Any]]:
+def unfinished_pods(core: Any) -> dict[tuple[str, str], dict[str, Any]]:
     """qgov's pods that have not ended, by (namespace, name). Ended ones stay until their job is
     deleted, as many as the finished jobs kept: the sweep must not read them every time."""
-    answer = rt().core.list_pod_for_all_namespaces(label_selector=f"{MANAGED_BY_LABEL}=qgov",
+    answer = core.list_pod_for_all_namespaces(label_selector=f"{MANAGED_BY_LABEL}=qgov",
                                                    field_selector="status.phase!=Succeeded,status.phase!=Failed",
                                                    _preload_content=False)
     items = json.loads(answer.data).get("items") or []
     return {(p["metadata"]["namespace"], p["metadata"]["name"]): p for p in items}
 
 
-def read_pod(namespace: str, name: str) -> dict[str, Any] | None:
-    try:
-        answer = rt().core.read_namespaced_pod(name, namespace, _preload_content=False)
-    except ApiException as exc:
-        if exc.status == 404:
-            return None
-        raise
-    return json.loads(answer.data)
+def read_pod(core: Any, namespace: str, name: str) -> dict[str, Any] | None:
+    answer = unless_gone(lambda: core.read_namespaced_pod(name, namespace, _preload_content=False))
+    return None if answer is None else json.loads(answer.data)
 
 
-def sweep() -> list[str]:
+def sweep(context: OperatorContext) -> list[str]:
     """Create the pods that are missing, say why stuck ones do not start, finish what events left
     undone; returns the names (namespace/name) of the pods created.
 
     Its cost follows live work, not history: the jobs it looks at are the unfinished ones the
     watch keeps (`active_jobs`), the pods it lists are those not ended; a finished job costs it
     nothing."""
-    from .jobs import attempt_placement, create_pod, executor_pod_event, reconcile_ledger, start_admitted
-    from .sessions import _create_runner, local_runner
-
     # the open reservations BEFORE the jobs: reconcile_ledger relies on that order
     try:
-        open_states: dict[str, str] | None = {r.key: r.state for r in rt().ledger.reservations(("held", "queued"))}
+        open_states: dict[str, str] | None = {r.key: r.state for r in context.ledger.reservations(("held", "queued"))}
     except DatabaseUnavailable as exc:  # the pods are still swept; the money waits for the next sweep
         log.warning(f"pod sweep: {exc}")
         refresh_namespace_budgets()  # the budgets say so
         open_states = None
-    jobs = list(rt().active_jobs.values())
-    pods = unfinished_pods()
-    sessions = rt().custom.list_cluster_custom_object(GROUP, VERSION, "qiskitsessions").get("items", [])
+    jobs = list(context.active_jobs.values())
+    pods = unfinished_pods(context.core)
+    sessions = context.custom.list_cluster_custom_object(GROUP, VERSION, "qiskitsessions").get("items", [])
     created: list[str] = []
     caught_up: list[QueueChange] = []
     for job in jobs:
@@ -93,11 +88,12 @@ def sweep() -> list[str]:
             continue
         if status.get("phase") == "Queued" and status.get("estimatedMicro") and open_states is not None and \
                 open_states.get(meta["uid"]) != "queued":
-            caught_up.append(_ledger_decision(meta["uid"], open_states.get(meta["uid"])))
+            caught_up.append(_ledger_decision(context.ledger, meta["uid"], open_states.get(meta["uid"])))
             continue
         if status.get("phase") not in ("Admitted", "Running") or not status.get("podName") or status.get("retryAt"):
             continue
-        pod = pods.get((meta["namespace"], status["podName"])) or read_pod(meta["namespace"], status["podName"])
+        pod = pods.get((meta["namespace"], status["podName"])) or read_pod(context.core, meta["namespace"],
+                                                                           status["podName"])
         if pod is not None:
             if _missed_end(pod):
                 executor_pod_event("MODIFIED", pod)
@@ -114,20 +110,20 @@ def sweep() -> list[str]:
         runner = local_runner(session)
         namespace = session["metadata"]["namespace"]
         if runner and (namespace, runner) not in pods and not session["metadata"].get("deletionTimestamp") \
-                and _create_runner(session):
+                and create_runner(session):
             created.append(f"{namespace}/{runner}")
     if open_states is not None:
         reconcile_ledger(jobs, sessions, list(open_states))
     return created
 
 
-def _ledger_decision(uid: str, state: str | None) -> QueueChange | None:
+def _ledger_decision(ledger: Any, uid: str, state: str | None) -> QueueChange | None:
     """A job the cluster shows Queued whose reservation is no longer queued: the ledger admitted
     it (held) or refused it while whoever freed the funds did not get to act on it."""
     if state == "held":
         return QueueChange(uid, Decision.ADMITTED, "")
     try:
-        reservation = rt().ledger.reservation(uid)
+        reservation = ledger.reservation(uid)
     except UnknownReservation:
         return None
     if reservation.state == "refused":
@@ -150,8 +146,6 @@ def _missed_end(pod: dict[str, Any]) -> bool:
 
 def report_stalled(job: dict[str, Any], pod: dict[str, Any]) -> None:
     """Write why the job's pod does not start into its Stalled condition (once per new reason)."""
-    from .jobs import _conditions, _patch_status
-
     problem = pending_problem(pod)
     if problem is None:
         return
@@ -162,16 +156,17 @@ def report_stalled(job: dict[str, Any], pod: dict[str, Any]) -> None:
         return
     metrics.pod_stalled(reason)
     meta = job["metadata"]
-    _patch_status(meta["namespace"], meta["name"], {
-        "message": message, "conditions": _conditions(job, ("Stalled", True, reason, message))})
+    patch_job_status(meta["namespace"], meta["name"], {
+        "message": message, "conditions": job_conditions(job, ("Stalled", True, reason, message))})
     log.warning(f"job {meta['namespace']}/{meta['name']}: {message}")
 
 
 class PodSweeper:
-    """A thread that sweeps every `interval` seconds until stopped."""
+    """A thread that sweeps every `interval` seconds until stopped, with the operator's clients and
+    ledger (`context`)."""
 
-    def __init__(self, interval: float) -> None:
-        self.interval = interval
+    def __init__(self, interval: float, context: OperatorContext) -> None:
+        self.interval, self.context = interval, context
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="qgov-pod-sweep", daemon=True)
 
@@ -187,7 +182,7 @@ class PodSweeper:
             if not started():
                 continue
             try:
-                for name in in_kopf_context(sweep):  # kopf.event (a settlement's) needs a handler's context
+                for name in in_kopf_context(sweep, self.context):  # kopf.event (a settlement's) needs a handler's context
                     log.warning(f"pod {name} was gone before it ran (deleted while Pending?): created again")
             except Exception as exc:  # noqa: BLE001 - a failed sweep is tried again at the next interval
                 log.warning(f"pod sweep failed: {type_name(exc)}")

@@ -20,6 +20,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from ..api.errors import describe_error
 from ..budget.errors import DatabaseUnavailable
 
 log = logging.getLogger("qgov.retrying")
@@ -87,6 +88,4 @@ def later(delay: float, fn: Callable[..., Any], *args: Any) -> None:
 
 
 def type_name(exc: BaseException) -> str:
-    from ..api.errors import describe_error
-
     return describe_error(exc)

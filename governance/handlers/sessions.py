@@ -26,41 +26,37 @@ from .. import metrics
 from ..admission import Problem
 from ..api import GROUP, MANAGED_BY_LABEL, SESSION_LABEL, VERSION, label_value
 from ..api.specs import Backend, SessionSpec, SpecError, parse_session
-from ..budget.costmodel import Usage, amount_in_unit
 from ..budget.errors import InvalidTransition, UnknownBudget, UnknownReservation
 from ..budget.money import format_amount, format_quantity
 from ..budget.types import Decision, ReserveRequest
-from ..sessions.batching import BatchKey
+from ..jobs.events import Event
+from ..jobs.placement import dedicated_session_cost
 from ..sessions.lifecycle import Action, Phase, SessionView, decide
 from ..sessions.runtime_api import RuntimeApi, RuntimeApiError
 from ..sessions.tokens import Credential, TokenError, credential_from_secret, credentials_problem
-from .budgets import refresh_budget_status, refresh_namespace_budgets
+from .budgetnotify import refresh_budget_status, refresh_namespace_budgets
 from .conditions import iso, now_iso, parse_iso, set_condition
 from .config import session_interval_seconds
-from .pods import (SESSION_RUNNER_LABEL, RuntimeSessionRef, owner_name, runner_pod_name, session_runner_pod,
+from .pods import (SESSION_RUNNER_LABEL, owner_name, runner_pod_name, session_runner_pod,
                    token_secret_name)
 from .retrying import HANDLER_RETRY_SECONDS, run_retrying
-from .runtime import rt, started
+from .context import ctx, started
+from .jobs import (JobRef, JobWatcher, attempt_finished, choose_budget, create_attempt_pod, load_backend,
+                   start_admitted, start_session_jobs)
+from .kube import created, delete_pod, discard, emit, get_job, get_session
+from .sessionview import ENDED, credentials_secret, local_runner, session_jobs
 
 PLURAL = "qiskitsessions"
-ENDED = {Phase.CLOSED.value, Phase.EXPIRED.value, Phase.FAILED.value}
-AUTO_BATCH_LABEL = "qgov.dev/auto-batch"
 JOB_ACTIVE = {"Admitted", "Running"}
 
 
 # ---------------------------------------------------------------------- reading
 
 
-def get_session(namespace: str, name: str) -> dict[str, Any] | None:
-    from .jobs import get_object
-
-    return get_object(PLURAL, namespace, name)
-
-
 def load_credential(namespace: str, secret: str) -> Credential:
     """The IBM credential in a Secret of the session's namespace; errors name the Secret, not values."""
     try:
-        obj = rt().core.read_namespaced_secret(secret, namespace)
+        obj = ctx().core.read_namespaced_secret(secret, namespace)
     except ApiException as exc:
         if exc.status == 404:
             raise TokenError(str(credentials_problem(secret, namespace, None)), "CredentialsMissing") from None
@@ -68,52 +64,14 @@ def load_credential(namespace: str, secret: str) -> Credential:
     return credential_from_secret(secret, obj.data or {})
 
 
-def credentials_secret(name: str | None) -> str:
-    """The credential Secret a session or job names, else the operator's default."""
-    return name or rt().config.ibm_default_secret
-
-
 def runtime_api(namespace: str, spec: SessionSpec) -> tuple[Credential, RuntimeApi]:
     """The session's credential and the Runtime API on it (TokenError when the Secret is wrong)."""
     credential = load_credential(namespace, credentials_secret(spec.credentials_secret))
-    return credential, RuntimeApi(credential, rt().tokens, http=metrics.CountedSession())
+    return credential, RuntimeApi(credential, ctx().tokens, http=metrics.CountedSession())
 
 
 def _patch(namespace: str, name: str, status: dict[str, Any]) -> None:
-    rt().custom.patch_namespaced_custom_object_status(GROUP, VERSION, namespace, PLURAL, name, {"status": status})
-
-
-def _session_jobs(namespace: str, name: str) -> list[dict[str, Any]]:
-    """The session's jobs, selected by the API server by their session label (jobs.py `_mark`);
-    the label holds 63 characters of the name, the status all of it."""
-    jobs = rt().custom.list_namespaced_custom_object(GROUP, VERSION, namespace, "qiskitjobs",
-                                                     label_selector=f"{SESSION_LABEL}={label_value(name)}")["items"]
-    return [j for j in jobs if (j.get("status") or {}).get("session") == name]
-
-
-def ended_phase(session: dict[str, Any] | None) -> str | None:
-    """Closed, Expired or Failed (or gone); Expired too once maxTime has passed, before the timer says so."""
-    if session is None:
-        return "gone"
-    status = session.get("status") or {}
-    if status.get("phase") in ENDED:
-        return status["phase"]
-    if status.get("openedTime"):
-        max_time = (session.get("spec") or {}).get("maxTime", 28800)
-        if time.time() >= parse_iso(status["openedTime"]).timestamp() + int(max_time):
-            return Phase.EXPIRED.value
-    return None
-
-
-def runtime_ref(session: dict[str, Any]) -> RuntimeSessionRef | None:
-    """What an executor pod of this session needs, once the Runtime session is open."""
-    status = session.get("status") or {}
-    if status.get("phase") not in (Phase.OPEN.value, Phase.DRAINING.value) or not status.get("sessionId") \
-            or ended_phase(session):
-        return None
-    return RuntimeSessionRef(status["sessionId"], status.get("mode", "batch"),
-                             token_secret_name(session["metadata"]["name"]), status.get("instance", ""),
-                             status.get("runtimeUrl"), status.get("searchUrl"), status.get("catalogUrl"))
+    ctx().custom.patch_namespaced_custom_object_status(GROUP, VERSION, namespace, PLURAL, name, {"status": status})
 
 
 # ---------------------------------------------------------------------- tokens
@@ -129,16 +87,16 @@ def _write_token_secret(session: dict[str, Any], token_value: str) -> None:
                                               "name": meta["name"], "uid": meta["uid"], "controller": True}]},
             "data": {"token": base64.b64encode(token_value.encode()).decode()}}
     try:
-        rt().core.create_namespaced_secret(meta["namespace"], body)
+        ctx().core.create_namespaced_secret(meta["namespace"], body)
     except ApiException as exc:
         if exc.status != 409:
             raise
-        rt().core.replace_namespaced_secret(body["metadata"]["name"], meta["namespace"], body)
+        ctx().core.replace_namespaced_secret(body["metadata"]["name"], meta["namespace"], body)
 
 
 def _fresh_token(session: dict[str, Any], credential: Credential) -> str:
     """Refresh the token when it is due and rotate the Secret; returns the token's expiry (ISO)."""
-    token = rt().tokens.token(credential)
+    token = ctx().tokens.token(credential)
     expiry = iso(datetime.fromtimestamp(token.expires_at, timezone.utc))
     if (session.get("status") or {}).get("tokenExpiry") != expiry:
         _write_token_secret(session, token.value)
@@ -150,10 +108,8 @@ def _fresh_token(session: dict[str, Any], credential: Credential) -> str:
 
 def _fail(session: dict[str, Any], reason: str, message: str, patch: kopf.Patch) -> None:
     """The session cannot open; the jobs waiting for it fail with this reason (written first, so they see it)."""
-    from .jobs import start_session_jobs
-
     meta = session["metadata"]
-    kopf.event(session, type="Warning", reason=reason, message=message)
+    emit(session, Event("Warning", reason, message))
     _patch(meta["namespace"], meta["name"], {
         "phase": Phase.FAILED.value, "message": message, "closedTime": now_iso(),
         "conditions": set_condition((session.get("status") or {}).get("conditions"), "Ready", False, reason, message,
@@ -164,17 +120,15 @@ def _fail(session: dict[str, Any], reason: str, message: str, patch: kopf.Patch)
 def _dedicated_reservation(session: dict[str, Any], spec: SessionSpec,
                            backend: Backend) -> Problem | tuple[int, str]:
     """A dedicated session is billed for its wall-clock time: reserve maxTime × price up front."""
-    from .jobs import _choose_budget
-
     meta = session["metadata"]
-    choice = _choose_budget(meta["namespace"], None)
+    choice = choose_budget(meta["namespace"], None)
     if isinstance(choice, Problem):
         return choice
     if choice is None:  # unbudgeted work is allowed: nothing to reserve
         return 0, "USD"
-    amount = amount_in_unit(Usage(qpu_seconds=Decimal(spec.max_time_s)), backend.prices, choice[1])
+    amount = dedicated_session_cost(spec.max_time_s, backend.prices, choice[1])
     try:
-        outcome = rt().ledger.reserve(ReserveRequest(meta["uid"], meta["namespace"], choice[0], amount,
+        outcome = ctx().ledger.reserve(ReserveRequest(meta["uid"], meta["namespace"], choice[0], amount,
                                                      job=f"{meta['namespace']}/session/{meta['name']}",
                                                      backend=backend.name, session=meta["name"]))
     except UnknownBudget as exc:
@@ -183,7 +137,7 @@ def _dedicated_reservation(session: dict[str, Any], spec: SessionSpec,
     if outcome.decision is Decision.ADMITTED:
         return amount, choice[1]
     if outcome.decision is Decision.QUEUED:  # a session waits for no one: it opens now or not at all
-        rt().ledger.release(meta["uid"])
+        ctx().ledger.release(meta["uid"])
     return Problem("BudgetExceeded", f"a dedicated session is billed for its wall-clock time: maxTime "
                                      f"{spec.max_time_s}s costs up to {format_amount(amount, choice[1])}, and "
                                      f"{outcome.message or 'the budget cannot pay that now'}; lower spec.maxTime "
@@ -193,8 +147,6 @@ def _dedicated_reservation(session: dict[str, Any], spec: SessionSpec,
 @kopf.on.create(GROUP, VERSION, PLURAL, backoff=HANDLER_RETRY_SECONDS)
 @kopf.on.resume(GROUP, VERSION, PLURAL, backoff=HANDLER_RETRY_SECONDS)
 def on_session(body: kopf.Body, namespace: str, name: str, patch: kopf.Patch, **_: Any) -> None:
-    from .jobs import _load_backend, start_session_jobs
-
     session = dict(body)
     status = session.get("status") or {}
     if status.get("phase") in ENDED:
@@ -206,7 +158,7 @@ def on_session(body: kopf.Body, namespace: str, name: str, patch: kopf.Patch, **
         spec = parse_session(dict(session.get("spec") or {}))
     except SpecError as exc:
         return _fail(session, "InvalidSpec", str(exc), patch)
-    backend = _load_backend(spec.backend)
+    backend = load_backend(spec.backend)
     if isinstance(backend, Problem):
         return _fail(session, backend.reason, backend.message, patch)
     if backend.provider != "ibm":
@@ -218,17 +170,17 @@ def on_session(body: kopf.Body, namespace: str, name: str, patch: kopf.Patch, **
         reason = exc.reason if isinstance(exc, TokenError) else (
             "CredentialsRefused" if exc.status in (401, 403) else "RuntimeUnavailable")
         if reason in ("IamUnavailable", "RuntimeUnavailable"):  # IBM's outage passes: look again later
-            kopf.event(session, type="Warning", reason=reason, message=str(exc))
-            raise kopf.TemporaryError(str(exc), delay=rt().config.instance_retry_seconds) from None
+            emit(session, Event("Warning", reason, str(exc)))
+            raise kopf.TemporaryError(str(exc), delay=ctx().config.instance_retry_seconds) from None
         return _fail(session, reason, str(exc), patch)
     if usage.limit_reached:
         message = (f"the IBM instance is at its usage limit ({usage.consumed_seconds}s used of "
                    f"{usage.limit_seconds}s); the session opens when time is available, nothing was submitted")
-        kopf.event(session, type="Warning", reason="InstanceLimitReached", message=message)
+        emit(session, Event("Warning", "InstanceLimitReached", message))
         _patch(namespace, name, {"phase": Phase.PENDING.value, "message": message, "conditions": set_condition(
             status.get("conditions"), "Ready", False, "InstanceLimitReached", message,
             session["metadata"].get("generation"))})
-        raise kopf.TemporaryError(message, delay=rt().config.instance_retry_seconds)
+        raise kopf.TemporaryError(message, delay=ctx().config.instance_retry_seconds)
     reserved, unit = 0, "USD"
     if spec.mode == "dedicated":
         outcome = _dedicated_reservation(session, spec, backend)
@@ -243,7 +195,7 @@ def on_session(body: kopf.Body, namespace: str, name: str, patch: kopf.Patch, **
         return _fail(session, "RuntimeRefused", f"IBM Quantum did not open the session: {exc}", patch)
     opened = now_iso()
     message = f"Runtime {spec.mode} session {session_id} open on {backend.backend_name}"
-    kopf.event(session, type="Normal", reason="SessionOpened", message=message)
+    emit(session, Event("Normal", "SessionOpened", message))
     if spec.mode == "dedicated":
         metrics.dedicated_opened(session)
     _patch(namespace, name, {
@@ -260,13 +212,11 @@ def on_session(body: kopf.Body, namespace: str, name: str, patch: kopf.Patch, **
 def _open_local(session: dict[str, Any], spec: SessionSpec, backend: Backend) -> None:
     """A session on aer or fake: one runner pod runs its jobs in turn. There is no wall-clock
     billing for a local simulator, so its jobs are charged one by one, whatever the mode."""
-    from .jobs import start_session_jobs
-
     meta = session["metadata"]
-    _create_runner(session)
+    create_runner(session)
     opened = now_iso()
     message = f"local {spec.mode} session on {backend.name}: runner pod {runner_pod_name(meta['name'])}"
-    kopf.event(session, type="Normal", reason="SessionOpened", message=message)
+    emit(session, Event("Normal", "SessionOpened", message))
     _patch(meta["namespace"], meta["name"], {
         "phase": Phase.OPEN.value, "mode": spec.mode, "runner": runner_pod_name(meta["name"]), "openedTime": opened,
         "lastActivity": opened, "jobs": 0, "usageSeconds": "0", "cost": "0.00", "message": message,
@@ -275,32 +225,17 @@ def _open_local(session: dict[str, Any], spec: SessionSpec, backend: Backend) ->
     start_session_jobs(meta["namespace"], meta["name"])
 
 
-def _create_runner(session: dict[str, Any]) -> bool:
+def create_runner(session: dict[str, Any]) -> bool:
     """Create the session's runner pod; False when it exists already (a replay)."""
-    from .jobs import discard
-
-    body = session_runner_pod(session, rt().config.executor_image, rt().config.executor_image_pull_policy)
-    try:
-        discard(rt().core.create_namespaced_pod(session["metadata"]["namespace"], body, _preload_content=False))
-        return True
-    except ApiException as exc:
-        if exc.status != 409:  # 409: a replay; the runner exists
-            raise
-        return False
-
-
-def local_runner(session: dict[str, Any] | None) -> str | None:
-    """The runner pod of an open local session (its jobs need no pod of their own)."""
-    status = (session or {}).get("status") or {}
-    if status.get("runner") and status.get("phase") in (Phase.OPEN.value, Phase.DRAINING.value) \
-            and not ended_phase(session):
-        return status["runner"]
-    return None
+    body = session_runner_pod(session, ctx().config.executor_image, ctx().config.executor_image_pull_policy)
+    # 409: a replay; the runner exists
+    return created(lambda: discard(ctx().core.create_namespaced_pod(session["metadata"]["namespace"], body,
+                                                                   _preload_content=False)))
 
 
 def _release(session: dict[str, Any]) -> None:
     try:
-        rt().ledger.release(session["metadata"]["uid"])
+        ctx().ledger.release(session["metadata"]["uid"])
     except (UnknownReservation, InvalidTransition, UnknownBudget):
         pass
     refresh_namespace_budgets(session["metadata"]["namespace"])
@@ -311,13 +246,11 @@ def _release(session: dict[str, Any]) -> None:
 
 def _wall_cost(session: dict[str, Any], seconds: int) -> int:
     """What `seconds` of a dedicated session cost: its backend's QPU-second price, in its budget's unit."""
-    from .jobs import _load_backend
-
-    backend = _load_backend(session["spec"]["backend"])
+    backend = load_backend(session["spec"]["backend"])
     if isinstance(backend, Problem):
         return 0
     unit = (session.get("status") or {}).get("currency") or "USD"
-    return amount_in_unit(Usage(qpu_seconds=Decimal(seconds)), backend.prices, unit)
+    return dedicated_session_cost(seconds, backend.prices, unit)
 
 
 def _summary(session: dict[str, Any], jobs: list[dict[str, Any]], now: float) -> dict[str, Any]:
@@ -361,7 +294,7 @@ def session_tick(body: kopf.Body, namespace: str, name: str, **_: Any) -> None:
         return
     spec = parse_session(dict(session.get("spec") or {}))
     now = time.time()
-    jobs = _session_jobs(namespace, name)
+    jobs = session_jobs(namespace, name)
     active = [j for j in jobs if (j.get("status") or {}).get("phase") in JOB_ACTIVE]
     running = sum((j.get("status") or {}).get("phase") == "Running" for j in active)
     view = SessionView(Phase(phase), parse_iso(status["openedTime"]).timestamp(), _last_activity(status, jobs),
@@ -379,7 +312,7 @@ def session_tick(body: kopf.Body, namespace: str, name: str, **_: Any) -> None:
             credential, api = runtime_api(namespace, spec)
             update["tokenExpiry"] = _fresh_token(session, credential)
         except (TokenError, RuntimeApiError) as exc:
-            kopf.event(session, type="Warning", reason="TokenRefreshFailed", message=str(exc))
+            emit(session, Event("Warning", "TokenRefreshFailed", str(exc)))
             return
     if decision.action in (Action.CLOSE, Action.EXPIRE, Action.FINISH):
         try:
@@ -388,11 +321,11 @@ def session_tick(body: kopf.Body, namespace: str, name: str, **_: Any) -> None:
                 # 1305); those executors report MaxTimeExceeded and their jobs move to a new session
                 api.close_session(status["sessionId"])
         except RuntimeApiError as exc:
-            kopf.event(session, type="Warning", reason="RuntimeUnavailable", message=str(exc))
+            emit(session, Event("Warning", "RuntimeUnavailable", str(exc)))
             return
         if decision.action is Action.EXPIRE and running:  # the running job finishes first
             message = f"{decision.reason}: it takes no more jobs, and its running jobs finish"
-            kopf.event(session, type="Normal", reason="SessionDraining", message=message)
+            emit(session, Event("Normal", "SessionDraining", message))
             _patch(namespace, name, {**update, **_summary(session, jobs, now), "phase": Phase.DRAINING.value,
                                      "message": message})
             return
@@ -400,7 +333,6 @@ def session_tick(body: kopf.Body, namespace: str, name: str, **_: Any) -> None:
         _end(session, ended, decision.reason, jobs, now)
         return
     update.update(_summary(session, jobs, now))
-    from .jobs import create_attempt_pod
 
     for job in active if not status.get("runner") else ():  # admitted while the session opened, started by neither
         js = job.get("status") or {}
@@ -426,8 +358,7 @@ def _end(session: dict[str, Any], phase: Phase, reason: str, jobs: list[dict[str
         message += f"; charged {format_amount(spent)} for {summary['wallSeconds']}s"
         if phase is Phase.CLOSED and unused:
             message += f", {unused}s before maxTime (not billed)"
-    kopf.event(session, type="Normal" if phase is Phase.CLOSED else "Warning",
-               reason="SessionClosed" if phase is Phase.CLOSED else "SessionExpired", message=message)
+    emit(session, Event("Normal" if phase is Phase.CLOSED else "Warning", "SessionClosed" if phase is Phase.CLOSED else "SessionExpired", message))
     _patch(meta["namespace"], meta["name"], {
         "phase": phase.value, "closedTime": closed, "message": message, **summary,
         "conditions": set_condition(status.get("conditions"), "Ready", False,
@@ -436,18 +367,16 @@ def _end(session: dict[str, Any], phase: Phase, reason: str, jobs: list[dict[str
 
 
 def _settle_dedicated(session: dict[str, Any], summary: dict[str, Any]) -> int:
-    from .jobs import start_admitted
-
     uid = session["metadata"]["uid"]
     try:
-        reservation = rt().ledger.reservation(uid)
+        reservation = ctx().ledger.reservation(uid)
     except UnknownReservation:
         return 0
     if reservation.state == "settled":
         return reservation.actual_micro or 0
     # the session ran for its wall-clock time: charged even if its hold was released (a late charge)
-    outcome = rt().ledger.settle(uid, _wall_cost(session, int(summary["wallSeconds"])), ran=True)
-    metrics.dedicated_settled(session, rt().budget_units.get(session["metadata"]["namespace"], {}), summary, outcome)
+    outcome = ctx().ledger.settle(uid, _wall_cost(session, int(summary["wallSeconds"])), ran=True)
+    metrics.dedicated_settled(session, ctx().budget_units.get(session["metadata"]["namespace"], {}), summary, outcome)
     refresh_namespace_budgets(session["metadata"]["namespace"])  # its budget's status shows the charge
     start_admitted(outcome.queue_changes)
     return outcome.actual_micro
@@ -460,18 +389,16 @@ def on_session_deleted(body: kopf.Body, namespace: str, name: str, **_: Any) -> 
     status = session.get("status") or {}
     if status.get("runner"):
         _stop_runner(namespace, name)
-        kopf.event(session, type="Normal", reason="SessionCancelled",
-                   message=f"runner {status['runner']} stopped: the QiskitSession was deleted")
+        emit(session, Event("Normal", "SessionCancelled", f"runner {status['runner']} stopped: the QiskitSession was deleted"))
     elif status.get("sessionId") and status.get("phase") not in ENDED:
         spec = parse_session(dict(session.get("spec") or {}))
         try:
             runtime_api(namespace, spec)[1].cancel_session(status["sessionId"])
         except (TokenError, RuntimeApiError) as exc:
-            kopf.event(session, type="Warning", reason="CancelFailed", message=str(exc))
+            emit(session, Event("Warning", "CancelFailed", str(exc)))
             raise kopf.TemporaryError(str(exc), delay=10) from None
-        kopf.event(session, type="Normal", reason="SessionCancelled",
-                   message=f"Runtime session {status['sessionId']} cancelled: its QiskitSession was deleted")
-        summary = _summary(dict(session, status=dict(status, closedTime=now_iso())), _session_jobs(namespace, name),
+        emit(session, Event("Normal", "SessionCancelled", f"Runtime session {status['sessionId']} cancelled: its QiskitSession was deleted"))
+        summary = _summary(dict(session, status=dict(status, closedTime=now_iso())), session_jobs(namespace, name),
                            time.time())
         metrics.session_ended(session, int(summary["jobs"]))
         if status.get("mode") == "dedicated":
@@ -481,11 +408,7 @@ def on_session_deleted(body: kopf.Body, namespace: str, name: str, **_: Any) -> 
 
 
 def _stop_runner(namespace: str, name: str) -> None:
-    try:
-        rt().core.delete_namespaced_pod(runner_pod_name(name), namespace)
-    except ApiException as exc:
-        if exc.status != 404:
-            raise
+    delete_pod(namespace, runner_pod_name(name))
 
 
 MAX_RUNNER_RESTARTS = 3
@@ -514,23 +437,21 @@ def on_runner_pod(body: kopf.Body, type: str, **_: Any) -> None:
         if restarts < MAX_RUNNER_RESTARTS:
             message = f"runner {pod['metadata']['name']} stopped ({phase or 'deleted'}); replaced " \
                       f"({restarts + 1} of {MAX_RUNNER_RESTARTS})"
-            kopf.event(session, type="Warning", reason="RunnerRestarted", message=message)
+            emit(session, Event("Warning", "RunnerRestarted", message))
             _patch(namespace, session_name, {"runnerRestarts": restarts + 1, "message": message})
-            _create_runner(session)
+            create_runner(session)
             return
         message = f"runner {pod['metadata']['name']} stopped {restarts + 1} times; the session gives up"
         _patch(namespace, session_name, {"phase": Phase.FAILED.value, "closedTime": now_iso(), "message": message,
                                          "conditions": set_condition((session.get("status") or {}).get("conditions"),
                                                                      "Ready", False, "RunnerFailed", message,
                                                                      session["metadata"].get("generation"))})
-        kopf.event(session, type="Warning", reason="RunnerFailed", message=message)
+        emit(session, Event("Warning", "RunnerFailed", message))
     _fail_unreported(namespace, session_name, pod["metadata"]["name"])
 
 
 def _fail_unreported(namespace: str, session_name: str, runner: str) -> None:
-    from .jobs import JobRef, JobWatcher
-
-    for job in _session_jobs(namespace, session_name):
+    for job in session_jobs(namespace, session_name):
         status = job.get("status") or {}
         attempt = int(status.get("attempts") or 0)
         if status.get("phase") in JOB_ACTIVE and attempt > int(status.get("countedAttempt") or 0) \
@@ -540,51 +461,12 @@ def _fail_unreported(namespace: str, session_name: str, runner: str) -> None:
                          partial(_fail_unreported_attempt, ref, attempt, runner), watcher=JobWatcher(ref))
 
 
-def _fail_unreported_attempt(ref: Any, attempt: int, runner: str) -> None:
+def _fail_unreported_attempt(ref: JobRef, attempt: int, runner: str) -> None:
     """An attempt the stopped runner never reported fails like a lost pod (a retry reads the job afresh)."""
-    from .jobs import _get_job, attempt_finished
-
-    fresh = _get_job(ref.namespace, ref.name)
+    fresh = get_job(ref.namespace, ref.name)
     if fresh is not None and fresh["metadata"]["uid"] == ref.uid and \
             int((fresh.get("status") or {}).get("countedAttempt") or 0) < attempt:
         attempt_finished(fresh, attempt, False,
                          {"error": f"the session runner {runner} stopped before the job finished"}, 137)
 
 
-# ---------------------------------------------------------------------- jobs meet sessions
-
-
-def auto_batch(namespace: str, backend: Backend, job_uid: str, secret: str) -> str:
-    """The automatic batch an ibm job that names no session runs in (created when new)."""
-    with rt().batch_lock:
-        batch = rt().batches.assign(BatchKey(namespace, backend.name, secret), job_uid, time.monotonic())
-        rt().batches.sealed(time.monotonic())
-    body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "QiskitSession",
-            "metadata": {"name": batch.name, "namespace": namespace,
-                         "labels": {AUTO_BATCH_LABEL: "true", MANAGED_BY_LABEL: "qgov"}},
-            "spec": {"backend": backend.name, "mode": "batch", "credentialsSecret": secret,
-                     "idleTimeout": rt().config.batch_idle_seconds, "maxTime": rt().config.batch_max_time_seconds}}
-    try:
-        rt().custom.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body)
-    except ApiException as exc:
-        if exc.status != 409:
-            raise
-    return batch.name
-
-
-def session_for_job(namespace: str, job_uid: str, requested: str | None, backend: Backend,
-                    secret: str | None) -> tuple[str, str] | Problem:
-    """(session name, mode) an ibm job runs in, or why it cannot run."""
-    if not requested:
-        return auto_batch(namespace, backend, job_uid, credentials_secret(secret)), "batch"
-    session = get_session(namespace, requested)
-    if session is None:
-        return Problem("UnknownSession", f"spec.session: no QiskitSession {requested!r} in namespace {namespace!r}")
-    spec = session.get("spec") or {}
-    if spec.get("backend") != backend.name:
-        return Problem("SessionBackendMismatch", f"spec.session: QiskitSession {requested} runs on backend "
-                                                 f"{spec.get('backend')}, the job asks for {backend.name}")
-    phase = (session.get("status") or {}).get("phase")
-    if phase in ENDED:
-        return Problem("SessionEnded", f"spec.session: QiskitSession {requested} is {phase}; it runs no more jobs")
-    return requested, spec.get("mode", "batch") if backend.provider == "ibm" else "batch"

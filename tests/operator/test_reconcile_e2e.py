@@ -13,7 +13,7 @@ from governance.budget.batcher import ReservationBatcher
 from governance.budget.ledger import Ledger
 from governance.handlers.config import OperatorConfig
 from governance.handlers.jobs import reconcile_ledger
-from governance.handlers.runtime import Runtime, set_runtime
+from governance.handlers.context import OperatorContext as Runtime, set_context as set_runtime
 
 from .conftest import G, NS, V, Env
 

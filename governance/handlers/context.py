@@ -1,4 +1,6 @@
-"""What the handlers share for the life of the operator process: config, ledger, batcher, clients."""
+"""What the handlers share for the life of the operator process: config, ledger, batcher, clients.
+
+(Not IBM Qiskit Runtime: that is governance/sessions/runtime_api.py.)"""
 
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ from .jobphases import JobPhases
 
 
 @dataclass
-class Runtime:
+class OperatorContext:
     config: OperatorConfig
     ledger: Ledger
     batcher: ReservationBatcher
@@ -69,34 +71,34 @@ class Runtime:
         return self._clients().http
 
 
-_runtime: Runtime | None = None
+_context: OperatorContext | None = None
 
 
-def set_runtime(runtime: Runtime | None) -> None:
-    global _runtime
-    _runtime = runtime
+def set_context(context: OperatorContext | None) -> None:
+    global _context
+    _context = context
 
 
 def started() -> bool:
     """False before start-up and after clean-up (events and timers can still fire then)."""
-    return _runtime is not None
+    return _context is not None
 
 
 def remember_kopf_context() -> None:
     """Called by object handlers: kopf.event needs context variables that kopf sets only for its
     per-object tasks, so the operator's own threads (the status writer, the pod sweep) borrow a
     copy of the first such context."""
-    if _runtime is not None and _runtime.kopf_context is None:
-        _runtime.kopf_context = contextvars.copy_context()
+    if _context is not None and _context.kopf_context is None:
+        _context.kopf_context = contextvars.copy_context()
 
 
 def in_kopf_context(fn: Callable[..., Any], *args: Any) -> Any:
     """fn(*args) in a copy of a kopf handler's context (or of the caller's, before there is one)."""
-    context = _runtime.kopf_context if _runtime is not None else None
+    context = _context.kopf_context if _context is not None else None
     return (context.copy() if context is not None else contextvars.copy_context()).run(fn, *args)
 
 
-def rt() -> Runtime:
-    if _runtime is None:
+def ctx() -> OperatorContext:
+    if _context is None:
         raise RuntimeError("the operator has not started (no ledger yet)")
-    return _runtime
+    return _context

@@ -1,0 +1,54 @@
+"""What jobs and sessions tell a QiskitBudget: an Event on it, that its status should be
+rewritten, and (for the work it pays for) that its namespace needs the executor identity. Here,
+not in budgets.py, so that the job and session handlers need not import the budget handlers,
+which start the jobs a budget change admits."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kubernetes.client.rest import ApiException
+
+from ..api import GROUP, VERSION
+from ..jobs.events import Event
+from .identity import ensure_executor_identity
+from .kube import BUDGETS, emit
+from .retrying import type_name
+from .context import ctx
+
+
+def budget_event(namespace: str, name: str, type_: str, reason: str, message: str) -> None:
+    """An Event on a QiskitBudget, from anywhere (a job's refusal, a threshold crossing)."""
+    try:
+        body = ctx().custom.get_namespaced_custom_object(GROUP, VERSION, namespace, BUDGETS, name)
+    except ApiException:
+        return
+    emit(body, Event(type_, reason, message))
+
+
+def refresh_budget_status(namespace: str, name: str) -> None:
+    """Ask for the budget's status to be rewritten. Debounced by the status writer
+    (budgetstatus.py): a burst of N jobs costs N cheap marks, not N reports of N jobs each."""
+    ctx().status_writer.mark((namespace, name))
+
+
+def refresh_namespace_budgets(namespace: str | None = None) -> None:
+    """Every budget of the namespace (or of the cluster) may show something new: when the ledger
+    fails, for instance, they say so."""
+    for ns, budgets in list(ctx().budget_units.items()):
+        if namespace is None or ns == namespace:
+            for name in list(budgets):
+                refresh_budget_status(ns, name)
+
+
+def provide_executor_identity(budget: dict[str, Any], namespace: str) -> None:
+    """The namespace's executor ServiceAccount and RoleBinding (identity.py), once per namespace
+    and operator process; a refusal is a Warning on the budget (or on the unbudgeted job that
+    asked), not a failed budget."""
+    if not ctx().config.provision_executor_identity or namespace in ctx().identities:
+        return
+    try:
+        ensure_executor_identity(ctx().core, ctx().rbac, namespace)
+        ctx().identities.add(namespace)
+    except ApiException as exc:
+        emit(budget, Event("Warning", "ExecutorIdentityFailed", f"could not create ServiceAccount/RoleBinding qgov-executor: {type_name(exc)}"))

@@ -1,0 +1,128 @@
+"""The Kubernetes adapter the handlers share: reads and writes of qgov's objects and pods, with
+the API server's 404 (gone) and 409 (exists already / changed meanwhile) answers handled in one
+place. The admission's writes go over the thread's kept-alive connection (apiwrites.py) when
+there is one."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+import kopf
+from kubernetes.client.rest import ApiException
+
+from ..api import GROUP, VERSION
+from ..jobs.events import Event
+from .apiwrites import custom_path, pods_path
+from .context import ctx
+
+JOBS = "qiskitjobs"
+SESSIONS = "qiskitsessions"
+BUDGETS = "qiskitbudgets"
+BACKENDS = "qiskitbackends"
+
+T = TypeVar("T")
+log = logging.getLogger("qgov.kube")
+
+
+def discard(answer: Any) -> None:
+    """Drain and return an unparsed answer (`_preload_content=False`): the caller needs none of it,
+    and parsing the whole object back costs more CPU than the call; undrained, it breaks the pool."""
+    answer.read()
+    answer.release_conn()
+
+
+def unless_gone(call: Callable[[], T]) -> T | None:
+    """call(), or None when the API server answers 404 (the object is gone)."""
+    try:
+        return call()
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+
+
+def created(call: Callable[[], Any]) -> bool:
+    """call() (a creation): True, or False when the API server answers 409 (it exists already)."""
+    try:
+        call()
+        return True
+    except ApiException as exc:
+        if exc.status != 409:
+            raise
+        return False
+
+
+def get_object(plural: str, namespace: str, name: str) -> dict[str, Any] | None:
+    """A qgov object, or None when it is gone."""
+    return unless_gone(lambda: ctx().custom.get_namespaced_custom_object(GROUP, VERSION, namespace, plural, name))
+
+
+def get_job(namespace: str, name: str) -> dict[str, Any] | None:
+    return get_object(JOBS, namespace, name)
+
+
+def get_session(namespace: str, name: str) -> dict[str, Any] | None:
+    return get_object(SESSIONS, namespace, name)
+
+
+def patch_status(plural: str, namespace: str, name: str, status: dict[str, Any]) -> None:
+    """Merge `status` into the object's status; the answer is not parsed."""
+    http = ctx().http
+    if http is not None:  # the admission's writes skip the kubernetes client's machinery (apiwrites.py)
+        http.request("PATCH", custom_path(GROUP, VERSION, namespace, plural, name, "status"), {"status": status},
+                     "application/merge-patch+json")
+        return
+    discard(ctx().custom.patch_namespaced_custom_object_status(GROUP, VERSION, namespace, plural, name,
+                                                              {"status": status}, _preload_content=False))
+
+
+def patch_job_status(namespace: str, name: str, status: dict[str, Any]) -> None:
+    patch_status(JOBS, namespace, name, status)
+
+
+def json_patch(plural: str, namespace: str, name: str, ops: list[dict[str, Any]]) -> None:
+    """A JSON patch of the object itself (its metadata); the answer is not parsed."""
+    if (http := ctx().http) is not None:
+        http.request("PATCH", custom_path(GROUP, VERSION, namespace, plural, name), ops,
+                     "application/json-patch+json")
+    else:
+        discard(ctx().custom.patch_namespaced_custom_object(GROUP, VERSION, namespace, plural, name, ops,
+                                                           _content_type="application/json-patch+json",
+                                                           _preload_content=False))
+
+
+def create_pod(namespace: str, body: dict[str, Any]) -> None:
+    """Create a pod (an ApiException when refused, 409 included); the answer is not parsed."""
+    http = ctx().http
+    if http is not None:
+        http.request("POST", pods_path(namespace), body)
+    else:
+        discard(ctx().core.create_namespaced_pod(namespace, body, _preload_content=False))
+
+
+def delete_pod(namespace: str, name: str) -> None:
+    """Delete a pod; one that is gone already is fine."""
+    unless_gone(lambda: ctx().core.delete_namespaced_pod(name, namespace))
+
+
+# ---------------------------------------------------------------------- Events
+
+EventListener = Callable[[Mapping[str, Any], Event], None]
+_listeners: list[EventListener] = []
+
+
+def listen(listener: EventListener) -> None:
+    """Hear every Event posted (best effort: a listener's failure is logged, the Event still posted)."""
+    _listeners.append(listener)
+
+
+def emit(obj: Mapping[str, Any], event: Event) -> None:
+    """Post `event` on the object (a Kubernetes Event, through kopf)."""
+    for listener in list(_listeners):
+        try:
+            listener(obj, event)
+        except Exception as exc:  # noqa: BLE001 - a listener must not stop the Event
+            log.warning(f"event listener: {type(exc).__name__}: {exc}")
+    kopf.event(obj, type=event.type, reason=event.reason, message=event.message)

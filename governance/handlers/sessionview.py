@@ -1,0 +1,114 @@
+"""What the job handlers need to know of QiskitSessions: which session a job runs in (creating
+an automatic batch when it names none), whether that session is open, and how its pods reach
+the Runtime session. The session handlers (sessions.py) open, tick and close sessions; both
+read sessions through here, so neither needs the other's private names."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from kubernetes.client.rest import ApiException
+
+from ..admission import Problem
+from ..api import GROUP, MANAGED_BY_LABEL, SESSION_LABEL, VERSION, label_value
+from ..api.specs import Backend
+from ..sessions.batching import BatchKey
+from ..sessions.lifecycle import Phase
+from .conditions import parse_iso
+from .kube import SESSIONS as PLURAL
+from .kube import get_session
+from .pods import RuntimeSessionRef, token_secret_name
+from .context import ctx
+
+ENDED = {Phase.CLOSED.value, Phase.EXPIRED.value, Phase.FAILED.value}
+AUTO_BATCH_LABEL = "qgov.dev/auto-batch"
+
+
+def credentials_secret(name: str | None) -> str:
+    """The credential Secret a session or job names, else the operator's default."""
+    return name or ctx().config.ibm_default_secret
+
+
+
+def session_jobs(namespace: str, name: str) -> list[dict[str, Any]]:
+    """The session's jobs, selected by the API server by their session label (jobs.py `_mark`);
+    the label holds 63 characters of the name, the status all of it."""
+    jobs = ctx().custom.list_namespaced_custom_object(GROUP, VERSION, namespace, "qiskitjobs",
+                                                     label_selector=f"{SESSION_LABEL}={label_value(name)}")["items"]
+    return [j for j in jobs if (j.get("status") or {}).get("session") == name]
+
+
+def ended_phase(session: dict[str, Any] | None) -> str | None:
+    """Closed, Expired or Failed (or gone); Expired too once maxTime has passed, before the timer says so."""
+    if session is None:
+        return "gone"
+    status = session.get("status") or {}
+    if status.get("phase") in ENDED:
+        return status["phase"]
+    if status.get("openedTime"):
+        max_time = (session.get("spec") or {}).get("maxTime", 28800)
+        if time.time() >= parse_iso(status["openedTime"]).timestamp() + int(max_time):
+            return Phase.EXPIRED.value
+    return None
+
+
+def runtime_ref(session: dict[str, Any]) -> RuntimeSessionRef | None:
+    """What an executor pod of this session needs, once the Runtime session is open."""
+    status = session.get("status") or {}
+    if status.get("phase") not in (Phase.OPEN.value, Phase.DRAINING.value) or not status.get("sessionId") \
+            or ended_phase(session):
+        return None
+    return RuntimeSessionRef(status["sessionId"], status.get("mode", "batch"),
+                             token_secret_name(session["metadata"]["name"]), status.get("instance", ""),
+                             status.get("runtimeUrl"), status.get("searchUrl"), status.get("catalogUrl"))
+
+
+
+def local_runner(session: dict[str, Any] | None) -> str | None:
+    """The runner pod of an open local session (its jobs need no pod of their own)."""
+    status = (session or {}).get("status") or {}
+    if status.get("runner") and status.get("phase") in (Phase.OPEN.value, Phase.DRAINING.value) \
+            and not ended_phase(session):
+        return status["runner"]
+    return None
+
+
+
+# ---------------------------------------------------------------------- jobs meet sessions
+
+
+def auto_batch(namespace: str, backend: Backend, job_uid: str, secret: str) -> str:
+    """The automatic batch an ibm job that names no session runs in (created when new)."""
+    with ctx().batch_lock:
+        batch = ctx().batches.assign(BatchKey(namespace, backend.name, secret), job_uid, time.monotonic())
+        ctx().batches.sealed(time.monotonic())
+    body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "QiskitSession",
+            "metadata": {"name": batch.name, "namespace": namespace,
+                         "labels": {AUTO_BATCH_LABEL: "true", MANAGED_BY_LABEL: "qgov"}},
+            "spec": {"backend": backend.name, "mode": "batch", "credentialsSecret": secret,
+                     "idleTimeout": ctx().config.batch_idle_seconds, "maxTime": ctx().config.batch_max_time_seconds}}
+    try:
+        ctx().custom.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body)
+    except ApiException as exc:
+        if exc.status != 409:
+            raise
+    return batch.name
+
+
+def session_for_job(namespace: str, job_uid: str, requested: str | None, backend: Backend,
+                    secret: str | None) -> tuple[str, str] | Problem:
+    """(session name, mode) an ibm job runs in, or why it cannot run."""
+    if not requested:
+        return auto_batch(namespace, backend, job_uid, credentials_secret(secret)), "batch"
+    session = get_session(namespace, requested)
+    if session is None:
+        return Problem("UnknownSession", f"spec.session: no QiskitSession {requested!r} in namespace {namespace!r}")
+    spec = session.get("spec") or {}
+    if spec.get("backend") != backend.name:
+        return Problem("SessionBackendMismatch", f"spec.session: QiskitSession {requested} runs on backend "
+                                                 f"{spec.get('backend')}, the job asks for {backend.name}")
+    phase = (session.get("status") or {}).get("phase")
+    if phase in ENDED:
+        return Problem("SessionEnded", f"spec.session: QiskitSession {requested} is {phase}; it runs no more jobs")
+    return requested, spec.get("mode", "batch") if backend.provider == "ibm" else "batch"

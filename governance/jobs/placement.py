@@ -1,0 +1,71 @@
+"""A job whose session is not open when its attempt is due: it waits for the session to open,
+fails with the session's failure, moves on to a new automatic batch (a few times at most), or
+fails because its session has ended. And what a dedicated session, which pays for its jobs, costs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Union
+
+from ..budget.costmodel import PriceList, Usage, amount_in_unit
+from ..sessions.lifecycle import requeue_or_fail
+from .admission import NeedBackend
+
+MAX_SESSION_MOVES = 2
+SESSION_FAILED = "Failed"
+
+
+@dataclass(frozen=True)
+class WaitForSession:
+    message: str  # the session starts its jobs when it opens
+
+
+@dataclass(frozen=True)
+class MoveToNewBatch:
+    """Into a new automatic batch: the caller creates it (its name ends the message)."""
+
+    moves: int  # status.sessionMoves after this move
+    message: str  # "... is Closed: re-queued into a new session (move 1 of 2)", then ", <new batch>"
+
+
+@dataclass(frozen=True)
+class EndUnstarted:
+    """The job fails without its next attempt; what earlier attempts used is settled."""
+
+    reason: str
+    message: str
+
+
+SessionStep = Union[WaitForSession, MoveToNewBatch, EndUnstarted, NeedBackend]
+
+
+def session_not_open(session_name: str, ended: str | None, failure: str, automatic: bool, moves: int,
+                     backend: str, backend_usable: bool | None = None) -> SessionStep:
+    """What a job does whose session `session_name` is not open. `ended`: the session's end
+    (Closed, Expired, Failed, "gone"; None while it has not opened yet); `failure`: a failed
+    session's message; `automatic`: an automatic batch (or gone), which its jobs may leave for a new
+    one; `moves`: how often the job moved already. `backend_usable` is asked for (NeedBackend)
+    when a move is possible: a new batch needs the job's backend."""
+    if ended is None:
+        return WaitForSession(f"waiting for QiskitSession {session_name} to open")
+    if ended == SESSION_FAILED:
+        return EndUnstarted("SessionFailed", f"QiskitSession {session_name} failed: {failure}")
+    move, why = requeue_or_fail(moves, MAX_SESSION_MOVES)
+    if automatic and move:
+        if backend_usable is None:
+            return NeedBackend(backend)
+        if backend_usable:
+            return MoveToNewBatch(moves + 1, f"QiskitSession {session_name} is {ended}: {why}")
+    if automatic:
+        return EndUnstarted("SessionEnded", f"QiskitSession {session_name} is {ended}: {why}")
+    return EndUnstarted("SessionEnded", f"QiskitSession {session_name} is {ended} (its maxTime is over or it was "
+                                        "closed) and the job cannot run in it: name an open session in "
+                                        "spec.session, or none to be batched automatically")
+
+
+def dedicated_session_cost(seconds: int, prices: PriceList, unit: str) -> int:
+    """What `seconds` of a dedicated session cost in a budget of `unit`: it is billed for its
+    wall-clock time at its backend's QPU-second price, whatever its jobs used. Reserved for its
+    maxTime when it opens, settled for the time it was open."""
+    return amount_in_unit(Usage(qpu_seconds=Decimal(seconds)), prices, unit)
