@@ -251,8 +251,9 @@ def test_a_named_session_that_ended_fails_its_jobs_without_moving_them() -> None
 
 
 def test_a_dedicated_session_costs_its_wall_clock_time_exactly() -> None:
-    from governance.jobs.placement import dedicated_session_cost
+    from governance import providers
 
+    dedicated_session_cost = providers.get("ibm").session_cost  # one home: the provider's price
     prices = PriceList.from_strings(perQPUSecond="1.60", perShot="0.00035")  # shots are not what it pays for
     assert dedicated_session_cost(3600, prices, "USD") == 5_760_000_000  # an hour: 5760.00 USD
     assert dedicated_session_cost(0, prices, "USD") == 0

@@ -19,7 +19,7 @@ from typing import Any, Literal
 import kopf
 from kubernetes.client.rest import ApiException
 
-from .. import metrics
+from .. import metrics, providers
 from ..admission import Problem, assess, backend_from_object, unknown_backend
 from ..admission import choose_budget as budget_that_pays
 from ..api import FINALIZER, GROUP, JOB_LABEL, JOB_UID_LABEL, SESSION_LABEL, VERSION, label_value
@@ -32,6 +32,7 @@ from ..jobs import (ACTIVE, TERMINAL, AdmissionFacts, AlreadyCounted, Fail, JobS
                     attempt_charge, decide_admission)
 from ..jobs.attempts import DEFAULT_BACKOFF_LIMIT
 from ..jobs.events import Event
+from ..providers.base import ExecutorNeeds
 from ..jobs.placement import EndUnstarted, MoveToNewBatch, WaitForSession, session_not_open
 from .budgetnotify import budget_event, provide_executor_identity, refresh_budget_status, refresh_namespace_budgets
 from .conditions import iso, now_iso, parse_iso, set_condition
@@ -41,10 +42,10 @@ from .identity import missing_account
 from .kube import JOBS as PLURAL
 from .kube import create_pod as post_pod
 from .kube import discard, emit, get_job, get_object, get_session, json_patch, patch_job_status
-from .pods import RuntimeSessionRef, executor_pod, owner_name, pod_name
+from .pods import executor_pod, owner_name, pod_name
 from .retrying import NotYet, Watcher, later, run_retrying
 from .context import remember_kopf_context, ctx, started
-from .sessionview import AUTO_BATCH_LABEL, auto_batch, credentials_secret, ended_phase, local_runner, runtime_ref, \
+from .sessionview import AUTO_BATCH_LABEL, auto_batch, credentials_secret, ended_phase, local_runner, executor_session, \
     session_for_job, session_jobs
 
 log = logging.getLogger("qgov.jobs")
@@ -149,7 +150,7 @@ def admit(job: dict[str, Any]) -> dict[str, Any]:
         if isinstance(step, NeedBackend):
             backend = load_backend(step.name)
             facts = facts.answer(backend=backend,
-                                 in_sessions=not isinstance(backend, Problem) and backend.provider == "ibm")
+                                 in_sessions=not isinstance(backend, Problem) and providers.of(backend).needs_session)
         elif isinstance(step, NeedBudget):
             facts = facts.answer(budget=choose_budget(namespace, step.wanted))
         elif isinstance(step, NeedEstimate):
@@ -247,13 +248,13 @@ def create_attempt_pod(job: dict[str, Any], attempt: int) -> None:
     if placed.kind == "wait":
         _session_not_open(job, job["status"]["session"], placed.session)
     elif placed.kind == "pod":
-        create_pod(job, attempt, placed.runtime)
+        create_pod(job, attempt, placed.needs)
 
 
 @dataclass(frozen=True)
 class Placement:
     kind: Literal["pod", "runner", "wait"]  # its own executor pod; a local session's runner; a session not open
-    runtime: RuntimeSessionRef | None = None  # for a pod in an IBM Runtime session
+    needs: ExecutorNeeds | None = None  # what the provider adds to the pod (a Runtime session's token)
     session: dict[str, Any] | None = None  # for "wait": the session (None when it is gone)
 
 
@@ -265,13 +266,18 @@ def attempt_placement(job: dict[str, Any]) -> Placement:
     session = get_session(job["metadata"]["namespace"], session_name)
     if local_runner(session):
         return Placement("runner")  # the session's runner pod takes the attempt from the job's status
-    runtime = runtime_ref(session) if session is not None else None
-    return Placement("pod", runtime) if runtime is not None else Placement("wait", session=session)
+    remote = executor_session(session) if session is not None else None
+    if remote is None:
+        return Placement("wait", session=session)
+    backend = load_backend((job.get("spec") or {}).get("backend", ""))
+    # a backend deleted since admission: the executor reads it and ends the attempt with that error
+    needs = providers.of(backend).executor_needs(remote) if not isinstance(backend, Problem) else None
+    return Placement("pod", needs)
 
 
-def create_pod(job: dict[str, Any], attempt: int, runtime: RuntimeSessionRef | None) -> bool:
+def create_pod(job: dict[str, Any], attempt: int, needs: ExecutorNeeds | None) -> bool:
     """Create the attempt's executor pod; False when it exists already (a replay, or a race)."""
-    body = executor_pod(job, attempt, ctx().config.executor_image, runtime, ctx().config.executor_image_pull_policy)
+    body = executor_pod(job, attempt, ctx().config.executor_image, needs, ctx().config.executor_image_pull_policy)
     try:
         post_pod(job["metadata"]["namespace"], body)
         return True

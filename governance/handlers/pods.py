@@ -2,38 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from ..api import GROUP, JOB_LABEL, JOB_UID_LABEL, MANAGED_BY_LABEL, VERSION, label_value
+from ..providers.base import ExecutorNeeds
 
 
 def pod_name(job_name: str, attempt: int) -> str:
     """Deterministic: a replayed admission creates nothing twice (409 means it exists)."""
     return f"{job_name}-run-{attempt}"[:253]
-
-
-TOKEN_MOUNT = "/var/run/qgov/ibm"
-
-
-@dataclass(frozen=True)
-class RuntimeSessionRef:
-    """What an executor pod needs to submit into an IBM Runtime session: never the API key, only
-    the Secret that holds the session's current bearer token (the operator rotates it)."""
-    session_id: str
-    mode: str
-    token_secret: str
-    instance: str
-    url: str | None
-    search_url: str | None
-    catalog_url: str | None
-
-    def env(self) -> list[dict[str, str]]:
-        values = {"QGOV_IBM_SESSION": self.session_id, "QGOV_IBM_SESSION_MODE": self.mode,
-                  "QGOV_IBM_INSTANCE": self.instance, "QGOV_IBM_TOKEN_FILE": f"{TOKEN_MOUNT}/token",
-                  "QGOV_IBM_URL": self.url, "GLOBAL_SEARCH_URL": self.search_url,
-                  "GLOBAL_CATALOG_URL": self.catalog_url}
-        return [{"name": k, "value": v} for k, v in values.items() if v]
 
 
 SESSION_RUNNER_LABEL = "qgov.dev/session-runner"
@@ -89,17 +66,21 @@ def token_secret_name(session_name: str) -> str:
 
 
 def executor_pod(job: dict[str, Any], attempt: int, image: str,
-                 runtime: RuntimeSessionRef | None = None, pull_policy: str | None = None) -> dict[str, Any]:
+                 needs: ExecutorNeeds | None = None, pull_policy: str | None = None) -> dict[str, Any]:
+    """The attempt's executor pod; `needs` is what its provider adds (a Runtime session's env and
+    token mount: providers.Provider.executor_needs)."""
     meta = job["metadata"]
     pod = _executor_pod(pod_name(meta["name"], attempt), job, "QiskitJob",
                         {JOB_LABEL: label_value(meta["name"]), JOB_UID_LABEL: meta["uid"], "qgov.dev/attempt": str(attempt)},
                         "executor", image, ["python", "-m", "executor", "--namespace", meta["namespace"], "--job",
                                             meta["name"], "--attempt", str(attempt)], pull_policy)
-    if runtime is not None:
+    if needs is not None:
         container = pod["spec"]["containers"][0]
-        container["env"].extend(runtime.env())
-        container["volumeMounts"] = [{"name": "ibm-token", "mountPath": TOKEN_MOUNT, "readOnly": True}]
-        pod["spec"]["volumes"] = [{"name": "ibm-token", "secret": {"secretName": runtime.token_secret}}]
+        container["env"].extend(needs.env_list())
+        if needs.mounts:
+            container["volumeMounts"] = [dict(m) for m in needs.mounts]
+        if needs.volumes:
+            pod["spec"]["volumes"] = [dict(v) for v in needs.volumes]
     return pod
 
 

@@ -103,7 +103,7 @@ def sweep(context: OperatorContext) -> list[str]:
         placed = attempt_placement(job) if status.get("phase") == "Admitted" else None
         # the watch's copy of the job may be older than the pod: a pod made meanwhile answers 409
         if placed is not None and placed.kind == "pod" and create_pod(job, int(status.get("attempts") or 1),
-                                                                      placed.runtime):
+                                                                      placed.needs):
             created.append(f"{meta['namespace']}/{status['podName']}")
     start_admitted([c for c in caught_up if c is not None])
     for session in sessions:

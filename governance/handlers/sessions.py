@@ -22,7 +22,7 @@ from typing import Any
 import kopf
 from kubernetes.client.rest import ApiException
 
-from .. import metrics
+from .. import metrics, providers
 from ..admission import Problem
 from ..api import GROUP, MANAGED_BY_LABEL, SESSION_LABEL, VERSION, label_value
 from ..api.specs import Backend, SessionSpec, SpecError, parse_session
@@ -30,7 +30,6 @@ from ..budget.errors import InvalidTransition, UnknownBudget, UnknownReservation
 from ..budget.money import format_amount, format_quantity
 from ..budget.types import Decision, ReserveRequest
 from ..jobs.events import Event
-from ..jobs.placement import dedicated_session_cost
 from ..sessions.lifecycle import Action, Phase, SessionView, decide
 from ..sessions.runtime_api import RuntimeApi, RuntimeApiError
 from ..sessions.tokens import Credential, TokenError, credential_from_secret, credentials_problem
@@ -126,7 +125,7 @@ def _dedicated_reservation(session: dict[str, Any], spec: SessionSpec,
         return choice
     if choice is None:  # unbudgeted work is allowed: nothing to reserve
         return 0, "USD"
-    amount = dedicated_session_cost(spec.max_time_s, backend.prices, choice[1])
+    amount = providers.of(backend).session_cost(spec.max_time_s, backend.prices, choice[1])
     try:
         outcome = ctx().ledger.reserve(ReserveRequest(meta["uid"], meta["namespace"], choice[0], amount,
                                                      job=f"{meta['namespace']}/session/{meta['name']}",
@@ -161,7 +160,7 @@ def on_session(body: kopf.Body, namespace: str, name: str, patch: kopf.Patch, **
     backend = load_backend(spec.backend)
     if isinstance(backend, Problem):
         return _fail(session, backend.reason, backend.message, patch)
-    if backend.provider != "ibm":
+    if not providers.of(backend).remote_sessions:
         return _open_local(session, spec, backend)
     try:
         credential, api = runtime_api(namespace, spec)
@@ -250,7 +249,7 @@ def _wall_cost(session: dict[str, Any], seconds: int) -> int:
     if isinstance(backend, Problem):
         return 0
     unit = (session.get("status") or {}).get("currency") or "USD"
-    return dedicated_session_cost(seconds, backend.prices, unit)
+    return providers.of(backend).session_cost(seconds, backend.prices, unit)
 
 
 def _summary(session: dict[str, Any], jobs: list[dict[str, Any]], now: float) -> dict[str, Any]:

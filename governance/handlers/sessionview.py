@@ -12,13 +12,15 @@ from kubernetes.client.rest import ApiException
 
 from ..admission import Problem
 from ..api import GROUP, MANAGED_BY_LABEL, SESSION_LABEL, VERSION, label_value
+from .. import providers
 from ..api.specs import Backend
+from ..providers.base import ExecutorSession
 from ..sessions.batching import BatchKey
 from ..sessions.lifecycle import Phase
 from .conditions import parse_iso
 from .kube import SESSIONS as PLURAL
 from .kube import get_session
-from .pods import RuntimeSessionRef, token_secret_name
+from .pods import token_secret_name
 from .context import ctx
 
 ENDED = {Phase.CLOSED.value, Phase.EXPIRED.value, Phase.FAILED.value}
@@ -53,13 +55,13 @@ def ended_phase(session: dict[str, Any] | None) -> str | None:
     return None
 
 
-def runtime_ref(session: dict[str, Any]) -> RuntimeSessionRef | None:
-    """What an executor pod of this session needs, once the Runtime session is open."""
+def executor_session(session: dict[str, Any]) -> ExecutorSession | None:
+    """The remote session an executor pod of this session submits into, once it is open."""
     status = session.get("status") or {}
     if status.get("phase") not in (Phase.OPEN.value, Phase.DRAINING.value) or not status.get("sessionId") \
             or ended_phase(session):
         return None
-    return RuntimeSessionRef(status["sessionId"], status.get("mode", "batch"),
+    return ExecutorSession(status["sessionId"], status.get("mode", "batch"),
                              token_secret_name(session["metadata"]["name"]), status.get("instance", ""),
                              status.get("runtimeUrl"), status.get("searchUrl"), status.get("catalogUrl"))
 
@@ -111,4 +113,4 @@ def session_for_job(namespace: str, job_uid: str, requested: str | None, backend
     phase = (session.get("status") or {}).get("phase")
     if phase in ENDED:
         return Problem("SessionEnded", f"spec.session: QiskitSession {requested} is {phase}; it runs no more jobs")
-    return requested, spec.get("mode", "batch") if backend.provider == "ibm" else "batch"
+    return requested, providers.of(backend).session_mode(spec.get("mode"))

@@ -5,10 +5,8 @@ fails because its session has ended. And what a dedicated session, which pays fo
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Union
 
-from ..budget.costmodel import PriceList, Usage, amount_in_unit
 from ..sessions.lifecycle import requeue_or_fail
 from .admission import NeedBackend
 
@@ -62,10 +60,3 @@ def session_not_open(session_name: str, ended: str | None, failure: str, automat
     return EndUnstarted("SessionEnded", f"QiskitSession {session_name} is {ended} (its maxTime is over or it was "
                                         "closed) and the job cannot run in it: name an open session in "
                                         "spec.session, or none to be batched automatically")
-
-
-def dedicated_session_cost(seconds: int, prices: PriceList, unit: str) -> int:
-    """What `seconds` of a dedicated session cost in a budget of `unit`: it is billed for its
-    wall-clock time at its backend's QPU-second price, whatever its jobs used. Reserved for its
-    maxTime when it opens, settled for the time it was open."""
-    return amount_in_unit(Usage(qpu_seconds=Decimal(seconds)), prices, unit)

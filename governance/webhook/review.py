@@ -16,11 +16,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from .. import providers
 from ..admission import Estimate, Problem, assess, backend_from_object, choose_budget, unknown_backend
 from ..backends import UnknownBackendModel, max_qubits
 from ..api.specs import Backend, SpecError, parse_budget, parse_job, parse_session
 from ..budget import policy
-from ..budget.money import format_amount, format_quantity
+from ..budget.money import format_amount
 from ..budget.types import Balance, Decision
 from ..sessions.tokens import credentials_problem
 
@@ -95,7 +96,7 @@ def review(request: Mapping[str, Any], sources: Sources) -> Verdict:
                 return Verdict(False, problem.message, problem.reason)
             if isinstance(backend, Problem):
                 return Verdict(False, backend.message, backend.reason)
-            if backend.provider == "ibm":  # a local session needs no credentials
+            if providers.of(backend).needs_credentials:  # a local session needs none
                 secret = session.credentials_secret or sources.ibm_default_secret
                 problem = credentials_problem(secret, namespace, sources.secret_keys(namespace, secret))
                 if problem:
@@ -108,7 +109,7 @@ def review(request: Mapping[str, Any], sources: Sources) -> Verdict:
             try:  # the device model every estimate on it is made with
                 max_qubits(backend)
             except UnknownBackendModel as exc:
-                field = "spec.model" if backend.provider == "ibm" and spec.get("model") else "spec.name"
+                field = providers.of(backend).model_field(spec)
                 return Verdict(False, f"QiskitBackend {name}: {field}: {exc}", "UnknownBackend")
     except SpecError as exc:
         return Verdict(False, str(exc), "InvalidSpec")
@@ -202,10 +203,7 @@ def _deny(problem: Problem) -> Verdict:
 
 def _usage(estimate: Estimate, backend: Backend) -> str:
     """What the estimate is made of, in the backend's own terms."""
-    usage = estimate.usage
-    if backend.provider == "aer":
-        return f"{format_quantity(usage.cpu_seconds)} CPU-s on {backend.backend_name}"
-    return f"{format_quantity(usage.qpu_seconds)} QPU-s on {backend.backend_name}"
+    return providers.of(backend).describe_usage(estimate.usage, backend)
 
 
 def response(review_request: Mapping[str, Any], verdict: Verdict) -> dict[str, Any]:
