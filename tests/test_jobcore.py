@@ -95,6 +95,22 @@ def test_a_queueing_budget_queues() -> None:
     assert isinstance(outcome, Queue) and outcome.message == "waits for funds"
 
 
+def test_the_policys_ruling_over_a_snapshot_decides_as_the_ledgers_reservation() -> None:
+    """What the webhook answers (it reserves nothing): the budget policy's ruling over the balance
+    it read leads to the outcome the ledger's reservation of the same amount leads to."""
+    from governance.budget import policy
+
+    facts = spec().answer(backend=AER, budget=("b", "USD"), estimate=ESTIMATE)
+    for enforcement, held, expected in (("hard", 0, Admit), ("hard", 8_000_000, Refuse), ("queue", 8_000_000, Queue)):
+        snapshot = policy.Snapshot(f"{NS}/b", "USD", 10_000_000, 0, held, 0, enforcement)
+        ruling = policy.decide([snapshot], ESTIMATE.amount_micro)
+        outcome = decide_admission(facts.answer(reservation=ruling))
+        assert type(outcome) is expected
+        reserved = decide_admission(facts.answer(reservation=ledger(ruling.decision, ruling.message)))
+        assert outcome == reserved
+    assert outcome.message.startswith(f"queued for budget {NS}/b (position 1): requested 3.20 USD")
+
+
 def test_a_budget_deleted_during_the_reservation_refuses() -> None:
     facts = spec().answer(backend=AER, budget=("b", "USD"), estimate=ESTIMATE)
     outcome = decide_admission(facts.answer(reservation=Problem("UnknownBudget", "gone")))
