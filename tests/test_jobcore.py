@@ -211,6 +211,16 @@ def test_the_core_imports_no_kubernetes_kopf_or_database() -> None:
     assert out.strip() == "[]"
 
 
+def test_the_phases_are_one_definition_that_loads_without_qiskit() -> None:
+    """`qgov ledger audit` judges phases without pricing circuits: the phases (and the audit that
+    uses them) load without qiskit; the admission's names load when first used."""
+    code = ("import sys, governance.budget.audit as audit, governance.jobs as jobs; "
+            "print(audit.TERMINAL is jobs.TERMINAL, 'qiskit' in sys.modules, end=' '); "
+            "jobs.decide_admission; print('qiskit' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["True", "False", "True"]
+
+
 @pytest.mark.parametrize("outcome,phase", [(Fail("x", "y"), Phase.FAILED), (Refuse("x", "y"), Phase.REFUSED)])
 def test_outcomes_map_to_phases(outcome: object, phase: Phase) -> None:
     from governance.jobs.admission import phase_of
