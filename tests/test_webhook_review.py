@@ -1,7 +1,8 @@
 """The webhook's review: AdmissionReview requests in, what `kubectl apply` shows out. Budgets and
 balances come from a real ledger (SQLite), backends are parsed from QiskitBackend specs as the
-cluster holds them; the decisions are the controller's own (assess, choose_budget, the ledger's
-decide), so refusals are compared with what the ledger answers when it is asked to reserve."""
+cluster holds them; the decision is the controller's own (decide_admission, each fact it asks
+for answered from the webhook's snapshot), so refusals are compared with what the ledger
+answers when it is asked to reserve."""
 
 from __future__ import annotations
 
