@@ -95,6 +95,22 @@ def test_a_queueing_budget_queues() -> None:
     assert isinstance(outcome, Queue) and outcome.message == "waits for funds"
 
 
+def test_the_policys_ruling_over_a_snapshot_decides_as_the_ledgers_reservation() -> None:
+    """What the webhook answers (it reserves nothing): the budget policy's ruling over the balance
+    it read leads to the outcome the ledger's reservation of the same amount leads to."""
+    from governance.budget import policy
+
+    facts = spec().answer(backend=AER, budget=("b", "USD"), estimate=ESTIMATE)
+    for enforcement, held, expected in (("hard", 0, Admit), ("hard", 8_000_000, Refuse), ("queue", 8_000_000, Queue)):
+        snapshot = policy.Snapshot(f"{NS}/b", "USD", 10_000_000, 0, held, 0, enforcement)
+        ruling = policy.decide([snapshot], ESTIMATE.amount_micro)
+        outcome = decide_admission(facts.answer(reservation=ruling))
+        assert type(outcome) is expected
+        reserved = decide_admission(facts.answer(reservation=ledger(ruling.decision, ruling.message)))
+        assert outcome == reserved
+    assert outcome.message.startswith(f"queued for budget {NS}/b (position 1): requested 3.20 USD")
+
+
 def test_a_budget_deleted_during_the_reservation_refuses() -> None:
     facts = spec().answer(backend=AER, budget=("b", "USD"), estimate=ESTIMATE)
     outcome = decide_admission(facts.answer(reservation=Problem("UnknownBudget", "gone")))
@@ -193,6 +209,16 @@ def test_the_core_imports_no_kubernetes_kopf_or_database() -> None:
             "print(sorted({m.split('.')[0] for m in sys.modules} & {'kopf', 'kubernetes', 'sqlalchemy'}))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_the_phases_are_one_definition_that_loads_without_qiskit() -> None:
+    """`qgov ledger audit` judges phases without pricing circuits: the phases (and the audit that
+    uses them) load without qiskit; the admission's names load when first used."""
+    code = ("import sys, governance.budget.audit as audit, governance.jobs as jobs; "
+            "print(audit.TERMINAL is jobs.TERMINAL, 'qiskit' in sys.modules, end=' '); "
+            "jobs.decide_admission; print('qiskit' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["True", "False", "True"]
 
 
 @pytest.mark.parametrize("outcome,phase", [(Fail("x", "y"), Phase.FAILED), (Refuse("x", "y"), Phase.REFUSED)])

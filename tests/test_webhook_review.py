@@ -1,7 +1,8 @@
 """The webhook's review: AdmissionReview requests in, what `kubectl apply` shows out. Budgets and
 balances come from a real ledger (SQLite), backends are parsed from QiskitBackend specs as the
-cluster holds them; the decisions are the controller's own (assess, choose_budget, the ledger's
-decide), so refusals are compared with what the ledger answers when it is asked to reserve."""
+cluster holds them; the decision is the controller's own (decide_admission, each fact it asks
+for answered from the webhook's snapshot), so refusals are compared with what the ledger
+answers when it is asked to reserve."""
 
 from __future__ import annotations
 
@@ -175,6 +176,27 @@ def test_no_budget_in_the_namespace(ledger: Ledger) -> None:
     assert allowed.allowed and "namespace team-a has no budget: the operator admits unbudgeted work" in allowed.warnings[0]
     named = review(request(job(budget="other")), LedgerSources(ledger))
     assert not named.allowed and named.message == "spec.budget: no QiskitBudget 'other' in namespace 'team-a'"
+
+
+def test_a_job_in_a_session_is_priced_and_the_session_decides_what_the_budget_pays(ledger: Ledger) -> None:
+    """The webhook reads no QiskitSession: a job naming one is priced, and whether its budget pays
+    (a dedicated session pays for its time) is left to the controller; an IBM job without one runs
+    in an automatic batch, charged to its budget as any job, so the budget's balance rules."""
+    budget(ledger, "1.00")
+    named = review(request(job(session="s1")), LedgerSources(ledger))
+    assert named.allowed and named.warnings[0].startswith("estimated 0.30 USD (")
+    assert named.warnings[0].endswith("; runs in QiskitSession s1: what budget team-a/team-a pays is decided "
+                                      "with the session")
+    unbudgeted = review(request(job(session="s1")), LedgerSources(ledger, allow_unbudgeted=True))
+    assert unbudgeted.warnings == named.warnings  # the namespace has a budget: it is the one that pays
+    refused = review(request(job("torino")), LedgerSources(ledger))  # about 2.52 USD of QPU time
+    assert not refused.allowed and refused.reason == "BudgetExceeded"
+    assert refused.message.startswith("exceeded budget team-a/team-a: requested ")
+    budget(ledger, "10.00")
+    batch = review(request(job("torino")), LedgerSources(ledger))
+    assert batch.allowed and " QPU-s on ibm_torino); budget team-a/team-a: 10.00 USD left" in batch.warnings[0]
+    in_session = review(request(job("torino", session="s1")), LedgerSources(ledger))
+    assert in_session.allowed and "runs in QiskitSession s1" in in_session.warnings[0]
 
 
 def test_budget_applied_with_the_job_is_left_to_the_controller(ledger: Ledger) -> None:

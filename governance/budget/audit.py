@@ -12,9 +12,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 from ..api import GROUP, VERSION
+from ..jobs.phases import TERMINAL  # (governance.jobs loads its qiskit-bound admission only when it is used)
 from .money import AmountError, format_amount, parse_amount
 
-TERMINAL = frozenset({"Succeeded", "Failed", "Refused", "Cancelled"})
 OPEN = frozenset({"held", "queued"})  # states in which a reservation still holds (or waits for) money
 PAGE = 500
 

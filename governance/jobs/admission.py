@@ -19,6 +19,7 @@ from typing import Any, Union
 from ..admission import Estimate, Problem
 from ..api.specs import Backend, JobSpec, SpecError
 from ..budget.money import format_amount
+from ..budget.policy import Ruling
 from ..budget.types import Decision, ReserveOutcome
 from .phases import Phase
 
@@ -42,7 +43,9 @@ class AdmissionFacts:
     budget: Choice = UNASKED
     estimate: Estimate | Problem | None = None  # None: not priced yet
     placement: tuple[str, str] | Problem | None = None  # (session, mode); None: not placed yet
-    reservation: ReserveOutcome | Problem | None = None  # Problem: the budget is gone; None: not reserved yet
+    # the ledger's outcome, or the budget policy's ruling over balances read without a lock (the
+    # webhook's: it reserves nothing); Problem: the budget is gone; None: not asked yet
+    reservation: ReserveOutcome | Ruling | Problem | None = None
 
     def answer(self, **facts: Any) -> AdmissionFacts:
         return replace(self, **facts)
@@ -84,7 +87,8 @@ class NeedReservation(Need):
     budget: str
     amount_micro: int
     session: str  # the session it runs in, for the ledger's report ("" when none)
-    # answer: reservation (the ledger's outcome, or Problem("UnknownBudget", ...) when it is gone)
+    # answer: reservation (the ledger's outcome, or Problem("UnknownBudget", ...) when it is gone; a
+    # caller that reserves nothing answers policy.decide's ruling over the balances it read)
 
 
 # ------------------------------------------------------------------ outcomes

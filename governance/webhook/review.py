@@ -2,9 +2,10 @@
 the cluster and the ledger comes through `Sources` (served from caches by the server adapter).
 
 Nothing is decided here that the controller does not decide the same way: a QiskitJob goes
-through `parse_job`, `choose_budget` and `assess` (governance/admission.py) and the budget
-policy the ledger decides with (`policy.decide`, governance/budget/policy.py), so a refusal at
-`kubectl apply` carries the very message the job's status would carry. The webhook reserves nothing (the object may never be stored:
+through the controller's own decision (`decide_admission`, governance/jobs/admission.py), and
+the webhook only answers the facts it asks for (the backend, the budget that pays, the estimate,
+the session, the budget policy's ruling: `_Answers`), so a refusal at `kubectl apply` carries
+the very message the job's status would carry. The webhook reserves nothing (the object may never be stored:
 another webhook, a dry run, a lost connection), so it can be wrong in one direction only: two
 jobs that each fit the balances it read can both pass, and the controller, which reserves
 under the budget's lock, refuses the second. It is never the one that lets money through.
@@ -19,10 +20,12 @@ from typing import Any, Protocol
 from .. import providers
 from ..admission import Estimate, Problem, assess, backend_from_object, choose_budget, unknown_backend
 from ..backends import UnknownBackendModel, max_qubits
-from ..api.specs import Backend, SpecError, parse_budget, parse_job, parse_session
+from ..api.specs import Backend, JobSpec, SpecError, parse_budget, parse_job, parse_session
 from ..budget import policy
 from ..budget.money import format_amount
-from ..budget.types import Balance, Decision
+from ..budget.types import Balance
+from ..jobs.admission import (Admit, AdmissionFacts, Fail, Need, NeedBackend, NeedBudget, NeedEstimate, NeedReservation,
+                              NeedSession, Outcome, Queue, Refuse, decide_admission)
 from ..sessions.tokens import credentials_problem
 
 
@@ -136,69 +139,109 @@ def _job_update(old: Mapping[str, Any]) -> Verdict:
 
 
 def review_job(namespace: str, spec: Mapping[str, Any], sources: Sources) -> Verdict:
-    """The controller's admission of a job (handlers/jobs.py `admit`), up to the reservation."""
+    """The controller's admission of a job, up to the reservation: the same `decide_admission`
+    loop as handlers/jobs.py `admit`, each fact it asks for answered from `sources` (`_Answers`)."""
     try:
-        parsed = parse_job(dict(spec))
+        parsed: JobSpec | SpecError = parse_job(dict(spec))
     except SpecError as exc:
-        return Verdict(False, str(exc), "InvalidSpec")
-    backend = sources.backend(parsed.backend)
-    if backend is None:
-        backend = unknown_backend(parsed.backend)
-    if isinstance(backend, Problem):
-        return _deny(backend)
-    warnings: list[str] = []
-    budgets = sources.budgets(namespace)
-    if budgets is None:  # the ledger is unreachable: price the job, the controller decides the rest
-        coming = sources.budgets_in_cluster(namespace)
-        choice = choose_budget(namespace, parsed.budget, coming, sources.allow_unbudgeted)
-        if isinstance(choice, Problem):
-            return _deny(choice)
-        warnings.append("the budget ledger cannot be read now: the operator decides when it can")
-        views: Mapping[str, BudgetView] = {}
-    else:
+        parsed = exc
+    answers = _Answers(namespace, sources)
+    facts = AdmissionFacts(namespace, parsed)
+    while isinstance(step := decide_admission(facts), Need):
+        answered = answers.answer(step, facts)
+        if isinstance(answered, Verdict):  # what only the controller can tell: it decides
+            return answered
+        facts = answered
+    return answers.verdict(step, facts)
+
+
+UNREAD = "unread"  # the mode of a named session: the webhook does not read sessions
+
+
+@dataclass
+class _Answers:
+    """The webhook's answer to each fact the decision asks for: the controller's reads, from the
+    snapshot in `sources`, except that it reserves nothing (the budget policy rules over the
+    balances it read) and places no job in a session (an automatic batch is one more batch job; a
+    named session's mode, which says whether the budget pays, is the controller's to read)."""
+
+    namespace: str
+    sources: Sources
+    warnings: list[str] = field(default_factory=list)  # told after the verdict's own
+    views: Mapping[str, BudgetView] = field(default_factory=dict)
+    balance: Balance | None = None  # the paying budget's, when the policy ruled over it
+
+    def answer(self, step: Need, facts: AdmissionFacts) -> AdmissionFacts | Verdict:
+        if isinstance(step, NeedBackend):
+            backend = self.sources.backend(step.name)
+            if backend is None:
+                backend = unknown_backend(step.name)
+            return facts.answer(backend=backend,
+                                in_sessions=not isinstance(backend, Problem) and providers.of(backend).needs_session)
+        if isinstance(step, NeedBudget):
+            return facts.answer(budget=self._budget(step.wanted))
+        if isinstance(step, NeedEstimate):
+            return facts.answer(estimate=assess(step.spec, step.backend, step.unit))
+        if isinstance(step, NeedSession):
+            return facts.answer(placement=("", "batch") if step.requested is None else (step.requested, UNREAD))
+        assert isinstance(step, NeedReservation)
+        return self._rule(step, facts)
+
+    def _budget(self, wanted: str | None) -> tuple[str, str] | Problem | None:
+        namespace, sources = self.namespace, self.sources
+        budgets = sources.budgets(namespace)
+        if budgets is None:  # the ledger is unreachable: price the job, the controller decides the rest
+            choice = choose_budget(namespace, wanted, sources.budgets_in_cluster(namespace), sources.allow_unbudgeted)
+            if not isinstance(choice, Problem):
+                self.warnings.append("the budget ledger cannot be read now: the operator decides when it can")
+            return choice
         units = {b.name: b.unit for b in budgets.values()}
-        if (parsed.budget and parsed.budget not in units) or not units:
+        if (wanted and wanted not in units) or not units:
             # applied together with its budget (`kubectl apply -f budget.yaml -f job.yaml`): the
             # controller waits for a budget the cluster has and the ledger does not know yet
             coming = {n: u for n, u in sources.budgets_in_cluster(namespace).items() if n not in units}
-            if (parsed.budget in coming) if parsed.budget else coming:
+            if (wanted in coming) if wanted else coming:
                 units = {**units, **coming}
-                warnings.append(f"QiskitBudget {parsed.budget or ', '.join(sorted(coming))} is not in the "
-                                "ledger yet: the operator decides when it is")
-        choice = choose_budget(namespace, parsed.budget, units, sources.allow_unbudgeted)
-        if isinstance(choice, Problem):
-            return _deny(choice)
-        views = budgets
-    unit = choice[1] if choice else "USD"
-    estimate = assess(parsed, backend, unit)
-    if isinstance(estimate, Problem):
-        return _deny(estimate)
-    priced = f"estimated {estimate.describe()} ({_usage(estimate, backend)})"
-    if choice is None:
-        return Verdict(True, warnings=(f"{priced}; namespace {namespace} has no budget: the operator admits "
-                                       "unbudgeted work", *warnings))
-    label = f"{namespace}/{choice[0]}"
-    if parsed.session:
-        return Verdict(True, warnings=(f"{priced}; runs in QiskitSession {parsed.session}: what budget {label} "
-                                       "pays is decided with the session", *warnings))
-    view = views.get(choice[0])
-    if view is None or view.balance is None:
-        return Verdict(True, warnings=(priced, *warnings))
-    balance = view.balance
-    snapshot = policy.Snapshot(label, balance.unit, balance.limit_micro, balance.spent_micro, balance.held_micro,
-                               balance.queued, view.enforcement)
-    ruling = policy.decide([snapshot], estimate.amount_micro)
-    decision, message = ruling.decision, ruling.message
-    if decision is Decision.REFUSED:
-        return Verdict(False, message, "BudgetExceeded")
-    left = f"budget {label}: {format_amount(balance.remaining_micro, balance.unit)} left this period"
-    if decision is Decision.QUEUED:
-        return Verdict(True, warnings=(f"{priced}; {left}", f"the job will wait: {message}", *warnings))
-    return Verdict(True, warnings=(f"{priced}; {left}", *warnings))
+                self.warnings.append(f"QiskitBudget {wanted or ', '.join(sorted(coming))} is not in the "
+                                     "ledger yet: the operator decides when it is")
+        self.views = budgets
+        return choose_budget(namespace, wanted, units, sources.allow_unbudgeted)
+
+    def _rule(self, step: NeedReservation, facts: AdmissionFacts) -> AdmissionFacts | Verdict:
+        """The budget policy's ruling over the balance read, as the ledger would rule (it reserves nothing)."""
+        label = f"{self.namespace}/{step.budget}"
+        if isinstance(facts.placement, tuple) and facts.placement[1] == UNREAD:
+            return Verdict(True, warnings=(f"{_priced(facts)}; runs in QiskitSession {facts.placement[0]}: what "
+                                           f"budget {label} pays is decided with the session", *self.warnings))
+        view = self.views.get(step.budget)
+        if view is None or view.balance is None:
+            return Verdict(True, warnings=(_priced(facts), *self.warnings))
+        balance = self.balance = view.balance
+        snapshot = policy.Snapshot(label, balance.unit, balance.limit_micro, balance.spent_micro, balance.held_micro,
+                                   balance.queued, view.enforcement)
+        return facts.answer(reservation=policy.decide([snapshot], step.amount_micro))
+
+    def verdict(self, outcome: Outcome, facts: AdmissionFacts) -> Verdict:
+        if isinstance(outcome, (Fail, Refuse)):
+            return Verdict(False, outcome.message, outcome.reason)
+        priced = _priced(facts)
+        if isinstance(outcome, Admit) and outcome.unbudgeted:
+            return Verdict(True, warnings=(f"{priced}; namespace {self.namespace} has no budget: the operator "
+                                           "admits unbudgeted work", *self.warnings))
+        if self.balance is None:
+            return Verdict(True, warnings=(priced, *self.warnings))
+        left = (f"budget {self.namespace}/{outcome.priced.budget}: "
+                f"{format_amount(self.balance.remaining_micro, self.balance.unit)} left this period")
+        if isinstance(outcome, Queue):
+            return Verdict(True, warnings=(f"{priced}; {left}", f"the job will wait: {outcome.message}",
+                                           *self.warnings))
+        return Verdict(True, warnings=(f"{priced}; {left}", *self.warnings))
 
 
-def _deny(problem: Problem) -> Verdict:
-    return Verdict(False, problem.message, problem.reason)
+def _priced(facts: AdmissionFacts) -> str:
+    estimate, backend = facts.estimate, facts.backend
+    assert isinstance(estimate, Estimate) and isinstance(backend, Backend)
+    return f"estimated {estimate.describe()} ({_usage(estimate, backend)})"
 
 
 def _usage(estimate: Estimate, backend: Backend) -> str:

@@ -14,6 +14,8 @@ from typing import Any
 
 import yaml
 
+from governance.jobs.phases import TERMINAL
+
 from .cluster import DevCluster
 from .store import CRD_KEY
 
@@ -21,7 +23,6 @@ from .store import CRD_KEY
 # copy; in a wheel, their files): a package on the file system, so its Traversable is a Path
 CRDS = Path(str(files("qgov_dev") / "crds"))
 SAMPLES = Path(str(files("qgov_dev") / "samples"))
-TERMINAL = {"Succeeded", "Failed", "Refused", "Cancelled"}
 
 
 def install_crds(cluster: DevCluster) -> None:
