@@ -61,7 +61,7 @@ class Action(str, enum.Enum):
 
 
 @dataclass(frozen=True)
-class Decision:
+class LeaseStep:
     action: Action
     reason: str
     wake_at: float | None = None  # for WAIT (and RENEW not yet due): when to look again
@@ -80,31 +80,31 @@ def renew_deadline(memory: Memory, timing: Timing) -> float | None:
     return None if memory.renewed_at is None else memory.renewed_at + timing.renew_deadline_s
 
 
-def decide(record: LeaseRecord | None, me: str, memory: Memory, now: float, timing: Timing) -> Decision:
+def decide(record: LeaseRecord | None, me: str, memory: Memory, now: float, timing: Timing) -> LeaseStep:
     """`record` was just read (or written) and `observe`d into `memory`."""
     leading = memory.renewed_at is not None
     if leading and now >= memory.renewed_at + timing.renew_deadline_s:  # type: ignore[operator]
-        return Decision(Action.LOST, f"could not renew the lease for {now - memory.renewed_at:.1f} s "  # type: ignore[operator]
+        return LeaseStep(Action.LOST, f"could not renew the lease for {now - memory.renewed_at:.1f} s "  # type: ignore[operator]
                                      f"(renew deadline {timing.renew_deadline_s:g} s)")
     if record is None:
         # nobody holds a lease that does not exist (deleted by hand, say): creating it fails if
         # another replica created it first
-        return Decision(Action.CREATE, "no lease exists")
+        return LeaseStep(Action.CREATE, "no lease exists")
     if record.holder == me:
         if not leading:  # a write of ours whose answer was lost: it is ours, renew to be sure
-            return Decision(Action.RENEW, "the lease names this replica")
+            return LeaseStep(Action.RENEW, "the lease names this replica")
         due = memory.renewed_at + timing.renew_every_s  # type: ignore[operator]
         if now >= due:
-            return Decision(Action.RENEW, "renewal due")
-        return Decision(Action.WAIT, "renewed recently", due)
+            return LeaseStep(Action.RENEW, "renewal due")
+        return LeaseStep(Action.WAIT, "renewed recently", due)
     if leading:
         who = record.holder or "nobody"
-        return Decision(Action.LOST, f"the lease is held by {who} now")
+        return LeaseStep(Action.LOST, f"the lease is held by {who} now")
     if not record.holder:
-        return Decision(Action.ACQUIRE, "the lease was released")
+        return LeaseStep(Action.ACQUIRE, "the lease was released")
     assert memory.seen_at is not None, "observe() the record before deciding"
     expires = memory.seen_at + record.duration_s
     if now >= expires:
-        return Decision(Action.ACQUIRE, f"{record.holder} has not renewed the lease for {now - memory.seen_at:.1f} s "
+        return LeaseStep(Action.ACQUIRE, f"{record.holder} has not renewed the lease for {now - memory.seen_at:.1f} s "
                                         f"(lease duration {record.duration_s:g} s)")
-    return Decision(Action.WAIT, f"{record.holder} holds the lease", min(now + timing.retry_every_s, expires))
+    return LeaseStep(Action.WAIT, f"{record.holder} holds the lease", min(now + timing.retry_every_s, expires))

@@ -24,7 +24,7 @@ from typing import Any
 import kubernetes
 from kubernetes.client.rest import ApiException
 
-from .decide import Action, Decision, LeaseRecord, Memory, Timing, decide, observe, renew_deadline
+from .decide import Action, LeaseStep, LeaseRecord, Memory, Timing, decide, observe, renew_deadline
 
 log = logging.getLogger("qgov.leader")
 CONNECT_TIMEOUT = 2.0
@@ -222,7 +222,7 @@ class Elector:
     def _timeout(self) -> tuple[float, float]:
         return request_timeout(renew_deadline(self.memory, self.timing), self.clock(), self.timing.duration_s / 2)
 
-    def _acquired(self, decision: Decision) -> None:
+    def _acquired(self, decision: LeaseStep) -> None:
         self.leading.set()
         log.info(f"leader election: {self.identity} holds the lease {self.leases.namespace}/{self.leases.name} "
                  f"({decision.reason}; after {self.clock() - self.started_at:.1f} s)")

@@ -41,30 +41,30 @@ class SessionView:
 
 
 @dataclass(frozen=True)
-class Decision:
+class SessionStep:
     action: Action
     reason: str
     wake_at: float | None  # when to look again, for a timer
 
 
-def decide(session: SessionView, now: float) -> Decision:
+def decide(session: SessionView, now: float) -> SessionStep:
     if session.phase in (Phase.CLOSED, Phase.EXPIRED, Phase.FAILED) or session.opened_at is None:
-        return Decision(Action.NOTHING, "", None)
+        return SessionStep(Action.NOTHING, "", None)
     deadline = session.opened_at + session.max_time_s
     if now >= deadline:
         if session.phase is Phase.DRAINING and session.running:
-            return Decision(Action.NOTHING, "", None)  # past maxTime: what runs finishes, nothing new starts
-        return Decision(Action.EXPIRE, f"the session reached its maxTime of {session.max_time_s:g}s with "
+            return SessionStep(Action.NOTHING, "", None)  # past maxTime: what runs finishes, nothing new starts
+        return SessionStep(Action.EXPIRE, f"the session reached its maxTime of {session.max_time_s:g}s with "
                                        f"{session.waiting} jobs waiting and {session.running} running", None)
     if session.phase is Phase.DRAINING:
         if session.running == 0 and session.waiting == 0:
-            return Decision(Action.FINISH, "every job of the session has finished", None)
-        return Decision(Action.NOTHING, "", deadline)
+            return SessionStep(Action.FINISH, "every job of the session has finished", None)
+        return SessionStep(Action.NOTHING, "", deadline)
     idle_until = session.last_activity + session.idle_timeout_s
     if session.waiting == 0 and session.running == 0 and now >= idle_until:
-        return Decision(Action.CLOSE, f"no work for {session.idle_timeout_s:g}s (idleTimeout): closed so that "
+        return SessionStep(Action.CLOSE, f"no work for {session.idle_timeout_s:g}s (idleTimeout): closed so that "
                                       "idle time is not billed", None)
-    return Decision(Action.NOTHING, "", min(deadline, idle_until) if session.waiting == session.running == 0
+    return SessionStep(Action.NOTHING, "", min(deadline, idle_until) if session.waiting == session.running == 0
                     else deadline)
 
 
