@@ -1,17 +1,20 @@
 """Admission benchmark: a burst of QiskitJobs on the dev cluster, create → Admitted.
 
-    python bench/admission.py [--jobs 500] [--distinct] [--cluster emulator|upstream]
+    python bench/admission.py [--jobs 500] [--distinct] [--cluster emulator|emulator-thread|upstream]
+    QGOV_BENCH_PROFILE_EMULATOR=emu.prof python bench/admission.py   # a cProfile of the emulator process
     QGOV_BENCH_OPERATOR=script.py python bench/admission.py   # start the operator another way (a profiler)
 
-The dev cluster runs in this process with its pod runner OFF (executor pods are created
-but not started: this measures admission, not 500 Python start-ups). With `--cluster upstream`
+The dev cluster runs in a process of its own (`--cluster emulator-thread`: on a thread of this
+one, beside the client threads) with its pod runner OFF (executor pods are created but not
+started: this measures admission, not 500 Python start-ups). With `--cluster upstream`
 the cluster is the real control plane (etcd, kube-apiserver, controller-manager, scheduler; its
 node cordoned, so executor pods stay Pending) and the operator holds the ServiceAccount
 qgov-operator's token, as in the end-to-end tests. The operator is the
 real `qgov operator` process with a SQLite ledger. Jobs are created by 4 client threads
 through the kubernetes client; one watch records when each job's status first says Admitted.
 Reported: jobs/s from the first create to the last admission, p50/p99 admission latency,
-operator CPU-seconds per admitted job (from /proc, start-up excluded), operator peak RSS.
+operator CPU-seconds per admitted job (from /proc, start-up excluded), operator peak RSS, and the
+emulator's and this process's CPU per job (which of the three sets the pace).
 """
 
 from __future__ import annotations
