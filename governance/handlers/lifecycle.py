@@ -18,9 +18,8 @@ from ..budget.batcher import ReservationBatcher
 from ..budget.ledger import Ledger
 from ..sessions.batching import Batcher
 from .config import OperatorConfig
-from .budgets import ledger_unavailable, rollover, write_status
+from .budgets import Budgets
 from .alarms import Alarms
-from .budgetstatus import BudgetStatusWriter
 from .expiry import delete_job
 from .jobs import reconcile_ledger
 from .podsweep import PodSweeper
@@ -52,7 +51,7 @@ _sweeper: PodSweeper | None = None  # started with the operator, stopped with it
 
 
 @kopf.on.startup()
-def start(settings: kopf.OperatorSettings, logger: Any, **_: Any) -> None:
+def start(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: Any, **_: Any) -> None:
     # kopf's own finalizer (budgets: it stops their timers) must not be the one qgov puts on jobs:
     # kopf removes its finalizer from objects that no longer need it
     settings.persistence.finalizer = OPERATOR_FINALIZER
@@ -87,11 +86,14 @@ def start(settings: kopf.OperatorSettings, logger: Any, **_: Any) -> None:
         kubernetes.config.load_incluster_config()
     except kubernetes.config.ConfigException:
         kubernetes.config.load_kube_config()
-    writer = BudgetStatusWriter(write_status, rollover, ledger_unavailable, config.status_interval_seconds)
     expiry = Alarms(lambda key: delete_job(context.custom, key), "qgov-job-expiry")
     context = OperatorContext(config, ledger, ReservationBatcher(ledger),
                               batches=Batcher(window_s=config.batch_window_seconds, max_jobs=config.batch_max_jobs),
-                              executor=settings.execution.executor, status_writer=writer, expiry=expiry)
+                              executor=settings.execution.executor, expiry=expiry)
+    # the QiskitBudget handlers' collaborators, which they find in kopf's memo (budgets.py)
+    memo.budgets = budgets = Budgets(ledger, context, context.job_phases, context.budget_units,
+                                     config.status_interval_seconds)
+    writer = context.status_writer = budgets.status_writer  # (what budgetnotify marks)
     set_context(context)
     writer.start()
     expiry.start()
