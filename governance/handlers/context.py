@@ -28,7 +28,6 @@ class OperatorContext:
     config: OperatorConfig
     ledger: Ledger
     batcher: ReservationBatcher
-    status_writer: Any = None  # budgetstatus.BudgetStatusWriter: budgets' statuses and period ends
     kopf_context: contextvars.Context | None = None  # an object handler's context (see in_kopf_context)
     expiry: Any = None  # alarms.Alarms: finished jobs' deletion times (expiry.py)
     active_jobs: dict[str, dict[str, Any]] = field(default_factory=dict)  # uid -> latest body of unfinished jobs
@@ -39,7 +38,6 @@ class OperatorContext:
     batch_lock: threading.Lock = field(default_factory=threading.Lock)
     executor: Executor | None = None  # kopf's thread pool, for work that async handlers hand off
     job_phases: JobPhases = field(default_factory=JobPhases)  # counts per budget and phase, from the watch
-    identities: set[str] = field(default_factory=set)  # namespaces whose executor identity exists (identity.py)
     _local: threading.local = field(default_factory=threading.local)
 
     def _clients(self) -> Any:

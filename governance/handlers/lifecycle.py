@@ -19,6 +19,7 @@ from ..budget.ledger import Ledger
 from ..sessions.batching import Batcher
 from .config import OperatorConfig
 from .budgets import Budgets
+from .budgetnotify import BudgetNotifier, install as install_budget_notifier
 from .alarms import Alarms
 from .expiry import delete_job
 from .jobs import reconcile_ledger
@@ -93,7 +94,9 @@ def start(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: Any, **_: An
     # the QiskitBudget handlers' collaborators, which they find in kopf's memo (budgets.py)
     memo.budgets = budgets = Budgets(ledger, context, context.job_phases, context.budget_units,
                                      config.status_interval_seconds)
-    writer = context.status_writer = budgets.status_writer  # (what budgetnotify marks)
+    writer = budgets.status_writer
+    # what the job, session and sweep handlers tell budgets (budgetnotify.py)
+    install_budget_notifier(BudgetNotifier(context, writer, context.budget_units, config.provision_executor_identity))
     set_context(context)
     writer.start()
     expiry.start()
@@ -119,15 +122,17 @@ def _tune_gc() -> None:
 
 
 @kopf.on.cleanup()
-def stop(**_: Any) -> None:
+def stop(memo: kopf.Memo, **_: Any) -> None:
     context = ctx()
     metrics.stop()
     if _sweeper is not None:
         _sweeper.stop()
-    if context.status_writer is not None:
-        context.status_writer.stop()
+    budgets = getattr(memo, "budgets", None)
+    if budgets is not None:
+        budgets.status_writer.stop()
     if context.expiry is not None:
         context.expiry.stop()
     context.batcher.close()
     context.ledger.close()
+    install_budget_notifier(None)
     set_context(None)
