@@ -24,6 +24,7 @@ from .alarms import Alarms
 from .expiry import delete_job
 from .jobs import reconcile_ledger
 from .podsweep import PodSweeper
+from .sessions import Sessions
 from .retrying import run_retrying
 from .context import OperatorContext, ctx, set_context
 
@@ -95,6 +96,8 @@ def start(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: Any, **_: An
     memo.budgets = budgets = Budgets(ledger, context, context.job_phases, context.budget_units,
                                      config.status_interval_seconds)
     writer = budgets.status_writer
+    # the QiskitSession handlers' (sessions.py), also in kopf's memo; the pod sweep re-creates runners with it
+    memo.sessions = sessions = Sessions(ledger, context, context.tokens, config, context.budget_units)
     # what the job, session and sweep handlers tell budgets (budgetnotify.py)
     install_budget_notifier(BudgetNotifier(context, writer, context.budget_units, config.provision_executor_identity))
     set_context(context)
@@ -102,7 +105,7 @@ def start(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: Any, **_: An
     expiry.start()
     run_retrying("start-up reconciliation of the ledger", reconcile_ledger)  # in the background if it fails
     global _sweeper
-    _sweeper = PodSweeper(config.pod_sweep_seconds, context)
+    _sweeper = PodSweeper(config.pod_sweep_seconds, context, sessions)
     _sweeper.start()
     metrics.serve(config.metrics_port, listen_address())  # (already served by the replica: a no-op)
     _tune_gc()
