@@ -15,7 +15,6 @@ import kubernetes
 
 from ..budget.batcher import ReservationBatcher
 from ..budget.ledger import Ledger
-from ..sessions.batching import Batcher
 from ..metrics import counted_exchange
 from ..sessions.tokens import TokenManager, iam_exchange
 from . import apiwrites
@@ -34,8 +33,6 @@ class OperatorContext:
     backends: dict[str, Any] = field(default_factory=dict)  # QiskitBackend name -> parsed Backend | Problem (watched)
     budget_units: dict[str, dict[str, str]] = field(default_factory=dict)  # namespace -> budget name -> unit
     tokens: TokenManager = field(default_factory=lambda: TokenManager(counted_exchange(iam_exchange)))  # per credential
-    batches: Batcher | None = None  # automatic Runtime batches of ibm jobs
-    batch_lock: threading.Lock = field(default_factory=threading.Lock)
     executor: Executor | None = None  # kopf's thread pool, for work that async handlers hand off
     job_phases: JobPhases = field(default_factory=JobPhases)  # counts per budget and phase, from the watch
     _local: threading.local = field(default_factory=threading.local)

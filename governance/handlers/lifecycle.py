@@ -25,6 +25,7 @@ from .expiry import delete_job
 from .jobs import reconcile_ledger
 from .podsweep import PodSweeper
 from .sessions import Sessions
+from .sessionview import SessionDirectory, install as install_session_directory
 from .retrying import run_retrying
 from .context import OperatorContext, ctx, set_context
 
@@ -89,9 +90,8 @@ def start(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: Any, **_: An
     except kubernetes.config.ConfigException:
         kubernetes.config.load_kube_config()
     expiry = Alarms(lambda key: delete_job(context.custom, key), "qgov-job-expiry")
-    context = OperatorContext(config, ledger, ReservationBatcher(ledger),
-                              batches=Batcher(window_s=config.batch_window_seconds, max_jobs=config.batch_max_jobs),
-                              executor=settings.execution.executor, expiry=expiry)
+    context = OperatorContext(config, ledger, ReservationBatcher(ledger), executor=settings.execution.executor,
+                              expiry=expiry)
     # the QiskitBudget handlers' collaborators, which they find in kopf's memo (budgets.py)
     memo.budgets = budgets = Budgets(ledger, context, context.job_phases, context.budget_units,
                                      config.status_interval_seconds)
@@ -100,6 +100,9 @@ def start(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: Any, **_: An
     memo.sessions = sessions = Sessions(ledger, context, context.tokens, config, context.budget_units)
     # what the job, session and sweep handlers tell budgets (budgetnotify.py)
     install_budget_notifier(BudgetNotifier(context, writer, context.budget_units, config.provision_executor_identity))
+    # which session a job runs in, automatic batches (sessionview.py)
+    install_session_directory(SessionDirectory(
+        context, Batcher(window_s=config.batch_window_seconds, max_jobs=config.batch_max_jobs), config))
     set_context(context)
     writer.start()
     expiry.start()
@@ -138,4 +141,5 @@ def stop(memo: kopf.Memo, **_: Any) -> None:
     context.batcher.close()
     context.ledger.close()
     install_budget_notifier(None)
+    install_session_directory(None)
     set_context(None)
