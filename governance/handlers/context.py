@@ -15,8 +15,6 @@ import kubernetes
 
 from ..budget.batcher import ReservationBatcher
 from ..budget.ledger import Ledger
-from ..metrics import counted_exchange
-from ..sessions.tokens import TokenManager, iam_exchange
 from . import apiwrites
 from .config import OperatorConfig
 from .jobphases import JobPhases
@@ -32,7 +30,6 @@ class OperatorContext:
     active_jobs: dict[str, dict[str, Any]] = field(default_factory=dict)  # uid -> latest body of unfinished jobs
     backends: dict[str, Any] = field(default_factory=dict)  # QiskitBackend name -> parsed Backend | Problem (watched)
     budget_units: dict[str, dict[str, str]] = field(default_factory=dict)  # namespace -> budget name -> unit
-    tokens: TokenManager = field(default_factory=lambda: TokenManager(counted_exchange(iam_exchange)))  # per credential
     executor: Executor | None = None  # kopf's thread pool, for work that async handlers hand off
     job_phases: JobPhases = field(default_factory=JobPhases)  # counts per budget and phase, from the watch
     _local: threading.local = field(default_factory=threading.local)

@@ -17,6 +17,7 @@ from ..budget import db
 from ..budget.batcher import ReservationBatcher
 from ..budget.ledger import Ledger
 from ..sessions.batching import Batcher
+from ..sessions.tokens import TokenManager, iam_exchange
 from .config import OperatorConfig
 from .budgets import Budgets
 from .budgetnotify import BudgetNotifier, install as install_budget_notifier
@@ -97,7 +98,8 @@ def start(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: Any, **_: An
                                      config.status_interval_seconds)
     writer = budgets.status_writer
     # the QiskitSession handlers' (sessions.py), also in kopf's memo; the pod sweep re-creates runners with it
-    memo.sessions = sessions = Sessions(ledger, context, context.tokens, config, context.budget_units)
+    memo.sessions = sessions = Sessions(ledger, context, TokenManager(metrics.counted_exchange(iam_exchange)), config,
+                                           context.budget_units)
     # what the job, session and sweep handlers tell budgets (budgetnotify.py)
     install_budget_notifier(BudgetNotifier(context, writer, context.budget_units, config.provision_executor_identity))
     # which session a job runs in, automatic batches (sessionview.py)
