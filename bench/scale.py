@@ -11,7 +11,7 @@ migration 0004 builds the report aggregates exactly as it does for any existing 
 `verify()` must find nothing wrong. Then, with the ledger's clock at 2026-11-24 12:00 UTC:
 
   status refresh  what the operator reads for a budget's status (handlers/budgets.py's
-                  budget_figures): ledger.status_reads(ns, name), the balance, the report of its
+                  Budgets.budget_figures): ledger.status_reads(ns, name), the balance, the report of its
                   period and the committed amount per day (the burn rate), on one connection
   report          `qgov ledger report -n bench --period 2026-11`, in process (report + render)
   week report     the same for --period 2026-W47, a week inside the monthly period (its day cells)

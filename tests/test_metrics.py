@@ -19,8 +19,8 @@ from prometheus_client import REGISTRY
 from governance import metrics
 from governance.budget.ledger import Ledger
 from governance.budget.types import BudgetSpec, Decision, ReserveRequest, SettleOutcome
-from governance.handlers.budgets import status_and_gauges
-from governance.handlers.context import OperatorContext as Runtime, set_context as set_runtime
+from governance.handlers.budgets import Budgets
+from governance.handlers.jobphases import JobPhases
 from governance.sessions.tokens import Credential, Token, TokenError, TokenManager
 
 from .conftest import FakeClock
@@ -94,24 +94,29 @@ NS_A, BUDGET_A = "team-m", "lab"
 LABELS = {"namespace": NS_A, "budget": BUDGET_A, "unit": "USD"}
 
 
+_budgets: Budgets | None = None  # the budget_runtime fixture's
+
+
 @pytest.fixture
 def budget_runtime(sqlite_template: Path, tmp_path: Path, clock: FakeClock) -> Iterator[Ledger]:
     """The operator's runtime over a real (SQLite) ledger, no cluster: what the status writer reads."""
     path = tmp_path / "ledger.db"
     shutil.copy(sqlite_template, path)
     ledger = Ledger(f"sqlite:///{path}", clock=clock)
-    set_runtime(Runtime(config=None, ledger=ledger, batcher=None))  # type: ignore[arg-type]
+    global _budgets
+    _budgets = Budgets(ledger, clients=None, job_phases=JobPhases(), budget_units={})
     try:
         yield ledger
     finally:
-        set_runtime(None)
+        _budgets = None
         metrics.forget_budget((NS_A, BUDGET_A))
         ledger.close()
 
 
 def write(warn_at: list[int] | None = None) -> dict[str, Any]:
     """What the status writer does for the budget, minus the API: its status, its gauges set."""
-    return status_and_gauges(NS_A, BUDGET_A, {"metadata": {"generation": 1}, "spec": {"warnAt": warn_at} if warn_at
+    assert _budgets is not None
+    return _budgets.status_and_gauges(NS_A, BUDGET_A, {"metadata": {"generation": 1}, "spec": {"warnAt": warn_at} if warn_at
                                               else {}})
 
 

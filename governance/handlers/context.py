@@ -15,9 +15,6 @@ import kubernetes
 
 from ..budget.batcher import ReservationBatcher
 from ..budget.ledger import Ledger
-from ..sessions.batching import Batcher
-from ..metrics import counted_exchange
-from ..sessions.tokens import TokenManager, iam_exchange
 from . import apiwrites
 from .config import OperatorConfig
 from .jobphases import JobPhases
@@ -28,18 +25,13 @@ class OperatorContext:
     config: OperatorConfig
     ledger: Ledger
     batcher: ReservationBatcher
-    status_writer: Any = None  # budgetstatus.BudgetStatusWriter: budgets' statuses and period ends
     kopf_context: contextvars.Context | None = None  # an object handler's context (see in_kopf_context)
     expiry: Any = None  # alarms.Alarms: finished jobs' deletion times (expiry.py)
     active_jobs: dict[str, dict[str, Any]] = field(default_factory=dict)  # uid -> latest body of unfinished jobs
     backends: dict[str, Any] = field(default_factory=dict)  # QiskitBackend name -> parsed Backend | Problem (watched)
     budget_units: dict[str, dict[str, str]] = field(default_factory=dict)  # namespace -> budget name -> unit
-    tokens: TokenManager = field(default_factory=lambda: TokenManager(counted_exchange(iam_exchange)))  # per credential
-    batches: Batcher | None = None  # automatic Runtime batches of ibm jobs
-    batch_lock: threading.Lock = field(default_factory=threading.Lock)
     executor: Executor | None = None  # kopf's thread pool, for work that async handlers hand off
     job_phases: JobPhases = field(default_factory=JobPhases)  # counts per budget and phase, from the watch
-    identities: set[str] = field(default_factory=set)  # namespaces whose executor identity exists (identity.py)
     _local: threading.local = field(default_factory=threading.local)
 
     def _clients(self) -> Any:

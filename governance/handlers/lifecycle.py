@@ -17,13 +17,16 @@ from ..budget import db
 from ..budget.batcher import ReservationBatcher
 from ..budget.ledger import Ledger
 from ..sessions.batching import Batcher
+from ..sessions.tokens import TokenManager, iam_exchange
 from .config import OperatorConfig
-from .budgets import ledger_unavailable, rollover, write_status
+from .budgets import Budgets
+from .budgetnotify import BudgetNotifier, install as install_budget_notifier
 from .alarms import Alarms
-from .budgetstatus import BudgetStatusWriter
 from .expiry import delete_job
 from .jobs import reconcile_ledger
 from .podsweep import PodSweeper
+from .sessions import Sessions
+from .sessionview import SessionDirectory, install as install_session_directory
 from .retrying import run_retrying
 from .context import OperatorContext, ctx, set_context
 
@@ -52,7 +55,7 @@ _sweeper: PodSweeper | None = None  # started with the operator, stopped with it
 
 
 @kopf.on.startup()
-def start(settings: kopf.OperatorSettings, logger: Any, **_: Any) -> None:
+def start(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: Any, **_: Any) -> None:
     # kopf's own finalizer (budgets: it stops their timers) must not be the one qgov puts on jobs:
     # kopf removes its finalizer from objects that no longer need it
     settings.persistence.finalizer = OPERATOR_FINALIZER
@@ -87,17 +90,27 @@ def start(settings: kopf.OperatorSettings, logger: Any, **_: Any) -> None:
         kubernetes.config.load_incluster_config()
     except kubernetes.config.ConfigException:
         kubernetes.config.load_kube_config()
-    writer = BudgetStatusWriter(write_status, rollover, ledger_unavailable, config.status_interval_seconds)
     expiry = Alarms(lambda key: delete_job(context.custom, key), "qgov-job-expiry")
-    context = OperatorContext(config, ledger, ReservationBatcher(ledger),
-                              batches=Batcher(window_s=config.batch_window_seconds, max_jobs=config.batch_max_jobs),
-                              executor=settings.execution.executor, status_writer=writer, expiry=expiry)
+    context = OperatorContext(config, ledger, ReservationBatcher(ledger), executor=settings.execution.executor,
+                              expiry=expiry)
+    # the QiskitBudget handlers' collaborators, which they find in kopf's memo (budgets.py)
+    memo.budgets = budgets = Budgets(ledger, context, context.job_phases, context.budget_units,
+                                     config.status_interval_seconds)
+    writer = budgets.status_writer
+    # the QiskitSession handlers' (sessions.py), also in kopf's memo; the pod sweep re-creates runners with it
+    memo.sessions = sessions = Sessions(ledger, context, TokenManager(metrics.counted_exchange(iam_exchange)), config,
+                                           context.budget_units)
+    # what the job, session and sweep handlers tell budgets (budgetnotify.py)
+    install_budget_notifier(BudgetNotifier(context, writer, context.budget_units, config.provision_executor_identity))
+    # which session a job runs in, automatic batches (sessionview.py)
+    install_session_directory(SessionDirectory(
+        context, Batcher(window_s=config.batch_window_seconds, max_jobs=config.batch_max_jobs), config))
     set_context(context)
     writer.start()
     expiry.start()
     run_retrying("start-up reconciliation of the ledger", reconcile_ledger)  # in the background if it fails
     global _sweeper
-    _sweeper = PodSweeper(config.pod_sweep_seconds, context)
+    _sweeper = PodSweeper(config.pod_sweep_seconds, context, sessions)
     _sweeper.start()
     metrics.serve(config.metrics_port, listen_address())  # (already served by the replica: a no-op)
     _tune_gc()
@@ -117,15 +130,18 @@ def _tune_gc() -> None:
 
 
 @kopf.on.cleanup()
-def stop(**_: Any) -> None:
+def stop(memo: kopf.Memo, **_: Any) -> None:
     context = ctx()
     metrics.stop()
     if _sweeper is not None:
         _sweeper.stop()
-    if context.status_writer is not None:
-        context.status_writer.stop()
+    budgets = getattr(memo, "budgets", None)
+    if budgets is not None:
+        budgets.status_writer.stop()
     if context.expiry is not None:
         context.expiry.stop()
     context.batcher.close()
     context.ledger.close()
+    install_budget_notifier(None)
+    install_session_directory(None)
     set_context(None)

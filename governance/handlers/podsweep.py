@@ -37,7 +37,7 @@ from .jobs import (attempt_placement, create_pod, executor_pod_event, job_condit
                    reconcile_ledger, start_admitted)
 from .pods import pending_problem
 from .context import OperatorContext, in_kopf_context, started
-from .sessions import create_runner
+from .sessions import Sessions
 from .kube import unless_gone
 from .sessionview import local_runner
 
@@ -63,7 +63,7 @@ def read_pod(core: Any, namespace: str, name: str) -> dict[str, Any] | None:
     return None if answer is None else json.loads(answer.data)
 
 
-def sweep(context: OperatorContext) -> list[str]:
+def sweep(context: OperatorContext, session_handlers: Sessions) -> list[str]:
     """Create the pods that are missing, say why stuck ones do not start, finish what events left
     undone; returns the names (namespace/name) of the pods created.
 
@@ -110,7 +110,7 @@ def sweep(context: OperatorContext) -> list[str]:
         runner = local_runner(session)
         namespace = session["metadata"]["namespace"]
         if runner and (namespace, runner) not in pods and not session["metadata"].get("deletionTimestamp") \
-                and create_runner(session):
+                and session_handlers.create_runner(session):
             created.append(f"{namespace}/{runner}")
     if open_states is not None:
         reconcile_ledger(jobs, sessions, list(open_states))
@@ -163,10 +163,10 @@ def report_stalled(job: dict[str, Any], pod: dict[str, Any]) -> None:
 
 class PodSweeper:
     """A thread that sweeps every `interval` seconds until stopped, with the operator's clients and
-    ledger (`context`)."""
+    ledger (`context`) and the session handlers' collaborators (`sessions`: runners)."""
 
-    def __init__(self, interval: float, context: OperatorContext) -> None:
-        self.interval, self.context = interval, context
+    def __init__(self, interval: float, context: OperatorContext, sessions: Sessions) -> None:
+        self.interval, self.context, self.sessions = interval, context, sessions
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="qgov-pod-sweep", daemon=True)
 
@@ -182,7 +182,7 @@ class PodSweeper:
             if not started():
                 continue
             try:
-                for name in in_kopf_context(sweep, self.context):  # kopf.event (a settlement's) needs a handler's context
+                for name in in_kopf_context(sweep, self.context, self.sessions):  # kopf.event (a settlement's) needs a handler's context
                     log.warning(f"pod {name} was gone before it ran (deleted while Pending?): created again")
             except Exception as exc:  # noqa: BLE001 - a failed sweep is tried again at the next interval
                 log.warning(f"pod sweep failed: {type_name(exc)}")

@@ -27,19 +27,20 @@ from ..admission import Problem
 from ..api import GROUP, MANAGED_BY_LABEL, SESSION_LABEL, VERSION, label_value
 from ..api.specs import Backend, SessionSpec, SpecError, parse_session
 from ..budget.errors import InvalidTransition, UnknownBudget, UnknownReservation
+from ..budget.ledger import Ledger
 from ..budget.money import format_amount, format_quantity
 from ..budget.types import Decision, ReserveRequest
 from ..jobs.events import Event
 from ..sessions.lifecycle import Action, Phase, SessionView, decide
 from ..sessions.runtime_api import RuntimeApi, RuntimeApiError
-from ..sessions.tokens import Credential, TokenError, credential_from_secret, credentials_problem
+from ..sessions.tokens import Credential, TokenError, TokenManager, credential_from_secret, credentials_problem
 from .budgetnotify import refresh_budget_status, refresh_namespace_budgets
 from .conditions import iso, now_iso, parse_iso, set_condition
-from .config import session_interval_seconds
+from .config import OperatorConfig, session_interval_seconds
 from .pods import (SESSION_RUNNER_LABEL, owner_name, runner_pod_name, session_runner_pod,
                    token_secret_name)
 from .retrying import HANDLER_RETRY_SECONDS, run_retrying
-from .context import ctx, started
+from .context import started
 from .jobs import (JobRef, JobWatcher, attempt_finished, choose_budget, create_attempt_pod, load_backend,
                    start_admitted, start_session_jobs)
 from .kube import created, delete_pod, discard, emit, get_job, get_session
@@ -47,200 +48,6 @@ from .sessionview import ENDED, credentials_secret, local_runner, session_jobs
 
 PLURAL = "qiskitsessions"
 JOB_ACTIVE = {"Admitted", "Running"}
-
-
-# ---------------------------------------------------------------------- reading
-
-
-def load_credential(namespace: str, secret: str) -> Credential:
-    """The IBM credential in a Secret of the session's namespace; errors name the Secret, not values."""
-    try:
-        obj = ctx().core.read_namespaced_secret(secret, namespace)
-    except ApiException as exc:
-        if exc.status == 404:
-            raise TokenError(str(credentials_problem(secret, namespace, None)), "CredentialsMissing") from None
-        raise
-    return credential_from_secret(secret, obj.data or {})
-
-
-def runtime_api(namespace: str, spec: SessionSpec) -> tuple[Credential, RuntimeApi]:
-    """The session's credential and the Runtime API on it (TokenError when the Secret is wrong)."""
-    credential = load_credential(namespace, credentials_secret(spec.credentials_secret))
-    return credential, RuntimeApi(credential, ctx().tokens, http=metrics.CountedSession())
-
-
-def _patch(namespace: str, name: str, status: dict[str, Any]) -> None:
-    ctx().custom.patch_namespaced_custom_object_status(GROUP, VERSION, namespace, PLURAL, name, {"status": status})
-
-
-# ---------------------------------------------------------------------- tokens
-
-
-def _write_token_secret(session: dict[str, Any], token_value: str) -> None:
-    """The session's bearer token, for its executor pods (created, or replaced when rotated)."""
-    meta = session["metadata"]
-    body = {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-            "metadata": {"name": token_secret_name(meta["name"]), "namespace": meta["namespace"],
-                         "labels": {MANAGED_BY_LABEL: "qgov", SESSION_LABEL: label_value(meta["name"])},
-                         "ownerReferences": [{"apiVersion": f"{GROUP}/{VERSION}", "kind": "QiskitSession",
-                                              "name": meta["name"], "uid": meta["uid"], "controller": True}]},
-            "data": {"token": base64.b64encode(token_value.encode()).decode()}}
-    try:
-        ctx().core.create_namespaced_secret(meta["namespace"], body)
-    except ApiException as exc:
-        if exc.status != 409:
-            raise
-        ctx().core.replace_namespaced_secret(body["metadata"]["name"], meta["namespace"], body)
-
-
-def _fresh_token(session: dict[str, Any], credential: Credential) -> str:
-    """Refresh the token when it is due and rotate the Secret; returns the token's expiry (ISO)."""
-    token = ctx().tokens.token(credential)
-    expiry = iso(datetime.fromtimestamp(token.expires_at, timezone.utc))
-    if (session.get("status") or {}).get("tokenExpiry") != expiry:
-        _write_token_secret(session, token.value)
-    return expiry
-
-
-# ---------------------------------------------------------------------- opening
-
-
-def _fail(session: dict[str, Any], reason: str, message: str, patch: kopf.Patch) -> None:
-    """The session cannot open; the jobs waiting for it fail with this reason (written first, so they see it)."""
-    meta = session["metadata"]
-    emit(session, Event("Warning", reason, message))
-    _patch(meta["namespace"], meta["name"], {
-        "phase": Phase.FAILED.value, "message": message, "closedTime": now_iso(),
-        "conditions": set_condition((session.get("status") or {}).get("conditions"), "Ready", False, reason, message,
-                                    meta.get("generation"))})
-    start_session_jobs(meta["namespace"], meta["name"])
-
-
-def _dedicated_reservation(session: dict[str, Any], spec: SessionSpec,
-                           backend: Backend) -> Problem | tuple[int, str]:
-    """A dedicated session is billed for its wall-clock time: reserve maxTime × price up front."""
-    meta = session["metadata"]
-    choice = choose_budget(meta["namespace"], None)
-    if isinstance(choice, Problem):
-        return choice
-    if choice is None:  # unbudgeted work is allowed: nothing to reserve
-        return 0, "USD"
-    amount = providers.of(backend).session_cost(spec.max_time_s, backend.prices, choice[1])
-    try:
-        outcome = ctx().ledger.reserve(ReserveRequest(meta["uid"], meta["namespace"], choice[0], amount,
-                                                     job=f"{meta['namespace']}/session/{meta['name']}",
-                                                     backend=backend.name, session=meta["name"]))
-    except UnknownBudget as exc:
-        return Problem("UnknownBudget", str(exc))
-    refresh_budget_status(meta["namespace"], choice[0])  # its status (and gauges) show the hold
-    if outcome.decision is Decision.ADMITTED:
-        return amount, choice[1]
-    if outcome.decision is Decision.QUEUED:  # a session waits for no one: it opens now or not at all
-        ctx().ledger.release(meta["uid"])
-    return Problem("BudgetExceeded", f"a dedicated session is billed for its wall-clock time: maxTime "
-                                     f"{spec.max_time_s}s costs up to {format_amount(amount, choice[1])}, and "
-                                     f"{outcome.message or 'the budget cannot pay that now'}; lower spec.maxTime "
-                                     "or use mode: batch")
-
-
-@kopf.on.create(GROUP, VERSION, PLURAL, backoff=HANDLER_RETRY_SECONDS)
-@kopf.on.resume(GROUP, VERSION, PLURAL, backoff=HANDLER_RETRY_SECONDS)
-def on_session(body: kopf.Body, namespace: str, name: str, patch: kopf.Patch, **_: Any) -> None:
-    session = dict(body)
-    status = session.get("status") or {}
-    if status.get("phase") in ENDED:
-        return
-    if status.get("sessionId"):  # resume: already open
-        start_session_jobs(namespace, name)
-        return
-    try:
-        spec = parse_session(dict(session.get("spec") or {}))
-    except SpecError as exc:
-        return _fail(session, "InvalidSpec", str(exc), patch)
-    backend = load_backend(spec.backend)
-    if isinstance(backend, Problem):
-        return _fail(session, backend.reason, backend.message, patch)
-    if not providers.of(backend).remote_sessions:
-        return _open_local(session, spec, backend)
-    try:
-        credential, api = runtime_api(namespace, spec)
-        usage = api.instance_usage()
-    except (TokenError, RuntimeApiError) as exc:
-        reason = exc.reason if isinstance(exc, TokenError) else (
-            "CredentialsRefused" if exc.status in (401, 403) else "RuntimeUnavailable")
-        if reason in ("IamUnavailable", "RuntimeUnavailable"):  # IBM's outage passes: look again later
-            emit(session, Event("Warning", reason, str(exc)))
-            raise kopf.TemporaryError(str(exc), delay=ctx().config.instance_retry_seconds) from None
-        return _fail(session, reason, str(exc), patch)
-    if usage.limit_reached:
-        message = (f"the IBM instance is at its usage limit ({usage.consumed_seconds}s used of "
-                   f"{usage.limit_seconds}s); the session opens when time is available, nothing was submitted")
-        emit(session, Event("Warning", "InstanceLimitReached", message))
-        _patch(namespace, name, {"phase": Phase.PENDING.value, "message": message, "conditions": set_condition(
-            status.get("conditions"), "Ready", False, "InstanceLimitReached", message,
-            session["metadata"].get("generation"))})
-        raise kopf.TemporaryError(message, delay=ctx().config.instance_retry_seconds)
-    reserved, unit = 0, "USD"
-    if spec.mode == "dedicated":
-        outcome = _dedicated_reservation(session, spec, backend)
-        if isinstance(outcome, Problem):
-            return _fail(session, outcome.reason, outcome.message, patch)
-        reserved, unit = outcome
-    try:
-        session_id = api.create_session(backend.backend_name, spec.mode, spec.max_time_s)
-        expiry = _fresh_token(session, credential)
-    except (TokenError, RuntimeApiError) as exc:
-        _release(session)
-        return _fail(session, "RuntimeRefused", f"IBM Quantum did not open the session: {exc}", patch)
-    opened = now_iso()
-    message = f"Runtime {spec.mode} session {session_id} open on {backend.backend_name}"
-    emit(session, Event("Normal", "SessionOpened", message))
-    if spec.mode == "dedicated":
-        metrics.dedicated_opened(session)
-    _patch(namespace, name, {
-        "phase": Phase.OPEN.value, "sessionId": session_id, "mode": spec.mode, "ibmBackend": backend.backend_name,
-        "instance": credential.instance, "runtimeUrl": credential.url, "searchUrl": credential.search_url,
-        "catalogUrl": credential.catalog_url, "openedTime": opened, "lastActivity": opened, "tokenExpiry": expiry,
-        "jobs": 0, "usageSeconds": "0", "cost": "0.00", "reservedMicro": str(reserved), "currency": unit,
-        "message": message,
-        "conditions": set_condition(status.get("conditions"), "Ready", True, "SessionOpen", message,
-                                    session["metadata"].get("generation"))})
-    start_session_jobs(namespace, name)  # jobs admitted before the session opened were waiting for it
-
-
-def _open_local(session: dict[str, Any], spec: SessionSpec, backend: Backend) -> None:
-    """A session on aer or fake: one runner pod runs its jobs in turn. There is no wall-clock
-    billing for a local simulator, so its jobs are charged one by one, whatever the mode."""
-    meta = session["metadata"]
-    create_runner(session)
-    opened = now_iso()
-    message = f"local {spec.mode} session on {backend.name}: runner pod {runner_pod_name(meta['name'])}"
-    emit(session, Event("Normal", "SessionOpened", message))
-    _patch(meta["namespace"], meta["name"], {
-        "phase": Phase.OPEN.value, "mode": spec.mode, "runner": runner_pod_name(meta["name"]), "openedTime": opened,
-        "lastActivity": opened, "jobs": 0, "usageSeconds": "0", "cost": "0.00", "message": message,
-        "conditions": set_condition((session.get("status") or {}).get("conditions"), "Ready", True, "SessionOpen",
-                                    message, meta.get("generation"))})
-    start_session_jobs(meta["namespace"], meta["name"])
-
-
-def create_runner(session: dict[str, Any]) -> bool:
-    """Create the session's runner pod; False when it exists already (a replay)."""
-    body = session_runner_pod(session, ctx().config.executor_image, ctx().config.executor_image_pull_policy)
-    # 409: a replay; the runner exists
-    return created(lambda: discard(ctx().core.create_namespaced_pod(session["metadata"]["namespace"], body,
-                                                                   _preload_content=False)))
-
-
-def _release(session: dict[str, Any]) -> None:
-    try:
-        ctx().ledger.release(session["metadata"]["uid"])
-    except (UnknownReservation, InvalidTransition, UnknownBudget):
-        pass
-    refresh_namespace_budgets(session["metadata"]["namespace"])
-
-
-# ---------------------------------------------------------------------- while open
 
 
 def _wall_cost(session: dict[str, Any], seconds: int) -> int:
@@ -280,173 +87,11 @@ def _live(status: Any, **_: Any) -> bool:
     return (status or {}).get("phase") in (Phase.OPEN.value, Phase.DRAINING.value)
 
 
-@kopf.timer(GROUP, VERSION, PLURAL, interval=session_interval_seconds(), initial_delay=session_interval_seconds(),
-            backoff=HANDLER_RETRY_SECONDS, when=_live)
-def session_tick(body: kopf.Body, namespace: str, name: str, **_: Any) -> None:
-    """Rotate the token when due; close an idle session; expire one at maxTime; write the counts."""
-    if not started():
-        return
-    session = dict(body)
-    status = session.get("status") or {}
-    phase = status.get("phase")
-    if phase not in (Phase.OPEN.value, Phase.DRAINING.value):
-        return
-    spec = parse_session(dict(session.get("spec") or {}))
-    now = time.time()
-    jobs = session_jobs(namespace, name)
-    active = [j for j in jobs if (j.get("status") or {}).get("phase") in JOB_ACTIVE]
-    running = sum((j.get("status") or {}).get("phase") == "Running" for j in active)
-    view = SessionView(Phase(phase), parse_iso(status["openedTime"]).timestamp(), _last_activity(status, jobs),
-                       spec.max_time_s, spec.idle_timeout_s, waiting=len(active) - running, running=running)
-    decision = decide(view, now)
-    update: dict[str, Any] = {}
-    if status.get("runner"):  # local: the runner pod is the session
-        if decision.action in (Action.CLOSE, Action.EXPIRE, Action.FINISH):
-            _end(session, Phase.EXPIRED if decision.action is Action.EXPIRE else Phase.CLOSED, decision.reason,
-                 jobs, now)
-            _stop_runner(namespace, name)  # after the status says so: a runner that goes is not replaced then
-            return
-    else:
-        try:
-            credential, api = runtime_api(namespace, spec)
-            update["tokenExpiry"] = _fresh_token(session, credential)
-        except (TokenError, RuntimeApiError) as exc:
-            emit(session, Event("Warning", "TokenRefreshFailed", str(exc)))
-            return
-    if decision.action in (Action.CLOSE, Action.EXPIRE, Action.FINISH):
-        try:
-            if decision.action is Action.CLOSE or (decision.action is Action.EXPIRE and phase == Phase.OPEN.value):
-                # at maxTime IBM ends the session by itself and cancels what still waits in it (reason
-                # 1305); those executors report MaxTimeExceeded and their jobs move to a new session
-                api.close_session(status["sessionId"])
-        except RuntimeApiError as exc:
-            emit(session, Event("Warning", "RuntimeUnavailable", str(exc)))
-            return
-        if decision.action is Action.EXPIRE and running:  # the running job finishes first
-            message = f"{decision.reason}: it takes no more jobs, and its running jobs finish"
-            emit(session, Event("Normal", "SessionDraining", message))
-            _patch(namespace, name, {**update, **_summary(session, jobs, now), "phase": Phase.DRAINING.value,
-                                     "message": message})
-            return
-        ended = Phase.EXPIRED if decision.action is Action.EXPIRE else Phase.CLOSED
-        _end(session, ended, decision.reason, jobs, now)
-        return
-    update.update(_summary(session, jobs, now))
-
-    for job in active if not status.get("runner") else ():  # admitted while the session opened, started by neither
-        js = job.get("status") or {}
-        if js.get("phase") == "Admitted" and str(js.get("message", "")).startswith("waiting for QiskitSession"):
-            create_attempt_pod(job, int(job["status"].get("attempts") or 1))
-    if active:
-        update["lastActivity"] = iso(datetime.fromtimestamp(view.last_activity, timezone.utc))
-    _patch(namespace, name, update)
-
-
-def _end(session: dict[str, Any], phase: Phase, reason: str, jobs: list[dict[str, Any]], now: float) -> None:
-    """The session is over: settle what a dedicated session used, say what it saved, write status."""
-    meta, status = session["metadata"], session.get("status") or {}
-    closed = now_iso()
-    final = dict(status, closedTime=closed)
-    summary = _summary(dict(session, status=final), jobs, now)
-    message = f"session {status.get('sessionId')} {phase.value.lower()}: {reason}"
-    metrics.session_ended(session, int(summary["jobs"]))
-    if status.get("mode") == "dedicated" and not status.get("runner"):
-        spent = _settle_dedicated(session, summary)
-        spec = parse_session(dict(session.get("spec") or {}))
-        unused = max(0, spec.max_time_s - int(summary["wallSeconds"]))
-        message += f"; charged {format_amount(spent)} for {summary['wallSeconds']}s"
-        if phase is Phase.CLOSED and unused:
-            message += f", {unused}s before maxTime (not billed)"
-    emit(session, Event("Normal" if phase is Phase.CLOSED else "Warning", "SessionClosed" if phase is Phase.CLOSED else "SessionExpired", message))
-    _patch(meta["namespace"], meta["name"], {
-        "phase": phase.value, "closedTime": closed, "message": message, **summary,
-        "conditions": set_condition(status.get("conditions"), "Ready", False,
-                                    "Closed" if phase is Phase.CLOSED else "MaxTimeReached", message,
-                                    meta.get("generation"))})
-
-
-def _settle_dedicated(session: dict[str, Any], summary: dict[str, Any]) -> int:
-    uid = session["metadata"]["uid"]
-    try:
-        reservation = ctx().ledger.reservation(uid)
-    except UnknownReservation:
-        return 0
-    if reservation.state == "settled":
-        return reservation.actual_micro or 0
-    # the session ran for its wall-clock time: charged even if its hold was released (a late charge)
-    outcome = ctx().ledger.settle(uid, _wall_cost(session, int(summary["wallSeconds"])), ran=True)
-    metrics.dedicated_settled(session, ctx().budget_units.get(session["metadata"]["namespace"], {}), summary, outcome)
-    refresh_namespace_budgets(session["metadata"]["namespace"])  # its budget's status shows the charge
-    start_admitted(outcome.queue_changes)
-    return outcome.actual_micro
-
-
-@kopf.on.delete(GROUP, VERSION, PLURAL, backoff=HANDLER_RETRY_SECONDS)
-def on_session_deleted(body: kopf.Body, namespace: str, name: str, **_: Any) -> None:
-    """Deleting a QiskitSession cancels its Runtime session: queued and running jobs stop."""
-    session = dict(body)
-    status = session.get("status") or {}
-    if status.get("runner"):
-        _stop_runner(namespace, name)
-        emit(session, Event("Normal", "SessionCancelled", f"runner {status['runner']} stopped: the QiskitSession was deleted"))
-    elif status.get("sessionId") and status.get("phase") not in ENDED:
-        spec = parse_session(dict(session.get("spec") or {}))
-        try:
-            runtime_api(namespace, spec)[1].cancel_session(status["sessionId"])
-        except (TokenError, RuntimeApiError) as exc:
-            emit(session, Event("Warning", "CancelFailed", str(exc)))
-            raise kopf.TemporaryError(str(exc), delay=10) from None
-        emit(session, Event("Normal", "SessionCancelled", f"Runtime session {status['sessionId']} cancelled: its QiskitSession was deleted"))
-        summary = _summary(dict(session, status=dict(status, closedTime=now_iso())), session_jobs(namespace, name),
-                           time.time())
-        metrics.session_ended(session, int(summary["jobs"]))
-        if status.get("mode") == "dedicated":
-            _settle_dedicated(session, summary)
-    else:
-        _release(session)
-
-
 def _stop_runner(namespace: str, name: str) -> None:
     delete_pod(namespace, runner_pod_name(name))
 
 
 MAX_RUNNER_RESTARTS = 3
-
-
-@kopf.on.event("", "v1", "pods", labels={SESSION_RUNNER_LABEL: kopf.PRESENT})
-def on_runner_pod(body: kopf.Body, type: str, **_: Any) -> None:
-    """A runner that stops while its session is open is replaced (it re-runs the attempt it had in
-    hand: nothing was reported for it, so nothing was charged), a few times at most. A runner that
-    stops for good takes its unfinished attempts with it: they fail like a lost pod (transient), so
-    they retry, move on, or fail clearly."""
-    pod = dict(body)
-    phase = (pod.get("status") or {}).get("phase")
-    if not started() or not (type == "DELETED" or phase in ("Succeeded", "Failed")):
-        return
-    namespace = pod["metadata"]["namespace"]
-    session_name = owner_name(pod, "QiskitSession") or pod["metadata"]["labels"][SESSION_RUNNER_LABEL]
-    session = get_session(namespace, session_name)
-    owner = next((o.get("uid") for o in pod["metadata"].get("ownerReferences") or []), None)
-    if session is not None and session["metadata"]["uid"] == owner and local_runner(session) \
-            and not session["metadata"].get("deletionTimestamp"):
-        restarts = int((session.get("status") or {}).get("runnerRestarts") or 0)
-        if type != "DELETED":
-            _stop_runner(namespace, session_name)  # crashed: its DELETED event brings the replacement
-            return
-        if restarts < MAX_RUNNER_RESTARTS:
-            message = f"runner {pod['metadata']['name']} stopped ({phase or 'deleted'}); replaced " \
-                      f"({restarts + 1} of {MAX_RUNNER_RESTARTS})"
-            emit(session, Event("Warning", "RunnerRestarted", message))
-            _patch(namespace, session_name, {"runnerRestarts": restarts + 1, "message": message})
-            create_runner(session)
-            return
-        message = f"runner {pod['metadata']['name']} stopped {restarts + 1} times; the session gives up"
-        _patch(namespace, session_name, {"phase": Phase.FAILED.value, "closedTime": now_iso(), "message": message,
-                                         "conditions": set_condition((session.get("status") or {}).get("conditions"),
-                                                                     "Ready", False, "RunnerFailed", message,
-                                                                     session["metadata"].get("generation"))})
-        emit(session, Event("Warning", "RunnerFailed", message))
-    _fail_unreported(namespace, session_name, pod["metadata"]["name"])
 
 
 def _fail_unreported(namespace: str, session_name: str, runner: str) -> None:
@@ -469,3 +114,358 @@ def _fail_unreported_attempt(ref: JobRef, attempt: int, runner: str) -> None:
                          {"error": f"the session runner {runner} stopped before the job finished"}, 137)
 
 
+class Sessions:
+    """What the QiskitSession handlers use, given at start-up (lifecycle.py) rather than looked up:
+    the ledger (a dedicated session's reservation and settlement), the API clients (`clients.core`,
+    `clients.custom`: one per thread, see OperatorContext), the IBM token cache, the operator's
+    config, and the budgets' units (shared with admission). The kopf handlers below find it in
+    kopf's memo (`memo.sessions`); the pod sweep is given it to re-create runners."""
+
+    def __init__(self, ledger: Ledger, clients: Any, tokens: TokenManager, config: OperatorConfig,
+                 budget_units: dict[str, dict[str, str]]) -> None:
+        self.ledger, self.clients, self.tokens, self.config = ledger, clients, tokens, config
+        self.budget_units = budget_units
+
+    def load_credential(self, namespace: str, secret: str) -> Credential:
+        """The IBM credential in a Secret of the session's namespace; errors name the Secret, not values."""
+        try:
+            obj = self.clients.core.read_namespaced_secret(secret, namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                raise TokenError(str(credentials_problem(secret, namespace, None)), "CredentialsMissing") from None
+            raise
+        return credential_from_secret(secret, obj.data or {})
+
+    def runtime_api(self, namespace: str, spec: SessionSpec) -> tuple[Credential, RuntimeApi]:
+        """The session's credential and the Runtime API on it (TokenError when the Secret is wrong)."""
+        credential = self.load_credential(namespace, credentials_secret(spec.credentials_secret))
+        return credential, RuntimeApi(credential, self.tokens, http=metrics.CountedSession())
+
+    def _patch(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+        self.clients.custom.patch_namespaced_custom_object_status(GROUP, VERSION, namespace, PLURAL, name, {"status": status})
+
+    def _write_token_secret(self, session: dict[str, Any], token_value: str) -> None:
+        """The session's bearer token, for its executor pods (created, or replaced when rotated)."""
+        meta = session["metadata"]
+        body = {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+                "metadata": {"name": token_secret_name(meta["name"]), "namespace": meta["namespace"],
+                             "labels": {MANAGED_BY_LABEL: "qgov", SESSION_LABEL: label_value(meta["name"])},
+                             "ownerReferences": [{"apiVersion": f"{GROUP}/{VERSION}", "kind": "QiskitSession",
+                                                  "name": meta["name"], "uid": meta["uid"], "controller": True}]},
+                "data": {"token": base64.b64encode(token_value.encode()).decode()}}
+        try:
+            self.clients.core.create_namespaced_secret(meta["namespace"], body)
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+            self.clients.core.replace_namespaced_secret(body["metadata"]["name"], meta["namespace"], body)
+
+    def _fresh_token(self, session: dict[str, Any], credential: Credential) -> str:
+        """Refresh the token when it is due and rotate the Secret; returns the token's expiry (ISO)."""
+        token = self.tokens.token(credential)
+        expiry = iso(datetime.fromtimestamp(token.expires_at, timezone.utc))
+        if (session.get("status") or {}).get("tokenExpiry") != expiry:
+            self._write_token_secret(session, token.value)
+        return expiry
+
+    def _fail(self, session: dict[str, Any], reason: str, message: str, patch: kopf.Patch) -> None:
+        """The session cannot open; the jobs waiting for it fail with this reason (written first, so they see it)."""
+        meta = session["metadata"]
+        emit(session, Event("Warning", reason, message))
+        self._patch(meta["namespace"], meta["name"], {
+            "phase": Phase.FAILED.value, "message": message, "closedTime": now_iso(),
+            "conditions": set_condition((session.get("status") or {}).get("conditions"), "Ready", False, reason, message,
+                                        meta.get("generation"))})
+        start_session_jobs(meta["namespace"], meta["name"])
+
+    def _dedicated_reservation(self, session: dict[str, Any], spec: SessionSpec,
+                               backend: Backend) -> Problem | tuple[int, str]:
+        """A dedicated session is billed for its wall-clock time: reserve maxTime × price up front."""
+        meta = session["metadata"]
+        choice = choose_budget(meta["namespace"], None)
+        if isinstance(choice, Problem):
+            return choice
+        if choice is None:  # unbudgeted work is allowed: nothing to reserve
+            return 0, "USD"
+        amount = providers.of(backend).session_cost(spec.max_time_s, backend.prices, choice[1])
+        try:
+            outcome = self.ledger.reserve(ReserveRequest(meta["uid"], meta["namespace"], choice[0], amount,
+                                                        job=f"{meta['namespace']}/session/{meta['name']}",
+                                                        backend=backend.name, session=meta["name"]))
+        except UnknownBudget as exc:
+            return Problem("UnknownBudget", str(exc))
+        refresh_budget_status(meta["namespace"], choice[0])  # its status (and gauges) show the hold
+        if outcome.decision is Decision.ADMITTED:
+            return amount, choice[1]
+        if outcome.decision is Decision.QUEUED:  # a session waits for no one: it opens now or not at all
+            self.ledger.release(meta["uid"])
+        return Problem("BudgetExceeded", f"a dedicated session is billed for its wall-clock time: maxTime "
+                                         f"{spec.max_time_s}s costs up to {format_amount(amount, choice[1])}, and "
+                                         f"{outcome.message or 'the budget cannot pay that now'}; lower spec.maxTime "
+                                         "or use mode: batch")
+
+    def on_session(self, body: kopf.Body, namespace: str, name: str, patch: kopf.Patch) -> None:
+        session = dict(body)
+        status = session.get("status") or {}
+        if status.get("phase") in ENDED:
+            return
+        if status.get("sessionId"):  # resume: already open
+            start_session_jobs(namespace, name)
+            return
+        try:
+            spec = parse_session(dict(session.get("spec") or {}))
+        except SpecError as exc:
+            return self._fail(session, "InvalidSpec", str(exc), patch)
+        backend = load_backend(spec.backend)
+        if isinstance(backend, Problem):
+            return self._fail(session, backend.reason, backend.message, patch)
+        if not providers.of(backend).remote_sessions:
+            return self._open_local(session, spec, backend)
+        try:
+            credential, api = self.runtime_api(namespace, spec)
+            usage = api.instance_usage()
+        except (TokenError, RuntimeApiError) as exc:
+            reason = exc.reason if isinstance(exc, TokenError) else (
+                "CredentialsRefused" if exc.status in (401, 403) else "RuntimeUnavailable")
+            if reason in ("IamUnavailable", "RuntimeUnavailable"):  # IBM's outage passes: look again later
+                emit(session, Event("Warning", reason, str(exc)))
+                raise kopf.TemporaryError(str(exc), delay=self.config.instance_retry_seconds) from None
+            return self._fail(session, reason, str(exc), patch)
+        if usage.limit_reached:
+            message = (f"the IBM instance is at its usage limit ({usage.consumed_seconds}s used of "
+                       f"{usage.limit_seconds}s); the session opens when time is available, nothing was submitted")
+            emit(session, Event("Warning", "InstanceLimitReached", message))
+            self._patch(namespace, name, {"phase": Phase.PENDING.value, "message": message, "conditions": set_condition(
+                status.get("conditions"), "Ready", False, "InstanceLimitReached", message,
+                session["metadata"].get("generation"))})
+            raise kopf.TemporaryError(message, delay=self.config.instance_retry_seconds)
+        reserved, unit = 0, "USD"
+        if spec.mode == "dedicated":
+            outcome = self._dedicated_reservation(session, spec, backend)
+            if isinstance(outcome, Problem):
+                return self._fail(session, outcome.reason, outcome.message, patch)
+            reserved, unit = outcome
+        try:
+            session_id = api.create_session(backend.backend_name, spec.mode, spec.max_time_s)
+            expiry = self._fresh_token(session, credential)
+        except (TokenError, RuntimeApiError) as exc:
+            self._release(session)
+            return self._fail(session, "RuntimeRefused", f"IBM Quantum did not open the session: {exc}", patch)
+        opened = now_iso()
+        message = f"Runtime {spec.mode} session {session_id} open on {backend.backend_name}"
+        emit(session, Event("Normal", "SessionOpened", message))
+        if spec.mode == "dedicated":
+            metrics.dedicated_opened(session)
+        self._patch(namespace, name, {
+            "phase": Phase.OPEN.value, "sessionId": session_id, "mode": spec.mode, "ibmBackend": backend.backend_name,
+            "instance": credential.instance, "runtimeUrl": credential.url, "searchUrl": credential.search_url,
+            "catalogUrl": credential.catalog_url, "openedTime": opened, "lastActivity": opened, "tokenExpiry": expiry,
+            "jobs": 0, "usageSeconds": "0", "cost": "0.00", "reservedMicro": str(reserved), "currency": unit,
+            "message": message,
+            "conditions": set_condition(status.get("conditions"), "Ready", True, "SessionOpen", message,
+                                        session["metadata"].get("generation"))})
+        start_session_jobs(namespace, name)  # jobs admitted before the session opened were waiting for it
+
+    def _open_local(self, session: dict[str, Any], spec: SessionSpec, backend: Backend) -> None:
+        """A session on aer or fake: one runner pod runs its jobs in turn. There is no wall-clock
+        billing for a local simulator, so its jobs are charged one by one, whatever the mode."""
+        meta = session["metadata"]
+        self.create_runner(session)
+        opened = now_iso()
+        message = f"local {spec.mode} session on {backend.name}: runner pod {runner_pod_name(meta['name'])}"
+        emit(session, Event("Normal", "SessionOpened", message))
+        self._patch(meta["namespace"], meta["name"], {
+            "phase": Phase.OPEN.value, "mode": spec.mode, "runner": runner_pod_name(meta["name"]), "openedTime": opened,
+            "lastActivity": opened, "jobs": 0, "usageSeconds": "0", "cost": "0.00", "message": message,
+            "conditions": set_condition((session.get("status") or {}).get("conditions"), "Ready", True, "SessionOpen",
+                                        message, meta.get("generation"))})
+        start_session_jobs(meta["namespace"], meta["name"])
+
+    def create_runner(self, session: dict[str, Any]) -> bool:
+        """Create the session's runner pod; False when it exists already (a replay)."""
+        body = session_runner_pod(session, self.config.executor_image, self.config.executor_image_pull_policy)
+        # 409: a replay; the runner exists
+        return created(lambda: discard(self.clients.core.create_namespaced_pod(session["metadata"]["namespace"], body,
+                                                                               _preload_content=False)))
+
+    def _release(self, session: dict[str, Any]) -> None:
+        try:
+            self.ledger.release(session["metadata"]["uid"])
+        except (UnknownReservation, InvalidTransition, UnknownBudget):
+            pass
+        refresh_namespace_budgets(session["metadata"]["namespace"])
+
+    def session_tick(self, body: kopf.Body, namespace: str, name: str) -> None:
+        """Rotate the token when due; close an idle session; expire one at maxTime; write the counts."""
+        if not started():
+            return
+        session = dict(body)
+        status = session.get("status") or {}
+        phase = status.get("phase")
+        if phase not in (Phase.OPEN.value, Phase.DRAINING.value):
+            return
+        spec = parse_session(dict(session.get("spec") or {}))
+        now = time.time()
+        jobs = session_jobs(namespace, name)
+        active = [j for j in jobs if (j.get("status") or {}).get("phase") in JOB_ACTIVE]
+        running = sum((j.get("status") or {}).get("phase") == "Running" for j in active)
+        view = SessionView(Phase(phase), parse_iso(status["openedTime"]).timestamp(), _last_activity(status, jobs),
+                           spec.max_time_s, spec.idle_timeout_s, waiting=len(active) - running, running=running)
+        decision = decide(view, now)
+        update: dict[str, Any] = {}
+        if status.get("runner"):  # local: the runner pod is the session
+            if decision.action in (Action.CLOSE, Action.EXPIRE, Action.FINISH):
+                self._end(session, Phase.EXPIRED if decision.action is Action.EXPIRE else Phase.CLOSED, decision.reason,
+                           jobs, now)
+                _stop_runner(namespace, name)  # after the status says so: a runner that goes is not replaced then
+                return
+        else:
+            try:
+                credential, api = self.runtime_api(namespace, spec)
+                update["tokenExpiry"] = self._fresh_token(session, credential)
+            except (TokenError, RuntimeApiError) as exc:
+                emit(session, Event("Warning", "TokenRefreshFailed", str(exc)))
+                return
+        if decision.action in (Action.CLOSE, Action.EXPIRE, Action.FINISH):
+            try:
+                if decision.action is Action.CLOSE or (decision.action is Action.EXPIRE and phase == Phase.OPEN.value):
+                    # at maxTime IBM ends the session by itself and cancels what still waits in it (reason
+                    # 1305); those executors report MaxTimeExceeded and their jobs move to a new session
+                    api.close_session(status["sessionId"])
+            except RuntimeApiError as exc:
+                emit(session, Event("Warning", "RuntimeUnavailable", str(exc)))
+                return
+            if decision.action is Action.EXPIRE and running:  # the running job finishes first
+                message = f"{decision.reason}: it takes no more jobs, and its running jobs finish"
+                emit(session, Event("Normal", "SessionDraining", message))
+                self._patch(namespace, name, {**update, **_summary(session, jobs, now), "phase": Phase.DRAINING.value,
+                                              "message": message})
+                return
+            ended = Phase.EXPIRED if decision.action is Action.EXPIRE else Phase.CLOSED
+            self._end(session, ended, decision.reason, jobs, now)
+            return
+        update.update(_summary(session, jobs, now))
+
+        for job in active if not status.get("runner") else ():  # admitted while the session opened, started by neither
+            js = job.get("status") or {}
+            if js.get("phase") == "Admitted" and str(js.get("message", "")).startswith("waiting for QiskitSession"):
+                create_attempt_pod(job, int(job["status"].get("attempts") or 1))
+        if active:
+            update["lastActivity"] = iso(datetime.fromtimestamp(view.last_activity, timezone.utc))
+        self._patch(namespace, name, update)
+
+    def _end(self, session: dict[str, Any], phase: Phase, reason: str, jobs: list[dict[str, Any]], now: float) -> None:
+        """The session is over: settle what a dedicated session used, say what it saved, write status."""
+        meta, status = session["metadata"], session.get("status") or {}
+        closed = now_iso()
+        final = dict(status, closedTime=closed)
+        summary = _summary(dict(session, status=final), jobs, now)
+        message = f"session {status.get('sessionId')} {phase.value.lower()}: {reason}"
+        metrics.session_ended(session, int(summary["jobs"]))
+        if status.get("mode") == "dedicated" and not status.get("runner"):
+            spent = self._settle_dedicated(session, summary)
+            spec = parse_session(dict(session.get("spec") or {}))
+            unused = max(0, spec.max_time_s - int(summary["wallSeconds"]))
+            message += f"; charged {format_amount(spent)} for {summary['wallSeconds']}s"
+            if phase is Phase.CLOSED and unused:
+                message += f", {unused}s before maxTime (not billed)"
+        emit(session, Event("Normal" if phase is Phase.CLOSED else "Warning", "SessionClosed" if phase is Phase.CLOSED else "SessionExpired", message))
+        self._patch(meta["namespace"], meta["name"], {
+            "phase": phase.value, "closedTime": closed, "message": message, **summary,
+            "conditions": set_condition(status.get("conditions"), "Ready", False,
+                                        "Closed" if phase is Phase.CLOSED else "MaxTimeReached", message,
+                                        meta.get("generation"))})
+
+    def _settle_dedicated(self, session: dict[str, Any], summary: dict[str, Any]) -> int:
+        uid = session["metadata"]["uid"]
+        try:
+            reservation = self.ledger.reservation(uid)
+        except UnknownReservation:
+            return 0
+        if reservation.state == "settled":
+            return reservation.actual_micro or 0
+        # the session ran for its wall-clock time: charged even if its hold was released (a late charge)
+        outcome = self.ledger.settle(uid, _wall_cost(session, int(summary["wallSeconds"])), ran=True)
+        metrics.dedicated_settled(session, self.budget_units.get(session["metadata"]["namespace"], {}), summary, outcome)
+        refresh_namespace_budgets(session["metadata"]["namespace"])  # its budget's status shows the charge
+        start_admitted(outcome.queue_changes)
+        return outcome.actual_micro
+
+    def on_session_deleted(self, body: kopf.Body, namespace: str, name: str) -> None:
+        """Deleting a QiskitSession cancels its Runtime session: queued and running jobs stop."""
+        session = dict(body)
+        status = session.get("status") or {}
+        if status.get("runner"):
+            _stop_runner(namespace, name)
+            emit(session, Event("Normal", "SessionCancelled", f"runner {status['runner']} stopped: the QiskitSession was deleted"))
+        elif status.get("sessionId") and status.get("phase") not in ENDED:
+            spec = parse_session(dict(session.get("spec") or {}))
+            try:
+                self.runtime_api(namespace, spec)[1].cancel_session(status["sessionId"])
+            except (TokenError, RuntimeApiError) as exc:
+                emit(session, Event("Warning", "CancelFailed", str(exc)))
+                raise kopf.TemporaryError(str(exc), delay=10) from None
+            emit(session, Event("Normal", "SessionCancelled", f"Runtime session {status['sessionId']} cancelled: its QiskitSession was deleted"))
+            summary = _summary(dict(session, status=dict(status, closedTime=now_iso())), session_jobs(namespace, name),
+                               time.time())
+            metrics.session_ended(session, int(summary["jobs"]))
+            if status.get("mode") == "dedicated":
+                self._settle_dedicated(session, summary)
+        else:
+            self._release(session)
+
+    def on_runner_pod(self, body: kopf.Body, type: str) -> None:
+        """A runner that stops while its session is open is replaced (it re-runs the attempt it had in
+        hand: nothing was reported for it, so nothing was charged), a few times at most. A runner that
+        stops for good takes its unfinished attempts with it: they fail like a lost pod (transient), so
+        they retry, move on, or fail clearly."""
+        pod = dict(body)
+        phase = (pod.get("status") or {}).get("phase")
+        if not started() or not (type == "DELETED" or phase in ("Succeeded", "Failed")):
+            return
+        namespace = pod["metadata"]["namespace"]
+        session_name = owner_name(pod, "QiskitSession") or pod["metadata"]["labels"][SESSION_RUNNER_LABEL]
+        session = get_session(namespace, session_name)
+        owner = next((o.get("uid") for o in pod["metadata"].get("ownerReferences") or []), None)
+        if session is not None and session["metadata"]["uid"] == owner and local_runner(session) \
+                and not session["metadata"].get("deletionTimestamp"):
+            restarts = int((session.get("status") or {}).get("runnerRestarts") or 0)
+            if type != "DELETED":
+                _stop_runner(namespace, session_name)  # crashed: its DELETED event brings the replacement
+                return
+            if restarts < MAX_RUNNER_RESTARTS:
+                message = f"runner {pod['metadata']['name']} stopped ({phase or 'deleted'}); replaced " \
+                          f"({restarts + 1} of {MAX_RUNNER_RESTARTS})"
+                emit(session, Event("Warning", "RunnerRestarted", message))
+                self._patch(namespace, session_name, {"runnerRestarts": restarts + 1, "message": message})
+                self.create_runner(session)
+                return
+            message = f"runner {pod['metadata']['name']} stopped {restarts + 1} times; the session gives up"
+            self._patch(namespace, session_name, {"phase": Phase.FAILED.value, "closedTime": now_iso(), "message": message,
+                                                  "conditions": set_condition((session.get("status") or {}).get("conditions"),
+                                                                              "Ready", False, "RunnerFailed", message,
+                                                                              session["metadata"].get("generation"))})
+            emit(session, Event("Warning", "RunnerFailed", message))
+        _fail_unreported(namespace, session_name, pod["metadata"]["name"])
+
+
+@kopf.on.create(GROUP, VERSION, PLURAL, backoff=HANDLER_RETRY_SECONDS)
+@kopf.on.resume(GROUP, VERSION, PLURAL, backoff=HANDLER_RETRY_SECONDS)
+def on_session(body: kopf.Body, namespace: str, name: str, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
+    memo.sessions.on_session(body, namespace, name, patch)
+
+
+@kopf.timer(GROUP, VERSION, PLURAL, interval=session_interval_seconds(), initial_delay=session_interval_seconds(),
+            backoff=HANDLER_RETRY_SECONDS, when=_live)
+def session_tick(body: kopf.Body, namespace: str, name: str, memo: kopf.Memo, **_: Any) -> None:
+    memo.sessions.session_tick(body, namespace, name)
+
+
+@kopf.on.delete(GROUP, VERSION, PLURAL, backoff=HANDLER_RETRY_SECONDS)
+def on_session_deleted(body: kopf.Body, namespace: str, name: str, memo: kopf.Memo, **_: Any) -> None:
+    memo.sessions.on_session_deleted(body, namespace, name)
+
+
+@kopf.on.event("", "v1", "pods", labels={SESSION_RUNNER_LABEL: kopf.PRESENT})
+def on_runner_pod(body: kopf.Body, type: str, memo: kopf.Memo, **_: Any) -> None:
+    memo.sessions.on_runner_pod(body, type)

@@ -1,10 +1,15 @@
 """What the job handlers need to know of QiskitSessions: which session a job runs in (creating
 an automatic batch when it names none), whether that session is open, and how its pods reach
 the Runtime session. The session handlers (sessions.py) open, tick and close sessions; both
-read sessions through here, so neither needs the other's private names."""
+read sessions through here, so neither needs the other's private names.
+
+What it uses (the API clients, the automatic batches, the config's defaults) is given at start-up:
+lifecycle.py builds a SessionDirectory and installs it here; the module's functions, which the job
+and session handlers call, use it."""
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any
 
@@ -15,29 +20,52 @@ from ..api import GROUP, MANAGED_BY_LABEL, SESSION_LABEL, VERSION, label_value
 from .. import providers
 from ..api.specs import Backend
 from ..providers.base import ExecutorSession
-from ..sessions.batching import BatchKey
+from ..sessions.batching import BatchKey, Batcher
 from ..sessions.lifecycle import Phase
 from .conditions import parse_iso
 from .kube import SESSIONS as PLURAL
 from .kube import get_session
 from .pods import token_secret_name
-from .context import ctx
+from .config import OperatorConfig
 
 ENDED = {Phase.CLOSED.value, Phase.EXPIRED.value, Phase.FAILED.value}
 AUTO_BATCH_LABEL = "qgov.dev/auto-batch"
 
 
+class SessionDirectory:
+    def __init__(self, clients: Any, batches: Batcher, config: OperatorConfig) -> None:
+        """`clients`: the API clients (`.custom`: one per thread, see OperatorContext); `batches`:
+        the automatic Runtime batches of ibm jobs; `config`: the default credential Secret and an
+        automatic batch's idle timeout and maximum time."""
+        self.clients, self.batches, self.config = clients, batches, config
+        self.batch_lock = threading.Lock()
+
+
+_directory: SessionDirectory | None = None
+
+
+def install(directory: SessionDirectory | None) -> None:
+    """At start-up (lifecycle.py); None at clean-up."""
+    global _directory
+    _directory = directory
+
+
+def _installed() -> SessionDirectory:
+    if _directory is None:
+        raise RuntimeError("the operator has not started (no session directory yet)")
+    return _directory
+
+
 def credentials_secret(name: str | None) -> str:
     """The credential Secret a session or job names, else the operator's default."""
-    return name or ctx().config.ibm_default_secret
-
+    return name or _installed().config.ibm_default_secret
 
 
 def session_jobs(namespace: str, name: str) -> list[dict[str, Any]]:
     """The session's jobs, selected by the API server by their session label (jobs.py `_mark`);
     the label holds 63 characters of the name, the status all of it."""
-    jobs = ctx().custom.list_namespaced_custom_object(GROUP, VERSION, namespace, "qiskitjobs",
-                                                     label_selector=f"{SESSION_LABEL}={label_value(name)}")["items"]
+    jobs = _installed().clients.custom.list_namespaced_custom_object(GROUP, VERSION, namespace, "qiskitjobs",
+                                                                     label_selector=f"{SESSION_LABEL}={label_value(name)}")["items"]
     return [j for j in jobs if (j.get("status") or {}).get("session") == name]
 
 
@@ -82,16 +110,18 @@ def local_runner(session: dict[str, Any] | None) -> str | None:
 
 def auto_batch(namespace: str, backend: Backend, job_uid: str, secret: str) -> str:
     """The automatic batch an ibm job that names no session runs in (created when new)."""
-    with ctx().batch_lock:
-        batch = ctx().batches.assign(BatchKey(namespace, backend.name, secret), job_uid, time.monotonic())
-        ctx().batches.sealed(time.monotonic())
+    directory = _installed()
+    with directory.batch_lock:
+        batch = directory.batches.assign(BatchKey(namespace, backend.name, secret), job_uid, time.monotonic())
+        directory.batches.sealed(time.monotonic())
     body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "QiskitSession",
             "metadata": {"name": batch.name, "namespace": namespace,
                          "labels": {AUTO_BATCH_LABEL: "true", MANAGED_BY_LABEL: "qgov"}},
             "spec": {"backend": backend.name, "mode": "batch", "credentialsSecret": secret,
-                     "idleTimeout": ctx().config.batch_idle_seconds, "maxTime": ctx().config.batch_max_time_seconds}}
+                     "idleTimeout": directory.config.batch_idle_seconds,
+                     "maxTime": directory.config.batch_max_time_seconds}}
     try:
-        ctx().custom.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body)
+        directory.clients.custom.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body)
     except ApiException as exc:
         if exc.status != 409:
             raise
