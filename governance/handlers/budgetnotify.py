@@ -3,7 +3,7 @@ rewritten, and (for the work it pays for) that its namespace needs the executor 
 not in budgets.py, so that the job and session handlers need not import the budget handlers,
 which start the jobs a budget change admits.
 
-What it uses is given at start-up: lifecycle.py builds a BudgetNotifier with exactly its
+What it uses is given at start-up: startup.py builds a BudgetNotifier with exactly its
 collaborators and installs it here; the module's functions are what the job, session and sweep
 code calls."""
 
@@ -61,7 +61,7 @@ _notifier: BudgetNotifier | None = None
 
 
 def install(notifier: BudgetNotifier | None) -> None:
-    """At start-up (lifecycle.py); None at clean-up."""
+    """At start-up (startup.py); None at clean-up."""
     global _notifier
     _notifier = notifier
 

@@ -42,7 +42,7 @@ class MetricsOnly:
 
 
 class Budgets:
-    """What the QiskitBudget handlers use, given at start-up (lifecycle.py) rather than looked up:
+    """What the QiskitBudget handlers use, given at start-up (startup.py) rather than looked up:
     the ledger, the API clients (`clients.custom`: one client per thread, see OperatorContext), the
     jobs' phase counts, the budgets' units admission reads, and the status writer, which this
     object's write_status, rollover and ledger_unavailable drive. The kopf handlers below find it

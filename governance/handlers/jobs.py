@@ -651,7 +651,7 @@ def _charge(job: dict[str, Any], report: dict[str, Any]) -> int:
 @kopf.on.event("", "v1", "pods", labels={JOB_UID_LABEL: kopf.PRESENT})
 async def on_executor_pod(body: kopf.Body, type: str, **_: Any) -> None:
     """An executor pod started, ended, or went away. (The API server sends qgov's pods only once they
-    have left Pending, see lifecycle.start.) Events without work are dropped here, on the event
+    have left Pending, see startup.start.) Events without work are dropped here, on the event
     loop; the rest is handled in the thread pool."""
     phase = (body.get("status") or {}).get("phase")
     if started() and (phase in ("Running", "Succeeded", "Failed") if type != "DELETED"

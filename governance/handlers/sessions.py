@@ -115,7 +115,7 @@ def _fail_unreported_attempt(ref: JobRef, attempt: int, runner: str) -> None:
 
 
 class Sessions:
-    """What the QiskitSession handlers use, given at start-up (lifecycle.py) rather than looked up:
+    """What the QiskitSession handlers use, given at start-up (startup.py) rather than looked up:
     the ledger (a dedicated session's reservation and settlement), the API clients (`clients.core`,
     `clients.custom`: one per thread, see OperatorContext), the IBM token cache, the operator's
     config, and the budgets' units (shared with admission). The kopf handlers below find it in

@@ -4,7 +4,7 @@ the Runtime session. The session handlers (sessions.py) open, tick and close ses
 read sessions through here, so neither needs the other's private names.
 
 What it uses (the API clients, the automatic batches, the config's defaults) is given at start-up:
-lifecycle.py builds a SessionDirectory and installs it here; the module's functions, which the job
+startup.py builds a SessionDirectory and installs it here; the module's functions, which the job
 and session handlers call, use it."""
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ _directory: SessionDirectory | None = None
 
 
 def install(directory: SessionDirectory | None) -> None:
-    """At start-up (lifecycle.py); None at clean-up."""
+    """At start-up (startup.py); None at clean-up."""
     global _directory
     _directory = directory
 

@@ -16,6 +16,7 @@ from ..api import MANAGED_BY_LABEL, OPERATOR_FINALIZER
 from ..budget import db
 from ..budget.batcher import ReservationBatcher
 from ..budget.ledger import Ledger
+from ..kubeconfig import client_configuration
 from ..sessions.batching import Batcher
 from ..sessions.tokens import TokenManager, iam_exchange
 from .config import OperatorConfig
@@ -86,10 +87,8 @@ def start(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: Any, **_: An
     config = OperatorConfig.from_env()
     db.upgrade(config.database_url)  # idempotent; a fresh SQLite ledger needs its schema
     ledger = Ledger(config.database_url)
-    try:
-        kubernetes.config.load_incluster_config()
-    except kubernetes.config.ConfigException:
-        kubernetes.config.load_kube_config()
+    # the process-wide default the handlers' clients start from: the one rule every qgov client follows
+    kubernetes.client.Configuration.set_default(client_configuration())
     expiry = Alarms(lambda key: delete_job(context.custom, key), "qgov-job-expiry")
     context = OperatorContext(config, ledger, ReservationBatcher(ledger), executor=settings.execution.executor,
                               expiry=expiry)
