@@ -21,7 +21,7 @@ def test_the_lease_names_the_pod_and_each_start_is_a_new_candidate() -> None:
     assert a.identity.startswith("qgov-operator-abc-12345_") and a.identity != b.identity
     default = Election.from_env({"HOSTNAME": "x"})
     assert default.name == "qgov-operator" and default.identity.startswith("x_")
-    assert (default.timing.duration_s, default.timing.renew_every_s, default.timing.renew_deadline_s) == (10, 2, 8)
+    assert (default.timing.duration_s, default.timing.renew_every_s, default.timing.renew_deadline_s) == (15, 3, 12)
 
 
 def test_a_wrong_setting_is_one_line_and_a_failed_exit(capsys: pytest.CaptureFixture[str],

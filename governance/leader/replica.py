@@ -76,7 +76,11 @@ class Election:
             raise ValueError(f"QGOV_LEADER_ELECTION={raw!r}: expected true, false or auto")
         namespace = environ.get("POD_NAMESPACE") or _file(f"{SERVICE_ACCOUNT_DIR}/namespace") or DEFAULT_NAMESPACE
         pod = environ.get("POD_NAME") or environ.get("HOSTNAME") or socket.gethostname()
-        duration = float(environ.get("QGOV_LEASE_DURATION_SECONDS") or 10)
+        # 15 s, client-go's default: renewals every 3 s and a renew deadline of 12 s, measured from
+        # the start of the last renewal that succeeded. On the 2-core test bed a burst of executor pods
+        # starved kube-apiserver until renewals took 3.6 s and more; with a 10 s lease (8 s deadline)
+        # the next slow one cost the leader its lease mid-burst
+        duration = float(environ.get("QGOV_LEASE_DURATION_SECONDS") or 15)
         # a standby looks every second (a GET: nothing for the API server), so a released lease is
         # taken within a second and an expired one within a second of its expiry
         timing = Timing(duration_s=duration, renew_every_s=duration / 5, renew_deadline_s=duration * 0.8,

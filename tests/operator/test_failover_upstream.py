@@ -332,10 +332,10 @@ def test_the_acting_replica_is_killed_mid_burst_and_the_other_finishes_it(two_re
             for name in pods}
     assert new_holder.rsplit("_", 1)[0] == standby, logs
     print("\n".join(line for line in logs[standby].splitlines() if "qgov." in line or "Activity" in line)[-3000:])
-    # the lease within 15 s of the kill; acting also needs kopf's start and the first admission, on
-    # a 2-core machine where the burst's executor pods (each importing qiskit) saturate the CPU
-    assert took_lease <= 15.0, took_lease
-    assert took_action <= 25.0, took_action
+    # the lease within 20 s of the kill (a 15 s lease); acting also needs kopf's start and the first
+    # admission, on a 2-core machine where the burst's executor pods (each importing qiskit) saturate the CPU
+    assert took_lease <= 20.0, took_lease
+    assert took_action <= 30.0, took_action
 
     names.append("after-the-kill")
     final = wait_for(lambda: (p := phases()) and all(p.get(n) in TERMINAL for n in names) and p,
