@@ -15,9 +15,9 @@ from governance.api.specs import SpecError, parse_backend, parse_job
 from governance.budget.costmodel import PriceList, Usage
 from governance.budget.types import Balance, Decision, ReserveOutcome
 from governance.jobs.events import Event
-from governance.jobs import (TERMINAL, AdmissionFacts, Admit, AlreadyCounted, Fail, Finish, JobStatus, NeedBackend,
-                             NeedBudget, NeedEstimate, NeedReservation, NeedSession, Phase, Queue, Refuse, Retry,
-                             after_attempt, attempt_charge, decide_admission, retry_delay)
+from governance.jobs import TERMINAL, AlreadyCounted, Finish, JobStatus, Phase, Retry, after_attempt, attempt_charge, retry_delay
+from governance.jobs.admission import (AdmissionFacts, Admit, Fail, NeedBackend, NeedBudget, NeedEstimate, NeedReservation,
+                                       NeedSession, Queue, Refuse, decide_admission)
 
 NS = "team-a"
 QASM = 'OPENQASM 2.0; include "qelib1.inc"; qreg q[1]; creg c[1]; h q[0]; measure q[0] -> c[0];'
@@ -213,10 +213,10 @@ def test_the_core_imports_no_kubernetes_kopf_or_database() -> None:
 
 def test_the_phases_are_one_definition_that_loads_without_qiskit() -> None:
     """`qgov ledger audit` judges phases without pricing circuits: the phases (and the audit that
-    uses them) load without qiskit; the admission's names load when first used."""
+    uses them) load without qiskit; the admission module, which prices circuits, loads it."""
     code = ("import sys, governance.budget.audit as audit, governance.jobs as jobs; "
             "print(audit.TERMINAL is jobs.TERMINAL, 'qiskit' in sys.modules, end=' '); "
-            "jobs.decide_admission; print('qiskit' in sys.modules)")
+            "import governance.jobs.admission; print('qiskit' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["True", "False", "True"]
 

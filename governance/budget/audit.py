@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 from ..api import GROUP, VERSION
-from ..jobs.phases import TERMINAL  # (governance.jobs loads its qiskit-bound admission only when it is used)
+from ..jobs.phases import TERMINAL  # (governance.jobs does not import its qiskit-bound admission module)
 from .money import AmountError, format_amount, parse_amount
 
 OPEN = frozenset({"held", "queued"})  # states in which a reservation still holds (or waits for) money

@@ -27,9 +27,9 @@ from ..api.specs import Backend, JobSpec, SpecError, parse_job
 from ..budget.errors import DatabaseUnavailable, UnknownBudget, UnknownReservation
 from ..budget.money import format_amount, format_quantity
 from ..budget.types import Decision, QueueChange, ReserveOutcome, ReserveRequest, SettleOutcome
-from ..jobs import (ACTIVE, TERMINAL, AdmissionFacts, AlreadyCounted, Fail, JobStatus, Need, NeedBackend, NeedBudget,
-                    NeedEstimate, NeedReservation, NeedSession, Outcome, Phase, Queue, Refuse, Retry, after_attempt,
-                    attempt_charge, decide_admission)
+from ..jobs import ACTIVE, TERMINAL, AlreadyCounted, JobStatus, Phase, Retry, after_attempt, attempt_charge
+from ..jobs.admission import (AdmissionFacts, Fail, Need, NeedBackend, NeedBudget, NeedEstimate, NeedReservation,
+                              NeedSession, Outcome, Queue, Refuse, decide_admission)
 from ..jobs.attempts import DEFAULT_BACKOFF_LIMIT
 from ..jobs.events import Event
 from ..providers.base import ExecutorNeeds

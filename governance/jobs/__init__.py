@@ -10,14 +10,12 @@
 
 handlers/jobs.py reads the cluster and the ledger, calls these, and applies their answers.
 
-The admission's names are loaded when first used: admission.py prices circuits (qiskit), and
-what needs only the phases (`qgov ledger audit`, `import governance.jobs.phases`) does not load it.
+The package imports the light modules only: admission.py prices circuits (qiskit), so it is
+imported as `governance.jobs.admission` by those that decide admissions, and what needs only
+the phases (`qgov ledger audit`) does not load qiskit.
 """
 
 from __future__ import annotations
-
-import importlib
-from typing import TYPE_CHECKING, Any
 
 from .attempts import (EXIT_DETERMINISTIC, AlreadyCounted, Finish, Retry, after_attempt, attempt_charge,
                        retry_delay)
@@ -25,21 +23,5 @@ from .events import Event
 from .phases import ACTIVE, TERMINAL, Phase
 from .status import JobStatus
 
-if TYPE_CHECKING:
-    from .admission import (Admit, AdmissionFacts, Fail, Need, NeedBackend, NeedBudget, NeedEstimate, NeedReservation,
-                            NeedSession, Outcome, Priced, Queue, Refuse, decide_admission)
-
-_ADMISSION = frozenset({"Admit", "AdmissionFacts", "Fail", "Need", "NeedBackend", "NeedBudget", "NeedEstimate",
-                        "NeedReservation", "NeedSession", "Outcome", "Priced", "Queue", "Refuse", "decide_admission"})
-
-
-def __getattr__(name: str) -> Any:
-    if name in _ADMISSION:
-        return getattr(importlib.import_module(".admission", __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-__all__ = ["ACTIVE", "EXIT_DETERMINISTIC", "TERMINAL", "Admit", "AdmissionFacts", "AlreadyCounted", "Event", "Fail", "Finish",
-           "JobStatus", "Need", "NeedBackend", "NeedBudget", "NeedEstimate", "NeedReservation", "NeedSession",
-           "Outcome", "Phase", "Priced", "Queue", "Refuse", "Retry", "after_attempt", "attempt_charge",
-           "decide_admission", "retry_delay"]
+__all__ = ["ACTIVE", "EXIT_DETERMINISTIC", "TERMINAL", "AlreadyCounted", "Event", "Finish", "JobStatus", "Phase", "Retry",
+           "after_attempt", "attempt_charge", "retry_delay"]
