@@ -27,7 +27,9 @@ def run_ledger_demo(database_url: str | None = None) -> str:
     from qiskit_ibm_runtime.fake_provider import FakeManilaV2
 
     from .budget import db
-    from .budget.costmodel import IBM_PAY_AS_YOU_GO, amount_in_unit, estimate_usage, shape_on_target
+    from .budget.costmodel import amount_in_unit
+    from .providers.estimate import estimate_usage, shape_on_target
+    from .providers.ibm import IBM_PAY_AS_YOU_GO
     from .budget.ledger import Ledger
     from .budget.money import format_amount
     from .budget.report import parse_window, render

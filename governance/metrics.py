@@ -30,7 +30,8 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from .budget.types import ReserveOutcome, ReserveRequest, SettleOutcome
-from .sessions.tokens import Credential, Token, TokenError
+from .providers.ibm.iam import Credential
+from .sessions.tokens import Token, TokenError
 
 log = logging.getLogger("qgov.metrics")
 disable_created_metrics()  # a `_created` twin of every counter and histogram series says nothing here

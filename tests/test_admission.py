@@ -10,7 +10,7 @@ import pytest
 from governance import admission, circuits
 from governance.admission import Estimate, Problem, assess
 from governance.api.specs import parse_backend, parse_job
-from governance.budget import costmodel
+from governance.providers import estimate as estimates
 
 BELL = 'OPENQASM 2.0;\ninclude "qelib1.inc";\nqreg q[2];\ncreg c[2];\nh q[0];\ncx q[0],q[1];\nmeasure q -> c;\n'
 BROKEN = 'OPENQASM 2.0;\ninclude "qelib1.inc";\nqreg q[2];\nh q[5];\n'
@@ -34,7 +34,7 @@ def empty_caches() -> None:
 def transpiles(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The real shape_on_target, with a record of each circuit it measured."""
     calls: list[str] = []
-    real = costmodel.shape_on_target
+    real = estimates.shape_on_target
 
     def recording(circuit, target):  # type: ignore[no-untyped-def]
         calls.append(circuit.name)

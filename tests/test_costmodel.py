@@ -8,17 +8,10 @@ import pytest
 from qiskit import qasm2
 from qiskit_ibm_runtime.fake_provider import FakeManilaV2
 
-from governance.budget.costmodel import (
-    BRAKET_STYLE,
-    IBM_PAY_AS_YOU_GO,
-    SAFETY_FACTOR,
-    PriceList,
-    Usage,
-    amount_in_unit,
-    estimate_usage,
-    price,
-    shape_on_target,
-)
+from governance.budget.costmodel import PriceList, Usage, amount_in_unit, price
+from governance.providers.estimate import SAFETY_FACTOR, estimate_usage, shape_on_target
+from governance.providers.ibm import IBM_PAY_AS_YOU_GO
+from governance.providers.presets import BRAKET_STYLE
 from governance.budget.money import AmountError, micro_from_decimal_ceil
 
 BELL = 'OPENQASM 2.0; include "qelib1.inc"; qreg q[2]; creg c[2]; h q[0]; cx q[0],q[1]; measure q -> c;'

@@ -71,7 +71,8 @@ def test_the_operator_role_covers_the_calls_it_makes() -> None:
 
 def test_the_session_samples_parse() -> None:
     from governance.api.specs import parse_backend, parse_session
-    from governance.backends import fake_backend, model_name
+    from governance import providers
+    from governance.providers.devices import fake_backend
 
     docs = load(ROOT / "samples" / "ibm-session.yaml") + load(ROOT / "samples" / "local-session.yaml")
     backends = {d["metadata"]["name"]: d for d in docs + load(ROOT / "samples" / "backends.yaml")
@@ -82,7 +83,7 @@ def test_the_session_samples_parse() -> None:
         spec = parse_session(session["spec"])
         backend = parse_backend(spec.backend, backends[spec.backend]["spec"])
         if backend.provider == "ibm":
-            assert fake_backend(model_name(backend)).num_qubits > 100  # estimates run on the device's twin
+            assert fake_backend(providers.of(backend).device_model(backend)).num_qubits > 100  # estimates run on the device's twin
     secret = next(d for d in docs if d["kind"] == "Secret")
     assert set(secret["stringData"]) == {"apiKey", "instance"}
 

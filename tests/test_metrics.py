@@ -21,7 +21,8 @@ from governance.budget.ledger import Ledger
 from governance.budget.types import BudgetSpec, Decision, ReserveRequest, SettleOutcome
 from governance.handlers.budgets import Budgets
 from governance.handlers.jobphases import JobPhases
-from governance.sessions.tokens import Credential, Token, TokenError, TokenManager
+from governance.providers.ibm.iam import Credential
+from governance.sessions.tokens import Token, TokenError, TokenManager
 
 from .conftest import FakeClock
 

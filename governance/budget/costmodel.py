@@ -3,14 +3,13 @@
 Prices are integer micro-units of a currency; a usage (estimated by a provider, or reported by an
 executor) costs Σ usage × price, rounded up to the micro-unit. What a job is estimated to use is
 the providers' (governance/providers/estimate.py, chosen per provider); price presets live with
-the provider they describe. The old names stay importable from here (see __getattr__).
+the provider they describe.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
 
 from .money import MICRO, micro_from_decimal_ceil, parse_amount
 
@@ -68,22 +67,3 @@ def amount_in_unit(usage: Usage, prices: PriceList, unit: str) -> int:
         raise ValueError(f"budget unit {unit} does not match the backend's price currency {prices.currency}")
     return price(usage, prices)
 
-
-# names that moved out, importable from here for callers that predate the providers
-_MOVED = {
-    "governance.providers.estimate": ("SAFETY_FACTOR", "DEFAULT_JOB_OVERHEAD_QPU_S", "DEFAULT_REP_DELAY_S",
-                                      "AER_BASE_CPU_S", "AER_CPU_S_PER_GATE_SHOT", "CircuitShape",
-                                      "estimate_usage", "shape_on_target"),
-    "governance.providers.ibm": ("IBM_PAYG_USD_PER_QPU_SECOND", "IBM_PAY_AS_YOU_GO"),
-    "governance.providers.presets": ("BRAKET_STYLE",),
-}
-
-
-def __getattr__(name: str) -> Any:
-    """Lazily, so that the providers (which price with this module) can be imported first."""
-    import importlib
-
-    for module, names in _MOVED.items():
-        if name in names:
-            return getattr(importlib.import_module(module), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

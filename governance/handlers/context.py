@@ -1,6 +1,6 @@
 """What the handlers share for the life of the operator process: config, ledger, batcher, clients.
 
-(Not IBM Qiskit Runtime: that is governance/sessions/runtime_api.py.)"""
+(Not IBM Qiskit Runtime: that is governance/providers/ibm/runtime_api.py.)"""
 
 from __future__ import annotations
 

@@ -7,7 +7,7 @@ The API key stays in the operator: executor pods mount `<session>-token`, a Secr
 current bearer token, which the session timer rotates before the token is due.
 
 The decisions (idle, expire, finish, re-queue) are governance/sessions/lifecycle.py's; the
-Runtime calls are governance/sessions/runtime_api.py's. Here they meet the Kubernetes API.
+Runtime calls are governance/providers/ibm/runtime_api.py's. Here they meet the Kubernetes API.
 """
 
 from __future__ import annotations
@@ -32,8 +32,9 @@ from ..budget.money import format_amount, format_quantity
 from ..budget.types import Decision, ReserveRequest
 from ..jobs.events import Event
 from ..sessions.lifecycle import Action, Phase, SessionView, decide
-from ..sessions.runtime_api import RuntimeApi, RuntimeApiError
-from ..sessions.tokens import Credential, TokenError, TokenManager, credential_from_secret, credentials_problem
+from ..providers.ibm.iam import Credential, credential_from_secret, credentials_problem
+from ..providers.ibm.runtime_api import RuntimeApi, RuntimeApiError
+from ..sessions.tokens import TokenError, TokenManager
 from .budgetnotify import refresh_budget_status, refresh_namespace_budgets
 from .conditions import iso, now_iso, parse_iso, set_condition
 from .config import OperatorConfig, session_interval_seconds

@@ -18,7 +18,8 @@ from ..budget.batcher import ReservationBatcher
 from ..budget.ledger import Ledger
 from ..kubeconfig import client_configuration
 from ..sessions.batching import Batcher
-from ..sessions.tokens import TokenManager, iam_exchange
+from ..providers.ibm.iam import iam_exchange
+from ..sessions.tokens import TokenManager
 from .config import OperatorConfig
 from .budgets import Budgets
 from .budgetnotify import BudgetNotifier, install as install_budget_notifier

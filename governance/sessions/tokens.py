@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import cachetools
 
@@ -88,16 +88,3 @@ class TokenManager:
             cached = self._tokens.get(credential.fingerprint)
         return cached.refresh_at() if cached else None
 
-
-# IAM moved to the ibm provider; these names stay importable from here for the handlers, the
-# webhook and metrics, which import them from this module
-_MOVED = ("GRANT", "DEFAULT_IAM_URL", "Credential", "credentials_problem", "credential_from_secret", "iam_exchange")
-
-
-def __getattr__(name: str) -> Any:
-    """Lazily: the ibm provider's iam module imports Token and TokenError from here."""
-    if name in _MOVED:
-        from ..providers.ibm import iam
-
-        return getattr(iam, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

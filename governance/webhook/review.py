@@ -19,14 +19,14 @@ from typing import Any, Protocol
 
 from .. import providers
 from ..admission import Estimate, Problem, assess, backend_from_object, choose_budget, unknown_backend
-from ..backends import UnknownBackendModel, max_qubits
+from ..providers.base import UnknownBackendModel
 from ..api.specs import Backend, JobSpec, SpecError, parse_budget, parse_job, parse_session
 from ..budget import policy
 from ..budget.money import format_amount
 from ..budget.types import Balance
 from ..jobs.admission import (Admit, AdmissionFacts, Fail, Need, NeedBackend, NeedBudget, NeedEstimate, NeedReservation,
                               NeedSession, Outcome, Queue, Refuse, decide_admission)
-from ..sessions.tokens import credentials_problem
+from ..providers.ibm.iam import credentials_problem
 
 
 @dataclass(frozen=True)
@@ -109,10 +109,11 @@ def review(request: Mapping[str, Any], sources: Sources) -> Verdict:
             backend = backend_from_object(name, obj)
             if isinstance(backend, Problem):
                 return Verdict(False, backend.message, backend.reason)
+            provider = providers.of(backend)
             try:  # the device model every estimate on it is made with
-                max_qubits(backend)
+                provider.max_qubits(backend)
             except UnknownBackendModel as exc:
-                field = providers.of(backend).model_field(spec)
+                field = provider.model_field(spec)
                 return Verdict(False, f"QiskitBackend {name}: {field}: {exc}", "UnknownBackend")
     except SpecError as exc:
         return Verdict(False, str(exc), "InvalidSpec")

@@ -1,5 +1,5 @@
 """The two Runtime clients against a local server speaking IBM's protocol: the operator's session
-API (governance/sessions/runtime_api.py) and the executor's path through qiskit-ibm-runtime
+API (governance/providers/ibm/runtime_api.py) and the executor's path through qiskit-ibm-runtime
 (executor/ibm.py), including how IBM's failures reach the job."""
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ import pytest
 from executor.ibm import RuntimeRefusal, run_ibm
 from governance.api.specs import parse_backend, parse_job
 from governance.circuits import parse_circuits
-from governance.sessions.runtime_api import RuntimeApi, RuntimeApiError
-from governance.sessions.tokens import Credential, TokenManager
+from governance.providers.ibm.runtime_api import RuntimeApi, RuntimeApiError
+from governance.providers.ibm.iam import Credential
+from governance.sessions.tokens import TokenManager
 from qgov_dev.testing.ibm_cloud import CRN, LocalIbmCloud
 
 KEY = "runtime-clients-test-key-42"

@@ -7,7 +7,8 @@ import time
 
 import pytest
 
-from governance.sessions.tokens import Credential, TokenError, TokenManager, iam_exchange
+from governance.providers.ibm.iam import Credential, iam_exchange
+from governance.sessions.tokens import TokenError, TokenManager
 from qgov_dev.testing.ibm_iam import LocalIam
 
 KEY, OTHER = "k3y-SECRET-0123456789", "0ther-SECRET-abcdef"
@@ -85,7 +86,7 @@ def test_iam_outages_are_retried() -> None:
 def test_a_secret_without_a_key_or_instance_says_which_and_shows_no_value() -> None:
     import base64
 
-    from governance.sessions.tokens import credential_from_secret
+    from governance.providers.ibm.iam import credential_from_secret
 
     data = {"apiKey": base64.b64encode(b"hidden-key-value").decode()}
     with pytest.raises(TokenError) as err:
