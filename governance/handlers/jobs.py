@@ -11,6 +11,7 @@ import asyncio
 import contextvars
 import json
 import logging
+import sys
 from dataclasses import dataclass
 from functools import partial
 from datetime import datetime, timezone
@@ -413,7 +414,26 @@ async def on_job_event(type: str | None, body: Any, **_: Any) -> None:
                         partial(_job_event_again, type, JobRef.of(job)), JobWatcher(JobRef.of(job)))
 
 
-rawevents.route(GROUP, PLURAL, on_job_event)  # past kopf's per-event processing (rawevents.py)
+def listed_job(job: dict[str, Any]) -> dict[str, Any]:
+    """What on_job_event needs of a job from the initial listing: the whole job when it has work,
+    else (a finished job, most of a long-lived cluster's) its names, phase, budget and expiry. The
+    strings every job repeats are shared, not one copy per job (they outlive the listing)."""
+    if _job_has_work(None, job):
+        return job
+    meta, status, spec = job["metadata"], job.get("status") or {}, job.get("spec") or {}
+    slim_meta = {k: meta[k] for k in ("name", "uid", "resourceVersion", "deletionTimestamp", "finalizers") if k in meta}
+    slim_meta["namespace"] = sys.intern(meta["namespace"])
+    slim_status = {k: sys.intern(status[k]) for k in ("phase", "budget") if isinstance(status.get(k), str)}
+    if "completionTime" in status:
+        slim_status["completionTime"] = status["completionTime"]
+    slim = {"metadata": slim_meta, "status": slim_status}
+    if "ttlSecondsAfterFinished" in spec:
+        slim["spec"] = {"ttlSecondsAfterFinished": spec["ttlSecondsAfterFinished"]}
+    return slim
+
+
+# past kopf's per-event processing; at start-up, finished jobs are held slimmed (rawevents.py)
+rawevents.route(GROUP, PLURAL, on_job_event, listed=listed_job)
 
 
 def _job_has_work(type: str | None, job: Any) -> bool:

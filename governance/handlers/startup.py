@@ -53,6 +53,8 @@ class _DiffBaseWhereChanged(kopf.AnnotationsDiffBaseStorage):
         return super().fetch(body=body)
 
 
+LIST_CHUNK = 500  # objects per page of a watch's initial listing
+
 _sweeper: PodSweeper | None = None  # started with the operator, stopped with it
 
 
@@ -71,6 +73,10 @@ def start(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: Any, **_: An
     settings.posting.reporting_instance = os.environ.get("HOSTNAME") or EVENT_SOURCE
     settings.posting.event_name_prefix = "qgov-"
     settings.watching.server_timeout = 60
+    # the initial listing in pages (client-go's reflectors page by 500 too): all at once, a cluster's
+    # 50,000 jobs were one response decoded whole, the operator's peak memory, and the heap it
+    # left behind stayed (with rawevents' slim listed jobs, RSS at 20,000 finished: 431 -> 247 MiB)
+    settings.watching.chunk_size = LIST_CHUNK
     # the API server sends only qgov's pods (executors, session runners): in a shared cluster the
     # operator would otherwise receive, parse and drop every pod event of every workload. And only
     # once they have left Pending: the operator has nothing to do while a pod is scheduled and

@@ -7,6 +7,7 @@ import time
 from sqlalchemy import func, select
 
 from governance.budget.models import LedgerEntry
+from governance.handlers.startup import LIST_CHUNK
 
 from .conftest import NS, TERMINAL, Env
 
@@ -78,3 +79,24 @@ def test_a_queued_job_the_ledger_admitted_while_the_operator_was_down_runs_after
     assert status["phase"] == "Succeeded" and status["actualCost"] == "0.30"
     assert ledger.verify() == [] and ledger.open_reservations() == []
     ledger.close()
+
+
+def test_after_a_restart_the_operator_knows_the_finished_jobs_of_a_listing_of_many_pages(env: Env) -> None:
+    """The initial listing comes in pages, and finished jobs are held slimmed while it lasts
+    (startup.LIST_CHUNK, rawevents.py): every one of them is still counted and expired."""
+    env.budget("5.00")
+    env.operator.kill()
+    count = LIST_CHUNK + 10  # one page and a part of another
+    finished = {"phase": "Succeeded", "budget": NS, "completionTime": "2026-11-01T00:00:00Z",
+                "message": "succeeded on attempt 1"}
+    for i in range(count):
+        ttl = 1 if i == 0 else 365 * 86_400  # done-0 expired long ago; the others are kept
+        env.job(f"done-{i:03d}", shots=100, ttlSecondsAfterFinished=ttl)
+        env.custom.patch_namespaced_custom_object_status("qgov.dev", "v1alpha1", NS, "qiskitjobs", f"done-{i:03d}",
+                                                         {"status": finished})
+    env.operator.start()
+    env.wait(lambda: not any(j["metadata"]["name"] == "done-000" for j in env.jobs()), "the expired job deleted")
+    status = env.wait(lambda: (lambda s: s if (s.get("jobs") or {}).get("succeeded") == count - 1 else None)(
+        env.get("qiskitbudgets", NS).get("status") or {}), "the budget to count every other finished job", timeout=60)
+    assert status["jobs"] == {"admitted": 0, "refused": 0, "queued": 0, "succeeded": count - 1, "failed": 0}
+    assert len(env.jobs()) == count - 1
