@@ -35,43 +35,19 @@ from ..sessions.lifecycle import Action, Phase, SessionView, decide
 from ..providers.ibm.iam import Credential, credential_from_secret, credentials_problem
 from ..providers.ibm.runtime_api import RuntimeApi, RuntimeApiError
 from ..sessions.tokens import TokenError, TokenManager
-from .budgetnotify import refresh_budget_status, refresh_namespace_budgets
+from .budgetnotify import BudgetNotifier
 from .conditions import iso, now_iso, parse_iso, set_condition
 from .config import OperatorConfig, session_interval_seconds
 from .pods import (SESSION_RUNNER_LABEL, owner_name, runner_pod_name, session_runner_pod,
                    token_secret_name)
 from .retrying import HANDLER_RETRY_SECONDS, run_retrying
-from .context import started
-from .jobs import (JobRef, JobWatcher, attempt_finished, choose_budget, create_attempt_pod, load_backend,
-                   start_admitted, start_session_jobs)
-from .kube import created, delete_pod, discard, emit, get_job, get_session
-from .sessionview import ENDED, credentials_secret, local_runner, session_jobs
+from .context import KopfContext
+from .jobs import JobRef, Jobs
+from .kube import Kube, created, discard, emit
+from .sessionview import ENDED, SessionDirectory, local_runner
 
 PLURAL = "qiskitsessions"
 JOB_ACTIVE = {"Admitted", "Running"}
-
-
-def _wall_cost(session: dict[str, Any], seconds: int) -> int:
-    """What `seconds` of a dedicated session cost: its backend's QPU-second price, in its budget's unit."""
-    backend = load_backend(session["spec"]["backend"])
-    if isinstance(backend, Problem):
-        return 0
-    unit = (session.get("status") or {}).get("currency") or "USD"
-    return providers.of(backend).session_cost(seconds, backend.prices, unit)
-
-
-def _summary(session: dict[str, Any], jobs: list[dict[str, Any]], now: float) -> dict[str, Any]:
-    """Counts, usage and cost: a batch charges its jobs; a dedicated session its wall-clock time."""
-    status = session.get("status") or {}
-    usage = sum(Decimal(str((j.get("status") or {}).get("qpuSeconds") or 0)) for j in jobs)
-    if status.get("mode") == "dedicated" and not status.get("runner"):
-        opened = parse_iso(status["openedTime"]).timestamp()
-        closed = parse_iso(status["closedTime"]).timestamp() if status.get("closedTime") else now
-        seconds = int(max(0.0, closed - opened))
-        cost = _wall_cost(session, seconds)
-        return {"jobs": len(jobs), "usageSeconds": format_quantity(usage), "wallSeconds": seconds, "cost": format_amount(cost)}
-    cost = sum(int((j.get("status") or {}).get("usedMicro") or 0) for j in jobs)
-    return {"jobs": len(jobs), "usageSeconds": format_quantity(usage), "cost": format_amount(cost)}
 
 
 def _last_activity(status: dict[str, Any], jobs: list[dict[str, Any]]) -> float:
@@ -88,44 +64,67 @@ def _live(status: Any, **_: Any) -> bool:
     return (status or {}).get("phase") in (Phase.OPEN.value, Phase.DRAINING.value)
 
 
-def _stop_runner(namespace: str, name: str) -> None:
-    delete_pod(namespace, runner_pod_name(name))
-
-
 MAX_RUNNER_RESTARTS = 3
-
-
-def _fail_unreported(namespace: str, session_name: str, runner: str) -> None:
-    for job in session_jobs(namespace, session_name):
-        status = job.get("status") or {}
-        attempt = int(status.get("attempts") or 0)
-        if status.get("phase") in JOB_ACTIVE and attempt > int(status.get("countedAttempt") or 0) \
-                and not status.get("retryAt"):
-            ref = JobRef.of(job)
-            run_retrying(f"job {namespace}/{ref.name}: runner {runner} stopped",
-                         partial(_fail_unreported_attempt, ref, attempt, runner), watcher=JobWatcher(ref))
-
-
-def _fail_unreported_attempt(ref: JobRef, attempt: int, runner: str) -> None:
-    """An attempt the stopped runner never reported fails like a lost pod (a retry reads the job afresh)."""
-    fresh = get_job(ref.namespace, ref.name)
-    if fresh is not None and fresh["metadata"]["uid"] == ref.uid and \
-            int((fresh.get("status") or {}).get("countedAttempt") or 0) < attempt:
-        attempt_finished(fresh, attempt, False,
-                         {"error": f"the session runner {runner} stopped before the job finished"}, 137)
 
 
 class Sessions:
     """What the QiskitSession handlers use, given at start-up (startup.py) rather than looked up:
-    the ledger (a dedicated session's reservation and settlement), the API clients (`clients.core`,
-    `clients.custom`: one per thread, see OperatorContext), the IBM token cache, the operator's
-    config, and the budgets' units (shared with admission). The kopf handlers below find it in
-    kopf's memo (`memo.sessions`); the pod sweep is given it to re-create runners."""
+    the ledger (a dedicated session's reservation and settlement), the API (kube.Kube), the IBM
+    token cache, the operator's config, the budgets' units (shared with admission), the job
+    handlers' object (a session's jobs start, fail and are charged there), what sessions tell
+    budgets (budgetnotify.py), the sessions' directory (sessionview.py), and whether the operator
+    is running. The kopf handlers below find it in kopf's memo (`memo.sessions`); the pod sweep is
+    given it to re-create runners."""
 
-    def __init__(self, ledger: Ledger, clients: Any, tokens: TokenManager, config: OperatorConfig,
-                 budget_units: dict[str, dict[str, str]]) -> None:
+    def __init__(self, ledger: Ledger, clients: Kube, tokens: TokenManager, config: OperatorConfig,
+                 budget_units: dict[str, dict[str, str]], jobs: Jobs, notifier: BudgetNotifier,
+                 directory: SessionDirectory, kopf_context: KopfContext) -> None:
         self.ledger, self.clients, self.tokens, self.config = ledger, clients, tokens, config
-        self.budget_units = budget_units
+        self.budget_units, self.jobs, self.notifier, self.directory = budget_units, jobs, notifier, directory
+        self.kopf_context = kopf_context
+
+    def _wall_cost(self, session: dict[str, Any], seconds: int) -> int:
+        """What `seconds` of a dedicated session cost: its backend's QPU-second price, in its budget's unit."""
+        backend = self.jobs.load_backend(session["spec"]["backend"])
+        if isinstance(backend, Problem):
+            return 0
+        unit = (session.get("status") or {}).get("currency") or "USD"
+        return providers.of(backend).session_cost(seconds, backend.prices, unit)
+
+    def _summary(self, session: dict[str, Any], jobs: list[dict[str, Any]], now: float) -> dict[str, Any]:
+        """Counts, usage and cost: a batch charges its jobs; a dedicated session its wall-clock time."""
+        status = session.get("status") or {}
+        usage = sum(Decimal(str((j.get("status") or {}).get("qpuSeconds") or 0)) for j in jobs)
+        if status.get("mode") == "dedicated" and not status.get("runner"):
+            opened = parse_iso(status["openedTime"]).timestamp()
+            closed = parse_iso(status["closedTime"]).timestamp() if status.get("closedTime") else now
+            seconds = int(max(0.0, closed - opened))
+            cost = self._wall_cost(session, seconds)
+            return {"jobs": len(jobs), "usageSeconds": format_quantity(usage), "wallSeconds": seconds, "cost": format_amount(cost)}
+        cost = sum(int((j.get("status") or {}).get("usedMicro") or 0) for j in jobs)
+        return {"jobs": len(jobs), "usageSeconds": format_quantity(usage), "cost": format_amount(cost)}
+
+    def _stop_runner(self, namespace: str, name: str) -> None:
+        self.clients.delete_pod(namespace, runner_pod_name(name))
+
+    def _fail_unreported(self, namespace: str, session_name: str, runner: str) -> None:
+        for job in self.directory.session_jobs(namespace, session_name):
+            status = job.get("status") or {}
+            attempt = int(status.get("attempts") or 0)
+            if status.get("phase") in JOB_ACTIVE and attempt > int(status.get("countedAttempt") or 0) \
+                    and not status.get("retryAt"):
+                ref = JobRef.of(job)
+                run_retrying(f"job {namespace}/{ref.name}: runner {runner} stopped",
+                             partial(self._fail_unreported_attempt, ref, attempt, runner),
+                             watcher=self.jobs.watcher(ref))
+
+    def _fail_unreported_attempt(self, ref: JobRef, attempt: int, runner: str) -> None:
+        """An attempt the stopped runner never reported fails like a lost pod (a retry reads the job afresh)."""
+        fresh = self.clients.get_job(ref.namespace, ref.name)
+        if fresh is not None and fresh["metadata"]["uid"] == ref.uid and \
+                int((fresh.get("status") or {}).get("countedAttempt") or 0) < attempt:
+            self.jobs.attempt_finished(fresh, attempt, False,
+                                       {"error": f"the session runner {runner} stopped before the job finished"}, 137)
 
     def load_credential(self, namespace: str, secret: str) -> Credential:
         """The IBM credential in a Secret of the session's namespace; errors name the Secret, not values."""
@@ -139,7 +138,7 @@ class Sessions:
 
     def runtime_api(self, namespace: str, spec: SessionSpec) -> tuple[Credential, RuntimeApi]:
         """The session's credential and the Runtime API on it (TokenError when the Secret is wrong)."""
-        credential = self.load_credential(namespace, credentials_secret(spec.credentials_secret))
+        credential = self.load_credential(namespace, self.directory.credentials_secret(spec.credentials_secret))
         return credential, RuntimeApi(credential, self.tokens, http=metrics.CountedSession())
 
     def _patch(self, namespace: str, name: str, status: dict[str, Any]) -> None:
@@ -177,13 +176,13 @@ class Sessions:
             "phase": Phase.FAILED.value, "message": message, "closedTime": now_iso(),
             "conditions": set_condition((session.get("status") or {}).get("conditions"), "Ready", False, reason, message,
                                         meta.get("generation"))})
-        start_session_jobs(meta["namespace"], meta["name"])
+        self.jobs.start_session_jobs(meta["namespace"], meta["name"])
 
     def _dedicated_reservation(self, session: dict[str, Any], spec: SessionSpec,
                                backend: Backend) -> Problem | tuple[int, str]:
         """A dedicated session is billed for its wall-clock time: reserve maxTime × price up front."""
         meta = session["metadata"]
-        choice = choose_budget(meta["namespace"], None)
+        choice = self.jobs.choose_budget(meta["namespace"], None)
         if isinstance(choice, Problem):
             return choice
         if choice is None:  # unbudgeted work is allowed: nothing to reserve
@@ -195,7 +194,7 @@ class Sessions:
                                                         backend=backend.name, session=meta["name"]))
         except UnknownBudget as exc:
             return Problem("UnknownBudget", str(exc))
-        refresh_budget_status(meta["namespace"], choice[0])  # its status (and gauges) show the hold
+        self.notifier.refresh_budget_status(meta["namespace"], choice[0])  # its status (and gauges) show the hold
         if outcome.decision is Decision.ADMITTED:
             return amount, choice[1]
         if outcome.decision is Decision.QUEUED:  # a session waits for no one: it opens now or not at all
@@ -211,13 +210,13 @@ class Sessions:
         if status.get("phase") in ENDED:
             return
         if status.get("sessionId"):  # resume: already open
-            start_session_jobs(namespace, name)
+            self.jobs.start_session_jobs(namespace, name)
             return
         try:
             spec = parse_session(dict(session.get("spec") or {}))
         except SpecError as exc:
             return self._fail(session, "InvalidSpec", str(exc), patch)
-        backend = load_backend(spec.backend)
+        backend = self.jobs.load_backend(spec.backend)
         if isinstance(backend, Problem):
             return self._fail(session, backend.reason, backend.message, patch)
         if not providers.of(backend).remote_sessions:
@@ -265,7 +264,7 @@ class Sessions:
             "message": message,
             "conditions": set_condition(status.get("conditions"), "Ready", True, "SessionOpen", message,
                                         session["metadata"].get("generation"))})
-        start_session_jobs(namespace, name)  # jobs admitted before the session opened were waiting for it
+        self.jobs.start_session_jobs(namespace, name)  # jobs admitted before the session opened were waiting for it
 
     def _open_local(self, session: dict[str, Any], spec: SessionSpec, backend: Backend) -> None:
         """A session on aer or fake: one runner pod runs its jobs in turn. There is no wall-clock
@@ -280,7 +279,7 @@ class Sessions:
             "lastActivity": opened, "jobs": 0, "usageSeconds": "0", "cost": "0.00", "message": message,
             "conditions": set_condition((session.get("status") or {}).get("conditions"), "Ready", True, "SessionOpen",
                                         message, meta.get("generation"))})
-        start_session_jobs(meta["namespace"], meta["name"])
+        self.jobs.start_session_jobs(meta["namespace"], meta["name"])
 
     def create_runner(self, session: dict[str, Any]) -> bool:
         """Create the session's runner pod; False when it exists already (a replay)."""
@@ -294,11 +293,11 @@ class Sessions:
             self.ledger.release(session["metadata"]["uid"])
         except (UnknownReservation, InvalidTransition, UnknownBudget):
             pass
-        refresh_namespace_budgets(session["metadata"]["namespace"])
+        self.notifier.refresh_namespace_budgets(session["metadata"]["namespace"])
 
     def session_tick(self, body: kopf.Body, namespace: str, name: str) -> None:
         """Rotate the token when due; close an idle session; expire one at maxTime; write the counts."""
-        if not started():
+        if not self.kopf_context.running:
             return
         session = dict(body)
         status = session.get("status") or {}
@@ -307,7 +306,7 @@ class Sessions:
             return
         spec = parse_session(dict(session.get("spec") or {}))
         now = time.time()
-        jobs = session_jobs(namespace, name)
+        jobs = self.directory.session_jobs(namespace, name)
         active = [j for j in jobs if (j.get("status") or {}).get("phase") in JOB_ACTIVE]
         running = sum((j.get("status") or {}).get("phase") == "Running" for j in active)
         view = SessionView(Phase(phase), parse_iso(status["openedTime"]).timestamp(), _last_activity(status, jobs),
@@ -318,7 +317,7 @@ class Sessions:
             if decision.action in (Action.CLOSE, Action.EXPIRE, Action.FINISH):
                 self._end(session, Phase.EXPIRED if decision.action is Action.EXPIRE else Phase.CLOSED, decision.reason,
                            jobs, now)
-                _stop_runner(namespace, name)  # after the status says so: a runner that goes is not replaced then
+                self._stop_runner(namespace, name)  # after the status says so: a runner that goes is not replaced then
                 return
         else:
             try:
@@ -339,18 +338,18 @@ class Sessions:
             if decision.action is Action.EXPIRE and running:  # the running job finishes first
                 message = f"{decision.reason}: it takes no more jobs, and its running jobs finish"
                 emit(session, Event("Normal", "SessionDraining", message))
-                self._patch(namespace, name, {**update, **_summary(session, jobs, now), "phase": Phase.DRAINING.value,
-                                              "message": message})
+                self._patch(namespace, name, {**update, **self._summary(session, jobs, now),
+                                              "phase": Phase.DRAINING.value, "message": message})
                 return
             ended = Phase.EXPIRED if decision.action is Action.EXPIRE else Phase.CLOSED
             self._end(session, ended, decision.reason, jobs, now)
             return
-        update.update(_summary(session, jobs, now))
+        update.update(self._summary(session, jobs, now))
 
         for job in active if not status.get("runner") else ():  # admitted while the session opened, started by neither
             js = job.get("status") or {}
             if js.get("phase") == "Admitted" and str(js.get("message", "")).startswith("waiting for QiskitSession"):
-                create_attempt_pod(job, int(job["status"].get("attempts") or 1))
+                self.jobs.create_attempt_pod(job, int(job["status"].get("attempts") or 1))
         if active:
             update["lastActivity"] = iso(datetime.fromtimestamp(view.last_activity, timezone.utc))
         self._patch(namespace, name, update)
@@ -360,7 +359,7 @@ class Sessions:
         meta, status = session["metadata"], session.get("status") or {}
         closed = now_iso()
         final = dict(status, closedTime=closed)
-        summary = _summary(dict(session, status=final), jobs, now)
+        summary = self._summary(dict(session, status=final), jobs, now)
         message = f"session {status.get('sessionId')} {phase.value.lower()}: {reason}"
         metrics.session_ended(session, int(summary["jobs"]))
         if status.get("mode") == "dedicated" and not status.get("runner"):
@@ -386,10 +385,10 @@ class Sessions:
         if reservation.state == "settled":
             return reservation.actual_micro or 0
         # the session ran for its wall-clock time: charged even if its hold was released (a late charge)
-        outcome = self.ledger.settle(uid, _wall_cost(session, int(summary["wallSeconds"])), ran=True)
+        outcome = self.ledger.settle(uid, self._wall_cost(session, int(summary["wallSeconds"])), ran=True)
         metrics.dedicated_settled(session, self.budget_units.get(session["metadata"]["namespace"], {}), summary, outcome)
-        refresh_namespace_budgets(session["metadata"]["namespace"])  # its budget's status shows the charge
-        start_admitted(outcome.queue_changes)
+        self.notifier.refresh_namespace_budgets(session["metadata"]["namespace"])  # its budget's status shows the charge
+        self.jobs.start_admitted(outcome.queue_changes)
         return outcome.actual_micro
 
     def on_session_deleted(self, body: kopf.Body, namespace: str, name: str) -> None:
@@ -397,7 +396,7 @@ class Sessions:
         session = dict(body)
         status = session.get("status") or {}
         if status.get("runner"):
-            _stop_runner(namespace, name)
+            self._stop_runner(namespace, name)
             emit(session, Event("Normal", "SessionCancelled", f"runner {status['runner']} stopped: the QiskitSession was deleted"))
         elif status.get("sessionId") and status.get("phase") not in ENDED:
             spec = parse_session(dict(session.get("spec") or {}))
@@ -407,8 +406,8 @@ class Sessions:
                 emit(session, Event("Warning", "CancelFailed", str(exc)))
                 raise kopf.TemporaryError(str(exc), delay=10) from None
             emit(session, Event("Normal", "SessionCancelled", f"Runtime session {status['sessionId']} cancelled: its QiskitSession was deleted"))
-            summary = _summary(dict(session, status=dict(status, closedTime=now_iso())), session_jobs(namespace, name),
-                               time.time())
+            summary = self._summary(dict(session, status=dict(status, closedTime=now_iso())),
+                                    self.directory.session_jobs(namespace, name), time.time())
             metrics.session_ended(session, int(summary["jobs"]))
             if status.get("mode") == "dedicated":
                 self._settle_dedicated(session, summary)
@@ -422,17 +421,17 @@ class Sessions:
         they retry, move on, or fail clearly."""
         pod = dict(body)
         phase = (pod.get("status") or {}).get("phase")
-        if not started() or not (type == "DELETED" or phase in ("Succeeded", "Failed")):
+        if not self.kopf_context.running or not (type == "DELETED" or phase in ("Succeeded", "Failed")):
             return
         namespace = pod["metadata"]["namespace"]
         session_name = owner_name(pod, "QiskitSession") or pod["metadata"]["labels"][SESSION_RUNNER_LABEL]
-        session = get_session(namespace, session_name)
+        session = self.clients.get_session(namespace, session_name)
         owner = next((o.get("uid") for o in pod["metadata"].get("ownerReferences") or []), None)
         if session is not None and session["metadata"]["uid"] == owner and local_runner(session) \
                 and not session["metadata"].get("deletionTimestamp"):
             restarts = int((session.get("status") or {}).get("runnerRestarts") or 0)
             if type != "DELETED":
-                _stop_runner(namespace, session_name)  # crashed: its DELETED event brings the replacement
+                self._stop_runner(namespace, session_name)  # crashed: its DELETED event brings the replacement
                 return
             if restarts < MAX_RUNNER_RESTARTS:
                 message = f"runner {pod['metadata']['name']} stopped ({phase or 'deleted'}); replaced " \
@@ -447,7 +446,7 @@ class Sessions:
                                                                               "Ready", False, "RunnerFailed", message,
                                                                               session["metadata"].get("generation"))})
             emit(session, Event("Warning", "RunnerFailed", message))
-        _fail_unreported(namespace, session_name, pod["metadata"]["name"])
+        self._fail_unreported(namespace, session_name, pod["metadata"]["name"])
 
 
 @kopf.on.create(GROUP, VERSION, PLURAL, backoff=HANDLER_RETRY_SECONDS)
