@@ -38,6 +38,7 @@ from ..jobs.attempts import DEFAULT_BACKOFF_LIMIT
 from ..jobs.events import Event
 from ..providers.base import ExecutorNeeds
 from ..jobs.placement import EndUnstarted, MoveToNewBatch, WaitForSession, session_not_open
+from ..sessions.status import SessionStatus
 from .alarms import Alarms
 from .budgetnotify import BudgetNotifier
 from .config import OperatorConfig
@@ -359,7 +360,7 @@ class Jobs:
         (governance/jobs/placement.py decides)."""
         meta, status = job["metadata"], JobStatus.of(job)
         automatic = session is None or ((session.get("metadata") or {}).get("labels") or {}).get(AUTO_BATCH_LABEL)
-        failure = ((session or {}).get("status") or {}).get("message", "")
+        failure = SessionStatus.of(session).message
         decide = partial(session_not_open, session_name, ended_phase(session), failure, bool(automatic),
                          status.session_moves, job["spec"]["backend"])
         step, backend = decide(), None

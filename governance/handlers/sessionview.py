@@ -20,13 +20,14 @@ from ..api.specs import Backend
 from ..providers.base import ExecutorSession
 from ..sessions.batching import BatchKey, Batcher
 from ..sessions.lifecycle import Phase
+from ..sessions.status import SessionStatus
+from ..jobs import JobStatus
 from .conditions import parse_iso
 from .kube import SESSIONS as PLURAL
 from .kube import created
 from .pods import token_secret_name
 from .config import OperatorConfig
 
-ENDED = {Phase.CLOSED.value, Phase.EXPIRED.value, Phase.FAILED.value}
 AUTO_BATCH_LABEL = "qgov.dev/auto-batch"
 
 
@@ -47,7 +48,7 @@ class SessionDirectory:
         the label holds 63 characters of the name, the status all of it."""
         jobs = self.clients.custom.list_namespaced_custom_object(
             GROUP, VERSION, namespace, "qiskitjobs", label_selector=f"{SESSION_LABEL}={label_value(name)}")["items"]
-        return [j for j in jobs if (j.get("status") or {}).get("session") == name]
+        return [j for j in jobs if JobStatus.of(j).session == name]
 
     def auto_batch(self, namespace: str, backend: Backend, job_uid: str, secret: str) -> str:
         """The automatic batch an ibm job that names no session runs in (created when new)."""
@@ -75,9 +76,9 @@ class SessionDirectory:
         if spec.get("backend") != backend.name:
             return Problem("SessionBackendMismatch", f"spec.session: QiskitSession {requested} runs on backend "
                                                      f"{spec.get('backend')}, the job asks for {backend.name}")
-        phase = (session.get("status") or {}).get("phase")
-        if phase in ENDED:
-            return Problem("SessionEnded", f"spec.session: QiskitSession {requested} is {phase}; it runs no more jobs")
+        status = SessionStatus.of(session)
+        if status.ended:
+            return Problem("SessionEnded", f"spec.session: QiskitSession {requested} is {status.phase}; it runs no more jobs")
         return requested, providers.of(backend).session_mode(spec.get("mode"))
 
 
@@ -85,31 +86,28 @@ def ended_phase(session: dict[str, Any] | None) -> str | None:
     """Closed, Expired or Failed (or gone); Expired too once maxTime has passed, before the timer says so."""
     if session is None:
         return "gone"
-    status = session.get("status") or {}
-    if status.get("phase") in ENDED:
-        return status["phase"]
-    if status.get("openedTime"):
+    status = SessionStatus.of(session)
+    if status.ended:
+        return status.phase
+    if status.opened_time:
         max_time = (session.get("spec") or {}).get("maxTime", 28800)
-        if time.time() >= parse_iso(status["openedTime"]).timestamp() + int(max_time):
+        if time.time() >= parse_iso(status.opened_time).timestamp() + int(max_time):
             return Phase.EXPIRED.value
     return None
 
 
 def executor_session(session: dict[str, Any]) -> ExecutorSession | None:
     """The remote session an executor pod of this session submits into, once it is open."""
-    status = session.get("status") or {}
-    if status.get("phase") not in (Phase.OPEN.value, Phase.DRAINING.value) or not status.get("sessionId") \
-            or ended_phase(session):
+    status = SessionStatus.of(session)
+    if not status.live or not status.session_id or ended_phase(session):
         return None
-    return ExecutorSession(status["sessionId"], status.get("mode", "batch"),
-                             token_secret_name(session["metadata"]["name"]), status.get("instance", ""),
-                             status.get("runtimeUrl"), status.get("searchUrl"), status.get("catalogUrl"))
+    return ExecutorSession(status.session_id, status.mode or "batch", token_secret_name(session["metadata"]["name"]),
+                           status.instance, status.runtime_url, status.search_url, status.catalog_url)
 
 
 def local_runner(session: dict[str, Any] | None) -> str | None:
     """The runner pod of an open local session (its jobs need no pod of their own)."""
-    status = (session or {}).get("status") or {}
-    if status.get("runner") and status.get("phase") in (Phase.OPEN.value, Phase.DRAINING.value) \
-            and not ended_phase(session):
-        return status["runner"]
+    status = SessionStatus.of(session)
+    if status.runner and status.live and not ended_phase(session):
+        return status.runner
     return None
