@@ -70,7 +70,7 @@ def test_the_fast_path_lets_go_of_a_listed_body_before_its_handler_waits() -> No
 
     seen: list[tuple[str | None, dict]] = []
 
-    async def handler(type: str | None, body: dict) -> None:
+    async def handler(type: str | None, body: dict, memo: object = None) -> None:  # memo: the operator's
         seen.append((type, body))
 
     kind = ("test.qgov.dev", "things")

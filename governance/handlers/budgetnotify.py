@@ -4,8 +4,7 @@ not in budgets.py, so that the job and session handlers need not import the budg
 which start the jobs a budget change admits.
 
 What it uses is given at start-up: startup.py builds a BudgetNotifier with exactly its
-collaborators and installs it here; the module's functions are what the job, session and sweep
-code calls."""
+collaborators and hands it to the job, session and budget handlers and to the pod sweep."""
 
 from __future__ import annotations
 
@@ -25,13 +24,14 @@ class BudgetNotifier:
     def __init__(self, clients: Any, status_writer: BudgetStatusWriter, budget_units: dict[str, dict[str, str]],
                  provision_executor_identity: bool) -> None:
         """`clients`: the API clients (`.custom`, `.core`, `.rbac`: one per thread, see
-        OperatorContext); `budget_units`: the budgets known, by namespace (shared with admission);
+        kube.Kube); `budget_units`: the budgets known, by namespace (shared with admission);
         `provision_executor_identity`: QGOV_PROVISION_EXECUTOR_IDENTITY."""
         self.clients, self.status_writer, self.budget_units = clients, status_writer, budget_units
         self.provision_executor_identity = provision_executor_identity
         self.identities: set[str] = set()  # namespaces whose executor identity exists (identity.py)
 
     def budget_event(self, namespace: str, name: str, type_: str, reason: str, message: str) -> None:
+        """An Event on a QiskitBudget, from anywhere (a job's refusal, a threshold crossing)."""
         try:
             body = self.clients.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, BUDGETS, name)
         except ApiException:
@@ -39,15 +39,22 @@ class BudgetNotifier:
         emit(body, Event(type_, reason, message))
 
     def refresh_budget_status(self, namespace: str, name: str) -> None:
+        """Ask for the budget's status to be rewritten. Debounced by the status writer
+        (budgetstatus.py): a burst of N jobs costs N cheap marks, not N reports of N jobs each."""
         self.status_writer.mark((namespace, name))
 
     def refresh_namespace_budgets(self, namespace: str | None = None) -> None:
+        """Every budget of the namespace (or of the cluster) may show something new: when the ledger
+        fails, for instance, they say so."""
         for ns, budgets in list(self.budget_units.items()):
             if namespace is None or ns == namespace:
                 for name in list(budgets):
                     self.refresh_budget_status(ns, name)
 
     def provide_executor_identity(self, budget: dict[str, Any], namespace: str) -> None:
+        """The namespace's executor ServiceAccount and RoleBinding (identity.py), once per namespace
+        and operator process; a refusal is a Warning on the budget (or on the unbudgeted job that
+        asked), not a failed budget."""
         if not self.provision_executor_identity or namespace in self.identities:
             return
         try:
@@ -55,42 +62,3 @@ class BudgetNotifier:
             self.identities.add(namespace)
         except ApiException as exc:
             emit(budget, Event("Warning", "ExecutorIdentityFailed", f"could not create ServiceAccount/RoleBinding qgov-executor: {type_name(exc)}"))
-
-
-_notifier: BudgetNotifier | None = None
-
-
-def install(notifier: BudgetNotifier | None) -> None:
-    """At start-up (startup.py); None at clean-up."""
-    global _notifier
-    _notifier = notifier
-
-
-def _installed() -> BudgetNotifier:
-    if _notifier is None:
-        raise RuntimeError("the operator has not started (no budget notifier yet)")
-    return _notifier
-
-
-def budget_event(namespace: str, name: str, type_: str, reason: str, message: str) -> None:
-    """An Event on a QiskitBudget, from anywhere (a job's refusal, a threshold crossing)."""
-    _installed().budget_event(namespace, name, type_, reason, message)
-
-
-def refresh_budget_status(namespace: str, name: str) -> None:
-    """Ask for the budget's status to be rewritten. Debounced by the status writer
-    (budgetstatus.py): a burst of N jobs costs N cheap marks, not N reports of N jobs each."""
-    _installed().refresh_budget_status(namespace, name)
-
-
-def refresh_namespace_budgets(namespace: str | None = None) -> None:
-    """Every budget of the namespace (or of the cluster) may show something new: when the ledger
-    fails, for instance, they say so."""
-    _installed().refresh_namespace_budgets(namespace)
-
-
-def provide_executor_identity(budget: dict[str, Any], namespace: str) -> None:
-    """The namespace's executor ServiceAccount and RoleBinding (identity.py), once per namespace
-    and operator process; a refusal is a Warning on the budget (or on the unbudgeted job that
-    asked), not a failed budget."""
-    _installed().provide_executor_identity(budget, namespace)

@@ -18,13 +18,14 @@ from ..budget.errors import DatabaseUnavailable, LedgerError, UnknownBudget
 from ..budget.ledger import Ledger
 from ..budget.money import format_amount
 from ..jobs.events import Event
-from .budgetnotify import provide_executor_identity
+from ..budget.types import QueueChange
+from .budgetnotify import BudgetNotifier
 from .budgetstatus import BudgetStatusWriter
 from .conditions import set_condition
-from .jobs import start_admitted
+from .jobs import Jobs
 from .kube import discard, emit
 from .retrying import HANDLER_RETRY_SECONDS
-from .context import remember_kopf_context
+from .context import KopfContext
 from .jobphases import JobPhases
 
 PLURAL = "qiskitbudgets"
@@ -43,16 +44,31 @@ class MetricsOnly:
 
 class Budgets:
     """What the QiskitBudget handlers use, given at start-up (startup.py) rather than looked up:
-    the ledger, the API clients (`clients.custom`: one client per thread, see OperatorContext), the
+    the ledger, the API clients (`clients.custom`: one client per thread, see kube.Kube), the
     jobs' phase counts, the budgets' units admission reads, and the status writer, which this
-    object's write_status, rollover and ledger_unavailable drive. The kopf handlers below find it
-    in kopf's memo (`memo.budgets`)."""
+    object's write_status, rollover and ledger_unavailable drive. It makes the notifier through
+    which jobs and sessions tell budgets what changed (budgetnotify.py); the jobs a budget change
+    admits start through the job handlers' object, connected once that exists (it needs the
+    notifier). The kopf handlers below find it in kopf's memo (`memo.budgets`)."""
 
     def __init__(self, ledger: Ledger, clients: Any, job_phases: JobPhases, budget_units: dict[str, dict[str, str]],
-                 status_interval_seconds: float = 1.0) -> None:
+                 status_interval_seconds: float = 1.0, provision_executor_identity: bool = False,
+                 kopf_context: KopfContext | None = None) -> None:
         self.ledger, self.clients, self.job_phases, self.budget_units = ledger, clients, job_phases, budget_units
+        self.kopf_context = kopf_context or KopfContext()
         self.status_writer = BudgetStatusWriter(self.write_status, self.rollover, self.ledger_unavailable,
-                                                status_interval_seconds)
+                                                status_interval_seconds, self.kopf_context)
+        self.notifier = BudgetNotifier(clients, self.status_writer, budget_units, provision_executor_identity)
+        self.jobs: Jobs | None = None
+
+    def connect(self, jobs: Jobs) -> None:
+        """The job handlers' object, which starts (or refuses) the jobs a budget change admits."""
+        self.jobs = jobs
+
+    def start_admitted(self, changes: tuple[QueueChange, ...] | list[QueueChange]) -> None:
+        if self.jobs is None:
+            raise RuntimeError("the budgets are not connected to the job handlers (startup.py)")
+        self.jobs.start_admitted(changes)
 
     def budget_figures(self, namespace: str, name: str, body: dict[str, Any]) -> tuple[dict[str, Any], MetricsOnly]:
         """The budget's status: balances of the current period, where the money went, conditions; and
@@ -137,7 +153,7 @@ class Budgets:
 
     def rollover(self, key: tuple[str, str]) -> None:
         """The status writer's `rollover`: the budget's period ended; the new one has funds for its queue."""
-        start_admitted(self.ledger.admit_queued(key[0]))
+        self.start_admitted(self.ledger.admit_queued(key[0]))
 
     def _ledger_was_unavailable(self, body: dict[str, Any]) -> bool:
         return any(c.get("type") == "Ready" and c.get("reason") == "LedgerUnavailable"
@@ -172,16 +188,16 @@ class Budgets:
             patch.status["conditions"] = set_condition((body.get("status") or {}).get("conditions"), "Ready", False,
                                                        "InvalidSpec", str(exc), body["metadata"].get("generation"))
             return
-        start_admitted(changes)
+        self.start_admitted(changes)
         self.status_writer.mark((namespace, name))
-        provide_executor_identity(body, namespace)
+        self.notifier.provide_executor_identity(body, namespace)
 
     def deleted(self, namespace: str, name: str) -> None:
         """A deleted budget admits nothing more; its queued jobs are refused; what it holds still settles."""
         self.budget_units.get(namespace, {}).pop(name, None)
         self.status_writer.forget((namespace, name))
         try:
-            start_admitted(self.ledger.retire_budget(namespace, name))
+            self.start_admitted(self.ledger.retire_budget(namespace, name))
         except UnknownBudget:
             pass
 
@@ -191,7 +207,7 @@ class Budgets:
 @kopf.on.resume(GROUP, VERSION, PLURAL, backoff=HANDLER_RETRY_SECONDS)
 def on_budget(body: kopf.Body, spec: kopf.Spec, namespace: str, name: str, patch: kopf.Patch, memo: kopf.Memo,
               **_: Any) -> None:
-    remember_kopf_context()
+    memo.budgets.kopf_context.remember()
     memo.budgets.spec_changed(dict(body), dict(spec), namespace, name, patch)
 
 

@@ -28,7 +28,7 @@ from .. import metrics
 from ..budget.errors import DatabaseUnavailable, UnknownBudget
 from .alarms import Alarms
 from .retrying import HANDLER_RETRY_SECONDS
-from .context import in_kopf_context
+from .context import KopfContext
 
 log = logging.getLogger("qgov.budgetstatus")
 
@@ -37,11 +37,14 @@ Key = tuple[str, str]  # (namespace, budget name)
 
 class BudgetStatusWriter:
     def __init__(self, write: Callable[[Key], datetime | None], rollover: Callable[[Key], None],
-                 unavailable: Callable[[Key, DatabaseUnavailable], None], min_interval: float = 1.0) -> None:
+                 unavailable: Callable[[Key, DatabaseUnavailable], None], min_interval: float = 1.0,
+                 kopf_context: KopfContext | None = None) -> None:
         """`write(key)` writes the budget's status if it changed and returns its period's end (None:
         no end); `rollover(key)` admits its queue at a period's end; `unavailable(key, exc)` says
-        the ledger is down. A budget that is gone raises UnknownBudget and is forgotten."""
+        the ledger is down. A budget that is gone raises UnknownBudget and is forgotten. Each runs
+        in a kopf handler's context (`kopf_context`: kopf.event needs it)."""
         self._write, self._rollover, self._unavailable = write, rollover, unavailable
+        self._kopf_context = kopf_context or KopfContext()
         self.min_interval = min_interval
         self._due: dict[Key, float] = {}  # marked budgets -> monotonic time they may be written
         self._last: dict[Key, float] = {}  # monotonic time of each budget's last write
@@ -119,7 +122,7 @@ class BudgetStatusWriter:
     def _attempt(self, key: Key, work: Callable[[Key], Any]) -> bool:
         """work(key); False when it must be tried again (it is marked or re-armed by the caller)."""
         try:
-            in_kopf_context(work, key)  # kopf.event needs a handler's context
+            self._kopf_context.run(work, key)  # kopf.event needs a handler's context
             return True
         except UnknownBudget:
             self.forget(key)

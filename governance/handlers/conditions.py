@@ -3,6 +3,7 @@ observedGeneration; the transition time only moves when the status does."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
@@ -22,7 +23,7 @@ def now_iso() -> str:
     return iso(datetime.now(timezone.utc))
 
 
-def set_condition(conditions: list[dict[str, Any]] | None, type_: str, status: bool, reason: str, message: str,
+def set_condition(conditions: Sequence[Mapping[str, Any]] | None, type_: str, status: bool, reason: str, message: str,
                   generation: int | None) -> list[dict[str, Any]]:
     result = [dict(c) for c in conditions or [] if c.get("type") != type_]
     old = next((c for c in conditions or [] if c.get("type") == type_), None)

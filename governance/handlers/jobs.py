@@ -12,6 +12,7 @@ import contextvars
 import json
 import logging
 import sys
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from functools import partial
 from datetime import datetime, timezone
@@ -25,7 +26,9 @@ from ..admission import Problem, assess, backend_from_object, unknown_backend
 from ..admission import choose_budget as budget_that_pays
 from ..api import FINALIZER, GROUP, JOB_LABEL, JOB_UID_LABEL, SESSION_LABEL, VERSION, label_value
 from ..api.specs import Backend, JobSpec, SpecError, parse_job
+from ..budget.batcher import ReservationBatcher
 from ..budget.errors import DatabaseUnavailable, UnknownBudget, UnknownReservation
+from ..budget.ledger import Ledger
 from ..budget.money import format_amount, format_quantity
 from ..budget.types import Decision, QueueChange, ReserveOutcome, ReserveRequest, SettleOutcome
 from ..jobs import ACTIVE, TERMINAL, AlreadyCounted, JobStatus, Phase, Retry, after_attempt, attempt_charge
@@ -35,19 +38,21 @@ from ..jobs.attempts import DEFAULT_BACKOFF_LIMIT
 from ..jobs.events import Event
 from ..providers.base import ExecutorNeeds
 from ..jobs.placement import EndUnstarted, MoveToNewBatch, WaitForSession, session_not_open
-from .budgetnotify import budget_event, provide_executor_identity, refresh_budget_status, refresh_namespace_budgets
+from ..sessions.status import SessionStatus
+from .alarms import Alarms
+from .budgetnotify import BudgetNotifier
+from .config import OperatorConfig
 from .conditions import iso, now_iso, parse_iso, set_condition
 from .expiry import expires_at
 from . import rawevents
 from .identity import missing_account
+from .jobphases import JobPhases
 from .kube import JOBS as PLURAL
-from .kube import create_pod as post_pod
-from .kube import discard, emit, get_job, get_object, get_session, json_patch, patch_job_status
+from .kube import Kube, discard, emit
 from .pods import executor_pod, owner_name, pod_name
 from .retrying import NotYet, Watcher, later, run_retrying
-from .context import remember_kopf_context, ctx, started
-from .sessionview import AUTO_BATCH_LABEL, auto_batch, credentials_secret, ended_phase, local_runner, executor_session, \
-    session_for_job, session_jobs
+from .context import KopfContext
+from .sessionview import AUTO_BATCH_LABEL, SessionDirectory, ended_phase, local_runner, executor_session
 
 log = logging.getLogger("qgov.jobs")
 
@@ -83,125 +88,6 @@ def _terminal(job: dict[str, Any], phase: str, reason: str, message: str, **extr
             "retryAt": None, **extra}
 
 
-# ---------------------------------------------------------------------- admission
-
-
-@kopf.on.event(GROUP, VERSION, "qiskitbackends")
-def on_backend_event(type: str | None, body: kopf.Body, name: str, **_: Any) -> None:
-    """Keep the backends in memory, from their watch: admission needs no API call for them."""
-    if not started():
-        return
-    if type == "DELETED":
-        ctx().backends.pop(name, None)
-    else:
-        ctx().backends[name] = _parse_backend(name, dict(body))
-
-
-def _parse_backend(name: str, obj: dict[str, Any]) -> Backend | Problem:
-    return backend_from_object(name, obj)
-
-
-def load_backend(name: str) -> Backend | Problem:
-    backend = ctx().backends.get(name)
-    if backend is not None:
-        return backend
-    try:  # not seen on the watch yet (created a moment ago): ask the API
-        obj = ctx().custom.get_cluster_custom_object(GROUP, VERSION, "qiskitbackends", name)
-    except ApiException as exc:
-        if exc.status == 404:
-            return unknown_backend(name)
-        raise
-    return _parse_backend(name, obj)
-
-
-def choose_budget(namespace: str, wanted: str | None) -> tuple[str, str] | Problem | None:
-    """(name, unit) of the budget that pays; None when unbudgeted work is allowed."""
-    budgets = ctx().budget_units.get(namespace)
-    if budgets is None:  # first job of the namespace since start: read the ledger once
-        budgets = ctx().budget_units.setdefault(namespace, {b.name: b.unit for b in ctx().ledger.budgets(namespace)})
-    if (wanted and wanted not in budgets) or not budgets:
-        _unless_budget_is_coming(namespace, wanted)
-    return budget_that_pays(namespace, wanted, budgets, ctx().config.allow_unbudgeted)
-
-
-def _unless_budget_is_coming(namespace: str, wanted: str | None) -> None:
-    """Budgets and jobs come on separate watches: a job applied with its budget (`kubectl apply
-    -f budget.yaml -f job.yaml`) can arrive first. When the cluster has the budget the ledger does
-    not know yet, the job waits for it (NotYet: retried within seconds) instead of being refused.
-    A budget whose spec was found invalid never comes: its jobs are refused."""
-    listed = ctx().custom.list_namespaced_custom_object(GROUP, VERSION, namespace, "qiskitbudgets")["items"]
-    names = {b["metadata"]["name"] for b in listed if not b["metadata"].get("deletionTimestamp")
-             and not any(c.get("reason") == "InvalidSpec" for c in (b.get("status") or {}).get("conditions") or [])}
-    coming = wanted in names if wanted else bool(names)
-    if coming:
-        raise NotYet(f"QiskitBudget {wanted or ', '.join(sorted(names))} in {namespace} is not in the ledger yet")
-
-
-def admit(job: dict[str, Any]) -> dict[str, Any]:
-    """Decide a job (governance/jobs/admission.py) and return its new status (pods are created by
-    the caller). Each fact the decision needs is read here, when it asks for it."""
-    meta = job["metadata"]
-    namespace, uid = meta["namespace"], meta["uid"]
-    try:
-        spec: JobSpec | SpecError = parse_job(job.get("spec") or {})
-    except SpecError as exc:
-        spec = exc
-    facts = AdmissionFacts(namespace, spec)
-    while isinstance(step := decide_admission(facts), Need):
-        if isinstance(step, NeedBackend):
-            backend = load_backend(step.name)
-            facts = facts.answer(backend=backend,
-                                 in_sessions=not isinstance(backend, Problem) and providers.of(backend).needs_session)
-        elif isinstance(step, NeedBudget):
-            facts = facts.answer(budget=choose_budget(namespace, step.wanted))
-        elif isinstance(step, NeedEstimate):
-            facts = facts.answer(estimate=assess(step.spec, step.backend, step.unit))
-        elif isinstance(step, NeedSession):
-            facts = facts.answer(placement=session_for_job(namespace, uid, step.requested, step.backend,
-                                                           step.credentials_secret))
-        elif isinstance(step, NeedReservation):
-            facts = facts.answer(reservation=_reserve(job, step, facts))
-    return _apply_admission(job, step)
-
-
-def _reserve(job: dict[str, Any], step: NeedReservation, facts: AdmissionFacts) -> ReserveOutcome | Problem:
-    meta = job["metadata"]
-    namespace = meta["namespace"]
-    try:
-        outcome = metrics.timed_reserve(ctx().batcher.reserve, ReserveRequest(
-            meta["uid"], namespace, step.budget, step.amount_micro, job=f"{namespace}/{meta['name']}",
-            backend=facts.backend.name, session=step.session))
-    except UnknownBudget as exc:  # deleted a moment ago
-        return Problem("UnknownBudget", str(exc))
-    if outcome.thresholds_crossed:
-        budget_event(namespace, step.budget, "Warning", "BudgetThresholdCrossed",
-                     f"{max(outcome.thresholds_crossed)}% of the budget is committed: {outcome.balance.describe()}")
-    return outcome
-
-
-def _apply_admission(job: dict[str, Any], outcome: Outcome) -> dict[str, Any]:
-    """The status (and Events) for the admission's outcome."""
-    meta = job["metadata"]
-    if isinstance(outcome, Fail):
-        return _fail(job, outcome.reason, outcome.message)
-    base = outcome.priced.status(meta.get("generation")) if outcome.priced is not None else None
-    if isinstance(outcome, Refuse):
-        return _refuse(job, outcome.reason, outcome.message, outcome.budget, base)
-    assert base is not None
-    if isinstance(outcome, Queue):
-        status = dict(base, phase=Phase.QUEUED.value, message=outcome.message)
-        status["conditions"] = job_conditions(job, ("Admitted", False, "Queued", outcome.message),
-                                           *_ledger_answered(job))
-        emit(job, Event("Normal", "Queued", outcome.message))
-        return status
-    if outcome.unbudgeted:
-        log.info(f"admitting {meta['namespace']}/{meta['name']} without a budget (QGOV_ALLOW_UNBUDGETED)")
-        # its pod runs as qgov-executor too, which a budget would have provided (a real API server
-        # refuses a pod whose ServiceAccount does not exist)
-        provide_executor_identity(job, meta["namespace"])
-    return _admitted(job, base, outcome.reason, outcome.message, event=outcome.unbudgeted)
-
-
 def _admitted(job: dict[str, Any], base: dict[str, Any], reason: str, message: str,
               event: bool = False) -> dict[str, Any]:
     """A job admitted at once. The Admitted condition records it (reason, message, time); an Event
@@ -220,36 +106,632 @@ def _fail(job: dict[str, Any], reason: str, message: str) -> dict[str, Any]:
     return _terminal(job, "Failed", reason, message)
 
 
-def _refuse(job: dict[str, Any], reason: str, message: str, budget: str | None,
-            base: dict[str, Any] | None = None) -> dict[str, Any]:
-    emit(job, Event("Warning", reason, message))
-    if budget:
-        budget_event(job["metadata"]["namespace"], budget, "Warning", "JobRefused",
-                     f"refused QiskitJob {job['metadata']['name']}: {message}")
-    return _terminal(job, "Refused", reason, message, **(base or {}))
+# ---------------------------------------------------------------------- the job handlers' collaborators
 
 
-# ---------------------------------------------------------------------- running
+class Jobs:
+    """What the QiskitJob handlers use, given at start-up (startup.py) rather than looked up, and
+    what they do with it: admit, run, settle, retry and finalize jobs. The kopf handlers at the end
+    of this module find it in kopf's memo (`memo.jobs`); the budget and session handlers and the pod
+    sweep are given it."""
 
+    def __init__(self, config: OperatorConfig, ledger: Ledger, batcher: ReservationBatcher, kube: Kube,
+                 notifier: BudgetNotifier, directory: SessionDirectory, kopf_context: KopfContext,
+                 job_phases: JobPhases, budget_units: dict[str, dict[str, str]], expiry: Alarms,
+                 executor: Executor | None) -> None:
+        """`batcher`: the ledger's reservations, batched (budget/batcher.py); `kube`: the API
+        (kube.py); `notifier`: what jobs tell budgets (budgetnotify.py); `directory`: the sessions
+        jobs run in (sessionview.py); `kopf_context`: whether the operator runs, and kopf's context
+        for kopf.event; `job_phases`: the counts per budget and phase a budget's status shows (kept
+        from the watch here); `budget_units`: the budgets known, by namespace (shared with the
+        budget handlers); `expiry`: finished jobs' deletion times (expiry.py); `executor`: kopf's
+        thread pool, for the work the async handlers hand off."""
+        self.config, self.ledger, self.batcher, self.kube = config, ledger, batcher, kube
+        self.notifier, self.directory, self.kopf_context = notifier, directory, kopf_context
+        self.job_phases, self.budget_units, self.expiry, self.executor = job_phases, budget_units, expiry, executor
+        self.active_jobs: dict[str, dict[str, Any]] = {}  # uid -> latest body of unfinished jobs (the pod sweep's)
+        self.backends: dict[str, Backend | Problem] = {}  # QiskitBackend name -> parsed (from the watch)
 
-def _start_attempt(job: dict[str, Any], attempt: int, status: dict[str, Any] | None = None) -> None:
-    """Write the attempt into the job's status, THEN create its pod: a pod that finishes fast is
-    never mistaken for a stale attempt. The pod's name is deterministic, so it can be named first."""
-    meta = job["metadata"]
-    written = {**(status or {}), "phase": "Admitted", "attempts": attempt, "retryAt": None,
-               "podName": pod_name(meta["name"], attempt)}
-    patch_job_status(meta["namespace"], meta["name"], written)
-    create_attempt_pod(dict(job, status={**(job.get("status") or {}), **written}), attempt)
+    def watcher(self, ref: JobRef) -> JobWatcher:
+        """What a job's retried work reports to (retrying.py)."""
+        return JobWatcher(ref, self.kube, self.notifier)
 
+    async def in_thread(self, fn: Any, *args: Any) -> Any:
+        """fn(*args) in kopf's thread pool, in a copy of this context (kopf.event needs kopf's context
+        variables), as kopf runs a sync handler."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.executor, contextvars.copy_context().run, fn, *args)
 
-def create_attempt_pod(job: dict[str, Any], attempt: int) -> None:
-    """Start the attempt: its executor pod, or nothing when a local session's runner runs it or
-    its IBM session is not open (then wait for it, or move on when it has ended)."""
-    placed = attempt_placement(job)
-    if placed.kind == "wait":
-        _session_not_open(job, job["status"]["session"], placed.session)
-    elif placed.kind == "pod":
-        create_pod(job, attempt, placed.needs)
+    # ------------------------------------------------------------------ watch events
+
+    def backend_event(self, type: str | None, name: str, body: dict[str, Any]) -> None:
+        """Keep the backends in memory, from their watch: admission needs no API call for them."""
+        if type == "DELETED":
+            self.backends.pop(name, None)
+        else:
+            self.backends[name] = backend_from_object(name, body)
+
+    async def job_event_arrived(self, type: str | None, body: Any) -> None:
+        """A job's watch event, on the event loop (see on_job_event)."""
+        self.kopf_context.remember()
+        meta, status = body["metadata"], body.get("status") or {}
+        key = (meta["namespace"], meta["name"], meta["uid"])
+        if type == "DELETED" or status.get("phase") in TERMINAL:
+            self.active_jobs.pop(meta["uid"], None)
+        else:  # what the pod sweep looks at (podsweep.py): unfinished jobs only, as the watch last saw them
+            self.active_jobs[meta["uid"]] = dict(body)
+        if type == "DELETED":
+            changed = self.job_phases.forget(meta["uid"])
+            self.expiry.cancel(key)
+        else:
+            budget = status.get("budget")
+            changed = self.job_phases.observe(meta["uid"], (meta["namespace"], budget) if budget else None,
+                                              status.get("phase"))
+            if status.get("phase") in TERMINAL and not meta.get("deletionTimestamp") and \
+                    (at := expires_at(body, self.config.job_ttl_seconds)) is not None:
+                self.expiry.set(key, at)
+        for namespace, name in changed:  # the budget's status shows these counts
+            self.notifier.refresh_budget_status(namespace, name)
+        if _job_has_work(type, body):
+            job = dict(body)
+            ref = JobRef.of(job)
+            await self.in_thread(run_retrying, f"job {meta['namespace']}/{meta['name']}",
+                                 partial(self.job_event, type, job), partial(self._job_event_again, type, ref),
+                                 self.watcher(ref))
+
+    async def executor_pod_arrived(self, type: str, body: Any) -> None:
+        """An executor pod's watch event, on the event loop (see on_executor_pod)."""
+        phase = (body.get("status") or {}).get("phase")
+        if phase in ("Running", "Succeeded", "Failed") if type != "DELETED" else phase not in ("Succeeded", "Failed"):
+            pod = dict(body)
+            meta, labels = pod["metadata"], pod["metadata"].get("labels") or {}
+            ref = JobRef(meta["namespace"], owner_name(pod, "QiskitJob") or labels.get(JOB_LABEL, ""),
+                         labels.get(JOB_UID_LABEL, ""))
+            await self.in_thread(run_retrying, f"executor pod {meta['namespace']}/{meta['name']}",
+                                 partial(self.executor_pod_event, type, pod), None, self.watcher(ref))
+
+    # ------------------------------------------------------------------ admission, running, settling
+
+    def load_backend(self, name: str) -> Backend | Problem:
+        backend = self.backends.get(name)
+        if backend is not None:
+            return backend
+        try:  # not seen on the watch yet (created a moment ago): ask the API
+            obj = self.kube.custom.get_cluster_custom_object(GROUP, VERSION, "qiskitbackends", name)
+        except ApiException as exc:
+            if exc.status == 404:
+                return unknown_backend(name)
+            raise
+        return backend_from_object(name, obj)
+
+    def choose_budget(self, namespace: str, wanted: str | None) -> tuple[str, str] | Problem | None:
+        """(name, unit) of the budget that pays; None when unbudgeted work is allowed."""
+        budgets = self.budget_units.get(namespace)
+        if budgets is None:  # first job of the namespace since start: read the ledger once
+            budgets = self.budget_units.setdefault(namespace, {b.name: b.unit for b in self.ledger.budgets(namespace)})
+        if (wanted and wanted not in budgets) or not budgets:
+            self._unless_budget_is_coming(namespace, wanted)
+        return budget_that_pays(namespace, wanted, budgets, self.config.allow_unbudgeted)
+
+    def _unless_budget_is_coming(self, namespace: str, wanted: str | None) -> None:
+        """Budgets and jobs come on separate watches: a job applied with its budget (`kubectl apply
+        -f budget.yaml -f job.yaml`) can arrive first. When the cluster has the budget the ledger does
+        not know yet, the job waits for it (NotYet: retried within seconds) instead of being refused.
+        A budget whose spec was found invalid never comes: its jobs are refused."""
+        listed = self.kube.custom.list_namespaced_custom_object(GROUP, VERSION, namespace, "qiskitbudgets")["items"]
+        names = {b["metadata"]["name"] for b in listed if not b["metadata"].get("deletionTimestamp")
+                 and not any(c.get("reason") == "InvalidSpec" for c in (b.get("status") or {}).get("conditions") or [])}
+        coming = wanted in names if wanted else bool(names)
+        if coming:
+            raise NotYet(f"QiskitBudget {wanted or ', '.join(sorted(names))} in {namespace} is not in the ledger yet")
+
+    def admit(self, job: dict[str, Any]) -> dict[str, Any]:
+        """Decide a job (governance/jobs/admission.py) and return its new status (pods are created by
+        the caller). Each fact the decision needs is read here, when it asks for it."""
+        meta = job["metadata"]
+        namespace, uid = meta["namespace"], meta["uid"]
+        try:
+            spec: JobSpec | SpecError = parse_job(job.get("spec") or {})
+        except SpecError as exc:
+            spec = exc
+        facts = AdmissionFacts(namespace, spec)
+        while isinstance(step := decide_admission(facts), Need):
+            if isinstance(step, NeedBackend):
+                backend = self.load_backend(step.name)
+                facts = facts.answer(backend=backend,
+                                     in_sessions=not isinstance(backend, Problem) and providers.of(backend).needs_session)
+            elif isinstance(step, NeedBudget):
+                facts = facts.answer(budget=self.choose_budget(namespace, step.wanted))
+            elif isinstance(step, NeedEstimate):
+                facts = facts.answer(estimate=assess(step.spec, step.backend, step.unit))
+            elif isinstance(step, NeedSession):
+                facts = facts.answer(placement=self.directory.session_for_job(
+                    namespace, uid, step.requested, step.backend, step.credentials_secret))
+            elif isinstance(step, NeedReservation):
+                facts = facts.answer(reservation=self._reserve(job, step, facts))
+        return self._apply_admission(job, step)
+
+    def _reserve(self, job: dict[str, Any], step: NeedReservation, facts: AdmissionFacts) -> ReserveOutcome | Problem:
+        meta = job["metadata"]
+        namespace = meta["namespace"]
+        try:
+            outcome = metrics.timed_reserve(self.batcher.reserve, ReserveRequest(
+                meta["uid"], namespace, step.budget, step.amount_micro, job=f"{namespace}/{meta['name']}",
+                backend=facts.backend.name, session=step.session))
+        except UnknownBudget as exc:  # deleted a moment ago
+            return Problem("UnknownBudget", str(exc))
+        if outcome.thresholds_crossed:
+            self.notifier.budget_event(
+                namespace, step.budget, "Warning", "BudgetThresholdCrossed",
+                f"{max(outcome.thresholds_crossed)}% of the budget is committed: {outcome.balance.describe()}")
+        return outcome
+
+    def _apply_admission(self, job: dict[str, Any], outcome: Outcome) -> dict[str, Any]:
+        """The status (and Events) for the admission's outcome."""
+        meta = job["metadata"]
+        if isinstance(outcome, Fail):
+            return _fail(job, outcome.reason, outcome.message)
+        base = outcome.priced.status(meta.get("generation")) if outcome.priced is not None else None
+        if isinstance(outcome, Refuse):
+            return self._refuse(job, outcome.reason, outcome.message, outcome.budget, base)
+        assert base is not None
+        if isinstance(outcome, Queue):
+            status = dict(base, phase=Phase.QUEUED.value, message=outcome.message)
+            status["conditions"] = job_conditions(job, ("Admitted", False, "Queued", outcome.message),
+                                                  *_ledger_answered(job))
+            emit(job, Event("Normal", "Queued", outcome.message))
+            return status
+        if outcome.unbudgeted:
+            log.info(f"admitting {meta['namespace']}/{meta['name']} without a budget (QGOV_ALLOW_UNBUDGETED)")
+            # its pod runs as qgov-executor too, which a budget would have provided (a real API server
+            # refuses a pod whose ServiceAccount does not exist)
+            self.notifier.provide_executor_identity(job, meta["namespace"])
+        return _admitted(job, base, outcome.reason, outcome.message, event=outcome.unbudgeted)
+
+    def _refuse(self, job: dict[str, Any], reason: str, message: str, budget: str | None,
+                base: dict[str, Any] | None = None) -> dict[str, Any]:
+        emit(job, Event("Warning", reason, message))
+        if budget:
+            self.notifier.budget_event(job["metadata"]["namespace"], budget, "Warning", "JobRefused",
+                                       f"refused QiskitJob {job['metadata']['name']}: {message}")
+        return _terminal(job, "Refused", reason, message, **(base or {}))
+
+    def _start_attempt(self, job: dict[str, Any], attempt: int, status: dict[str, Any] | None = None) -> None:
+        """Write the attempt into the job's status, THEN create its pod: a pod that finishes fast is
+        never mistaken for a stale attempt. The pod's name is deterministic, so it can be named first."""
+        meta = job["metadata"]
+        written = {**(status or {}), "phase": "Admitted", "attempts": attempt, "retryAt": None,
+                   "podName": pod_name(meta["name"], attempt)}
+        self.kube.patch_job_status(meta["namespace"], meta["name"], written)
+        self.create_attempt_pod(dict(job, status={**(job.get("status") or {}), **written}), attempt)
+
+    def create_attempt_pod(self, job: dict[str, Any], attempt: int) -> None:
+        """Start the attempt: its executor pod, or nothing when a local session's runner runs it or
+        its IBM session is not open (then wait for it, or move on when it has ended)."""
+        placed = self.attempt_placement(job)
+        if placed.kind == "wait":
+            self._session_not_open(job, job["status"]["session"], placed.session)
+        elif placed.kind == "pod":
+            self.create_pod(job, attempt, placed.needs)
+
+    def attempt_placement(self, job: dict[str, Any]) -> Placement:
+        """Where the job's current attempt runs."""
+        session_name = JobStatus.of(job).session
+        if not session_name:
+            return Placement("pod")
+        session = self.kube.get_session(job["metadata"]["namespace"], session_name)
+        if local_runner(session):
+            return Placement("runner")  # the session's runner pod takes the attempt from the job's status
+        remote = executor_session(session) if session is not None else None
+        if remote is None:
+            return Placement("wait", session=session)
+        backend = self.load_backend((job.get("spec") or {}).get("backend", ""))
+        # a backend deleted since admission: the executor reads it and ends the attempt with that error
+        needs = providers.of(backend).executor_needs(remote) if not isinstance(backend, Problem) else None
+        return Placement("pod", needs)
+
+    def create_pod(self, job: dict[str, Any], attempt: int, needs: ExecutorNeeds | None) -> bool:
+        """Create the attempt's executor pod; False when it exists already (a replay, or a race)."""
+        body = executor_pod(job, attempt, self.config.executor_image, needs, self.config.executor_image_pull_policy)
+        try:
+            self.kube.create_pod(job["metadata"]["namespace"], body)
+            return True
+        except ApiException as exc:
+            if exc.status != 409:  # 409: a replay; the pod of this attempt exists already
+                self._stalled_on_identity(job, exc)
+                raise
+            return False
+
+    def _stalled_on_identity(self, job: dict[str, Any], exc: ApiException) -> None:
+        """The API server refused the pod for want of its ServiceAccount: say so on the job (once),
+        then the creation is retried (run_retrying) until someone creates it."""
+        message = missing_account(exc)
+        if message is None or any(c.get("type") == "Stalled" and c.get("message") == message
+                                  for c in JobStatus.of(job).conditions):
+            return
+        metrics.pod_stalled("ServiceAccountMissing")
+        meta = job["metadata"]
+        self.kube.patch_job_status(meta["namespace"], meta["name"], {
+            "message": message, "conditions": job_conditions(job, ("Stalled", True, "ServiceAccountMissing", message))})
+        emit(job, Event("Warning", "ServiceAccountMissing", message))
+
+    def _session_not_open(self, job: dict[str, Any], session_name: str, session: dict[str, Any] | None) -> None:
+        """An ibm job whose session is not open: wait for it to open, or move on when it has ended
+        (governance/jobs/placement.py decides)."""
+        meta, status = job["metadata"], JobStatus.of(job)
+        automatic = session is None or ((session.get("metadata") or {}).get("labels") or {}).get(AUTO_BATCH_LABEL)
+        failure = SessionStatus.of(session).message
+        decide = partial(session_not_open, session_name, ended_phase(session), failure, bool(automatic),
+                         status.session_moves, job["spec"]["backend"])
+        step, backend = decide(), None
+        if isinstance(step, NeedBackend):
+            backend = self.load_backend(step.name)
+            step = decide(not isinstance(backend, Problem))
+        if isinstance(step, WaitForSession):
+            self.kube.patch_job_status(meta["namespace"], meta["name"], {"message": step.message})
+        elif isinstance(step, MoveToNewBatch) and isinstance(backend, Backend):
+            new = self.directory.auto_batch(meta["namespace"], backend, f"{meta['uid']}/{step.moves}",
+                                            self.directory.credentials_secret(job["spec"].get("credentialsSecret")))
+            message = f"{step.message}, {new}"
+            emit(job, Event("Normal", "SessionRequeued", message))
+            self._mark(job, finalizer=False, session=new)
+            self.kube.patch_job_status(meta["namespace"], meta["name"], {"session": new, "sessionMoves": step.moves,
+                                                                         "message": message})
+        elif isinstance(step, EndUnstarted):
+            self._finish_unstarted(job, step.reason, step.message)
+
+    def _finish_unstarted(self, job: dict[str, Any], reason: str, message: str) -> None:
+        """Fail a job whose next attempt cannot start; what earlier attempts used is charged."""
+        namespace, name = job["metadata"]["namespace"], job["metadata"]["name"]
+        status = JobStatus.of(job)
+        used = status.used_micro
+        charged, _ = self._settle(job, used)
+        emit(job, Event("Warning", reason, message))
+        self.kube.patch_job_status(namespace, name, _terminal(job, Phase.FAILED.value, reason,
+                                                              f"{message}; charged {format_amount(charged)}",
+                                                              actualCost=format_amount(charged), usedMicro=str(used)))
+        if status.budget:
+            self.notifier.refresh_budget_status(namespace, status.budget)
+
+    def start_session_jobs(self, namespace: str, session_name: str) -> None:
+        """A session opened: start the attempts of its jobs that were waiting for it."""
+        for job in self.directory.session_jobs(namespace, session_name):
+            status = JobStatus.of(job)
+            if status.phase == Phase.ADMITTED.value and status.attempts >= 1 and not status.retry_at:
+                self.create_attempt_pod(job, status.attempts)
+
+    def start_admitted(self, changes: tuple[QueueChange, ...] | list[QueueChange]) -> None:
+        """Jobs that the ledger admitted from its queue (funds freed): start them, or refuse them."""
+        for change in changes:
+            try:
+                reservation = self.ledger.reservation(change.key)
+            except UnknownReservation:
+                continue
+            namespace, _, name = reservation.job.partition("/")
+            job = self.kube.get_job(namespace, name)
+            if job is None or job["metadata"]["uid"] != change.key:
+                continue
+            if JobStatus.of(job).phase != Phase.QUEUED.value:
+                continue
+            if change.decision is Decision.REFUSED:
+                self.kube.patch_job_status(namespace, name, self._refuse(job, change.reason, change.message, None))
+                metrics.queue_decision(job, "Refused", change.reason)
+                continue
+            message = "admitted from the queue: funds were freed"
+            metrics.queue_decision(job, "Admitted", "AdmittedFromQueue")
+            emit(job, Event("Normal", "Admitted", message))
+            self._start_attempt(job, 1, {"message": message, "conditions": job_conditions(
+                job, ("Admitted", True, "AdmittedFromQueue", message))})
+
+    def job_event(self, type: str | None, job: dict[str, Any]) -> None:
+        """What a job's event asks for, in a worker thread. Raises when it could not be done (a
+        ledger or API outage): run through run_retrying, which tries again until it is."""
+        meta = job["metadata"]
+        if meta.get("deletionTimestamp"):
+            if FINALIZER in (meta.get("finalizers") or []):
+                self.finalize_job(job)
+                self._remove_finalizer(job)
+            return
+        self._runner_report(job)  # resume: a report that landed while the operator was down
+        if type != "MODIFIED":
+            self.handle_job(job)
+
+    def _job_event_again(self, type: str | None, ref: JobRef) -> None:
+        """A retry of job_event reads the job afresh: the event that failed may be long stale."""
+        job = self.kube.get_job(ref.namespace, ref.name)
+        if job is not None and job["metadata"]["uid"] == ref.uid:
+            self.job_event(type, job)
+
+    def _runner_report(self, job: dict[str, Any]) -> None:
+        """A local session's runner wrote what the job's current attempt did into status.report."""
+        attempt = JobStatus.of(job).unreported_attempt()
+        if attempt:
+            report = job["status"]["report"]
+            self.attempt_finished(job, attempt, report.get("exitCode") == 0, report, report.get("exitCode"))
+
+    def handle_job(self, job: dict[str, Any]) -> None:
+        """Admit a new job, or pick a job up where it was when the operator stopped."""
+        status = JobStatus.of(job)
+        if status.terminal:
+            return
+        if status.phase == Phase.QUEUED.value and status.estimated_micro is not None:
+            self._catch_up_queued(job)
+            return
+        if status.phase in ACTIVE and status.attempts:
+            self._mark(job, finalizer=False, session=status.session)  # resume: labelled by an older operator?
+            if status.retry_at:  # resume: a retry was scheduled before the operator stopped
+                self.schedule_retry(job["metadata"]["namespace"], job["metadata"]["name"], job["metadata"]["uid"],
+                                    status.retry_at)
+            else:
+                self.create_attempt_pod(job, status.attempts)  # resume: the attempt's pod exists or is made
+            return
+        new = self.admit(job)
+        metrics.admission(job, new)
+        namespace, name = job["metadata"]["namespace"], job["metadata"]["name"]
+        if new.get("phase") in ("Admitted", "Queued"):
+            self._mark(job, finalizer=bool(new.get("budget")), session=new.get("session"))
+        if new.get("phase") == "Admitted":
+            self._start_attempt(job, 1, new)
+        else:
+            self.kube.patch_job_status(namespace, name, new)
+        if new.get("budget"):
+            self.notifier.refresh_budget_status(namespace, new["budget"])
+
+    def _catch_up_queued(self, job: dict[str, Any]) -> None:
+        """A job still Queued in the cluster whose reservation the ledger has since admitted or refused:
+        the operator stopped between the ledger's decision and acting on it. Act on it now."""
+        try:
+            reservation = self.ledger.reservation(job["metadata"]["uid"])
+        except UnknownReservation:
+            return
+        if reservation.state == "held":
+            self.start_admitted([QueueChange(reservation.key, Decision.ADMITTED, "")])
+        elif reservation.state == "refused":
+            self.start_admitted([QueueChange(reservation.key, Decision.REFUSED, reservation.message)])
+
+    def _mark(self, job: dict[str, Any], *, finalizer: bool, session: str | None) -> None:
+        """What the operator puts on the job object itself, in one JSON patch: qgov's finalizer when
+        money is held for it (deleting it must release or settle first), and the label of the
+        QiskitSession it runs in (the session's timer and runner select its jobs by it, server-side,
+        instead of reading every job of the namespace)."""
+        meta = job["metadata"]
+        ops: list[dict[str, Any]] = []
+        current = meta.get("finalizers") or []
+        if finalizer and FINALIZER not in current:
+            ops.append({"op": "add", "path": "/metadata/finalizers/-", "value": FINALIZER} if current
+                       else {"op": "add", "path": "/metadata/finalizers", "value": [FINALIZER]})
+        labels = meta.get("labels") or {}
+        if session and labels.get(SESSION_LABEL) != label_value(session):
+            ops.append({"op": "add", "path": "/metadata/labels/" + SESSION_LABEL.replace("~", "~0").replace("/", "~1"),
+                        "value": label_value(session)} if labels
+                       else {"op": "add", "path": "/metadata/labels", "value": {SESSION_LABEL: label_value(session)}})
+        if ops:
+            self.kube.json_patch(PLURAL, meta["namespace"], meta["name"], ops)
+
+    def _remove_finalizer(self, job: dict[str, Any]) -> None:
+        """Remove our finalizer only: a `test` guards against dropping a finalizer added meanwhile."""
+        meta = job["metadata"]
+        for _ in range(5):
+            current = meta.get("finalizers") or []
+            if FINALIZER not in current:
+                return
+            try:
+                self.kube.custom.patch_namespaced_custom_object(
+                    GROUP, VERSION, meta["namespace"], PLURAL, meta["name"],
+                    [{"op": "test", "path": "/metadata/finalizers", "value": current},
+                     {"op": "replace", "path": "/metadata/finalizers", "value": [f for f in current if f != FINALIZER]}],
+                    _content_type="application/json-patch+json")
+                return
+            except ApiException as exc:
+                if exc.status == 404:
+                    return
+                if exc.status not in (409, 422):
+                    raise
+            fresh = self.kube.get_job(meta["namespace"], meta["name"])
+            if fresh is None:
+                return
+            meta = fresh["metadata"]
+
+    def _charge(self, job: dict[str, Any], report: dict[str, Any]) -> int:
+        """What an attempt's reported usage costs in the job's budget unit (0 if it reported none)."""
+        status = JobStatus.of(job)
+        if not (report.get("usage") or {}) or status.paid_by_session:
+            return 0  # the backend is not even looked up
+        backend = self.load_backend(job["spec"]["backend"])
+        prices = None if isinstance(backend, Problem) else backend.prices
+        return attempt_charge(report, prices, status.currency, status.paid_by_session)
+
+    def executor_pod_event(self, type: str, pod: dict[str, Any]) -> None:
+        labels = pod["metadata"].get("labels") or {}
+        phase = (pod.get("status") or {}).get("phase")
+        evicted = type == "DELETED" and phase not in ("Succeeded", "Failed")
+        job = self.kube.get_job(pod["metadata"]["namespace"],
+                                owner_name(pod, "QiskitJob") or labels.get(JOB_LABEL, ""))
+        if job is None or job["metadata"]["uid"] != labels.get(JOB_UID_LABEL) or job["metadata"].get(
+                "deletionTimestamp"):
+            return
+        if evicted:  # the pod went away before it finished: a transient failure, like a lost node
+            phase = "Failed"
+            pod.setdefault("status", {})["containerStatuses"] = [{"state": {"terminated": {
+                "exitCode": 137, "message": json.dumps({"error": "the executor pod was deleted before it finished"})}}}]
+        status = JobStatus.of(job)
+        attempt = int(labels.get("qgov.dev/attempt", "0"))
+        if status.terminal or attempt != status.attempts:
+            return
+        namespace, name = job["metadata"]["namespace"], job["metadata"]["name"]
+        if phase == "Running":
+            if status.phase == Phase.ADMITTED.value:
+                running = {"phase": Phase.RUNNING.value, "podName": pod["metadata"]["name"],
+                           "startTime": status.start_time or now_iso()}
+                if status.condition_is("Stalled", "True"):
+                    message = f"executor pod {pod['metadata']['name']} is running"
+                    running.update(message=message,
+                                   conditions=job_conditions(job, ("Stalled", False, "PodRunning", message)))
+                self.kube.patch_job_status(namespace, name, running)
+            return
+        report, exit_code = _usage_of(pod)
+        if phase == "Failed" and pod["metadata"].get("deletionTimestamp") and not report.get("error"):
+            # a kubelet stops a deleted pod and reports it Failed (exit 143) before it is removed: the
+            # same lost attempt as a pod that vanished, whichever the operator hears of first
+            report["error"] = "the executor pod was deleted before it finished"
+        self.attempt_finished(job, attempt, phase == "Succeeded", report, exit_code)
+
+    def attempt_finished(self, job: dict[str, Any], attempt: int, succeeded: bool, report: dict[str, Any],
+                         exit_code: int | None) -> None:
+        """An attempt ended (its pod, or a session runner, reported): charge it, then retry, or settle
+        (governance/jobs/attempts.py decides)."""
+        status = JobStatus.of(job)
+        namespace, name = job["metadata"]["namespace"], job["metadata"]["name"]
+        charge = 0 if status.counted(attempt) else self._charge(job, report)
+        backoff = int((job.get("spec") or {}).get("backoffLimit", DEFAULT_BACKOFF_LIMIT))
+        after = after_attempt(status, attempt, succeeded, report, exit_code, charge, backoff,
+                              self.config.retry_base_seconds, datetime.now(timezone.utc))
+        if isinstance(after, AlreadyCounted):
+            return  # this attempt was already counted and a retry is scheduled
+        if isinstance(after, Retry):
+            retry_at = iso(after.at)
+            emit(job, after.event)
+            self.kube.patch_job_status(namespace, name, {
+                "phase": Phase.ADMITTED.value, "message": after.message, "usedMicro": str(after.used_micro),
+                "qpuSeconds": format_quantity(after.qpu_seconds), "countedAttempt": attempt, "retryAt": retry_at})
+            self.schedule_retry(namespace, name, job["metadata"]["uid"], retry_at)
+            return
+        settled, late = self._settle(job, after.used_micro)
+        cost = f"{format_amount(settled)} {status.currency}" + (f" ({late})" if late else "")
+        message = after.message(cost)
+        spent = {"actualCost": format_amount(settled), "usedMicro": str(after.used_micro),
+                 "qpuSeconds": format_quantity(after.qpu_seconds), "countedAttempt": attempt}
+        emit(job, after.event(message))
+        if after.phase is Phase.SUCCEEDED:
+            new = _terminal(job, Phase.SUCCEEDED.value, after.reason, message, **spent,
+                            resultConfigMap=report.get("resultConfigMap"),
+                            **({"runtimeJob": report["runtimeJob"]} if report.get("runtimeJob") else {}))
+        else:
+            new = _terminal(job, Phase.FAILED.value, after.reason, message, **spent)
+        self.kube.patch_job_status(namespace, name, new)
+        if status.budget:
+            self.notifier.refresh_budget_status(namespace, status.budget)
+
+    def _settle(self, job: dict[str, Any], used: int) -> tuple[int, str]:
+        """Settle the job's reservation with what all its attempts used: (what was charged, a note
+        when it was a late charge). The work ran, so it is charged even when its reservation is no
+        longer held (`ran=True`): what the job's status says it was charged, the ledger holds.
+        A ledger that cannot be reached raises; the caller is retried (retrying.py)."""
+        status = JobStatus.of(job)
+        if not status.budget:
+            return used, ""
+        try:
+            outcome = self.ledger.settle(job["metadata"]["uid"], used, ran=True)
+        except UnknownReservation:
+            message = (f"the ledger has no reservation for this job, so its {format_amount(used)} "
+                       f"{status.currency} could not be charged (see `qgov ledger audit`)")
+            emit(job, Event("Warning", "NotInLedger", message))
+            return 0, message
+        metrics.job_settled(job, outcome)
+        self.start_admitted(outcome.queue_changes)
+        if not outcome.late:
+            return outcome.actual_micro, ""
+        note = "a late charge: its reservation had been released before it was settled"
+        if not outcome.replayed:
+            self._late_charge_events(job, outcome)
+        return outcome.actual_micro, note
+
+    def _late_charge_events(self, job: dict[str, Any], outcome: SettleOutcome) -> None:
+        """Say so on the job and its budget: a late charge means money moved outside a hold."""
+        meta, status = job["metadata"], JobStatus.of(job)
+        message = (f"charged {format_amount(outcome.actual_micro, status.currency)} after its reservation had been "
+                   "released (a late charge, recorded in the ledger as an overrun)")
+        emit(job, Event("Warning", "LateCharge", message))
+        self.notifier.budget_event(meta["namespace"], status.budget or "", "Warning", "LateCharge",
+                                   f"QiskitJob {meta['name']}: {message}")
+
+    def schedule_retry(self, namespace: str, name: str, uid: str, retry_at: str) -> None:
+        """Start the next attempt when its backoff is over. An in-process timer, not a kopf timer: kopf
+        would run timer machinery for every job, and only retried jobs need one. The due time lives in
+        the job's status, so a restarted operator re-schedules it (kopf's initial listing)."""
+        due = parse_iso(retry_at)
+        delay = max(0.0, (due - datetime.now(timezone.utc)).total_seconds())
+        later(delay, self._start_retry, namespace, name, uid)
+
+    def _start_retry(self, namespace: str, name: str, uid: str) -> None:
+        job = self.kube.get_job(namespace, name)
+        status = JobStatus.of(job or {})
+        if job is None or job["metadata"]["uid"] != uid or status.terminal or not status.retry_at:
+            return  # gone, finished, or another timer started it already
+        self._start_attempt(job, (status.attempts or 1) + 1)  # a duplicate timer creates nothing twice
+
+    def finalize_job(self, job: dict[str, Any]) -> None:
+        """Release an unused reservation, or settle what ran; stop the executor."""
+        namespace, uid = job["metadata"]["namespace"], job["metadata"]["uid"]
+        status = JobStatus.of(job)
+        selector = f"{JOB_UID_LABEL}={uid}"
+        used, counted = status.used_micro, status.counted_attempt
+        for pod in self.kube.core.list_namespaced_pod(namespace, label_selector=selector).items:
+            # attempts that finished but were never counted (say, while the operator was down) still cost
+            attempt = int((pod.metadata.labels or {}).get("qgov.dev/attempt", "0"))
+            if attempt > counted and pod.status and pod.status.phase in ("Succeeded", "Failed"):
+                used += self._charge(job, _usage_of(self.kube.core.api_client.sanitize_for_serialization(pod))[0])
+        self.kube.core.delete_collection_namespaced_pod(namespace, label_selector=selector)
+        try:
+            reservation = self.ledger.reservation(uid)
+        except UnknownReservation:
+            return
+        if used > 0 and reservation.state != "settled":  # it ran: charged, late if its hold was gone
+            outcome = self.ledger.settle(uid, used, ran=True)
+            metrics.job_settled(job, outcome)
+            if outcome.late and not outcome.replayed and status.budget:
+                self._late_charge_events(job, outcome)
+            self.start_admitted(outcome.queue_changes)
+        elif reservation.state in ("held", "queued"):
+            self.start_admitted(self.ledger.release(uid).queue_changes)
+        if status.budget:
+            self.notifier.refresh_budget_status(namespace, status.budget)
+
+    def reconcile_ledger(self, jobs: list[dict[str, Any]] | None = None,
+                         sessions: list[dict[str, Any]] | None = None,
+                         open_keys: list[str] | None = None) -> list[str]:
+        """No reservation stays held or queued for a job (or dedicated session) that is gone; returns
+        the keys released. Run on start and by the pod sweep.
+
+        Never releases a live one. Another operator (a rolling update, a failover) may be admitting
+        work meanwhile, so absence from a list proves nothing unless the reservation was read BEFORE
+        the list: the object exists before its reservation does, and a UID never comes back, so a
+        reservation read first whose object is missing from a later list was deleted. Even then the
+        object is read once more by name before the release. Pass `open_keys` read before `jobs` and
+        `sessions` were listed, or nothing to have all three read here in that order."""
+        if open_keys is None:
+            open_keys = self.ledger.open_reservations()
+        if not open_keys:
+            return []
+        if jobs is None:
+            jobs = self.kube.custom.list_cluster_custom_object(GROUP, VERSION, PLURAL).get("items", [])
+        if sessions is None:
+            sessions = self.kube.custom.list_cluster_custom_object(GROUP, VERSION, "qiskitsessions").get("items", [])
+        alive = {o["metadata"]["uid"] for o in jobs + sessions}
+        released = []
+        for key in open_keys:
+            if key in alive:
+                continue
+            try:
+                reservation = self.ledger.reservation(key)
+                if reservation.state not in ("held", "queued") or self._owner_exists(reservation.job, key):
+                    continue
+                self.start_admitted(self.ledger.release(key).queue_changes)
+            except (UnknownReservation, UnknownBudget):
+                continue
+            released.append(key)
+            log.info(f"released the reservation of {reservation.job or key}: its object (uid {key}) no longer exists")
+        return released
+
+    def _owner_exists(self, owner: str, uid: str) -> bool:
+        """Whether the QiskitJob ("namespace/name") or QiskitSession ("namespace/session/name") that a
+        reservation names still exists with that UID, read now from the API server."""
+        namespace, _, rest = owner.partition("/")
+        plural, name = ("qiskitsessions", rest.partition("/")[2]) if rest.startswith("session/") else (PLURAL, rest)
+        if not namespace or not name:
+            return False
+        obj = self.kube.get_object(plural, namespace, name)
+        return obj is not None and obj["metadata"]["uid"] == uid
 
 
 @dataclass(frozen=True)
@@ -259,124 +741,116 @@ class Placement:
     session: dict[str, Any] | None = None  # for "wait": the session (None when it is gone)
 
 
-def attempt_placement(job: dict[str, Any]) -> Placement:
-    """Where the job's current attempt runs."""
-    session_name = JobStatus.of(job).session
-    if not session_name:
-        return Placement("pod")
-    session = get_session(job["metadata"]["namespace"], session_name)
-    if local_runner(session):
-        return Placement("runner")  # the session's runner pod takes the attempt from the job's status
-    remote = executor_session(session) if session is not None else None
-    if remote is None:
-        return Placement("wait", session=session)
-    backend = load_backend((job.get("spec") or {}).get("backend", ""))
-    # a backend deleted since admission: the executor reads it and ends the attempt with that error
-    needs = providers.of(backend).executor_needs(remote) if not isinstance(backend, Problem) else None
-    return Placement("pod", needs)
-
-
-def create_pod(job: dict[str, Any], attempt: int, needs: ExecutorNeeds | None) -> bool:
-    """Create the attempt's executor pod; False when it exists already (a replay, or a race)."""
-    body = executor_pod(job, attempt, ctx().config.executor_image, needs, ctx().config.executor_image_pull_policy)
-    try:
-        post_pod(job["metadata"]["namespace"], body)
-        return True
-    except ApiException as exc:
-        if exc.status != 409:  # 409: a replay; the pod of this attempt exists already
-            _stalled_on_identity(job, exc)
-            raise
+def _job_has_work(type: str | None, job: Any) -> bool:
+    meta, status = job["metadata"], job.get("status") or {}
+    if type == "DELETED":
         return False
+    if meta.get("deletionTimestamp"):
+        return FINALIZER in (meta.get("finalizers") or [])
+    if type == "MODIFIED":
+        return JobStatus.parse(status).unreported_attempt() > 0
+    return status.get("phase") not in TERMINAL
 
 
-def _stalled_on_identity(job: dict[str, Any], exc: ApiException) -> None:
-    """The API server refused the pod for want of its ServiceAccount: say so on the job (once),
-    then the creation is retried (run_retrying) until someone creates it."""
-    message = missing_account(exc)
-    if message is None or any(c.get("type") == "Stalled" and c.get("message") == message
-                              for c in JobStatus.of(job).conditions):
-        return
-    metrics.pod_stalled("ServiceAccountMissing")
-    meta = job["metadata"]
-    patch_job_status(meta["namespace"], meta["name"], {
-        "message": message, "conditions": job_conditions(job, ("Stalled", True, "ServiceAccountMissing", message))})
-    emit(job, Event("Warning", "ServiceAccountMissing", message))
+@dataclass(frozen=True)
+class JobRef:
+    namespace: str
+    name: str
+    uid: str
+
+    @classmethod
+    def of(cls, job: dict[str, Any]) -> JobRef:
+        meta = job["metadata"]
+        return cls(meta["namespace"], meta["name"], meta["uid"])
 
 
-def _session_not_open(job: dict[str, Any], session_name: str, session: dict[str, Any] | None) -> None:
-    """An ibm job whose session is not open: wait for it to open, or move on when it has ended
-    (governance/jobs/placement.py decides)."""
-    meta, status = job["metadata"], JobStatus.of(job)
-    automatic = session is None or ((session.get("metadata") or {}).get("labels") or {}).get(AUTO_BATCH_LABEL)
-    failure = ((session or {}).get("status") or {}).get("message", "")
-    decide = partial(session_not_open, session_name, ended_phase(session), failure, bool(automatic),
-                     status.session_moves, job["spec"]["backend"])
-    step, backend = decide(), None
-    if isinstance(step, NeedBackend):
-        backend = load_backend(step.name)
-        step = decide(not isinstance(backend, Problem))
-    if isinstance(step, WaitForSession):
-        patch_job_status(meta["namespace"], meta["name"], {"message": step.message})
-    elif isinstance(step, MoveToNewBatch) and isinstance(backend, Backend):
-        new = auto_batch(meta["namespace"], backend, f"{meta['uid']}/{step.moves}",
-                         credentials_secret(job["spec"].get("credentialsSecret")))
-        message = f"{step.message}, {new}"
-        emit(job, Event("Normal", "SessionRequeued", message))
-        _mark(job, finalizer=False, session=new)
-        patch_job_status(meta["namespace"], meta["name"], {"session": new, "sessionMoves": step.moves,
-                                                           "message": message})
-    elif isinstance(step, EndUnstarted):
-        _finish_unstarted(job, step.reason, step.message)
+LEDGER_UNAVAILABLE = "LedgerUnavailable"
 
 
-def _finish_unstarted(job: dict[str, Any], reason: str, message: str) -> None:
-    """Fail a job whose next attempt cannot start; what earlier attempts used is charged."""
-    namespace, name = job["metadata"]["namespace"], job["metadata"]["name"]
-    status = JobStatus.of(job)
-    used = status.used_micro
-    charged, _ = _settle(job, used)
-    emit(job, Event("Warning", reason, message))
-    patch_job_status(namespace, name, _terminal(job, Phase.FAILED.value, reason,
-                                                f"{message}; charged {format_amount(charged)}",
-                                                actualCost=format_amount(charged), usedMicro=str(used)))
-    if status.budget:
-        refresh_budget_status(namespace, status.budget)
+class JobWatcher(Watcher):
+    """While a job's work waits for the ledger, the job says so: a LedgerUnavailable condition and
+    a Warning Event (once per outage), cleared when the work goes through. Both writes are
+    conditional on the job's resourceVersion: built from a read that another write (a settlement
+    by another thread or operator) has overtaken, they would undo it."""
+
+    def __init__(self, ref: JobRef, kube: Kube, notifier: BudgetNotifier) -> None:
+        self.ref, self.kube, self.notifier = ref, kube, notifier
+
+    def failed(self, exc: BaseException, delay: float) -> None:
+        if not isinstance(exc, DatabaseUnavailable):
+            return
+        message = f"waiting for the budget ledger, which cannot be reached ({exc}); qgov keeps trying"
+
+        def update(job: dict[str, Any]) -> dict[str, Any] | None:
+            if _condition_is(job, LEDGER_UNAVAILABLE, "True"):
+                return None
+            new: dict[str, Any] = {"conditions": job_conditions(job, (LEDGER_UNAVAILABLE, True, "DatabaseUnavailable",
+                                                                  message))}
+            if not JobStatus.of(job).terminal:
+                new["message"] = message
+            return new
+
+        self.notifier.refresh_namespace_budgets(self.ref.namespace)  # they say so too
+        job = self._write(update)
+        if job is not None:
+            emit(job, Event("Warning", LEDGER_UNAVAILABLE, message))
+
+    def recovered(self) -> None:
+        message = "the budget ledger is reachable again"
+        job = self._write(lambda job: {"conditions": job_conditions(job, (
+            LEDGER_UNAVAILABLE, False, "LedgerAvailable", message))} if _condition_is(
+            job, LEDGER_UNAVAILABLE, "True") else None)
+        if job is not None:
+            emit(job, Event("Normal", "LedgerAvailable", message))
+
+    def _write(self, update: Any) -> dict[str, Any] | None:
+        """Patch the status `update(job)` gives (None: nothing to write), on the job as read, if
+        nobody wrote it meanwhile; read again and retry on a conflict. Returns the job written."""
+        for _ in range(5):
+            job = self.kube.get_job(self.ref.namespace, self.ref.name)
+            if job is None or job["metadata"]["uid"] != self.ref.uid:
+                return None
+            status = update(job)
+            if status is None:
+                return None
+            try:
+                discard(self.kube.custom.patch_namespaced_custom_object_status(
+                    GROUP, VERSION, self.ref.namespace, PLURAL, self.ref.name,
+                    {"metadata": {"resourceVersion": job["metadata"]["resourceVersion"]}, "status": status},
+                    _preload_content=False))
+                return job
+            except ApiException as exc:
+                if exc.status != 409:
+                    raise
+        return None
 
 
-def start_session_jobs(namespace: str, session_name: str) -> None:
-    """A session opened: start the attempts of its jobs that were waiting for it."""
-    for job in session_jobs(namespace, session_name):
-        status = JobStatus.of(job)
-        if status.phase == Phase.ADMITTED.value and status.attempts >= 1 and not status.retry_at:
-            create_attempt_pod(job, status.attempts)
+def _condition_is(job: dict[str, Any], type_: str, value: str) -> bool:
+    return JobStatus.of(job).condition_is(type_, value)
 
 
-def start_admitted(changes: tuple[QueueChange, ...] | list[QueueChange]) -> None:
-    """Jobs that the ledger admitted from its queue (funds freed): start them, or refuse them."""
-    for change in changes:
-        try:
-            reservation = ctx().ledger.reservation(change.key)
-        except UnknownReservation:
-            continue
-        namespace, _, name = reservation.job.partition("/")
-        job = get_job(namespace, name)
-        if job is None or job["metadata"]["uid"] != change.key:
-            continue
-        if JobStatus.of(job).phase != Phase.QUEUED.value:
-            continue
-        if change.decision is Decision.REFUSED:
-            patch_job_status(namespace, name, _refuse(job, change.reason, change.message, None))
-            metrics.queue_decision(job, "Refused", change.reason)
-            continue
-        message = "admitted from the queue: funds were freed"
-        metrics.queue_decision(job, "Admitted", "AdmittedFromQueue")
-        emit(job, Event("Normal", "Admitted", message))
-        _start_attempt(job, 1, {"message": message,
-                                "conditions": job_conditions(job, ("Admitted", True, "AdmittedFromQueue", message))})
+def _usage_of(pod: dict[str, Any]) -> tuple[dict[str, Any], int | None]:
+    """The executor's report (termination message JSON) and the container's exit code."""
+    statuses = (pod.get("status") or {}).get("containerStatuses") or []
+    term = ((statuses[0].get("state") or {}).get("terminated") or {}) if statuses else {}
+    try:
+        report = json.loads(term.get("message") or "{}")
+    except ValueError:
+        report = {"error": (term.get("message") or "")[-500:]}
+    return (report if isinstance(report, dict) else {}), term.get("exitCode")
+
+
+# ---------------------------------------------------------------------- kopf handlers
+
+
+@kopf.on.event(GROUP, VERSION, "qiskitbackends")
+def on_backend_event(type: str | None, body: kopf.Body, name: str, memo: kopf.Memo, **_: Any) -> None:
+    if (jobs := running(memo)) is not None:
+        jobs.backend_event(type, name, dict(body))
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
-async def on_job_event(type: str | None, body: Any, **_: Any) -> None:
+async def on_job_event(type: str | None, body: Any, memo: Any, **_: Any) -> None:
     """Jobs are driven from raw events, not kopf's create/resume/delete machinery: admission is
     idempotent by itself (ledger keys, deterministic pod names) and needs none of kopf's
     per-object state (diff-bases, progress annotations, its finalizer).
@@ -387,31 +861,8 @@ async def on_job_event(type: str | None, body: Any, **_: Any) -> None:
     writes (its finalizer, its status): they are told apart here, on the event loop, and only
     events with work to do go to the thread pool (ledger, API calls and parsing block).
     """
-    if not started():
-        return
-    remember_kopf_context()
-    meta, status = body["metadata"], body.get("status") or {}
-    key = (meta["namespace"], meta["name"], meta["uid"])
-    if type == "DELETED" or status.get("phase") in TERMINAL:
-        ctx().active_jobs.pop(meta["uid"], None)
-    else:  # what the pod sweep looks at (podsweep.py): unfinished jobs only, as the watch last saw them
-        ctx().active_jobs[meta["uid"]] = dict(body)
-    if type == "DELETED":
-        changed = ctx().job_phases.forget(meta["uid"])
-        ctx().expiry.cancel(key)
-    else:
-        budget = status.get("budget")
-        changed = ctx().job_phases.observe(meta["uid"], (meta["namespace"], budget) if budget else None,
-                                          status.get("phase"))
-        if status.get("phase") in TERMINAL and not meta.get("deletionTimestamp") and \
-                (at := expires_at(body, ctx().config.job_ttl_seconds)) is not None:
-            ctx().expiry.set(key, at)
-    for namespace, name in changed:  # the budget's status shows these counts
-        refresh_budget_status(namespace, name)
-    if _job_has_work(type, body):
-        job = dict(body)
-        await in_thread(run_retrying, f"job {meta['namespace']}/{meta['name']}", partial(job_event, type, job),
-                        partial(_job_event_again, type, JobRef.of(job)), JobWatcher(JobRef.of(job)))
+    if (jobs := running(memo)) is not None:
+        await jobs.job_event_arrived(type, body)
 
 
 def listed_job(job: dict[str, Any]) -> dict[str, Any]:
@@ -436,448 +887,17 @@ def listed_job(job: dict[str, Any]) -> dict[str, Any]:
 rawevents.route(GROUP, PLURAL, on_job_event, listed=listed_job)
 
 
-def _job_has_work(type: str | None, job: Any) -> bool:
-    meta, status = job["metadata"], job.get("status") or {}
-    if type == "DELETED":
-        return False
-    if meta.get("deletionTimestamp"):
-        return FINALIZER in (meta.get("finalizers") or [])
-    if type == "MODIFIED":
-        return JobStatus.parse(status).unreported_attempt() > 0
-    return status.get("phase") not in TERMINAL
-
-
-def job_event(type: str | None, job: dict[str, Any]) -> None:
-    """What a job's event asks for, in a worker thread. Raises when it could not be done (a
-    ledger or API outage): run through run_retrying, which tries again until it is."""
-    meta = job["metadata"]
-    if meta.get("deletionTimestamp"):
-        if FINALIZER in (meta.get("finalizers") or []):
-            finalize_job(job)
-            _remove_finalizer(job)
-        return
-    _runner_report(job)  # resume: a report that landed while the operator was down
-    if type != "MODIFIED":
-        handle_job(job)
-
-
-def _job_event_again(type: str | None, ref: JobRef) -> None:
-    """A retry of job_event reads the job afresh: the event that failed may be long stale."""
-    job = get_job(ref.namespace, ref.name)
-    if job is not None and job["metadata"]["uid"] == ref.uid:
-        job_event(type, job)
-
-
-@dataclass(frozen=True)
-class JobRef:
-    namespace: str
-    name: str
-    uid: str
-
-    @classmethod
-    def of(cls, job: dict[str, Any]) -> JobRef:
-        meta = job["metadata"]
-        return cls(meta["namespace"], meta["name"], meta["uid"])
-
-
-LEDGER_UNAVAILABLE = "LedgerUnavailable"
-
-
-class JobWatcher(Watcher):
-    """While a job's work waits for the ledger, the job says so: a LedgerUnavailable condition and
-    a Warning Event (once per outage), cleared when the work goes through. Both writes are
-    conditional on the job's resourceVersion: built from a read that another write (a settlement
-    by another thread or operator) has overtaken, they would undo it."""
-
-    def __init__(self, ref: JobRef) -> None:
-        self.ref = ref
-
-    def failed(self, exc: BaseException, delay: float) -> None:
-        if not isinstance(exc, DatabaseUnavailable):
-            return
-        message = f"waiting for the budget ledger, which cannot be reached ({exc}); qgov keeps trying"
-
-        def update(job: dict[str, Any]) -> dict[str, Any] | None:
-            if _condition_is(job, LEDGER_UNAVAILABLE, "True"):
-                return None
-            new: dict[str, Any] = {"conditions": job_conditions(job, (LEDGER_UNAVAILABLE, True, "DatabaseUnavailable",
-                                                                  message))}
-            if not JobStatus.of(job).terminal:
-                new["message"] = message
-            return new
-
-        refresh_namespace_budgets(self.ref.namespace)  # they say so too
-        job = self._write(update)
-        if job is not None:
-            emit(job, Event("Warning", LEDGER_UNAVAILABLE, message))
-
-    def recovered(self) -> None:
-        message = "the budget ledger is reachable again"
-        job = self._write(lambda job: {"conditions": job_conditions(job, (
-            LEDGER_UNAVAILABLE, False, "LedgerAvailable", message))} if _condition_is(
-            job, LEDGER_UNAVAILABLE, "True") else None)
-        if job is not None:
-            emit(job, Event("Normal", "LedgerAvailable", message))
-
-    def _write(self, update: Any) -> dict[str, Any] | None:
-        """Patch the status `update(job)` gives (None: nothing to write), on the job as read, if
-        nobody wrote it meanwhile; read again and retry on a conflict. Returns the job written."""
-        for _ in range(5):
-            job = get_job(self.ref.namespace, self.ref.name)
-            if job is None or job["metadata"]["uid"] != self.ref.uid:
-                return None
-            status = update(job)
-            if status is None:
-                return None
-            try:
-                discard(ctx().custom.patch_namespaced_custom_object_status(
-                    GROUP, VERSION, self.ref.namespace, PLURAL, self.ref.name,
-                    {"metadata": {"resourceVersion": job["metadata"]["resourceVersion"]}, "status": status},
-                    _preload_content=False))
-                return job
-            except ApiException as exc:
-                if exc.status != 409:
-                    raise
-        return None
-
-
-def _condition_is(job: dict[str, Any], type_: str, value: str) -> bool:
-    return JobStatus.of(job).condition_is(type_, value)
-
-
-def _runner_report(job: dict[str, Any]) -> None:
-    """A local session's runner wrote what the job's current attempt did into status.report."""
-    attempt = JobStatus.of(job).unreported_attempt()
-    if attempt:
-        report = job["status"]["report"]
-        attempt_finished(job, attempt, report.get("exitCode") == 0, report, report.get("exitCode"))
-
-
-async def in_thread(fn: Any, *args: Any) -> Any:
-    """fn(*args) in kopf's thread pool, in a copy of this context (kopf.event needs kopf's context
-    variables), as kopf runs a sync handler."""
-    loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(ctx().executor, contextvars.copy_context().run, fn, *args)
-
-
-def handle_job(job: dict[str, Any]) -> None:
-    """Admit a new job, or pick a job up where it was when the operator stopped."""
-    status = JobStatus.of(job)
-    if status.terminal:
-        return
-    if status.phase == Phase.QUEUED.value and status.estimated_micro is not None:
-        _catch_up_queued(job)
-        return
-    if status.phase in ACTIVE and status.attempts:
-        _mark(job, finalizer=False, session=status.session)  # resume: labelled by an older operator?
-        if status.retry_at:  # resume: a retry was scheduled before the operator stopped
-            schedule_retry(job["metadata"]["namespace"], job["metadata"]["name"], job["metadata"]["uid"],
-                           status.retry_at)
-        else:
-            create_attempt_pod(job, status.attempts)  # resume: the attempt's pod exists or is made
-        return
-    new = admit(job)
-    metrics.admission(job, new)
-    namespace, name = job["metadata"]["namespace"], job["metadata"]["name"]
-    if new.get("phase") in ("Admitted", "Queued"):
-        _mark(job, finalizer=bool(new.get("budget")), session=new.get("session"))
-    if new.get("phase") == "Admitted":
-        _start_attempt(job, 1, new)
-    else:
-        patch_job_status(namespace, name, new)
-    if new.get("budget"):
-        refresh_budget_status(namespace, new["budget"])
-
-
-def _catch_up_queued(job: dict[str, Any]) -> None:
-    """A job still Queued in the cluster whose reservation the ledger has since admitted or refused:
-    the operator stopped between the ledger's decision and acting on it. Act on it now."""
-    try:
-        reservation = ctx().ledger.reservation(job["metadata"]["uid"])
-    except UnknownReservation:
-        return
-    if reservation.state == "held":
-        start_admitted([QueueChange(reservation.key, Decision.ADMITTED, "")])
-    elif reservation.state == "refused":
-        start_admitted([QueueChange(reservation.key, Decision.REFUSED, reservation.message)])
-
-
-def _mark(job: dict[str, Any], *, finalizer: bool, session: str | None) -> None:
-    """What the operator puts on the job object itself, in one JSON patch: qgov's finalizer when
-    money is held for it (deleting it must release or settle first), and the label of the
-    QiskitSession it runs in (the session's timer and runner select its jobs by it, server-side,
-    instead of reading every job of the namespace)."""
-    meta = job["metadata"]
-    ops: list[dict[str, Any]] = []
-    current = meta.get("finalizers") or []
-    if finalizer and FINALIZER not in current:
-        ops.append({"op": "add", "path": "/metadata/finalizers/-", "value": FINALIZER} if current
-                   else {"op": "add", "path": "/metadata/finalizers", "value": [FINALIZER]})
-    labels = meta.get("labels") or {}
-    if session and labels.get(SESSION_LABEL) != label_value(session):
-        ops.append({"op": "add", "path": "/metadata/labels/" + SESSION_LABEL.replace("~", "~0").replace("/", "~1"),
-                    "value": label_value(session)} if labels
-                   else {"op": "add", "path": "/metadata/labels", "value": {SESSION_LABEL: label_value(session)}})
-    if ops:
-        json_patch(PLURAL, meta["namespace"], meta["name"], ops)
-
-
-def _remove_finalizer(job: dict[str, Any]) -> None:
-    """Remove our finalizer only: a `test` guards against dropping a finalizer added meanwhile."""
-    meta = job["metadata"]
-    for _ in range(5):
-        current = meta.get("finalizers") or []
-        if FINALIZER not in current:
-            return
-        try:
-            ctx().custom.patch_namespaced_custom_object(
-                GROUP, VERSION, meta["namespace"], PLURAL, meta["name"],
-                [{"op": "test", "path": "/metadata/finalizers", "value": current},
-                 {"op": "replace", "path": "/metadata/finalizers", "value": [f for f in current if f != FINALIZER]}],
-                _content_type="application/json-patch+json")
-            return
-        except ApiException as exc:
-            if exc.status == 404:
-                return
-            if exc.status not in (409, 422):
-                raise
-        fresh = get_job(meta["namespace"], meta["name"])
-        if fresh is None:
-            return
-        meta = fresh["metadata"]
-
-
-def _usage_of(pod: dict[str, Any]) -> tuple[dict[str, Any], int | None]:
-    """The executor's report (termination message JSON) and the container's exit code."""
-    statuses = (pod.get("status") or {}).get("containerStatuses") or []
-    term = ((statuses[0].get("state") or {}).get("terminated") or {}) if statuses else {}
-    try:
-        report = json.loads(term.get("message") or "{}")
-    except ValueError:
-        report = {"error": (term.get("message") or "")[-500:]}
-    return (report if isinstance(report, dict) else {}), term.get("exitCode")
-
-
-def _charge(job: dict[str, Any], report: dict[str, Any]) -> int:
-    """What an attempt's reported usage costs in the job's budget unit (0 if it reported none)."""
-    status = JobStatus.of(job)
-    if not (report.get("usage") or {}) or status.paid_by_session:
-        return 0  # the backend is not even looked up
-    backend = load_backend(job["spec"]["backend"])
-    prices = None if isinstance(backend, Problem) else backend.prices
-    return attempt_charge(report, prices, status.currency, status.paid_by_session)
-
-
 @kopf.on.event("", "v1", "pods", labels={JOB_UID_LABEL: kopf.PRESENT})
-async def on_executor_pod(body: kopf.Body, type: str, **_: Any) -> None:
+async def on_executor_pod(body: kopf.Body, type: str, memo: kopf.Memo, **_: Any) -> None:
     """An executor pod started, ended, or went away. (The API server sends qgov's pods only once they
     have left Pending, see startup.start.) Events without work are dropped here, on the event
     loop; the rest is handled in the thread pool."""
-    phase = (body.get("status") or {}).get("phase")
-    if started() and (phase in ("Running", "Succeeded", "Failed") if type != "DELETED"
-                      else phase not in ("Succeeded", "Failed")):
-        pod = dict(body)
-        meta, labels = pod["metadata"], pod["metadata"].get("labels") or {}
-        ref = JobRef(meta["namespace"], owner_name(pod, "QiskitJob") or labels.get(JOB_LABEL, ""),
-                     labels.get(JOB_UID_LABEL, ""))
-        await in_thread(run_retrying, f"executor pod {meta['namespace']}/{meta['name']}",
-                        partial(executor_pod_event, type, pod), None, JobWatcher(ref))
+    if (jobs := running(memo)) is not None:
+        await jobs.executor_pod_arrived(type, body)
 
 
-def executor_pod_event(type: str, pod: dict[str, Any]) -> None:
-    labels = pod["metadata"].get("labels") or {}
-    phase = (pod.get("status") or {}).get("phase")
-    evicted = type == "DELETED" and phase not in ("Succeeded", "Failed")
-    job = get_job(pod["metadata"]["namespace"], owner_name(pod, "QiskitJob") or labels.get(JOB_LABEL, ""))
-    if job is None or job["metadata"]["uid"] != labels.get(JOB_UID_LABEL) or job["metadata"].get(
-            "deletionTimestamp"):
-        return
-    if evicted:  # the pod went away before it finished: a transient failure, like a lost node
-        phase = "Failed"
-        pod.setdefault("status", {})["containerStatuses"] = [{"state": {"terminated": {
-            "exitCode": 137, "message": json.dumps({"error": "the executor pod was deleted before it finished"})}}}]
-    status = JobStatus.of(job)
-    attempt = int(labels.get("qgov.dev/attempt", "0"))
-    if status.terminal or attempt != status.attempts:
-        return
-    namespace, name = job["metadata"]["namespace"], job["metadata"]["name"]
-    if phase == "Running":
-        if status.phase == Phase.ADMITTED.value:
-            running = {"phase": Phase.RUNNING.value, "podName": pod["metadata"]["name"],
-                       "startTime": status.start_time or now_iso()}
-            if status.condition_is("Stalled", "True"):
-                message = f"executor pod {pod['metadata']['name']} is running"
-                running.update(message=message, conditions=job_conditions(job, ("Stalled", False, "PodRunning", message)))
-            patch_job_status(namespace, name, running)
-        return
-    report, exit_code = _usage_of(pod)
-    if phase == "Failed" and pod["metadata"].get("deletionTimestamp") and not report.get("error"):
-        # a kubelet stops a deleted pod and reports it Failed (exit 143) before it is removed: the
-        # same lost attempt as a pod that vanished, whichever the operator hears of first
-        report["error"] = "the executor pod was deleted before it finished"
-    attempt_finished(job, attempt, phase == "Succeeded", report, exit_code)
-
-
-def attempt_finished(job: dict[str, Any], attempt: int, succeeded: bool, report: dict[str, Any],
-                     exit_code: int | None) -> None:
-    """An attempt ended (its pod, or a session runner, reported): charge it, then retry, or settle
-    (governance/jobs/attempts.py decides)."""
-    status = JobStatus.of(job)
-    namespace, name = job["metadata"]["namespace"], job["metadata"]["name"]
-    charge = 0 if status.counted(attempt) else _charge(job, report)
-    backoff = int((job.get("spec") or {}).get("backoffLimit", DEFAULT_BACKOFF_LIMIT))
-    after = after_attempt(status, attempt, succeeded, report, exit_code, charge, backoff,
-                          ctx().config.retry_base_seconds, datetime.now(timezone.utc))
-    if isinstance(after, AlreadyCounted):
-        return  # this attempt was already counted and a retry is scheduled
-    if isinstance(after, Retry):
-        retry_at = iso(after.at)
-        emit(job, after.event)
-        patch_job_status(namespace, name, {"phase": Phase.ADMITTED.value, "message": after.message,
-                                        "usedMicro": str(after.used_micro),
-                                        "qpuSeconds": format_quantity(after.qpu_seconds), "countedAttempt": attempt,
-                                        "retryAt": retry_at})
-        schedule_retry(namespace, name, job["metadata"]["uid"], retry_at)
-        return
-    settled, late = _settle(job, after.used_micro)
-    cost = f"{format_amount(settled)} {status.currency}" + (f" ({late})" if late else "")
-    message = after.message(cost)
-    spent = {"actualCost": format_amount(settled), "usedMicro": str(after.used_micro),
-             "qpuSeconds": format_quantity(after.qpu_seconds), "countedAttempt": attempt}
-    emit(job, after.event(message))
-    if after.phase is Phase.SUCCEEDED:
-        new = _terminal(job, Phase.SUCCEEDED.value, after.reason, message, **spent,
-                        resultConfigMap=report.get("resultConfigMap"),
-                        **({"runtimeJob": report["runtimeJob"]} if report.get("runtimeJob") else {}))
-    else:
-        new = _terminal(job, Phase.FAILED.value, after.reason, message, **spent)
-    patch_job_status(namespace, name, new)
-    if status.budget:
-        refresh_budget_status(namespace, status.budget)
-
-
-def _settle(job: dict[str, Any], used: int) -> tuple[int, str]:
-    """Settle the job's reservation with what all its attempts used: (what was charged, a note
-    when it was a late charge). The work ran, so it is charged even when its reservation is no
-    longer held (`ran=True`): what the job's status says it was charged, the ledger holds.
-    A ledger that cannot be reached raises; the caller is retried (retrying.py)."""
-    status = JobStatus.of(job)
-    if not status.budget:
-        return used, ""
-    try:
-        outcome = ctx().ledger.settle(job["metadata"]["uid"], used, ran=True)
-    except UnknownReservation:
-        message = (f"the ledger has no reservation for this job, so its {format_amount(used)} "
-                   f"{status.currency} could not be charged (see `qgov ledger audit`)")
-        emit(job, Event("Warning", "NotInLedger", message))
-        return 0, message
-    metrics.job_settled(job, outcome)
-    start_admitted(outcome.queue_changes)
-    if not outcome.late:
-        return outcome.actual_micro, ""
-    note = "a late charge: its reservation had been released before it was settled"
-    if not outcome.replayed:
-        _late_charge_events(job, outcome)
-    return outcome.actual_micro, note
-
-
-def _late_charge_events(job: dict[str, Any], outcome: SettleOutcome) -> None:
-    """Say so on the job and its budget: a late charge means money moved outside a hold."""
-    meta, status = job["metadata"], JobStatus.of(job)
-    message = (f"charged {format_amount(outcome.actual_micro, status.currency)} after its reservation had been "
-               "released (a late charge, recorded in the ledger as an overrun)")
-    emit(job, Event("Warning", "LateCharge", message))
-    budget_event(meta["namespace"], status.budget or "", "Warning", "LateCharge", f"QiskitJob {meta['name']}: {message}")
-
-
-def schedule_retry(namespace: str, name: str, uid: str, retry_at: str) -> None:
-    """Start the next attempt when its backoff is over. An in-process timer, not a kopf timer: kopf
-    would run timer machinery for every job, and only retried jobs need one. The due time lives in
-    the job's status, so a restarted operator re-schedules it (kopf's initial listing)."""
-    due = parse_iso(retry_at)
-    delay = max(0.0, (due - datetime.now(timezone.utc)).total_seconds())
-    later(delay, _start_retry, namespace, name, uid)
-
-
-def _start_retry(namespace: str, name: str, uid: str) -> None:
-    job = get_job(namespace, name)
-    status = JobStatus.of(job or {})
-    if job is None or job["metadata"]["uid"] != uid or status.terminal or not status.retry_at:
-        return  # gone, finished, or another timer started it already
-    _start_attempt(job, (status.attempts or 1) + 1)  # a duplicate timer creates nothing twice
-
-
-def finalize_job(job: dict[str, Any]) -> None:
-    """Release an unused reservation, or settle what ran; stop the executor."""
-    namespace, uid = job["metadata"]["namespace"], job["metadata"]["uid"]
-    status = JobStatus.of(job)
-    selector = f"{JOB_UID_LABEL}={uid}"
-    used, counted = status.used_micro, status.counted_attempt
-    for pod in ctx().core.list_namespaced_pod(namespace, label_selector=selector).items:
-        # attempts that finished but were never counted (say, while the operator was down) still cost
-        attempt = int((pod.metadata.labels or {}).get("qgov.dev/attempt", "0"))
-        if attempt > counted and pod.status and pod.status.phase in ("Succeeded", "Failed"):
-            used += _charge(job, _usage_of(ctx().core.api_client.sanitize_for_serialization(pod))[0])
-    ctx().core.delete_collection_namespaced_pod(namespace, label_selector=selector)
-    try:
-        reservation = ctx().ledger.reservation(uid)
-    except UnknownReservation:
-        return
-    if used > 0 and reservation.state != "settled":  # it ran: charged, late if its hold was gone
-        outcome = ctx().ledger.settle(uid, used, ran=True)
-        metrics.job_settled(job, outcome)
-        if outcome.late and not outcome.replayed and status.budget:
-            _late_charge_events(job, outcome)
-        start_admitted(outcome.queue_changes)
-    elif reservation.state in ("held", "queued"):
-        start_admitted(ctx().ledger.release(uid).queue_changes)
-    if status.budget:
-        refresh_budget_status(namespace, status.budget)
-
-
-def reconcile_ledger(jobs: list[dict[str, Any]] | None = None,
-                     sessions: list[dict[str, Any]] | None = None,
-                     open_keys: list[str] | None = None) -> list[str]:
-    """No reservation stays held or queued for a job (or dedicated session) that is gone; returns
-    the keys released. Run on start and by the pod sweep.
-
-    Never releases a live one. Another operator (a rolling update, a failover) may be admitting
-    work meanwhile, so absence from a list proves nothing unless the reservation was read BEFORE
-    the list: the object exists before its reservation does, and a UID never comes back, so a
-    reservation read first whose object is missing from a later list was deleted. Even then the
-    object is read once more by name before the release. Pass `open_keys` read before `jobs` and
-    `sessions` were listed, or nothing to have all three read here in that order."""
-    if open_keys is None:
-        open_keys = ctx().ledger.open_reservations()
-    if not open_keys:
-        return []
-    if jobs is None:
-        jobs = ctx().custom.list_cluster_custom_object(GROUP, VERSION, PLURAL).get("items", [])
-    if sessions is None:
-        sessions = ctx().custom.list_cluster_custom_object(GROUP, VERSION, "qiskitsessions").get("items", [])
-    alive = {o["metadata"]["uid"] for o in jobs + sessions}
-    released = []
-    for key in open_keys:
-        if key in alive:
-            continue
-        try:
-            reservation = ctx().ledger.reservation(key)
-            if reservation.state not in ("held", "queued") or _owner_exists(reservation.job, key):
-                continue
-            start_admitted(ctx().ledger.release(key).queue_changes)
-        except (UnknownReservation, UnknownBudget):
-            continue
-        released.append(key)
-        log.info(f"released the reservation of {reservation.job or key}: its object (uid {key}) no longer exists")
-    return released
-
-
-def _owner_exists(owner: str, uid: str) -> bool:
-    """Whether the QiskitJob ("namespace/name") or QiskitSession ("namespace/session/name") that a
-    reservation names still exists with that UID, read now from the API server."""
-    namespace, _, rest = owner.partition("/")
-    plural, name = ("qiskitsessions", rest.partition("/")[2]) if rest.startswith("session/") else (PLURAL, rest)
-    if not namespace or not name:
-        return False
-    obj = get_object(plural, namespace, name)
-    return obj is not None and obj["metadata"]["uid"] == uid
+def running(memo: Any) -> Jobs | None:
+    """The job handlers' collaborators, or None before start-up and after clean-up (events and
+    timers can still fire then)."""
+    jobs = getattr(memo, "jobs", None)
+    return jobs if jobs is not None and jobs.kopf_context.running else None

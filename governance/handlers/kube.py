@@ -6,16 +6,17 @@ there is one."""
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 import kopf
+import kubernetes
 from kubernetes.client.rest import ApiException
 
 from ..api import GROUP, VERSION
 from ..jobs.events import Event
-from .apiwrites import custom_path, pods_path
-from .context import ctx
+from .apiwrites import Connection, custom_path, pods_path
 
 JOBS = "qiskitjobs"
 SESSIONS = "qiskitsessions"
@@ -54,57 +55,85 @@ def created(call: Callable[[], Any]) -> bool:
         return False
 
 
-def get_object(plural: str, namespace: str, name: str) -> dict[str, Any] | None:
-    """A qgov object, or None when it is gone."""
-    return unless_gone(lambda: ctx().custom.get_namespaced_custom_object(GROUP, VERSION, namespace, plural, name))
+class Kube:
+    """The API clients, one set per thread (kopf's worker threads sharing one client end up sharing
+    HTTP connections: ProtocolError: ResponseNotReady), and the reads and writes of qgov's objects
+    and pods the handlers make through them. Built once at start-up (startup.py) and handed to
+    each object that calls the API."""
 
+    def __init__(self) -> None:
+        self._local = threading.local()
 
-def get_job(namespace: str, name: str) -> dict[str, Any] | None:
-    return get_object(JOBS, namespace, name)
+    def _clients(self) -> Any:
+        local = self._local
+        if not hasattr(local, "core"):
+            api = kubernetes.client.ApiClient()
+            local.core, local.custom = kubernetes.client.CoreV1Api(api), kubernetes.client.CustomObjectsApi(api)
+            local.rbac = kubernetes.client.RbacAuthorizationV1Api(api)
+            local.http = Connection(api) if Connection.supported(api) else None
+        return local
 
+    @property
+    def core(self) -> Any:
+        return self._clients().core
 
-def get_session(namespace: str, name: str) -> dict[str, Any] | None:
-    return get_object(SESSIONS, namespace, name)
+    @property
+    def custom(self) -> Any:
+        return self._clients().custom
 
+    @property
+    def rbac(self) -> Any:
+        return self._clients().rbac
 
-def patch_status(plural: str, namespace: str, name: str, status: dict[str, Any]) -> None:
-    """Merge `status` into the object's status; the answer is not parsed."""
-    http = ctx().http
-    if http is not None:  # the admission's writes skip the kubernetes client's machinery (apiwrites.py)
-        http.request("PATCH", custom_path(GROUP, VERSION, namespace, plural, name, "status"), {"status": status},
-                     "application/merge-patch+json")
-        return
-    discard(ctx().custom.patch_namespaced_custom_object_status(GROUP, VERSION, namespace, plural, name,
-                                                              {"status": status}, _preload_content=False))
+    @property
+    def http(self) -> Connection | None:
+        """The thread's connection for the admission's writes (apiwrites.py); None: use the client."""
+        return self._clients().http
 
+    def get_object(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
+        """A qgov object, or None when it is gone."""
+        return unless_gone(lambda: self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, plural, name))
 
-def patch_job_status(namespace: str, name: str, status: dict[str, Any]) -> None:
-    patch_status(JOBS, namespace, name, status)
+    def get_job(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return self.get_object(JOBS, namespace, name)
 
+    def get_session(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return self.get_object(SESSIONS, namespace, name)
 
-def json_patch(plural: str, namespace: str, name: str, ops: list[dict[str, Any]]) -> None:
-    """A JSON patch of the object itself (its metadata); the answer is not parsed."""
-    if (http := ctx().http) is not None:
-        http.request("PATCH", custom_path(GROUP, VERSION, namespace, plural, name), ops,
-                     "application/json-patch+json")
-    else:
-        discard(ctx().custom.patch_namespaced_custom_object(GROUP, VERSION, namespace, plural, name, ops,
-                                                           _content_type="application/json-patch+json",
-                                                           _preload_content=False))
+    def patch_status(self, plural: str, namespace: str, name: str, status: dict[str, Any]) -> None:
+        """Merge `status` into the object's status; the answer is not parsed."""
+        http = self.http
+        if http is not None:  # the admission's writes skip the kubernetes client's machinery (apiwrites.py)
+            http.request("PATCH", custom_path(GROUP, VERSION, namespace, plural, name, "status"), {"status": status},
+                         "application/merge-patch+json")
+            return
+        discard(self.custom.patch_namespaced_custom_object_status(GROUP, VERSION, namespace, plural, name,
+                                                                  {"status": status}, _preload_content=False))
 
+    def patch_job_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+        self.patch_status(JOBS, namespace, name, status)
 
-def create_pod(namespace: str, body: dict[str, Any]) -> None:
-    """Create a pod (an ApiException when refused, 409 included); the answer is not parsed."""
-    http = ctx().http
-    if http is not None:
-        http.request("POST", pods_path(namespace), body)
-    else:
-        discard(ctx().core.create_namespaced_pod(namespace, body, _preload_content=False))
+    def json_patch(self, plural: str, namespace: str, name: str, ops: list[dict[str, Any]]) -> None:
+        """A JSON patch of the object itself (its metadata); the answer is not parsed."""
+        if (http := self.http) is not None:
+            http.request("PATCH", custom_path(GROUP, VERSION, namespace, plural, name), ops,
+                         "application/json-patch+json")
+        else:
+            discard(self.custom.patch_namespaced_custom_object(GROUP, VERSION, namespace, plural, name, ops,
+                                                               _content_type="application/json-patch+json",
+                                                               _preload_content=False))
 
+    def create_pod(self, namespace: str, body: dict[str, Any]) -> None:
+        """Create a pod (an ApiException when refused, 409 included); the answer is not parsed."""
+        http = self.http
+        if http is not None:
+            http.request("POST", pods_path(namespace), body)
+        else:
+            discard(self.core.create_namespaced_pod(namespace, body, _preload_content=False))
 
-def delete_pod(namespace: str, name: str) -> None:
-    """Delete a pod; one that is gone already is fine."""
-    unless_gone(lambda: ctx().core.delete_namespaced_pod(name, namespace))
+    def delete_pod(self, namespace: str, name: str) -> None:
+        """Delete a pod; one that is gone already is fine."""
+        unless_gone(lambda: self.core.delete_namespaced_pod(name, namespace))
 
 
 # ---------------------------------------------------------------------- Events

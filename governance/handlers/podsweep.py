@@ -32,13 +32,11 @@ from ..api import GROUP, MANAGED_BY_LABEL, VERSION
 from ..budget.errors import DatabaseUnavailable, UnknownReservation
 from ..budget.types import Decision, QueueChange
 from .retrying import type_name
-from .budgetnotify import refresh_namespace_budgets
-from .jobs import (attempt_placement, create_pod, executor_pod_event, job_conditions, patch_job_status,
-                   reconcile_ledger, start_admitted)
+from .jobs import Jobs, job_conditions
 from .pods import pending_problem
-from .context import OperatorContext, in_kopf_context, started
+from .context import KopfContext
 from .sessions import Sessions
-from .kube import unless_gone
+from .kube import Kube, unless_gone
 from .sessionview import local_runner
 
 # a pod that finished this long ago and whose job is not final lost its event: settle it here
@@ -63,7 +61,7 @@ def read_pod(core: Any, namespace: str, name: str) -> dict[str, Any] | None:
     return None if answer is None else json.loads(answer.data)
 
 
-def sweep(context: OperatorContext, session_handlers: Sessions) -> list[str]:
+def sweep(jobs_handlers: Jobs, session_handlers: Sessions) -> list[str]:
     """Create the pods that are missing, say why stuck ones do not start, finish what events left
     undone; returns the names (namespace/name) of the pods created.
 
@@ -72,14 +70,16 @@ def sweep(context: OperatorContext, session_handlers: Sessions) -> list[str]:
     nothing."""
     # the open reservations BEFORE the jobs: reconcile_ledger relies on that order
     try:
-        open_states: dict[str, str] | None = {r.key: r.state for r in context.ledger.reservations(("held", "queued"))}
+        open_states: dict[str, str] | None = {
+            r.key: r.state for r in jobs_handlers.ledger.reservations(("held", "queued"))}
     except DatabaseUnavailable as exc:  # the pods are still swept; the money waits for the next sweep
         log.warning(f"pod sweep: {exc}")
-        refresh_namespace_budgets()  # the budgets say so
+        jobs_handlers.notifier.refresh_namespace_budgets()  # the budgets say so
         open_states = None
-    jobs = list(context.active_jobs.values())
-    pods = unfinished_pods(context.core)
-    sessions = context.custom.list_cluster_custom_object(GROUP, VERSION, "qiskitsessions").get("items", [])
+    kube = jobs_handlers.kube
+    jobs = list(jobs_handlers.active_jobs.values())
+    pods = unfinished_pods(kube.core)
+    sessions = kube.custom.list_cluster_custom_object(GROUP, VERSION, "qiskitsessions").get("items", [])
     created: list[str] = []
     caught_up: list[QueueChange] = []
     for job in jobs:
@@ -88,24 +88,24 @@ def sweep(context: OperatorContext, session_handlers: Sessions) -> list[str]:
             continue
         if status.get("phase") == "Queued" and status.get("estimatedMicro") and open_states is not None and \
                 open_states.get(meta["uid"]) != "queued":
-            caught_up.append(_ledger_decision(context.ledger, meta["uid"], open_states.get(meta["uid"])))
+            caught_up.append(_ledger_decision(jobs_handlers.ledger, meta["uid"], open_states.get(meta["uid"])))
             continue
         if status.get("phase") not in ("Admitted", "Running") or not status.get("podName") or status.get("retryAt"):
             continue
-        pod = pods.get((meta["namespace"], status["podName"])) or read_pod(context.core, meta["namespace"],
+        pod = pods.get((meta["namespace"], status["podName"])) or read_pod(kube.core, meta["namespace"],
                                                                            status["podName"])
         if pod is not None:
             if _missed_end(pod):
-                executor_pod_event("MODIFIED", pod)
+                jobs_handlers.executor_pod_event("MODIFIED", pod)
             elif status.get("phase") == "Admitted":
-                report_stalled(job, pod)
+                report_stalled(kube, job, pod)
             continue
-        placed = attempt_placement(job) if status.get("phase") == "Admitted" else None
+        placed = jobs_handlers.attempt_placement(job) if status.get("phase") == "Admitted" else None
         # the watch's copy of the job may be older than the pod: a pod made meanwhile answers 409
-        if placed is not None and placed.kind == "pod" and create_pod(job, int(status.get("attempts") or 1),
-                                                                      placed.needs):
+        if placed is not None and placed.kind == "pod" and jobs_handlers.create_pod(
+                job, int(status.get("attempts") or 1), placed.needs):
             created.append(f"{meta['namespace']}/{status['podName']}")
-    start_admitted([c for c in caught_up if c is not None])
+    jobs_handlers.start_admitted([c for c in caught_up if c is not None])
     for session in sessions:
         runner = local_runner(session)
         namespace = session["metadata"]["namespace"]
@@ -113,7 +113,7 @@ def sweep(context: OperatorContext, session_handlers: Sessions) -> list[str]:
                 and session_handlers.create_runner(session):
             created.append(f"{namespace}/{runner}")
     if open_states is not None:
-        reconcile_ledger(jobs, sessions, list(open_states))
+        jobs_handlers.reconcile_ledger(jobs, sessions, list(open_states))
     return created
 
 
@@ -144,7 +144,7 @@ def _missed_end(pod: dict[str, Any]) -> bool:
     return ended is None or datetime.now(timezone.utc) - ended > timedelta(seconds=MISSED_END_SECONDS)
 
 
-def report_stalled(job: dict[str, Any], pod: dict[str, Any]) -> None:
+def report_stalled(kube: Kube, job: dict[str, Any], pod: dict[str, Any]) -> None:
     """Write why the job's pod does not start into its Stalled condition (once per new reason)."""
     problem = pending_problem(pod)
     if problem is None:
@@ -156,17 +156,19 @@ def report_stalled(job: dict[str, Any], pod: dict[str, Any]) -> None:
         return
     metrics.pod_stalled(reason)
     meta = job["metadata"]
-    patch_job_status(meta["namespace"], meta["name"], {
+    kube.patch_job_status(meta["namespace"], meta["name"], {
         "message": message, "conditions": job_conditions(job, ("Stalled", True, reason, message))})
     log.warning(f"job {meta['namespace']}/{meta['name']}: {message}")
 
 
 class PodSweeper:
-    """A thread that sweeps every `interval` seconds until stopped, with the operator's clients and
-    ledger (`context`) and the session handlers' collaborators (`sessions`: runners)."""
+    """A thread that sweeps every `interval` seconds until stopped, with the job handlers' object
+    (`jobs`: its clients, ledger and unfinished jobs), the session handlers' (`sessions`: runners),
+    and kopf's context (`kopf_context`: whether the operator runs; kopf.event needs a handler's
+    context)."""
 
-    def __init__(self, interval: float, context: OperatorContext, sessions: Sessions) -> None:
-        self.interval, self.context, self.sessions = interval, context, sessions
+    def __init__(self, interval: float, jobs: Jobs, sessions: Sessions, kopf_context: KopfContext) -> None:
+        self.interval, self.jobs, self.sessions, self.kopf_context = interval, jobs, sessions, kopf_context
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="qgov-pod-sweep", daemon=True)
 
@@ -179,10 +181,11 @@ class PodSweeper:
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
-            if not started():
+            if not self.kopf_context.running:
                 continue
             try:
-                for name in in_kopf_context(sweep, self.context, self.sessions):  # kopf.event (a settlement's) needs a handler's context
+                # kopf.event (a settlement's) needs a handler's context
+                for name in self.kopf_context.run(sweep, self.jobs, self.sessions):
                     log.warning(f"pod {name} was gone before it ran (deleted while Pending?): created again")
             except Exception as exc:  # noqa: BLE001 - a failed sweep is tried again at the next interval
                 log.warning(f"pod sweep failed: {type_name(exc)}")

@@ -23,13 +23,14 @@ events itself, as before, only slower.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 log = logging.getLogger("qgov.rawevents")
 
-RawHandler = Callable[[str | None, dict[str, Any]], Awaitable[None]]
+RawHandler = Callable[..., Awaitable[None]]  # handler(type, body, memo=...)
 Slimmer = Callable[[dict[str, Any]], dict[str, Any]]
 
 _handlers: dict[tuple[str, str], RawHandler] = {}  # (API group, plural) -> the kind's only handler
@@ -37,7 +38,8 @@ _listed: dict[tuple[str, str], Slimmer] = {}  # (API group, plural) -> what a li
 
 
 def route(group: str, plural: str, handler: RawHandler, listed: Slimmer | None = None) -> None:
-    """Send the raw events of this kind to `handler(type, body)` instead of kopf's processing. The
+    """Send the raw events of this kind to `handler(type, body, memo=memo)` instead of kopf's
+    processing (`memo`: the operator's, where start-up put the handlers' collaborators). The
     kind must have no other kopf handler (they would not run): the handler stays registered with
     kopf as well (`@kopf.on.event`), so that kopf watches the kind, and runs it when the fast path
     is not installed.
@@ -62,6 +64,8 @@ def install() -> bool:
     original = getattr(processing, "process_resource_event", None)
     if original is None or getattr(original, "_qgov_fast_path", False):
         return original is not None
+    if "memobase" not in inspect.signature(original).parameters:  # the handlers' collaborators are in it
+        return False
     queue_var = getattr(posting, "event_queue_var", None)
     loop_var = getattr(posting, "event_queue_loop_var", None)
     if queue_var is None or loop_var is None:
@@ -85,7 +89,7 @@ def install() -> bool:
         loop_var.set(asyncio.get_running_loop())
         queue_var.set(kwargs["event_queue"])
         try:
-            await handler(raw_event.get("type"), raw_event["object"])
+            await handler(raw_event.get("type"), raw_event["object"], memo=kwargs.get("memobase"))
         except asyncio.CancelledError:
             raise
         except Exception:  # noqa: BLE001 - as kopf does for an event handler: logged, not retried

@@ -15,7 +15,6 @@ from __future__ import annotations
 import base64
 import time
 from datetime import datetime, timezone
-from decimal import Decimal
 from functools import partial
 from typing import Any
 
@@ -31,101 +30,103 @@ from ..budget.ledger import Ledger
 from ..budget.money import format_amount, format_quantity
 from ..budget.types import Decision, ReserveRequest
 from ..jobs.events import Event
+from ..jobs import JobStatus
 from ..sessions.lifecycle import Action, Phase, SessionView, decide
+from ..sessions.status import SessionStatus
 from ..providers.ibm.iam import Credential, credential_from_secret, credentials_problem
 from ..providers.ibm.runtime_api import RuntimeApi, RuntimeApiError
 from ..sessions.tokens import TokenError, TokenManager
-from .budgetnotify import refresh_budget_status, refresh_namespace_budgets
+from .budgetnotify import BudgetNotifier
 from .conditions import iso, now_iso, parse_iso, set_condition
 from .config import OperatorConfig, session_interval_seconds
 from .pods import (SESSION_RUNNER_LABEL, owner_name, runner_pod_name, session_runner_pod,
                    token_secret_name)
 from .retrying import HANDLER_RETRY_SECONDS, run_retrying
-from .context import started
-from .jobs import (JobRef, JobWatcher, attempt_finished, choose_budget, create_attempt_pod, load_backend,
-                   start_admitted, start_session_jobs)
-from .kube import created, delete_pod, discard, emit, get_job, get_session
-from .sessionview import ENDED, credentials_secret, local_runner, session_jobs
+from .context import KopfContext
+from .jobs import JobRef, Jobs
+from .kube import Kube, created, discard, emit
+from .sessionview import SessionDirectory, local_runner
 
 PLURAL = "qiskitsessions"
 JOB_ACTIVE = {"Admitted", "Running"}
 
 
-def _wall_cost(session: dict[str, Any], seconds: int) -> int:
-    """What `seconds` of a dedicated session cost: its backend's QPU-second price, in its budget's unit."""
-    backend = load_backend(session["spec"]["backend"])
-    if isinstance(backend, Problem):
-        return 0
-    unit = (session.get("status") or {}).get("currency") or "USD"
-    return providers.of(backend).session_cost(seconds, backend.prices, unit)
-
-
-def _summary(session: dict[str, Any], jobs: list[dict[str, Any]], now: float) -> dict[str, Any]:
-    """Counts, usage and cost: a batch charges its jobs; a dedicated session its wall-clock time."""
-    status = session.get("status") or {}
-    usage = sum(Decimal(str((j.get("status") or {}).get("qpuSeconds") or 0)) for j in jobs)
-    if status.get("mode") == "dedicated" and not status.get("runner"):
-        opened = parse_iso(status["openedTime"]).timestamp()
-        closed = parse_iso(status["closedTime"]).timestamp() if status.get("closedTime") else now
-        seconds = int(max(0.0, closed - opened))
-        cost = _wall_cost(session, seconds)
-        return {"jobs": len(jobs), "usageSeconds": format_quantity(usage), "wallSeconds": seconds, "cost": format_amount(cost)}
-    cost = sum(int((j.get("status") or {}).get("usedMicro") or 0) for j in jobs)
-    return {"jobs": len(jobs), "usageSeconds": format_quantity(usage), "cost": format_amount(cost)}
-
-
-def _last_activity(status: dict[str, Any], jobs: list[dict[str, Any]]) -> float:
-    moments = [status.get("lastActivity"), status.get("openedTime")]
+def _last_activity(status: SessionStatus, jobs: list[dict[str, Any]]) -> float:
+    moments = [status.last_activity, status.opened_time]
     for job in jobs:
-        js = job.get("status") or {}
-        moments += [js.get("startTime"), js.get("completionTime")]
+        js = JobStatus.of(job)
+        moments += [js.start_time, js.completion_time]
     return max(parse_iso(m).timestamp() for m in moments if m)
 
 
 def _live(status: Any, **_: Any) -> bool:
     """Only open and draining sessions have a timer: kopf stops it when this turns false, so the
     closed sessions that pile up (every automatic batch leaves one) cost nothing."""
-    return (status or {}).get("phase") in (Phase.OPEN.value, Phase.DRAINING.value)
-
-
-def _stop_runner(namespace: str, name: str) -> None:
-    delete_pod(namespace, runner_pod_name(name))
+    return SessionStatus.parse(status or {}).live
 
 
 MAX_RUNNER_RESTARTS = 3
 
 
-def _fail_unreported(namespace: str, session_name: str, runner: str) -> None:
-    for job in session_jobs(namespace, session_name):
-        status = job.get("status") or {}
-        attempt = int(status.get("attempts") or 0)
-        if status.get("phase") in JOB_ACTIVE and attempt > int(status.get("countedAttempt") or 0) \
-                and not status.get("retryAt"):
-            ref = JobRef.of(job)
-            run_retrying(f"job {namespace}/{ref.name}: runner {runner} stopped",
-                         partial(_fail_unreported_attempt, ref, attempt, runner), watcher=JobWatcher(ref))
-
-
-def _fail_unreported_attempt(ref: JobRef, attempt: int, runner: str) -> None:
-    """An attempt the stopped runner never reported fails like a lost pod (a retry reads the job afresh)."""
-    fresh = get_job(ref.namespace, ref.name)
-    if fresh is not None and fresh["metadata"]["uid"] == ref.uid and \
-            int((fresh.get("status") or {}).get("countedAttempt") or 0) < attempt:
-        attempt_finished(fresh, attempt, False,
-                         {"error": f"the session runner {runner} stopped before the job finished"}, 137)
-
-
 class Sessions:
     """What the QiskitSession handlers use, given at start-up (startup.py) rather than looked up:
-    the ledger (a dedicated session's reservation and settlement), the API clients (`clients.core`,
-    `clients.custom`: one per thread, see OperatorContext), the IBM token cache, the operator's
-    config, and the budgets' units (shared with admission). The kopf handlers below find it in
-    kopf's memo (`memo.sessions`); the pod sweep is given it to re-create runners."""
+    the ledger (a dedicated session's reservation and settlement), the API (kube.Kube), the IBM
+    token cache, the operator's config, the budgets' units (shared with admission), the job
+    handlers' object (a session's jobs start, fail and are charged there), what sessions tell
+    budgets (budgetnotify.py), the sessions' directory (sessionview.py), and whether the operator
+    is running. The kopf handlers below find it in kopf's memo (`memo.sessions`); the pod sweep is
+    given it to re-create runners."""
 
-    def __init__(self, ledger: Ledger, clients: Any, tokens: TokenManager, config: OperatorConfig,
-                 budget_units: dict[str, dict[str, str]]) -> None:
+    def __init__(self, ledger: Ledger, clients: Kube, tokens: TokenManager, config: OperatorConfig,
+                 budget_units: dict[str, dict[str, str]], jobs: Jobs, notifier: BudgetNotifier,
+                 directory: SessionDirectory, kopf_context: KopfContext) -> None:
         self.ledger, self.clients, self.tokens, self.config = ledger, clients, tokens, config
-        self.budget_units = budget_units
+        self.budget_units, self.jobs, self.notifier, self.directory = budget_units, jobs, notifier, directory
+        self.kopf_context = kopf_context
+
+    def _wall_cost(self, session: dict[str, Any], seconds: int) -> int:
+        """What `seconds` of a dedicated session cost: its backend's QPU-second price, in its budget's unit."""
+        backend = self.jobs.load_backend(session["spec"]["backend"])
+        if isinstance(backend, Problem):
+            return 0
+        unit = SessionStatus.of(session).currency
+        return providers.of(backend).session_cost(seconds, backend.prices, unit)
+
+    def _summary(self, session: dict[str, Any], jobs: list[dict[str, Any]], now: float,
+                 closed_time: str | None = None) -> dict[str, Any]:
+        """Counts, usage and cost: a batch charges its jobs; a dedicated session its wall-clock time,
+        until `closed_time` (else the closedTime its status shows, else `now`)."""
+        status = SessionStatus.of(session)
+        usage = sum(JobStatus.of(j).qpu_seconds for j in jobs)
+        if status.mode == "dedicated" and not status.runner:
+            opened = parse_iso(status.opened_time).timestamp()
+            closed_at = closed_time or status.closed_time
+            closed = parse_iso(closed_at).timestamp() if closed_at else now
+            seconds = int(max(0.0, closed - opened))
+            cost = self._wall_cost(session, seconds)
+            return {"jobs": len(jobs), "usageSeconds": format_quantity(usage), "wallSeconds": seconds, "cost": format_amount(cost)}
+        cost = sum(JobStatus.of(j).used_micro for j in jobs)
+        return {"jobs": len(jobs), "usageSeconds": format_quantity(usage), "cost": format_amount(cost)}
+
+    def _stop_runner(self, namespace: str, name: str) -> None:
+        self.clients.delete_pod(namespace, runner_pod_name(name))
+
+    def _fail_unreported(self, namespace: str, session_name: str, runner: str) -> None:
+        for job in self.directory.session_jobs(namespace, session_name):
+            status = JobStatus.of(job)
+            if status.phase in JOB_ACTIVE and status.attempts > status.counted_attempt and not status.retry_at:
+                ref = JobRef.of(job)
+                run_retrying(f"job {namespace}/{ref.name}: runner {runner} stopped",
+                             partial(self._fail_unreported_attempt, ref, status.attempts, runner),
+                             watcher=self.jobs.watcher(ref))
+
+    def _fail_unreported_attempt(self, ref: JobRef, attempt: int, runner: str) -> None:
+        """An attempt the stopped runner never reported fails like a lost pod (a retry reads the job afresh)."""
+        fresh = self.clients.get_job(ref.namespace, ref.name)
+        if fresh is not None and fresh["metadata"]["uid"] == ref.uid and \
+                JobStatus.of(fresh).counted_attempt < attempt:
+            self.jobs.attempt_finished(fresh, attempt, False,
+                                       {"error": f"the session runner {runner} stopped before the job finished"}, 137)
 
     def load_credential(self, namespace: str, secret: str) -> Credential:
         """The IBM credential in a Secret of the session's namespace; errors name the Secret, not values."""
@@ -139,7 +140,7 @@ class Sessions:
 
     def runtime_api(self, namespace: str, spec: SessionSpec) -> tuple[Credential, RuntimeApi]:
         """The session's credential and the Runtime API on it (TokenError when the Secret is wrong)."""
-        credential = self.load_credential(namespace, credentials_secret(spec.credentials_secret))
+        credential = self.load_credential(namespace, self.directory.credentials_secret(spec.credentials_secret))
         return credential, RuntimeApi(credential, self.tokens, http=metrics.CountedSession())
 
     def _patch(self, namespace: str, name: str, status: dict[str, Any]) -> None:
@@ -165,7 +166,7 @@ class Sessions:
         """Refresh the token when it is due and rotate the Secret; returns the token's expiry (ISO)."""
         token = self.tokens.token(credential)
         expiry = iso(datetime.fromtimestamp(token.expires_at, timezone.utc))
-        if (session.get("status") or {}).get("tokenExpiry") != expiry:
+        if SessionStatus.of(session).token_expiry != expiry:
             self._write_token_secret(session, token.value)
         return expiry
 
@@ -175,15 +176,15 @@ class Sessions:
         emit(session, Event("Warning", reason, message))
         self._patch(meta["namespace"], meta["name"], {
             "phase": Phase.FAILED.value, "message": message, "closedTime": now_iso(),
-            "conditions": set_condition((session.get("status") or {}).get("conditions"), "Ready", False, reason, message,
+            "conditions": set_condition(SessionStatus.of(session).conditions, "Ready", False, reason, message,
                                         meta.get("generation"))})
-        start_session_jobs(meta["namespace"], meta["name"])
+        self.jobs.start_session_jobs(meta["namespace"], meta["name"])
 
     def _dedicated_reservation(self, session: dict[str, Any], spec: SessionSpec,
                                backend: Backend) -> Problem | tuple[int, str]:
         """A dedicated session is billed for its wall-clock time: reserve maxTime × price up front."""
         meta = session["metadata"]
-        choice = choose_budget(meta["namespace"], None)
+        choice = self.jobs.choose_budget(meta["namespace"], None)
         if isinstance(choice, Problem):
             return choice
         if choice is None:  # unbudgeted work is allowed: nothing to reserve
@@ -195,7 +196,7 @@ class Sessions:
                                                         backend=backend.name, session=meta["name"]))
         except UnknownBudget as exc:
             return Problem("UnknownBudget", str(exc))
-        refresh_budget_status(meta["namespace"], choice[0])  # its status (and gauges) show the hold
+        self.notifier.refresh_budget_status(meta["namespace"], choice[0])  # its status (and gauges) show the hold
         if outcome.decision is Decision.ADMITTED:
             return amount, choice[1]
         if outcome.decision is Decision.QUEUED:  # a session waits for no one: it opens now or not at all
@@ -207,17 +208,17 @@ class Sessions:
 
     def on_session(self, body: kopf.Body, namespace: str, name: str, patch: kopf.Patch) -> None:
         session = dict(body)
-        status = session.get("status") or {}
-        if status.get("phase") in ENDED:
+        status = SessionStatus.of(session)
+        if status.ended:
             return
-        if status.get("sessionId"):  # resume: already open
-            start_session_jobs(namespace, name)
+        if status.session_id:  # resume: already open
+            self.jobs.start_session_jobs(namespace, name)
             return
         try:
             spec = parse_session(dict(session.get("spec") or {}))
         except SpecError as exc:
             return self._fail(session, "InvalidSpec", str(exc), patch)
-        backend = load_backend(spec.backend)
+        backend = self.jobs.load_backend(spec.backend)
         if isinstance(backend, Problem):
             return self._fail(session, backend.reason, backend.message, patch)
         if not providers.of(backend).remote_sessions:
@@ -237,7 +238,7 @@ class Sessions:
                        f"{usage.limit_seconds}s); the session opens when time is available, nothing was submitted")
             emit(session, Event("Warning", "InstanceLimitReached", message))
             self._patch(namespace, name, {"phase": Phase.PENDING.value, "message": message, "conditions": set_condition(
-                status.get("conditions"), "Ready", False, "InstanceLimitReached", message,
+                status.conditions, "Ready", False, "InstanceLimitReached", message,
                 session["metadata"].get("generation"))})
             raise kopf.TemporaryError(message, delay=self.config.instance_retry_seconds)
         reserved, unit = 0, "USD"
@@ -263,9 +264,9 @@ class Sessions:
             "catalogUrl": credential.catalog_url, "openedTime": opened, "lastActivity": opened, "tokenExpiry": expiry,
             "jobs": 0, "usageSeconds": "0", "cost": "0.00", "reservedMicro": str(reserved), "currency": unit,
             "message": message,
-            "conditions": set_condition(status.get("conditions"), "Ready", True, "SessionOpen", message,
+            "conditions": set_condition(status.conditions, "Ready", True, "SessionOpen", message,
                                         session["metadata"].get("generation"))})
-        start_session_jobs(namespace, name)  # jobs admitted before the session opened were waiting for it
+        self.jobs.start_session_jobs(namespace, name)  # jobs admitted before the session opened were waiting for it
 
     def _open_local(self, session: dict[str, Any], spec: SessionSpec, backend: Backend) -> None:
         """A session on aer or fake: one runner pod runs its jobs in turn. There is no wall-clock
@@ -278,9 +279,9 @@ class Sessions:
         self._patch(meta["namespace"], meta["name"], {
             "phase": Phase.OPEN.value, "mode": spec.mode, "runner": runner_pod_name(meta["name"]), "openedTime": opened,
             "lastActivity": opened, "jobs": 0, "usageSeconds": "0", "cost": "0.00", "message": message,
-            "conditions": set_condition((session.get("status") or {}).get("conditions"), "Ready", True, "SessionOpen",
+            "conditions": set_condition(SessionStatus.of(session).conditions, "Ready", True, "SessionOpen",
                                         message, meta.get("generation"))})
-        start_session_jobs(meta["namespace"], meta["name"])
+        self.jobs.start_session_jobs(meta["namespace"], meta["name"])
 
     def create_runner(self, session: dict[str, Any]) -> bool:
         """Create the session's runner pod; False when it exists already (a replay)."""
@@ -294,31 +295,31 @@ class Sessions:
             self.ledger.release(session["metadata"]["uid"])
         except (UnknownReservation, InvalidTransition, UnknownBudget):
             pass
-        refresh_namespace_budgets(session["metadata"]["namespace"])
+        self.notifier.refresh_namespace_budgets(session["metadata"]["namespace"])
 
     def session_tick(self, body: kopf.Body, namespace: str, name: str) -> None:
         """Rotate the token when due; close an idle session; expire one at maxTime; write the counts."""
-        if not started():
+        if not self.kopf_context.running:
             return
         session = dict(body)
-        status = session.get("status") or {}
-        phase = status.get("phase")
-        if phase not in (Phase.OPEN.value, Phase.DRAINING.value):
+        status = SessionStatus.of(session)
+        phase = status.phase
+        if not status.live:
             return
         spec = parse_session(dict(session.get("spec") or {}))
         now = time.time()
-        jobs = session_jobs(namespace, name)
-        active = [j for j in jobs if (j.get("status") or {}).get("phase") in JOB_ACTIVE]
-        running = sum((j.get("status") or {}).get("phase") == "Running" for j in active)
-        view = SessionView(Phase(phase), parse_iso(status["openedTime"]).timestamp(), _last_activity(status, jobs),
+        jobs = self.directory.session_jobs(namespace, name)
+        active = [j for j in jobs if JobStatus.of(j).phase in JOB_ACTIVE]
+        running = sum(JobStatus.of(j).phase == "Running" for j in active)
+        view = SessionView(Phase(phase), parse_iso(status.opened_time).timestamp(), _last_activity(status, jobs),
                            spec.max_time_s, spec.idle_timeout_s, waiting=len(active) - running, running=running)
         decision = decide(view, now)
         update: dict[str, Any] = {}
-        if status.get("runner"):  # local: the runner pod is the session
+        if status.runner:  # local: the runner pod is the session
             if decision.action in (Action.CLOSE, Action.EXPIRE, Action.FINISH):
                 self._end(session, Phase.EXPIRED if decision.action is Action.EXPIRE else Phase.CLOSED, decision.reason,
                            jobs, now)
-                _stop_runner(namespace, name)  # after the status says so: a runner that goes is not replaced then
+                self._stop_runner(namespace, name)  # after the status says so: a runner that goes is not replaced then
                 return
         else:
             try:
@@ -332,38 +333,37 @@ class Sessions:
                 if decision.action is Action.CLOSE or (decision.action is Action.EXPIRE and phase == Phase.OPEN.value):
                     # at maxTime IBM ends the session by itself and cancels what still waits in it (reason
                     # 1305); those executors report MaxTimeExceeded and their jobs move to a new session
-                    api.close_session(status["sessionId"])
+                    api.close_session(status.session_id)
             except RuntimeApiError as exc:
                 emit(session, Event("Warning", "RuntimeUnavailable", str(exc)))
                 return
             if decision.action is Action.EXPIRE and running:  # the running job finishes first
                 message = f"{decision.reason}: it takes no more jobs, and its running jobs finish"
                 emit(session, Event("Normal", "SessionDraining", message))
-                self._patch(namespace, name, {**update, **_summary(session, jobs, now), "phase": Phase.DRAINING.value,
-                                              "message": message})
+                self._patch(namespace, name, {**update, **self._summary(session, jobs, now),
+                                              "phase": Phase.DRAINING.value, "message": message})
                 return
             ended = Phase.EXPIRED if decision.action is Action.EXPIRE else Phase.CLOSED
             self._end(session, ended, decision.reason, jobs, now)
             return
-        update.update(_summary(session, jobs, now))
+        update.update(self._summary(session, jobs, now))
 
-        for job in active if not status.get("runner") else ():  # admitted while the session opened, started by neither
-            js = job.get("status") or {}
-            if js.get("phase") == "Admitted" and str(js.get("message", "")).startswith("waiting for QiskitSession"):
-                create_attempt_pod(job, int(job["status"].get("attempts") or 1))
+        for job in active if not status.runner else ():  # admitted while the session opened, started by neither
+            js = JobStatus.of(job)
+            if js.phase == "Admitted" and js.message.startswith("waiting for QiskitSession"):
+                self.jobs.create_attempt_pod(job, js.attempts or 1)
         if active:
             update["lastActivity"] = iso(datetime.fromtimestamp(view.last_activity, timezone.utc))
         self._patch(namespace, name, update)
 
     def _end(self, session: dict[str, Any], phase: Phase, reason: str, jobs: list[dict[str, Any]], now: float) -> None:
         """The session is over: settle what a dedicated session used, say what it saved, write status."""
-        meta, status = session["metadata"], session.get("status") or {}
+        meta, status = session["metadata"], SessionStatus.of(session)
         closed = now_iso()
-        final = dict(status, closedTime=closed)
-        summary = _summary(dict(session, status=final), jobs, now)
-        message = f"session {status.get('sessionId')} {phase.value.lower()}: {reason}"
+        summary = self._summary(session, jobs, now, closed)
+        message = f"session {status.session_id} {phase.value.lower()}: {reason}"
         metrics.session_ended(session, int(summary["jobs"]))
-        if status.get("mode") == "dedicated" and not status.get("runner"):
+        if status.mode == "dedicated" and not status.runner:
             spent = self._settle_dedicated(session, summary)
             spec = parse_session(dict(session.get("spec") or {}))
             unused = max(0, spec.max_time_s - int(summary["wallSeconds"]))
@@ -373,7 +373,7 @@ class Sessions:
         emit(session, Event("Normal" if phase is Phase.CLOSED else "Warning", "SessionClosed" if phase is Phase.CLOSED else "SessionExpired", message))
         self._patch(meta["namespace"], meta["name"], {
             "phase": phase.value, "closedTime": closed, "message": message, **summary,
-            "conditions": set_condition(status.get("conditions"), "Ready", False,
+            "conditions": set_condition(status.conditions, "Ready", False,
                                         "Closed" if phase is Phase.CLOSED else "MaxTimeReached", message,
                                         meta.get("generation"))})
 
@@ -386,31 +386,32 @@ class Sessions:
         if reservation.state == "settled":
             return reservation.actual_micro or 0
         # the session ran for its wall-clock time: charged even if its hold was released (a late charge)
-        outcome = self.ledger.settle(uid, _wall_cost(session, int(summary["wallSeconds"])), ran=True)
+        outcome = self.ledger.settle(uid, self._wall_cost(session, int(summary["wallSeconds"])), ran=True)
         metrics.dedicated_settled(session, self.budget_units.get(session["metadata"]["namespace"], {}), summary, outcome)
-        refresh_namespace_budgets(session["metadata"]["namespace"])  # its budget's status shows the charge
-        start_admitted(outcome.queue_changes)
+        self.notifier.refresh_namespace_budgets(session["metadata"]["namespace"])  # its budget's status shows the charge
+        self.jobs.start_admitted(outcome.queue_changes)
         return outcome.actual_micro
 
     def on_session_deleted(self, body: kopf.Body, namespace: str, name: str) -> None:
         """Deleting a QiskitSession cancels its Runtime session: queued and running jobs stop."""
         session = dict(body)
-        status = session.get("status") or {}
-        if status.get("runner"):
-            _stop_runner(namespace, name)
-            emit(session, Event("Normal", "SessionCancelled", f"runner {status['runner']} stopped: the QiskitSession was deleted"))
-        elif status.get("sessionId") and status.get("phase") not in ENDED:
+        status = SessionStatus.of(session)
+        if status.runner:
+            self._stop_runner(namespace, name)
+            emit(session, Event("Normal", "SessionCancelled",
+                                f"runner {status.runner} stopped: the QiskitSession was deleted"))
+        elif status.session_id and not status.ended:
             spec = parse_session(dict(session.get("spec") or {}))
             try:
-                self.runtime_api(namespace, spec)[1].cancel_session(status["sessionId"])
+                self.runtime_api(namespace, spec)[1].cancel_session(status.session_id)
             except (TokenError, RuntimeApiError) as exc:
                 emit(session, Event("Warning", "CancelFailed", str(exc)))
                 raise kopf.TemporaryError(str(exc), delay=10) from None
-            emit(session, Event("Normal", "SessionCancelled", f"Runtime session {status['sessionId']} cancelled: its QiskitSession was deleted"))
-            summary = _summary(dict(session, status=dict(status, closedTime=now_iso())), session_jobs(namespace, name),
-                               time.time())
+            emit(session, Event("Normal", "SessionCancelled",
+                                f"Runtime session {status.session_id} cancelled: its QiskitSession was deleted"))
+            summary = self._summary(session, self.directory.session_jobs(namespace, name), time.time(), now_iso())
             metrics.session_ended(session, int(summary["jobs"]))
-            if status.get("mode") == "dedicated":
+            if status.mode == "dedicated":
                 self._settle_dedicated(session, summary)
         else:
             self._release(session)
@@ -422,17 +423,17 @@ class Sessions:
         they retry, move on, or fail clearly."""
         pod = dict(body)
         phase = (pod.get("status") or {}).get("phase")
-        if not started() or not (type == "DELETED" or phase in ("Succeeded", "Failed")):
+        if not self.kopf_context.running or not (type == "DELETED" or phase in ("Succeeded", "Failed")):
             return
         namespace = pod["metadata"]["namespace"]
         session_name = owner_name(pod, "QiskitSession") or pod["metadata"]["labels"][SESSION_RUNNER_LABEL]
-        session = get_session(namespace, session_name)
+        session = self.clients.get_session(namespace, session_name)
         owner = next((o.get("uid") for o in pod["metadata"].get("ownerReferences") or []), None)
         if session is not None and session["metadata"]["uid"] == owner and local_runner(session) \
                 and not session["metadata"].get("deletionTimestamp"):
-            restarts = int((session.get("status") or {}).get("runnerRestarts") or 0)
+            restarts = SessionStatus.of(session).runner_restarts
             if type != "DELETED":
-                _stop_runner(namespace, session_name)  # crashed: its DELETED event brings the replacement
+                self._stop_runner(namespace, session_name)  # crashed: its DELETED event brings the replacement
                 return
             if restarts < MAX_RUNNER_RESTARTS:
                 message = f"runner {pod['metadata']['name']} stopped ({phase or 'deleted'}); replaced " \
@@ -443,11 +444,11 @@ class Sessions:
                 return
             message = f"runner {pod['metadata']['name']} stopped {restarts + 1} times; the session gives up"
             self._patch(namespace, session_name, {"phase": Phase.FAILED.value, "closedTime": now_iso(), "message": message,
-                                                  "conditions": set_condition((session.get("status") or {}).get("conditions"),
+                                                  "conditions": set_condition(SessionStatus.of(session).conditions,
                                                                               "Ready", False, "RunnerFailed", message,
                                                                               session["metadata"].get("generation"))})
             emit(session, Event("Warning", "RunnerFailed", message))
-        _fail_unreported(namespace, session_name, pod["metadata"]["name"])
+        self._fail_unreported(namespace, session_name, pod["metadata"]["name"])
 
 
 @kopf.on.create(GROUP, VERSION, PLURAL, backoff=HANDLER_RETRY_SECONDS)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import gc
 import logging
 import os
+from concurrent.futures import Executor
+from dataclasses import dataclass
 from typing import Any
 
 import kopf
@@ -22,15 +24,16 @@ from ..providers.ibm.iam import iam_exchange
 from ..sessions.tokens import TokenManager
 from .config import OperatorConfig
 from .budgets import Budgets
-from .budgetnotify import BudgetNotifier, install as install_budget_notifier
 from .alarms import Alarms
 from .expiry import delete_job
-from .jobs import reconcile_ledger
+from .jobphases import JobPhases
+from .jobs import Jobs
+from .kube import Kube
 from .podsweep import PodSweeper
 from .sessions import Sessions
-from .sessionview import SessionDirectory, install as install_session_directory
+from .sessionview import SessionDirectory
 from .retrying import run_retrying
-from .context import OperatorContext, ctx, set_context
+from .context import KopfContext
 
 
 RAW_EVENT_KINDS = frozenset({"QiskitJob", "QiskitBackend", "Pod"})
@@ -55,7 +58,40 @@ class _DiffBaseWhereChanged(kopf.AnnotationsDiffBaseStorage):
 
 LIST_CHUNK = 500  # objects per page of a watch's initial listing
 
-_sweeper: PodSweeper | None = None  # started with the operator, stopped with it
+
+@dataclass
+class Operator:
+    """The objects the handlers are given, one per concern, each with exactly what it uses."""
+
+    kopf_context: KopfContext
+    kube: Kube
+    ledger: Ledger
+    budgets: Budgets
+    jobs: Jobs
+    sessions: Sessions
+    sweeper: PodSweeper
+
+
+def assemble(config: OperatorConfig, ledger: Ledger, executor: Executor | None = None) -> Operator:
+    """Build the handlers' objects over the ledger; nothing is started (see start)."""
+    kopf_context, kube = KopfContext(), Kube()
+    budget_units: dict[str, dict[str, str]] = {}  # namespace -> budget name -> unit: admission reads it
+    job_phases = JobPhases()
+    # the QiskitBudget handlers' (budgets.py), and through its notifier what jobs and sessions tell budgets
+    budgets = Budgets(ledger, kube, job_phases, budget_units, config.status_interval_seconds,
+                      config.provision_executor_identity, kopf_context)
+    # which session a job runs in, automatic batches (sessionview.py)
+    directory = SessionDirectory(kube, Batcher(window_s=config.batch_window_seconds, max_jobs=config.batch_max_jobs),
+                                 config)
+    expiry = Alarms(lambda key: delete_job(kube.custom, key), "qgov-job-expiry")
+    jobs = Jobs(config, ledger, ReservationBatcher(ledger), kube, budgets.notifier, directory, kopf_context,
+                job_phases, budget_units, expiry, executor)
+    budgets.connect(jobs)
+    # the QiskitSession handlers' (sessions.py); the pod sweep re-creates runners with it
+    sessions = Sessions(ledger, kube, TokenManager(metrics.counted_exchange(iam_exchange)), config, budget_units,
+                        jobs, budgets.notifier, directory, kopf_context)
+    sweeper = PodSweeper(config.pod_sweep_seconds, jobs, sessions, kopf_context)
+    return Operator(kopf_context, kube, ledger, budgets, jobs, sessions, sweeper)
 
 
 @kopf.on.startup()
@@ -96,28 +132,16 @@ def start(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: Any, **_: An
     ledger = Ledger(config.database_url)
     # the process-wide default the handlers' clients start from: the one rule every qgov client follows
     kubernetes.client.Configuration.set_default(client_configuration())
-    expiry = Alarms(lambda key: delete_job(context.custom, key), "qgov-job-expiry")
-    context = OperatorContext(config, ledger, ReservationBatcher(ledger), executor=settings.execution.executor,
-                              expiry=expiry)
-    # the QiskitBudget handlers' collaborators, which they find in kopf's memo (budgets.py)
-    memo.budgets = budgets = Budgets(ledger, context, context.job_phases, context.budget_units,
-                                     config.status_interval_seconds)
-    writer = budgets.status_writer
-    # the QiskitSession handlers' (sessions.py), also in kopf's memo; the pod sweep re-creates runners with it
-    memo.sessions = sessions = Sessions(ledger, context, TokenManager(metrics.counted_exchange(iam_exchange)), config,
-                                           context.budget_units)
-    # what the job, session and sweep handlers tell budgets (budgetnotify.py)
-    install_budget_notifier(BudgetNotifier(context, writer, context.budget_units, config.provision_executor_identity))
-    # which session a job runs in, automatic batches (sessionview.py)
-    install_session_directory(SessionDirectory(
-        context, Batcher(window_s=config.batch_window_seconds, max_jobs=config.batch_max_jobs), config))
-    set_context(context)
-    writer.start()
-    expiry.start()
-    run_retrying("start-up reconciliation of the ledger", reconcile_ledger)  # in the background if it fails
-    global _sweeper
-    _sweeper = PodSweeper(config.pod_sweep_seconds, context, sessions)
-    _sweeper.start()
+    operator = assemble(config, ledger, settings.execution.executor)
+    # the kopf handlers find theirs in kopf's memo (budgets.py, jobs.py, sessions.py)
+    memo.operator = operator
+    memo.budgets, memo.jobs, memo.sessions = operator.budgets, operator.jobs, operator.sessions
+    operator.kopf_context.running = True
+    operator.budgets.status_writer.start()
+    operator.jobs.expiry.start()
+    # in the background if it fails
+    run_retrying("start-up reconciliation of the ledger", operator.jobs.reconcile_ledger)
+    operator.sweeper.start()
     metrics.serve(config.metrics_port, listen_address())  # (already served by the replica: a no-op)
     _tune_gc()
     logger.info(f"qgov operator started; ledger {db.redact(str(ledger.engine.url))}")
@@ -137,17 +161,11 @@ def _tune_gc() -> None:
 
 @kopf.on.cleanup()
 def stop(memo: kopf.Memo, **_: Any) -> None:
-    context = ctx()
+    operator: Operator = memo.operator
     metrics.stop()
-    if _sweeper is not None:
-        _sweeper.stop()
-    budgets = getattr(memo, "budgets", None)
-    if budgets is not None:
-        budgets.status_writer.stop()
-    if context.expiry is not None:
-        context.expiry.stop()
-    context.batcher.close()
-    context.ledger.close()
-    install_budget_notifier(None)
-    install_session_directory(None)
-    set_context(None)
+    operator.sweeper.stop()
+    operator.budgets.status_writer.stop()
+    operator.jobs.expiry.stop()
+    operator.jobs.batcher.close()
+    operator.ledger.close()
+    operator.kopf_context.running = False

@@ -25,6 +25,7 @@ class JobStatus:
     estimated_micro: int | None = None  # None: not priced (yet)
     session_moves: int = 0  # automatic batches it was moved on from
     start_time: str | None = None
+    completion_time: str | None = None
     message: str = ""
     conditions: tuple[Mapping[str, Any], ...] = ()
     report: Mapping[str, Any] = field(default_factory=dict)  # what a local session's runner reported
@@ -44,6 +45,7 @@ class JobStatus:
             currency=s.get("currency") or "USD", budget=s.get("budget") or None, session=s.get("session") or None,
             paid_by_session=bool(s.get("paidBySession")), estimated_micro=int(estimated) if estimated not in (None, "") else None,
             session_moves=int(s.get("sessionMoves") or 0), start_time=s.get("startTime"),
+            completion_time=s.get("completionTime"),
             message=str(s.get("message") or ""), conditions=tuple(s.get("conditions") or ()),
             report=s.get("report") or {})
 
