@@ -38,11 +38,13 @@ Key = tuple[str, str]  # (namespace, budget name)
 class BudgetStatusWriter:
     def __init__(self, write: Callable[[Key], datetime | None], rollover: Callable[[Key], None],
                  unavailable: Callable[[Key, DatabaseUnavailable], None], min_interval: float = 1.0,
-                 kopf_context: KopfContext | None = None) -> None:
+                 kopf_context: KopfContext | None = None, clock: Callable[[], float] = time.monotonic) -> None:
         """`write(key)` writes the budget's status if it changed and returns its period's end (None:
         no end); `rollover(key)` admits its queue at a period's end; `unavailable(key, exc)` says
         the ledger is down. A budget that is gone raises UnknownBudget and is forgotten. Each runs
-        in a kopf handler's context (`kopf_context`: kopf.event needs it)."""
+        in a kopf handler's context (`kopf_context`: kopf.event needs it). `clock`: the seconds that
+        min_interval is measured in (tests pass their own)."""
+        self._clock = clock
         self._write, self._rollover, self._unavailable = write, rollover, unavailable
         self._kopf_context = kopf_context or KopfContext()
         self.min_interval = min_interval
@@ -66,7 +68,7 @@ class BudgetStatusWriter:
 
     def mark(self, key: Key, *, delay: float = 0.0) -> None:
         """The budget's status may have changed: write it soon (at most once per min_interval)."""
-        now = time.monotonic()
+        now = self._clock()
         with self._wake:
             due = max(now + delay, self._last.get(key, 0.0) + self.min_interval)
             if key not in self._due or due < self._due[key]:
@@ -90,7 +92,7 @@ class BudgetStatusWriter:
         """Wait until a marked budget is due; return those that are (none: stopped)."""
         with self._wake:
             while not self._stopped:
-                now = time.monotonic()
+                now = self._clock()
                 due = [k for k, t in self._due.items() if t <= now]
                 for key in due:
                     del self._due[key]
@@ -107,7 +109,7 @@ class BudgetStatusWriter:
     def _write_one(self, key: Key) -> None:
         end = self._write(key)
         with self._wake:
-            self._last[key] = time.monotonic()
+            self._last[key] = self._clock()
         if end is None:
             self._ends.cancel(key)
         else:

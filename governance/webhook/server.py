@@ -24,7 +24,7 @@ import ssl
 import tempfile
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,16 +53,20 @@ class LiveSources:
     """`review.Sources` over the cluster (a kubernetes ApiClient factory) and the ledger."""
 
     def __init__(self, api_client: Any, database_url: str | None, allow_unbudgeted: bool, *,
-                 ibm_default_secret: str = "ibm-quantum", backend_ttl: float = 5.0, budget_ttl: float = 1.0) -> None:
+                 ibm_default_secret: str = "ibm-quantum", backend_ttl: float = 5.0, budget_ttl: float = 1.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        """`clock`: seconds, what every time-to-live here is measured by (tests pass their own)."""
         self.ibm_default_secret = ibm_default_secret
+        self._clock = clock
         self._api_client = api_client  # () -> kubernetes.client.ApiClient, one per thread
         self._database_url = database_url
         self.allow_unbudgeted = allow_unbudgeted
         self._backend_ttl = backend_ttl
         self._backends: dict[str, Backend | Problem] = {}
         self._backends_at = float("-inf")
-        self._budgets: TTLCache[str, Mapping[str, BudgetView] | None] = TTLCache(maxsize=4096, ttl=budget_ttl)
-        self._cluster_budgets: TTLCache[str, Mapping[str, str]] = TTLCache(maxsize=4096, ttl=budget_ttl)
+        self._budgets: TTLCache[str, Mapping[str, BudgetView] | None] = TTLCache(maxsize=4096, ttl=budget_ttl,
+                                                                                 timer=clock)
+        self._cluster_budgets: TTLCache[str, Mapping[str, str]] = TTLCache(maxsize=4096, ttl=budget_ttl, timer=clock)
         self._lock = threading.Lock()
         self._ledger: Any = None
         self._ledger_down_until = float("-inf")
@@ -80,7 +84,7 @@ class LiveSources:
     def backend(self, name: str) -> Backend | Problem | None:
         from kubernetes.client.rest import ApiException
 
-        if time.monotonic() - self._backends_at > self._backend_ttl:
+        if self._clock() - self._backends_at > self._backend_ttl:
             try:
                 items = self._custom().list_cluster_custom_object(GROUP, VERSION, "qiskitbackends")["items"]
             except Exception as exc:  # noqa: BLE001 - keep the last list; the GET below may still answer
@@ -88,7 +92,7 @@ class LiveSources:
             else:
                 fresh = {o["metadata"]["name"]: backend_from_object(o["metadata"]["name"], o) for o in items}
                 with self._lock:
-                    self._backends, self._backends_at = fresh, time.monotonic()
+                    self._backends, self._backends_at = fresh, self._clock()
         found = self._backends.get(name)
         if found is not None:
             return found
@@ -119,14 +123,14 @@ class LiveSources:
             return self._budgets[namespace]
         except KeyError:
             pass
-        if time.monotonic() < self._ledger_down_until:
+        if self._clock() < self._ledger_down_until:
             return None  # it failed a moment ago: do not make every review wait for its connect timeout
         try:
             views = ledger_budgets(self._the_ledger(), namespace)
         except Exception as exc:  # noqa: BLE001 - an unreachable ledger: the controller decides later
             log.warning(f"cannot read the ledger's budgets of {namespace} (asking again in "
                         f"{LEDGER_RETRY_SECONDS:.0f} s): {type(exc).__name__}")
-            self._ledger_down_until = time.monotonic() + LEDGER_RETRY_SECONDS
+            self._ledger_down_until = self._clock() + LEDGER_RETRY_SECONDS
             return None
         if views:  # "no budget here" is read again next time: a budget created a moment ago counts at once
             self._budgets[namespace] = views

@@ -10,6 +10,7 @@ from pathlib import Path
 from aiohttp import web
 
 from governance.loopthread import stop_loop_thread
+from .bed import Bed
 from .kubelet import PodRunner
 from .server import ApiServer
 from .store import Store
@@ -42,8 +43,10 @@ class DevCluster:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.kubeconfig = self.workdir / "kubeconfig"
         self.store = Store()
+        # the pods' addresses, and a guardian that ends what the cluster started if this process dies
+        self.bed = Bed.claim()
         self.runner = PodRunner(self.store, workdir=self.workdir / "pods", extra_env={
-            "KUBECONFIG": str(self.kubeconfig)}) if pods else None
+            "KUBECONFIG": str(self.kubeconfig)}, bed=self.bed) if pods else None
         self.api = ApiServer(self.store, log_source=self.runner.logs if self.runner else None)
         self._app_runner: web.AppRunner | None = None
         self.url = ""
@@ -66,6 +69,7 @@ class DevCluster:
             await self.runner.close()
         if self._app_runner:
             await self._app_runner.cleanup()
+        await asyncio.to_thread(self.bed.close)
 
 
 class ThreadedDevCluster:

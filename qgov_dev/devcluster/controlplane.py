@@ -27,6 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .bed import Bed
 from .pki import Authority, KeyPair, service_account_keys
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -102,10 +103,14 @@ class Component:
     argv: list[str]
     log: Path
     proc: subprocess.Popen[bytes] | None = None
+    bed: Bed | None = None  # the test bed whose guardian ends it with the bed (bed.py)
 
     def start(self) -> None:
         self.proc = subprocess.Popen(self.argv, stdout=open(self.log, "ab"), stderr=subprocess.STDOUT,
-                                     start_new_session=True, preexec_fn=_die_with_parent)
+                                     start_new_session=True,
+                                     preexec_fn=self.bed.preexec() if self.bed else _die_with_parent)
+        if self.bed is not None:
+            self.bed.started(self.proc.pid)
 
     def check(self) -> None:
         if self.proc is not None and self.proc.poll() is not None:
@@ -120,6 +125,8 @@ class Component:
         except subprocess.TimeoutExpired:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(5)
+        if self.bed is not None:
+            self.bed.ended(self.proc.pid)
 
 
 def tail(path: Path, chars: int = 3000) -> str:
@@ -144,6 +151,7 @@ class ControlPlane:
     # more kube-apiserver flags, e.g. `--watch-cache-sizes=configmaps#0` so a watch of ConfigMaps
     # is served by etcd and `compact_etcd()` expires its history (the watch cache keeps its own)
     apiserver_args: tuple[str, ...] = ()
+    bed: Bed | None = None  # whose guardian ends the components if this process dies (bed.py)
 
     def __post_init__(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -189,7 +197,7 @@ class ControlPlane:
             "--listen-peer-urls", f"http://127.0.0.1:{peer}", "--initial-advertise-peer-urls",
             f"http://127.0.0.1:{peer}", "--initial-cluster", f"qgov=http://127.0.0.1:{peer}",
             "--unsafe-no-fsync",  # a test bed: nothing here outlives the machine
-            "--log-level", "warn"], logs / "etcd.log")
+            "--log-level", "warn"], logs / "etcd.log", bed=self.bed)
         apiserver = Component("kube-apiserver", [
             str(b / "kube-apiserver"), "--etcd-servers", self.etcd_url,
             "--bind-address", "127.0.0.1", "--advertise-address", "127.0.0.1", "--secure-port", str(self.port),
@@ -208,7 +216,7 @@ class ControlPlane:
             # nothing routes here): with no Endpoints (the operator runs as a local process, or not at
             # all) the call fails at once and failurePolicy decides, instead of waiting out timeoutSeconds
             "--enable-aggregator-routing=true",
-            "--allow-privileged=true", "--v=1", *self.apiserver_args], logs / "kube-apiserver.log")
+            "--allow-privileged=true", "--v=1", *self.apiserver_args], logs / "kube-apiserver.log", bed=self.bed)
         self.components = [etcd, apiserver]
         try:
             etcd.start()
@@ -225,13 +233,13 @@ class ControlPlane:
                 "--controllers", ",".join(CONTROLLERS), "--use-service-account-credentials=true",
                 "--service-account-private-key-file", str(sa.key), "--root-ca-file", str(pki.pair.cert),
                 "--leader-elect=false", "--bind-address", "127.0.0.1", "--secure-port", str(free_port()),
-                "--concurrent-gc-syncs", "5", "--v=1"], logs / "kube-controller-manager.log")
+                "--concurrent-gc-syncs", "5", "--v=1"], logs / "kube-controller-manager.log", bed=self.bed)
             scheduler = Component("kube-scheduler", [
                 str(b / "kube-scheduler"), "--kubeconfig", str(scheduler_kubeconfig),
                 "--authentication-kubeconfig", str(scheduler_kubeconfig),
                 "--authorization-kubeconfig", str(scheduler_kubeconfig),
                 "--leader-elect=false", "--bind-address", "127.0.0.1", "--secure-port", str(free_port()),
-                "--v=1"], logs / "kube-scheduler.log")
+                "--v=1"], logs / "kube-scheduler.log", bed=self.bed)
             self.components += [controllers, scheduler]
             controllers.start()
             scheduler.start()

@@ -36,7 +36,10 @@ def start_operator(cluster: DevCluster) -> subprocess.Popen[bytes]:
     env.setdefault("QGOV_DATABASE_URL", f"sqlite:///{cluster.workdir / 'ledger.db'}")
     log = open(cluster.workdir / "operator.log", "ab")
     qgov = Path(sys.executable).parent / "qgov"
-    return subprocess.Popen([str(qgov), "operator"], env=env, stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen([str(qgov), "operator"], env=env, stdout=log, stderr=subprocess.STDOUT,
+                            preexec_fn=cluster.bed.preexec())  # it ends with the dev cluster, however that ends
+    cluster.bed.started(proc.pid)
+    return proc
 
 
 def kubectl(cluster: Any, *args: str) -> str:
@@ -79,7 +82,7 @@ async def serve(port: int, workdir: str | None, operator: bool, demo: bool) -> N
     await cluster.start()
     install_crds(cluster)
     proc = start_operator(cluster) if operator or demo else None
-    print(f"qgov dev cluster: API {cluster.url} (127.0.0.1 only), pod runner on"
+    print(f"qgov dev cluster: API {cluster.url} (127.0.0.1 only), pod runner on (pods at {cluster.bed.network})"
           + (f", operator on (log: {cluster.workdir / 'operator.log'})" if proc else ""))
     print(f"kubeconfig: {cluster.kubeconfig}")
     print(f"  export KUBECONFIG={cluster.kubeconfig}; kubectl get qiskitbudgets -A")
@@ -117,7 +120,8 @@ def serve_upstream(workdir: str | None, operator: bool, demo: bool) -> None:
           f"in {root}", flush=True)
     cluster.start()
     try:
-        print(f"qgov dev cluster (upstream): API {cluster.url} (127.0.0.1 only), node {cluster.node.name if cluster.node else '-'}, "
+        print(f"qgov dev cluster (upstream): API {cluster.url} (127.0.0.1 only), node {cluster.node.name if cluster.node else '-'} "
+              f"(pods at {cluster.bed.network if cluster.bed else '-'}), "
               f"up in {cluster.started_in:.1f} s; qgov installed with kubectl apply -k operator/manifests", flush=True)
         if operator or demo:
             url = os.environ.get("QGOV_DATABASE_URL") or f"sqlite:///{root / 'ledger.db'}"
@@ -137,6 +141,11 @@ def serve_upstream(workdir: str | None, operator: bool, demo: bool) -> None:
 
 
 def main(port: int, workdir: str | None, operator: bool, demo: bool, kind: str = "emulator") -> Any:
+    import signal
+
+    # SIGTERM (how a harness, CI or `kill` stops the bed) stops it as Ctrl-C does: cleanly, with
+    # every process it started; SIGKILL is left to the bed's guardian (bed.py)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         if kind == "upstream":
             serve_upstream(workdir, operator, demo)

@@ -26,6 +26,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Protocol
 
+from .bed import Bed
 from .store import ApiError, ResourceType, Store, WatchEvent, now_iso
 
 NODE_NAME = "qgov-dev"
@@ -93,7 +94,12 @@ class StorePods:
 
 class PodRunner:
     def __init__(self, source: PodSource | Store, *, workdir: Path | None = None,
-                 extra_env: dict[str, str] | None = None, node_name: str = NODE_NAME) -> None:
+                 extra_env: dict[str, str] | None = None, node_name: str = NODE_NAME,
+                 bed: Bed | None = None) -> None:
+        """`bed`: the test bed whose pod addresses and guardian the pods get (bed.py); without one
+        the runner claims its own and frees it in `close()`."""
+        self.bed = bed or Bed.claim()
+        self._own_bed = bed is None
         self.store = source if isinstance(source, Store) else None
         self.source: PodSource = StorePods(source) if isinstance(source, Store) else source
         self.node_name = node_name
@@ -162,15 +168,32 @@ class PodRunner:
                 os.killpg(proc.pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+            self.bed.ended(proc.pid)  # killed: its pid cannot be reused before it is reaped
+
+    def _end_group(self, proc: asyncio.subprocess.Process) -> None:
+        """The container's main process is gone: what it left in its group goes too, as a kubelet
+        ends every process of a container's cgroup."""
+        if proc.returncode is not None:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.bed.ended(proc.pid)
 
     async def close(self) -> None:
+        """Stop every pod at once (SIGKILL, as a node that goes away); a process started while this
+        runs, or missed by it, is ended by the bed's guardian."""
         for uid in list(self.processes):
             self._kill(uid)
         for task in self.tasks.values():
             task.cancel()
         await asyncio.gather(*self.tasks.values(), return_exceptions=True)
+        for uid in list(self.processes):  # started between the kill and a task's cancellation
+            self._kill(uid)
         if self.store is not None and self._on_event in self.store.listeners:
             self.store.listeners.remove(self._on_event)
+        if self._own_bed:
+            await asyncio.to_thread(self.bed.close)
 
     # ------------------------------------------------------------------ status
 
@@ -289,15 +312,15 @@ class PodRunner:
 
     def _allocate_ip(self, uid: str, pod: dict[str, Any]) -> str:
         """The pod's own address: every process here shares the host's network, so each pod gets a
-        loopback address of its own (127.0.0.2, 127.0.0.3, ...: all of 127/8 is the loopback
-        interface on Linux) and two replicas of one Deployment can listen on the same port, as
-        pods on a real node can. A hostNetwork pod has the host's address, as on a real node."""
+        loopback address of its own (all of 127/8 is the loopback interface on Linux) from its test
+        bed's slot (127.N.0.2, 127.N.0.3, ...: bed.py), and two replicas of one Deployment can
+        listen on the same port, as pods on a real node can, and two beds on one machine never
+        share an address. A hostNetwork pod has the host's address, as on a real node."""
         if (pod.get("spec") or {}).get("hostNetwork"):
             return HOST_IP
         taken = set(self.ips.values())
         for n in range(2, 1 << 16):
-            ip = f"127.0.{n >> 8}.{n & 255}"
-            if n & 255 not in (0, 255) and ip not in taken:
+            if n & 255 not in (0, 255) and (ip := self.bed.address(n)) not in taken:
                 self.ips[uid] = ip
                 return ip
         raise RuntimeError("no free loopback address for another pod")
@@ -359,9 +382,11 @@ class PodRunner:
             started = now_iso()
             with open(self.log_path(uid), "ab") as log:
                 try:
+                    # its own process group (what is killed when it ends, as a container's cgroup is),
+                    # in the bed's cgroup, dying with this node (bed.py)
                     proc = await asyncio.create_subprocess_exec(
                         *argv, stdout=log, stderr=asyncio.subprocess.STDOUT, env=env, cwd=root,
-                        start_new_session=True)
+                        start_new_session=True, preexec_fn=self.bed.preexec())
                 except OSError as exc:
                     await self._set_status(pod, phase="Failed", containerStatuses=[_status(
                         container, restarts, {"terminated": {"exitCode": 128, "reason": "StartError",
@@ -369,6 +394,7 @@ class PodRunner:
                                                              "finishedAt": now_iso()}})])
                     return
             self.processes[uid] = proc
+            self.bed.started(proc.pid)
             if not await self._set_status(pod, phase="Running", hostIP=HOST_IP, podIP=ip, podIPs=[{"ip": ip}],
                                           startTime=started,
                                     containerStatuses=[_status(container, restarts, {"running": {"startedAt": started}},
@@ -376,7 +402,10 @@ class PodRunner:
                                     conditions=_conditions(True, started)):
                 self._kill(uid)
                 return
-            code = await proc.wait()
+            try:
+                code = await proc.wait()
+            finally:
+                self._end_group(proc)
             self.processes.pop(uid, None)
             message = term_log.read_text(errors="replace")[-4096:] if term_log.exists() else ""
             if not message and code and container.get("terminationMessagePolicy") == "FallbackToLogsOnError":

@@ -31,6 +31,7 @@ from kubernetes.client.rest import ApiException
 
 from governance.api.errors import describe_error
 from governance.loopthread import stop_loop_thread
+from .bed import Bed
 from .kubelet import PodRunner
 from .pki import Authority
 
@@ -92,7 +93,8 @@ class Node:
 
     def __init__(self, kubeconfig: Path, authority: Authority, *, name: str = "qgov-node",
                  workdir: Path | None = None, api_server: str = "", cpu: str = "32", memory: str = "64Gi",
-                 pods: int = 500, extra_env: dict[str, str] | None = None) -> None:
+                 pods: int = 500, extra_env: dict[str, str] | None = None, bed: Bed | None = None) -> None:
+        """`bed`: the test bed the pods belong to (bed.py); without one the node claims its own."""
         self.name, self.kubeconfig, self.authority = name, kubeconfig, authority
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="qgov-node-"))
         self.capacity = {"cpu": cpu, "memory": memory, "pods": str(pods), "ephemeral-storage": "100Gi"}
@@ -103,7 +105,8 @@ class Node:
         self.api = kubernetes.config.new_client_from_config(config_file=str(kubeconfig))
         self.core = kubernetes.client.CoreV1Api(self.api)
         self.leases = kubernetes.client.CoordinationV1Api(self.api)
-        self.runner = PodRunner(ApiPods(self.api), workdir=self.workdir / "pods", extra_env=env, node_name=name)
+        self.runner = PodRunner(ApiPods(self.api), workdir=self.workdir / "pods", extra_env=env, node_name=name,
+                                bed=bed)
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, name=f"node-{name}", daemon=True)
         self._stopping = threading.Event()

@@ -22,6 +22,7 @@ from typing import Any
 import kubernetes
 from kubernetes.client.rest import ApiException
 
+from .bed import Bed
 from .controlplane import ControlPlane, kubeconfig_text
 from .node import Node, node_kubeconfig
 
@@ -46,6 +47,7 @@ class UpstreamCluster:
     def __init__(self, workdir: Path, *, node_env: dict[str, str] | None = None, manifests: bool = True) -> None:
         self.workdir = workdir
         self.manifests = manifests  # False: a bare cluster, for an install by other means (the Helm chart)
+        self.bed: Bed | None = None  # claimed at start: the pods' addresses, and nothing outlives the bed
         self.control_plane = ControlPlane(workdir / "control-plane")
         self.node: Node | None = None
         self.node_env = dict(node_env or {})
@@ -63,10 +65,12 @@ class UpstreamCluster:
 
     def start(self) -> UpstreamCluster:
         started = time.monotonic()
-        self.control_plane.start()
+        self.bed = self.control_plane.bed = Bed.claim()
         try:
+            self.control_plane.start()
             self.node = Node(node_kubeconfig(self.control_plane), self.control_plane.pki,
-                             workdir=self.workdir / "node", api_server=self.control_plane.url, extra_env=self.node_env)
+                             workdir=self.workdir / "node", api_server=self.control_plane.url, extra_env=self.node_env,
+                             bed=self.bed)
             self.node.start()
             self.api = kubernetes.config.new_client_from_config(config_file=str(self.kubeconfig))
             if self.manifests:
@@ -87,6 +91,9 @@ class UpstreamCluster:
             self.api.close()
             self.api = None
         self.control_plane.stop()
+        if self.bed is not None:
+            self.bed.close()
+            self.bed = None
 
     # ------------------------------------------------------------------ helpers
 
