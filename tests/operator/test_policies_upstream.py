@@ -101,7 +101,7 @@ def succeeded_job(env: Cluster, name: str = "bell", *, as_tenant: bool = False) 
         "apiVersion": f"{G}/{V}", "kind": "QiskitJob", "metadata": {"name": name},
         "spec": {"backend": "priced-aer", "circuits": [BELL], "shots": 200}})
     status = env.wait_terminal([name])[name]
-    assert status["phase"] == "Succeeded", status
+    assert status["phase"] == "Succeeded", json.dumps(status)
     return status
 
 
@@ -237,9 +237,11 @@ def test_qgovs_secrets_and_result_configmaps_are_qgovs(cluster: Cluster) -> None
                 f"({OPERATOR}) and the executor pod of its job may create, change or delete it; refused for ")
     assert refusal(core.patch_namespaced_config_map, result, NS, forged).endswith(expected + TENANT)
     assert refusal(core.delete_namespaced_config_map, result, NS).endswith(expected + TENANT)
-    # impersonating qgov-executor carries no pod: refused as well
+    # impersonating qgov-executor (which may update ConfigMaps) carries no pod: refused as well
     as_executor = env.as_tenant(impersonate=EXECUTOR)
-    message = refusal(kubernetes.client.CoreV1Api(as_executor).patch_namespaced_config_map, result, NS, forged)
+    replaced = env.core.read_namespaced_config_map(result, NS)
+    replaced.data = forged["data"]
+    message = refusal(kubernetes.client.CoreV1Api(as_executor).replace_namespaced_config_map, result, NS, replaced)
     assert message.endswith(expected + EXECUTOR), message
     as_executor.close()
     assert sum(read_result(env.core, NS, result)["circuits"][0]["counts"].values()) == 200  # untouched
