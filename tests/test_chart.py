@@ -4,6 +4,7 @@ operator reads be set through values. (tests/operator/test_chart_upstream.py ins
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 from pathlib import Path
@@ -74,7 +75,10 @@ def env(docs: list[dict[str, Any]]) -> dict[str, Any]:
 def test_helm_lint_strict_passes_with_defaults_and_with_every_option(helm: Any) -> None:
     for sets in ([], ["ledger.url=postgresql://qgov:pw@db/qgov", "metrics.serviceMonitor.enabled=true",
                       "config.jobTtlSeconds=3600", "replicas=1", "nodeSelector.disk=ssd"],
-                 ["metrics.enabled=false", "webhook.certManager.enabled=true"], ["webhook.enabled=false"]):
+                 ["metrics.enabled=false", "webhook.certManager.enabled=true"], ["webhook.enabled=false"],
+                 ["admissionPolicies.enabled=false", "tenantRoles.enabled=false", "networkPolicy.enabled=false"],
+                 ["executor.nodeSelector.pool=quantum", "executor.imagePullSecrets[0].name=regcred",
+                  "executor.priorityClassName=low", "networkPolicy.metricsFrom[0].podSelector.matchLabels.app=prom"]):
         result = helm("lint", "--strict", str(CHART), *(a for s in sets for a in ("--set", s)))
         assert "0 chart(s) failed" in result.stdout, result.stdout
 
@@ -206,7 +210,12 @@ SPECIAL = {"QGOV_DATABASE_URL": "ledger", "QGOV_EXECUTOR_IMAGE": "executorImage"
            # namespace (the pod's own): nothing to set; QGOV_WEBHOOK_URL is for an operator run outside
            "QGOV_WEBHOOK_NAMESPACE": "webhook", "QGOV_WEBHOOK_SERVICE": "webhook", "QGOV_WEBHOOK_SECRET": "webhook",
            "QGOV_WEBHOOK_CONFIGURATION": "webhook", "QGOV_WEBHOOK_URL": "webhook",
-           "QGOV_WEBHOOK_CERTIFICATES": "webhook.certManager.enabled"}
+           "QGOV_WEBHOOK_CERTIFICATES": "webhook.certManager.enabled",
+           # executor pods' resources and scheduling: values executor.*, as a pod spec writes them
+           "QGOV_EXECUTOR_RESOURCES": "executor.resources", "QGOV_EXECUTOR_NODE_SELECTOR": "executor.nodeSelector",
+           "QGOV_EXECUTOR_TOLERATIONS": "executor.tolerations",
+           "QGOV_EXECUTOR_IMAGE_PULL_SECRETS": "executor.imagePullSecrets",
+           "QGOV_EXECUTOR_PRIORITY_CLASS_NAME": "executor.priorityClassName"}
 
 
 def operator_settings() -> dict[str, str | None]:
@@ -355,3 +364,86 @@ def test_cert_manager_can_keep_the_webhooks_certificate(render: Any) -> None:
                   "webhook.certManager.issuerRef.kind=ClusterIssuer")
     assert one(docs, "Certificate", "qgov-webhook")["spec"]["issuerRef"] == {"name": "corp-ca", "kind": "ClusterIssuer"}
     assert not [d for d in docs if d["kind"] == "Issuer"]  # the given issuer signs; the chart makes none
+
+
+# ---------------------------------------------------------------------------------------------- pod security, policies
+
+
+def test_the_operator_pod_meets_the_restricted_pod_security_profile(render: Any) -> None:
+    from tests.test_executor_pods import restricted_violations
+
+    assert restricted_violations(one(render(), "Deployment")["spec"]["template"]) == []
+
+
+def test_executor_pods_resources_and_scheduling_come_from_values(render: Any) -> None:
+    from governance.handlers.pods import DEFAULT_RESOURCES
+
+    rendered = env(render())
+    assert json.loads(rendered["QGOV_EXECUTOR_RESOURCES"]) == DEFAULT_RESOURCES  # the operator's own default
+    assert not {"QGOV_EXECUTOR_NODE_SELECTOR", "QGOV_EXECUTOR_TOLERATIONS", "QGOV_EXECUTOR_IMAGE_PULL_SECRETS",
+                "QGOV_EXECUTOR_PRIORITY_CLASS_NAME"} & set(rendered)
+    rendered = env(render("executor.resources.requests.cpu=2", "executor.resources.limits.memory=16Gi",
+                          "executor.nodeSelector.pool=quantum", "executor.tolerations[0].key=dedicated",
+                          "executor.tolerations[0].operator=Exists", "executor.imagePullSecrets[0].name=regcred",
+                          "executor.imagePullSecrets[1].name=mirror", "executor.priorityClassName=batch-low"))
+    assert json.loads(rendered["QGOV_EXECUTOR_RESOURCES"]) == {"requests": {"cpu": 2, "memory": "512Mi"},
+                                                                "limits": {"memory": "16Gi"}}
+    assert json.loads(rendered["QGOV_EXECUTOR_NODE_SELECTOR"]) == {"pool": "quantum"}
+    assert json.loads(rendered["QGOV_EXECUTOR_TOLERATIONS"]) == [{"key": "dedicated", "operator": "Exists"}]
+    assert rendered["QGOV_EXECUTOR_IMAGE_PULL_SECRETS"] == "regcred,mirror"
+    assert rendered["QGOV_EXECUTOR_PRIORITY_CLASS_NAME"] == "batch-low"
+
+
+def test_the_operator_reads_what_the_chart_passes_for_executor_pods(render: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from governance.handlers.config import OperatorConfig
+    from governance.handlers.pods import executor_pod
+
+    rendered = env(render("executor.resources.requests.cpu=2", "executor.nodeSelector.pool=quantum",
+                          "executor.tolerations[0].key=dedicated", "executor.tolerations[0].operator=Exists",
+                          "executor.imagePullSecrets[0].name=regcred", "executor.priorityClassName=batch-low"))
+    for name, value in rendered.items():
+        if name.startswith("QGOV_EXECUTOR_") and isinstance(value, str):
+            monkeypatch.setenv(name, value)
+    pod = executor_pod({"apiVersion": "qgov.dev/v1alpha1", "kind": "QiskitJob",
+                        "metadata": {"name": "j", "namespace": "n", "uid": "u"}}, 1, "img", None, None,
+                       OperatorConfig.from_env().executor_pod)["spec"]
+    assert pod["containers"][0]["resources"]["requests"]["cpu"] == 2  # a quantity, as Kubernetes reads 2 and "2"
+    assert (pod["nodeSelector"], pod["tolerations"]) == ({"pool": "quantum"}, [{"key": "dedicated", "operator": "Exists"}])
+    assert (pod["imagePullSecrets"], pod["priorityClassName"]) == ([{"name": "regcred"}], "batch-low")
+
+
+def test_the_admission_policies_are_the_kustomize_ones_for_the_releases_namespace(render: Any, helm: Any) -> None:
+    kinds = ("ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding")
+
+    def specs(docs: list[dict[str, Any]]) -> dict[tuple[str, str], Any]:
+        return {(d["kind"], d["metadata"]["name"]): d["spec"] for d in docs if d["kind"] in kinds}
+
+    ours, theirs = specs(render()), specs(kustomize())
+    assert len(theirs) == 10 and ours == theirs
+    # the operator's identity follows the release's namespace
+    out = helm("template", "qgov", str(CHART), "--namespace", "platform").stdout
+    text = yaml.safe_dump(specs([d for d in yaml.safe_load_all(out) if d]))
+    assert "system:serviceaccount:platform:qgov-operator" in text and "qgov-system" not in text
+    assert not specs(render("admissionPolicies.enabled=false"))
+    # the tenant roles (compared with the kustomize ones by test_rbac_is_the_kustomize_rbac) can be left out
+    names = {"qgov-view", "qgov-edit", "qgov-budget-admin"}
+    assert names <= {d["metadata"]["name"] for d in render() if d["kind"] == "ClusterRole"}
+    assert not names & {d["metadata"]["name"] for d in render("tenantRoles.enabled=false") if d["kind"] == "ClusterRole"}
+
+
+def test_the_network_policy_admits_only_the_webhook_metrics_and_health_ports(render: Any) -> None:
+    docs = render()
+    policy = one(docs, "NetworkPolicy", "qgov-operator")["spec"]
+    assert policy["podSelector"]["matchLabels"].items() <= one(docs, "Deployment")["spec"]["template"]["metadata"][
+        "labels"].items()
+    assert policy["policyTypes"] == ["Ingress"]
+    ports = [(r["ports"][0]["port"], r.get("from")) for r in policy["ingress"]]
+    assert ports == [("webhook", None), ("metrics", None), ("health", None)]
+    named = {p["name"] for p in container(docs)["ports"]}
+    assert {"webhook", "metrics", "health"} <= named  # the names the policy uses exist on the container
+
+    docs = render("networkPolicy.metricsFrom[0].namespaceSelector.matchLabels.team=monitoring", "webhook.enabled=false")
+    policy = one(docs, "NetworkPolicy", "qgov-operator")["spec"]
+    assert [(r["ports"][0]["port"], r.get("from")) for r in policy["ingress"]] == [
+        ("metrics", [{"namespaceSelector": {"matchLabels": {"team": "monitoring"}}}]), ("health", None)]
+    assert not [d for d in render("networkPolicy.enabled=false") if d["kind"] == "NetworkPolicy"]

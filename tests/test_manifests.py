@@ -129,3 +129,80 @@ def test_two_operator_replicas_elect_a_leader_over_a_lease_in_their_namespace() 
     # no cluster-wide lease rights: a Role in the operator's namespace is all it needs
     cluster_roles = [d for d in docs if d["kind"] == "ClusterRole"]
     assert not any("leases" in r["resources"] for d in cluster_roles for r in d["rules"])
+
+
+def test_the_operator_pod_meets_the_restricted_pod_security_profile() -> None:
+    from tests.test_executor_pods import restricted_violations
+
+    [deployment] = load(ROOT / "operator" / "manifests" / "deployment.yaml")
+    assert restricted_violations(deployment["spec"]["template"]) == []
+    [container] = deployment["spec"]["template"]["spec"]["containers"]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+
+
+def test_tenants_get_qgov_through_the_built_in_roles_and_budgets_stay_the_platforms() -> None:
+    roles = {d["metadata"]["name"]: d for d in load(ROOT / "operator" / "manifests" / "tenant-roles.yaml")}
+    aggregate = "rbac.authorization.k8s.io/aggregate-to-"
+
+    def into(role: str) -> set[str]:
+        return {k.removeprefix(aggregate) for k, v in roles[role]["metadata"].get("labels", {}).items()
+                if k.startswith(aggregate) and v == "true"}
+
+    def grants(role: str) -> set[tuple[str, str]]:
+        return {(res, verb) for r in roles[role]["rules"] for res in r["resources"] for verb in r["verbs"]}
+
+    assert into("qgov-view") == {"view", "edit", "admin"} and into("qgov-edit") == {"edit", "admin"}
+    assert into("qgov-budget-admin") == set()  # bound by the platform, never aggregated into a team's roles
+    for resource in ("qiskitjobs", "qiskitsessions", "qiskitbudgets"):
+        assert {(resource, v) for v in ("get", "list", "watch")} <= grants("qgov-view")
+    for resource in ("qiskitjobs", "qiskitsessions"):
+        assert {(resource, v) for v in ("create", "update", "patch", "delete")} <= grants("qgov-edit")
+    assert {("qiskitbudgets", v) for v in ("create", "update", "patch", "delete")} <= grants("qgov-budget-admin")
+    # no team role writes a budget or any status
+    for role in ("qgov-view", "qgov-edit"):
+        assert not {r for r, v in grants(role) if r.endswith("/status") or (r == "qiskitbudgets" and v != "get"
+                                                                            and v not in ("list", "watch"))}
+    assert not any("*" in r["verbs"] or "*" in r["resources"] for d in roles.values() for r in d["rules"])
+
+
+def policies() -> dict[str, dict]:
+    docs = load(ROOT / "operator" / "manifests" / "policies.yaml")
+    bound = {d["spec"]["policyName"]: d for d in docs if d["kind"] == "ValidatingAdmissionPolicyBinding"}
+    found = {d["metadata"]["name"]: d for d in docs if d["kind"] == "ValidatingAdmissionPolicy"}
+    assert set(bound) == set(found)  # every policy is bound, to deny
+    assert all(b["spec"]["validationActions"] == ["Deny"] for b in bound.values())
+    assert all(p["apiVersion"] == "admissionregistration.k8s.io/v1" for p in found.values())
+    return found
+
+
+def test_the_admission_policies_name_what_the_operator_creates_and_who_the_operator_is() -> None:
+    from governance.api import JOB_LABEL, JOB_UID_LABEL, MANAGED_BY_LABEL, SESSION_LABEL
+    from governance.handlers.identity import EXECUTOR_ACCOUNT, EXECUTOR_ROLE
+    from governance.handlers.pods import SESSION_RUNNER_LABEL, executor_pod
+
+    found = policies()
+    text = {name: yaml.safe_dump(p["spec"]) for name, p in found.items()}
+    # every label the operator puts on an executor pod is one the pod policy keeps for it
+    pod = executor_pod({"apiVersion": "qgov.dev/v1alpha1", "kind": "QiskitJob",
+                        "metadata": {"name": "j", "namespace": "n", "uid": "u"}}, 1, "img")
+    for label in [*pod["metadata"]["labels"], SESSION_RUNNER_LABEL, JOB_LABEL, JOB_UID_LABEL, MANAGED_BY_LABEL]:
+        assert f"'{label}'" in text["qgov-executor-pods"], label
+    assert f"'{EXECUTOR_ACCOUNT}'" in text["qgov-executor-pods"]
+    # the token Secret (managed-by, session) and the result ConfigMaps (job)
+    for label in (MANAGED_BY_LABEL, SESSION_LABEL, JOB_LABEL):
+        assert f"'{label}'" in text["qgov-owned-objects"], label
+    assert f"object.roleRef.name == '{EXECUTOR_ROLE}'" in text["qgov-operator-rbac"]
+    # the operator is the ServiceAccount the manifests' ClusterRoleBinding binds, in its namespace
+    rbac = load(ROOT / "operator" / "manifests" / "rbac.yaml")
+    [binding] = [d for d in rbac if d["kind"] == "ClusterRoleBinding" and d["metadata"]["name"] == "qgov-operator"]
+    [subject] = binding["subjects"]
+    identity = f"system:serviceaccount:{subject['namespace']}:{subject['name']}"
+    for name in ("qgov-executor-pods", "qgov-status", "qgov-operator-rbac", "qgov-owned-objects"):
+        assert f"'{identity}'" in text[name], name
+    # a refusal says why: every validation has a message and a message expression
+    for name, policy in found.items():
+        for validation in policy["spec"]["validations"]:
+            assert validation["message"] and validation["messageExpression"] and validation["reason"] == "Forbidden"
+        assert policy["spec"]["failurePolicy"] == "Fail"
+    statuses = found["qgov-status"]["spec"]["matchConstraints"]["resourceRules"][0]["resources"]
+    assert {"qiskitjobs/status", "qiskitsessions/status"} <= set(statuses)

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
+
+from .pods import DEFAULT_RESOURCES, ExecutorPodSettings
 
 
 def _flag(name: str) -> bool:
@@ -14,6 +18,38 @@ def session_interval_seconds() -> float:
     """How often sessions are looked at (idle, maxTime, token refresh). Read at import: kopf's
     timer decorator needs it before start-up."""
     return float(os.environ.get("QGOV_SESSION_INTERVAL_SECONDS", "5"))
+
+
+def _json(name: str, default: Any, kind: type) -> Any:
+    """A setting holding JSON (a pod spec's field as it is written there); a wrong one stops the
+    operator at start with its name, rather than every executor pod being refused later."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = json.loads(raw)
+    except ValueError as exc:
+        raise ValueError(f"{name} is not JSON: {exc}") from None
+    if not isinstance(value, kind):
+        raise ValueError(f"{name} must be a JSON {'object' if kind is dict else 'list'}, not {raw!r}")
+    return value
+
+
+def executor_pod_settings() -> ExecutorPodSettings:
+    """QGOV_EXECUTOR_RESOURCES (JSON, as a container's `resources`), QGOV_EXECUTOR_NODE_SELECTOR
+    (JSON object), QGOV_EXECUTOR_TOLERATIONS (JSON list), QGOV_EXECUTOR_IMAGE_PULL_SECRETS (names,
+    comma-separated), QGOV_EXECUTOR_PRIORITY_CLASS_NAME."""
+    resources = _json("QGOV_EXECUTOR_RESOURCES", DEFAULT_RESOURCES, dict)
+    unknown = set(resources) - {"requests", "limits", "claims"}
+    if unknown:
+        raise ValueError(f"QGOV_EXECUTOR_RESOURCES: unknown field(s) {sorted(unknown)} (requests, limits)")
+    return ExecutorPodSettings(
+        resources=resources,
+        node_selector={str(k): str(v) for k, v in _json("QGOV_EXECUTOR_NODE_SELECTOR", {}, dict).items()},
+        tolerations=_json("QGOV_EXECUTOR_TOLERATIONS", [], list),
+        image_pull_secrets=tuple(n.strip() for n in os.environ.get("QGOV_EXECUTOR_IMAGE_PULL_SECRETS", "").split(",")
+                                 if n.strip()),
+        priority_class_name=os.environ.get("QGOV_EXECUTOR_PRIORITY_CLASS_NAME") or None)
 
 
 @dataclass(frozen=True)
@@ -34,6 +70,7 @@ class OperatorConfig:
     provision_executor_identity: bool = True  # ServiceAccount + RoleBinding qgov-executor per budget (identity.py)
     metrics_port: int = 9090  # Prometheus /metrics (governance/metrics.py); 0 serves none
     executor_image_pull_policy: str | None = None  # executor pods' imagePullPolicy (None: Kubernetes' default)
+    executor_pod: ExecutorPodSettings = field(default_factory=ExecutorPodSettings)  # resources, scheduling
 
     @classmethod
     def from_env(cls) -> OperatorConfig:
@@ -55,4 +92,5 @@ class OperatorConfig:
             not in ("0", "false", "no"),
             metrics_port=int(os.environ.get("QGOV_METRICS_PORT", "9090")),
             executor_image_pull_policy=os.environ.get("QGOV_EXECUTOR_IMAGE_PULL_POLICY") or None,
+            executor_pod=executor_pod_settings(),
         )

@@ -332,7 +332,8 @@ class Jobs:
 
     def create_pod(self, job: dict[str, Any], attempt: int, needs: ExecutorNeeds | None) -> bool:
         """Create the attempt's executor pod; False when it exists already (a replay, or a race)."""
-        body = executor_pod(job, attempt, self.config.executor_image, needs, self.config.executor_image_pull_policy)
+        body = executor_pod(job, attempt, self.config.executor_image, needs, self.config.executor_image_pull_policy,
+                            self.config.executor_pod)
         try:
             self.kube.create_pod(job["metadata"]["namespace"], body)
             return True

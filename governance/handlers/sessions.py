@@ -285,7 +285,8 @@ class Sessions:
 
     def create_runner(self, session: dict[str, Any]) -> bool:
         """Create the session's runner pod; False when it exists already (a replay)."""
-        body = session_runner_pod(session, self.config.executor_image, self.config.executor_image_pull_policy)
+        body = session_runner_pod(session, self.config.executor_image, self.config.executor_image_pull_policy,
+                                  self.config.executor_pod)
         # 409: a replay; the runner exists
         return created(lambda: discard(self.clients.core.create_namespaced_pod(session["metadata"]["namespace"], body,
                                                                                _preload_content=False)))

@@ -19,6 +19,7 @@ import asyncio
 import base64
 import copy
 import os
+import re
 import shutil
 import signal
 import sys
@@ -474,9 +475,13 @@ def _in_mount_namespace(argv: list[str], binds: dict[str, str]) -> list[str]:
 
 
 def _substitute(text: str, mounts: dict[str, str]) -> str:
-    for mount_path in sorted(mounts, key=len, reverse=True):
-        text = text.replace(mount_path, mounts[mount_path])
-    return text
+    """Each mount path where it starts a path (not inside another: `/tmp` is not in `/work/tmp`),
+    in one pass, longest first (a substituted local directory, itself often under /tmp, is never
+    substituted again)."""
+    if not mounts:
+        return text
+    pattern = "|".join(re.escape(p) for p in sorted(mounts, key=len, reverse=True))
+    return re.sub(rf"(?<![\w.-])(?:{pattern})", lambda m: mounts[m.group(0)], text)
 
 
 def _write_secret(directory: Path, secret: dict[str, Any]) -> None:

@@ -136,6 +136,19 @@ def test_the_termination_message_path_is_mapped_in_env_too(core) -> None:
     assert done.status.container_statuses[0].state.terminated.message == "usage: 1.5"
 
 
+def test_an_empty_dir_at_tmp_leaves_the_termination_log_and_other_paths_alone(core) -> None:
+    """Executor pods mount an emptyDir at /tmp (a read-only root filesystem): the runner's own
+    directories, under /tmp too, are not substituted twice, nor /tmp inside another path."""
+    code = ("import os; open(os.environ['TERM_LOG'], 'w').write(os.environ['OTHER'] + ' ' + "
+            "str(os.path.isdir(os.environ['SCRATCH'])))")
+    core.create_namespaced_pod(NS, pod("tmpdir", code, env=[
+        {"name": "TERM_LOG", "value": "/dev/termination-log"}, {"name": "OTHER", "value": "/work/tmp/x"},
+        {"name": "SCRATCH", "value": "/tmp"}], volumeMounts=[{"name": "tmp", "mountPath": "/tmp"}],
+        spec={"volumes": [{"name": "tmp", "emptyDir": {}}]}))
+    done = wait_for(core, "tmpdir", ("Succeeded", "Failed"))
+    assert done.status.container_statuses[0].state.terminated.message == "/work/tmp/x True", done.status
+
+
 SERVE_ON_POD_IP = """
 import os, socket, time
 s = socket.create_server((os.environ["POD_IP"], 8080))  # the same port in both pods
