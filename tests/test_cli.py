@@ -246,3 +246,27 @@ def test_dev_without_the_dev_tools_says_how_to_install_them() -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert_one_line_error(result, "qgov dev needs the dev tools: pip install 'qgov[dev]'")
     assert result.returncode == 2
+
+
+def test_the_operator_start_up_never_logs_the_database_password(tmp_path: Path) -> None:
+    """`qgov operator` with a malformed QGOV_DATABASE_URL says so in its log (it retries its
+    start-up until fixed), with the URL's user-info hidden."""
+    import os
+    import time
+
+    log = tmp_path / "operator.log"
+    env = {**os.environ, "KUBECONFIG": str(tmp_path / "none"), "QGOV_METRICS_PORT": "0",
+           "QGOV_DATABASE_URL": "postgresql//qgov:s3cret@db.example/qgov"}
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([QGOV, "operator"], env=env, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 90
+            while "malformed database URL" not in log.read_text() and time.monotonic() < deadline:
+                assert proc.poll() is None, log.read_text()
+                time.sleep(0.2)
+        finally:
+            proc.terminate()
+            proc.wait(30)
+    text = log.read_text()
+    assert "malformed database URL 'postgresql//***@db.example/qgov'" in text, text[-2000:]
+    assert "s3cret" not in text
