@@ -128,4 +128,4 @@ def test_two_operator_replicas_elect_a_leader_over_a_lease_in_their_namespace() 
                                     "namespace": deployment["metadata"]["namespace"]}]
     # no cluster-wide lease rights: a Role in the operator's namespace is all it needs
     cluster_roles = [d for d in docs if d["kind"] == "ClusterRole"]
-    assert not any("leases" in r["resources"] for d in cluster_roles for r in d["rules"])
+    assert not any("leases" in r.get("resources", ()) for d in cluster_roles for r in d["rules"])
