@@ -2,7 +2,7 @@
 # Regenerate the hashed lock files from pyproject.toml (run after changing a dependency, and
 # commit the result; tests/test_dependencies.py fails while pyproject and the locks disagree):
 #   requirements.lock           dependencies + the dev and test extras: scripts/setup.sh (CI, developers)
-#                               and operator/Dockerfile (which installs only what it needs from it)
+#   requirements-operator.lock  dependencies only, pinned to the same versions: operator/Dockerfile
 #   requirements-executor.lock  the executor extra, pinned to the same versions: executor/Dockerfile
 # For CPython 3.11 on Linux x86_64 (the images' and CI's), whatever machine runs this. Every
 # package is pinned with its sha256 hashes, so `pip install --require-hashes -r <lock>` installs
@@ -17,13 +17,25 @@ python3 -m venv "$tool/venv"
 uv() { "$tool/venv/bin/uv" "$@"; }
 target=(--python-version 3.11 --python-platform x86_64-unknown-linux-gnu --generate-hashes --no-header
         --quiet)
-uv pip compile pyproject.toml --extra dev --extra test "${target[@]}" -o requirements.lock
-# the executor extra, constrained to the versions above (one version of each package in the project)
-"$tool/venv/bin/python" - "$tool/executor.in" <<'PY'
+# pyproject's build requirement (setuptools) too: qgov itself is installed with --no-build-isolation,
+# so nothing unhashed is fetched to build it
+"$tool/venv/bin/python" -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["build-system"]["requires"]))' \
+  > "$tool/build.in"
+uv pip compile pyproject.toml "$tool/build.in" --extra dev --extra test "${target[@]}" -o requirements.lock
+sed -i "s#-r $tool/build.in#pyproject.toml (build-system)#" requirements.lock
+# the images' subsets, constrained to the versions above (one version of each package in the project)
+"$tool/venv/bin/python" - "$tool" <<'PY'
 import sys, tomllib
-extras = tomllib.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"]["executor"]
-open(sys.argv[1], "w").write("\n".join(extras) + "\n")
+project = tomllib.load(open("pyproject.toml", "rb"))["project"]
+build = tomllib.load(open("pyproject.toml", "rb"))["build-system"]["requires"]
+open(f"{sys.argv[1]}/operator.in", "w").write("\n".join(project["dependencies"] + build) + "\n")
+open(f"{sys.argv[1]}/executor.in", "w").write("\n".join(project["optional-dependencies"]["executor"] + build) + "\n")
 PY
-uv pip compile "$tool/executor.in" -c requirements.lock "${target[@]}" -o requirements-executor.lock
-sed -i "s#$tool/executor.in#pyproject.toml (executor extra)#" requirements-executor.lock
-echo "lock: $(grep -c '==' requirements.lock) packages in requirements.lock, $(grep -c '==' requirements-executor.lock) in requirements-executor.lock"
+for image in operator executor; do
+  uv pip compile "$tool/$image.in" -c requirements.lock "${target[@]}" -o "requirements-$image.lock"
+  sed -i "s#-r $tool/$image.in#pyproject.toml ($image image)#; s#-c requirements.lock#requirements.lock#" \
+    "requirements-$image.lock"
+done
+for lock in requirements.lock requirements-operator.lock requirements-executor.lock; do
+  echo "lock: $lock: $(grep -c '==' "$lock") packages"
+done
