@@ -404,3 +404,36 @@ def test_a_token_secret_name_taken_by_someone_else_is_never_written_over(env: En
     ledger = env.ledger()
     assert ledger.balance(NS, NS).held_micro == 0
     ledger.close()
+
+
+@pytest.mark.operator_env(**FAST)
+def test_a_token_secret_replaced_mid_session_is_not_written_over_and_the_session_says_so(
+        env: Env, short_tokens: LocalIbmCloud) -> None:
+    ibm = short_tokens  # tokens live 10 s: the operator rotates the Secret every few seconds
+    open_session(env, ibm, "500.00", "rotating", mode="batch", maxTime=300, idleTimeout=120)
+    # a team member deletes the operator's Secret and puts its own under the name
+    env.core.delete_namespaced_secret("rotating-token", NS)
+    env.core.create_namespaced_secret(NS, {"metadata": {"name": "rotating-token"},
+                                           "stringData": {"token": "the member's own"}})
+
+    def ready(reason: str) -> dict | None:
+        status = session_obj(env, "rotating").get("status") or {}
+        found = [c for c in status.get("conditions") or () if c["type"] == "Ready" and c["reason"] == reason]
+        return status if found else None
+
+    stalled = env.wait(lambda: ready("TokenSecretTaken"), "the session to say its token Secret is taken", timeout=60)
+    assert stalled["phase"] == "Open" and stalled["message"].startswith(f"Secret {NS}/rotating-token exists and "
+                                                                        "was not made by qgov for this session")
+    rotations = ibm.exchanges[API_KEY]
+    env.wait(lambda: ibm.exchanges[API_KEY] > rotations + 1 or None, "more token rotations", timeout=60)
+    mine = env.core.read_namespaced_secret("rotating-token", NS)
+    assert base64.b64decode(mine.data["token"]) == b"the member's own" and not mine.metadata.owner_references
+    # the name free again: the token goes back in, and the session is Ready
+    env.core.delete_namespaced_secret("rotating-token", NS)
+    env.wait(lambda: ready("SessionOpen"), "the session Ready again", timeout=60)
+    restored = env.core.read_namespaced_secret("rotating-token", NS)
+    assert base64.b64decode(restored.data["token"]).decode() in ibm.issued
+    assert [r.uid for r in restored.metadata.owner_references] == [session_obj(env, "rotating")["metadata"]["uid"]]
+    events = [e for e in env.core.list_namespaced_event(NS).items if e.involved_object.name == "rotating"]
+    assert sum(e.count or 1 for e in events if e.reason == "TokenSecretTaken") == 1  # said once, not per tick
+    assert any(e.reason == "TokenSecretRestored" for e in events)
