@@ -15,6 +15,7 @@ a status) go through `Bounded`, which keeps the first few distinct values and ca
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 import time
 from collections import Counter as Tally
@@ -423,8 +424,12 @@ def serve(port: int, address: str = "", gate: Gate | None = None) -> None:
     global _server
     if port and _server is None:
         try:
-            _server = make_server(address or "0.0.0.0", port, _guarded(gate), ThreadingWSGIServer,
-                                  handler_class=_QuietHandler)
+            host = address or "0.0.0.0"
+
+            class Server(ThreadingWSGIServer):  # an IPv6 pod address (POD_IP) needs an AF_INET6 socket
+                address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+
+            _server = make_server(host.strip("[]"), port, _guarded(gate), Server, handler_class=_QuietHandler)
         except OSError as exc:
             log.error(f"metrics: cannot serve /metrics on port {port} ({exc.strerror or exc}); "
                       "set QGOV_METRICS_PORT to a free port, or 0")
