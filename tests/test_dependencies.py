@@ -245,6 +245,7 @@ def test_the_image_locks_are_parts_of_the_development_lock_at_the_same_versions(
 def test_ci_and_both_images_install_from_the_locks_and_the_images_base_by_digest() -> None:
     setup = (ROOT / "scripts" / "setup.sh").read_text()
     assert "pip install -q --require-hashes --no-deps -r requirements.lock" in setup
+    assert "pip" in locked("requirements.lock")  # the installer is the locked one too (setup.sh installs it first)
     assert "--no-deps --no-build-isolation -e ." in setup
     for image, lock in (("operator", "requirements-operator.lock"), ("executor", "requirements-executor.lock")):
         dockerfile = (ROOT / image / "Dockerfile").read_text()
