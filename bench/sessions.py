@@ -119,12 +119,13 @@ def ibm(jobs: int) -> None:
         with LocalIbmCloud(keys={KEY: "bench"}) as cloud, Scenario(
                 {"QGOV_BATCH_MAX_JOBS": per_batch, "QGOV_BATCH_WINDOW_SECONDS": "30",
                  "QGOV_BATCH_IDLE_SECONDS": "600"}) as s:
-            values = {"apiKey": KEY, "instance": CRN, "url": cloud.url, "iamUrl": cloud.url, "searchUrl": cloud.url,
-                      "catalogUrl": f"{cloud.url}/catalog"}
+            values = {"apiKey": KEY, "instance": CRN}
             s.core.create_namespaced_secret(NS, {"metadata": {"name": "ibm-quantum"}, "data": {
                 k: base64.b64encode(v.encode()).decode() for k, v in values.items()}})
             s.create("qiskitbackends", "QiskitBackend", "ibm-local", {
-                "provider": "ibm", "name": "ibm_local", "model": "fake_manila", "pricing": {"perQPUSecond": "1.60"}})
+                "provider": "ibm", "name": "ibm_local", "model": "fake_manila", "pricing": {"perQPUSecond": "1.60"},
+                "ibm": {"url": cloud.url, "iamUrl": cloud.url, "searchUrl": cloud.url,
+                        "catalogUrl": f"{cloud.url}/catalog"}})
             elapsed = s.run_jobs(jobs, backend="ibm-local")
             calls = sum(cloud.calls.values())
             session_calls = sum(n for route, n in cloud.calls.items() if "/sessions" in route)

@@ -102,26 +102,40 @@ def read_result(core: Any, namespace: str, name: str) -> dict[str, Any]:
     return json.loads(gzip.decompress(base64.b64decode(packed)))
 
 
-def write_result(client: Any, job: dict[str, Any], document: dict[str, Any]) -> str:
+def write_result(client: Any, job: dict[str, Any], document: dict[str, Any], attempt: int = 1) -> str:
+    """Write the result as ConfigMaps owned by the job; returns the first one's name.
+
+    `<job>-result`, created, never updated: the executor may create ConfigMaps, not change one. If
+    that name exists already and is this job's (an earlier attempt wrote it, then died before
+    reporting), this attempt writes `<job>-result-attempt-<n>` and reports that name. If it is
+    anyone else's, nothing is written over it: the attempt fails and says the name is taken."""
     from kubernetes.client.rest import ApiException
 
     from governance.api import JOB_LABEL, label_value
 
     core = client.CoreV1Api()
     meta = job["metadata"]
-    name = f"{meta['name']}-result"
     owner = {"apiVersion": job["apiVersion"], "kind": job["kind"], "name": meta["name"], "uid": meta["uid"],
              "controller": True, "blockOwnerDeletion": True}
-    for cm_name, body in configmaps_for(name, document):
-        body.setdefault("metadata", {}).update({"name": cm_name, "ownerReferences": [owner],
-                                                "labels": {JOB_LABEL: label_value(meta["name"])}})
-        try:
-            core.create_namespaced_config_map(meta["namespace"], body)
-        except ApiException as exc:
-            if exc.status != 409:
-                raise
-            core.replace_namespaced_config_map(cm_name, meta["namespace"], body)  # a retried attempt
-    return name
+    for name in (f"{meta['name']}-result", f"{meta['name']}-result-attempt-{attempt}"):
+        taken = None
+        for cm_name, body in configmaps_for(name, document):
+            body.setdefault("metadata", {}).update({"name": cm_name, "ownerReferences": [owner],
+                                                    "labels": {JOB_LABEL: label_value(meta["name"])}})
+            try:
+                core.create_namespaced_config_map(meta["namespace"], body)
+            except ApiException as exc:
+                if exc.status != 409:
+                    raise
+                taken = core.read_namespaced_config_map(cm_name, meta["namespace"])
+                break
+        if taken is None:
+            return name
+        if not any(ref.uid == meta["uid"] for ref in taken.metadata.owner_references or ()):
+            raise DeterministicError(f"ConfigMap {meta['namespace']}/{taken.metadata.name} exists and is not this "
+                                     "job's: the result is never written over it (delete it, or rename the job)")
+    raise RuntimeError(f"ConfigMap {meta['namespace']}/{meta['name']}-result-attempt-{attempt} exists already "
+                       "(this attempt ran before): a new attempt writes its own")
 
 
 def report(payload: dict[str, Any]) -> None:
@@ -147,7 +161,7 @@ def run_attempt(client: Any, job: dict[str, Any], backend: dict[str, Any],
     try:
         document, usage = run_job(job, backend)
         document["metadata"].update(metadata)
-        configmap = write_result(client, job, document)
+        configmap = write_result(client, job, document, int(metadata.get("attempt") or 1))
     except DeterministicError as exc:
         return {"error": str(exc), "deterministic": True}, EXIT_DETERMINISTIC
     except RunRefusal as exc:  # a remote service's answer (IBM's), with a reason for the job's condition

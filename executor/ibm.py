@@ -218,4 +218,7 @@ def _status_of(exc: BaseException) -> int | None:
 
 
 def _short(message: str) -> str:
-    return " ".join(message.split())[:400]
+    """IBM's message as a status may show it: short and sanitised (a body may carry anything)."""
+    from governance.providers.ibm.answers import brief
+
+    return brief(message, 300)

@@ -15,6 +15,7 @@ a status) go through `Bounded`, which keeps the first few distinct values and ca
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 import time
 from collections import Counter as Tally
@@ -22,14 +23,19 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime, timezone
 from decimal import Decimal
 from fractions import Fraction
+from http import HTTPStatus
 from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 import requests
-from prometheus_client import REGISTRY, Counter, Gauge, Histogram, disable_created_metrics, start_http_server
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram, disable_created_metrics, make_wsgi_app
 from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.exposition import ThreadingWSGIServer
 from prometheus_client.registry import Collector
 
+from . import metricsauth
 from .budget.types import ReserveOutcome, ReserveRequest, SettleOutcome
+from .metricsauth import Gate
 from .providers.ibm.iam import Credential
 from .sessions.tokens import Token, TokenError
 
@@ -385,18 +391,52 @@ def pod_stalled(reason: str) -> None:
 _server: Any = None
 
 
-def serve(port: int, address: str = "") -> None:
-    """Serve /metrics on `port` (all addresses) in a daemon thread; 0 serves nothing. A port that
-    is taken (a second operator on one host) costs the metrics, not the operator: it says so."""
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:  # a line per scrape says nothing
+        pass
+
+
+def _guarded(gate: Gate | None) -> Callable[..., Iterable[bytes]]:
+    """The registry's WSGI app, answering only GET /metrics, and only what `gate` allows."""
+    app = make_wsgi_app(REGISTRY)
+
+    def serve_metrics(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if environ.get("PATH_INFO") != metricsauth.PATH:
+            start_response("404 Not Found", [("Content-Type", "text/plain")])
+            return [b"not found: the metrics are at /metrics\n"]
+        if gate is not None:
+            verdict = gate.verdict(environ.get("HTTP_AUTHORIZATION"))
+            if not verdict.allowed:
+                headers = [("Content-Type", "text/plain")]
+                if verdict.status == 401:
+                    headers.append(("WWW-Authenticate", 'Bearer realm="qgov metrics"'))
+                start_response(f"{verdict.status} {HTTPStatus(verdict.status).phrase}", headers)
+                return [f"{verdict.reason}\n".encode()]
+        return app(environ, start_response)
+
+    return serve_metrics
+
+
+def serve(port: int, address: str = "", gate: Gate | None = None) -> None:
+    """Serve /metrics on `port` (all addresses) in a daemon thread; 0 serves nothing. `gate`: who may
+    read it (metricsauth.py; None: anyone, QGOV_METRICS_AUTH=none). A port that is taken (a second
+    operator on one host) costs the metrics, not the operator: it says so."""
     global _server
     if port and _server is None:
         try:
-            _server, _ = start_http_server(port, addr=address or "0.0.0.0")
+            host = address or "0.0.0.0"
+
+            class Server(ThreadingWSGIServer):  # an IPv6 pod address (POD_IP) needs an AF_INET6 socket
+                address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+
+            _server = make_server(host.strip("[]"), port, _guarded(gate), Server, handler_class=_QuietHandler)
         except OSError as exc:
             log.error(f"metrics: cannot serve /metrics on port {port} ({exc.strerror or exc}); "
                       "set QGOV_METRICS_PORT to a free port, or 0")
             return
-        log.info(f"metrics on http://{address or '0.0.0.0'}:{port}/metrics")
+        threading.Thread(target=_server.serve_forever, name="metrics", daemon=True).start()
+        who = "anyone (QGOV_METRICS_AUTH=none)" if gate is None else "bearer tokens the API server allows"
+        log.info(f"metrics on http://{address or '0.0.0.0'}:{port}/metrics, for {who}")
 
 
 def stop() -> None:

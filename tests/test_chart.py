@@ -78,7 +78,9 @@ def test_helm_lint_strict_passes_with_defaults_and_with_every_option(helm: Any) 
                  ["metrics.enabled=false", "webhook.certManager.enabled=true"], ["webhook.enabled=false"],
                  ["admissionPolicies.enabled=false", "tenantRoles.enabled=false", "networkPolicy.enabled=false"],
                  ["executor.nodeSelector.pool=quantum", "executor.imagePullSecrets[0].name=regcred",
-                  "executor.priorityClassName=low", "networkPolicy.metricsFrom[0].podSelector.matchLabels.app=prom"]):
+                  "executor.priorityClassName=low", "networkPolicy.metricsFrom[0].podSelector.matchLabels.app=prom"],
+                 ["metrics.readers[0].name=prometheus-k8s", "metrics.readers[0].namespace=monitoring",
+                  "webhook.clientCA.configMap=apiserver-webhook-ca", "webhook.clientCA.names[0]=kube-apiserver"]):
         result = helm("lint", "--strict", str(CHART), *(a for s in sets for a in ("--set", s)))
         assert "0 chart(s) failed" in result.stdout, result.stdout
 
@@ -215,7 +217,8 @@ SPECIAL = {"QGOV_DATABASE_URL": "ledger", "QGOV_EXECUTOR_IMAGE": "executorImage"
            "QGOV_EXECUTOR_RESOURCES": "executor.resources", "QGOV_EXECUTOR_NODE_SELECTOR": "executor.nodeSelector",
            "QGOV_EXECUTOR_TOLERATIONS": "executor.tolerations",
            "QGOV_EXECUTOR_IMAGE_PULL_SECRETS": "executor.imagePullSecrets",
-           "QGOV_EXECUTOR_PRIORITY_CLASS_NAME": "executor.priorityClassName"}
+           "QGOV_EXECUTOR_PRIORITY_CLASS_NAME": "executor.priorityClassName",
+           "QGOV_WEBHOOK_CLIENT_CA": "webhook.clientCA", "QGOV_WEBHOOK_CLIENT_NAMES": "webhook.clientCA.names"}
 
 
 def operator_settings() -> dict[str, str | None]:
@@ -248,7 +251,7 @@ def test_the_settings_scan_finds_the_operators_settings() -> None:
     assert "QGOV_TERMINATION_LOG" not in found and "QGOV_IBM_SESSION" not in found
 
 
-ENUMS = {"QGOV_LEADER_ELECTION": "false"}  # settings with a set of values (values.schema.json): one not the default
+ENUMS = {"QGOV_LEADER_ELECTION": "false", "QGOV_METRICS_AUTH": "none"}  # settings with a set of values (values.schema.json): one not the default
 
 
 def test_every_qgov_setting_the_operator_reads_is_settable_through_values(render: Any) -> None:
@@ -321,7 +324,38 @@ def test_the_metrics_service_and_the_service_monitor_only_when_enabled(render: A
     assert "prometheus.io/scrape" not in one(docs, "Deployment")["spec"]["template"]["metadata"]["annotations"]
 
 
+def test_metrics_are_for_readers_the_api_server_allows(render: Any) -> None:
+    docs = render("metrics.serviceMonitor.enabled=true")
+    reader = one(docs, "ClusterRole", "qgov-metrics-reader")
+    assert reader["rules"] == [{"nonResourceURLs": ["/metrics"], "verbs": ["get"]}]
+    assert not [d for d in docs if d["kind"] == "ClusterRoleBinding" and d["metadata"]["name"] == "qgov-metrics-reader"]
+    endpoint = one(docs, "ServiceMonitor", "qgov-operator")["spec"]["endpoints"][0]
+    assert endpoint["bearerTokenFile"] == "/var/run/secrets/kubernetes.io/serviceaccount/token"
+    assert env(docs)["QGOV_METRICS_AUTH"] == "kubernetes"
+    docs = render("metrics.readers[0].name=prometheus-k8s", "metrics.readers[0].namespace=monitoring")
+    binding = one(docs, "ClusterRoleBinding", "qgov-metrics-reader")
+    assert binding["roleRef"]["name"] == "qgov-metrics-reader"
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "prometheus-k8s", "namespace": "monitoring"}]
+    # a Prometheus that scrapes without a token: the opt-out, and no token sent
+    docs = render("config.metricsAuth=none", "metrics.serviceMonitor.enabled=true")
+    assert env(docs)["QGOV_METRICS_AUTH"] == "none"
+    assert "bearerTokenFile" not in one(docs, "ServiceMonitor", "qgov-operator")["spec"]["endpoints"][0]
+    with pytest.raises(AssertionError, match="metricsAuth"):
+        render("config.metricsAuth=maybe")
+
+
 # ---------------------------------------------------------------------------------------------- webhook
+
+
+def test_the_webhook_can_answer_only_the_api_servers_client_certificate(render: Any) -> None:
+    assert "QGOV_WEBHOOK_CLIENT_CA" not in env(render())  # off unless the admin gives the CA
+    docs = render("webhook.clientCA.configMap=apiserver-webhook-ca", "webhook.clientCA.names[0]=kube-apiserver")
+    assert env(docs)["QGOV_WEBHOOK_CLIENT_CA"] == "/etc/qgov/webhook-client-ca/ca.crt"
+    assert env(docs)["QGOV_WEBHOOK_CLIENT_NAMES"] == "kube-apiserver"
+    assert container(docs)["volumeMounts"] == [{"name": "webhook-client-ca", "mountPath": "/etc/qgov/webhook-client-ca",
+                                                "readOnly": True}]
+    [volume] = one(docs, "Deployment")["spec"]["template"]["spec"]["volumes"]
+    assert volume["configMap"] == {"name": "apiserver-webhook-ca", "items": [{"key": "ca.crt", "path": "ca.crt"}]}
 
 
 def test_the_webhook_is_served_by_every_replica_unless_disabled(render: Any) -> None:

@@ -137,6 +137,26 @@ def test_database_problems_get_one_clear_line(tmp_path: Path) -> None:
     assert_one_line_error(qgov("ledger", "report", "-n", "a", url=empty), "no qgov schema: run `qgov db upgrade`")
 
 
+@pytest.mark.parametrize("url", [
+    "postgresql//qgov:s3cret@db.example/qgov",        # a missing ":" (make_url cannot parse it)
+    "postgresql://qgov:s3cret@db.example:54x32/qgov",  # a port that is not a number
+    "postgres ql://qgov:s3cret@db.example/qgov",       # a space in the scheme
+])
+def test_a_malformed_database_url_is_never_echoed_with_its_password(url: str, tmp_path: Path) -> None:
+    for args in (("db", "upgrade"), ("ledger", "report", "-n", "a")):
+        result = qgov(*args, url=url)
+        assert result.returncode != 0
+        assert "Traceback" not in result.stderr
+        assert "s3cret" not in result.stderr, result.stderr
+        assert "db.example" in result.stderr, result.stderr  # the host still says which database it was
+
+
+def test_redact_hides_the_password_of_any_url() -> None:
+    assert db.redact("postgresql+psycopg://qgov:s3cret@db/qgov") == "postgresql+psycopg://qgov:***@db/qgov"
+    assert db.redact("postgresql//qgov:s3cret@db/qgov") == "postgresql//***@db/qgov"
+    assert db.redact("sqlite:////var/lib/qgov/ledger.db") == "sqlite:////var/lib/qgov/ledger.db"
+
+
 def test_a_schema_behind_the_code_tells_the_user_to_upgrade(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'old.db'}"
     assert qgov("db", "upgrade", url=url).returncode == 0
@@ -226,3 +246,27 @@ def test_dev_without_the_dev_tools_says_how_to_install_them() -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert_one_line_error(result, "qgov dev needs the dev tools: pip install 'qgov[dev]'")
     assert result.returncode == 2
+
+
+def test_the_operator_start_up_never_logs_the_database_password(tmp_path: Path) -> None:
+    """`qgov operator` with a malformed QGOV_DATABASE_URL says so in its log (it retries its
+    start-up until fixed), with the URL's user-info hidden."""
+    import os
+    import time
+
+    log = tmp_path / "operator.log"
+    env = {**os.environ, "KUBECONFIG": str(tmp_path / "none"), "QGOV_METRICS_PORT": "0",
+           "QGOV_DATABASE_URL": "postgresql//qgov:s3cret@db.example/qgov"}
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([QGOV, "operator"], env=env, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 90
+            while "malformed database URL" not in log.read_text() and time.monotonic() < deadline:
+                assert proc.poll() is None, log.read_text()
+                time.sleep(0.2)
+        finally:
+            proc.terminate()
+            proc.wait(30)
+    text = log.read_text()
+    assert "malformed database URL 'postgresql//***@db.example/qgov'" in text, text[-2000:]
+    assert "s3cret" not in text

@@ -177,3 +177,80 @@ def test_the_runtime_package_does_not_import_the_dev_tools_at_module_level() -> 
                 (found if id(node) in top else lazy).append(f"{path.relative_to(ROOT)}:{node.lineno}")
     assert found == []
     assert [where.split(":")[0] for where in lazy] == ["governance/cli.py"]  # `qgov dev`, its one user
+
+
+# ---------------------------------------------------------------------- the hashed locks (scripts/lock.sh)
+
+LOCKS = {"requirements.lock": ("dependencies", "dev", "test", "build"),
+         "requirements-operator.lock": ("dependencies", "build"),
+         "requirements-executor.lock": ("executor", "build")}
+
+
+def locked(name: str) -> dict[str, tuple[str, list[str]]]:
+    """A lock file's pins: distribution -> (version, its sha256 hashes)."""
+    pins: dict[str, tuple[str, list[str]]] = {}
+    current = None
+    for line in (ROOT / name).read_text().splitlines():
+        pin = re.match(r"^([A-Za-z0-9._-]+)==([^\s\\;]+)", line)
+        if pin:
+            current = dist_name(pin.group(1))
+            pins[current] = (pin.group(2), [])
+        elif current and (digest := re.search(r"--hash=sha256:([0-9a-f]{64})", line)):
+            pins[current][1].append(digest.group(1))
+    return pins
+
+
+def requirements(*parts: str) -> list[str]:
+    lines: list[str] = []
+    for part in parts:
+        if part == "dependencies":
+            lines += PROJECT["dependencies"]
+        elif part == "build":
+            lines += tomllib.loads((ROOT / "pyproject.toml").read_text())["build-system"]["requires"]
+        else:
+            lines += PROJECT["optional-dependencies"][part]
+    return lines
+
+
+def test_every_lock_pins_what_pyproject_asks_for_within_its_bounds_with_hashes() -> None:
+    from packaging.requirements import Requirement
+
+    for name, parts in LOCKS.items():
+        pins = locked(name)
+        assert pins, name
+        for line in requirements(*parts):
+            requirement = Requirement(line)
+            dist = dist_name(requirement.name)
+            assert dist in pins, f"{name} lacks {dist} ({line}): run scripts/lock.sh"
+            assert requirement.specifier.contains(pins[dist][0], prereleases=True), \
+                f"{name} pins {dist}=={pins[dist][0]}, pyproject asks {line}: run scripts/lock.sh"
+        unhashed = [dist for dist, (_, hashes) in pins.items() if not hashes]
+        assert unhashed == [], f"{name}: pinned without a hash: {unhashed}"
+    assert not pins_of("requirements-executor.lock") & OPERATOR_ONLY  # the executor image stays lean
+
+
+def pins_of(name: str) -> set[str]:
+    return set(locked(name))
+
+
+def test_the_image_locks_are_parts_of_the_development_lock_at_the_same_versions() -> None:
+    main = locked("requirements.lock")
+    for name in ("requirements-operator.lock", "requirements-executor.lock"):
+        for dist, (version, _) in locked(name).items():
+            assert main.get(dist, ("missing",))[0] == version, f"{name}: {dist}=={version}, requirements.lock differs"
+    # kubernetes 37 needs python-dateutil>=3, which ibm-cloud-sdk-core refuses (pyproject's comment)
+    assert int(main["kubernetes"][0].split(".")[0]) < 37
+
+
+def test_ci_and_both_images_install_from_the_locks_and_the_images_base_by_digest() -> None:
+    setup = (ROOT / "scripts" / "setup.sh").read_text()
+    assert "pip install -q --require-hashes --no-deps -r requirements.lock" in setup
+    assert "pip" in locked("requirements.lock")  # the installer is the locked one too (setup.sh installs it first)
+    assert "--no-deps --no-build-isolation -e ." in setup
+    for image, lock in (("operator", "requirements-operator.lock"), ("executor", "requirements-executor.lock")):
+        dockerfile = (ROOT / image / "Dockerfile").read_text()
+        assert f"pip install --require-hashes --no-deps -r {lock}" in dockerfile, image
+        assert "pip install --no-deps --no-build-isolation ." in dockerfile, image
+        assert re.search(r"^ARG PYTHON_IMAGE=python:3\.11-slim@sha256:[0-9a-f]{64}$", dockerfile, re.M), image
+        froms = re.findall(r"^FROM (.+)$", dockerfile, re.M)
+        assert froms == ["${PYTHON_IMAGE}"], (image, froms)  # nothing by tag

@@ -38,3 +38,28 @@ def test_listeners_bind_to_the_pod_ip_when_the_url_says_any_address() -> None:
     assert bind_host("0.0.0.0", "10.1.2.3") == "10.1.2.3"
     assert bind_host("0.0.0.0", "") == "0.0.0.0"
     assert bind_host("127.0.0.1", "10.1.2.3") == "127.0.0.1"  # an explicit host is kept
+
+
+def test_a_wrong_metrics_auth_setting_is_one_line_and_a_failed_exit(capsys: pytest.CaptureFixture[str],
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("QGOV_METRICS_AUTH", "open")
+    assert main(["operator"]) == 1
+    assert capsys.readouterr().err.strip() == ("qgov: error: QGOV_METRICS_AUTH='open': "
+                                               "expected one of kubernetes, none")
+
+
+def test_the_webhooks_client_ca_must_exist_and_names_need_it(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    from governance.webhook import WebhookConfig
+
+    monkeypatch.setenv("QGOV_WEBHOOK_PORT", "8443")
+    monkeypatch.setenv("QGOV_WEBHOOK_CLIENT_NAMES", "kube-apiserver")
+    with pytest.raises(ValueError, match="QGOV_WEBHOOK_CLIENT_NAMES needs QGOV_WEBHOOK_CLIENT_CA"):
+        WebhookConfig.from_env()
+    monkeypatch.setenv("QGOV_WEBHOOK_CLIENT_CA", str(tmp_path / "missing.crt"))
+    with pytest.raises(ValueError, match="missing.crt'.*no such file"):
+        WebhookConfig.from_env()
+    (tmp_path / "ca.crt").write_text("")
+    monkeypatch.setenv("QGOV_WEBHOOK_CLIENT_CA", str(tmp_path / "ca.crt"))
+    config = WebhookConfig.from_env()
+    assert config is not None and config.client_ca == str(tmp_path / "ca.crt")
+    assert config.client_names == frozenset({"kube-apiserver"})

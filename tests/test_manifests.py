@@ -63,9 +63,12 @@ def test_the_operator_role_covers_the_calls_it_makes() -> None:
     assert allowed("qgov-backend-reader", "qgov.dev", "qiskitbackends", "get")
     assert not allowed("qgov-executor", "qgov.dev", "qiskitbackends", "get")
     for group, resource, verb in [("qgov.dev", "qiskitjobs", "get"),
-                                  ("", "configmaps", "create"), ("", "configmaps", "update"),
+                                  ("", "configmaps", "create"), ("", "configmaps", "get"),
                                   ("qgov.dev", "qiskitjobs", "watch"), ("qgov.dev", "qiskitjobs/status", "patch")]:
         assert allowed("qgov-executor", group, resource, verb), (group, resource, verb)
+    # results are created, never updated: an executor cannot change a ConfigMap it did not create
+    for verb in ("update", "patch", "delete"):
+        assert not allowed("qgov-executor", "", "configmaps", verb), verb
     assert not any("secrets" in r["resources"] for r in roles["qgov-executor"]["rules"])  # a mounted token only
 
 
@@ -128,7 +131,7 @@ def test_two_operator_replicas_elect_a_leader_over_a_lease_in_their_namespace() 
                                     "namespace": deployment["metadata"]["namespace"]}]
     # no cluster-wide lease rights: a Role in the operator's namespace is all it needs
     cluster_roles = [d for d in docs if d["kind"] == "ClusterRole"]
-    assert not any("leases" in r["resources"] for d in cluster_roles for r in d["rules"])
+    assert not any("leases" in r.get("resources", ()) for d in cluster_roles for r in d["rules"])
 
 
 def test_the_operator_pod_meets_the_restricted_pod_security_profile() -> None:

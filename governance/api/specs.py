@@ -32,6 +32,21 @@ class BackendLimits:
 
 
 @dataclass(frozen=True)
+class IbmEndpoints:
+    """The IBM Cloud endpoints of an ibm backend (spec.ibm): the platform's choice, in the cluster-
+    scoped QiskitBackend, never a tenant's (a credential Secret may not name them). None: IBM's
+    public endpoint."""
+
+    url: str | None = None  # Qiskit Runtime
+    iam_url: str | None = None
+    search_url: str | None = None
+    catalog_url: str | None = None
+
+    # the key each one has in spec.ibm (and had in credential Secrets)
+    KEYS = {"url": "url", "iamUrl": "iam_url", "searchUrl": "search_url", "catalogUrl": "catalog_url"}
+
+
+@dataclass(frozen=True)
 class Backend:
     name: str  # the QiskitBackend's name
     provider: str  # a registered provider's name (governance/providers): aer | fake | ibm
@@ -39,6 +54,7 @@ class Backend:
     prices: PriceList
     limits: BackendLimits
     model: str = ""  # ibm: the fake_provider model that estimates are made on (fake_torino for ibm_torino)
+    endpoints: IbmEndpoints = IbmEndpoints()  # ibm: spec.ibm
 
 
 @dataclass(frozen=True)
@@ -85,8 +101,25 @@ def parse_backend(name: str, spec: dict[str, Any]) -> Backend:
     backend_name = str(spec.get("name") or "")
     model = implementation.model(backend_name, str(spec.get("model") or ""))  # ibm: ibm_torino -> fake_torino
     implementation.check(spec)
+    endpoints = _endpoints(spec.get("ibm") or {})
     return Backend(name, provider, backend_name, prices, BackendLimits(
-        limits.get("maxQubits"), limits.get("maxShots"), limits.get("maxCircuits")), model)
+        limits.get("maxQubits"), limits.get("maxShots"), limits.get("maxCircuits")), model, endpoints)
+
+
+def _endpoints(ibm: dict[str, Any]) -> IbmEndpoints:
+    """spec.ibm's URLs: absolute http(s), no user-info (the CRD's pattern says the same)."""
+    from urllib.parse import urlsplit
+
+    values: dict[str, str] = {}
+    for key, attribute in IbmEndpoints.KEYS.items():
+        value = ibm.get(key)
+        if value in (None, ""):
+            continue
+        parts = urlsplit(str(value))
+        if parts.scheme not in ("http", "https") or not parts.hostname or "@" in parts.netloc:
+            raise SpecError(f"spec.ibm.{key}", "an absolute http(s) URL without user-info is required")
+        values[attribute] = str(value).rstrip("/")
+    return IbmEndpoints(**values)
 
 
 def _backend_name(spec: dict[str, Any]) -> str:

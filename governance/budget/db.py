@@ -34,12 +34,18 @@ def normalise_url(url: str) -> str:
     return url
 
 
+# a URL make_url cannot parse: keep the scheme and what follows the last "@", hide the rest
+_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*:?/*)?.*@", re.DOTALL)
+
+
 def redact(url: str) -> str:
-    """The URL without its password, for messages."""
+    """The URL without its password, for messages, logs and exceptions. A URL SQLAlchemy cannot
+    parse (a typo, a port that is not a number) is what people paste with a password in it most
+    often: its user-info (everything before the last "@") is replaced by `***`."""
     try:
         return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return "<malformed URL>"
+    except (ArgumentError, ValueError):
+        return _USERINFO.sub(lambda m: f"{m.group(1) or ''}***@", url.strip())
 
 
 def make_engine(url: str | None = None, *, pool_size: int = 16) -> Engine:
@@ -47,9 +53,9 @@ def make_engine(url: str | None = None, *, pool_size: int = 16) -> Engine:
     raw = normalise_url(url or default_database_url())
     try:
         parsed = make_url(raw)
-    except ArgumentError:
+    except (ArgumentError, ValueError):  # ValueError: a port that is not a number
         raise DatabaseUnavailable(
-            f"malformed database URL {raw!r}: expected sqlite:///PATH or postgresql://USER@HOST/DB"
+            f"malformed database URL {redact(raw)!r}: expected sqlite:///PATH or postgresql://USER@HOST/DB"
         ) from None
     backend = parsed.get_backend_name()
     if backend == "sqlite":

@@ -9,6 +9,8 @@ from typing import Any
 
 from .pods import DEFAULT_RESOURCES, ExecutorPodSettings
 
+from ..metricsauth import mode_from_env
+
 
 def _flag(name: str) -> bool:
     return os.environ.get(name, "").lower() in ("1", "true", "yes")
@@ -69,6 +71,7 @@ class OperatorConfig:
     job_ttl_seconds: int | None = None  # finished QiskitJobs without spec.ttlSecondsAfterFinished (expiry.py)
     provision_executor_identity: bool = True  # ServiceAccount + RoleBinding qgov-executor per budget (identity.py)
     metrics_port: int = 9090  # Prometheus /metrics (governance/metrics.py); 0 serves none
+    metrics_auth: str = "kubernetes"  # who may read it: TokenReview + SubjectAccessReview, or "none" (metricsauth.py)
     executor_image_pull_policy: str | None = None  # executor pods' imagePullPolicy (None: Kubernetes' default)
     executor_pod: ExecutorPodSettings = field(default_factory=ExecutorPodSettings)  # resources, scheduling
 
@@ -91,6 +94,7 @@ class OperatorConfig:
             provision_executor_identity=os.environ.get("QGOV_PROVISION_EXECUTOR_IDENTITY", "true").lower()
             not in ("0", "false", "no"),
             metrics_port=int(os.environ.get("QGOV_METRICS_PORT", "9090")),
+            metrics_auth=mode_from_env(os.environ.get("QGOV_METRICS_AUTH")),
             executor_image_pull_policy=os.environ.get("QGOV_EXECUTOR_IMAGE_PULL_POLICY") or None,
             executor_pod=executor_pod_settings(),
         )

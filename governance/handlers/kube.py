@@ -14,7 +14,7 @@ import kopf
 import kubernetes
 from kubernetes.client.rest import ApiException
 
-from ..api import GROUP, VERSION
+from ..api import GROUP, MANAGED_BY_LABEL, VERSION
 from ..jobs.events import Event
 from .apiwrites import Connection, custom_path, pods_path
 
@@ -53,6 +53,15 @@ def created(call: Callable[[], Any]) -> bool:
         if exc.status != 409:
             raise
         return False
+
+
+def made_for(metadata: Any, owner_uid: str) -> bool:
+    """Whether an object read back (a V1ObjectMeta) is one qgov made for the owner `owner_uid`:
+    labelled managed-by qgov and controlled by that owner. Anything else under a name qgov wanted
+    (a tenant's Secret or ConfigMap made first) is never adopted or written over."""
+    labels = metadata.labels or {}
+    return labels.get(MANAGED_BY_LABEL) == "qgov" and any(
+        ref.uid == owner_uid and ref.controller for ref in metadata.owner_references or ())
 
 
 class Kube:

@@ -13,6 +13,7 @@ Runtime calls are governance/providers/ibm/runtime_api.py's. Here they meet the 
 from __future__ import annotations
 
 import base64
+import contextlib
 import time
 from datetime import datetime, timezone
 from functools import partial
@@ -24,7 +25,7 @@ from kubernetes.client.rest import ApiException
 from .. import metrics, providers
 from ..admission import Problem
 from ..api import GROUP, MANAGED_BY_LABEL, SESSION_LABEL, VERSION, label_value
-from ..api.specs import Backend, SessionSpec, SpecError, parse_session
+from ..api.specs import Backend, IbmEndpoints, SessionSpec, SpecError, parse_session
 from ..budget.errors import InvalidTransition, UnknownBudget, UnknownReservation
 from ..budget.ledger import Ledger
 from ..budget.money import format_amount, format_quantity
@@ -44,11 +45,25 @@ from .pods import (SESSION_RUNNER_LABEL, owner_name, runner_pod_name, session_ru
 from .retrying import HANDLER_RETRY_SECONDS, run_retrying
 from .context import KopfContext
 from .jobs import JobRef, Jobs
-from .kube import Kube, created, discard, emit
+from .kube import Kube, created, discard, emit, made_for
 from .sessionview import SessionDirectory, local_runner
 
 PLURAL = "qiskitsessions"
 JOB_ACTIVE = {"Admitted", "Running"}
+
+
+class TokenSecretTaken(Exception):
+    """`<session>-token` exists and is not this session's: it is never adopted or written over."""
+
+    reason = "TokenSecretTaken"
+
+    def __init__(self, namespace: str, name: str) -> None:
+        super().__init__(f"Secret {namespace}/{name} exists and was not made by qgov for this session: the "
+                         "session's token is never written over it; delete or rename that Secret")
+
+
+def _stalled_on_secret(status: SessionStatus) -> bool:
+    return any(c.get("type") == "Ready" and c.get("reason") == TokenSecretTaken.reason for c in status.conditions)
 
 
 def _last_activity(status: SessionStatus, jobs: list[dict[str, Any]]) -> float:
@@ -128,19 +143,28 @@ class Sessions:
             self.jobs.attempt_finished(fresh, attempt, False,
                                        {"error": f"the session runner {runner} stopped before the job finished"}, 137)
 
-    def load_credential(self, namespace: str, secret: str) -> Credential:
-        """The IBM credential in a Secret of the session's namespace; errors name the Secret, not values."""
+    def load_credential(self, namespace: str, secret: str, endpoints: IbmEndpoints) -> Credential:
+        """The IBM credential in a Secret of the session's namespace, for the backend's `endpoints`
+        (a Secret naming others is refused); errors name the Secret, not values."""
         try:
             obj = self.clients.core.read_namespaced_secret(secret, namespace)
         except ApiException as exc:
             if exc.status == 404:
                 raise TokenError(str(credentials_problem(secret, namespace, None)), "CredentialsMissing") from None
             raise
-        return credential_from_secret(secret, obj.data or {})
+        return credential_from_secret(secret, obj.data or {}, endpoints)
 
-    def runtime_api(self, namespace: str, spec: SessionSpec) -> tuple[Credential, RuntimeApi]:
-        """The session's credential and the Runtime API on it (TokenError when the Secret is wrong)."""
-        credential = self.load_credential(namespace, self.directory.credentials_secret(spec.credentials_secret))
+    def runtime_api(self, namespace: str, spec: SessionSpec,
+                    backend: Backend | None = None) -> tuple[Credential, RuntimeApi]:
+        """The session's credential and the Runtime API on it (TokenError when the Secret is wrong).
+        The endpoints are the session's QiskitBackend's (spec.ibm); if that backend is gone, IBM's
+        public ones (never anything a tenant wrote)."""
+        if backend is None:
+            found = self.jobs.load_backend(spec.backend)
+            backend = found if isinstance(found, Backend) else None
+        endpoints = backend.endpoints if backend is not None else IbmEndpoints()
+        credential = self.load_credential(namespace, self.directory.credentials_secret(spec.credentials_secret),
+                                          endpoints)
         return credential, RuntimeApi(credential, self.tokens, http=metrics.CountedSession())
 
     def _patch(self, namespace: str, name: str, status: dict[str, Any]) -> None:
@@ -160,13 +184,32 @@ class Sessions:
         except ApiException as exc:
             if exc.status != 409:
                 raise
+            existing = self.clients.core.read_namespaced_secret(body["metadata"]["name"], meta["namespace"])
+            if not made_for(existing.metadata, meta["uid"]):
+                raise TokenSecretTaken(meta["namespace"], body["metadata"]["name"]) from None
+            body["metadata"]["resourceVersion"] = existing.metadata.resource_version  # ours: rotated in place
             self.clients.core.replace_namespaced_secret(body["metadata"]["name"], meta["namespace"], body)
 
-    def _fresh_token(self, session: dict[str, Any], credential: Credential) -> str:
-        """Refresh the token when it is due and rotate the Secret; returns the token's expiry (ISO)."""
+    def _token_secret_free(self, session: dict[str, Any]) -> None:
+        """Raise TokenSecretTaken if `<session>-token` exists and is not this session's (before
+        anything is opened at IBM: a session that cannot hand its token to its pods opens nothing)."""
+        meta = session["metadata"]
+        name = token_secret_name(meta["name"])
+        try:
+            existing = self.clients.core.read_namespaced_secret(name, meta["namespace"])
+        except ApiException as exc:
+            if exc.status == 404:
+                return
+            raise
+        if not made_for(existing.metadata, meta["uid"]):
+            raise TokenSecretTaken(meta["namespace"], name)
+
+    def _fresh_token(self, session: dict[str, Any], credential: Credential, force: bool = False) -> str:
+        """Refresh the token when it is due and rotate the Secret (`force`: write it even if the
+        token did not change); returns the token's expiry (ISO)."""
         token = self.tokens.token(credential)
         expiry = iso(datetime.fromtimestamp(token.expires_at, timezone.utc))
-        if SessionStatus.of(session).token_expiry != expiry:
+        if force or SessionStatus.of(session).token_expiry != expiry:
             self._write_token_secret(session, token.value)
         return expiry
 
@@ -224,7 +267,11 @@ class Sessions:
         if not providers.of(backend).remote_sessions:
             return self._open_local(session, spec, backend)
         try:
-            credential, api = self.runtime_api(namespace, spec)
+            self._token_secret_free(session)
+        except TokenSecretTaken as exc:
+            return self._fail(session, TokenSecretTaken.reason, str(exc), patch)
+        try:
+            credential, api = self.runtime_api(namespace, spec, backend)
             usage = api.instance_usage()
         except (TokenError, RuntimeApiError) as exc:
             reason = exc.reason if isinstance(exc, TokenError) else (
@@ -249,9 +296,17 @@ class Sessions:
             reserved, unit = outcome
         try:
             session_id = api.create_session(backend.backend_name, spec.mode, spec.max_time_s)
-            expiry = self._fresh_token(session, credential)
         except (TokenError, RuntimeApiError) as exc:
             self._release(session)
+            return self._fail(session, "RuntimeRefused", f"IBM Quantum did not open the session: {exc}", patch)
+        try:
+            expiry = self._fresh_token(session, credential)
+        except (TokenError, RuntimeApiError, TokenSecretTaken) as exc:
+            with contextlib.suppress(RuntimeApiError):  # nothing may run in it: close it at once
+                api.close_session(session_id)
+            self._release(session)
+            if isinstance(exc, TokenSecretTaken):
+                return self._fail(session, TokenSecretTaken.reason, str(exc), patch)
             return self._fail(session, "RuntimeRefused", f"IBM Quantum did not open the session: {exc}", patch)
         opened = now_iso()
         message = f"Runtime {spec.mode} session {session_id} open on {backend.backend_name}"
@@ -323,12 +378,25 @@ class Sessions:
                 self._stop_runner(namespace, name)  # after the status says so: a runner that goes is not replaced then
                 return
         else:
+            stalled = _stalled_on_secret(status)
             try:
                 credential, api = self.runtime_api(namespace, spec)
-                update["tokenExpiry"] = self._fresh_token(session, credential)
+                update["tokenExpiry"] = self._fresh_token(session, credential, force=stalled)
             except (TokenError, RuntimeApiError) as exc:
                 emit(session, Event("Warning", "TokenRefreshFailed", str(exc)))
                 return
+            except TokenSecretTaken as exc:  # replaced by someone else: never written over; stalled until freed
+                if not stalled:  # (the session still closes and expires on time meanwhile)
+                    emit(session, Event("Warning", TokenSecretTaken.reason, str(exc)))
+                    update.update(message=str(exc), conditions=set_condition(
+                        status.conditions, "Ready", False, TokenSecretTaken.reason, str(exc),
+                        session["metadata"].get("generation")))
+                stalled = False
+            if stalled:  # the name is free again and the token is back in it
+                message = f"the token Secret {token_secret_name(name)} is the session's again"
+                emit(session, Event("Normal", "TokenSecretRestored", message))
+                update.update(message=message, conditions=set_condition(
+                    status.conditions, "Ready", True, "SessionOpen", message, session["metadata"].get("generation")))
         if decision.action in (Action.CLOSE, Action.EXPIRE, Action.FINISH):
             try:
                 if decision.action is Action.CLOSE or (decision.action is Action.EXPIRE and phase == Phase.OPEN.value):

@@ -12,7 +12,7 @@ from typing import Any
 import kopf
 import kubernetes
 
-from .. import metrics
+from .. import metrics, metricsauth
 from ..leader.replica import listen_address
 from ..api import MANAGED_BY_LABEL, OPERATOR_FINALIZER
 from ..budget import db
@@ -142,7 +142,8 @@ def start(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: Any, **_: An
     # in the background if it fails
     run_retrying("start-up reconciliation of the ledger", operator.jobs.reconcile_ledger)
     operator.sweeper.start()
-    metrics.serve(config.metrics_port, listen_address())  # (already served by the replica: a no-op)
+    if config.metrics_port:  # (already served by the replica: a no-op)
+        metrics.serve(config.metrics_port, listen_address(), metricsauth.gate_for(config.metrics_auth))
     _tune_gc()
     logger.info(f"qgov operator started; ledger {db.redact(str(ledger.engine.url))}")
 

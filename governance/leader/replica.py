@@ -175,7 +175,7 @@ def run(liveness: str | None, election: Election | None = None) -> int:
 async def _replica(liveness: str | None, election: Election) -> int:
     import kopf
 
-    from .. import metrics
+    from .. import metrics, metricsauth
     from ..handlers.config import OperatorConfig
 
     loop = asyncio.get_running_loop()
@@ -187,7 +187,8 @@ async def _replica(liveness: str | None, election: Election) -> int:
     health = Health(liveness, address, state) if liveness else None
     if health is not None:
         await health.start()
-    metrics.serve(OperatorConfig.from_env().metrics_port, address)
+    config = OperatorConfig.from_env()
+    metrics.serve(config.metrics_port, address, metricsauth.gate_for(config.metrics_auth) if config.metrics_port else None)
     metrics.LEADER.set(0)
     elector: Elector | None = None
     try:

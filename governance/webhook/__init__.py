@@ -15,6 +15,11 @@ Settings (environment):
   pointed at it instead of the Service;
 - QGOV_WEBHOOK_CERT_CHECK_SECONDS: how often the Secret is looked at again (renewal, a new CA;
   default 3600);
+- QGOV_WEBHOOK_CLIENT_CA: a PEM CA bundle (a mounted file); set, the webhook answers only a
+  client whose certificate that CA signed (the API server, given one by its AdmissionConfiguration's
+  WebhookAdmissionConfiguration kubeConfigFile): a forged AdmissionReview from anywhere else gets
+  no TLS connection; QGOV_WEBHOOK_CLIENT_NAMES: comma-separated common names of that certificate,
+  if the CA signs others too (unset: any certificate the CA signed);
 - QGOV_WEBHOOK_CERTIFICATES: `operator` (default: qgov makes and renews its CA and certificate in
   the Secret and writes the CA into the configuration's caBundle) or `external` (cert-manager, or
   you, write the Secret's tls.crt, tls.key and ca.crt, and cert-manager's CA injector the
@@ -46,6 +51,8 @@ class WebhookConfig:
     cert_check_seconds: float = 3600.0
     host: str = "0.0.0.0"
     external_certificates: bool = False  # QGOV_WEBHOOK_CERTIFICATES=external
+    client_ca: str | None = None  # QGOV_WEBHOOK_CLIENT_CA: require the API server's client certificate
+    client_names: frozenset[str] = frozenset()  # QGOV_WEBHOOK_CLIENT_NAMES: and one of these CNs
 
     @classmethod
     def from_env(cls) -> WebhookConfig | None:
@@ -59,7 +66,14 @@ class WebhookConfig:
         certificates = (os.environ.get("QGOV_WEBHOOK_CERTIFICATES") or "operator").strip().lower()
         if certificates not in ("operator", "external"):
             raise ValueError(f"QGOV_WEBHOOK_CERTIFICATES={certificates!r}: expected operator or external")
-        return cls(port=port, external_certificates=certificates == "external",
+        client_ca = os.environ.get("QGOV_WEBHOOK_CLIENT_CA") or None
+        if client_ca and not os.path.isfile(client_ca):
+            raise ValueError(f"QGOV_WEBHOOK_CLIENT_CA={client_ca!r}: no such file (a PEM CA bundle)")
+        names = frozenset(n.strip() for n in os.environ.get("QGOV_WEBHOOK_CLIENT_NAMES", "").split(",") if n.strip())
+        if names and not client_ca:
+            raise ValueError("QGOV_WEBHOOK_CLIENT_NAMES needs QGOV_WEBHOOK_CLIENT_CA (the CA that signs those names)")
+        return cls(port=port, external_certificates=certificates == "external", client_ca=client_ca,
+                   client_names=names,
                    namespace=os.environ.get("QGOV_WEBHOOK_NAMESPACE") or in_cluster_namespace() or "qgov-system",
                    service=os.environ.get("QGOV_WEBHOOK_SERVICE", "qgov-webhook"),
                    secret=os.environ.get("QGOV_WEBHOOK_SECRET", "qgov-webhook-tls"),
@@ -149,17 +163,20 @@ class Webhook:
                 log.warning(f"cannot read or create Secret {config.namespace}/{config.secret} for the webhook's "
                             f"certificate: {_one_line(exc)}; trying again in 5 s")
                 await asyncio.sleep(5)
-        context = server_context(material)
+        context = server_context(material, config.client_ca)
         operator = OperatorConfig.from_env()
         sources = LiveSources(api_client, operator.database_url, operator.allow_unbudgeted,
                               ibm_default_secret=operator.ibm_default_secret)
         self.timing = Timing([])
-        runner = web.AppRunner(make_app(sources, self.pool, self.timing), access_log=None)
+        runner = web.AppRunner(make_app(sources, self.pool, self.timing, client_names=config.client_names),
+                               access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, config.host, config.port, ssl_context=context)
         await site.start()
         log.info(f"qgov webhook serving https://{config.host}:{config.port}/validate "
-                 f"(certificate {material.fingerprint()} for {', '.join(hosts)})")
+                 f"(certificate {material.fingerprint()} for {', '.join(hosts)}; "
+                 + (f"only clients with a certificate from {config.client_ca}" if config.client_ca
+                    else "any client: set QGOV_WEBHOOK_CLIENT_CA to require the API server's certificate") + ")")
         self.ready.set()
         self.pool.submit(_warm_up)
         trusted, retry = False, 5.0

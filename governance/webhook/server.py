@@ -197,11 +197,27 @@ def load_certificate(context: ssl.SSLContext, material: Material) -> None:
         context.load_cert_chain(f.name)
 
 
-def server_context(material: Material) -> ssl.SSLContext:
+def server_context(material: Material, client_ca: str | None = None) -> ssl.SSLContext:
+    """The serving context; with `client_ca` (a PEM bundle's path, QGOV_WEBHOOK_CLIENT_CA) the
+    handshake itself requires a client certificate that CA signed: a caller without one (anyone
+    but the API server, given one by its AdmissionConfiguration) gets no answer at all."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     load_certificate(context, material)
+    if client_ca:
+        context.load_verify_locations(cafile=client_ca)
+        context.verify_mode = ssl.CERT_REQUIRED
     return context
+
+
+def peer_name(request: web.Request) -> str | None:
+    """The verified client certificate's common name (None: no certificate was asked for)."""
+    cert = request.transport.get_extra_info("peercert") if request.transport else None
+    for rdn in (cert or {}).get("subject", ()):
+        for key, value in rdn:
+            if key == "commonName":
+                return str(value)
+    return None
 
 
 @dataclass
@@ -217,9 +233,16 @@ class Timing:
 
 
 def make_app(sources: Any, pool: concurrent.futures.Executor, timing: Timing | None = None,
-             timeout: float = REVIEW_TIMEOUT) -> web.Application:
+             timeout: float = REVIEW_TIMEOUT, client_names: frozenset[str] = frozenset()) -> web.Application:
+    """`client_names`: if not empty, only a client certificate with one of these common names is
+    answered (the CA may sign others: kubelets', admins'); the rest get 403 and no review."""
+
     async def validate(request: web.Request) -> web.Response:
         started = time.perf_counter()
+        if client_names and peer_name(request) not in client_names:
+            log.warning(f"refused an admission review from a client certificate for {peer_name(request)!r}: "
+                        f"QGOV_WEBHOOK_CLIENT_NAMES allows {', '.join(sorted(client_names))}")
+            return web.json_response({"error": "this client may not ask for admission reviews"}, status=403)
         try:
             body = await request.json()
             admission = body["request"]

@@ -81,6 +81,9 @@ def tool(name: str) -> Path:
     return Path(result.stdout.strip().split(":")[0]) / name
 
 
+WEBHOOK_CLIENT_NAME = "kube-apiserver-webhook-client"  # the CN of the API server's certificate for webhooks
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -171,6 +174,27 @@ class ControlPlane:
         path.write_text(kubeconfig_text(self.url, self.pki.pair.cert, cert=pair.cert, key=pair.key, user=user))
         return path
 
+    def _admission_configuration(self) -> Path:
+        """An AdmissionConfiguration whose WebhookAdmissionConfiguration kubeConfigFile gives the API
+        server a client certificate (CN WEBHOOK_CLIENT_NAME, from the cluster's CA) for every webhook
+        (`name: "*"`): what a cluster admin configures so that a webhook can require it."""
+        client = self.pki.issue("apiserver-webhook-client", WEBHOOK_CLIENT_NAME, client=True)
+        kubeconfig = self.workdir / "admission-webhooks.kubeconfig"
+        kubeconfig.write_text(f'apiVersion: v1\nkind: Config\nusers:\n- name: "*"\n  user:\n'
+                              f"    client-certificate: {client.cert}\n    client-key: {client.key}\n")
+        webhooks = (f"    apiVersion: apiserver.config.k8s.io/v1\n    kind: WebhookAdmissionConfiguration\n"
+                    f"    kubeConfigFile: {kubeconfig}\n")
+        path = self.workdir / "admission.yaml"
+        path.write_text("apiVersion: apiserver.config.k8s.io/v1\nkind: AdmissionConfiguration\nplugins:\n"
+                        f"- name: ValidatingAdmissionWebhook\n  configuration:\n{webhooks}"
+                        f"- name: MutatingAdmissionWebhook\n  configuration:\n{webhooks}")
+        return path
+
+    @property
+    def webhook_client_ca(self) -> Path:
+        """The CA whose certificate (CN WEBHOOK_CLIENT_NAME) the API server shows admission webhooks."""
+        return self.pki.pair.cert
+
     def serving_pair(self, name: str, hosts: tuple[str, ...]) -> KeyPair:
         return self.pki.issue(name, hosts[0], hosts=hosts, server=True)
 
@@ -187,6 +211,7 @@ class ControlPlane:
         kubelet_client = pki.issue("apiserver-kubelet-client", "kube-apiserver-kubelet-client",
                                    groups=("kubeadm:cluster-admins",), client=True)
         sa = service_account_keys(self.workdir / "pki")
+        admission = self._admission_configuration()
         admin = pki.issue("admin", "qgov-admin", groups=("system:masters",), client=True)
         self.kubeconfig.write_text(kubeconfig_text(self.url, pki.pair.cert, cert=admin.cert, key=admin.key,
                                                    user="qgov-admin"))
@@ -216,6 +241,9 @@ class ControlPlane:
             # nothing routes here): with no Endpoints (the operator runs as a local process, or not at
             # all) the call fails at once and failurePolicy decides, instead of waiting out timeoutSeconds
             "--enable-aggregator-routing=true",
+            # the API server presents a client certificate to every admission webhook it calls (a webhook
+            # may then refuse anyone else: QGOV_WEBHOOK_CLIENT_CA, as the README tells a cluster admin)
+            "--admission-control-config-file", str(admission),
             "--allow-privileged=true", "--v=1", *self.apiserver_args], logs / "kube-apiserver.log", bed=self.bed)
         self.components = [etcd, apiserver]
         try:

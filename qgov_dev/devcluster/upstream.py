@@ -110,6 +110,22 @@ class UpstreamCluster:
             "spec": {"expirationSeconds": seconds}})
         return str(answer.status.token)
 
+    def metrics_token(self, bound: bool = True) -> str:
+        """A bearer token for scraping /metrics: the ServiceAccount default/metrics-scraper, bound to
+        the ClusterRole qgov-metrics-reader (what a Prometheus is given); `bound=False`: the
+        ServiceAccount default/metrics-stranger, known to the API server but granted nothing."""
+        core = kubernetes.client.CoreV1Api(self.api)
+        account = "metrics-scraper" if bound else "metrics-stranger"
+        _ignore_conflict(core.create_namespaced_service_account, "default", {"metadata": {"name": account}})
+        if bound:
+            rbac = kubernetes.client.RbacAuthorizationV1Api(self.api)
+            _ignore_conflict(rbac.create_cluster_role_binding, {
+                "metadata": {"name": "qgov-metrics-scraper"},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                            "name": "qgov-metrics-reader"},
+                "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": "default"}]})
+        return self.token("default", account)
+
     def operator_kubeconfig(self) -> Path:
         """A kubeconfig that is the ServiceAccount qgov-operator (a TokenRequest token): what the
         Deployment's pod would be, for an operator run as a local process."""
@@ -214,6 +230,14 @@ class UpstreamCluster:
                 if obj["metadata"].get("finalizers"):
                     _ignore_gone(custom.patch_namespaced_custom_object, G, V, namespace, plural,
                                  obj["metadata"]["name"], {"metadata": {"finalizers": None}})
+
+
+def _ignore_conflict(call: Any, *args: Any) -> None:
+    try:
+        call(*args)
+    except ApiException as exc:
+        if exc.status != 409:
+            raise
 
 
 def _ignore_gone(call: Any, *args: Any) -> None:

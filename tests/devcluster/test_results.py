@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import random
+from types import SimpleNamespace
 
-from executor.__main__ import CONFIGMAP_LIMIT, configmaps_for, read_result
+import pytest
+
+from executor.__main__ import CONFIGMAP_LIMIT, DeterministicError, configmaps_for, read_result, write_result
 
 NS = "default"
 
@@ -36,3 +39,25 @@ def test_large_results_are_compressed_and_split_and_read_back_whole(core) -> Non
         cm = core.read_namespaced_config_map(name, NS)
         assert len(cm.binary_data["result.json.gz.part"]) <= CONFIGMAP_LIMIT
     assert read_result(core, NS, "big-result") == doc
+
+
+def job(name: str, uid: str) -> dict:
+    return {"apiVersion": "qgov.dev/v1alpha1", "kind": "QiskitJob",
+            "metadata": {"name": name, "namespace": NS, "uid": uid}}
+
+
+def test_a_result_is_created_never_written_over_and_a_taken_name_is_refused(core) -> None:
+    client = SimpleNamespace(CoreV1Api=lambda: core)
+    first, second = {"circuits": [{"counts": {"00": 1}}]}, {"circuits": [{"counts": {"11": 1}}]}
+    assert write_result(client, job("bell", "uid-bell"), first, attempt=1) == "bell-result"
+    # a later attempt of the same job (the first died before reporting): a name of its own
+    assert write_result(client, job("bell", "uid-bell"), second, attempt=2) == "bell-result-attempt-2"
+    assert read_result(core, NS, "bell-result") == first and read_result(core, NS, "bell-result-attempt-2") == second
+    # a ConfigMap someone else made under the name the job would use is never overwritten or adopted
+    core.create_namespaced_config_map(NS, {"metadata": {"name": "squat-result"}, "data": {"mine": "yes"}})
+    with pytest.raises(DeterministicError, match="ConfigMap default/squat-result exists and is not this job's"):
+        write_result(client, job("squat", "uid-squat"), first, attempt=1)
+    assert core.read_namespaced_config_map("squat-result", NS).data == {"mine": "yes"}
+    # nor is one that names another job (a job deleted and created again under the same name)
+    with pytest.raises(DeterministicError, match="bell-result exists and is not this job's"):
+        write_result(client, job("bell", "uid-another-bell"), first, attempt=1)

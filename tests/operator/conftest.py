@@ -52,7 +52,10 @@ class Operator:
     def start(self) -> None:
         env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), "QGOV_DATABASE_URL": self.database_url,
                "QGOV_RETRY_BASE_SECONDS": "1", "QGOV_STATUS_INTERVAL_SECONDS": "1",
-               "QGOV_METRICS_PORT": "0", **self.extra_env}  # tests that scrape pick a free port
+               "QGOV_METRICS_PORT": "0",  # tests that scrape pick a free port
+               # the emulator serves no TokenReview or SubjectAccessReview: its scrapes carry no token
+               **({} if hasattr(self.cluster, "metrics_token") else {"QGOV_METRICS_AUTH": "none"}),
+               **self.extra_env}
         offset = self.log.stat().st_size if self.log.exists() else 0
         self.proc = subprocess.Popen([str(Path(sys.executable).parent / "qgov"), "operator"], env=env,
                                      stdout=open(self.log, "ab"), stderr=subprocess.STDOUT,

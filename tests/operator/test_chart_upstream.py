@@ -132,9 +132,11 @@ def test_helm_install_upgrade_and_uninstall(bare_cluster: UpstreamCluster, tmp_p
             ledger.close()
         # the chart's metrics port is the one each replica serves, on its pod's address; the acting
         # replica's shows the settlement, the standby's says it is not acting
-        scrapes = []
+        scrapes, token = [], bare_cluster.metrics_token()  # a ServiceAccount bound to the chart's qgov-metrics-reader
         for pod in pods:
-            with urllib.request.urlopen(f"http://{pod.status.pod_ip}:{metrics_port}/metrics", timeout=10) as answer:
+            request = urllib.request.Request(f"http://{pod.status.pod_ip}:{metrics_port}/metrics",
+                                             headers={"Authorization": f"Bearer {token}"})
+            with urllib.request.urlopen(request, timeout=10) as answer:
                 scrapes.append(answer.read().decode())
         acting = [m for m in scrapes if "\nqgov_leader 1.0" in m]
         assert len(acting) == 1 and sum("\nqgov_leader 0.0" in m for m in scrapes) == 1

@@ -242,13 +242,14 @@ def _lease(core_api: Any) -> dict[str, Any]:
         raise
 
 
-def _get(url: str) -> str:
-    with urllib.request.urlopen(url, timeout=3) as answer:  # noqa: S310 - the pods' own addresses
+def _get(url: str, token: str | None = None) -> str:
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
+    with urllib.request.urlopen(request, timeout=3) as answer:  # noqa: S310 - the pods' own addresses
         return answer.read().decode()
 
 
-def _leader_gauge(ip: str) -> float:
-    for line in _get(f"http://{ip}:9090/metrics").splitlines():
+def _leader_gauge(ip: str, token: str) -> float:
+    for line in _get(f"http://{ip}:9090/metrics", token).splitlines():
         if line.startswith("qgov_leader "):
             return float(line.split()[1])
     raise AssertionError(f"no qgov_leader on {ip}")
@@ -284,7 +285,8 @@ def test_the_acting_replica_is_killed_mid_burst_and_the_other_finishes_it(two_re
                               for name, ip in ips.items()} == {active: "leader", standby: "standby"},
                      "both replicas to answer /healthz", 60, 0.3)
     assert roles
-    assert (_leader_gauge(ips[active]), _leader_gauge(ips[standby])) == (1.0, 0.0)
+    token = upstream.metrics_token()  # /metrics is for readers the API server allows (qgov-metrics-reader)
+    assert (_leader_gauge(ips[active], token), _leader_gauge(ips[standby], token)) == (1.0, 0.0)
 
     core.create_namespace({"metadata": {"name": NS}})
     custom.create_cluster_custom_object(G, V, "qiskitbackends", {

@@ -32,9 +32,13 @@ PORT = _free_port()  # the operator_env marker needs it when the module is impor
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 
-def scrape() -> Samples:
-    """Every qgov_ sample of the operator's /metrics, by name and labels."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{PORT}/metrics", timeout=10) as answer:
+def scrape(env: Env) -> Samples:
+    """Every qgov_ sample of the operator's /metrics, by name and labels (on the real control plane
+    with the token of a ServiceAccount bound to qgov-metrics-reader, as Prometheus scrapes it)."""
+    request = urllib.request.Request(f"http://127.0.0.1:{PORT}/metrics")
+    if hasattr(env.cluster, "metrics_token"):
+        request.add_header("Authorization", f"Bearer {env.cluster.metrics_token()}")
+    with urllib.request.urlopen(request, timeout=10) as answer:
         assert answer.headers["Content-Type"].startswith("text/plain")
         text = answer.read().decode()
     return {(s.name, frozenset(s.labels.items())): s.value
@@ -69,7 +73,7 @@ def test_metrics_show_the_ledger_balance_and_every_decision(env: Env) -> None:
     statuses = env.wait_terminal([*names, "nowhere"])
     env.wait(lambda: budget_settled(env, "0.90", "0.00"), "the budget's status after the settlements")
 
-    samples = scrape()
+    samples = scrape(env)
     balance = env.ledger().balance(NS, NS)
     budget = {"namespace": NS, "budget": NS, "unit": "USD"}
     assert micro(value(samples, "qgov_budget_spent", **budget)) == balance.spent_micro == 900_000
@@ -126,12 +130,12 @@ def test_series_do_not_grow_with_jobs(env: Env) -> None:
     for i in range(10):
         env.job(f"few-{i}", shots=100)
     env.wait(lambda: budget_settled(env, "0.00", "3.00"), "10 jobs held", timeout=60)
-    few = scrape()
+    few = scrape(env)
 
     for i in range(990):
         env.job(f"many-{i}", shots=100)
     env.wait(lambda: budget_settled(env, "0.00", "300.00"), "1,000 jobs held", timeout=300)
-    many = scrape()
+    many = scrape(env)
 
     assert set(many) == set(few)  # the same series, whatever the number of jobs
     uids = {j["metadata"]["uid"] for j in env.jobs()}
@@ -156,9 +160,9 @@ def test_the_head_of_a_queue_shows_when_it_was_queued(env: Env) -> None:
     env.job("waiting", shots=100)
     env.wait(lambda: env.status("waiting").get("phase") == "Queued", "waiting queued")
     budget = {"namespace": NS, "budget": NS, "unit": "USD"}
-    env.wait(lambda: scrape().get(("qgov_budget_queued_jobs", frozenset(budget.items()))) == 1, "1 queued in /metrics")
+    env.wait(lambda: scrape(env).get(("qgov_budget_queued_jobs", frozenset(budget.items()))) == 1, "1 queued in /metrics")
 
-    samples = scrape()
+    samples = scrape(env)
     ledger = env.ledger()
     queued_at = ledger.reservation(env.get("qiskitjobs", "waiting")["metadata"]["uid"]).created_at
     ledger.close()
@@ -171,7 +175,7 @@ def test_the_head_of_a_queue_shows_when_it_was_queued(env: Env) -> None:
 
     env.custom.delete_namespaced_custom_object("qgov.dev", "v1alpha1", NS, "qiskitjobs", "waiting")  # cancelled
     oldest = ("qgov_budget_oldest_queued_timestamp_seconds", frozenset(budget.items()))
-    env.wait(lambda: oldest not in scrape(), "no queue head in /metrics once nothing waits")
+    env.wait(lambda: oldest not in scrape(env), "no queue head in /metrics once nothing waits")
 
 
 @pytest.mark.slow
@@ -184,7 +188,7 @@ def test_a_dedicated_session_shows_its_billed_wall_and_idle_seconds(env: Env, ib
     charged = f"{int(closed['wallSeconds']) * Decimal('1.60'):.2f}"  # its wall time at 1.60 USD per second
     env.wait(lambda: budget_settled(env, charged, "0.00"), "the budget's status showing the session's charge")
 
-    samples = scrape()
+    samples = scrape(env)
     where = {"namespace": NS, "backend": "ibm-local"}
     wall = Decimal(closed["wallSeconds"])
     assert Decimal(repr(value(samples, "qgov_session_billed_wall_seconds_total", **where))) == wall

@@ -28,12 +28,17 @@ def ibm() -> Iterator[LocalIbmCloud]:
     yield from local_ibm()
 
 
+def ibm_endpoints(ibm: LocalIbmCloud) -> dict[str, str]:
+    """The local IBM Cloud as a QiskitBackend's spec.ibm: the platform names the endpoints, not the team."""
+    return {"url": ibm.url, "iamUrl": ibm.url, "searchUrl": ibm.url, "catalogUrl": f"{ibm.url}/catalog"}
+
+
 def ibm_setup(env: Env, ibm: LocalIbmCloud, secret: str = "ibm-quantum", key: str = API_KEY) -> None:
-    values = {"apiKey": key, "instance": CRN, "url": ibm.url, "iamUrl": ibm.url, "searchUrl": ibm.url,
-              "catalogUrl": f"{ibm.url}/catalog"}
+    values = {"apiKey": key, "instance": CRN}  # all a team's credential Secret holds
     env.core.create_namespaced_secret(NS, {"metadata": {"name": secret}, "data": {
         k: base64.b64encode(v.encode()).decode() for k, v in values.items()}})
-    env.backend("ibm-local", provider="ibm", device="ibm_local", model="fake_manila", pricing={"perQPUSecond": "1.60"})
+    env.backend("ibm-local", provider="ibm", device="ibm_local", model="fake_manila", pricing={"perQPUSecond": "1.60"},
+                ibm=ibm_endpoints(ibm))
 
 
 def sessions(env: Env) -> list[dict]:
@@ -321,3 +326,114 @@ def test_an_operator_killed_with_a_dedicated_session_open_picks_it_up_without_a_
     assert ledger.balance(NS, NS).held_micro == 0 and ledger.verify() == []
     ledger.close()
     scan_for_secrets(env, ibm)
+
+
+class Collector:
+    """An HTTP server on loopback that records whatever is sent to it (where a tenant's Secret
+    would have had the operator send the API key)."""
+
+    def __init__(self) -> None:
+        import http.server
+        import threading
+
+        received: list[bytes] = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802
+                received.append(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
+                self.send_response(500)
+                self.end_headers()
+
+            do_GET = do_PATCH = do_POST  # noqa: N815
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.received = received
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.mark.operator_env(**FAST)
+def test_a_credential_secret_naming_its_own_ibm_endpoints_is_refused_and_nothing_is_sent_there(
+        env: Env, ibm: LocalIbmCloud) -> None:
+    collector = Collector()
+    try:
+        ibm_setup(env, ibm)
+        # a team member (edit in the namespace) points its Secret's iamUrl and url at its own server
+        env.core.patch_namespaced_secret("ibm-quantum", NS, {"data": {
+            "iamUrl": base64.b64encode(collector.url.encode()).decode(),
+            "url": base64.b64encode(collector.url.encode()).decode()}})
+        env.budget("100.00")
+        create_session(env, "redirected")
+        session = session_phase(env, "redirected", "Failed")["status"]
+        ready = session["conditions"][0]
+        assert ready["reason"] == "EndpointNotAllowed", session
+        assert session["message"].startswith("Secret ibm-quantum names url, iamUrl: IBM endpoints come from the "
+                                              "QiskitBackend (spec.ibm)")
+        assert collector.url not in json_dump(session)
+        assert collector.received == []  # the API key went nowhere
+        assert ibm.sessions == {} and ibm.calls == {}  # and nothing was opened at IBM either
+    finally:
+        collector.close()
+
+
+@pytest.mark.operator_env(**FAST)
+def test_a_token_secret_name_taken_by_someone_else_is_never_written_over(env: Env, ibm: LocalIbmCloud) -> None:
+    ibm_setup(env, ibm)
+    env.budget("100.00")
+    # a team member made `<session>-token` first: the operator must not adopt or replace it
+    env.core.create_namespaced_secret(NS, {"metadata": {"name": "squatted-token"},
+                                           "stringData": {"token": "the member's own"}})
+    create_session(env, "squatted")
+    session = session_phase(env, "squatted", "Failed")["status"]
+    assert session["conditions"][0]["reason"] == "TokenSecretTaken", session
+    assert session["message"] == (f"Secret {NS}/squatted-token exists and was not made by qgov for this session: "
+                                  "the session's token is never written over it; delete or rename that Secret")
+    mine = env.core.read_namespaced_secret("squatted-token", NS)
+    assert base64.b64decode(mine.data["token"]) == b"the member's own" and not mine.metadata.owner_references
+    assert ibm.sessions == {}  # nothing opened at IBM for a session that could not hand its pods a token
+    reasons = {e.reason for e in env.core.list_namespaced_event(NS).items
+               if e.involved_object.name == "squatted"}
+    assert "TokenSecretTaken" in reasons
+    ledger = env.ledger()
+    assert ledger.balance(NS, NS).held_micro == 0
+    ledger.close()
+
+
+@pytest.mark.operator_env(**FAST)
+def test_a_token_secret_replaced_mid_session_is_not_written_over_and_the_session_says_so(
+        env: Env, short_tokens: LocalIbmCloud) -> None:
+    ibm = short_tokens  # tokens live 10 s: the operator rotates the Secret every few seconds
+    open_session(env, ibm, "500.00", "rotating", mode="batch", maxTime=300, idleTimeout=120)
+    # a team member deletes the operator's Secret and puts its own under the name
+    env.core.delete_namespaced_secret("rotating-token", NS)
+    env.core.create_namespaced_secret(NS, {"metadata": {"name": "rotating-token"},
+                                           "stringData": {"token": "the member's own"}})
+
+    def ready(reason: str) -> dict | None:
+        status = session_obj(env, "rotating").get("status") or {}
+        found = [c for c in status.get("conditions") or () if c["type"] == "Ready" and c["reason"] == reason]
+        return status if found else None
+
+    stalled = env.wait(lambda: ready("TokenSecretTaken"), "the session to say its token Secret is taken", timeout=60)
+    assert stalled["phase"] == "Open" and stalled["message"].startswith(f"Secret {NS}/rotating-token exists and "
+                                                                        "was not made by qgov for this session")
+    rotations = ibm.exchanges[API_KEY]
+    env.wait(lambda: ibm.exchanges[API_KEY] > rotations + 1 or None, "more token rotations", timeout=60)
+    mine = env.core.read_namespaced_secret("rotating-token", NS)
+    assert base64.b64decode(mine.data["token"]) == b"the member's own" and not mine.metadata.owner_references
+    # the name free again: the token goes back in, and the session is Ready
+    env.core.delete_namespaced_secret("rotating-token", NS)
+    env.wait(lambda: ready("SessionOpen"), "the session Ready again", timeout=60)
+    restored = env.core.read_namespaced_secret("rotating-token", NS)
+    assert base64.b64decode(restored.data["token"]).decode() in ibm.issued
+    assert [r.uid for r in restored.metadata.owner_references] == [session_obj(env, "rotating")["metadata"]["uid"]]
+    events = [e for e in env.core.list_namespaced_event(NS).items if e.involved_object.name == "rotating"]
+    assert sum(e.count or 1 for e in events if e.reason == "TokenSecretTaken") == 1  # said once, not per tick
+    assert any(e.reason == "TokenSecretRestored" for e in events)

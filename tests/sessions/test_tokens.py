@@ -93,9 +93,41 @@ def test_a_secret_without_a_key_or_instance_says_which_and_shows_no_value() -> N
         credential_from_secret("ibm-quantum", data)
     assert str(err.value).startswith("Secret ibm-quantum has no instance") and err.value.reason == "CredentialsMissing"
     assert "hidden-key-value" not in str(err.value)
-    good = credential_from_secret("ibm-quantum", {**data, "instance": base64.b64encode(CRN.encode()).decode(),
-                                                  "url": base64.b64encode(b"https://private.example").decode()})
-    assert good.instance == CRN and good.url == "https://private.example" and "hidden" not in repr(good)
+    good = credential_from_secret("ibm-quantum", {**data, "instance": base64.b64encode(CRN.encode()).decode()})
+    assert good.instance == CRN and good.url is None and "hidden" not in repr(good)
+
+
+def test_the_endpoints_are_the_backends_and_a_secret_naming_others_is_refused() -> None:
+    import base64
+
+    from governance.api.specs import parse_backend
+    from governance.providers.ibm.iam import DEFAULT_IAM_URL, credential_from_secret
+
+    def b64(text: str) -> str:
+        return base64.b64encode(text.encode()).decode()
+
+    data = {"apiKey": b64("hidden-key-value"), "instance": b64(CRN)}
+    backend = parse_backend("ibm-private", {"provider": "ibm", "name": "ibm_torino", "ibm": {
+        "url": "https://runtime.private.example", "iamUrl": "https://iam.private.example/"}})
+    credential = credential_from_secret("ibm-quantum", data, backend.endpoints)
+    assert (credential.url, credential.iam_url) == ("https://runtime.private.example", "https://iam.private.example")
+    assert credential_from_secret("ibm-quantum", data).iam_url == DEFAULT_IAM_URL  # no spec.ibm: IBM's own
+    # the Secret repeating the backend's endpoints is fine; naming another is refused, by key, never by value
+    same = credential_from_secret("ibm-quantum", {**data, "url": b64("https://runtime.private.example")},
+                                  backend.endpoints)
+    assert same.url == "https://runtime.private.example"
+    with pytest.raises(TokenError) as err:
+        credential_from_secret("ibm-quantum", {**data, "iamUrl": b64("http://attacker.example:8080"),
+                                               "url": b64("http://attacker.example:8080")}, backend.endpoints)
+    assert err.value.reason == "EndpointNotAllowed"
+    assert str(err.value).startswith("Secret ibm-quantum names url, iamUrl: IBM endpoints come from the QiskitBackend")
+    assert "attacker" not in str(err.value) and "hidden-key-value" not in str(err.value)
+    with pytest.raises(TokenError, match="names iamUrl"):  # without spec.ibm, only IBM's public IAM is allowed
+        credential_from_secret("ibm-quantum", {**data, "iamUrl": b64("http://127.0.0.1:1")})
+    # spec.ibm's URLs are absolute http(s) without user-info
+    from governance.api.specs import SpecError
+    with pytest.raises(SpecError, match="spec.ibm.iamUrl: an absolute http"):
+        parse_backend("x", {"provider": "ibm", "name": "ibm_torino", "ibm": {"iamUrl": "https://u:p@iam.example"}})
 
 
 def test_no_secret_in_reprs() -> None:
@@ -104,3 +136,16 @@ def test_no_secret_in_reprs() -> None:
         token = TokenManager().token(cred)
         assert KEY not in repr(cred) and token.value not in repr(token)
         assert cred.fingerprint not in (KEY, "") and len(cred.fingerprint) == 12
+
+
+def test_an_error_body_reaches_a_status_short_and_sanitised() -> None:
+    from governance.providers.ibm.answers import brief
+
+    body = ("<html><body>\x1b[31mInvalid API key eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.c2lnbmF0dXJl "
+            "sent to https://user:pw@iam.example.com/identity/token?apikey=s3cretvalue</body></html>")
+    text = brief(body)
+    assert text == "[31mInvalid API key […] sent to https://iam.example.com/identity/token"
+    assert "eyJ" not in text and "s3cret" not in text and "user:pw" not in text and "<" not in text
+    assert brief("Session 0f3c9d3e-2b4a-4c1e-9a57-123456789abc is closed") == \
+        "Session 0f3c9d3e-2b4a-4c1e-9a57-123456789abc is closed"  # ids stay: they say which
+    assert len(brief("word " * 200)) == 160 and brief("word " * 200).endswith("…")

@@ -14,8 +14,13 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from ...sessions.tokens import Token, TokenError
+from .answers import brief
+
+if TYPE_CHECKING:
+    from ...api.specs import IbmEndpoints
 
 GRANT = "urn:ibm:params:oauth:grant-type:apikey"
 DEFAULT_IAM_URL = "https://iam.cloud.ibm.com"
@@ -44,13 +49,16 @@ def credentials_problem(name: str, namespace: str, keys: set[str] | frozenset[st
     missing = [k for k in ("apiKey", "instance") if k not in keys]
     if missing:
         return (f"Secret {name} has no {' and no '.join(missing)} (it needs apiKey and instance, the "
-                "instance's CRN; url and iamUrl are optional)")
+                "instance's CRN; IBM's endpoints are the QiskitBackend's spec.ibm)")
     return None
 
 
-def credential_from_secret(name: str, data: dict[str, str]) -> Credential:
-    """A credential from a Secret's `data` (base64 values): apiKey and instance are required;
-    url, iamUrl, searchUrl and catalogUrl point at private endpoints. Errors name keys, not values."""
+def credential_from_secret(name: str, data: dict[str, str], endpoints: IbmEndpoints | None = None) -> Credential:
+    """A credential from a Secret's `data` (base64 values): apiKey and instance are required.
+    The endpoints the operator calls (and sends the key to) are the QiskitBackend's (`endpoints`,
+    spec.ibm, the platform's), never the Secret's: a tenant's Secret that names url, iamUrl,
+    searchUrl or catalogUrl other than those is refused (EndpointNotAllowed), one that repeats them
+    is fine. Errors name keys, not values."""
     decoded: dict[str, str] = {}
     for key, value in (data or {}).items():
         try:
@@ -60,8 +68,17 @@ def credential_from_secret(name: str, data: dict[str, str]) -> Credential:
     problem = credentials_problem(name, "", {k for k, v in decoded.items() if v})
     if problem:
         raise TokenError(problem, "CredentialsMissing")
-    return Credential(decoded["apiKey"], decoded["instance"], decoded.get("iamUrl") or DEFAULT_IAM_URL,
-                      decoded.get("url") or None, decoded.get("searchUrl") or None, decoded.get("catalogUrl") or None)
+    allowed = {"url": endpoints.url if endpoints else None,
+               "iamUrl": (endpoints.iam_url if endpoints else None) or DEFAULT_IAM_URL,
+               "searchUrl": endpoints.search_url if endpoints else None,
+               "catalogUrl": endpoints.catalog_url if endpoints else None}
+    named = [key for key, value in allowed.items() if decoded.get(key) and decoded[key].rstrip("/") != value]
+    if named:
+        raise TokenError(f"Secret {name} names {', '.join(named)}: IBM endpoints come from the QiskitBackend "
+                         f"(spec.ibm), never from a credential Secret; remove {'them' if len(named) > 1 else 'it'} "
+                         "from the Secret (a platform admin sets spec.ibm)", "EndpointNotAllowed")
+    return Credential(decoded["apiKey"], decoded["instance"], allowed["iamUrl"] or DEFAULT_IAM_URL, allowed["url"],
+                      allowed["searchUrl"], allowed["catalogUrl"])
 
 
 def _claims(jwt: str) -> dict[str, float]:
@@ -105,8 +122,9 @@ def iam_exchange(credential: Credential, *, timeout: float = 10.0, attempts: int
 
 
 def _iam_error(exc: urllib.error.HTTPError) -> str:
+    """IAM's error code and reason, short and sanitised (answers.brief): a body may carry anything."""
     try:
         data = json.loads(exc.read())
-        return f"{data.get('errorCode', '')} {data.get('errorMessage', '')}".strip()
-    except (ValueError, OSError):
-        return exc.reason or "no detail"
+        return brief(f"{data.get('errorCode', '')} {data.get('errorMessage', '')}".strip() or exc.reason)
+    except (ValueError, OSError, AttributeError):
+        return brief(exc.reason or "no detail")

@@ -16,6 +16,7 @@ from typing import Any
 import requests
 
 from ...sessions.tokens import TokenManager
+from .answers import brief
 from .iam import Credential
 
 DEFAULT_HOST = "quantum.cloud.ibm.com"
@@ -103,11 +104,12 @@ class RuntimeApi:
 
 
 def _ibm_message(response: requests.Response) -> str:
+    """IBM's reason, short and sanitised (answers.brief): a body may carry anything."""
     try:
         data = response.json()
-        errors = data.get("errors") or []
+        errors = data.get("errors") or [] if isinstance(data, dict) else []
         if errors:
-            return "; ".join(str(e.get("message", "")) for e in errors)[:300]
-        return str(data.get("message") or data)[:300]
+            return brief("; ".join(str(e.get("message", "")) for e in errors if isinstance(e, dict)))
+        return brief(data.get("message") if isinstance(data, dict) and data.get("message") else response.reason)
     except ValueError:
-        return (response.text or response.reason or "")[:300]
+        return brief(response.reason or "no detail")
