@@ -42,7 +42,7 @@ log = logging.getLogger("qgov.pricing")
 
 DEFAULT_MAX_OPERATIONS = 1_000_000
 DEFAULT_TIMEOUT_S = 20.0
-DEFAULT_MEMORY_MIB = 512
+DEFAULT_MEMORY_MIB = 256
 DEFAULT_WORKERS = 2
 
 
@@ -56,10 +56,10 @@ class Limits:
     @classmethod
     def from_env(cls) -> Limits:
         env = os.environ
-        return cls(max_operations=int(env.get("QGOV_MAX_EXPANDED_OPERATIONS") or DEFAULT_MAX_OPERATIONS),
-                   timeout_s=float(env.get("QGOV_PRICING_TIMEOUT_SECONDS") or DEFAULT_TIMEOUT_S),
-                   memory_mib=int(env.get("QGOV_PRICING_MEMORY_MIB") or DEFAULT_MEMORY_MIB),
-                   workers=max(1, int(env.get("QGOV_PRICING_WORKERS") or DEFAULT_WORKERS)))
+        return cls(max_operations=int(env.get("QGOV_MAX_EXPANDED_OPERATIONS", "1000000") or DEFAULT_MAX_OPERATIONS),
+                   timeout_s=float(env.get("QGOV_PRICING_TIMEOUT_SECONDS", "20") or DEFAULT_TIMEOUT_S),
+                   memory_mib=int(env.get("QGOV_PRICING_MEMORY_MIB", "256") or DEFAULT_MEMORY_MIB),
+                   workers=max(1, int(env.get("QGOV_PRICING_WORKERS", "2") or DEFAULT_WORKERS)))
 
 
 class OverLimit(Exception):
