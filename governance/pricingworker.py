@@ -13,10 +13,14 @@ import os
 import resource
 from typing import Any
 
-import qiskit  # noqa: F401 - preloaded by the forkserver, so that workers start in milliseconds
+# preloaded by the forkserver (1-2 s of imports), so that a new worker starts in milliseconds and a
+# task's time limit is spent on its circuit, not on importing what every circuit needs
+import qiskit  # noqa: F401
 import qiskit.qasm2  # noqa: F401
 import qiskit.qasm3  # noqa: F401
+import qiskit_ibm_runtime.fake_provider  # noqa: F401 - the device models (governance/providers/devices.py)
 from qiskit import transpile  # noqa: F401
+from qiskit.transpiler.preset_passmanagers import generate_preset_pass_manager  # noqa: F401
 
 MIB = 1 << 20
 
