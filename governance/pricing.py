@@ -146,7 +146,7 @@ class _Pool:
                 from . import pricingworker
 
                 context = multiprocessing.get_context("forkserver")
-                context.set_forkserver_preload([pricingworker.__name__])
+                context.set_forkserver_preload([f"{__package__}.pricingpreload"])
                 self._pool = ProcessPool(max_workers=limits.workers, initializer=pricingworker.initialize,
                                          initargs=(limits.memory_mib,), context=context)
                 self._limits = limits
@@ -171,8 +171,12 @@ _lock = threading.Lock()
 
 
 def start(limits: Limits | None = None) -> None:
-    """Start the workers now (the operator does at start-up), not at the first new circuit."""
-    _pool.get(limits or Limits.from_env())
+    """Start the workers now (the operator does at start-up, in a thread), not at the first new
+    circuit: the forkserver's imports take seconds, which a burst's first job would wait out."""
+    from . import pricingworker
+
+    limits = limits or Limits.from_env()
+    _pool.get(limits).schedule(pricingworker.ready, timeout=max(60.0, limits.timeout_s)).result()
 
 
 def circuit_facts(index: int, source: str, key: bytes, model: str | None, primitive: str, capacity: int,

@@ -1,7 +1,8 @@
 """What runs in a pricing worker process: parse one circuit's text and transpile it, under limits.
 
-The worker is started by a forkserver that imported qiskit once (this module's imports), so a
-new worker costs a fork, not qiskit's import. Its address space is limited to what it had when
+The worker is started by a forkserver that imported qiskit once (pricingpreload.py), so a new
+worker costs a fork, not qiskit's import. This module itself imports nothing heavy: the operator
+imports it to name these functions to the pool. Its address space is limited to what it had when
 it started plus the memory limit (RLIMIT_AS), and each task's CPU time to the timeout
 (RLIMIT_CPU, which kills it with SIGXCPU); the parent's deadline kills it too (pebble).
 Results are plain tuples: exceptions with their own constructors do not survive pickling.
@@ -12,15 +13,6 @@ from __future__ import annotations
 import os
 import resource
 from typing import Any
-
-# preloaded by the forkserver (1-2 s of imports), so that a new worker starts in milliseconds and a
-# task's time limit is spent on its circuit, not on importing what every circuit needs
-import qiskit  # noqa: F401
-import qiskit.qasm2  # noqa: F401
-import qiskit.qasm3  # noqa: F401
-import qiskit_ibm_runtime.fake_provider  # noqa: F401 - the device models (governance/providers/devices.py)
-from qiskit import transpile  # noqa: F401
-from qiskit.transpiler.preset_passmanagers import generate_preset_pass_manager  # noqa: F401
 
 MIB = 1 << 20
 
@@ -84,9 +76,6 @@ def price(source: str, model: str | None, primitive: str, capacity: int, cpu_sec
     return ("ok", qubits, clbits, shape)
 
 
-def slow(seconds: float) -> tuple[Any, ...]:
-    """Busy for `seconds` of CPU (tests of the CPU limit)."""
-    _limit_cpu(seconds / 2)
-    x = 0
-    while True:
-        x += 1
+def ready() -> bool:
+    """A task that only says the worker runs (pricing.start waits for it)."""
+    return True
