@@ -241,6 +241,8 @@ def cmd_operator(args: argparse.Namespace) -> int:
     election = replica.Election.from_env()  # a wrong setting fails here, before anything starts
     import threading
 
+    from . import pricing  # noqa: F401 - qiskit is imported here, on the main thread: never by two threads at once
+
     # the pricing workers (governance/pricing.py) start beside the imports below, and are running
     # before the first job is priced: a job is never priced in the operator's own process
     workers = threading.Thread(target=_start_pricing, name="qgov-pricing-start", daemon=True)
