@@ -12,3 +12,10 @@ from qiskit.transpiler.preset_passmanagers import generate_preset_pass_manager  
 
 from . import circuits, pricingworker  # noqa: F401
 from .providers import estimate  # noqa: F401
+
+import gc  # noqa: E402
+
+# what was imported stays untouched by the collector in every worker: without this, the first
+# collection in a worker writes to every object's header and copies the forkserver's whole heap
+# (~170 MiB) into the worker, page by page
+gc.freeze()
