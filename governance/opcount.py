@@ -69,7 +69,10 @@ def count_operations(source: str) -> Count:
     text = _COMMENT.sub(lambda m: "\n" * m.group().count("\n"), source)  # comments keep their lines
     counter = _Counter(text, _TOKEN.findall(text))
     try:
-        return Count(counter.program(), counter.bits)
+        try:
+            return Count(counter.program(), counter.bits)
+        except RecursionError:  # a shape MAX_NESTING does not see: refused, never a crash
+            raise Uncountable("the program nests too deep to be priced") from None
     except Uncountable as exc:  # where: the line of the token it stopped at
         exc.line = text.count("\n", 0, _offset(text, counter.text[:counter.at_error + 1])) + 1
         raise
@@ -161,22 +164,24 @@ class _Counter:
 
     def block(self, scope: dict[str, int]) -> int:
         """`{ ... }` or a single statement (a loop's or an if's body)."""
-        if self.peek() != "{":
-            return self.statement(scope)
         self.depth += 1
         if self.depth > MAX_NESTING:
             self.mark()
             raise Uncountable(f"blocks nest more than {MAX_NESTING} deep")
-        self.i += 1
-        total = 0
-        while self.i < self.n and self.peek() != "}":
-            before = self.i
-            total = _add(total, self.statement(scope))
-            if self.i == before:
-                self.i += 1
-        self.i += 1
-        self.depth -= 1
-        return total
+        try:
+            if self.peek() != "{":
+                return self.statement(scope)
+            self.i += 1
+            total = 0
+            while self.i < self.n and self.peek() != "}":
+                before = self.i
+                total = _add(total, self.statement(scope))
+                if self.i == before:
+                    self.i += 1
+            self.i += 1
+            return total
+        finally:
+            self.depth -= 1
 
     def statement(self, scope: dict[str, int]) -> int:
         head = self.peek()

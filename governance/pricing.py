@@ -99,6 +99,9 @@ def count(index: int, source: str, key: bytes) -> Count:
             found = count_operations(source)
         except Uncountable as exc:
             found = exc
+        except Exception:  # noqa: BLE001 - a fault of the counter's: refused (not priced blind), and logged
+            log.exception("counting a circuit's operations failed")
+            found = Uncountable("its size could not be counted (a fault in qgov: see the operator's log)")
         with _counts_lock:
             _counts[key] = found
     if isinstance(found, Uncountable):

@@ -112,9 +112,11 @@ def test_malformed_text_is_counted_and_left_to_qiskit_s_parser(junk: str) -> Non
     assert count_operations(junk).operations <= 1
 
 
-def test_blocks_nested_too_deep_are_refused() -> None:
-    with pytest.raises(Uncountable, match="nest more than"):
-        count_operations(QASM3 + "qubit q;\n" + "if (true) {" * 100 + "x q;" + "}" * 100)
+@pytest.mark.parametrize("body", ["if (true) {" * 100 + "x q;" + "}" * 100, "if (true) " * 5000 + "x q;",
+                                  "for int i in [0:1] " * 5000 + "x q;", "{" * 5000 + "x q;" + "}" * 5000])
+def test_blocks_nested_too_deep_are_refused(body: str) -> None:
+    with pytest.raises(Uncountable, match="nest more than 64 deep"):
+        count_operations(QASM3 + "qubit q;\n" + body)
 
 
 # ------------------------------------------------------------------ admission
