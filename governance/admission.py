@@ -7,21 +7,16 @@ status condition can carry. Reserving the estimate is the ledger's job.
 
 from __future__ import annotations
 
-import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from cachetools import LRUCache
-
-from collections.abc import Mapping
-
-from . import providers
+from . import pricing, providers
 from .api.specs import Backend, JobSpec, SpecError, parse_backend
 from .budget.costmodel import Usage, amount_in_unit
 from .budget.money import format_amount
-from .circuits import CircuitError, digest, shared_circuit
-from .providers.base import Provider, UnknownBackendModel
-from .providers.estimate import CircuitShape, shape_on_target
+from .circuits import CircuitError, digest
+from .providers.base import UnknownBackendModel
 
 
 @dataclass(frozen=True)
@@ -86,59 +81,61 @@ def assess(job: JobSpec, backend: Backend, unit: str) -> Estimate | Problem:
     if limits.max_shots and job.shots > limits.max_shots:
         return Problem("TooManyShots", f"spec.shots: {job.shots} shots, backend {backend.name} accepts at most "
                                        f"{limits.max_shots}")
+    limits = pricing.Limits.from_env()
     keys = [digest(source) for source in job.circuits]
     try:
-        circuits = [shared_circuit(i, source, key) for i, (source, key) in enumerate(zip(job.circuits, keys))]
+        counts = [pricing.count(i, source, key) for i, (source, key) in enumerate(zip(job.circuits, keys))]
+        for i, counted in enumerate(counts):
+            pricing.check_size(i, counted, limits)
+        total = sum(c.operations for c in counts)
+        if total > limits.max_operations:
+            return Problem("TooManyOperations", f"spec.circuits: the {len(counts)} circuits expand to {total} "
+                                                f"operations, above the limit of {limits.max_operations} "
+                                                "(QGOV_MAX_EXPANDED_OPERATIONS)")
         capacity = provider.max_qubits(backend)
+        model = provider.device_model(backend)
+        facts = []
+        transpile_error = None
+        for i, (source, key, counted) in enumerate(zip(job.circuits, keys, counts)):
+            try:
+                facts.append(pricing.circuit_facts(i, source, key, model, job.primitive, capacity,
+                                                   counted.operations, limits))
+            except pricing.TranspileError as exc:  # after the other checks, as a transpile came last
+                transpile_error = transpile_error or exc
+                facts.append(None)
     except CircuitError as exc:
         return Problem("InvalidCircuit", str(exc))
+    except pricing.OverLimit as exc:
+        return Problem(exc.reason, exc.message)
     except UnknownBackendModel as exc:
         return Problem("UnknownBackend", f"backend {backend.name}: {exc}")
-    for i, circuit in enumerate(circuits):
-        if circuit.num_qubits > capacity:
-            return Problem("TooManyQubits", f"spec.circuits[{i}]: {circuit.num_qubits} qubits, backend "
+    for i, circuit in enumerate(facts):
+        if circuit is None:
+            continue
+        if circuit.qubits > capacity:
+            return Problem("TooManyQubits", f"spec.circuits[{i}]: {circuit.qubits} qubits, backend "
                                             f"{backend.name} has {capacity}")
-        if job.primitive == "sampler" and circuit.num_clbits == 0:
+        if job.primitive == "sampler" and circuit.clbits == 0:
             return Problem("NoMeasurements", f"spec.circuits[{i}]: the sampler needs measurements; the circuit "
                                              "measures nothing")
         if job.primitive == "estimator":
             for j, pauli in enumerate(job.observables[i]):
-                if len(pauli) != circuit.num_qubits:
+                if len(pauli) != circuit.qubits:
                     return Problem("InvalidObservable", f"spec.observables[{i}][{j}]: {pauli!r} has {len(pauli)} "
-                                                        f"terms, circuit {i} has {circuit.num_qubits} qubits")
-    try:
-        shapes = [_shape(key, circuit, provider, backend, job.primitive) for key, circuit in zip(keys, circuits)]
-    except Exception as exc:  # noqa: BLE001 - the transpiler's many error types
-        return Problem("TranspileFailed", f"cannot transpile for {backend.name}: {' '.join(str(exc).split())}")
+                                                        f"terms, circuit {i} has {circuit.qubits} qubits")
+    if transpile_error is not None:
+        return Problem("TranspileFailed", f"cannot transpile for {backend.name}: {transpile_error}")
+    shapes = [circuit.shape for circuit in facts if circuit is not None and circuit.shape is not None]
     usage = provider.estimate(shapes, job.shots)
     try:
         amount = amount_in_unit(usage, backend.prices, unit)
     except ValueError as exc:
         return Problem("CurrencyMismatch", str(exc))
-    estimate = Estimate(usage, amount, unit, max(c.num_qubits for c in circuits))
+    estimate = Estimate(usage, amount, unit, max(c.qubits for c in facts if c is not None))
     if job.max_cost_micro is not None and amount > job.max_cost_micro:
         return Problem("MaxCostExceeded", f"estimated {estimate.describe()} is above spec.maxCost "
                                           f"{format_amount(job.max_cost_micro, unit)}")
     return estimate
-
-
-_shapes: LRUCache[tuple[bytes, str, str], CircuitShape] = LRUCache(maxsize=65536)
-_shapes_lock = threading.Lock()
-
-
-def _shape(key: bytes, circuit: Any, provider: Provider, backend: Backend, primitive: str) -> CircuitShape:
-    """A circuit's shape on the backend's device model. Transpiling for a device takes tens of ms
-    per circuit, and the same text is priced again and again (a sweep's repeats, a restarted
-    operator's replay), so shapes are kept by (text, device model (else provider), primitive)."""
-    cache_key = (key, provider.device_model(backend) or provider.name, primitive)
-    with _shapes_lock:
-        shape = _shapes.get(cache_key)
-    if shape is None:
-        measured = circuit.remove_final_measurements(inplace=False) if primitive == "estimator" else circuit
-        shape = shape_on_target(measured, provider.target(backend))
-        with _shapes_lock:
-            _shapes[cache_key] = shape
-    return shape
 
 
 def modelled_usage(job: JobSpec, backend: Backend) -> Usage:

@@ -1,16 +1,15 @@
 """OpenQASM 2 and 3 parsing with errors that name the circuit and the line/column.
 
-CPU-bound (qiskit's parsers and transpiler): callers on an event loop use a thread.
+CPU-bound (qiskit's parsers and transpiler): admission parses in a worker process
+(governance/pricing.py), the executor in its pod.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
-import threading
 from dataclasses import dataclass
 
-from cachetools import LRUCache
 from qiskit import QuantumCircuit
 
 
@@ -65,25 +64,3 @@ def parse_circuits(sources: tuple[str, ...] | list[str]) -> list[QuantumCircuit]
 def digest(source: str) -> bytes:
     """What caches key a circuit's text by, so that they do not keep the text itself."""
     return hashlib.blake2b(source.encode(), digest_size=16).digest()
-
-
-CACHED_SOURCE_CHARS = 1_000_000  # of OpenQASM text whose parsed circuits stay cached (LRU; ~60 bytes each)
-_parsed: LRUCache[bytes, tuple[int, QuantumCircuit]] = LRUCache(  # (text length, circuit)
-    maxsize=CACHED_SOURCE_CHARS, getsizeof=lambda entry: max(1, entry[0]))
-_parsed_lock = threading.Lock()
-
-
-def shared_circuit(index: int, source: str, key: bytes | None = None) -> QuantumCircuit:
-    """The parsed circuit of `source`, shared between callers that only read it: admission parses
-    the same text again and again (a sweep, a resubmitted experiment, a restarted operator's
-    replay). Errors are not cached and name `index`."""
-    key = key or digest(source)
-    with _parsed_lock:
-        entry = _parsed.get(key)
-    if entry is not None:
-        return entry[1]
-    circuit = parse_circuit(index, source)
-    if len(source) <= CACHED_SOURCE_CHARS // 16:  # one huge circuit does not flush all the others
-        with _parsed_lock:
-            _parsed[key] = (len(source), circuit)
-    return circuit

@@ -239,6 +239,14 @@ def cmd_operator(args: argparse.Namespace) -> int:
     from .leader import replica
 
     election = replica.Election.from_env()  # a wrong setting fails here, before anything starts
+    import threading
+
+    from . import pricing  # noqa: F401 - qiskit is imported here, on the main thread: never by two threads at once
+
+    # the pricing workers (governance/pricing.py) start beside the imports below, and are running
+    # before the first job is priced: a job is never priced in the operator's own process
+    workers = threading.Thread(target=_start_pricing, name="qgov-pricing-start", daemon=True)
+    workers.start()
     from . import handlers  # noqa: F401  (registers the handlers)
     from .handlers import rawevents
 
@@ -248,9 +256,21 @@ def cmd_operator(args: argparse.Namespace) -> int:
     from .webhook import start_from_env as start_webhook
 
     start_webhook()  # QGOV_WEBHOOK_PORT: the admission webhook, served by every replica (standbys too), in its own thread
+    workers.join(120)
     # kopf runs standalone (no kopf peering): in a pod, a Lease decides which replica runs it
     # (governance/leader/replica.py); the ledger keeps money exact even if two ever overlap
     return replica.run(args.liveness, election)
+
+
+def _start_pricing() -> None:
+    import logging
+
+    from . import pricing
+
+    try:
+        pricing.start()
+    except Exception as exc:  # noqa: BLE001 - the first circuit to price tries again
+        logging.getLogger("qgov.pricing").warning(f"the pricing workers did not start: {exc}")
 
 
 def _parse_percent(text: str) -> int:

@@ -369,3 +369,77 @@ def test_the_server_answers_admission_reviews_and_lets_through_what_it_cannot_pr
     assert garbage == 400
     assert count("denied", "TooManyShots") == denied_before + 1
     assert count("undecided", "Timeout") == timeouts_before + 1
+
+
+def test_a_circuit_expanding_past_the_cap_is_denied_with_the_controller_s_message(ledger: Ledger) -> None:
+    """The 22-level nested definition (4,194,305 operations) is denied at apply time, before qiskit
+    parses it, with the words the job's status would carry."""
+    budget(ledger, "100.00")
+    lines = ['OPENQASM 2.0;\ninclude "qelib1.inc";\nqreg q[1];\ncreg c[1];\ngate g0 a { x a; }\n']
+    lines += [f"gate g{k} a {{ g{k - 1} a; g{k - 1} a; }}\n" for k in range(1, 23)]
+    nested = "".join(lines) + "g22 q[0];\nmeasure q -> c;\n"
+    verdict = review(request(job(circuits=[nested])), LedgerSources(ledger))
+    assert not verdict.allowed and verdict.reason == "TooManyOperations"
+    assert verdict.message == ("spec.circuits[0]: expands to 4194305 operations, above the limit of 1000000 "
+                               "(QGOV_MAX_EXPANDED_OPERATIONS)")
+
+
+def test_reviews_beyond_the_bounded_queue_are_let_through_at_once_as_not_reviewed(ledger: Ledger) -> None:
+    """With every slot taken by a review that waits, the next is answered at once (allowed, with the
+    busy warning) instead of queueing; once the slots free, reviews are priced again."""
+    import asyncio
+    import concurrent.futures
+    import threading
+
+    from aiohttp.test_utils import TestClient, TestServer
+    from prometheus_client import REGISTRY
+
+    from governance.webhook.server import BUSY_WARNING, make_app
+
+    budget(ledger, "1.00")
+
+    class Stuck(LedgerSources):
+        def __init__(self, ledger: Ledger) -> None:
+            super().__init__(ledger)
+            self.release = threading.Event()
+
+        def backend(self, name: str) -> Backend | Problem | None:
+            if name == "stuck":
+                self.release.wait(30)
+                name = "priced-aer"
+            return super().backend(name)
+
+    def busy() -> float:
+        return REGISTRY.get_sample_value("qgov_webhook_reviews_total",
+                                         {"kind": "QiskitJob", "verdict": "undecided", "reason": "Busy"}) or 0.0
+
+    sources = Stuck(ledger)
+    pool = concurrent.futures.ThreadPoolExecutor(2)
+    busy_before = busy()
+
+    def sent(spec: dict[str, Any]) -> dict[str, Any]:
+        return {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": request(spec)}
+
+    async def scenario() -> tuple[list[Any], Any, Any]:
+        async with TestClient(TestServer(make_app(sources, pool, timeout=0.2, max_pending=3))) as client:
+            stuck = [await (await client.post("/validate", json=sent(job("stuck")))).json() for _ in range(3)]
+            overflow = await (await client.post("/validate", json=sent(job(shots=200000)))).json()
+            sources.release.set()
+            for _ in range(100):  # the stuck reviews finish in their threads and free their slots
+                await asyncio.sleep(0.05)
+                again = await (await client.post("/validate", json=sent(job(shots=200000)))).json()
+                if not again["response"]["allowed"]:
+                    break
+            return stuck, overflow, again
+
+    try:
+        stuck, overflow, again = asyncio.run(scenario())
+    finally:
+        sources.release.set()
+        pool.shutdown()
+    assert all(s["response"]["allowed"] and "could not price this in time" in s["response"]["warnings"][0]
+               for s in stuck)
+    assert overflow["response"]["allowed"] is True and overflow["response"]["warnings"] == [BUSY_WARNING]
+    assert busy() >= busy_before + 1
+    assert again["response"]["allowed"] is False
+    assert again["response"]["status"]["message"] == "spec.shots: 200000 shots, backend priced-aer accepts at most 100000"

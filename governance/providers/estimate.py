@@ -71,15 +71,49 @@ def estimate_usage(
     return qpu_usage(circuits, shots, rep_delay_s=rep_delay_s, overhead_s=overhead_s, safety=safety)
 
 
-def shape_on_target(circuit: Any, target: Any) -> CircuitShape:
+def shape_on_target(circuit: Any, target: Any, operations: int | None = None) -> CircuitShape:
     """Transpile `circuit` for `target` (a qiskit Target, or None for a simulator) and measure it.
 
+    On a simulator the gates are the circuit's expanded operations: `operations` when the caller
+    counted them from the text (governance/opcount.py), else counted here through the gates'
+    definitions (a custom gate of 1,000 operations is 1,000, not 1) and loops' iterations.
     CPU-heavy (tens of ms): callers on an event loop run it in a thread.
     """
     from qiskit import transpile
 
     if target is None:
-        return CircuitShape(Decimal(0), sum(circuit.count_ops().values()), circuit.num_qubits)
+        gates = operations if operations is not None else expanded_operations(circuit)
+        return CircuitShape(Decimal(0), gates, circuit.num_qubits)
     compiled = transpile(circuit, target=target, optimization_level=1, seed_transpiler=0)
     duration = Decimal(str(compiled.estimate_duration(target, unit="s")))
     return CircuitShape(duration, sum(compiled.count_ops().values()), circuit.num_qubits)
+
+
+def expanded_operations(circuit: Any) -> int:
+    """Operations of `circuit` with every non-library gate replaced by its definition (memoised
+    per gate name and width) and every for loop by its iterations; library gates, measurements
+    and barriers count 1."""
+    from qiskit.circuit import ControlFlowOp, ForLoopOp
+    from qiskit.circuit.library import get_standard_gate_name_mapping
+
+    standard = set(get_standard_gate_name_mapping())
+    memo: dict[tuple[str, int, int], int] = {}
+
+    def size(body: Any) -> int:
+        total = 0
+        for instruction in body.data:
+            op = instruction.operation
+            if isinstance(op, ControlFlowOp):
+                inner = sum(size(block) for block in op.blocks)
+                if isinstance(op, ForLoopOp):
+                    inner *= max(1, len(op.params[0]))
+                total += max(1, inner)
+                continue
+            key = (op.name, op.num_qubits, op.num_clbits)
+            if key not in memo:
+                definition = None if op.name in standard else getattr(op, "definition", None)
+                memo[key] = max(1, size(definition)) if definition is not None else 1
+            total += memo[key]
+        return total
+
+    return size(circuit)

@@ -213,10 +213,11 @@ class Webhook:
 
 
 def _warm_up() -> None:
-    """Import qiskit's parsers and transpiler before the first review needs them."""
-    from ..circuits import parse_circuit
+    """Start the pricing workers (which import qiskit's parsers and transpiler) before the first
+    review needs them."""
+    from .. import pricing
 
-    parse_circuit(0, 'OPENQASM 2.0;\ninclude "qelib1.inc";\nqreg q[1];\ncreg c[1];\nh q[0];\nmeasure q -> c;\n')
+    pricing.start()
 
 
 def _one_line(exc: BaseException) -> str:

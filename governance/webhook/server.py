@@ -10,8 +10,14 @@ thread pool, never on the loop; what it needs comes from short-lived caches:
 - budgets and their balances: the ledger, read without a lock, per namespace, kept `budget_ttl`
   (1 s): a reservation made since can make the webhook too generous, never too strict for
   long, and the controller decides under the lock anyway;
-- parsed circuits and their priced shapes: governance/circuits.py and admission.py's LRU caches
-  (by a hash of the text), shared with the controller's admission in the same process.
+- circuits' counts, qubits and priced shapes: governance/pricing.py's caches (by a hash of the
+  text), shared with the controller's admission in the same process; a new text is parsed in
+  one of its worker processes.
+
+At most `max_pending` reviews (MAX_PENDING_REVIEWS: the pool's threads and a short queue) are
+in hand at once; beyond that a review is answered at once, allowed with a Warning that it was
+not reviewed: the controller decides as it always does, and a burst (or a slow circuit) never
+builds an unbounded queue of reviews the API server stopped waiting for.
 """
 
 from __future__ import annotations
@@ -47,6 +53,8 @@ REVIEW_SECONDS = Histogram("qgov_webhook_review_seconds", "The webhook's own tim
                            buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2, 4))
 LEDGER_RETRY_SECONDS = 5.0  # after a failed ledger read, reviews go without balances this long
 REVIEW_TIMEOUT = 4.0  # seconds; below the configuration's timeoutSeconds (5), so the answer is ours
+MAX_PENDING_REVIEWS = 16  # in the pool's threads or waiting for one; more are answered "busy" at once
+BUSY_WARNING = "not reviewed: the webhook is busy; the controller still decides"
 
 
 class LiveSources:
@@ -220,6 +228,10 @@ def peer_name(request: web.Request) -> str | None:
     return None
 
 
+class _Busy(Exception):
+    """More reviews in hand than the webhook takes."""
+
+
 @dataclass
 class Timing:
     """The webhook's own time per review (seconds), the last few thousand, for benchmarks."""
@@ -233,11 +245,18 @@ class Timing:
 
 
 def make_app(sources: Any, pool: concurrent.futures.Executor, timing: Timing | None = None,
-             timeout: float = REVIEW_TIMEOUT, client_names: frozenset[str] = frozenset()) -> web.Application:
+             timeout: float = REVIEW_TIMEOUT, client_names: frozenset[str] = frozenset(),
+             max_pending: int = MAX_PENDING_REVIEWS) -> web.Application:
     """`client_names`: if not empty, only a client certificate with one of these common names is
     answered (the CA may sign others: kubelets', admins'); the rest get 403 and no review."""
+    pending = 0  # reviews handed to the pool and not finished (a timed-out one still counts)
+
+    def finished(_: Any) -> None:
+        nonlocal pending
+        pending -= 1
 
     async def validate(request: web.Request) -> web.Response:
+        nonlocal pending
         started = time.perf_counter()
         if client_names and peer_name(request) not in client_names:
             log.warning(f"refused an admission review from a client certificate for {peer_name(request)!r}: "
@@ -251,7 +270,15 @@ def make_app(sources: Any, pool: concurrent.futures.Executor, timing: Timing | N
         loop = asyncio.get_running_loop()
         outcome = None
         try:
-            verdict = await asyncio.wait_for(loop.run_in_executor(pool, review, admission, sources), timeout)
+            if pending >= max_pending:
+                raise _Busy
+            pending += 1
+            work = loop.run_in_executor(pool, review, admission, sources)
+            work.add_done_callback(finished)
+            verdict = await asyncio.wait_for(asyncio.shield(work), timeout)
+        except _Busy:
+            outcome = "Busy"
+            verdict = Verdict(True, warnings=(BUSY_WARNING,))
         except asyncio.TimeoutError:  # the pricing goes on in its thread and is cached for next time
             outcome = "Timeout"
             verdict = Verdict(True, warnings=("qgov could not price this in time: the operator decides when it "

@@ -30,7 +30,6 @@ CASES = [
     ("unknown-backend", {"backend": "nope"}, "Failed", "UnknownBackend", "no QiskitBackend named 'nope'"),
     ("unknown-model", {"backend": "ghost"}, "Failed", "UnknownBackend", "no fake_provider backend named"),
     ("zero-shots", {"shots": 0}, "Failed", "InvalidSpec", "spec.shots: must be at least 1, got 0"),
-    ("billion-shots", {"shots": 10**9}, "Failed", "InvalidSpec", "spec.shots: 1000000000 is more than"),
     ("backend-shot-limit", {"shots": 200_000}, "Failed", "TooManyShots", "accepts at most 100000"),
     ("too-many-circuits", {"circuits": [BELL] * 5}, "Failed", "TooManyCircuits", "accepts at most 4"),
     ("too-many-qubits", {"circuits": [WIDE]}, "Failed", "TooManyQubits", "21 qubits, backend priced-aer has 20"),
@@ -57,6 +56,19 @@ API_REJECTED = [
     ("backoff-negative", {"backoffLimit": -1}, "spec.backoffLimit"),
 ]
 
+# the CRD's size limits (crds/qiskitjobs.yaml): name, spec changes, field, the API server's reason
+API_LIMITS = [
+    ("billion-shots", {"shots": 10**9}, "spec.shots", "FieldValueInvalid"),
+    ("301-circuits", {"circuits": [BELL] * 301}, "spec.circuits", "FieldValueTooMany"),
+    ("megabyte-circuit", {"circuits": [BELL + "// " + "x" * (1 << 20) + "\n"]}, "spec.circuits[0]",
+     "FieldValueTooLong"),
+    ("301-observables", {"primitive": "estimator", "observables": [["ZZ"]] * 301}, "spec.observables",
+     "FieldValueTooMany"),
+    ("long-pauli", {"primitive": "estimator", "observables": [["Z" * 1001]]}, "spec.observables[0][0]",
+     "FieldValueTooLong"),
+    ("long-budget-name", {"budget": "b" * 254}, "spec.budget", "FieldValueTooLong"),
+]
+
 
 def test_malformed_jobs_get_specific_conditions_no_pod_and_no_charge(env: Env) -> None:
     env.budget("10.00")
@@ -80,6 +92,17 @@ def test_malformed_jobs_get_specific_conditions_no_pod_and_no_charge(env: Env) -
             env.job(name, **changes)
         assert err.value.status == 422
         assert field in [c["field"] for c in json.loads(err.value.body)["details"]["causes"]], name
+    for name, changes, field, reason in API_LIMITS:
+        with pytest.raises(ApiException) as err:
+            env.job(name, **changes)
+        assert err.value.status == 422, name
+        causes = json.loads(err.value.body)["details"]["causes"]
+        assert (reason, field) in [(c["reason"], c["field"]) for c in causes], (name, causes)
+    largest = BELL + "// " + "x" * ((1 << 20) - len(BELL) - 4) + "\n"
+    assert len(largest) == 1 << 20
+    env.job("at-the-limits", circuits=[largest], shots=10_000_000)  # the schema takes it; the backend's limit not
+    at_the_limits = env.wait_terminal(["at-the-limits"])["at-the-limits"]
+    assert [c["reason"] for c in at_the_limits["conditions"] if c["type"] == "Failed"] == ["TooManyShots"]
     assert env.core.list_namespaced_pod(NS).items == []
     ledger = env.ledger()
     balance = ledger.balance(NS, NS)

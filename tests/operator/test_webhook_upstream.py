@@ -145,6 +145,27 @@ def test_jobs_that_cannot_run_are_refused_at_apply_with_the_controllers_messages
         ledger.close()
 
 
+def test_a_circuit_expanding_past_the_cap_is_refused_at_apply_before_it_is_parsed(wh: Webhooked) -> None:
+    """The nested-definition circuit (22 levels: 4,194,305 operations, 800 bytes) is refused by the
+    webhook with the controller's words; 301 circuits by the API server's schema."""
+    from tests.operator.test_pricing_e2e import nested
+
+    wh.budget("100.00")
+    wh.backend("manila", provider="fake", device="fake_manila", pricing={"perQPUSecond": "1.60"})
+    refused = wh.apply(qjob("nested", backend="manila", circuits=[nested(22)]))
+    assert refused.returncode == 1, refused
+    assert DENIED + ("spec.circuits[0]: expands to 4194305 operations, above the limit of 1000000 "
+                     "(QGOV_MAX_EXPANDED_OPERATIONS)") in refused.stderr
+    many = wh.apply(qjob("many", circuits=[BELL] * 301))
+    assert many.returncode == 1 and "spec.circuits: Too many: 301: must have at most 300 items" in many.stderr, many
+    assert not wh.exists("nested") and not wh.exists("many")
+    ledger = wh.ledger()
+    try:
+        assert ledger.balance(NS, NS).held_micro == 0
+    finally:
+        ledger.close()
+
+
 def test_dry_run_prices_a_job_and_creates_and_charges_nothing(wh: Webhooked) -> None:
     wh.budget("1.00")
     priced = wh.apply(qjob("bell"), dry_run=True)
