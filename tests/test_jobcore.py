@@ -15,7 +15,6 @@ from governance.api.specs import SpecError, parse_backend, parse_job
 from governance.budget.costmodel import PriceList, Usage
 from governance.budget.types import AttemptTotals, Balance, Decision, ReserveOutcome
 from governance.jobs.events import Event
-
 from governance.jobs import TERMINAL, AlreadyCounted, Finish, JobStatus, Phase, Retry, after_attempt, attempt_charge, retry_delay
 from governance.jobs.attempts import reported_usage
 from governance.jobs.admission import (AdmissionFacts, Admit, Fail, NeedBackend, NeedBudget, NeedEstimate, NeedReservation,

@@ -53,7 +53,7 @@ from ..jobs import runnerreport as runner_reports
 from .identity import missing_account
 from .jobphases import JobPhases
 from .kube import JOBS as PLURAL
-from .kube import Kube, discard, emit
+from .kube import Kube, discard, emit, unless_gone
 from .pods import executor_pod, owner_name, pod_name
 from .retrying import NotYet, Watcher, later, run_retrying
 from .context import KopfContext
@@ -366,6 +366,12 @@ class Jobs:
             self._session_not_open(job, job["status"]["session"], placed.session)
         elif placed.kind == "pod":
             self.create_pod(job, attempt, placed.needs)
+        else:  # a runner's report that came before the attempt was written (or while the operator was down)
+            meta = job["metadata"]
+            configmap = unless_gone(lambda: self.kube.core.read_namespaced_config_map(
+                runner_reports.report_name(meta["name"], attempt), meta["namespace"]))
+            if configmap is not None:
+                self.runner_report(self.kube.core.api_client.sanitize_for_serialization(configmap))
 
     def attempt_placement(self, job: dict[str, Any]) -> Placement:
         """Where the job's current attempt runs."""
