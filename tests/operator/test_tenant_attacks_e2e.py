@@ -30,7 +30,7 @@ from .test_sessions_e2e import FAST, create_session, session_phase
 
 TENANT = "mallory"
 EXECUTOR_SA = f"system:serviceaccount:{NS}:qgov-executor"
-MANILA = {"provider": "fake", "name": "fake_manila", "pricing": {"perQPUSecond": "1.60"}}
+MANILA = {"provider": "fake", "device": "fake_manila", "pricing": {"perQPUSecond": "1.60"}}
 EXECUTOR_IMAGE = "ghcr.io/qgov/executor:0.1.0"  # the operator's default QGOV_EXECUTOR_IMAGE
 
 
