@@ -57,12 +57,17 @@ def test_a_charge_must_be_a_non_negative_integer_and_a_decimal_quantity(ledger: 
 
 def test_only_the_recorded_pod_is_the_attempts_pod(ledger: Ledger) -> None:
     assert ledger.attempt_pod("uid-1", 1) is None
-    ledger.record_pod("uid-1", 1, "pod-a")
+    assert ledger.record_pod("uid-1", 1, "pod-a")
     assert ledger.attempt_pod("uid-1", 1) == "pod-a"
-    ledger.record_pod("uid-1", 1, "pod-b")  # the first was lost before it ran: created again
+    assert ledger.record_pod("uid-1", 1, "pod-a", None)  # a replay of the same record
+    # the first was lost before it ran and is created again: it replaces the record it was made after
+    assert ledger.record_pod("uid-1", 1, "pod-b", "pod-a")
     assert ledger.attempt_pod("uid-1", 1) == "pod-b"
+    # a slower operator that created its pod before pod-b was recorded does not take the record over
+    assert not ledger.record_pod("uid-1", 1, "pod-x", None)
+    assert not ledger.record_pod("uid-1", 1, "pod-y", "pod-a")
     ledger.count_attempt("uid-1", 1, 10, "0")
-    ledger.record_pod("uid-1", 1, "pod-c")  # a counted attempt's pod no longer changes
+    assert not ledger.record_pod("uid-1", 1, "pod-c", "pod-b")  # a counted attempt's pod no longer changes
     assert ledger.attempt_pod("uid-1", 1) == "pod-b"
     assert ledger.attempt_totals("uid-1").used_micro == 10
 

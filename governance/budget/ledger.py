@@ -767,20 +767,28 @@ class Ledger:
         row = self._read(lambda conn: conn.execute(select(JM).where(JM.c.key == key)).first(), one_statement=True)
         return _terms(row) if row is not None else None
 
-    def record_pod(self, key: str, attempt: int, pod_uid: str) -> None:
+    def record_pod(self, key: str, attempt: int, pod_uid: str, previous: str | None = None) -> bool:
         """The operator created `pod_uid` for the job's attempt: it alone is that attempt's pod. A pod
-        created again for an attempt not yet counted (the first was lost) replaces it."""
+        created again for an attempt not yet counted (the one before was lost, or was not the
+        operator's) replaces the record only if the record is still `previous`, what the operator
+        read before it created the pod (compare-and-set: of two operators racing, the one whose
+        pod survived keeps its record). Returns whether `pod_uid` is recorded now."""
 
-        def work(conn: Connection) -> None:
+        def work(conn: Connection) -> bool:
             row = conn.execute(select(JA).where(JA.c.key == key, JA.c.attempt == attempt).with_for_update()).first()
             if row is None:
                 conn.execute(JA.insert().values(key=key, attempt=attempt, pod_uid=pod_uid, counted=False,
                                                 charge_micro=None, qpu_seconds="0", source="",
                                                 created_at=utc(self.clock()), counted_at=None))
-            elif not row.counted and row.pod_uid != pod_uid:
-                conn.execute(update(JA).where(JA.c.key == key, JA.c.attempt == attempt).values(pod_uid=pod_uid))
+                return True
+            if row.pod_uid == pod_uid:
+                return True
+            if row.counted or row.pod_uid != previous:
+                return False
+            conn.execute(update(JA).where(JA.c.key == key, JA.c.attempt == attempt).values(pod_uid=pod_uid))
+            return True
 
-        self._transaction(work)
+        return self._transaction(work)
 
     def attempt_pod(self, key: str, attempt: int) -> str | None:
         """The UID of the pod the operator created for the attempt (None: it created none)."""

@@ -38,7 +38,7 @@ from ..jobs import ACTIVE, TERMINAL, AlreadyCounted, JobStatus, Phase, Retry, af
 from ..jobs.admission import (AdmissionFacts, Fail, Need, NeedBackend, NeedBudget, NeedEstimate, NeedReservation,
                               NeedSession, Outcome, Queue, Refuse, decide_admission)
 from ..jobs.attempts import DEFAULT_BACKOFF_LIMIT, reported_usage
-from ..jobs.ownpod import foreign_pod
+from ..jobs.ownpod import NOT_RECORDED, foreign_pod
 from ..jobs.events import Event
 from ..providers.base import ExecutorNeeds
 from ..jobs.placement import EndUnstarted, MoveToNewBatch, WaitForSession, session_not_open
@@ -396,6 +396,7 @@ class Jobs:
         refusal of the create is said on the job (Stalled) and retried with backoff."""
         meta = job["metadata"]
         body = executor_pod(job, attempt, self.config.executor_image, needs, self.config.executor_image_pull_policy)
+        previous = self.ledger.attempt_pod(meta["uid"], attempt)
         try:
             uid = self.kube.create_pod(meta["namespace"], body)
         except ApiException as exc:
@@ -404,7 +405,10 @@ class Jobs:
             if exc.status is not None and 400 <= exc.status < 500:
                 self._stalled_on_refusal(job, exc)
             raise
-        self.ledger.record_pod(meta["uid"], attempt, uid)
+        if not self.ledger.record_pod(meta["uid"], attempt, uid, previous):
+            # another operator recorded its own pod for the attempt meanwhile (a failover): this one goes
+            self.kube.delete_pod_uid(meta["namespace"], body["metadata"]["name"], uid)
+            return False
         return True
 
     def _name_taken(self, job: dict[str, Any], attempt: int, name: str) -> bool:
@@ -412,8 +416,14 @@ class Jobs:
         it did not create, which is deleted, said on the job, and replaced (NotYet: retried)."""
         namespace, uid = job["metadata"]["namespace"], job["metadata"]["uid"]
         pod = self.kube.core.read_namespaced_pod(name, namespace)
-        if pod.metadata.uid == self.ledger.attempt_pod(uid, attempt):
+        recorded = self.ledger.attempt_pod(uid, attempt)
+        if pod.metadata.uid == recorded:
             return False
+        age = (datetime.now(timezone.utc) - pod.metadata.creation_timestamp).total_seconds()
+        if recorded is None and age < ADOPTION_GRACE_SECONDS and pod.metadata.deletion_timestamp is None:
+            # maybe another operator's, created a moment ago and not recorded yet (a failover): wait
+            # for its record before calling it a squatter
+            raise NotYet(f"pod {namespace}/{name} is not recorded as the attempt's pod (yet)")
         message = (f"a pod named {name} that qgov did not create was in the way of attempt {attempt}; qgov "
                    f"deleted it and creates its own (only pods qgov creates run or report a job's attempts)")
         if pod.metadata.deletion_timestamp is None:
@@ -654,7 +664,8 @@ class Jobs:
                          shots=terms.model_shots, tasks=terms.model_tasks)
         metered, note = None, ""
         runtime_job = report.get("runtimeJob")
-        if provider.metered and runtime_job and terms.session and self.metering is not None:
+        if provider.metered and runtime_job and terms.session and self.metering is not None and \
+                not terms.paid_by_session:
             metered, note = self.metering(job["metadata"]["namespace"], terms.session, str(runtime_job))
         usage = provider.charged_usage(modelled, metered, succeeded)
         if usage is None:
@@ -680,6 +691,8 @@ class Jobs:
                                           self.config.executor_image,
                                           self.ledger.attempt_pod(job["metadata"]["uid"], attempt))
         if not attempt or foreign:
+            if foreign and foreign.endswith(NOT_RECORDED) and _young(pod) and not JobStatus.of(job).terminal:
+                raise NotYet(foreign)  # the operator that created it may be recording it this moment
             log.info(f"ignoring pod {pod['metadata']['namespace']}/{pod['metadata']['name']}: "
                      f"{foreign or 'no attempt label'}")
             return
@@ -927,6 +940,9 @@ class JobRef:
 
 
 LEDGER_UNAVAILABLE = "LedgerUnavailable"
+# a pod in the way of an attempt's create that the ledger does not know is left alone this long:
+# another operator (a failover, a rolling update) records the pod it created within milliseconds
+ADOPTION_GRACE_SECONDS = 5.0
 
 
 class JobWatcher(Watcher):
@@ -989,6 +1005,15 @@ class JobWatcher(Watcher):
 
 def _condition_is(job: dict[str, Any], type_: str, value: str) -> bool:
     return JobStatus.of(job).condition_is(type_, value)
+
+
+def _young(pod: dict[str, Any]) -> bool:
+    """Created less than ADOPTION_GRACE_SECONDS ago."""
+    created = (pod.get("metadata") or {}).get("creationTimestamp")
+    if not created:
+        return False
+    when = parse_iso(created) if isinstance(created, str) else created
+    return (datetime.now(timezone.utc) - when).total_seconds() < ADOPTION_GRACE_SECONDS
 
 
 def _refusal_reason(exc: ApiException) -> str:

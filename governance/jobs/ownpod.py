@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 EXECUTOR_ACCOUNT = "qgov-executor"
+NOT_RECORDED = "is not the pod qgov created for this attempt"
 
 
 def foreign_pod(pod: Mapping[str, Any], job_uid: str, name: str, image: str, recorded_uid: str | None) -> str | None:
@@ -31,5 +32,5 @@ def foreign_pod(pod: Mapping[str, Any], job_uid: str, name: str, image: str, rec
     if images != [image]:
         return f"pod {name} runs {images}, not the executor image {image}"
     if recorded_uid is None or meta.get("uid") != recorded_uid:
-        return f"pod {name} (uid {meta.get('uid')}) is not the pod qgov created for this attempt"
+        return f"pod {name} (uid {meta.get('uid')}) {NOT_RECORDED}"
     return None
