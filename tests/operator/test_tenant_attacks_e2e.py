@@ -106,11 +106,13 @@ def test_a_forged_status_report_charges_exactly_the_trusted_figure(env: Env, clu
     def forge(custom: Any) -> None:
         custom.patch_namespaced_custom_object_status(G, V, NS, "qiskitjobs", "bell", forged)
 
-    # the executor's ServiceAccount may no longer write job status at all
+    # neither the executor's ServiceAccount nor `edit` may write a job's status any more; on the
+    # emulator (no RBAC) the forgery lands, and the money must hold all the same
     executor_refused = refused_upstream(env, lambda: forge(executor_custom))
+    tenant_refused = refused_upstream(env, lambda: forge(tenant_custom))
     if cluster_kind == "upstream":
         assert executor_refused, "qgov-executor could still write qiskitjobs/status"
-    refused_upstream(env, lambda: forge(tenant_custom))  # whether `edit` may is RBAC's; the money must hold
+        assert tenant_refused, "edit could write qiskitjobs/status"
     status = env.wait_terminal(["bell"])["bell"]
     expected = trusted_charge(env, job, "fake-manila")
     assert expected == 2_418_125  # 1.511328 modelled QPU-seconds at 1.60 USD, rounded up to the micro-dollar
@@ -129,6 +131,8 @@ def test_a_pod_squatting_on_the_attempts_name_is_not_the_attempt(env: Env, tenan
     env.operator.stop()  # the tenant gets there first: the job is not admitted yet
     job = manila_job(tenant_custom, "bell")
     squatter = executor_pod(job, 1, EXECUTOR_IMAGE)  # exactly what the operator would create ...
+    # `edit` may not set blockOwnerDeletion on a QiskitJob (OwnerReferencesPermissionEnforcement): without
+    squatter["metadata"]["ownerReferences"][0]["blockOwnerDeletion"] = False
     container = squatter["spec"]["containers"][0]
     container["command"] = ["python", "-c", "import json, os; open(os.environ['QGOV_TERMINATION_LOG'], 'w')"
                                             ".write(json.dumps({'usage': {}}))"]  # ... reporting no usage
