@@ -179,23 +179,24 @@ def test_a_malformed_runner_report_ends_the_attempt_and_charges_the_trusted_figu
     executor_api.close()
 
 
-@pytest.mark.parametrize("cluster_kind", ["upstream"])  # admission plugins (ResourceQuota) are the real server's
+@pytest.mark.parametrize("cluster_kind", ["upstream"])  # admission plugins (LimitRanger) are the real server's
 def test_a_refused_pod_create_stalls_the_job_with_the_servers_reason_and_holds_the_money(env: Env) -> None:
-    """Any refusal of the executor pod other than 409 (here a ResourceQuota that allows no pods; Pod
+    """Any refusal of the executor pod other than 409 (here a LimitRange no executor pod meets; Pod
     Security admission refuses the same way) is said on the job, not retried blindly in silence."""
     env.budget("5.00")
-    env.core.create_namespaced_resource_quota(NS, {"metadata": {"name": "no-pods"}, "spec": {"hard": {"pods": "0"}}})
+    env.core.create_namespaced_limit_range(NS, {"metadata": {"name": "huge-only"}, "spec": {"limits": [
+        {"type": "Container", "min": {"memory": "64Gi"}}]}})
     env.job("blocked")
     status = env.wait(lambda: (lambda s: s if any(c["type"] == "Stalled" and c["status"] == "True"
                                                   for c in s.get("conditions") or []) else None)(env.status("blocked")),
                       "the Stalled condition")
     stalled = next(c for c in status["conditions"] if c["type"] == "Stalled")
     assert stalled["reason"] == "Forbidden" and "refused the executor pod (HTTP 403 Forbidden)" in stalled["message"]
-    assert "quota" in stalled["message"] and "money held" in stalled["message"], stalled
+    assert "64Gi" in stalled["message"] and "money held" in stalled["message"], stalled
     events = env.core.list_namespaced_event(NS, field_selector="involvedObject.name=blocked").items
     assert [e.type for e in events if e.reason == "Forbidden"] == ["Warning"]  # once, not per retry
     ledger = env.ledger()
     assert ledger.reservation(env.get("qiskitjobs", "blocked")["metadata"]["uid"]).state == "held"
     ledger.close()
-    env.core.delete_namespaced_resource_quota("no-pods", NS)  # fixed: the retry with backoff creates the pod
+    env.core.delete_namespaced_limit_range("huge-only", NS)  # fixed: the retry with backoff creates the pod
     assert env.wait_terminal(["blocked"], timeout=180)["blocked"]["phase"] == "Succeeded"
