@@ -5,8 +5,11 @@
 Reads the QiskitJob and its QiskitBackend, runs the circuits through the backend's provider
 (governance/providers: qiskit-aer for `aer`; the fake_provider backend's noise model on Aer
 for `fake`; a Runtime session for `ibm`, executor/ibm.py), writes `result.json` into a
-ConfigMap owned by the job, and reports its usage in the termination message, where the
-operator reads it to settle the reservation.
+ConfigMap owned by the job, and says how the attempt ended in the termination message (exit
+code, error, the usage it saw). The operator takes that as the signal that the attempt ended and
+whether it succeeded; what it charges comes from its own trusted source (the provider's model of
+the admitted circuits, or IBM's meter), never from this report, which anyone who can exec into
+the pod could rewrite.
 
 Exit codes: 0 done; 2 a deterministic error (the job itself is wrong: retrying cannot help);
 1 anything else (transient: the operator may retry).
@@ -156,7 +159,7 @@ def describe(exc: BaseException) -> str:
 
 def run_attempt(client: Any, job: dict[str, Any], backend: dict[str, Any],
                 **metadata: Any) -> tuple[dict[str, Any], int]:
-    """Run one attempt and say what it did: (the report the operator charges from, the exit code).
+    """Run one attempt and say what it did: (the report the operator reads how it ended from, the exit code).
     The one-shot executor and a local session's runner both report through here."""
     try:
         document, usage = run_job(job, backend)

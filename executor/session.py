@@ -6,8 +6,10 @@ Python, qiskit and Aer start once (about 1.3 s here) instead of once per job (ab
 work for a small circuit). The runner watches the namespace's QiskitJobs, takes those the
 operator admitted into this session (labelled qgov.dev/session, status.session, an attempt not yet reported), oldest
 first, runs each exactly as a pod-per-job executor would (same code, same result ConfigMaps),
-and writes what the attempt did into the job's status.report, where the operator charges and
-settles it. On SIGTERM it finishes the job in hand and stops.
+and writes what the attempt did into the attempt's report ConfigMap (governance/jobs/runnerreport.py),
+which the operator takes as the signal that it ended; what it is charged comes from the operator's
+own source, and the job's status is the operator's alone (the runner may not write it). On
+SIGTERM it finishes the job in hand and stops.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ import sys
 import threading
 import time
 from typing import Any
+
+from governance.jobs import runnerreport
 
 from . import __main__ as single
 
@@ -34,13 +38,13 @@ def runnable(job: dict[str, Any], session: str) -> int:
     if job["metadata"].get("deletionTimestamp") or status.get("retryAt"):
         return 0
     attempt = int(status.get("attempts") or 0)
-    reported = int((status.get("report") or {}).get("attempt") or 0)
-    return attempt if attempt > reported and attempt > int(status.get("countedAttempt") or 0) else 0
+    return attempt if attempt > int(status.get("countedAttempt") or 0) else 0
 
 
 class Runner:
     def __init__(self, client: Any, namespace: str, session: str) -> None:
         self.custom = client.CustomObjectsApi()
+        self.core = client.CoreV1Api()
         self.client, self.namespace, self.session = client, namespace, session
         self.todo: queue.Queue[tuple[dict[str, Any], int]] = queue.Queue()
         self.seen: set[tuple[str, int]] = set()  # (job uid, attempt) queued once
@@ -84,22 +88,45 @@ class Runner:
             self.backends[name] = self.custom.get_cluster_custom_object(G, V, "qiskitbackends", name)
         return self.backends[name]
 
+    def _report(self, job: dict[str, Any], attempt: int, state: str, outcome: dict[str, Any] | None = None,
+                code: int | None = None) -> None:
+        """Write the attempt's report ConfigMap (created, or replaced)."""
+        from kubernetes.client.rest import ApiException
+
+        body = runnerreport.report_body(job, attempt, state, os.environ.get("HOSTNAME", ""), outcome, code)
+        try:
+            self.core.create_namespaced_config_map(self.namespace, body)
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+            self.core.replace_namespaced_config_map(body["metadata"]["name"], self.namespace, body)
+
+    def _ended(self, job: dict[str, Any], attempt: int) -> bool:
+        """Whether this attempt was reported ended already (a runner restarted after reporting it)."""
+        from kubernetes.client.rest import ApiException
+
+        try:
+            cm = self.core.read_namespaced_config_map(runnerreport.report_name(job["metadata"]["name"], attempt),
+                                                      self.namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return f'"state":"{runnerreport.ENDED}"' in ((cm.data or {}).get(runnerreport.REPORT_KEY) or "")
+
     def run_one(self, job: dict[str, Any], attempt: int) -> None:
-        """Run one attempt. The job is as the watch last showed it; the status patch below fails
-        (404) if it was deleted since, and a report for a stale attempt is ignored by the operator."""
-        name = job["metadata"]["name"]
-        self.custom.patch_namespaced_custom_object_status(G, V, self.namespace, JOBS, name, {"status": {
-            "phase": "Running", "podName": os.environ.get("HOSTNAME", ""),
-            "startTime": (job.get("status") or {}).get("startTime") or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}})
+        """Run one attempt and report it in its ConfigMap. The job is as the watch last showed it; a
+        report for a deleted job is garbage-collected with it, one for a stale attempt is ignored."""
+        if self._ended(job, attempt):
+            return
+        self._report(job, attempt, runnerreport.RUNNING)
         try:
             backend = self._backend(job["spec"]["backend"])
         except Exception as exc:  # noqa: BLE001 - reported like any failed attempt; the operator decides
             outcome, code = {"error": single.describe(exc)}, 1
         else:
             outcome, code = single.run_attempt(self.client, job, backend, attempt=attempt, session=self.session)
-        report = {"attempt": attempt, "exitCode": code, **outcome}
-        self.custom.patch_namespaced_custom_object_status(G, V, self.namespace, JOBS, name,
-                                                          {"status": {"report": report}})
+        self._report(job, attempt, runnerreport.ENDED, outcome, code)
 
     def serve(self) -> int:
         threading.Thread(target=self.watch, daemon=True).start()

@@ -13,9 +13,10 @@ import pytest
 from governance.admission import Estimate, Problem
 from governance.api.specs import SpecError, parse_backend, parse_job
 from governance.budget.costmodel import PriceList, Usage
-from governance.budget.types import Balance, Decision, ReserveOutcome
+from governance.budget.types import AttemptTotals, Balance, Decision, ReserveOutcome
 from governance.jobs.events import Event
 from governance.jobs import TERMINAL, AlreadyCounted, Finish, JobStatus, Phase, Retry, after_attempt, attempt_charge, retry_delay
+from governance.jobs.attempts import reported_usage
 from governance.jobs.admission import (AdmissionFacts, Admit, Fail, NeedBackend, NeedBudget, NeedEstimate, NeedReservation,
                                        NeedSession, Queue, Refuse, decide_admission)
 
@@ -145,50 +146,64 @@ def test_a_dedicated_session_pays_so_nothing_is_reserved() -> None:
 # ------------------------------------------------------------------ attempts
 
 
-def status(**fields: object) -> JobStatus:
-    return JobStatus.parse({"phase": "Running", "attempts": 1, "currency": "USD", **fields})
+def counted(*attempts: int, used: int = 0, qpu: str = "0", replayed: bool = False) -> AttemptTotals:
+    """The ledger's totals of a job whose `attempts` were counted (Ledger.count_attempt's answer)."""
+    return AttemptTotals("uid", max(attempts, default=0), frozenset(attempts), used, qpu, replayed)
 
 
 def test_retries_back_off_doubling_until_the_limit_then_give_up() -> None:
     assert [retry_delay(2.0, a) for a in (1, 2, 3, 4)] == [2.0, 4.0, 8.0, 16.0]
-    first = after_attempt(status(), 1, False, {"error": "node lost"}, 137, 0, 2, 2.0, NOW)
+    first = after_attempt(counted(1), False, 1, False, {"error": "node lost"}, 137, 2, 2.0, NOW)
     assert isinstance(first, Retry) and first.at == NOW + timedelta(seconds=2)
     assert first.message == "attempt 1 failed (node lost); retrying in 2s"
-    second = after_attempt(status(attempts=2, countedAttempt=1), 2, False, {}, 1, 0, 2, 2.0, NOW)
+    second = after_attempt(counted(1, 2), False, 2, False, {}, 1, 2, 2.0, NOW)
     assert isinstance(second, Retry) and second.delay == 4.0
-    last = after_attempt(status(attempts=3, countedAttempt=2), 3, False, {}, 1, 0, 2, 2.0, NOW)
+    last = after_attempt(counted(1, 2, 3), False, 3, False, {}, 1, 2, 2.0, NOW)
     assert isinstance(last, Finish) and last.phase is Phase.FAILED and last.reason == "ExecutorFailed"
     assert last.message("0.00 USD") == "attempt 3 failed: exit code 1; qgov gave up after 3 attempts; charged 0.00 USD"
 
 
 def test_a_deterministic_error_is_not_retried() -> None:
-    outcome = after_attempt(status(), 1, False, {"error": "bad circuit"}, 2, 0, 5, 2.0, NOW)
+    outcome = after_attempt(counted(1), False, 1, False, {"error": "bad circuit"}, 2, 5, 2.0, NOW)
     assert isinstance(outcome, Finish) and outcome.reason == "InvalidJob" and outcome.deterministic
     assert "does not retry a deterministic error" in outcome.message("0.00 USD")
 
 
-def test_every_attempt_is_charged_once() -> None:
-    report = {"usage": {"qpuSeconds": "1.5"}}
-    first = after_attempt(status(usedMicro="1000"), 1, False, report, 1, 250, 2, 2.0, NOW)
+def test_every_attempt_is_charged_once_what_the_ledger_counted() -> None:
+    report = {"usage": {"qpuSeconds": "99"}}  # the report's figure is never what is charged
+    first = after_attempt(counted(1, used=1250, qpu="1.5"), False, 1, False, report, 1, 2, 2.0, NOW)
     assert isinstance(first, Retry) and (first.used_micro, first.qpu_seconds) == (1250, Decimal("1.5"))
-    # the same report again (a replayed event) after the retry was scheduled: nothing to do
-    counted = status(usedMicro="1250", qpuSeconds="1.5", countedAttempt=1, retryAt="2026-11-30T12:00:02Z")
-    assert isinstance(after_attempt(counted, 1, False, report, 1, 250, 2, 2.0, NOW), AlreadyCounted)
+    # the same end again (a replayed event) after the retry was scheduled: nothing to do
+    again = counted(1, used=1250, qpu="1.5", replayed=True)
+    assert isinstance(after_attempt(again, True, 1, False, report, 1, 2, 2.0, NOW), AlreadyCounted)
     # counted but its status write of the end was lost: settled with what was counted, not twice
-    replay = after_attempt(status(usedMicro="1250", qpuSeconds="1.5", countedAttempt=1), 1, True, report, 0, 250, 2,
-                           2.0, NOW)
+    replay = after_attempt(again, False, 1, True, report, 0, 2, 2.0, NOW)
     assert isinstance(replay, Finish) and replay.phase is Phase.SUCCEEDED and replay.used_micro == 1250
     assert replay.message("0.00 USD") == "succeeded on attempt 1; charged 0.00 USD"
 
 
-def test_an_attempt_costs_its_reported_usage_exactly() -> None:
+def test_an_attempt_costs_its_trusted_usage_exactly() -> None:
     prices = PriceList.from_strings(perQPUSecond="1.60", perShot="0.00035")
-    report = {"usage": {"qpuSeconds": "2.5", "shots": 1000}}
-    assert attempt_charge(report, prices, "USD", False) == 4_000_000 + 350_000
-    assert attempt_charge(report, prices, "QPU-seconds", False) == 2_500_000
-    assert attempt_charge(report, prices, "USD", True) == 0  # a dedicated session pays for its time
-    assert attempt_charge({}, prices, "USD", False) == 0
-    assert attempt_charge(report, None, "USD", False) == 0  # the backend is gone: its prices are unknown
+    usage = Usage(qpu_seconds=Decimal("2.5"), shots=1000)
+    assert attempt_charge(usage, prices, "USD", False) == 4_000_000 + 350_000
+    assert attempt_charge(usage, prices, "QPU-seconds", False) == 2_500_000
+    assert attempt_charge(usage, prices, "USD", True) == 0  # a dedicated session pays for its time
+    assert attempt_charge(None, prices, "USD", False) == 0  # nothing ran
+    assert attempt_charge(usage, None, "USD", False) == 0  # the backend is gone: its prices are unknown
+
+
+@pytest.mark.parametrize("usage,problem", [
+    ({"qpuSeconds": "abc"}, "malformed"), ({"qpuSeconds": "NaN"}, "not finite"), ({"shots": "1.5"}, "malformed"),
+    ({"cpuSeconds": "-1"}, "negative"), ("0", "not an object"), ({"qpuSeconds": [1]}, "malformed")])
+def test_a_malformed_usage_report_is_named_not_raised(usage: object, problem: str) -> None:
+    shown, why = reported_usage({"usage": usage})
+    assert shown is None and problem in why
+
+
+def test_a_well_formed_usage_report_is_read_exactly_for_display() -> None:
+    assert reported_usage({"usage": {"qpuSeconds": "0.000001", "shots": 3}}) == (
+        Usage(qpu_seconds=Decimal("0.000001"), shots=3), "")
+    assert reported_usage({}) == (None, "")
 
 
 def test_status_view_reads_what_the_handlers_read() -> None:
@@ -198,10 +213,6 @@ def test_status_view_reads_what_the_handlers_read() -> None:
     assert parsed.condition_is("Stalled", "True") and not parsed.condition_is("Stalled", "False")
     assert JobStatus.of({}) == JobStatus()
     assert {p.value for p in Phase} >= TERMINAL and "Queued" not in TERMINAL
-    running = JobStatus.parse({"phase": "Running", "attempts": 2, "report": {"attempt": 2}})
-    assert running.unreported_attempt() == 2
-    assert JobStatus.parse({"phase": "Running", "attempts": 2, "countedAttempt": 2,
-                            "report": {"attempt": 2}}).unreported_attempt() == 0
 
 
 def test_the_core_imports_no_kubernetes_kopf_or_database() -> None:
@@ -229,11 +240,11 @@ def test_outcomes_map_to_phases(outcome: object, phase: Phase) -> None:
 
 
 def test_an_attempts_end_says_so_in_one_event() -> None:
-    retry = after_attempt(status(), 1, False, {"error": "node lost"}, 137, 0, 2, 2.0, NOW)
+    retry = after_attempt(counted(1), False, 1, False, {"error": "node lost"}, 137, 2, 2.0, NOW)
     assert isinstance(retry, Retry) and (retry.event.type, retry.event.reason) == ("Warning", "AttemptFailed")
-    done = after_attempt(status(), 1, True, {}, 0, 0, 2, 2.0, NOW)
+    done = after_attempt(counted(1), False, 1, True, {}, 0, 2, 2.0, NOW)
     assert isinstance(done, Finish) and done.event("ok") == Event("Normal", "Succeeded", "ok")
-    failed = after_attempt(status(), 1, False, {}, 2, 0, 2, 2.0, NOW)
+    failed = after_attempt(counted(1), False, 1, False, {}, 2, 2, 2.0, NOW)
     assert isinstance(failed, Finish) and failed.event("no") == Event("Warning", "Failed", "no")
 
 

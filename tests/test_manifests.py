@@ -57,18 +57,23 @@ def test_the_operator_role_covers_the_calls_it_makes() -> None:
                                   ("qgov.dev", "qiskitbudgets/status", "patch"), ("qgov.dev", "qiskitbackends", "get"),
                                   ("", "pods", "create"), ("", "pods", "watch"), ("", "pods", "deletecollection"),
                                   ("", "events", "create"), ("qgov.dev", "qiskitsessions", "create"),
-                                  ("", "secrets", "get"), ("", "secrets", "create"), ("", "secrets", "update")]:
+                                  ("", "secrets", "get"), ("", "secrets", "create"), ("", "secrets", "update"),
+                                  ("", "configmaps", "watch"), ("", "configmaps", "get")]:  # runners' reports
         assert allowed("qgov-operator", group, resource, verb), (group, resource, verb)
     # the price list is cluster-scoped: a namespaced RoleBinding of qgov-executor could not grant it
     assert allowed("qgov-backend-reader", "qgov.dev", "qiskitbackends", "get")
     assert not allowed("qgov-executor", "qgov.dev", "qiskitbackends", "get")
     for group, resource, verb in [("qgov.dev", "qiskitjobs", "get"),
                                   ("", "configmaps", "create"), ("", "configmaps", "get"),
-                                  ("qgov.dev", "qiskitjobs", "watch"), ("qgov.dev", "qiskitjobs/status", "patch")]:
+                                  ("qgov.dev", "qiskitjobs", "watch")]:
         assert allowed("qgov-executor", group, resource, verb), (group, resource, verb)
     # results are created, never updated: an executor cannot change a ConfigMap it did not create
     for verb in ("update", "patch", "delete"):
         assert not allowed("qgov-executor", "", "configmaps", verb), verb
+    # a job's status is the operator's alone: what a pod running as qgov-executor (which a namespace
+    # member can run, or impersonate) writes must never reach it (a runner reports in a ConfigMap)
+    for verb in ("patch", "update", "create"):
+        assert not allowed("qgov-executor", "qgov.dev", "qiskitjobs/status", verb), verb
     assert not any("secrets" in r["resources"] for r in roles["qgov-executor"]["rules"])  # a mounted token only
 
 

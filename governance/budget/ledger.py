@@ -34,6 +34,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from types import SimpleNamespace
 from datetime import date, datetime, timedelta, timezone
+from decimal import Decimal
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, and_, bindparam, delete, func, select, text, update
@@ -43,9 +44,10 @@ from . import aggregates, policy
 from .aggregates import Deltas
 from .db import check_schema, first_line, make_engine, read_only, redact
 from .errors import DatabaseUnavailable, InvalidTransition, LedgerError, UnknownBudget, UnknownReservation
-from .models import Adjustment, Budget, BudgetPeriod, CompactedReservation, LedgerEntry, Reservation, ReportTop
+from .models import (Adjustment, Budget, BudgetPeriod, CompactedReservation, JobAttempt, JobMoney, LedgerEntry,
+                     Reservation, ReportTop)
 from .burnrate import WEEK
-from .money import format_amount
+from .money import format_amount, format_quantity
 from .periods import Window, utc, window_at
 from .report import Report, ReportWindow, StatusReads, daily_spend, period_window, report_on
 from .types import (
@@ -58,6 +60,8 @@ from .types import (
     QueueChange,
     ReleaseOutcome,
     ReserveOutcome,
+    AttemptTotals,
+    JobTerms,
     ReserveRequest,
     SettleOutcome,
 )
@@ -69,6 +73,8 @@ E = LedgerEntry.__table__
 A = Adjustment.__table__
 TS = CompactedReservation.__table__
 TOP = ReportTop.__table__
+JM = JobMoney.__table__
+JA = JobAttempt.__table__
 FINISHED = ("settled", "released", "refused")
 BURN_DAYS = WEEK + 1  # the days burn_rate reads: today, and the seven before for the last week's
 
@@ -714,9 +720,108 @@ class Ledger:
                         f"budget {names[b.id]}: queued_count {b.queued_count} != queued reservations "
                         f"{queued.get(b.id, 0)}"
                     )
+            # a settled job's charge is what its counted attempts were charged (when they were counted)
+            counted = {r.key: r.total for r in conn.execute(
+                select(JA.c.key, func.sum(JA.c.charge_micro).label("total")).where(JA.c.counted.is_(True))
+                .group_by(JA.c.key))}
+            if counted:
+                for r in conn.execute(select(R.c.key, R.c.actual_micro).where(R.c.state == "settled",
+                                                                              R.c.key.in_(list(counted)))):
+                    if r.actual_micro != counted[r.key]:
+                        problems.append(f"reservation {r.key}: settled {r.actual_micro} != its counted attempts "
+                                        f"{counted[r.key]}")
+            for r in conn.execute(select(JA.c.key, JA.c.attempt).where(
+                    JA.c.counted.is_(True), JA.c.charge_micro.is_(None))):
+                problems.append(f"job {r.key} attempt {r.attempt}: counted without a charge")
             # the report aggregates: recomputed from the remaining rows plus what compaction kept
             problems += aggregates.verify(conn, names)
         return problems
+
+    # ------------------------------------------------------------------ a job's money state
+
+    def record_terms(self, terms: JobTerms) -> JobTerms:
+        """Record what a job was admitted with (keyed by its UID); the first record stands, so a
+        replayed admission (or a second operator's) changes nothing. Returns the terms recorded."""
+
+        def work(conn: Connection) -> JobTerms:
+            row = conn.execute(select(JM).where(JM.c.key == terms.key).with_for_update()).first()
+            if row is None:
+                conn.execute(JM.insert().values(
+                    key=terms.key, job=terms.job, budget=terms.budget, unit=terms.unit,
+                    paid_by_session=terms.paid_by_session, backend=terms.backend, session=terms.session,
+                    model_qpu_seconds=terms.model_qpu_seconds, model_cpu_seconds=terms.model_cpu_seconds,
+                    model_shots=terms.model_shots, model_tasks=terms.model_tasks, created_at=utc(self.clock())))
+                return terms
+            return _terms(row)
+
+        return self._transaction(work)
+
+    def move_session(self, key: str, session: str) -> None:
+        """The job was moved on to a new automatic batch (its session ended before it started): its
+        Runtime jobs are now that session's."""
+        self._transaction(lambda conn: conn.execute(update(JM).where(JM.c.key == key).values(session=session)))
+
+    def job_terms(self, key: str) -> JobTerms | None:
+        """What the job with UID `key` was admitted with; None when the ledger has no record (a job
+        admitted by an operator older than the job_money table)."""
+        row = self._read(lambda conn: conn.execute(select(JM).where(JM.c.key == key)).first(), one_statement=True)
+        return _terms(row) if row is not None else None
+
+    def record_pod(self, key: str, attempt: int, pod_uid: str, previous: str | None = None) -> bool:
+        """The operator created `pod_uid` for the job's attempt: it alone is that attempt's pod. A pod
+        created again for an attempt not yet counted (the one before was lost, or was not the
+        operator's) replaces the record only if the record is still `previous`, what the operator
+        read before it created the pod (compare-and-set: of two operators racing, the one whose
+        pod survived keeps its record). Returns whether `pod_uid` is recorded now."""
+
+        def work(conn: Connection) -> bool:
+            row = conn.execute(select(JA).where(JA.c.key == key, JA.c.attempt == attempt).with_for_update()).first()
+            if row is None:
+                conn.execute(JA.insert().values(key=key, attempt=attempt, pod_uid=pod_uid, counted=False,
+                                                charge_micro=None, qpu_seconds="0", source="",
+                                                created_at=utc(self.clock()), counted_at=None))
+                return True
+            if row.pod_uid == pod_uid:
+                return True
+            if row.counted or row.pod_uid != previous:
+                return False
+            conn.execute(update(JA).where(JA.c.key == key, JA.c.attempt == attempt).values(pod_uid=pod_uid))
+            return True
+
+        return self._transaction(work)
+
+    def attempt_pod(self, key: str, attempt: int) -> str | None:
+        """The UID of the pod the operator created for the attempt (None: it created none)."""
+        return self._read(lambda conn: conn.execute(select(JA.c.pod_uid).where(
+            JA.c.key == key, JA.c.attempt == attempt)).scalar(), one_statement=True)
+
+    def count_attempt(self, key: str, attempt: int, charge_micro: int, qpu_seconds: str,
+                      source: str = "") -> AttemptTotals:
+        """Count an ended attempt's charge, once: counting it again (a replayed event, a second
+        operator) returns the totals with `replayed` and changes nothing. The attempt's row is the
+        lock (SELECT ... FOR UPDATE; a concurrent first insert fails on the key and is retried)."""
+        if charge_micro < 0:
+            raise ValueError(f"job {key} attempt {attempt}: a charge must be zero or more")
+        Decimal(qpu_seconds)  # a decimal string, or raise
+
+        def work(conn: Connection) -> AttemptTotals:
+            now = utc(self.clock())
+            row = conn.execute(select(JA).where(JA.c.key == key, JA.c.attempt == attempt).with_for_update()).first()
+            if row is not None and row.counted:
+                return replace(_totals(conn, key), replayed=True)
+            values = dict(counted=True, charge_micro=charge_micro, qpu_seconds=qpu_seconds, source=source,
+                          counted_at=now)
+            if row is None:
+                conn.execute(JA.insert().values(key=key, attempt=attempt, pod_uid=None, created_at=now, **values))
+            else:
+                conn.execute(update(JA).where(JA.c.key == key, JA.c.attempt == attempt).values(**values))
+            return _totals(conn, key)
+
+        return self._transaction(work)
+
+    def attempt_totals(self, key: str) -> AttemptTotals:
+        """The job's counted attempts: what the settlement charges, whatever its status says."""
+        return self._read(lambda conn: _totals(conn, key))
 
     # ------------------------------------------------------------------ compaction
 
@@ -1151,6 +1256,22 @@ def _among(conn: Connection, column: Any, ids: list[int]) -> Any:
 
         return column == any_(bindparam("ids", ids, type_=ARRAY(column.type)))
     return column.in_(ids)
+
+
+def _terms(row: Any) -> JobTerms:
+    return JobTerms(row.key, row.job, row.budget, row.unit, bool(row.paid_by_session), row.backend, row.session,
+                    row.model_qpu_seconds,
+                    row.model_cpu_seconds, int(row.model_shots), int(row.model_tasks))
+
+
+def _totals(conn: Connection, key: str) -> AttemptTotals:
+    """The job's counted attempts, summed (exactly: integers, and Decimal for QPU time)."""
+    rows = conn.execute(select(JA.c.attempt, JA.c.charge_micro, JA.c.qpu_seconds).where(
+        JA.c.key == key, JA.c.counted.is_(True))).all()
+    attempts = frozenset(int(r.attempt) for r in rows)
+    qpu = sum((Decimal(r.qpu_seconds) for r in rows), Decimal(0))
+    return AttemptTotals(key, max(attempts, default=0), attempts, sum(int(r.charge_micro or 0) for r in rows),
+                         format_quantity(qpu))
 
 
 def _settle_compacted(tomb: Any, actual: int, ran: bool) -> SettleOutcome:

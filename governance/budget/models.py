@@ -293,3 +293,53 @@ class CompactedReservation(Base):
     overrun_micro: Mapped[int] = mapped_column(BigInteger, default=0)
     period_start: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     compacted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+# ---------------------------------------------------------------------- a job's money state
+#
+# What decides a job's charge lives here, keyed by the job's UID, never in the job's status (which a
+# namespace member can write): what the job was admitted with (`job_money`: the budget it was
+# admitted against, whether a dedicated session pays, the modelled usage of the circuits that were
+# priced) and each attempt (`job_attempts`: the UID of the pod the operator created for it, and,
+# once counted, what it was charged). Status is a display of these rows.
+
+
+class JobMoney(Base):
+    """What a job was admitted with: the facts its charges are computed from."""
+
+    __tablename__ = "job_money"
+
+    key: Mapped[str] = mapped_column(String(253), primary_key=True)  # the job's UID
+    job: Mapped[str] = mapped_column(String(253), default="")  # namespace/name, for people
+    budget: Mapped[str] = mapped_column(String(253), default="")  # namespace/name it was admitted against ('' none)
+    unit: Mapped[str] = mapped_column(String(16), default="USD")
+    paid_by_session: Mapped[bool] = mapped_column(Boolean, default=False)
+    backend: Mapped[str] = mapped_column(String(253), default="")
+    session: Mapped[str] = mapped_column(String(253), default="")  # the QiskitSession it was placed in ('' none)
+    # the model's usage of the priced circuits, without the safety margin (decimal strings)
+    model_qpu_seconds: Mapped[str] = mapped_column(String(40), default="0")
+    model_cpu_seconds: Mapped[str] = mapped_column(String(40), default="0")
+    model_shots: Mapped[int] = mapped_column(BigInteger, default=0)
+    model_tasks: Mapped[int] = mapped_column(BigInteger, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class JobAttempt(Base):
+    """One attempt of a job: its pod (the operator's own) and, once counted, its charge."""
+
+    __tablename__ = "job_attempts"
+    __table_args__ = (
+        PrimaryKeyConstraint("key", "attempt", name="pk_job_attempts"),
+        CheckConstraint("charge_micro IS NULL OR charge_micro >= 0", name="charge_nonneg"),
+        CheckConstraint("attempt >= 1", name="attempt_positive"),
+    )
+
+    key: Mapped[str] = mapped_column(String(253))  # the job's UID
+    attempt: Mapped[int] = mapped_column(Integer)
+    pod_uid: Mapped[str | None] = mapped_column(String(64), nullable=True)  # the pod the operator created
+    counted: Mapped[bool] = mapped_column(Boolean, default=False)
+    charge_micro: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    qpu_seconds: Mapped[str] = mapped_column(String(40), default="0")
+    source: Mapped[str] = mapped_column(Text, default="")  # where the charged usage came from
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    counted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

@@ -170,3 +170,36 @@ class CompactionResult:
     reservations: int  # rows removed (each now a tombstone, its figures in the aggregates)
     entries: int  # ledger entries folded into their period's `compact` entry
     periods: int  # periods whose `compact` entry was written or grown
+
+
+@dataclass(frozen=True)
+class JobTerms:
+    """What a job was admitted with (the ledger's job_money row): what its charges are computed
+    from, whatever its status says."""
+
+    key: str
+    job: str  # "namespace/name", for people
+    budget: str  # "namespace/name" of the budget it was admitted against; "" when none pays
+    unit: str
+    paid_by_session: bool  # a dedicated session pays for its time: its attempts cost the budget nothing
+    backend: str
+    session: str  # the QiskitSession it was placed in ("" none): whose Runtime session its jobs must be in
+    model_qpu_seconds: str  # the modelled usage of the priced circuits, without the safety margin
+    model_cpu_seconds: str
+    model_shots: int
+    model_tasks: int
+
+
+@dataclass(frozen=True)
+class AttemptTotals:
+    """A job's counted attempts, as the ledger holds them (what its status shows)."""
+
+    key: str
+    counted_attempt: int = 0  # the highest attempt counted (0: none)
+    attempts: frozenset[int] = frozenset()  # the attempts counted
+    used_micro: int = 0  # what the counted attempts were charged, in the budget's unit
+    qpu_seconds: str = "0"  # their QPU time, summed (a decimal string)
+    replayed: bool = False  # count_attempt found the attempt counted already: nothing changed
+
+    def counted(self, attempt: int) -> bool:
+        return attempt in self.attempts

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import json
+from decimal import Decimal
 import logging
 import sys
 from concurrent.futures import Executor
@@ -30,11 +31,14 @@ from ..budget.batcher import ReservationBatcher
 from ..budget.errors import DatabaseUnavailable, UnknownBudget, UnknownReservation
 from ..budget.ledger import Ledger
 from ..budget.money import format_amount, format_quantity
-from ..budget.types import Decision, QueueChange, ReserveOutcome, ReserveRequest, SettleOutcome
+from ..budget.costmodel import Usage
+from ..budget.types import (AttemptTotals, Decision, JobTerms, QueueChange, ReserveOutcome, ReserveRequest,
+                            SettleOutcome)
 from ..jobs import ACTIVE, TERMINAL, AlreadyCounted, JobStatus, Phase, Retry, after_attempt, attempt_charge
 from ..jobs.admission import (AdmissionFacts, Fail, Need, NeedBackend, NeedBudget, NeedEstimate, NeedReservation,
                               NeedSession, Outcome, Queue, Refuse, decide_admission)
-from ..jobs.attempts import DEFAULT_BACKOFF_LIMIT
+from ..jobs.attempts import DEFAULT_BACKOFF_LIMIT, reported_usage
+from ..jobs.ownpod import NOT_RECORDED, foreign_pod
 from ..jobs.events import Event
 from ..providers.base import ExecutorNeeds
 from ..jobs.placement import EndUnstarted, MoveToNewBatch, WaitForSession, session_not_open
@@ -45,10 +49,11 @@ from .config import OperatorConfig
 from .conditions import iso, now_iso, parse_iso, set_condition
 from .expiry import expires_at
 from . import rawevents
+from ..jobs import runnerreport as runner_reports
 from .identity import missing_account
 from .jobphases import JobPhases
 from .kube import JOBS as PLURAL
-from .kube import Kube, discard, emit
+from .kube import Kube, discard, emit, unless_gone
 from .pods import executor_pod, owner_name, pod_name
 from .retrying import NotYet, Watcher, later, run_retrying
 from .context import KopfContext
@@ -131,6 +136,9 @@ class Jobs:
         self.job_phases, self.budget_units, self.expiry, self.executor = job_phases, budget_units, expiry, executor
         self.active_jobs: dict[str, dict[str, Any]] = {}  # uid -> latest body of unfinished jobs (the pod sweep's)
         self.backends: dict[str, Backend | Problem] = {}  # QiskitBackend name -> parsed (from the watch)
+        # (namespace, QiskitSession name, Runtime job id) -> (IBM's metered usage | None, why none):
+        # set by startup.py once the session handlers (which hold the credentials) exist
+        self.metering: Any = None
 
     def watcher(self, ref: JobRef) -> JobWatcher:
         """What a job's retried work reports to (retrying.py)."""
@@ -274,7 +282,8 @@ class Jobs:
         base = outcome.priced.status(meta.get("generation")) if outcome.priced is not None else None
         if isinstance(outcome, Refuse):
             return self._refuse(job, outcome.reason, outcome.message, outcome.budget, base)
-        assert base is not None
+        assert base is not None and outcome.priced is not None
+        self._record_terms(job, outcome.priced)
         if isinstance(outcome, Queue):
             status = dict(base, phase=Phase.QUEUED.value, message=outcome.message)
             status["conditions"] = job_conditions(job, ("Admitted", False, "Queued", outcome.message),
@@ -287,6 +296,50 @@ class Jobs:
             # refuses a pod whose ServiceAccount does not exist)
             self.notifier.provide_executor_identity(job, meta["namespace"])
         return _admitted(job, base, outcome.reason, outcome.message, event=outcome.unbudgeted)
+
+    def _record_terms(self, job: dict[str, Any], priced: Any) -> JobTerms:
+        """Record in the ledger what the job is admitted with, before its status says so: the budget,
+        whether a dedicated session pays, its session, and the model's usage of the circuits just
+        priced. Its charges are computed from these, never from its status."""
+        meta = job["metadata"]
+        backend = self.load_backend(priced.backend)
+        model = providers.of(backend).model_of_estimate(priced.estimate.usage) if isinstance(backend, Backend) \
+            else Usage()
+        return self.ledger.record_terms(JobTerms(
+            meta["uid"], f"{meta['namespace']}/{meta['name']}",
+            f"{meta['namespace']}/{priced.budget}" if priced.budget else "", priced.estimate.unit,
+            priced.paid_by_session, priced.backend, priced.session or "", format_quantity(model.qpu_seconds),
+            format_quantity(model.cpu_seconds), model.shots, model.tasks))
+
+    def terms(self, job: dict[str, Any]) -> JobTerms:
+        """What the job was admitted with, from the ledger. A job admitted by an operator older than
+        the ledger's job_money table has no record: its terms are rebuilt once from what the ledger
+        does know (its reservation: budget, session) and the spec as priced, and recorded."""
+        meta = job["metadata"]
+        terms = self.ledger.job_terms(meta["uid"])
+        if terms is not None:
+            return terms
+        try:
+            reservation = self.ledger.reservation(meta["uid"])
+        except UnknownReservation:
+            reservation = None
+        namespace = meta["namespace"]
+        budget_row = next((b for b in self.ledger.budgets(namespace) if reservation is not None
+                           and b.id == reservation.budget_id), None)
+        spec, backend_name = job.get("spec") or {}, (reservation.backend if reservation else "") or \
+            (job.get("spec") or {}).get("backend", "")
+        backend = self.load_backend(backend_name)
+        model = Usage()
+        if isinstance(backend, Backend):
+            try:
+                model = providers.of(backend).modelled_usage(parse_job(spec), backend)
+            except Exception as exc:  # noqa: BLE001 - a spec that no longer parses: the model is unknown
+                log.warning(f"job {namespace}/{meta['name']}: no model of its usage ({type(exc).__name__})")
+        return self.ledger.record_terms(JobTerms(
+            meta["uid"], f"{namespace}/{meta['name']}", f"{namespace}/{budget_row.name}" if budget_row else "",
+            budget_row.unit if budget_row else "USD", reservation is None and JobStatus.of(job).paid_by_session,
+            backend_name, (reservation.session if reservation else "") or "", format_quantity(model.qpu_seconds),
+            format_quantity(model.cpu_seconds), model.shots, model.tasks))
 
     def _refuse(self, job: dict[str, Any], reason: str, message: str, budget: str | None,
                 base: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -313,6 +366,12 @@ class Jobs:
             self._session_not_open(job, job["status"]["session"], placed.session)
         elif placed.kind == "pod":
             self.create_pod(job, attempt, placed.needs)
+        else:  # a runner's report that came before the attempt was written (or while the operator was down)
+            meta = job["metadata"]
+            configmap = unless_gone(lambda: self.kube.core.read_namespaced_config_map(
+                runner_reports.report_name(meta["name"], attempt), meta["namespace"]))
+            if configmap is not None:
+                self.runner_report(self.kube.core.api_client.sanitize_for_serialization(configmap))
 
     def attempt_placement(self, job: dict[str, Any]) -> Placement:
         """Where the job's current attempt runs."""
@@ -331,30 +390,67 @@ class Jobs:
         return Placement("pod", needs)
 
     def create_pod(self, job: dict[str, Any], attempt: int, needs: ExecutorNeeds | None) -> bool:
-        """Create the attempt's executor pod; False when it exists already (a replay, or a race)."""
+        """Create the attempt's executor pod and record its UID in the ledger (only that pod is the
+        attempt); False when the operator's pod exists already (a replay, or a race). A pod of that
+        name the operator did not create is deleted (PodNameTaken) and the creation retried; a
+        refusal of the create is said on the job (Stalled) and retried with backoff."""
+        meta = job["metadata"]
         body = executor_pod(job, attempt, self.config.executor_image, needs, self.config.executor_image_pull_policy,
                             self.config.executor_pod)
+        previous = self.ledger.attempt_pod(meta["uid"], attempt)
         try:
-            self.kube.create_pod(job["metadata"]["namespace"], body)
-            return True
+            uid = self.kube.create_pod(meta["namespace"], body)
         except ApiException as exc:
-            if exc.status != 409:  # 409: a replay; the pod of this attempt exists already
-                self._stalled_on_identity(job, exc)
-                raise
+            if exc.status == 409:
+                return self._name_taken(job, attempt, body["metadata"]["name"])
+            if exc.status is not None and 400 <= exc.status < 500:
+                self._stalled_on_refusal(job, exc)
+            raise
+        if not self.ledger.record_pod(meta["uid"], attempt, uid, previous):
+            # another operator recorded its own pod for the attempt meanwhile (a failover): this one goes
+            self.kube.delete_pod_uid(meta["namespace"], body["metadata"]["name"], uid)
             return False
+        return True
 
-    def _stalled_on_identity(self, job: dict[str, Any], exc: ApiException) -> None:
-        """The API server refused the pod for want of its ServiceAccount: say so on the job (once),
-        then the creation is retried (run_retrying) until someone creates it."""
+    def _name_taken(self, job: dict[str, Any], attempt: int, name: str) -> bool:
+        """The attempt's pod name is taken: by the operator's own pod (a replay: False), or by a pod
+        it did not create, which is deleted, said on the job, and replaced (NotYet: retried)."""
+        namespace, uid = job["metadata"]["namespace"], job["metadata"]["uid"]
+        pod = self.kube.core.read_namespaced_pod(name, namespace)
+        recorded = self.ledger.attempt_pod(uid, attempt)
+        if pod.metadata.uid == recorded:
+            return False
+        age = (datetime.now(timezone.utc) - pod.metadata.creation_timestamp).total_seconds()
+        if recorded is None and age < ADOPTION_GRACE_SECONDS and pod.metadata.deletion_timestamp is None:
+            # maybe another operator's, created a moment ago and not recorded yet (a failover): wait
+            # for its record before calling it a squatter
+            raise NotYet(f"pod {namespace}/{name} is not recorded as the attempt's pod (yet)")
+        message = (f"a pod named {name} that qgov did not create was in the way of attempt {attempt}; qgov "
+                   f"deleted it and creates its own (only pods qgov creates run or report a job's attempts)")
+        if pod.metadata.deletion_timestamp is None:
+            log.warning(f"job {namespace}/{job['metadata']['name']}: {message}")
+            emit(job, Event("Warning", "PodNameTaken", message))
+        self.kube.delete_pod_uid(namespace, name, pod.metadata.uid)
+        raise NotYet(f"pod {namespace}/{name} was taken by a pod qgov did not create; it was deleted")
+
+    def _stalled_on_refusal(self, job: dict[str, Any], exc: ApiException) -> None:
+        """The API server refused the attempt's pod (a missing ServiceAccount, Pod Security admission,
+        a quota...): say why on the job, once per reason (Stalled, and a Warning Event with the API
+        server's words); the money stays held, and the creation is retried with backoff (run_retrying)
+        until the cause is fixed or the job is deleted."""
         message = missing_account(exc)
-        if message is None or any(c.get("type") == "Stalled" and c.get("message") == message
-                                  for c in JobStatus.of(job).conditions):
+        reason = "ServiceAccountMissing"
+        if message is None:
+            reason = _refusal_reason(exc)
+            message = (f"the API server refused the executor pod (HTTP {exc.status} {reason}): "
+                       f"{_refusal_message(exc)}; qgov keeps the money held and tries again with backoff")
+        if any(c.get("type") == "Stalled" and c.get("message") == message for c in JobStatus.of(job).conditions):
             return
-        metrics.pod_stalled("ServiceAccountMissing")
+        metrics.pod_stalled(reason)
         meta = job["metadata"]
         self.kube.patch_job_status(meta["namespace"], meta["name"], {
-            "message": message, "conditions": job_conditions(job, ("Stalled", True, "ServiceAccountMissing", message))})
-        emit(job, Event("Warning", "ServiceAccountMissing", message))
+            "message": message, "conditions": job_conditions(job, ("Stalled", True, reason, message))})
+        emit(job, Event("Warning", reason, message))
 
     def _session_not_open(self, job: dict[str, Any], session_name: str, session: dict[str, Any] | None) -> None:
         """An ibm job whose session is not open: wait for it to open, or move on when it has ended
@@ -374,6 +470,8 @@ class Jobs:
             new = self.directory.auto_batch(meta["namespace"], backend, f"{meta['uid']}/{step.moves}",
                                             self.directory.credentials_secret(job["spec"].get("credentialsSecret")))
             message = f"{step.message}, {new}"
+            self.terms(job)  # recorded (an older operator's job), then moved
+            self.ledger.move_session(meta["uid"], new)
             emit(job, Event("Normal", "SessionRequeued", message))
             self._mark(job, finalizer=False, session=new)
             self.kube.patch_job_status(meta["namespace"], meta["name"], {"session": new, "sessionMoves": step.moves,
@@ -385,7 +483,7 @@ class Jobs:
         """Fail a job whose next attempt cannot start; what earlier attempts used is charged."""
         namespace, name = job["metadata"]["namespace"], job["metadata"]["name"]
         status = JobStatus.of(job)
-        used = status.used_micro
+        used = self.ledger.attempt_totals(job["metadata"]["uid"]).used_micro  # the ledger's, not the status'
         charged, _ = self._settle(job, used)
         emit(job, Event("Warning", reason, message))
         self.kube.patch_job_status(namespace, name, _terminal(job, Phase.FAILED.value, reason,
@@ -433,7 +531,6 @@ class Jobs:
                 self.finalize_job(job)
                 self._remove_finalizer(job)
             return
-        self._runner_report(job)  # resume: a report that landed while the operator was down
         if type != "MODIFIED":
             self.handle_job(job)
 
@@ -443,12 +540,32 @@ class Jobs:
         if job is not None and job["metadata"]["uid"] == ref.uid:
             self.job_event(type, job)
 
-    def _runner_report(self, job: dict[str, Any]) -> None:
-        """A local session's runner wrote what the job's current attempt did into status.report."""
-        attempt = JobStatus.of(job).unreported_attempt()
-        if attempt:
-            report = job["status"]["report"]
-            self.attempt_finished(job, attempt, report.get("exitCode") == 0, report, report.get("exitCode"))
+    def runner_report(self, configmap: dict[str, Any]) -> None:
+        """A local session's runner said what an attempt is doing, in the attempt's report ConfigMap
+        (executor/session.py; a namespace member can write it too): that it runs, or how it ended.
+        Taken only for the job's current attempt when a runner runs it, and only as the signal that
+        the attempt ended and whether it succeeded: what it is charged is the trusted source's."""
+        parsed = runner_reports.parse(configmap)
+        if parsed is None:
+            return
+        namespace = configmap["metadata"]["namespace"]
+        job = self.kube.get_job(namespace, parsed.job)
+        if job is None or job["metadata"]["uid"] != parsed.job_uid or job["metadata"].get("deletionTimestamp"):
+            return
+        status = JobStatus.of(job)
+        if status.terminal or parsed.attempt != status.attempts or status.retry_at or \
+                self.attempt_placement(job).kind != "runner":
+            return
+        if parsed.running:
+            if status.phase == Phase.ADMITTED.value:
+                self.kube.patch_job_status(namespace, parsed.job, {
+                    "phase": Phase.RUNNING.value, "podName": parsed.runner, "startTime": status.start_time or now_iso()})
+            return
+        report = dict(parsed.report)
+        if parsed.problem:
+            report["error"] = parsed.problem
+        self.attempt_finished(job, parsed.attempt, parsed.exit_code == 0 and not parsed.problem, report,
+                              parsed.exit_code)
 
     def handle_job(self, job: dict[str, Any]) -> None:
         """Admit a new job, or pick a job up where it was when the operator stopped."""
@@ -533,14 +650,33 @@ class Jobs:
                 return
             meta = fresh["metadata"]
 
-    def _charge(self, job: dict[str, Any], report: dict[str, Any]) -> int:
-        """What an attempt's reported usage costs in the job's budget unit (0 if it reported none)."""
-        status = JobStatus.of(job)
-        if not (report.get("usage") or {}) or status.paid_by_session:
-            return 0  # the backend is not even looked up
-        backend = self.load_backend(job["spec"]["backend"])
-        prices = None if isinstance(backend, Problem) else backend.prices
-        return attempt_charge(report, prices, status.currency, status.paid_by_session)
+    def trusted_charge(self, job: dict[str, Any], succeeded: bool, report: dict[str, Any]) -> tuple[int, str, str]:
+        """What an ended attempt is charged, from sources no namespace member can write: (micro-units
+        in the budget's unit, QPU-seconds, where the figure came from). The provider says which
+        source counts (Provider.charged_usage): the model of the admitted circuits the ledger
+        recorded, or IBM's meter for the attempt's Runtime job, read here and checked to be in the
+        Runtime session qgov opened for the job. What the report says is never charged."""
+        terms = self.terms(job)
+        backend = self.load_backend(terms.backend)
+        if isinstance(backend, Problem):  # deleted since admission: its prices are unknown
+            return 0, "0", f"nothing: backend {terms.backend} is gone, its prices are unknown"
+        provider = providers.of(backend)
+        modelled = Usage(qpu_seconds=Decimal(terms.model_qpu_seconds), cpu_seconds=Decimal(terms.model_cpu_seconds),
+                         shots=terms.model_shots, tasks=terms.model_tasks)
+        metered, note = None, ""
+        runtime_job = report.get("runtimeJob")
+        if provider.metered and runtime_job and terms.session and self.metering is not None and \
+                not terms.paid_by_session:
+            metered, note = self.metering(job["metadata"]["namespace"], terms.session, str(runtime_job))
+        usage = provider.charged_usage(modelled, metered, succeeded)
+        if usage is None:
+            return 0, "0", "nothing: the attempt failed and no metered work of it was found"
+        if metered is not None and usage is metered:
+            source = f"IBM's meter for Runtime job {runtime_job}"
+        else:
+            source = "the model of the admitted circuits" + (f" ({note})" if note else "")
+        charge = attempt_charge(usage, backend.prices, terms.unit, terms.paid_by_session)
+        return charge, format_quantity(usage.qpu_seconds), source
 
     def executor_pod_event(self, type: str, pod: dict[str, Any]) -> None:
         labels = pod["metadata"].get("labels") or {}
@@ -551,12 +687,21 @@ class Jobs:
         if job is None or job["metadata"]["uid"] != labels.get(JOB_UID_LABEL) or job["metadata"].get(
                 "deletionTimestamp"):
             return
+        attempt = int(labels.get("qgov.dev/attempt", "0") or 0) if str(labels.get("qgov.dev/attempt", "0")).isdigit() else 0
+        foreign = attempt and foreign_pod(pod, job["metadata"]["uid"], pod_name(job["metadata"]["name"], attempt),
+                                          self.config.executor_image,
+                                          self.ledger.attempt_pod(job["metadata"]["uid"], attempt))
+        if not attempt or foreign:
+            if foreign and foreign.endswith(NOT_RECORDED) and _young(pod) and not JobStatus.of(job).terminal:
+                raise NotYet(foreign)  # the operator that created it may be recording it this moment
+            log.info(f"ignoring pod {pod['metadata']['namespace']}/{pod['metadata']['name']}: "
+                     f"{foreign or 'no attempt label'}")
+            return
         if evicted:  # the pod went away before it finished: a transient failure, like a lost node
             phase = "Failed"
             pod.setdefault("status", {})["containerStatuses"] = [{"state": {"terminated": {
                 "exitCode": 137, "message": json.dumps({"error": "the executor pod was deleted before it finished"})}}}]
         status = JobStatus.of(job)
-        attempt = int(labels.get("qgov.dev/attempt", "0"))
         if status.terminal or attempt != status.attempts:
             return
         namespace, name = job["metadata"]["namespace"], job["metadata"]["name"]
@@ -579,53 +724,73 @@ class Jobs:
 
     def attempt_finished(self, job: dict[str, Any], attempt: int, succeeded: bool, report: dict[str, Any],
                          exit_code: int | None) -> None:
-        """An attempt ended (its pod, or a session runner, reported): charge it, then retry, or settle
-        (governance/jobs/attempts.py decides)."""
+        """An attempt ended (its pod, or a session runner, said how): count its trusted charge in the
+        ledger (once, by the job's UID and the attempt), then retry, or settle (governance/jobs/
+        attempts.py decides). Status is written from the ledger's totals, never read back."""
         status = JobStatus.of(job)
-        namespace, name = job["metadata"]["namespace"], job["metadata"]["name"]
-        charge = 0 if status.counted(attempt) else self._charge(job, report)
+        namespace, name, uid = job["metadata"]["namespace"], job["metadata"]["name"], job["metadata"]["uid"]
+        if not isinstance(report, dict):
+            report = {"error": "the attempt's report is not a JSON object"}
+        _, malformed = reported_usage(report)  # shown at most: a namespace member can write it
+        totals = self.ledger.attempt_totals(uid)
+        source = ""
+        if not totals.counted(attempt):
+            charge, qpu, source = self.trusted_charge(job, succeeded, report)
+            totals = self.ledger.count_attempt(uid, attempt, charge, qpu, source)
+        else:
+            totals = AttemptTotals(uid, totals.counted_attempt, totals.attempts, totals.used_micro,
+                                   totals.qpu_seconds, replayed=True)
         backoff = int((job.get("spec") or {}).get("backoffLimit", DEFAULT_BACKOFF_LIMIT))
-        after = after_attempt(status, attempt, succeeded, report, exit_code, charge, backoff,
+        after = after_attempt(totals, bool(status.retry_at), attempt, succeeded, report, exit_code, backoff,
                               self.config.retry_base_seconds, datetime.now(timezone.utc))
         if isinstance(after, AlreadyCounted):
             return  # this attempt was already counted and a retry is scheduled
+        note = ""
+        if malformed:
+            note = f"; the executor's report was not used: {malformed} (charged from {source or 'the trusted source'})"
         if isinstance(after, Retry):
             retry_at = iso(after.at)
-            emit(job, after.event)
+            emit(job, Event(after.event.type, after.event.reason, after.message + note))
             self.kube.patch_job_status(namespace, name, {
-                "phase": Phase.ADMITTED.value, "message": after.message, "usedMicro": str(after.used_micro),
-                "qpuSeconds": format_quantity(after.qpu_seconds), "countedAttempt": attempt, "retryAt": retry_at})
-            self.schedule_retry(namespace, name, job["metadata"]["uid"], retry_at)
+                "phase": Phase.ADMITTED.value, "message": after.message + note, "usedMicro": str(after.used_micro),
+                "qpuSeconds": format_quantity(after.qpu_seconds), "countedAttempt": totals.counted_attempt,
+                "retryAt": retry_at})
+            self.schedule_retry(namespace, name, uid, retry_at)
             return
+        terms = self.terms(job)
         settled, late = self._settle(job, after.used_micro)
-        cost = f"{format_amount(settled)} {status.currency}" + (f" ({late})" if late else "")
-        message = after.message(cost)
+        cost = f"{format_amount(settled)} {terms.unit}" + (f" ({late})" if late else "")
+        message = after.message(cost) + note
         spent = {"actualCost": format_amount(settled), "usedMicro": str(after.used_micro),
-                 "qpuSeconds": format_quantity(after.qpu_seconds), "countedAttempt": attempt}
+                 "qpuSeconds": format_quantity(after.qpu_seconds), "countedAttempt": totals.counted_attempt,
+                 "currency": terms.unit, "budget": terms.budget.partition("/")[2] or None,
+                 "paidBySession": terms.paid_by_session or None}
         emit(job, after.event(message))
         if after.phase is Phase.SUCCEEDED:
             new = _terminal(job, Phase.SUCCEEDED.value, after.reason, message, **spent,
-                            resultConfigMap=report.get("resultConfigMap"),
-                            **({"runtimeJob": report["runtimeJob"]} if report.get("runtimeJob") else {}))
+                            resultConfigMap=report.get("resultConfigMap") if isinstance(
+                                report.get("resultConfigMap"), str) else None,
+                            **({"runtimeJob": str(report["runtimeJob"])} if report.get("runtimeJob") else {}))
         else:
             new = _terminal(job, Phase.FAILED.value, after.reason, message, **spent)
         self.kube.patch_job_status(namespace, name, new)
-        if status.budget:
-            self.notifier.refresh_budget_status(namespace, status.budget)
+        if terms.budget:
+            self.notifier.refresh_budget_status(namespace, terms.budget.partition("/")[2])
 
     def _settle(self, job: dict[str, Any], used: int) -> tuple[int, str]:
-        """Settle the job's reservation with what all its attempts used: (what was charged, a note
-        when it was a late charge). The work ran, so it is charged even when its reservation is no
-        longer held (`ran=True`): what the job's status says it was charged, the ledger holds.
-        A ledger that cannot be reached raises; the caller is retried (retrying.py)."""
-        status = JobStatus.of(job)
-        if not status.budget:
+        """Settle the job's reservation (keyed by its UID) with what all its counted attempts were
+        charged: (what was charged, a note when it was a late charge). The work ran, so it is charged
+        even when its reservation is no longer held (`ran=True`). Whether a budget pays is the
+        ledger's (the job's terms and reservation), not the status'. A ledger that cannot be reached
+        raises; the caller is retried (retrying.py)."""
+        terms = self.terms(job)
+        if not terms.budget:
             return used, ""
         try:
             outcome = self.ledger.settle(job["metadata"]["uid"], used, ran=True)
         except UnknownReservation:
             message = (f"the ledger has no reservation for this job, so its {format_amount(used)} "
-                       f"{status.currency} could not be charged (see `qgov ledger audit`)")
+                       f"{terms.unit} could not be charged (see `qgov ledger audit`)")
             emit(job, Event("Warning", "NotInLedger", message))
             return 0, message
         metrics.job_settled(job, outcome)
@@ -639,11 +804,11 @@ class Jobs:
 
     def _late_charge_events(self, job: dict[str, Any], outcome: SettleOutcome) -> None:
         """Say so on the job and its budget: a late charge means money moved outside a hold."""
-        meta, status = job["metadata"], JobStatus.of(job)
-        message = (f"charged {format_amount(outcome.actual_micro, status.currency)} after its reservation had been "
+        meta, terms = job["metadata"], self.terms(job)
+        message = (f"charged {format_amount(outcome.actual_micro, terms.unit)} after its reservation had been "
                    "released (a late charge, recorded in the ledger as an overrun)")
         emit(job, Event("Warning", "LateCharge", message))
-        self.notifier.budget_event(meta["namespace"], status.budget or "", "Warning", "LateCharge",
+        self.notifier.budget_event(meta["namespace"], terms.budget.partition("/")[2], "Warning", "LateCharge",
                                    f"QiskitJob {meta['name']}: {message}")
 
     def schedule_retry(self, namespace: str, name: str, uid: str, retry_at: str) -> None:
@@ -666,12 +831,22 @@ class Jobs:
         namespace, uid = job["metadata"]["namespace"], job["metadata"]["uid"]
         status = JobStatus.of(job)
         selector = f"{JOB_UID_LABEL}={uid}"
-        used, counted = status.used_micro, status.counted_attempt
+        totals = self.ledger.attempt_totals(uid)
         for pod in self.kube.core.list_namespaced_pod(namespace, label_selector=selector).items:
-            # attempts that finished but were never counted (say, while the operator was down) still cost
-            attempt = int((pod.metadata.labels or {}).get("qgov.dev/attempt", "0"))
-            if attempt > counted and pod.status and pod.status.phase in ("Succeeded", "Failed"):
-                used += self._charge(job, _usage_of(self.kube.core.api_client.sanitize_for_serialization(pod))[0])
+            # attempts that finished but were never counted (say, while the operator was down) still
+            # cost: the operator's own pods only, charged from the trusted source
+            body = self.kube.core.api_client.sanitize_for_serialization(pod)
+            label = (pod.metadata.labels or {}).get("qgov.dev/attempt", "0")
+            attempt = int(label) if label.isdigit() else 0
+            if not attempt or totals.counted(attempt) or not pod.status or \
+                    pod.status.phase not in ("Succeeded", "Failed") or foreign_pod(
+                        body, uid, pod_name(job["metadata"]["name"], attempt), self.config.executor_image,
+                        self.ledger.attempt_pod(uid, attempt)):
+                continue
+            report = _usage_of(body)[0]
+            charge, qpu, source = self.trusted_charge(job, pod.status.phase == "Succeeded", report)
+            totals = self.ledger.count_attempt(uid, attempt, charge, qpu, source)
+        used = totals.used_micro
         self.kube.core.delete_collection_namespaced_pod(namespace, label_selector=selector)
         try:
             reservation = self.ledger.reservation(uid)
@@ -680,7 +855,7 @@ class Jobs:
         if used > 0 and reservation.state != "settled":  # it ran: charged, late if its hold was gone
             outcome = self.ledger.settle(uid, used, ran=True)
             metrics.job_settled(job, outcome)
-            if outcome.late and not outcome.replayed and status.budget:
+            if outcome.late and not outcome.replayed:
                 self._late_charge_events(job, outcome)
             self.start_admitted(outcome.queue_changes)
         elif reservation.state in ("held", "queued"):
@@ -748,8 +923,8 @@ def _job_has_work(type: str | None, job: Any) -> bool:
         return False
     if meta.get("deletionTimestamp"):
         return FINALIZER in (meta.get("finalizers") or [])
-    if type == "MODIFIED":
-        return JobStatus.parse(status).unreported_attempt() > 0
+    if type == "MODIFIED":  # a runner's report comes in its ConfigMap (runner_report), not the status
+        return False
     return status.get("phase") not in TERMINAL
 
 
@@ -766,6 +941,9 @@ class JobRef:
 
 
 LEDGER_UNAVAILABLE = "LedgerUnavailable"
+# a pod in the way of an attempt's create that the ledger does not know is left alone this long:
+# another operator (a failover, a rolling update) records the pod it created within milliseconds
+ADOPTION_GRACE_SECONDS = 5.0
 
 
 class JobWatcher(Watcher):
@@ -830,6 +1008,33 @@ def _condition_is(job: dict[str, Any], type_: str, value: str) -> bool:
     return JobStatus.of(job).condition_is(type_, value)
 
 
+def _young(pod: dict[str, Any]) -> bool:
+    """Created less than ADOPTION_GRACE_SECONDS ago."""
+    created = (pod.get("metadata") or {}).get("creationTimestamp")
+    if not created:
+        return False
+    when = parse_iso(created) if isinstance(created, str) else created
+    return (datetime.now(timezone.utc) - when).total_seconds() < ADOPTION_GRACE_SECONDS
+
+
+def _refusal_reason(exc: ApiException) -> str:
+    """The API server's CamelCase reason for a refusal (its Status `reason`, else the HTTP reason)."""
+    try:
+        reason = str(json.loads(exc.body or "{}").get("reason") or "")
+    except (ValueError, AttributeError):
+        reason = ""
+    return reason or "".join(w.capitalize() for w in str(exc.reason or "Refused").split()) or "Refused"
+
+
+def _refusal_message(exc: ApiException) -> str:
+    """The API server's message for a refusal, on one line, bounded."""
+    try:
+        message = str(json.loads(exc.body or "{}").get("message") or "")
+    except (ValueError, AttributeError):
+        message = ""
+    return " ".join((message or str(exc.reason or "")).split())[:500]
+
+
 def _usage_of(pod: dict[str, Any]) -> tuple[dict[str, Any], int | None]:
     """The executor's report (termination message JSON) and the container's exit code."""
     statuses = (pod.get("status") or {}).get("containerStatuses") or []
@@ -857,8 +1062,8 @@ async def on_job_event(type: str | None, body: Any, memo: Any, **_: Any) -> None
     per-object state (diff-bases, progress annotations, its finalizer).
 
     type None is kopf's initial listing (the operator starting: resume); ADDED is a new job;
-    MODIFIED matters when the job is being deleted (our finalizer holds it) and when a session
-    runner reported an attempt (status.report). Most events are the echoes of the operator's own
+    MODIFIED matters when the job is being deleted (our finalizer holds it); a session runner
+    reports an attempt in its own ConfigMap (on_runner_report). Most events are the echoes of the operator's own
     writes (its finalizer, its status): they are told apart here, on the event loop, and only
     events with work to do go to the thread pool (ledger, API calls and parsing block).
     """
@@ -895,6 +1100,20 @@ async def on_executor_pod(body: kopf.Body, type: str, memo: kopf.Memo, **_: Any)
     loop; the rest is handled in the thread pool."""
     if (jobs := running(memo)) is not None:
         await jobs.executor_pod_arrived(type, body)
+
+
+@kopf.on.event("", "v1", "configmaps", labels={runner_reports.REPORT_LABEL: kopf.PRESENT})
+async def on_runner_report(body: kopf.Body, type: str, memo: kopf.Memo, **_: Any) -> None:
+    """A local session's runner reported an attempt (its report ConfigMap, runnerreport.py). The
+    API server sends only those ConfigMaps (startup.start's label selector)."""
+    if (jobs := running(memo)) is None or type == "DELETED":
+        return
+    configmap = dict(body)
+    meta = configmap["metadata"]
+    ref = JobRef(meta["namespace"], owner_name(configmap, "QiskitJob") or "", (meta.get("labels") or {}).get(
+        JOB_UID_LABEL, ""))
+    await jobs.in_thread(run_retrying, f"runner report {meta['namespace']}/{meta['name']}",
+                         partial(jobs.runner_report, configmap), None, jobs.watcher(ref))
 
 
 def running(memo: Any) -> Jobs | None:

@@ -5,6 +5,8 @@ there is one."""
 
 from __future__ import annotations
 
+import json
+
 import logging
 import threading
 from collections.abc import Callable, Mapping
@@ -132,13 +134,20 @@ class Kube:
                                                                _content_type="application/json-patch+json",
                                                                _preload_content=False))
 
-    def create_pod(self, namespace: str, body: dict[str, Any]) -> None:
-        """Create a pod (an ApiException when refused, 409 included); the answer is not parsed."""
+    def create_pod(self, namespace: str, body: dict[str, Any]) -> str:
+        """Create a pod (an ApiException when refused, 409 included); returns the new pod's UID (what
+        makes it the operator's own: the ledger records it, pod events are checked against it)."""
         http = self.http
         if http is not None:
-            http.request("POST", pods_path(namespace), body)
+            data = http.request("POST", pods_path(namespace), body)
         else:
-            discard(self.core.create_namespaced_pod(namespace, body, _preload_content=False))
+            data = self.core.create_namespaced_pod(namespace, body, _preload_content=False).data
+        return str(json.loads(data)["metadata"]["uid"])
+
+    def delete_pod_uid(self, namespace: str, name: str, uid: str) -> None:
+        """Delete the pod `name` only if it is still the one with `uid` (a precondition), at once."""
+        unless_gone(lambda: self.core.delete_namespaced_pod(
+            name, namespace, body={"preconditions": {"uid": uid}, "gracePeriodSeconds": 0}))
 
     def delete_pod(self, namespace: str, name: str) -> None:
         """Delete a pod; one that is gone already is fine."""

@@ -27,13 +27,15 @@ import threading
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from kubernetes.client.rest import ApiException
+
 from .. import metrics
 from ..api import GROUP, MANAGED_BY_LABEL, VERSION
 from ..budget.errors import DatabaseUnavailable, UnknownReservation
 from ..budget.types import Decision, QueueChange
-from .retrying import type_name
+from .retrying import NotYet, type_name
 from .jobs import Jobs, job_conditions
-from .pods import pending_problem
+from .pods import pending_problem, pod_name
 from .context import KopfContext
 from .sessions import Sessions
 from .kube import Kube, unless_gone
@@ -92,8 +94,10 @@ def sweep(jobs_handlers: Jobs, session_handlers: Sessions) -> list[str]:
             continue
         if status.get("phase") not in ("Admitted", "Running") or not status.get("podName") or status.get("retryAt"):
             continue
-        pod = pods.get((meta["namespace"], status["podName"])) or read_pod(kube.core, meta["namespace"],
-                                                                           status["podName"])
+        # the attempt's own pod name (not the status' podName, which a namespace member can write);
+        # executor_pod_event takes only the pod the operator created (its UID is in the ledger)
+        name = pod_name(meta["name"], int(status.get("attempts") or 1))
+        pod = pods.get((meta["namespace"], name)) or read_pod(kube.core, meta["namespace"], name)
         if pod is not None:
             if _missed_end(pod):
                 jobs_handlers.executor_pod_event("MODIFIED", pod)
@@ -102,9 +106,14 @@ def sweep(jobs_handlers: Jobs, session_handlers: Sessions) -> list[str]:
             continue
         placed = jobs_handlers.attempt_placement(job) if status.get("phase") == "Admitted" else None
         # the watch's copy of the job may be older than the pod: a pod made meanwhile answers 409
-        if placed is not None and placed.kind == "pod" and jobs_handlers.create_pod(
-                job, int(status.get("attempts") or 1), placed.needs):
-            created.append(f"{meta['namespace']}/{status['podName']}")
+        try:
+            if placed is not None and placed.kind == "pod" and jobs_handlers.create_pod(
+                    job, int(status.get("attempts") or 1), placed.needs):
+                created.append(f"{meta['namespace']}/{name}")
+        except NotYet as exc:  # a pod qgov did not create was in the way (deleted): the next sweep creates
+            log.warning(f"pod sweep: {exc}")
+        except ApiException as exc:  # refused (said on the job: Stalled); the other jobs are still swept
+            log.warning(f"pod sweep: job {meta['namespace']}/{meta['name']}: {type_name(exc)}")
     jobs_handlers.start_admitted([c for c in caught_up if c is not None])
     for session in sessions:
         runner = local_runner(session)

@@ -167,6 +167,22 @@ class Sessions:
                                           endpoints)
         return credential, RuntimeApi(credential, self.tokens, http=metrics.CountedSession())
 
+    def metered_usage(self, namespace: str, session_name: str, runtime_job: str) -> tuple[Any, str]:
+        """What IBM metered for `runtime_job`, read with the credential of the QiskitSession the job was
+        placed in (the ledger's), and only if the Runtime job is in the Runtime session the operator
+        opened for it (its status' sessionId): (Usage, '') or (None, why not)."""
+        from ..providers.ibm.metering import metered_usage
+
+        session = self.clients.get_session(namespace, session_name)
+        status = SessionStatus.of(session)
+        if session is None or not status.session_id:
+            return None, f"session {session_name} has no Runtime session to read the meter of"
+        try:
+            _, api = self.runtime_api(namespace, parse_session(session.get("spec") or {}))
+            return metered_usage(api, runtime_job, status.session_id)
+        except (TokenError, RuntimeApiError) as exc:
+            return None, f"IBM's meter could not be read ({exc})"
+
     def _patch(self, namespace: str, name: str, status: dict[str, Any]) -> None:
         self.clients.custom.patch_namespaced_custom_object_status(GROUP, VERSION, namespace, PLURAL, name, {"status": status})
 

@@ -22,6 +22,7 @@ from ..kubeconfig import client_configuration
 from ..sessions.batching import Batcher
 from ..providers.ibm.iam import iam_exchange
 from ..sessions.tokens import TokenManager
+from ..jobs.runnerreport import REPORT_LABEL
 from .config import OperatorConfig
 from .budgets import Budgets
 from .alarms import Alarms
@@ -90,6 +91,7 @@ def assemble(config: OperatorConfig, ledger: Ledger, executor: Executor | None =
     # the QiskitSession handlers' (sessions.py); the pod sweep re-creates runners with it
     sessions = Sessions(ledger, kube, TokenManager(metrics.counted_exchange(iam_exchange)), config, budget_units,
                         jobs, budgets.notifier, directory, kopf_context)
+    jobs.metering = sessions.metered_usage  # IBM's meter, read with the session's own credential
     sweeper = PodSweeper(config.pod_sweep_seconds, jobs, sessions, kopf_context)
     return Operator(kopf_context, kube, ledger, budgets, jobs, sessions, sweeper)
 
@@ -119,6 +121,9 @@ def start(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: Any, **_: An
     # pulled; a pod deleted while Pending is found by the pod sweep (podsweep.py)
     settings.watching.label_selectors["v1", "pods"] = f"{MANAGED_BY_LABEL}=qgov"
     settings.watching.field_selectors["v1", "pods"] = "status.phase!=Pending"
+    # a local session's runner reports each attempt in a ConfigMap of its own (jobs.runner_report):
+    # only those are sent, not every ConfigMap of the cluster
+    settings.watching.label_selectors["v1", "configmaps"] = REPORT_LABEL
     # kopf logs every handler and timer run on an object at INFO ("Handler 'on_job_event'
     # succeeded.": three per job, a timer's per budget per second): lines that say nothing bury
     # what matters, and making them was a tenth of the operator's CPU per job. qgov's own lines

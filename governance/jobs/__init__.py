@@ -5,8 +5,11 @@
 - admission.py: decide_admission, from a spec to fail / refuse / queue / admit (in a session);
 - events.py: Event, what qgov says happened (handlers/kube.py `emit` posts it);
 - placement.py: session_not_open, a job whose session is not open: wait, move to a new batch, or end;
-- attempts.py: what an attempt costs (attempt_charge) and what follows it (after_attempt: a
-  retry at a time after a doubling backoff, or the end and the amount to settle).
+- attempts.py: what an attempt costs (attempt_charge, from its trusted usage) and what follows
+  it (after_attempt: a retry at a time after a doubling backoff, or the end and the amount to
+  settle, from the ledger's counted attempts);
+- ownpod.py: whether a pod is the operator's own attempt pod (its UID is the ledger's record);
+- runnerreport.py: a local session's runner's report ConfigMap per attempt.
 
 handlers/jobs.py reads the cluster and the ledger, calls these, and applies their answers.
 

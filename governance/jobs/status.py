@@ -1,9 +1,14 @@
-"""A typed view of a QiskitJob's status, parsed from the object the API server returns."""
+"""A typed view of a QiskitJob's status, parsed from the object the API server returns.
+
+A display: money state (what a job was admitted against, its counted attempts and charges) is the
+ledger's, keyed by the job's UID (Ledger.job_terms, attempt_totals); nothing here is read back to
+decide a charge. Its fields drive what the operator does next (phase, attempt, retry time), and a
+namespace member who writes them can only confuse its own job, never lower what it is charged."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -28,7 +33,6 @@ class JobStatus:
     completion_time: str | None = None
     message: str = ""
     conditions: tuple[Mapping[str, Any], ...] = ()
-    report: Mapping[str, Any] = field(default_factory=dict)  # what a local session's runner reported
 
     @classmethod
     def of(cls, job: Mapping[str, Any]) -> JobStatus:
@@ -46,8 +50,7 @@ class JobStatus:
             paid_by_session=bool(s.get("paidBySession")), estimated_micro=int(estimated) if estimated not in (None, "") else None,
             session_moves=int(s.get("sessionMoves") or 0), start_time=s.get("startTime"),
             completion_time=s.get("completionTime"),
-            message=str(s.get("message") or ""), conditions=tuple(s.get("conditions") or ()),
-            report=s.get("report") or {})
+            message=str(s.get("message") or ""), conditions=tuple(s.get("conditions") or ()))
 
     @property
     def terminal(self) -> bool:
@@ -59,11 +62,3 @@ class JobStatus:
     def counted(self, attempt: int) -> bool:
         """Whether this attempt's usage is already in used_micro."""
         return self.counted_attempt >= attempt
-
-    def unreported_attempt(self) -> int:
-        """The attempt a local session's runner reported in status.report that is not counted yet
-        (0 when there is none)."""
-        attempt = int(self.report.get("attempt") or 0)
-        if not attempt or attempt != self.attempts or self.terminal or self.counted(attempt):
-            return 0
-        return attempt

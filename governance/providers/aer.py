@@ -13,6 +13,8 @@ class AerProvider(Provider):
 
     name: ClassVar[str] = "aer"
     simulator: ClassVar[bool] = True
+    usage_source: ClassVar[str] = ("the CPU-time model of the admitted circuits without its safety margin, computed "
+                                   "by the operator (a bounded estimate; the pod's own figure is shown, not charged)")
 
 
 register(AerProvider())

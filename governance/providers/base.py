@@ -140,6 +140,29 @@ class Provider:
             return f"{format_quantity(usage.cpu_seconds)} CPU-s on {backend.backend_name}"
         return f"{format_quantity(usage.qpu_seconds)} QPU-s on {backend.backend_name}"
 
+    # ---------------------------------------------------------------- what is charged
+    # Where an attempt's charged usage comes from (README, "Who decides what is charged"): never
+    # from anything a namespace member can write (the job's status, a pod's termination message,
+    # a runner's report), which is shown at most.
+    usage_source: ClassVar[str] = "the model's usage of the admitted circuits (no safety margin), computed by the operator"
+    metered: ClassVar[bool] = False  # the service meters each job; the operator reads the meter (charged_usage)
+
+    def model_of_estimate(self, estimate: Usage) -> Usage:
+        """The model's usage of the priced circuits, without the safety margin the estimate added:
+        what the operator records at admission (the ledger's job_money) and charges from."""
+        from .estimate import SAFETY_FACTOR
+
+        return Usage(qpu_seconds=Decimal(format_quantity(estimate.qpu_seconds / SAFETY_FACTOR)),
+                     cpu_seconds=Decimal(format_quantity(estimate.cpu_seconds / SAFETY_FACTOR)),
+                     shots=estimate.shots, tasks=estimate.tasks)
+
+    def charged_usage(self, modelled: Usage, metered: Usage | None, succeeded: bool) -> Usage | None:
+        """What an ended attempt is charged for: `modelled` is the model's usage of the admitted
+        circuits (the ledger's), `metered` what the service's meter says for the attempt's remote
+        job, read by the operator and checked to be this job's (None: none, or no meter). A local
+        provider charges a succeeded attempt the model; a failed one, nothing (None)."""
+        return modelled if succeeded else None
+
     # ---------------------------------------------------------------- usage -> cost
     def usage_from_report(self, report: Mapping[str, Any]) -> Usage:
         """An executor's usage report (decimal strings) as a Usage."""

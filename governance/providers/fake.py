@@ -18,6 +18,8 @@ if TYPE_CHECKING:
 class FakeProvider(Provider):
     name: ClassVar[str] = "fake"
     price_preset: ClassVar[PriceList] = IBM_PAY_AS_YOU_GO  # priced like the device it models
+    usage_source: ClassVar[str] = ("the modelled QPU-seconds of the admitted circuits on the device model, "
+                                   "computed by the operator at admission")
 
     def device_model(self, backend: Backend) -> str | None:
         return backend.backend_name

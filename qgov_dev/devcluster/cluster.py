@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import asyncio
 import tempfile
 import threading
@@ -43,10 +45,13 @@ class DevCluster:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.kubeconfig = self.workdir / "kubeconfig"
         self.store = Store()
+        node_env = {"KUBECONFIG": str(self.kubeconfig)}
+        if os.environ.get("PYTHONPATH"):  # a checkout that is not the installed one: its pods run it too
+            node_env["PYTHONPATH"] = os.environ["PYTHONPATH"]
         # the pods' addresses, and a guardian that ends what the cluster started if this process dies
         self.bed = Bed.claim()
-        self.runner = PodRunner(self.store, workdir=self.workdir / "pods", extra_env={
-            "KUBECONFIG": str(self.kubeconfig)}, bed=self.bed) if pods else None
+        self.runner = PodRunner(self.store, workdir=self.workdir / "pods", extra_env=node_env,
+                                bed=self.bed) if pods else None
         self.api = ApiServer(self.store, log_source=self.runner.logs if self.runner else None)
         self._app_runner: web.AppRunner | None = None
         self.url = ""

@@ -149,3 +149,39 @@ def test_an_instance_at_its_usage_limit_gets_no_job_submitted(ibm: LocalIbmCloud
         run_ibm(spec, BACKEND, circuits)
     assert refused.value.reason == "InstanceLimitReached" and not refused.value.deterministic
     assert "100s used of 100s" in str(refused.value) and ibm.jobs == {}
+
+
+def test_the_operator_reads_ibms_meter_only_for_a_job_of_the_session_it_opened(
+        ibm: LocalIbmCloud, pod: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What an ibm attempt is charged: IBM's metered quantum_seconds for the Runtime job the executor
+    names, read by the operator, and only if that job is in the session qgov opened for the qgov
+    job; a tenant pointing at a cheaper job of another session, or at none, gets no meter reading
+    (and is charged the model; Provider.charged_usage)."""
+    from decimal import Decimal
+
+    from governance.budget.costmodel import Usage
+    from governance.providers import get
+    from governance.providers.ibm.metering import metered_usage
+
+    cheap_session = open_session(ibm, monkeypatch)
+    spec, circuits = job(shots=10)
+    _, _, cheap_job = run_ibm(spec, BACKEND, circuits)
+    ours = open_session(ibm, monkeypatch)
+    spec, circuits = job()
+    _, usage, runtime_job = run_ibm(spec, BACKEND, circuits)
+    api = api_for(ibm)
+    metered, why = metered_usage(api, runtime_job, ours)
+    assert why == "" and metered == Usage(qpu_seconds=Decimal(usage["qpuSeconds"]))
+    assert metered_usage(api, cheap_job, ours) == (
+        None, f"Runtime job {cheap_job} is not in the session qgov opened for this job ({ours}); "
+              "its usage is not this job's")
+    assert metered_usage(api, "", ours) == (None, "the attempt named no Runtime job")
+    with pytest.raises(RuntimeApiError, match="HTTP 404"):
+        metered_usage(api, "no-such-job", ours)
+    assert cheap_session != ours
+    model = Usage(qpu_seconds=Decimal("9.5"))
+    provider = get("ibm")
+    assert provider.charged_usage(model, metered, True) == metered
+    assert provider.charged_usage(model, None, True) == model  # never cheaper for naming no checked job
+    assert provider.charged_usage(model, None, False) is None
+    assert get("fake").charged_usage(model, Usage(qpu_seconds=Decimal(0)), True) == model

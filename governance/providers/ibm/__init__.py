@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from ...budget.costmodel import PriceList
+from ...budget.costmodel import PriceList, Usage
 from ...budget.money import MICRO
 from .. import register
 from ..base import ExecutorNeeds, ExecutorSession, Provider, RunOutcome
@@ -36,6 +36,19 @@ class IbmProvider(Provider):
     needs_session: ClassVar[bool] = True
     needs_credentials: ClassVar[bool] = True
     price_preset: ClassVar[PriceList] = IBM_PAY_AS_YOU_GO
+
+    usage_source: ClassVar[str] = ("the Runtime job's metered quantum_seconds, read by the operator from IBM's API "
+                                   "(GET /jobs/{id} must name the Runtime session the operator opened for the job; "
+                                   "then GET /jobs/{id}/metrics); the model's usage when the attempt names no such job")
+    metered: ClassVar[bool] = True
+
+    def charged_usage(self, modelled: Usage, metered: Usage | None, succeeded: bool) -> Usage | None:
+        """IBM's meter for the job's own Runtime job. A succeeded attempt that names none the
+        operator could verify is charged the model (never less): pointing at another job, or at
+        none, cannot make it cheaper. A failed one without a metered job ran nothing on IBM."""
+        if metered is not None:
+            return metered
+        return modelled if succeeded else None
 
     def model(self, backend_name: str, requested: str) -> str:
         """The twin estimates are made on: spec.model, else fake_<device> (ibm_torino -> fake_torino)."""

@@ -10,6 +10,7 @@ retried, and every error names the call and IBM's message, never a credential.
 from __future__ import annotations
 
 import time
+from urllib.parse import quote
 from dataclasses import dataclass
 from typing import Any
 
@@ -96,6 +97,14 @@ class RuntimeApi:
         except RuntimeApiError as exc:
             if exc.status != 404:
                 raise
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        """A Runtime job as IBM describes it (its session_id, status, backend)."""
+        return self._call("GET", f"/jobs/{quote(job_id, safe='')}")
+
+    def job_metrics(self, job_id: str) -> dict[str, Any]:
+        """A Runtime job's metrics: `usage.quantum_seconds` is what IBM meters (and bills) for it."""
+        return self._call("GET", f"/jobs/{quote(job_id, safe='')}/metrics")
 
     def instance_usage(self) -> InstanceUsage:
         data = self._call("GET", "/instances/usage")
