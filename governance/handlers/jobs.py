@@ -37,7 +37,7 @@ from ..budget.types import (AttemptTotals, Decision, JobTerms, QueueChange, Rese
 from ..jobs import ACTIVE, TERMINAL, AlreadyCounted, JobStatus, Phase, Retry, after_attempt, attempt_charge
 from ..jobs.admission import (AdmissionFacts, Fail, Need, NeedBackend, NeedBudget, NeedEstimate, NeedReservation,
                               NeedSession, Outcome, Queue, Refuse, decide_admission)
-from ..jobs.attempts import DEFAULT_BACKOFF_LIMIT, reported_usage
+from ..jobs.attempts import DEFAULT_BACKOFF_LIMIT, ran, reported_usage
 from ..jobs.ownpod import NOT_RECORDED, foreign_pod
 from ..jobs.events import Event
 from ..providers.base import ExecutorNeeds
@@ -566,7 +566,7 @@ class Jobs:
             report["error"] = parsed.problem
         # the runner reported the attempt's end: it had taken the job, so the attempt started
         self.attempt_finished(job, parsed.attempt, parsed.exit_code == 0 and not parsed.problem, report,
-                              parsed.exit_code, started=True)
+                              parsed.exit_code, started=ran(True, parsed.exit_code))
 
     def handle_job(self, job: dict[str, Any]) -> None:
         """Admit a new job, or pick a job up where it was when the operator stopped."""
@@ -699,7 +699,7 @@ class Jobs:
             log.info(f"ignoring pod {pod['metadata']['namespace']}/{pod['metadata']['name']}: "
                      f"{foreign or 'no attempt label'}")
             return
-        started = container_started(pod)  # the kubelet's word: charged however the attempt ends
+        started = container_started(pod)  # the kubelet's word (before an eviction's status below)
         if evicted:  # the pod went away before it finished: a transient failure, like a lost node
             phase = "Failed"
             pod.setdefault("status", {})["containerStatuses"] = [{"state": {"terminated": {
@@ -723,7 +723,8 @@ class Jobs:
             # a kubelet stops a deleted pod and reports it Failed (exit 143) before it is removed: the
             # same lost attempt as a pod that vanished, whichever the operator hears of first
             report["error"] = "the executor pod was deleted before it finished"
-        self.attempt_finished(job, attempt, phase == "Succeeded", report, exit_code, started=started)
+        self.attempt_finished(job, attempt, phase == "Succeeded", report, exit_code,
+                              started=ran(started, exit_code))
 
     def attempt_finished(self, job: dict[str, Any], attempt: int, succeeded: bool, report: dict[str, Any],
                          exit_code: int | None, *, started: bool) -> None:
@@ -848,7 +849,7 @@ class Jobs:
                 continue
             report = _usage_of(body)[0]
             charge, qpu, source = self.trusted_charge(job, pod.status.phase == "Succeeded", report,
-                                                      container_started(body))
+                                                      ran(container_started(body), _usage_of(body)[1]))
             totals = self.ledger.count_attempt(uid, attempt, charge, qpu, source)
         used = totals.used_micro
         self.kube.core.delete_collection_namespaced_pod(namespace, label_selector=selector)

@@ -380,6 +380,8 @@ class PodRunner:
         argv = _in_mount_namespace(argv, binds)
         restarts = 0
         while True:
+            if uid in self.terminating or not root.exists():
+                return  # deleted meanwhile (while it waited to restart, say): nothing more to run
             started = now_iso()
             with open(self.log_path(uid), "ab") as log:
                 try:

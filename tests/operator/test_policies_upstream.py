@@ -237,12 +237,19 @@ def test_qgovs_secrets_and_result_configmaps_are_qgovs(cluster: Cluster) -> None
                 f"({OPERATOR}) and the executor pod of its job may create, change or delete it; refused for ")
     assert refusal(core.patch_namespaced_config_map, result, NS, forged).endswith(expected + TENANT)
     assert refusal(core.delete_namespaced_config_map, result, NS).endswith(expected + TENANT)
-    # impersonating qgov-executor (which may update ConfigMaps) carries no pod: refused as well
+    # impersonating qgov-executor carries no pod: it may not change a result (RBAC: the executor only
+    # creates ConfigMaps), nor create one of the job's result names (the policy: no pod, no result)
     as_executor = env.as_tenant(impersonate=EXECUTOR)
+    executor_core = kubernetes.client.CoreV1Api(as_executor)
     replaced = env.core.read_namespaced_config_map(result, NS)
     replaced.data = forged["data"]
-    message = refusal(kubernetes.client.CoreV1Api(as_executor).replace_namespaced_config_map, result, NS, replaced)
-    assert message.endswith(expected + EXECUTOR), message
+    message = refusal(executor_core.replace_namespaced_config_map, result, NS, replaced)
+    assert "cannot update resource \"configmaps\"" in message, message
+    another = f"{result}-attempt-9"
+    message = refusal(executor_core.create_namespaced_config_map, NS, {
+        "metadata": {"name": another, "labels": {"qgov.dev/job": replaced.metadata.labels["qgov.dev/job"]}},
+        "data": forged["data"]})
+    assert message.endswith(expected.replace(f"/{result} ", f"/{another} ") + EXECUTOR), message
     as_executor.close()
     assert sum(read_result(env.core, NS, result)["circuits"][0]["counts"].values()) == 200  # untouched
     # a labelled ConfigMap cannot be made either (a result before its executor writes it)

@@ -122,9 +122,12 @@ def test_a_forged_status_report_charges_exactly_the_trusted_figure(env: Env, clu
     executor_api.close()
 
 
-def test_a_pod_squatting_on_the_attempts_name_is_not_the_attempt(env: Env, tenant: tuple[Any, Any]) -> None:
+def test_a_pod_squatting_on_the_attempts_name_is_not_the_attempt(env: Env, cluster_kind: str,
+                                                                 tenant: tuple[Any, Any]) -> None:
     """Before: a pod `<job>-run-1` made first by the tenant, with the operator's labels and a command
-    that writes {"usage": {}} to its termination log, was taken as the attempt: Succeeded, 0.00."""
+    that writes {"usage": {}} to its termination log, was taken as the attempt: Succeeded, 0.00.
+    On the real server the admission policy refuses the tenant's pod; the squatter is then made by
+    an admin (as on a cluster without qgov's policies), and the operator must still not take it."""
     env.backend("fake-manila", **MANILA)
     env.budget("10.00")
     tenant_core, tenant_custom = tenant
@@ -136,7 +139,13 @@ def test_a_pod_squatting_on_the_attempts_name_is_not_the_attempt(env: Env, tenan
     container = squatter["spec"]["containers"][0]
     container["command"] = ["python", "-c", "import json, os; open(os.environ['QGOV_TERMINATION_LOG'], 'w')"
                                             ".write(json.dumps({'usage': {}}))"]  # ... reporting no usage
-    tenant_core.create_namespaced_pod(NS, squatter)
+    if cluster_kind == "upstream":
+        with pytest.raises(ApiException) as refused:
+            tenant_core.create_namespaced_pod(NS, squatter)
+        assert refused.value.status == 403 and "qgov-executor-pods" in str(refused.value.body), refused.value.body
+        env.core.create_namespaced_pod(NS, squatter)
+    else:
+        tenant_core.create_namespaced_pod(NS, squatter)
     env.wait(lambda: env.core.read_namespaced_pod("bell-run-1", NS).status.phase == "Succeeded", "the squatter")
     squatter_uid = env.core.read_namespaced_pod("bell-run-1", NS).metadata.uid
     env.operator.start()
@@ -154,8 +163,10 @@ def test_a_pod_squatting_on_the_attempts_name_is_not_the_attempt(env: Env, tenan
 
 @pytest.mark.operator_env(**FAST)
 def test_a_malformed_runner_report_ends_the_attempt_and_charges_the_trusted_figure(
-        env: Env, tenant: tuple[Any, Any]) -> None:
-    """Before: a non-numeric usage value in a report was retried every 60 s forever."""
+        env: Env, cluster_kind: str, tenant: tuple[Any, Any]) -> None:
+    """Before: a non-numeric usage value in a report was retried every 60 s forever. On the real
+    server the policy refuses a report from qgov-executor without its runner pod; the malformed
+    report is then written by an admin (as a runner with a bug would write it)."""
     env.backend("fake-manila", **MANILA)
     env.budget("10.00")
     create_session(env, "local", backend="fake-manila", mode="batch", idleTimeout=120)
@@ -166,7 +177,11 @@ def test_a_malformed_runner_report_ends_the_attempt_and_charges_the_trusted_figu
     env.operator.stop()  # the forged report is there before the attempt is even started
     job = manila_job(tenant_custom, "bell", session="local")
     forged = report_body(job, 1, ENDED, "local-runner", {"usage": {"qpuSeconds": "lots", "shots": "many"}}, 0)
-    executor_core.create_namespaced_config_map(NS, forged)  # the runner's own channel, as its identity
+    if cluster_kind == "upstream":
+        assert refused_upstream(env, lambda: executor_core.create_namespaced_config_map(NS, forged))
+        env.core.create_namespaced_config_map(NS, forged)
+    else:
+        executor_core.create_namespaced_config_map(NS, forged)  # the runner's own channel, as its identity
     started = time.monotonic()
     env.operator.start()
     status = env.wait_terminal(["bell"], timeout=60)["bell"]
