@@ -90,7 +90,8 @@ class Runner:
 
     def _report(self, job: dict[str, Any], attempt: int, state: str, outcome: dict[str, Any] | None = None,
                 code: int | None = None) -> None:
-        """Write the attempt's report ConfigMap (created, or replaced)."""
+        """Create the attempt's report ConfigMap for `state` (one per state: the runner never updates
+        a ConfigMap). One that exists already was this runner's before a restart: left as it is."""
         from kubernetes.client.rest import ApiException
 
         body = runnerreport.report_body(job, attempt, state, os.environ.get("HOSTNAME", ""), outcome, code)
@@ -99,15 +100,14 @@ class Runner:
         except ApiException as exc:
             if exc.status != 409:
                 raise
-            self.core.replace_namespaced_config_map(body["metadata"]["name"], self.namespace, body)
 
     def _ended(self, job: dict[str, Any], attempt: int) -> bool:
         """Whether this attempt was reported ended already (a runner restarted after reporting it)."""
         from kubernetes.client.rest import ApiException
 
         try:
-            cm = self.core.read_namespaced_config_map(runnerreport.report_name(job["metadata"]["name"], attempt),
-                                                      self.namespace)
+            cm = self.core.read_namespaced_config_map(
+                runnerreport.report_name(job["metadata"]["name"], attempt, runnerreport.ENDED), self.namespace)
         except ApiException as exc:
             if exc.status == 404:
                 return False

@@ -18,8 +18,11 @@ def test_a_report_round_trips() -> None:
     assert parsed is not None and (parsed.job, parsed.job_uid, parsed.attempt, parsed.running, parsed.exit_code) == (
         "bell", "job-uid", 2, False, 0)
     assert parsed.report == {"usage": {"qpuSeconds": "1.5"}, "resultConfigMap": "r"} and not parsed.problem
-    running = parse(report_body(JOB, 1, RUNNING, "warm-runner"))
-    assert running is not None and running.running and running.runner == "warm-runner"
+    started = report_body(JOB, 1, RUNNING, "warm-runner")
+    # a report of its own per state: the runner creates ConfigMaps, it may not update one
+    assert started["metadata"]["name"] == report_name("bell", 1, RUNNING) == "bell-report-1-running"
+    running = parse(started)
+    assert running is not None and running.running and running.runner == "warm-runner" and running.attempt == 1
 
 
 def test_an_unreadable_report_names_why() -> None:

@@ -20,9 +20,11 @@ REPORT_KEY = "report.json"
 RUNNING, ENDED = "Running", "Ended"
 
 
-def report_name(job_name: str, attempt: int) -> str:
-    """Deterministic: one per attempt, so a replayed report changes nothing."""
-    return f"{job_name}-report-{attempt}"[:253]
+def report_name(job_name: str, attempt: int, state: str = ENDED) -> str:
+    """Deterministic: one per attempt and state, so a replayed report changes nothing, and a runner
+    only ever creates ConfigMaps (it may not update one): `<job>-report-<n>-running` when the attempt
+    starts, `<job>-report-<n>` when it ended."""
+    return f"{job_name}-report-{attempt}{'-running' if state == RUNNING else ''}"[:253]
 
 
 def report_body(job: Mapping[str, Any], attempt: int, state: str, runner: str,
@@ -35,7 +37,7 @@ def report_body(job: Mapping[str, Any], attempt: int, state: str, runner: str,
     if state == ENDED:
         payload.update(exitCode=exit_code, **(outcome or {}))
     return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {
-        "name": report_name(meta["name"], attempt), "namespace": meta["namespace"],
+        "name": report_name(meta["name"], attempt, state), "namespace": meta["namespace"],
         "labels": {REPORT_LABEL: "true", JOB_LABEL: label_value(meta["name"]), JOB_UID_LABEL: meta["uid"]},
         "ownerReferences": [{"apiVersion": job.get("apiVersion", "qgov.dev/v1alpha1"), "kind": "QiskitJob",
                              "name": meta["name"], "uid": meta["uid"], "controller": True,
@@ -64,6 +66,7 @@ def parse(configmap: Mapping[str, Any]) -> RunnerReport | None:
         return None
     prefix = f"{owner['name']}-report-"
     suffix = str(meta.get("name") or "")[len(prefix):] if str(meta.get("name") or "").startswith(prefix) else ""
+    suffix = suffix.removesuffix("-running")
     if not suffix.isdigit() or int(suffix) < 1:
         return None
     attempt = int(suffix)
