@@ -297,11 +297,3 @@ def test_a_dedicated_session_costs_its_wall_clock_time_exactly() -> None:
     assert dedicated_session_cost(90, prices, "QPU-seconds") == 90_000_000
     with pytest.raises(ValueError):
         dedicated_session_cost(1, prices, "EUR")
-
-
-def test_an_attempt_is_a_run_once_its_executor_started_unless_it_stopped_as_unrunnable() -> None:
-    from governance.jobs.attempts import EXIT_DETERMINISTIC, ran
-
-    assert ran(True, 0) and ran(True, 1) and ran(True, 137) and ran(True, None)  # a kill or a deletion too
-    assert not ran(True, EXIT_DETERMINISTIC)  # the job cannot run: it stopped before running anything
-    assert not ran(False, 0) and not ran(False, 137)  # never started: nothing ran

@@ -37,7 +37,7 @@ from ..budget.types import (AttemptTotals, Decision, JobTerms, QueueChange, Rese
 from ..jobs import ACTIVE, TERMINAL, AlreadyCounted, JobStatus, Phase, Retry, after_attempt, attempt_charge
 from ..jobs.admission import (AdmissionFacts, Fail, Need, NeedBackend, NeedBudget, NeedEstimate, NeedReservation,
                               NeedSession, Outcome, Queue, Refuse, decide_admission)
-from ..jobs.attempts import DEFAULT_BACKOFF_LIMIT, ran, reported_usage
+from ..jobs.attempts import DEFAULT_BACKOFF_LIMIT, reported_usage
 from ..jobs.ownpod import NOT_RECORDED, foreign_pod
 from ..jobs.events import Event
 from ..providers.base import ExecutorNeeds
@@ -564,9 +564,8 @@ class Jobs:
         report = dict(parsed.report)
         if parsed.problem:
             report["error"] = parsed.problem
-        # the runner reported the attempt's end: it had taken the job, so the attempt started
         self.attempt_finished(job, parsed.attempt, parsed.exit_code == 0 and not parsed.problem, report,
-                              parsed.exit_code, started=ran(True, parsed.exit_code))
+                              parsed.exit_code)
 
     def handle_job(self, job: dict[str, Any]) -> None:
         """Admit a new job, or pick a job up where it was when the operator stopped."""
@@ -651,8 +650,7 @@ class Jobs:
                 return
             meta = fresh["metadata"]
 
-    def trusted_charge(self, job: dict[str, Any], succeeded: bool, report: dict[str, Any],
-                       started: bool) -> tuple[int, str, str]:
+    def trusted_charge(self, job: dict[str, Any], succeeded: bool, report: dict[str, Any]) -> tuple[int, str, str]:
         """What an ended attempt is charged, from sources no namespace member can write: (micro-units
         in the budget's unit, QPU-seconds, where the figure came from). The provider says which
         source counts (Provider.charged_usage): the model of the admitted circuits the ledger
@@ -670,9 +668,9 @@ class Jobs:
         if provider.metered and runtime_job and terms.session and self.metering is not None and \
                 not terms.paid_by_session:
             metered, note = self.metering(job["metadata"]["namespace"], terms.session, str(runtime_job))
-        usage = provider.charged_usage(modelled, metered, succeeded, started)
+        usage = provider.charged_usage(modelled, metered, succeeded)
         if usage is None:
-            return 0, "0", "nothing: the attempt failed before its executor started"
+            return 0, "0", "nothing: the attempt failed and no metered work of it was found"
         if metered is not None and usage is metered:
             source = f"IBM's meter for Runtime job {runtime_job}"
         else:
@@ -699,7 +697,6 @@ class Jobs:
             log.info(f"ignoring pod {pod['metadata']['namespace']}/{pod['metadata']['name']}: "
                      f"{foreign or 'no attempt label'}")
             return
-        started = container_started(pod)  # the kubelet's word (before an eviction's status below)
         if evicted:  # the pod went away before it finished: a transient failure, like a lost node
             phase = "Failed"
             pod.setdefault("status", {})["containerStatuses"] = [{"state": {"terminated": {
@@ -723,11 +720,10 @@ class Jobs:
             # a kubelet stops a deleted pod and reports it Failed (exit 143) before it is removed: the
             # same lost attempt as a pod that vanished, whichever the operator hears of first
             report["error"] = "the executor pod was deleted before it finished"
-        self.attempt_finished(job, attempt, phase == "Succeeded", report, exit_code,
-                              started=ran(started, exit_code))
+        self.attempt_finished(job, attempt, phase == "Succeeded", report, exit_code)
 
     def attempt_finished(self, job: dict[str, Any], attempt: int, succeeded: bool, report: dict[str, Any],
-                         exit_code: int | None, *, started: bool) -> None:
+                         exit_code: int | None) -> None:
         """An attempt ended (its pod, or a session runner, said how): count its trusted charge in the
         ledger (once, by the job's UID and the attempt), then retry, or settle (governance/jobs/
         attempts.py decides). Status is written from the ledger's totals, never read back."""
@@ -739,7 +735,7 @@ class Jobs:
         totals = self.ledger.attempt_totals(uid)
         source = ""
         if not totals.counted(attempt):
-            charge, qpu, source = self.trusted_charge(job, succeeded, report, started)
+            charge, qpu, source = self.trusted_charge(job, succeeded, report)
             totals = self.ledger.count_attempt(uid, attempt, charge, qpu, source)
         else:
             totals = AttemptTotals(uid, totals.counted_attempt, totals.attempts, totals.used_micro,
@@ -848,8 +844,7 @@ class Jobs:
                         self.ledger.attempt_pod(uid, attempt)):
                 continue
             report = _usage_of(body)[0]
-            charge, qpu, source = self.trusted_charge(job, pod.status.phase == "Succeeded", report,
-                                                      ran(container_started(body), _usage_of(body)[1]))
+            charge, qpu, source = self.trusted_charge(job, pod.status.phase == "Succeeded", report)
             totals = self.ledger.count_attempt(uid, attempt, charge, qpu, source)
         used = totals.used_micro
         self.kube.core.delete_collection_namespaced_pod(namespace, label_selector=selector)
@@ -1038,16 +1033,6 @@ def _refusal_message(exc: ApiException) -> str:
     except (ValueError, AttributeError):
         message = ""
     return " ".join((message or str(exc.reason or "")).split())[:500]
-
-
-def container_started(pod: dict[str, Any]) -> bool:
-    """Whether the kubelet says the executor's container started (running, or ended after a start):
-    pod status is the kubelet's, which no namespace member can write."""
-    for container in (pod.get("status") or {}).get("containerStatuses") or []:
-        state, last = container.get("state") or {}, container.get("lastState") or {}
-        if state.get("running") or (state.get("terminated") or {}).get("startedAt") or last.get("terminated"):
-            return True
-    return False
 
 
 def _usage_of(pod: dict[str, Any]) -> tuple[dict[str, Any], int | None]:

@@ -32,7 +32,6 @@ from ..budget.money import format_amount, format_quantity
 from ..budget.types import Decision, ReserveRequest
 from ..jobs.events import Event
 from ..jobs import JobStatus
-from ..jobs.phases import Phase as JobPhase
 from ..sessions.lifecycle import Action, Phase, SessionView, decide
 from ..sessions.status import SessionStatus
 from ..providers.ibm.iam import Credential, credential_from_secret, credentials_problem
@@ -141,10 +140,8 @@ class Sessions:
         fresh = self.clients.get_job(ref.namespace, ref.name)
         if fresh is not None and fresh["metadata"]["uid"] == ref.uid and \
                 JobStatus.of(fresh).counted_attempt < attempt:
-            # started if the runner had said it runs the attempt (the job went Running)
             self.jobs.attempt_finished(fresh, attempt, False,
-                                       {"error": f"the session runner {runner} stopped before the job finished"}, 137,
-                                       started=JobStatus.of(fresh).phase == JobPhase.RUNNING.value)
+                                       {"error": f"the session runner {runner} stopped before the job finished"}, 137)
 
     def load_credential(self, namespace: str, secret: str, endpoints: IbmEndpoints) -> Credential:
         """The IBM credential in a Secret of the session's namespace, for the backend's `endpoints`

@@ -48,14 +48,6 @@ def reported_usage(report: Mapping[str, Any]) -> tuple[Usage | None, str]:
     return measured, ""
 
 
-def ran(started: bool, exit_code: int | None) -> bool:
-    """Whether an ended attempt counts as a run for its charge: its executor `started` (the
-    kubelet's container status, or a session runner's report) and did not stop at once with
-    EXIT_DETERMINISTIC (the job cannot run: nothing ran). A start that ends any other way (a
-    crash, a kill, a deleted pod) is a run: otherwise a member could take the result and fail it."""
-    return started and exit_code != EXIT_DETERMINISTIC
-
-
 def retry_delay(base_seconds: float, attempt: int) -> float:
     """Seconds between the end of failed attempt `attempt` and the start of the next: doubling."""
     return base_seconds * 2 ** (attempt - 1)

@@ -156,16 +156,12 @@ class Provider:
                      cpu_seconds=Decimal(format_quantity(estimate.cpu_seconds / SAFETY_FACTOR)),
                      shots=estimate.shots, tasks=estimate.tasks)
 
-    def charged_usage(self, modelled: Usage, metered: Usage | None, succeeded: bool,
-                      started: bool = False) -> Usage | None:
+    def charged_usage(self, modelled: Usage, metered: Usage | None, succeeded: bool) -> Usage | None:
         """What an ended attempt is charged for: `modelled` is the model's usage of the admitted
         circuits (the ledger's), `metered` what the service's meter says for the attempt's remote
         job, read by the operator and checked to be this job's (None: none, or no meter). A local
-        provider charges the model for an attempt that succeeded or whose container `started` (the
-        kubelet's word, or a session runner's), however it then ended: a failure after the start
-        (a crash, a kill, a deleted pod) is not free, or a namespace member could take a result and
-        fail the run; an attempt that never started costs nothing (None)."""
-        return modelled if succeeded or started else None
+        provider charges a succeeded attempt the model; a failed one, nothing (None)."""
+        return modelled if succeeded else None
 
     # ---------------------------------------------------------------- usage -> cost
     def usage_from_report(self, report: Mapping[str, Any]) -> Usage:

@@ -199,17 +199,3 @@ def test_the_providers_and_the_executor_import_neither_kopf_kubernetes_nor_sqlal
             "print(sorted(m for m in ('kopf', 'kubernetes', 'sqlalchemy') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
-
-
-def test_a_local_attempt_is_charged_the_model_once_it_started_however_it_ended() -> None:
-    """The trusted source for `aer` and `fake` is the model of the admitted circuits: charged when
-    the attempt succeeded or its container started (a kill or a deletion after the start is no
-    free run), nothing when it never started."""
-    model = modelled_usage(job(BELL, shots=200), MANILA)
-    for backend in (MANILA, AER):
-        provider = providers.of(backend)
-        assert provider.charged_usage(model, None, True) == model
-        assert provider.charged_usage(model, None, False, started=True) == model
-        assert provider.charged_usage(model, None, False, started=False) is None
-        # a report or meter from inside the namespace is never what a local provider charges
-        assert provider.charged_usage(model, model.__class__(), True) == model

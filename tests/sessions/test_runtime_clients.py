@@ -183,7 +183,5 @@ def test_the_operator_reads_ibms_meter_only_for_a_job_of_the_session_it_opened(
     provider = get("ibm")
     assert provider.charged_usage(model, metered, True) == metered
     assert provider.charged_usage(model, None, True) == model  # never cheaper for naming no checked job
-    assert provider.charged_usage(model, None, False) is None  # never started: ran nothing on IBM
-    # started, then failed (killed after it submitted, say): never cheaper than the model
-    assert provider.charged_usage(model, None, False, started=True) == model
+    assert provider.charged_usage(model, None, False) is None
     assert get("fake").charged_usage(model, Usage(qpu_seconds=Decimal(0)), True) == model

@@ -42,15 +42,13 @@ class IbmProvider(Provider):
                                    "then GET /jobs/{id}/metrics); the model's usage when the attempt names no such job")
     metered: ClassVar[bool] = True
 
-    def charged_usage(self, modelled: Usage, metered: Usage | None, succeeded: bool,
-                      started: bool = False) -> Usage | None:
-        """IBM's meter for the job's own Runtime job. An attempt that succeeded, or whose executor
-        started, and names no Runtime job the operator could verify is charged the model (never
-        less): pointing at another job, at none, or killing the executor after it submitted, cannot
-        make it cheaper. One that never started ran nothing on IBM."""
+    def charged_usage(self, modelled: Usage, metered: Usage | None, succeeded: bool) -> Usage | None:
+        """IBM's meter for the job's own Runtime job. A succeeded attempt that names none the
+        operator could verify is charged the model (never less): pointing at another job, or at
+        none, cannot make it cheaper. A failed one without a metered job ran nothing on IBM."""
         if metered is not None:
             return metered
-        return modelled if succeeded or started else None
+        return modelled if succeeded else None
 
     def model(self, backend_name: str, requested: str) -> str:
         """The twin estimates are made on: spec.model, else fake_<device> (ibm_torino -> fake_torino)."""
