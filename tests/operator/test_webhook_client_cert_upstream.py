@@ -17,44 +17,22 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import kubernetes
 import pytest
 
-from qgov_dev.devcluster.controlplane import WEBHOOK_CLIENT_NAME, free_port
-from qgov_dev.devcluster.upstream import SYSTEM_NAMESPACE
-from tests.operator.conftest import NS, Operator
-from tests.operator.test_webhook_upstream import DENIED, Webhooked, qjob, restore_configuration, webhook_url
+from qgov_dev.devcluster.controlplane import WEBHOOK_CLIENT_NAME
+from tests.operator.conftest import NS
+from tests.operator.test_webhook_upstream import DENIED, Webhooked, qjob, webhooked
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
 def guarded(upstream_cluster: Any, tmp_path: Path) -> Iterator[Webhooked]:
-    upstream = upstream_cluster
-    upstream.reset((NS,))
-    api = kubernetes.config.new_client_from_config(config_file=str(upstream.kubeconfig))
-    core, custom = kubernetes.client.CoreV1Api(api), kubernetes.client.CustomObjectsApi(api)
-    core.create_namespace({"metadata": {"name": NS}})
-    port = free_port()
-    url = f"https://127.0.0.1:{port}/validate"
-    operator = Operator(upstream, f"sqlite:///{tmp_path / 'ledger.db'}", tmp_path / "operator.log",
-                        {"QGOV_WEBHOOK_PORT": str(port), "QGOV_WEBHOOK_URL": url,
-                         "QGOV_WEBHOOK_NAMESPACE": SYSTEM_NAMESPACE,
-                         "QGOV_WEBHOOK_CLIENT_CA": str(upstream.control_plane.webhook_client_ca),
-                         "QGOV_WEBHOOK_CLIENT_NAMES": WEBHOOK_CLIENT_NAME},
-                        kubeconfig=upstream.operator_kubeconfig())
-    env = Webhooked(upstream, core, custom, operator, operator.database_url)
-    env.upstream, env.tmp, env.port = upstream, tmp_path, port  # type: ignore[attr-defined]
-    try:
-        operator.start()
-        env.wait(lambda: webhook_url(api) == url, "the configuration to call the operator's webhook")
-        env.backend("pricey", pricing={"perTask": "2.00"})
+    with webhooked(upstream_cluster, tmp_path,
+                   {"QGOV_WEBHOOK_CLIENT_CA": str(upstream_cluster.control_plane.webhook_client_ca),
+                    "QGOV_WEBHOOK_CLIENT_NAMES": WEBHOOK_CLIENT_NAME},
+                   ("pricey", {"pricing": {"perTask": "2.00"}})) as env:
         yield env
-    finally:
-        operator.stop()
-        restore_configuration(api)
-        upstream.reset((NS,))
-        api.close()
 
 
 def forged_review(namespace: str) -> bytes:

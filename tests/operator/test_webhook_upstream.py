@@ -10,6 +10,8 @@ in the Secret qgov-webhook-tls. Each test puts the configuration back as the man
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import base64
 import hashlib
 import socket
@@ -85,9 +87,11 @@ def webhook_url(api: Any) -> str | None:
     return client.url if client.ca_bundle else None
 
 
-@pytest.fixture
-def wh(upstream_cluster: Any, tmp_path: Path) -> Iterator[Webhooked]:
-    upstream = upstream_cluster
+@contextmanager
+def webhooked(upstream: Any, tmp_path: Path, settings: dict[str, str],
+              backend: tuple[str, dict[str, Any]]) -> Iterator[Webhooked]:
+    """A fresh team namespace and an operator (as qgov-operator) whose webhook the API server calls
+    at QGOV_WEBHOOK_URL, with `settings` more and `backend` (name, spec) in place; all undone after."""
     upstream.reset((NS,))
     api = kubernetes.config.new_client_from_config(config_file=str(upstream.kubeconfig))
     core, custom = kubernetes.client.CoreV1Api(api), kubernetes.client.CustomObjectsApi(api)
@@ -96,21 +100,28 @@ def wh(upstream_cluster: Any, tmp_path: Path) -> Iterator[Webhooked]:
     url = f"https://127.0.0.1:{port}/validate"
     operator = Operator(upstream, f"sqlite:///{tmp_path / 'ledger.db'}", tmp_path / "operator.log",
                         {"QGOV_WEBHOOK_PORT": str(port), "QGOV_WEBHOOK_URL": url,
-                         "QGOV_WEBHOOK_NAMESPACE": SYSTEM_NAMESPACE, "QGOV_WEBHOOK_CERT_CHECK_SECONDS": "1"},
+                         "QGOV_WEBHOOK_NAMESPACE": SYSTEM_NAMESPACE, **settings},
                         kubeconfig=upstream.operator_kubeconfig())
     env = Webhooked(upstream, core, custom, operator, operator.database_url)
     env.upstream, env.tmp, env.port = upstream, tmp_path, port  # type: ignore[attr-defined]
     try:
         operator.start()
         env.wait(lambda: webhook_url(api) == url, "the configuration to call the operator's webhook")
-        env.backend("priced-aer", pricing={"perTask": "0.30"},
-                    limits={"maxQubits": 20, "maxShots": 100000, "maxCircuits": 4})
+        env.backend(backend[0], **backend[1])
         yield env
     finally:
         operator.stop()
         restore_configuration(api)
         upstream.reset((NS,))
         api.close()
+
+
+@pytest.fixture
+def wh(upstream_cluster: Any, tmp_path: Path) -> Iterator[Webhooked]:
+    with webhooked(upstream_cluster, tmp_path, {"QGOV_WEBHOOK_CERT_CHECK_SECONDS": "1"},
+                   ("priced-aer", {"pricing": {"perTask": "0.30"},
+                                   "limits": {"maxQubits": 20, "maxShots": 100000, "maxCircuits": 4}})) as env:
+        yield env
 
 
 def test_jobs_that_cannot_run_are_refused_at_apply_with_the_controllers_messages(wh: Webhooked) -> None:
