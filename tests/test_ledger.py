@@ -193,6 +193,31 @@ def test_a_lowered_limit_refuses_queued_work_that_can_never_fit(ledger: Ledger) 
     assert ledger.verify() == []
 
 
+def test_a_stale_spec_applied_late_never_lowers_a_newer_limit(ledger: Ledger) -> None:
+    """Two operators apply the same QiskitBudget's specs in either order (a failover): generation 3
+    raised the limit and admitted the queue; generation 2, applied after it, changes nothing."""
+    uid = "3f1c-budget"
+    ledger.upsert_budget(BudgetSpec(NS, NS, 2 * USD, enforcement="queue", uid=uid, generation=2))
+    ledger.reserve(req("a", 2 * USD))
+    ledger.reserve(req("b", 2 * USD))
+    _, changes = ledger.upsert_budget(BudgetSpec(NS, NS, 4 * USD, enforcement="queue", uid=uid, generation=3))
+    assert [c.key for c in changes] == ["b"]
+    balance, changes = ledger.upsert_budget(BudgetSpec(NS, NS, 2 * USD, enforcement="queue", uid=uid, generation=2))
+    assert changes == () and balance.limit_micro == 4 * USD
+    assert ledger.balance(NS, NS).limit_micro == 4 * USD
+    # the same generation again (a resume) applies; so does an administrator's change (no generation)
+    ledger.upsert_budget(BudgetSpec(NS, NS, 4 * USD, enforcement="queue", uid=uid, generation=3))
+    ledger.upsert_budget(BudgetSpec(NS, NS, 5 * USD, enforcement="queue"))
+    assert ledger.balance(NS, NS).limit_micro == 5 * USD
+    # the stored generation survives that change: generation 2 is still stale
+    ledger.upsert_budget(BudgetSpec(NS, NS, USD, enforcement="queue", uid=uid, generation=2))
+    assert ledger.balance(NS, NS).limit_micro == 5 * USD
+    # the budget deleted and created again under the same name: a new UID, generations start over
+    ledger.upsert_budget(BudgetSpec(NS, NS, 6 * USD, enforcement="queue", uid="9a7e-budget", generation=1))
+    assert ledger.balance(NS, NS).limit_micro == 6 * USD
+    assert ledger.verify() == []
+
+
 def test_period_rollover_starts_fresh_and_settles_held_work_in_its_own_period(ledger: Ledger, clock) -> None:
     clock.now = datetime(2026, 11, 30, 23, 0, tzinfo=timezone.utc)
     budget(ledger, 10 * USD, period="monthly", anchor=datetime(2026, 1, 1, tzinfo=timezone.utc))

@@ -105,6 +105,13 @@ class _Compacted(Exception):
         self.tombstone = tombstone
 
 
+def _is_stale(spec: BudgetSpec, stored_uid: str | None, stored_generation: int | None) -> bool:
+    """Whether `spec` is an older generation of the same QiskitBudget than the one the ledger holds.
+    A different UID is the budget deleted and created again: its generations start over."""
+    return (spec.generation is not None and stored_generation is not None and spec.uid == stored_uid
+            and spec.generation < stored_generation)
+
+
 def _default_anchor(period: str, now: datetime) -> datetime:
     day = now.replace(hour=0, minute=0, second=0, microsecond=0)
     if period == "monthly":
@@ -201,14 +208,22 @@ class Ledger:
                         period=spec.period, anchor=anchor, enforcement=spec.enforcement,
                         warn_at=warn_at, queue_seq=0,
                         queued_count=0, created_at=now, updated_at=now, retired_at=None,
+                        source_uid=spec.uid, source_generation=spec.generation,
                     )
                 )
+            elif _is_stale(spec, row.source_uid, row.source_generation):
+                # a spec this object has since replaced, applied late (another operator, or this one
+                # before a restart, already applied a newer generation): the ledger keeps the newer one
+                budget = self._lock_budget(conn, spec.namespace, spec.name)
+                return self._balance(conn, budget, now), ()
             else:
                 values: dict[str, Any] = dict(
                     limit_micro=spec.limit_micro, period=spec.period, enforcement=spec.enforcement,
                     warn_at=warn_at, updated_at=now,
                     retired_at=None,  # a QiskitBudget created again under the same name revives its ledger
                 )
+                if spec.generation is not None:
+                    values.update(source_uid=spec.uid, source_generation=spec.generation)
                 if row.unit != spec.unit:
                     raise LedgerError(
                         f"budget {spec.namespace}/{spec.name}: unit cannot change from {row.unit} to {spec.unit} "

@@ -72,6 +72,10 @@ class Budget(Base):
     queued_count: Mapped[int] = mapped_column(Integer, default=0)  # reservations waiting in the queue
     # set when the QiskitBudget is deleted: no new reservations; held ones still settle; history stays
     retired_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # the QiskitBudget object (UID) and spec generation the stored spec came from: two operators may
+    # apply the same object's specs in either order; an older generation never overwrites a newer one
+    source_uid: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    source_generation: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 

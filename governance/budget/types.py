@@ -28,6 +28,10 @@ class BudgetSpec:
     enforcement: str = "hard"
     warn_at: tuple[int, ...] = ()
     anchor: datetime | None = None  # default: the start of the current UTC day / month
+    # where the spec came from (the QiskitBudget's UID and metadata.generation); None: an
+    # administrator's direct change (the CLI), applied whatever the ledger last saw
+    uid: str | None = None
+    generation: int | None = None
 
     def __post_init__(self) -> None:
         if not self.namespace or not self.name:

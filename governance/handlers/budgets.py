@@ -3,7 +3,7 @@ report into status, which is what `kubectl get` and `kubectl describe` show a te
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -177,7 +177,10 @@ class Budgets:
         """The budget was created or its spec changed (or the operator resumed it): the ledger's
         budget follows the spec; the jobs a larger budget admits start."""
         try:
-            parsed = parse_budget(namespace, name, spec)
+            meta = body.get("metadata") or {}
+            # the object's UID and generation let the ledger refuse a spec a newer one replaced
+            # (another operator applied it first; kopf offers no lock between operators)
+            parsed = replace(parse_budget(namespace, name, spec), uid=meta.get("uid"), generation=meta.get("generation"))
             _, changes = self.ledger.upsert_budget(parsed)
             self.budget_units.setdefault(namespace, {})[name] = parsed.unit  # what admission reads
         except DatabaseUnavailable as exc:
