@@ -115,16 +115,18 @@ def write_result(client: Any, job: dict[str, Any], document: dict[str, Any], att
     from kubernetes.client.rest import ApiException
 
     from governance.api import JOB_LABEL, label_value
+    from governance.jobs.results import ATTEMPT_ANNOTATION, result_names
 
     core = client.CoreV1Api()
     meta = job["metadata"]
     owner = {"apiVersion": job["apiVersion"], "kind": job["kind"], "name": meta["name"], "uid": meta["uid"],
              "controller": True, "blockOwnerDeletion": True}
-    for name in (f"{meta['name']}-result", f"{meta['name']}-result-attempt-{attempt}"):
+    for name in result_names(meta["name"], attempt):
         taken = None
         for cm_name, body in configmaps_for(name, document):
             body.setdefault("metadata", {}).update({"name": cm_name, "ownerReferences": [owner],
                                                     "labels": {JOB_LABEL: label_value(meta["name"])}})
+            body["metadata"].setdefault("annotations", {})[ATTEMPT_ANNOTATION] = str(attempt)
             try:
                 core.create_namespaced_config_map(meta["namespace"], body)
             except ApiException as exc:

@@ -50,6 +50,7 @@ from .conditions import iso, now_iso, parse_iso, set_condition
 from .expiry import expires_at
 from . import rawevents
 from ..jobs import runnerreport as runner_reports
+from ..jobs.results import result_names, written_by
 from .identity import missing_account
 from .jobphases import JobPhases
 from .kube import JOBS as PLURAL
@@ -650,16 +651,33 @@ class Jobs:
                 return
             meta = fresh["metadata"]
 
-    def trusted_charge(self, job: dict[str, Any], succeeded: bool, report: dict[str, Any]) -> tuple[int, str, str]:
+    def result_written(self, job: dict[str, Any], attempt: int) -> bool:
+        """Whether attempt `attempt` wrote the job's result (governance/jobs/results.py): a ConfigMap
+        only that attempt's executor pod can create, so the attempt ran to its end whatever its pod
+        says now (deleted, or killed through `kubectl exec`, after it wrote the result)."""
+        meta = job["metadata"]
+        for name in result_names(meta["name"], attempt):
+            configmap = unless_gone(lambda: self.kube.core.read_namespaced_config_map(name, meta["namespace"]))
+            if configmap is not None and written_by(
+                    self.kube.core.api_client.sanitize_for_serialization(configmap)["metadata"], meta["uid"], attempt):
+                return True
+        return False
+
+    def trusted_charge(self, job: dict[str, Any], attempt: int, succeeded: bool,
+                       report: dict[str, Any]) -> tuple[int, str, str, bool]:
         """What an ended attempt is charged, from sources no namespace member can write: (micro-units
-        in the budget's unit, QPU-seconds, where the figure came from). The provider says which
+        in the budget's unit, QPU-seconds, where the figure came from, whether it failed after it
+        wrote its result). The provider says which
         source counts (Provider.charged_usage): the model of the admitted circuits the ledger
         recorded, or IBM's meter for the attempt's Runtime job, read here and checked to be in the
-        Runtime session qgov opened for the job. What the report says is never charged."""
+        Runtime session qgov opened for the job. What the report says is never charged. A failed
+        attempt that wrote its result counts as one that ran: its work was done."""
+        produced = not succeeded and self.result_written(job, attempt)
+        succeeded = succeeded or produced
         terms = self.terms(job)
         backend = self.load_backend(terms.backend)
         if isinstance(backend, Problem):  # deleted since admission: its prices are unknown
-            return 0, "0", f"nothing: backend {terms.backend} is gone, its prices are unknown"
+            return 0, "0", f"nothing: backend {terms.backend} is gone, its prices are unknown", produced
         provider = providers.of(backend)
         modelled = Usage(qpu_seconds=Decimal(terms.model_qpu_seconds), cpu_seconds=Decimal(terms.model_cpu_seconds),
                          shots=terms.model_shots, tasks=terms.model_tasks)
@@ -670,13 +688,15 @@ class Jobs:
             metered, note = self.metering(job["metadata"]["namespace"], terms.session, str(runtime_job))
         usage = provider.charged_usage(modelled, metered, succeeded)
         if usage is None:
-            return 0, "0", "nothing: the attempt failed and no metered work of it was found"
+            return 0, "0", "nothing: the attempt failed and no metered work of it was found", produced
         if metered is not None and usage is metered:
             source = f"IBM's meter for Runtime job {runtime_job}"
         else:
             source = "the model of the admitted circuits" + (f" ({note})" if note else "")
+        if produced:
+            source += " (the attempt failed after it wrote its result)"
         charge = attempt_charge(usage, backend.prices, terms.unit, terms.paid_by_session)
-        return charge, format_quantity(usage.qpu_seconds), source
+        return charge, format_quantity(usage.qpu_seconds), source, produced
 
     def executor_pod_event(self, type: str, pod: dict[str, Any]) -> None:
         labels = pod["metadata"].get("labels") or {}
@@ -733,9 +753,9 @@ class Jobs:
             report = {"error": "the attempt's report is not a JSON object"}
         _, malformed = reported_usage(report)  # shown at most: a namespace member can write it
         totals = self.ledger.attempt_totals(uid)
-        source = ""
+        source, produced = "", False
         if not totals.counted(attempt):
-            charge, qpu, source = self.trusted_charge(job, succeeded, report)
+            charge, qpu, source, produced = self.trusted_charge(job, attempt, succeeded, report)
             totals = self.ledger.count_attempt(uid, attempt, charge, qpu, source)
         else:
             totals = AttemptTotals(uid, totals.counted_attempt, totals.attempts, totals.used_micro,
@@ -748,6 +768,8 @@ class Jobs:
         note = ""
         if malformed:
             note = f"; the executor's report was not used: {malformed} (charged from {source or 'the trusted source'})"
+        if produced:
+            note += f"; attempt {attempt} is charged as run: it failed after it wrote its result"
         if isinstance(after, Retry):
             retry_at = iso(after.at)
             emit(job, Event(after.event.type, after.event.reason, after.message + note))
@@ -844,7 +866,7 @@ class Jobs:
                         self.ledger.attempt_pod(uid, attempt)):
                 continue
             report = _usage_of(body)[0]
-            charge, qpu, source = self.trusted_charge(job, pod.status.phase == "Succeeded", report)
+            charge, qpu, source, _ = self.trusted_charge(job, attempt, pod.status.phase == "Succeeded", report)
             totals = self.ledger.count_attempt(uid, attempt, charge, qpu, source)
         used = totals.used_micro
         self.kube.core.delete_collection_namespaced_pod(namespace, label_selector=selector)

@@ -9,7 +9,8 @@
   it (after_attempt: a retry at a time after a doubling backoff, or the end and the amount to
   settle, from the ledger's counted attempts);
 - ownpod.py: whether a pod is the operator's own attempt pod (its UID is the ledger's record);
-- runnerreport.py: a local session's runner's report ConfigMap per attempt.
+- runnerreport.py: a local session's runner's report ConfigMap per attempt;
+- results.py: an attempt's result ConfigMaps, and whether a given attempt wrote one.
 
 handlers/jobs.py reads the cluster and the ledger, calls these, and applies their answers.
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from types import SimpleNamespace
 from decimal import Decimal
 from typing import Any
 
@@ -24,6 +25,7 @@ from governance.api.specs import parse_backend, parse_job
 from governance.budget.costmodel import amount_in_unit
 from governance.handlers.pods import executor_pod
 from governance.jobs.runnerreport import ENDED, report_body
+from executor.__main__ import write_result
 
 from .conftest import BELL, NS, G, V, Env
 from .test_sessions_e2e import FAST, create_session, session_phase
@@ -215,3 +217,43 @@ def test_a_refused_pod_create_stalls_the_job_with_the_servers_reason_and_holds_t
     ledger.close()
     env.core.delete_namespaced_limit_range("huge-only", NS)  # fixed: the retry with backoff creates the pod
     assert env.wait_terminal(["blocked"], timeout=180)["blocked"]["phase"] == "Succeeded"
+
+
+def kill_after(env: Env, job: str, *, wrote_result: bool) -> None:
+    """The kubelet's part, played by the test (no pod runs): attempt 1's executor wrote the job's
+    result, or did not, and then its container was killed (a member's `kubectl exec ... kill 1`, or
+    a deleted pod): exit 137, Failed, nothing in its termination log."""
+    env.wait(lambda: env.core.read_namespaced_pod(f"{job}-run-1", NS), f"{job}'s executor pod")
+    if wrote_result:  # what the executor writes, written by its own code (an admin's client here)
+        write_result(SimpleNamespace(CoreV1Api=lambda: env.core), env.get("qiskitjobs", job),
+                     {"metadata": {"attempt": 1}, "counts": [{"00": 1000, "11": 1000}]}, attempt=1)
+    env.core.patch_namespaced_pod_status(f"{job}-run-1", NS, {"status": {"phase": "Failed", "containerStatuses": [
+        {"name": "executor", "ready": False, "restartCount": 0, "image": EXECUTOR_IMAGE, "imageID": "",
+         "state": {"terminated": {"exitCode": 137, "reason": "Error"}}}]}})
+
+
+@pytest.mark.no_pod_runner
+def test_an_executor_killed_after_it_wrote_its_result_is_charged_and_one_killed_before_is_not(
+        env: Env, tenant: tuple[Any, Any]) -> None:
+    """Before: a failed `fake`/`aer` attempt was charged nothing, so a member who killed its executor
+    (or deleted its pod) once the result was written had a Failed job, with its result, for free.
+    A result ConfigMap only that attempt's executor can create is the trusted sign the work ran."""
+    env.backend("fake-manila", **MANILA)
+    env.budget("10.00")
+    _, tenant_custom = tenant
+    job = manila_job(tenant_custom, "done-then-killed", backoffLimit=0)
+    manila_job(tenant_custom, "killed-early", backoffLimit=0)
+    kill_after(env, "done-then-killed", wrote_result=True)
+    kill_after(env, "killed-early", wrote_result=False)
+    statuses = env.wait_terminal(["done-then-killed", "killed-early"])
+    assert [statuses[n]["phase"] for n in ("done-then-killed", "killed-early")] == ["Failed", "Failed"], statuses
+    expected = trusted_charge(env, job, "fake-manila")
+    assert expected == 2_418_125
+    assert charged(env, "done-then-killed") == expected
+    assert statuses["done-then-killed"]["usedMicro"] == str(expected)
+    assert charged(env, "killed-early") == 0  # it never produced anything: an honest failure costs nothing
+    events = env.core.list_namespaced_event(NS, field_selector="involvedObject.name=done-then-killed").items
+    assert any("failed after it wrote its result" in (e.message or "") for e in events), [e.message for e in events]
+    ledger = env.ledger()
+    assert ledger.balance(NS, NS).spent_micro == expected and ledger.balance(NS, NS).held_micro == 0
+    ledger.close()
