@@ -22,7 +22,7 @@ Scenarios:
 It counts and never asserts, so broken code gets figures too. `--operator-pythonpath DIR` puts
 DIR first on the operators' PYTHONPATH (and runs that checkout's `qgov db upgrade`): how the
 figures of the code before a fix are taken. This process (cluster, counting, audit) always runs
-this checkout; the audit is `governance.budget.audit` when this checkout has it.
+this checkout; the audit is `governance.audit` when this checkout has it.
 """
 
 from __future__ import annotations

@@ -23,11 +23,13 @@ import threading
 import time
 from typing import Any
 
+from governance.api import GROUP as G
+from governance.api import VERSION as V
 from governance.jobs import runnerreport
 
-from . import __main__ as single
+from . import attempt as single
 
-G, V, JOBS = "qgov.dev", "v1alpha1", "qiskitjobs"
+JOBS = "qiskitjobs"
 
 
 def runnable(job: dict[str, Any], session: str) -> int:

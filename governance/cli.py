@@ -106,7 +106,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     from kubernetes.config import ConfigException
     from urllib3.exceptions import HTTPError
 
-    from .budget.audit import audit_cluster
+    from .audit import audit_cluster
 
     where = db.redact(db.normalise_url(args.database_url or db.default_database_url()))
     try:

@@ -7,7 +7,7 @@ import sys
 from types import SimpleNamespace
 from typing import Any
 
-from governance.budget.audit import audit
+from governance.audit import audit
 
 NS = "team-a"
 
@@ -180,7 +180,7 @@ def test_the_result_is_sorted_and_deterministic() -> None:
 
 
 def test_the_audit_module_needs_neither_kopf_nor_kubernetes() -> None:
-    code = ("import sys, governance.budget.audit; "
+    code = ("import sys, governance.audit; "
             "print(sorted({m.split('.')[0] for m in sys.modules} & {'kopf', 'kubernetes'}))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert out.stdout.strip() == "[]"

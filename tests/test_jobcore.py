@@ -225,7 +225,7 @@ def test_the_core_imports_no_kubernetes_kopf_or_database() -> None:
 def test_the_phases_are_one_definition_that_loads_without_qiskit() -> None:
     """`qgov ledger audit` judges phases without pricing circuits: the phases (and the audit that
     uses them) load without qiskit; the admission module, which prices circuits, loads it."""
-    code = ("import sys, governance.budget.audit as audit, governance.jobs as jobs; "
+    code = ("import sys, governance.audit as audit, governance.jobs as jobs; "
             "print(audit.TERMINAL is jobs.TERMINAL, 'qiskit' in sys.modules, end=' '); "
             "import governance.jobs.admission; print('qiskit' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

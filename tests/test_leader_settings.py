@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from governance.cli import main
-from governance.leader.replica import Election, bind_host, listen_address
+from governance.handlers.config import listen_address
+from governance.leader.replica import Election, bind_host
 
 
 def test_outside_a_pod_the_operator_acts_at_once_unless_told_otherwise() -> None:

@@ -7,9 +7,17 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from collections.abc import Mapping
+
 from .pods import DEFAULT_RESOURCES, ExecutorPodSettings
 
 from ..metricsauth import mode_from_env
+
+
+def listen_address(environ: Mapping[str, str] = os.environ) -> str:
+    """Where the replica's listeners bind: QGOV_LISTEN_ADDRESS, else the pod's IP (POD_IP from the
+    downward API: the address the kubelet probes and Prometheus scrapes), else every address."""
+    return environ.get("QGOV_LISTEN_ADDRESS") or environ.get("POD_IP") or ""
 
 
 def _flag(name: str) -> bool:

@@ -13,7 +13,6 @@ import kopf
 import kubernetes
 
 from .. import metrics, metricsauth
-from ..leader.replica import listen_address
 from ..api import MANAGED_BY_LABEL, OPERATOR_FINALIZER
 from ..budget import db
 from ..budget.batcher import ReservationBatcher
@@ -23,7 +22,7 @@ from ..sessions.batching import Batcher
 from ..providers.ibm.iam import iam_exchange
 from ..sessions.tokens import TokenManager
 from ..jobs.runnerreport import REPORT_LABEL
-from .config import OperatorConfig
+from .config import OperatorConfig, listen_address
 from .budgets import Budgets
 from .alarms import Alarms
 from .expiry import delete_job

@@ -2,7 +2,7 @@
 
 The executor writes a job's result as ConfigMaps it may only create: `<job>-result` for the first
 attempt that gets that far, `<job>-result-attempt-<n>` when an earlier attempt holds that name
-(executor/__main__.py write_result). Under qgov's policies only the executor pod of that job can
+(executor/attempt.py write_result). Under qgov's policies only the executor pod of that job can
 create them and only the operator can change or delete them; a tenant cannot pass one off as its
 own. That makes a written result a trusted sign that the attempt ran to its end, whatever its pod
 says afterwards: a tenant who deletes or kills the pod once the result is written is charged.

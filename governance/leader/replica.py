@@ -90,12 +90,6 @@ class Election:
                    f"{pod}_{secrets.token_hex(4)}", timing)
 
 
-def listen_address(environ: Mapping[str, str] = os.environ) -> str:
-    """Where the replica's listeners bind: QGOV_LISTEN_ADDRESS, else the pod's IP (POD_IP from the
-    downward API: the address the kubelet probes and Prometheus scrapes), else every address."""
-    return environ.get("QGOV_LISTEN_ADDRESS") or environ.get("POD_IP") or ""
-
-
 def bind_host(url_host: str | None, address: str) -> str:
     """A URL's wildcard host (http://0.0.0.0:8080/healthz) becomes the listen address; an explicit
     host is kept."""
@@ -176,7 +170,7 @@ async def _replica(liveness: str | None, election: Election) -> int:
     import kopf
 
     from .. import metrics, metricsauth
-    from ..handlers.config import OperatorConfig
+    from ..handlers.config import OperatorConfig, listen_address
 
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()  # kopf installs its own handlers once it runs; until then, these

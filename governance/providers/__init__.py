@@ -8,39 +8,9 @@ executor all look providers up here.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from .base import Provider
+from .registry import get, names, of, register, unregister
 
-if TYPE_CHECKING:
-    from ..api.specs import Backend
-
-_registry: dict[str, Provider] = {}
-
-
-def register(provider: Provider) -> Provider:
-    """Make `provider` the implementation of spec.provider `provider.name` (replacing any before)."""
-    _registry[provider.name] = provider
-    return provider
-
-
-def unregister(name: str) -> None:
-    _registry.pop(name, None)
-
-
-def names() -> tuple[str, ...]:
-    """The registered providers' names, sorted (what a spec.provider error lists)."""
-    return tuple(sorted(_registry))
-
-
-def get(name: str) -> Provider:
-    """The provider called `name`; KeyError when none is registered."""
-    return _registry[name]
-
-
-def of(backend: Backend) -> Provider:
-    """The provider of a parsed backend."""
-    return _registry[backend.provider]
-
+__all__ = ["Provider", "get", "names", "of", "register", "unregister"]
 
 from . import aer, fake, ibm  # noqa: E402,F401 - the built-in providers register themselves

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from . import register
+from .registry import register
 from .base import Provider
 
 

@@ -16,59 +16,15 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from ..budget.costmodel import PriceList, Usage, amount_in_unit
 from ..budget.money import format_quantity
 from .estimate import SAFETY_FACTOR, CircuitShape
+from .types import ExecutorNeeds, ExecutorSession, RunOutcome, RunRefusal, UnknownBackendModel
 
 if TYPE_CHECKING:
     from ..api.specs import Backend, JobSpec
 
+__all__ = ["AER_DEFAULT_MAX_QUBITS", "ExecutorNeeds", "ExecutorSession", "Provider", "RunOutcome", "RunRefusal",
+           "UnknownBackendModel"]
+
 AER_DEFAULT_MAX_QUBITS = 28  # a statevector of 2^28 amplitudes is 4 GiB: the most a dev box should try
-
-
-class UnknownBackendModel(LookupError):
-    """The device model a backend names does not exist (the backend, not the job, is wrong)."""
-
-
-class RunRefusal(Exception):
-    """A remote service refused or ended the work; `deterministic` says whether a retry could help,
-    `reason` is the job condition's reason."""
-
-    def __init__(self, message: str, *, deterministic: bool, reason: str) -> None:
-        super().__init__(message)
-        self.deterministic, self.reason = deterministic, reason
-
-
-@dataclass(frozen=True)
-class ExecutorSession:
-    """A remote session an executor pod submits into, as the operator knows it (never a key)."""
-
-    session_id: str
-    mode: str
-    token_secret: str  # the Secret holding the session's current bearer token
-    instance: str
-    url: str | None = None
-    search_url: str | None = None
-    catalog_url: str | None = None
-
-
-@dataclass(frozen=True)
-class ExecutorNeeds:
-    """What an executor pod of this provider needs besides the image: env, volumes, mounts."""
-
-    env: tuple[tuple[str, str], ...] = ()
-    volumes: tuple[dict[str, Any], ...] = ()
-    mounts: tuple[dict[str, Any], ...] = ()
-
-    def env_list(self) -> list[dict[str, str]]:
-        return [{"name": k, "value": v} for k, v in self.env]
-
-
-@dataclass(frozen=True)
-class RunOutcome:
-    """What an executor's run produced: per-circuit results, the usage report (decimal strings,
-    what the operator charges), and metadata the result document adds for this provider."""
-
-    results: list[dict[str, Any]]
-    usage: dict[str, str]
-    metadata: dict[str, Any] = field(default_factory=dict)
 
 
 class Provider:

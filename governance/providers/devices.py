@@ -7,7 +7,7 @@ import threading
 from functools import lru_cache
 from typing import Any
 
-from .base import UnknownBackendModel
+from .types import UnknownBackendModel
 
 _building = threading.Lock()
 

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..budget.costmodel import PriceList
 from ..budget.money import format_quantity
-from . import register
+from .registry import register
 from .base import Provider, RunOutcome
 from .ibm import IBM_PAY_AS_YOU_GO
 

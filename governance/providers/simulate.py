@@ -7,7 +7,7 @@ import time
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from .base import RunOutcome
+from .types import RunOutcome
 
 if TYPE_CHECKING:
     from ..api.specs import JobSpec

@@ -55,10 +55,10 @@ class Token:
 class TokenManager:
     """Bearer tokens per credential, thread-safe; `token()` is what callers use."""
 
-    def __init__(self, exchange: Callable[[Credential], Token] | None = None, *,
+    def __init__(self, exchange: Callable[[Credential], Token], *,
                  clock: Callable[[], float] = time.time, max_credentials: int = 1024) -> None:
-        if exchange is None:  # IBM Cloud IAM, the one exchange there is
-            from ..providers.ibm.iam import iam_exchange as exchange
+        # how a key becomes a token is the provider's (IBM Cloud IAM: providers/ibm/iam.iam_exchange):
+        # the pure core sits below the providers and never imports them
         self._exchange = exchange
         self._clock = clock
         self._tokens: cachetools.LRUCache[str, Token] = cachetools.LRUCache(max_credentials)

@@ -56,7 +56,7 @@ class WebhookConfig:
 
     @classmethod
     def from_env(cls) -> WebhookConfig | None:
-        from ..leader.replica import listen_address
+        from ..handlers.config import listen_address
         from .tls import in_cluster_namespace
 
         port = int(os.environ.get("QGOV_WEBHOOK_PORT") or 0)

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from executor.__main__ import CONFIGMAP_LIMIT, DeterministicError, configmaps_for, read_result, write_result
+from executor.attempt import CONFIGMAP_LIMIT, DeterministicError, configmaps_for, read_result, write_result
 
 NS = "default"
 

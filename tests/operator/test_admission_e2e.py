@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from executor.__main__ import read_result
+from executor.attempt import read_result
 
 from .conftest import BELL, NS, Env
 

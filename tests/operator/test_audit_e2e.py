@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from governance.budget.audit import audit_cluster
+from governance.audit import audit_cluster
 from governance.budget.types import ReserveRequest
 
 from .conftest import NS, Env

@@ -148,11 +148,11 @@ def in_operator_code(env: ChaosEnv, script: str, *args: str) -> str:
 
 
 def run_audit(env: ChaosEnv) -> tuple[list[str] | None, str | None]:
-    """qgov's own audit (governance.budget.audit, `qgov ledger audit`) of the cluster against the
+    """qgov's own audit (governance.audit, `qgov ledger audit`) of the cluster against the
     ledger; (None, why) when it is not there or cannot run. A ledger written by another checkout
     is audited by the same rules (`audit.audit`) over its reservations read in plain SQL."""
     try:
-        from governance.budget import audit
+        from governance import audit
         from governance.budget.ledger import Ledger
     except ImportError as exc:
         return None, f"no audit module: {exc}"

@@ -14,7 +14,7 @@ from typing import Any
 import kubernetes
 import pytest
 
-from executor.__main__ import read_result
+from executor.attempt import read_result
 
 from .conftest import BELL, G, NS, V, condition, wait_for
 

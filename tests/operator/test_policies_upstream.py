@@ -17,7 +17,7 @@ import kubernetes
 import pytest
 from kubernetes.client.rest import ApiException
 
-from executor.__main__ import read_result
+from executor.attempt import read_result
 
 from .conftest import BELL, NS, Env, G, Operator, V
 

@@ -25,7 +25,7 @@ from governance.api.specs import parse_backend, parse_job
 from governance.budget.costmodel import amount_in_unit
 from governance.handlers.pods import executor_pod
 from governance.jobs.runnerreport import ENDED, report_body
-from executor.__main__ import write_result
+from executor.attempt import write_result
 
 from .conftest import BELL, NS, G, V, Env
 from .test_sessions_e2e import FAST, create_session, session_phase

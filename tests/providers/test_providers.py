@@ -106,7 +106,7 @@ def test_fake_has_its_device_models_qubits() -> None:
 
 
 def test_a_fake_backend_without_its_model_fails_the_attempt_for_good() -> None:
-    from executor.__main__ import EXIT_DETERMINISTIC, run_attempt
+    from executor.attempt import EXIT_DETERMINISTIC, run_attempt
 
     job_obj = {"metadata": {"name": "j", "generation": 1}, "spec": {"backend": "nowhere", "circuits": [BELL]}}
     backend_obj = {"metadata": {"name": "nowhere"}, "spec": {"provider": "fake", "name": "fake_nowhere"}}
@@ -194,7 +194,7 @@ def test_an_ibm_executor_pod_gets_the_session_and_a_mounted_token_never_a_key() 
 
 
 def test_the_providers_and_the_executor_import_neither_kopf_kubernetes_nor_sqlalchemy() -> None:
-    code = ("import sys, executor.__main__, governance.providers, governance.providers.ibm.iam, "
+    code = ("import sys, executor.__main__, executor.attempt, governance.providers, governance.providers.ibm.iam, "
             "governance.providers.ibm.runtime_api; "
             "print(sorted(m for m in ('kopf', 'kubernetes', 'sqlalchemy') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 
 import pytest
 
-from executor.__main__ import DeterministicError, run_attempt, run_job
+from executor.attempt import DeterministicError, run_attempt, run_job
 from governance import providers
 from governance.admission import Estimate, Problem, assess, backend_from_object
 from governance.api.specs import Backend, JobSpec, SpecError, parse_backend, parse_job

@@ -14,7 +14,7 @@ from executor.ibm import RuntimeRefusal, run_ibm
 from governance.api.specs import parse_backend, parse_job
 from governance.circuits import parse_circuits
 from governance.providers.ibm.runtime_api import RuntimeApi, RuntimeApiError
-from governance.providers.ibm.iam import Credential
+from governance.providers.ibm.iam import Credential, iam_exchange
 from governance.sessions.tokens import TokenManager
 from qgov_dev.testing.ibm_cloud import CRN, LocalIbmCloud
 
@@ -30,14 +30,14 @@ def ibm() -> Iterator[LocalIbmCloud]:
 
 
 def api_for(ibm: LocalIbmCloud, key: str = KEY) -> RuntimeApi:
-    return RuntimeApi(Credential(key, CRN, ibm.url, ibm.url), TokenManager())
+    return RuntimeApi(Credential(key, CRN, ibm.url, ibm.url), TokenManager(iam_exchange))
 
 
 @pytest.fixture
 def pod(ibm: LocalIbmCloud, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """An executor pod's view: a mounted token file and the environment qgov gives it (no key)."""
     token = tmp_path / "token"
-    token.write_text(TokenManager().token(Credential(KEY, CRN, ibm.url, ibm.url)).value)
+    token.write_text(TokenManager(iam_exchange).token(Credential(KEY, CRN, ibm.url, ibm.url)).value)
     for name, value in {"QGOV_IBM_TOKEN_FILE": str(token), "QGOV_IBM_INSTANCE": CRN, "QGOV_IBM_URL": ibm.url,
                         "GLOBAL_SEARCH_URL": ibm.url, "GLOBAL_CATALOG_URL": f"{ibm.url}/catalog"}.items():
         monkeypatch.setenv(name, value)
@@ -102,7 +102,7 @@ def test_the_executor_picks_up_a_rotated_token(ibm: LocalIbmCloud, pod: Path, mo
     spec, circuits = job()
     run_ibm(spec, BACKEND, circuits)
     ibm._live.clear()  # every token issued so far is revoked...
-    pod.write_text(TokenManager().token(Credential(KEY, CRN, ibm.url, ibm.url)).value)  # ...and a new one mounted
+    pod.write_text(TokenManager(iam_exchange).token(Credential(KEY, CRN, ibm.url, ibm.url)).value)  # ...and a new one mounted
     results, _, _ = run_ibm(spec, BACKEND, circuits)
     assert sum(results[0]["counts"].values()) == 4000
 

@@ -21,7 +21,7 @@ def credential(iam: LocalIam, key: str = KEY) -> Credential:
 
 def test_a_token_is_exchanged_once_and_cached() -> None:
     with LocalIam({KEY: "team-a"}, lifetime=3600) as iam:
-        manager = TokenManager()
+        manager = TokenManager(iam_exchange)
         first = manager.token(credential(iam))
         again = manager.token(credential(iam))
         assert first is again and iam.exchanges[KEY] == 1
@@ -32,7 +32,7 @@ def test_a_token_is_exchanged_once_and_cached() -> None:
 def test_refresh_happens_when_less_than_max_360s_or_10_percent_remains(lifetime: int, margin: int) -> None:
     with LocalIam({KEY: "team-a"}, lifetime=lifetime) as iam:
         offset = [0.0]
-        manager = TokenManager(clock=lambda: time.time() + offset[0])
+        manager = TokenManager(iam_exchange, clock=lambda: time.time() + offset[0])
         token = manager.token(credential(iam))
         offset[0] = token.expires_at - time.time() - margin - 5  # 5 s before the refresh point
         assert manager.token(credential(iam)) is token and iam.exchanges[KEY] == 1
@@ -44,7 +44,7 @@ def test_refresh_happens_when_less_than_max_360s_or_10_percent_remains(lifetime:
 
 def test_one_exchange_in_flight_per_credential() -> None:
     with LocalIam({KEY: "team-a", OTHER: "team-b"}, delay=0.3) as iam:
-        manager = TokenManager()
+        manager = TokenManager(iam_exchange)
         results: list[str] = []
 
         def ask(key: str) -> None:
@@ -65,7 +65,7 @@ def test_a_refused_key_gives_iams_reason_without_the_key() -> None:
     with LocalIam({KEY: "team-a"}) as iam:
         bad = Credential("wrong-SECRET-key", CRN, iam_url=iam.url)
         with pytest.raises(TokenError) as err:
-            TokenManager().token(bad)
+            TokenManager(iam_exchange).token(bad)
         text = str(err.value)
         assert "BXNIM0415E Provided API key could not be found" in text and bad.fingerprint in text
         assert "wrong-SECRET-key" not in text and "SECRET" not in repr(err.value)
@@ -133,7 +133,7 @@ def test_the_endpoints_are_the_backends_and_a_secret_naming_others_is_refused() 
 def test_no_secret_in_reprs() -> None:
     with LocalIam({KEY: "team-a"}) as iam:
         cred = credential(iam)
-        token = TokenManager().token(cred)
+        token = TokenManager(iam_exchange).token(cred)
         assert KEY not in repr(cred) and token.value not in repr(token)
         assert cred.fingerprint not in (KEY, "") and len(cred.fingerprint) == 12
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from ...budget.costmodel import PriceList, Usage
 from ...budget.money import MICRO
-from .. import register
+from ..registry import register
 from ..base import ExecutorNeeds, ExecutorSession, Provider, RunOutcome
 
 if TYPE_CHECKING:
@@ -73,11 +73,10 @@ class IbmProvider(Provider):
                              mounts=({"name": TOKEN_VOLUME, "mountPath": TOKEN_MOUNT, "readOnly": True},))
 
     def run(self, job: JobSpec, backend: Backend, circuits: list[Any]) -> RunOutcome:
-        """Submit into the pod's Runtime session through qiskit-ibm-runtime (the executor's
-        executor/ibm.py, which reads the environment executor_needs gives the pod)."""
-        from executor.ibm import run_in_session
-
-        return run_in_session(job, backend, circuits)
+        """Not here: an ibm job is submitted into the pod's Runtime session by the executor's own
+        client (executor/ibm.py run_in_session, chosen by executor/attempt.py runner_of), which
+        reads the environment executor_needs gives the pod. The providers never import the executor."""
+        raise NotImplementedError("ibm jobs run in the executor pod: executor.ibm.run_in_session")
 
 
 register(IbmProvider())

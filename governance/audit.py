@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
-from ..api import GROUP, VERSION
-from ..jobs.phases import TERMINAL  # (governance.jobs does not import its qiskit-bound admission module)
-from .money import AmountError, format_amount, parse_amount
+from .api import GROUP, VERSION
+from .jobs.phases import TERMINAL  # (governance.jobs does not import its qiskit-bound admission module)
+from .budget.money import AmountError, format_amount, parse_amount
 
 OPEN = frozenset({"held", "queued"})  # states in which a reservation still holds (or waits for) money
 PAGE = 500

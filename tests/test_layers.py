@@ -1,0 +1,31 @@
+"""The layers of the whole package hold (`.importlinter`, checked by import-linter): the adapters
+(handlers, webhook, leader, CLI) above the pure cores, the ledger at the bottom, the executor above
+the providers and never imported by them, no kopf or Kubernetes client in a pure core; and no
+circle of imports anywhere in governance and executor (imports inside functions count)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_the_import_contracts_are_kept() -> None:
+    code = "import sys; from importlinter.cli import lint_imports; sys.exit(lint_imports(no_cache=True, no_logo=True))"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]
+    assert "4 kept, 0 broken" in out.stdout, out.stdout[-2000:]
+
+
+def test_no_module_of_governance_or_executor_is_part_of_an_import_circle() -> None:
+    import grimp
+
+    graph = grimp.build_graph("governance", "executor", exclude_type_checking_imports=True, cache_dir=None)
+    circles = []
+    for module in sorted(graph.modules):
+        for imported in graph.find_modules_directly_imported_by(module):
+            if graph.chain_exists(importer=imported, imported=module):
+                circles.append(f"{module} -> {imported} -> ... -> {module}")
+    assert circles == [], "\n".join(circles)
