@@ -38,7 +38,7 @@ class DeterministicError(Exception):
     """The job cannot succeed as written."""
 
 
-def load_client():  # type: ignore[no-untyped-def]
+def load_client() -> Any:
     import kubernetes
 
     try:
@@ -109,12 +109,15 @@ def configmaps_for(name: str, document: dict[str, Any]) -> list[tuple[str, dict[
 def read_result(core: Any, namespace: str, name: str) -> dict[str, Any]:
     """Read a result written by `configmaps_for` (used by the operator, tests and users)."""
     first = core.read_namespaced_config_map(name, namespace)
+    result: dict[str, Any]
     if first.data and "result.json" in first.data:
-        return json.loads(first.data["result.json"])
+        result = json.loads(first.data["result.json"])
+        return result
     parts = (first.metadata.annotations or {})["qgov.dev/parts"].split(",")
     packed = "".join(core.read_namespaced_config_map(p, namespace).binary_data["result.json.gz.part"]
                      for p in parts)
-    return json.loads(gzip.decompress(base64.b64decode(packed)))
+    result = json.loads(gzip.decompress(base64.b64decode(packed)))
+    return result
 
 
 def write_result(client: Any, job: dict[str, Any], document: dict[str, Any], attempt: int = 1) -> str:

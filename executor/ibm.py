@@ -39,7 +39,8 @@ class RuntimeRefusal(RunRefusal):
 
 def _claims(token: str) -> dict[str, Any]:
     payload = token.split(".")[1]
-    return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    claims: dict[str, Any] = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    return claims
 
 
 def serve_mounted_token(token_file: Path) -> tuple[str, ThreadingHTTPServer]:

@@ -81,25 +81,25 @@ def assess(job: JobSpec, backend: Backend, unit: str) -> Estimate | Problem:
     if limits.max_shots and job.shots > limits.max_shots:
         return Problem("TooManyShots", f"spec.shots: {job.shots} shots, backend {backend.name} accepts at most "
                                        f"{limits.max_shots}")
-    limits = pricing.Limits.from_env()
+    size_limits = pricing.Limits.from_env()
     keys = [digest(source) for source in job.circuits]
     try:
         counts = [pricing.count(i, source, key) for i, (source, key) in enumerate(zip(job.circuits, keys))]
         for i, counted in enumerate(counts):
-            pricing.check_size(i, counted, limits)
+            pricing.check_size(i, counted, size_limits)
         total = sum(c.operations for c in counts)
-        if total > limits.max_operations:
+        if total > size_limits.max_operations:
             return Problem("TooManyOperations", f"spec.circuits: the {len(counts)} circuits expand to {total} "
-                                                f"operations, above the limit of {limits.max_operations} "
+                                                f"operations, above the limit of {size_limits.max_operations} "
                                                 "(QGOV_MAX_EXPANDED_OPERATIONS)")
         capacity = provider.max_qubits(backend)
         model = provider.device_model(backend)
-        facts = []
+        facts: list[pricing.Facts | None] = []
         transpile_error = None
         for i, (source, key, counted) in enumerate(zip(job.circuits, keys, counts)):
             try:
                 facts.append(pricing.circuit_facts(i, source, key, model, job.primitive, capacity,
-                                                   counted.operations, limits))
+                                                   counted.operations, size_limits))
             except pricing.TranspileError as exc:  # after the other checks, as a transpile came last
                 transpile_error = transpile_error or exc
                 facts.append(None)

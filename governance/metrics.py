@@ -40,7 +40,7 @@ from .providers.ibm.iam import Credential
 from .sessions.tokens import Token, TokenError
 
 log = logging.getLogger("qgov.metrics")
-disable_created_metrics()  # a `_created` twin of every counter and histogram series says nothing here
+disable_created_metrics()  # type: ignore[no-untyped-call]  # a `_created` twin of every counter and histogram series says nothing here
 MICRO = Decimal(1_000_000)
 
 
@@ -373,7 +373,8 @@ class CountedSession(requests.Session):
     def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:
         verb = str(method, "ascii") if isinstance(method, bytes) else str(method).upper()
         try:
-            response = super().request(method, url, *args, **kwargs)
+            response = super().request(method if isinstance(method, str) else method.decode("ascii"), url,
+                                       *args, **kwargs)
         except requests.RequestException:
             IBM_ANSWERS.labels(_statuses(verb), "error").inc()
             raise
@@ -412,7 +413,8 @@ def _guarded(gate: Gate | None) -> Callable[..., Iterable[bytes]]:
                     headers.append(("WWW-Authenticate", 'Bearer realm="qgov metrics"'))
                 start_response(f"{verdict.status} {HTTPStatus(verdict.status).phrase}", headers)
                 return [f"{verdict.reason}\n".encode()]
-        return app(environ, start_response)
+        body: Iterable[bytes] = app(environ, start_response)
+        return body
 
     return serve_metrics
 

@@ -103,7 +103,7 @@ class Gate:
         return Verdict(200, user.username)
 
 
-def kubernetes_gate(api_client: Any, **cache: float) -> Gate:
+def kubernetes_gate(api_client: Any, **cache: Any) -> Gate:
     """A Gate that asks the API server `api_client` talks to (the operator's identity needs
     `create` on tokenreviews and subjectaccessreviews: its ClusterRole grants both)."""
     import kubernetes

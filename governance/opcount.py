@@ -154,7 +154,7 @@ class _Counter:
     # ---------------------------------------------------------------- statements
 
     def program(self) -> int:
-        total, scope = 0, {}  # the program's aliases (`let`)
+        total, scope = 0, dict[str, int]()  # the program's aliases (`let`)
         while self.i < self.n:
             before = self.i
             total = _add(total, self.statement(scope))
@@ -345,7 +345,7 @@ class _Counter:
         total = 0
         for at, token in enumerate(tokens):
             if token == "measure":
-                operand = []
+                operand: list[str] = []
                 for following in tokens[at + 1:]:
                     if following in ("->", ";", ")", ",") and not operand.count("[") > operand.count("]"):
                         break
@@ -438,18 +438,19 @@ def _split(tokens: list[str], separator: str = ",") -> list[list[str]]:
 
 def _range_length(tokens: list[str], consts: dict[str, int]) -> int | None:
     """Items in `a:b` or `a:step:b` (both ends included, as OpenQASM 3 has it); None if not known."""
-    parts = [[]] if tokens else []
+    parts: list[list[str]] = [[]] if tokens else []
     for token in tokens:
         if token == ":":
             parts.append([])
         else:
             parts[-1].append(token)
-    values = [_evaluate(p, consts) for p in parts]
-    if len(values) == 1:
-        return 1 if values[0] is not None else None
-    if len(values) not in (2, 3) or any(v is None for v in values):
+    evaluated = [_evaluate(p, consts) for p in parts]
+    if len(evaluated) == 1:
+        return 1 if evaluated[0] is not None else None
+    values = [v for v in evaluated if v is not None]
+    if len(evaluated) not in (2, 3) or len(values) != len(evaluated):
         return None
-    start, step, stop = (values[0], 1, values[1]) if len(values) == 2 else values  # type: ignore[misc]
+    start, step, stop = (values[0], 1, values[1]) if len(values) == 2 else (values[0], values[1], values[2])
     if step == 0:
         return None
     if step > 0:
@@ -491,7 +492,8 @@ def _evaluate(tokens: list[str], consts: dict[str, int]) -> int | None:
                 return None
             if abs(base) > 1 and exponent > 62:
                 return SATURATED
-            return max(-SATURATED, min(base ** exponent, SATURATED))
+            powered: int = base ** exponent
+            return max(-SATURATED, min(powered, SATURATED))
         return base
 
     def multiplicative() -> int | None:

@@ -29,3 +29,22 @@ def test_no_module_of_governance_or_executor_is_part_of_an_import_circle() -> No
             if graph.chain_exists(importer=imported, imported=module):
                 circles.append(f"{module} -> {imported} -> ... -> {module}")
     assert circles == [], "\n".join(circles)
+
+
+def test_governance_and_executor_type_check_strictly() -> None:
+    """`mypy --strict` (pyproject's [tool.mypy]) over governance and executor finds nothing; the
+    modules not yet strict are listed there and only that list may hold errors."""
+    out = subprocess.run([sys.executable, "-m", "mypy", "--no-incremental"], cwd=ROOT, capture_output=True, text=True,
+                         timeout=600)
+    assert out.returncode == 0, out.stdout[-6000:] + out.stderr[-2000:]
+    assert out.stdout.startswith("Success: no issues found"), out.stdout[-2000:]
+
+
+def test_only_the_listed_modules_are_exempt_from_strict_typing() -> None:
+    import tomllib
+
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["mypy"]
+    assert config["strict"] is True
+    exempt = [m for o in config.get("overrides", []) if o.get("ignore_errors") for m in o["module"]]
+    assert set(exempt) <= {"governance.handlers.jobs", "governance.handlers.sessions", "governance.handlers.podsweep",
+                           "governance.cli"}, exempt

@@ -88,9 +88,9 @@ def _int(value: Any, field: str) -> int:
 
 def parse_backend(name: str, spec: dict[str, Any]) -> Backend:
     provider = spec.get("provider")
-    implementation = providers.get(provider) if isinstance(provider, str) and provider in providers.names() else None
-    if implementation is None:
+    if not isinstance(provider, str) or provider not in providers.names():
         raise SpecError("spec.provider", f"{provider!r} is not one of {', '.join(providers.names())}")
+    implementation = providers.get(provider)
     pricing = spec.get("pricing") or {}
     try:
         prices = PriceList.from_strings(**{k: str(v) for k, v in pricing.items()

@@ -41,14 +41,16 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, case, delete, func, or_, select, text
+from sqlalchemy import Connection, and_, case, delete, func, or_, select, text, true
 
-from .models import CompactedReservation, LedgerEntry, ReportCell, ReportLine, ReportRatio, ReportTop, Reservation
+from .db import driver_cursor
+from .models import (CompactedReservation, LedgerEntry, ReportCell, ReportLine, ReportRatio, ReportTop, Reservation,
+                     table_of)
 from .periods import utc
 from .types import LATE_MESSAGE
 
-C, L, H, TOP = ReportCell.__table__, ReportLine.__table__, ReportRatio.__table__, ReportTop.__table__
-R, T, E = Reservation.__table__, CompactedReservation.__table__, LedgerEntry.__table__
+C, L, H, TOP = table_of(ReportCell), table_of(ReportLine), table_of(ReportRatio), table_of(ReportTop)
+R, T, E = table_of(Reservation), table_of(CompactedReservation), table_of(LedgerEntry)
 
 PERIOD, DAY = "P", "D"
 NANO = 10**9
@@ -83,7 +85,8 @@ def bucket_of(actual: int, estimate: int) -> int:
     if q < FINE_BUCKETS:
         return q
     digits = len(str(q))
-    return FINE_BUCKETS + (digits - 5) * 900 + q // 10 ** (digits - 3) - 100
+    scale: int = 10 ** (digits - 3)
+    return FINE_BUCKETS + (digits - 5) * 900 + q // scale - 100
 
 
 def bucket_value(bucket: int) -> int:
@@ -91,7 +94,8 @@ def bucket_value(bucket: int) -> int:
     if bucket < FINE_BUCKETS:
         return bucket
     decade, mantissa = divmod(bucket - FINE_BUCKETS, 900)
-    return (100 + mantissa) * 10 ** (decade + 2)
+    scale: int = 10 ** (decade + 2)
+    return (100 + mantissa) * scale
 
 
 GROUP = 100  # a percentile search reads the group counts, then the GROUP buckets of one group
@@ -157,15 +161,18 @@ class Deltas:
         at = utc(created_at)
         settled = state == "settled"
         charged = settled or state == "held"
+        used = 0 if actual is None else actual  # a settled reservation always has its actual
         ratio = settled and amount > 0
+        nano = bucket = group = 0
         if ratio:
-            nano = actual * NANO // amount  # type: ignore[operator]
-            bucket = bucket_of(actual, amount)  # type: ignore[arg-type]
+            nano = used * NANO // amount
+            bucket = bucket_of(used, amount)
             group = group_code(bucket)
         for key in cell_keys(budget_id, created_period, at, compacted):
             cell = self.cells.get(key)
             if cell is None:
-                cell = self.cells[key] = [at, at, -1, 0, 0] + [0] * len(_SUMS)
+                fresh: list[Any] = [at, at, -1, 0, 0] + [0] * len(_SUMS)
+                cell = self.cells[key] = fresh
             else:
                 if at < cell[_F_FIRST]:
                     cell[_F_FIRST] = at
@@ -173,23 +180,23 @@ class Deltas:
                     cell[_F_LAST] = at
             self._line(key, "state", state, sign, 0, 0)
             if charged:
-                spent = sign * actual if settled else 0  # type: ignore[operator]
+                spent = sign * used if settled else 0
                 held = 0 if settled else sign * amount
                 self._line(key, "backend", backend, sign, spent, held)
                 self._line(key, "session", session, sign, spent, held)
             if settled:
                 cell[_F_SUMS] += sign
-                if actual > amount:  # type: ignore[operator]
+                if used > amount:
                     cell[_F_SUMS + 1] += sign
                 if late:
                     cell[_F_SUMS + 5] += sign
-                    cell[_F_SUMS + 6] += sign * actual  # type: ignore[operator]
+                    cell[_F_SUMS + 6] += sign * used
             if ratio:
                 cell[_F_SUMS + 2] += sign
                 cell[_F_SUMS + 3] += sign * (nano // NANO)
                 cell[_F_SUMS + 4] += sign * (nano % NANO)
                 if sign > 0 and nano > cell[_F_MAX_NANO]:
-                    cell[_F_MAX_NANO], cell[_F_MAX_ACTUAL], cell[_F_MAX_ESTIMATE] = nano, actual, amount
+                    cell[_F_MAX_NANO], cell[_F_MAX_ACTUAL], cell[_F_MAX_ESTIMATE] = nano, used, amount
                 for rk in (key + (bucket,), key + (group,)):
                     self.ratios[rk] = self.ratios.get(rk, 0) + sign
 
@@ -326,9 +333,9 @@ def _sqlite_rows(deltas: Deltas) -> tuple[list[tuple[Any, ...]], list[tuple[Any,
     keys: dict[CellKey, tuple[Any, ...]] = {}
 
     def key(k: tuple[Any, ...]) -> tuple[Any, ...]:
-        found = keys.get(k[:5])  # type: ignore[arg-type]
+        found = keys.get(k[:5])
         if found is None:
-            found = keys[k[:5]] = (k[0], k[1], int(k[2]), sqlite_time(k[3]), sqlite_time(k[4]))  # type: ignore
+            found = keys[k[:5]] = (k[0], k[1], int(k[2]), sqlite_time(k[3]), sqlite_time(k[4]))
         return found
 
     cells = []
@@ -348,7 +355,7 @@ def write(conn: Connection, deltas: Deltas) -> None:
     if conn.dialect.name == "postgresql":
         conn.execute(_PG_WRITE, pg_params(deltas))
         return
-    cursor = conn.connection.driver_connection.cursor()  # the transaction SQLAlchemy began
+    cursor = driver_cursor(conn)  # in the transaction SQLAlchemy began
     try:
         for sql, rows in zip(_SQLITE, _sqlite_rows(deltas)):
             if rows:
@@ -400,7 +407,7 @@ def recompute(conn: Connection, budget_ids: Iterable[int] | None = None,
     one by one (their exact arithmetic needs more than 64 bits), as plain tuples."""
     out = Deltas()
     ids = list(budget_ids) if budget_ids is not None else None
-    mine = R.c.budget_id.in_(ids) if ids is not None else True
+    mine = R.c.budget_id.in_(ids) if ids is not None else true()
     pg = conn.dialect.name == "postgresql"
 
     def as_text(column: Any, fmt: str = "YYYY-MM-DD HH24:MI:SS.US") -> Any:
@@ -432,7 +439,8 @@ def recompute(conn: Connection, budget_ids: Iterable[int] | None = None,
         for key in ((budget_id, PERIOD, False, period, period), (budget_id, DAY, False, moment(day_text), period)):
             cell = out.cells.get(key)
             if cell is None:
-                cell = out.cells[key] = [first, last, -1, 0, 0] + [0] * len(_SUMS)
+                fresh: list[Any] = [first, last, -1, 0, 0] + [0] * len(_SUMS)
+                cell = out.cells[key] = fresh
             else:
                 cell[_F_FIRST], cell[_F_LAST] = min(cell[_F_FIRST], first), max(cell[_F_LAST], last)
             out._line(key, "state", state, n, 0, 0)
@@ -494,10 +502,10 @@ def recompute(conn: Connection, budget_ids: Iterable[int] | None = None,
     parts = stored(conn, True, budget_ids)
     for (budget_id, grain, _, cell_start, period_start), v in parts.cells.items():
         out.merge_cell((budget_id, grain, False, cell_start, period_start), v)
-    for k, v in parts.lines.items():
-        out._line(k[:2] + (False,) + k[3:5], k[5], k[6], *v)
-    for k, n in parts.ratios.items():
-        rk = k[:2] + (False,) + k[3:]
+    for lk, v in parts.lines.items():
+        out._line((lk[0], lk[1], False, lk[3], lk[4]), lk[5], lk[6], *v)
+    for sk, n in parts.ratios.items():
+        rk = sk[:2] + (False,) + sk[3:]
         out.ratios[rk] = out.ratios.get(rk, 0) + n
     return out
 
@@ -548,16 +556,16 @@ def verify(conn: Connection, names: dict[int, str]) -> list[str]:
                                     or a[_F_MAX_ACTUAL] * NANO // a[_F_MAX_ESTIMATE] != a[_F_MAX_NANO]):
             problems.append(f"{_describe(key, names)}: largest ratio {a[_F_MAX_ACTUAL]}/{a[_F_MAX_ESTIMATE]} "
                             f"is not max_nano {a[_F_MAX_NANO]}")
-    for key in sorted(set(expected.lines) | set(actual.lines), key=repr):
-        e, a = expected.lines.get(key, zero_line), actual.lines.get(key, zero_line)
-        if e != a:
-            problems.append(_diff(f"{_describe(key, names)} {key[5]} {key[6] or '-'!r} (jobs, spent, held)", a, e))
-    for key in sorted(set(expected.ratios) | set(actual.ratios), key=repr):
-        if expected.ratios.get(key, 0) != actual.ratios.get(key, 0):
-            what = (f"ratio bucket {format_thousandths(bucket_value(key[5]))}" if key[5] >= 0
-                    else f"ratio group from {format_thousandths(bucket_value((-1 - key[5]) * GROUP))}")
-            problems.append(_diff(f"{_describe(key, names)} {what}",
-                                  actual.ratios.get(key, 0), expected.ratios.get(key, 0)))
+    for lk in sorted(set(expected.lines) | set(actual.lines), key=repr):
+        el, al = expected.lines.get(lk, zero_line), actual.lines.get(lk, zero_line)
+        if el != al:
+            problems.append(_diff(f"{_describe(lk, names)} {lk[5]} {lk[6] or '-'!r} (jobs, spent, held)", al, el))
+    for rk in sorted(set(expected.ratios) | set(actual.ratios), key=repr):
+        if expected.ratios.get(rk, 0) != actual.ratios.get(rk, 0):
+            what = (f"ratio bucket {format_thousandths(bucket_value(rk[5]))}" if rk[5] >= 0
+                    else f"ratio group from {format_thousandths(bucket_value((-1 - rk[5]) * GROUP))}")
+            problems.append(_diff(f"{_describe(rk, names)} {what}",
+                                  actual.ratios.get(rk, 0), expected.ratios.get(rk, 0)))
     problems += _verify_compacted(conn, names)
     return problems
 
@@ -610,10 +618,10 @@ def _verify_compacted(conn: Connection, names: dict[int, str]) -> list[str]:
     tomb_spend = {r.budget_id: int(r.spent) for r in conn.execute(
         select(T.c.budget_id, func.sum(T.c.actual_micro).label("spent")).where(T.c.state == "settled")
         .group_by(T.c.budget_id))}
-    for k in set(spend) | set(tomb_spend):
-        if spend.get(k, 0) != tomb_spend.get(k, 0):
-            problems.append(_diff(f"budget {names.get(k, k)}: compacted settled spend", spend.get(k, 0),
-                                  f"{tomb_spend.get(k, 0)} in tombstones"))
+    for bid in set(spend) | set(tomb_spend):
+        if spend.get(bid, 0) != tomb_spend.get(bid, 0):
+            problems.append(_diff(f"budget {names.get(bid, bid)}: compacted settled spend", spend.get(bid, 0),
+                                  f"{tomb_spend.get(bid, 0)} in tombstones"))
     # each period's compacted spend is in its folded entry, or still in entries of tombstoned keys
     folded: dict[tuple[int, datetime], int] = {}
     for r in conn.execute(select(E.c.budget_id, E.c.period_start, E.c.spent_delta, E.c.held_delta)
@@ -623,10 +631,10 @@ def _verify_compacted(conn: Connection, names: dict[int, str]) -> list[str]:
         if r.held_delta:
             problems.append(f"budget {names.get(r.budget_id)} period {k[1].date()}: a compacted entry holds "
                             f"{r.held_delta} (compacted reservations hold nothing)")
-    for r in conn.execute(select(E.c.budget_id, E.c.period_start, func.sum(E.c.spent_delta).label("s"))
-                          .join(T, T.c.key == E.c.reservation_key).group_by(E.c.budget_id, E.c.period_start)):
-        k = (r.budget_id, utc(r.period_start))
-        folded[k] = folded.get(k, 0) + int(r.s)
+    for pending in conn.execute(select(E.c.budget_id, E.c.period_start, func.sum(E.c.spent_delta).label("s"))
+                                .join(T, T.c.key == E.c.reservation_key).group_by(E.c.budget_id, E.c.period_start)):
+        k = (pending.budget_id, utc(pending.period_start))
+        folded[k] = folded.get(k, 0) + int(pending.s)
     tombs = {(r.budget_id, utc(r.period_start)): int(r.s) for r in conn.execute(
         select(T.c.budget_id, T.c.period_start, func.sum(T.c.actual_micro).label("s"))
         .where(T.c.state == "settled").group_by(T.c.budget_id, T.c.period_start))}

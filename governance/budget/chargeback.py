@@ -13,11 +13,11 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, or_, select
 
-from .models import Budget
+from .models import Budget, table_of
 from .money import format_amount
 from .report import ReportWindow, md_table, report_on
 
-B = Budget.__table__
+B = table_of(Budget)
 COLUMNS = ["period", "namespace", "budget", "unit", "jobs", "spent", "held", "total", "late_jobs", "late_amount"]
 
 

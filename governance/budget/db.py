@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
@@ -102,6 +103,15 @@ def _configure_sqlite(engine: Engine) -> None:
 def read_only(engine: Engine) -> Connection:
     """A connection for reads: on SQLite it does not take the write lock."""
     return engine.connect().execution_options(qgov_read_only=True)
+
+
+def driver_cursor(conn: Connection) -> Any:
+    """A cursor of the driver's own connection under `conn`, inside the transaction SQLAlchemy began:
+    the write fast paths hand it whole batches (`executemany`), which Core would split per row."""
+    driver = conn.connection.driver_connection
+    if driver is None:
+        raise RuntimeError("the connection has been closed")
+    return driver.cursor()
 
 
 def is_sqlite(engine: Engine) -> bool:

@@ -42,10 +42,10 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from . import aggregates, policy
 from .aggregates import Deltas
-from .db import check_schema, first_line, make_engine, read_only, redact
+from .db import check_schema, driver_cursor, first_line, make_engine, read_only, redact
 from .errors import DatabaseUnavailable, InvalidTransition, LedgerError, UnknownBudget, UnknownReservation
 from .models import (Adjustment, Budget, BudgetPeriod, CompactedReservation, JobAttempt, JobMoney, LedgerEntry,
-                     Reservation, ReportTop)
+                     Reservation, ReportTop, table_of)
 from .burnrate import WEEK
 from .money import format_amount, format_quantity
 from .periods import Window, utc, window_at
@@ -66,15 +66,15 @@ from .types import (
     SettleOutcome,
 )
 
-B = Budget.__table__
-P = BudgetPeriod.__table__
-R = Reservation.__table__
-E = LedgerEntry.__table__
-A = Adjustment.__table__
-TS = CompactedReservation.__table__
-TOP = ReportTop.__table__
-JM = JobMoney.__table__
-JA = JobAttempt.__table__
+B = table_of(Budget)
+P = table_of(BudgetPeriod)
+R = table_of(Reservation)
+E = table_of(LedgerEntry)
+A = table_of(Adjustment)
+TS = table_of(CompactedReservation)
+TOP = table_of(ReportTop)
+JM = table_of(JobMoney)
+JA = table_of(JobAttempt)
 FINISHED = ("settled", "released", "refused")
 BURN_DAYS = WEEK + 1  # the days burn_rate reads: today, and the seven before for the last week's
 
@@ -183,7 +183,8 @@ class Ledger:
 
     def _deltas(self) -> Deltas:
         """The differences the running transaction adds to the report aggregates when it ends."""
-        return self._local.deltas
+        deltas: Deltas = self._local.deltas
+        return deltas
 
     def _unavailable(self, exc: BaseException) -> DatabaseUnavailable:
         return DatabaseUnavailable(f"database {redact(str(self.engine.url))}: {first_line(exc)}")
@@ -377,7 +378,7 @@ class Ledger:
         outcomes: list[ReserveOutcome] = []
         fresh: dict[str, ReserveOutcome] = {}
         deltas = self._deltas()
-        period_start, period_end = _utc_or_none(period.period_start), _utc_or_none(period.period_end)
+        period_start, period_end = utc(period.period_start), _utc_or_none(period.period_end)
         for req in batch:
             if req.key in compacted and req.key not in fresh:
                 outcomes.append(self._replay_compacted(conn, budget, compacted[req.key], now))
@@ -617,7 +618,7 @@ class Ledger:
         for ns, name in targets:
             changes.extend(
                 self._transaction(
-                    lambda conn, ns=ns, name=name: self._admit_queued(
+                    lambda conn: self._admit_queued(
                         conn, self._lock_budget(conn, ns, name), utc(self.clock())
                     )
                 )
@@ -710,7 +711,7 @@ class Ledger:
             names = {r.id: f"{r.namespace}/{r.name}" for r in conn.execute(select(B.c.id, B.c.namespace, B.c.name))}
             seen = set()
             for p in conn.execute(select(P)):
-                k = (p.budget_id, _utc_or_none(p.period_start))
+                k = (p.budget_id, utc(p.period_start))
                 seen.add(k)
                 held, spent = sums.get(k, (0, 0))
                 where = f"budget {names.get(p.budget_id)} period {k[1].isoformat()}"
@@ -722,9 +723,9 @@ class Ledger:
                     problems.append(f"{where}: stored held {p.held_micro} != held reservations {holds.get(k, 0)}")
                 if p.held_micro < 0:
                     problems.append(f"{where}: negative held {p.held_micro}")
-            for k in set(sums) - seen:
-                problems.append(f"entries for budget {names.get(k[0])} period {k[1]} have no period row")
-            queued = dict(
+            for orphan in set(sums) - seen:
+                problems.append(f"entries for budget {names.get(orphan[0])} period {orphan[1]} have no period row")
+            queued: dict[int, int] = dict(
                 conn.execute(
                     select(R.c.budget_id, func.count()).where(R.c.state == "queued").group_by(R.c.budget_id)
                 ).all()
@@ -863,29 +864,29 @@ class Ledger:
         reservations = entries = 0
         periods: set[tuple[int, datetime]] = set()
         for b in targets:
-            closed = {utc(r.period_start) for r in self._read(lambda conn, b=b: list(conn.execute(
+            closed = {utc(r.period_start) for r in self._read(lambda conn: list(conn.execute(
                 select(P.c.period_start).where(P.c.budget_id == b.id, P.c.period_end.is_not(None),
                                                P.c.period_end <= horizon))))}
             for start in sorted(closed):
-                ids = [r.id for r in self._read(lambda conn, b=b, start=start: list(conn.execute(
+                ids = [r.id for r in self._read(lambda conn: list(conn.execute(
                     select(R.c.id, R.c.period_start).where(R.c.budget_id == b.id, R.c.created_period == start,
                                                            R.c.state.in_(FINISHED)))))
                        if r.period_start is None or utc(r.period_start) in closed]
                 for i in range(0, len(ids), chunk):
                     part = ids[i:i + chunk]
                     reservations += self._transaction(
-                        lambda conn, b=b, part=part: self._compact_rows(conn, b.id, part, closed, now))
+                        lambda conn: self._compact_rows(conn, b.id, part, closed, now))
             # fold the entries of every compacted key (this run's, or an interrupted run's) per period,
             # through windows of entry ids: each transaction reads a bounded slice, whatever the plan
-            for (start,) in self._read(lambda conn, b=b: list(conn.execute(
+            for (start,) in self._read(lambda conn: list(conn.execute(
                     select(TS.c.period_start).where(TS.c.budget_id == b.id, TS.c.period_start.is_not(None))
                     .distinct()))):
-                span = self._read(lambda conn, b=b, start=start: conn.execute(
+                span = self._read(lambda conn: conn.execute(
                     select(func.min(E.c.id), func.max(E.c.id)).where(*_folding(b.id, start))).one())
                 if span[0] is None:
                     continue  # nothing (left) to fold
                 for low in range(span[0], span[1] + 1, chunk * 4):
-                    folded = self._transaction(lambda conn, b=b, start=start, low=low: self._fold_entries(
+                    folded = self._transaction(lambda conn: self._fold_entries(
                         conn, b.id, start, low, low + chunk * 4, now))
                     if folded:
                         entries += folded
@@ -1202,7 +1203,7 @@ def _sqlite_value(value: Any) -> Any:
 def _sqlite_write(conn: Connection, reservations: list[dict[str, Any]], entries: list[dict[str, Any]],
                   period_id: int, period_values: dict[str, Any], budget_id: int, budget_values: dict[str, Any]) -> None:
     """Ledger._write on SQLite: the same rows and updates, in the transaction SQLAlchemy began."""
-    cursor = conn.connection.driver_connection.cursor()
+    cursor = driver_cursor(conn)  # in the transaction SQLAlchemy began
     try:
         if reservations:
             cursor.executemany(_SQLITE_INSERT_R, [tuple(_sqlite_value(r[c]) for c in _R_COLUMNS) for r in reservations])

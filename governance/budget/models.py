@@ -19,6 +19,7 @@ from datetime import datetime
 
 from sqlalchemy import (
     BigInteger,
+    Table,
     Boolean,
     CheckConstraint,
     DateTime,
@@ -347,3 +348,11 @@ class JobAttempt(Base):
     source: Mapped[str] = mapped_column(Text, default="")  # where the charged usage came from
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     counted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+def table_of(model: type[Base]) -> Table:
+    """The Core table of a mapped class, typed as a Table (`__table__` is typed as any FromClause),
+    for the statements the ledger and its reports build in SQL expression language."""
+    table = model.__table__
+    assert isinstance(table, Table)
+    return table

@@ -15,11 +15,11 @@ import json
 import re
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta, timezone
-from typing import Any
+from typing import Any, Unpack
 
 from types import SimpleNamespace
 
-from sqlalchemy import Connection, and_, bindparam, func, null, or_, select, union_all
+from sqlalchemy import CompoundSelect, Connection, and_, bindparam, func, null, or_, select, union_all
 
 from . import aggregates
 from .aggregates import (
@@ -34,13 +34,13 @@ from .aggregates import (
     thousandths,
 )
 from .errors import LedgerError, UnknownBudget
-from .models import Budget, BudgetPeriod, ReportCell, ReportLine, ReportRatio, ReportTop, Reservation
+from .models import Budget, BudgetPeriod, ReportCell, ReportLine, ReportRatio, ReportTop, Reservation, table_of
 from .money import format_amount
 from .periods import utc
 from .types import Balance
 
-B, P, R = Budget.__table__, BudgetPeriod.__table__, Reservation.__table__
-C, L, H, TOPT = ReportCell.__table__, ReportLine.__table__, ReportRatio.__table__, ReportTop.__table__
+B, P, R = table_of(Budget), table_of(BudgetPeriod), table_of(Reservation)
+C, L, H, TOPT = table_of(ReportCell), table_of(ReportLine), table_of(ReportRatio), table_of(ReportTop)
 
 
 class BadPeriod(LedgerError):
@@ -334,7 +334,7 @@ _TOP = (select(*(R.c[c] for c in _JOB), R.c.amount_micro, R.c.actual_micro)
 _TOP_IN = _TOP.where(R.c.created_at >= bindparam("start"), R.c.created_at < bindparam("end"))
 _TOP_AND_KEPT = union_all(select(_TOP.subquery()), _KEPT_TOP)  # those that remain, and those compacted
 # ... and the cell's ratio group counts, as rows with key NULL (bucket, jobs in the last two columns)
-_TOP_KEPT_AND_GROUPS = union_all(
+_TOP_KEPT_AND_GROUPS: CompoundSelect[Unpack[tuple[Any, ...]]] = union_all(
     select(_TOP.subquery()), _KEPT_TOP,
     select(*(null().label(c) for c in _JOB), H.c.bucket, H.c.jobs).where(_of_cell(H), H.c.compacted.is_(False),
                                                                           H.c.bucket < 0))
@@ -472,7 +472,9 @@ class _Sums:
         return sorted(lines, key=lambda x: (-(x.spent + x.held), x.name))
 
     def top(self) -> list[JobLine]:
-        cost = lambda j: j.actual if j.actual is not None else j.estimate  # noqa: E731
+        def cost(job: JobLine) -> int:
+            return job.actual if job.actual is not None else job.estimate
+
         return sorted(self.jobs, key=lambda j: (-cost(j), j.key))[:TOP_JOBS]
 
     def accuracy(self) -> Accuracy:

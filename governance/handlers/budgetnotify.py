@@ -8,7 +8,7 @@ collaborators and hands it to the job, session and budget handlers and to the po
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from kubernetes.client.rest import ApiException
 
@@ -30,7 +30,8 @@ class BudgetNotifier:
         self.provision_executor_identity = provision_executor_identity
         self.identities: set[str] = set()  # namespaces whose executor identity exists (identity.py)
 
-    def budget_event(self, namespace: str, name: str, type_: str, reason: str, message: str) -> None:
+    def budget_event(self, namespace: str, name: str, type_: Literal["Normal", "Warning"], reason: str,
+                     message: str) -> None:
         """An Event on a QiskitBudget, from anywhere (a job's refusal, a threshold crossing)."""
         try:
             body = self.clients.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, BUDGETS, name)

@@ -118,7 +118,9 @@ class Budgets:
 
     def _get_budget(self, namespace: str, name: str) -> dict[str, Any]:
         try:
-            return self.clients.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+            budget: dict[str, Any] = self.clients.custom.get_namespaced_custom_object(GROUP, VERSION, namespace,
+                                                                                      PLURAL, name)
+            return budget
         except ApiException as exc:
             if exc.status == 404:
                 raise UnknownBudget(f"QiskitBudget {namespace}/{name} is gone") from None
@@ -208,12 +210,14 @@ class Budgets:
 @kopf.on.create(GROUP, VERSION, PLURAL, backoff=HANDLER_RETRY_SECONDS)
 @kopf.on.update(GROUP, VERSION, PLURAL, field="spec", backoff=HANDLER_RETRY_SECONDS)
 @kopf.on.resume(GROUP, VERSION, PLURAL, backoff=HANDLER_RETRY_SECONDS)
-def on_budget(body: kopf.Body, spec: kopf.Spec, namespace: str, name: str, patch: kopf.Patch, memo: kopf.Memo,
+def on_budget(body: kopf.Body, spec: kopf.Spec, namespace: str | None, name: str, patch: kopf.Patch, memo: kopf.Memo,
               **_: Any) -> None:
+    assert namespace is not None  # QiskitBudget is namespaced
     memo.budgets.kopf_context.remember()
     memo.budgets.spec_changed(dict(body), dict(spec), namespace, name, patch)
 
 
 @kopf.on.delete(GROUP, VERSION, PLURAL, backoff=HANDLER_RETRY_SECONDS)
-def on_budget_deleted(namespace: str, name: str, memo: kopf.Memo, **_: Any) -> None:
+def on_budget_deleted(namespace: str | None, name: str, memo: kopf.Memo, **_: Any) -> None:
+    assert namespace is not None  # QiskitBudget is namespaced
     memo.budgets.deleted(namespace, name)

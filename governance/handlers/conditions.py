@@ -31,7 +31,7 @@ def set_condition(conditions: Sequence[Mapping[str, Any]] | None, type_: str, st
     changed = old is None or old.get("status") != value
     result.append({
         "type": type_, "status": value, "reason": reason, "message": message,
-        "lastTransitionTime": now_iso() if changed else old.get("lastTransitionTime", now_iso()),
+        "lastTransitionTime": now_iso() if old is None or changed else old.get("lastTransitionTime", now_iso()),
         "observedGeneration": generation,
     })
     return sorted(result, key=lambda c: c["type"])

@@ -10,7 +10,7 @@ import json
 import logging
 import threading
 from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import kopf
 import kubernetes
@@ -99,7 +99,8 @@ class Kube:
     @property
     def http(self) -> Connection | None:
         """The thread's connection for the admission's writes (apiwrites.py); None: use the client."""
-        return self._clients().http
+        http: Connection | None = self._clients().http
+        return http
 
     def get_object(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
         """A qgov object, or None when it is gone."""
@@ -172,4 +173,4 @@ def emit(obj: Mapping[str, Any], event: Event) -> None:
             listener(obj, event)
         except Exception as exc:  # noqa: BLE001 - a listener must not stop the Event
             log.warning(f"event listener: {type(exc).__name__}: {exc}")
-    kopf.event(obj, type=event.type, reason=event.reason, message=event.message)
+    kopf.event(cast(Any, obj), type=event.type, reason=event.reason, message=event.message)  # kopf takes raw bodies

@@ -72,10 +72,11 @@ def install() -> bool:
         return False
 
     async def process_resource_event(*, resource: Any, raw_event: Any, **kwargs: Any) -> str | None:
-        kind = (getattr(resource, "group", None), getattr(resource, "plural", None))
+        kind = (str(getattr(resource, "group", "")), str(getattr(resource, "plural", "")))
         handler = _handlers.get(kind)
         if handler is None:
-            return await original(resource=resource, raw_event=raw_event, **kwargs)
+            answer: str | None = await original(resource=resource, raw_event=raw_event, **kwargs)
+            return answer
         if raw_event.get("type") is None and (listed := _listed.get(kind)) is not None:
             # in place: kopf's worker holds this very event until the handler returns
             raw_event["object"] = listed(raw_event["object"])

@@ -41,7 +41,8 @@ class NotYet(Exception):
 def retry_delay(attempt: int, exc: BaseException) -> float:
     """Seconds before try `attempt + 1`: doubling from FIRST_RETRY_SECONDS, capped by the kind of failure."""
     cap = LEDGER_RETRY_CAP_SECONDS if isinstance(exc, (DatabaseUnavailable, NotYet)) else OTHER_RETRY_CAP_SECONDS
-    return min(cap, FIRST_RETRY_SECONDS * 2 ** (attempt - 1))
+    factor: int = 2 ** (attempt - 1)
+    return min(cap, FIRST_RETRY_SECONDS * factor)
 
 
 class Watcher:

@@ -50,7 +50,8 @@ def reported_usage(report: Mapping[str, Any]) -> tuple[Usage | None, str]:
 
 def retry_delay(base_seconds: float, attempt: int) -> float:
     """Seconds between the end of failed attempt `attempt` and the start of the next: doubling."""
-    return base_seconds * 2 ** (attempt - 1)
+    factor: int = 2 ** (attempt - 1)
+    return base_seconds * factor
 
 
 @dataclass(frozen=True)

@@ -189,8 +189,12 @@ async def _replica(liveness: str | None, election: Election) -> int:
         if election.enabled:
             state["identity"] = election.identity
             acquired = asyncio.Event()
+
+            def signal_acquired() -> None:
+                loop.call_soon_threadsafe(acquired.set)
+
             elector = Elector(LeaseApi(lease_client(), election.namespace, election.name), election.identity,
-                              election.timing, on_acquired=lambda: loop.call_soon_threadsafe(acquired.set),
+                              election.timing, on_acquired=signal_acquired,
                               on_lost=_exit_lost).start()
             log.info(f"standby {election.identity}: kopf's handlers start once this replica holds the lease "
                      f"{election.namespace}/{election.name}")

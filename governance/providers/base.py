@@ -60,7 +60,7 @@ class Provider:
         if name:
             from .devices import fake_backend
 
-            model = fake_backend(name).num_qubits
+            model: int = fake_backend(name).num_qubits
             return min(model, backend.limits.max_qubits or model)
         return backend.limits.max_qubits or AER_DEFAULT_MAX_QUBITS
 

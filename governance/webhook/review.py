@@ -101,10 +101,10 @@ def review(request: Mapping[str, Any], sources: Sources) -> Verdict:
                 return Verdict(False, backend.message, backend.reason)
             if providers.of(backend).needs_credentials:  # a local session needs none
                 secret = session.credentials_secret or sources.ibm_default_secret
-                problem = credentials_problem(secret, namespace, sources.secret_keys(namespace, secret))
-                if problem:
+                missing = credentials_problem(secret, namespace, sources.secret_keys(namespace, secret))
+                if missing:
                     field = "spec.credentialsSecret" if session.credentials_secret else "spec"
-                    return Verdict(False, f"{field}: {problem}", "CredentialsMissing")
+                    return Verdict(False, f"{field}: {missing}", "CredentialsMissing")
         else:
             backend = backend_from_object(name, obj)
             if isinstance(backend, Problem):

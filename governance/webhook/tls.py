@@ -111,12 +111,12 @@ def ensure_secret(core: Any, namespace: str, name: str, hosts: tuple[str, ...],
         except ApiException as exc:
             if exc.status != 404:
                 raise
-            material, ca_key = issue(hosts, now=now)
+            issued, ca_key = issue(hosts, now=now)
             try:
-                core.create_namespaced_secret(namespace, _body(name, namespace, material, ca_key))
+                core.create_namespaced_secret(namespace, _body(name, namespace, issued, ca_key))
                 log.info(f"created the webhook's CA and serving certificate in Secret {namespace}/{name} "
-                         f"({material.fingerprint()}, for {', '.join(hosts)})")
-                return material
+                         f"({issued.fingerprint()}, for {', '.join(hosts)})")
+                return issued
             except ApiException as exc2:
                 if exc2.status != 409:
                     raise

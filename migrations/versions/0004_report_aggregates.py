@@ -18,6 +18,7 @@ tombstones and report figures are lost.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
@@ -37,7 +38,7 @@ def _kinds(check: str) -> None:
         batch_op.create_check_constraint("kind", check)
 
 
-def _cell(*extra: sa.Column) -> list[sa.Column]:
+def _cell(*extra: sa.Column[Any]) -> list[sa.Column[Any]]:
     return [
         sa.Column("budget_id", sa.Integer(), nullable=False),
         sa.Column("grain", sa.String(length=1), nullable=False),

@@ -84,7 +84,8 @@ def credential_from_secret(name: str, data: dict[str, str], endpoints: IbmEndpoi
 def _claims(jwt: str) -> dict[str, float]:
     try:
         payload = jwt.split(".")[1]
-        return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        claims: dict[str, float] = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        return claims
     except (IndexError, ValueError):
         raise TokenError("IAM answered with an access token that is not a JWT") from None
 

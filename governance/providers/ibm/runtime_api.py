@@ -80,7 +80,8 @@ class RuntimeApi:
         return str(answer["id"])
 
     def session(self, session_id: str) -> dict[str, Any]:
-        return self._call("GET", f"/sessions/{session_id}")
+        answer: dict[str, Any] = self._call("GET", f"/sessions/{session_id}")
+        return answer
 
     def close_session(self, session_id: str) -> None:
         """Stop accepting jobs; what is queued or running finishes (accepting_jobs=false)."""
@@ -100,11 +101,13 @@ class RuntimeApi:
 
     def job(self, job_id: str) -> dict[str, Any]:
         """A Runtime job as IBM describes it (its session_id, status, backend)."""
-        return self._call("GET", f"/jobs/{quote(job_id, safe='')}")
+        answer: dict[str, Any] = self._call("GET", f"/jobs/{quote(job_id, safe='')}")
+        return answer
 
     def job_metrics(self, job_id: str) -> dict[str, Any]:
         """A Runtime job's metrics: `usage.quantum_seconds` is what IBM meters (and bills) for it."""
-        return self._call("GET", f"/jobs/{quote(job_id, safe='')}/metrics")
+        answer: dict[str, Any] = self._call("GET", f"/jobs/{quote(job_id, safe='')}/metrics")
+        return answer
 
     def instance_usage(self) -> InstanceUsage:
         data = self._call("GET", "/instances/usage")
