@@ -93,10 +93,13 @@ def test_the_wheel_holds_the_product_the_dev_tools_and_their_data_and_no_tests(w
                 member = f"{inside}/{path.relative_to(ROOT / repo).as_posix()}"
                 assert archive.read(member) == path.read_bytes(), member
         metadata = email.message_from_bytes(archive.read("qgov-0.1.0.dist-info/METADATA"))
+        entry_points = archive.read("qgov-0.1.0.dist-info/entry_points.txt").decode()
     assert {"dev", "executor", "test"} <= set(metadata.get_all("Provides-Extra"))
     requires = metadata.get_all("Requires-Dist")
-    # PyYAML only comes with the dev tools' extra; kopf and SQLAlchemy are the operator's, not the executor's
-    assert [r for r in requires if r.lower().startswith("pyyaml")] == ['PyYAML>=6; extra == "dev"']
+    # PyYAML comes with qgov itself (`kubectl qgov estimate -f` reads manifests), and the wheel installs
+    # that command; kopf and SQLAlchemy are the operator's, not the executor's
+    assert [r for r in requires if r.lower().startswith("pyyaml")] == ["PyYAML>=6"]
+    assert "kubectl-qgov = governance.kubectl:main" in entry_points
     assert not [r for r in requires if r.lower().startswith(("kopf", "sqlalchemy")) and "extra" in r]
     print(f"wheel {wheel.name}: {wheel.stat().st_size / 1024:.0f} KiB, {len(names)} files")
 

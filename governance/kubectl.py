@@ -1,0 +1,217 @@
+"""`kubectl qgov` (the `kubectl-qgov` executable): what a job will cost and what jobs cost, from a
+kubeconfig alone. No database credentials: the budgets' balances are read from their status, as
+`kubectl describe qiskitbudget` shows them.
+
+`estimate` runs the admission webhook's own review (`webhook.review.review_job`, which drives the
+controller's `decide_admission`) over what this user may read in the cluster, and creates nothing:
+the price is the one the operator will reserve, to the micro-unit. Whether the budget has room is
+judged on the balances the budget's status last showed (the operator decides under the ledger's
+lock when the job is applied).
+
+Every failure a user can cause (no such file, a manifest that is not a QiskitJob, no access) ends in
+one line on stderr and a non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from .admission import Problem, backend_from_object
+from .api import GROUP, VERSION
+from .api.specs import Backend
+from .budget.money import AmountError, format_amount, parse_amount
+from .budget.types import Balance
+from .jobs.status import JobStatus
+from .webhook.review import BudgetView, review_job
+
+EXIT_FAILED, EXIT_USAGE, EXIT_REFUSED = 1, 2, 3
+
+
+class PluginError(Exception):
+    """A user-facing failure: one line on stderr, exit 1."""
+
+
+class ClusterSources:
+    """`webhook.review.Sources` over the cluster as one user sees it: backends, the namespace's
+    QiskitBudgets (their spec and the balances their status shows) and a Secret's key names."""
+
+    ibm_default_secret = "ibm-quantum"
+
+    def __init__(self, api: Any, allow_unbudgeted: bool = False) -> None:
+        import kubernetes
+
+        self.allow_unbudgeted = allow_unbudgeted
+        self._custom = kubernetes.client.CustomObjectsApi(api)
+        self._core = kubernetes.client.CoreV1Api(api)
+        self._budgets: dict[str, list[dict[str, Any]]] = {}
+
+    def backend(self, name: str) -> Backend | Problem | None:
+        obj = _get_or_none(lambda: self._custom.get_cluster_custom_object(GROUP, VERSION, "qiskitbackends", name))
+        return None if obj is None else backend_from_object(name, obj)
+
+    def _budget_objects(self, namespace: str) -> list[dict[str, Any]]:
+        if namespace not in self._budgets:
+            items = self._custom.list_namespaced_custom_object(GROUP, VERSION, namespace, "qiskitbudgets")["items"]
+            self._budgets[namespace] = [b for b in items if not b["metadata"].get("deletionTimestamp")]
+        return self._budgets[namespace]
+
+    def budgets(self, namespace: str) -> Mapping[str, BudgetView] | None:
+        """The budgets the operator has taken into its ledger (their status has a period), each with
+        the balance its status shows."""
+        views = {}
+        for b in self._budget_objects(namespace):
+            spec, status = b.get("spec") or {}, b.get("status") or {}
+            if not status.get("periodStart"):
+                continue  # not in the ledger yet: budgets_in_cluster tells the review it is coming
+            name = b["metadata"]["name"]
+            views[name] = BudgetView(name, spec.get("unit", "USD"), spec.get("enforcement", "hard"),
+                                     _balance(namespace, name, spec, status))
+        return views
+
+    def budgets_in_cluster(self, namespace: str) -> Mapping[str, str]:
+        return {b["metadata"]["name"]: (b.get("spec") or {}).get("unit", "USD") for b in self._budget_objects(namespace)}
+
+    def secret_keys(self, namespace: str, name: str) -> frozenset[str] | None:
+        """Only the key names leave this function: values are neither kept nor printed."""
+        secret = _get_or_none(lambda: self._core.read_namespaced_secret(name, namespace))
+        return None if secret is None else frozenset(k for k, v in (secret.data or {}).items() if v)
+
+
+def _balance(namespace: str, name: str, spec: Mapping[str, Any], status: Mapping[str, Any]) -> Balance | None:
+    try:
+        micro = {k: parse_amount(str(status.get(k) or "0"), field=k) for k in ("limit", "spent", "reserved")}
+        start = datetime.fromisoformat(str(status["periodStart"]))
+        end = datetime.fromisoformat(str(status["periodEnd"])) if status.get("periodEnd") else None
+    except (AmountError, ValueError, KeyError):
+        return None  # a status this version cannot read: price the job, the operator decides the rest
+    queued = int(((status.get("jobs") or {}).get("queued")) or 0)
+    return Balance(namespace, name, spec.get("unit", "USD"), micro["limit"], micro["spent"], micro["reserved"],
+                   start, end, queued)
+
+
+def _get_or_none(read: Any) -> Any:
+    from kubernetes.client.rest import ApiException
+
+    try:
+        return read()
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+
+
+# ---------------------------------------------------------------------- commands
+
+
+def _api(args: argparse.Namespace) -> Any:
+    import kubernetes
+
+    from .kubeconfig import client_configuration
+
+    return kubernetes.client.ApiClient(client_configuration(args.kubeconfig))
+
+
+def _namespace(args: argparse.Namespace, manifest: Mapping[str, Any] | None = None) -> str:
+    if args.namespace:
+        return str(args.namespace)
+    if manifest and (manifest.get("metadata") or {}).get("namespace"):
+        return str(manifest["metadata"]["namespace"])
+    import kubernetes
+
+    try:
+        _, context = kubernetes.config.list_kube_config_contexts(config_file=args.kubeconfig)
+        return str((context.get("context") or {}).get("namespace") or "default")
+    except Exception:  # noqa: BLE001 - in a pod, or no kubeconfig: kubectl's default
+        return "default"
+
+
+def _read_manifest(path: str) -> dict[str, Any]:
+    import yaml
+
+    try:
+        text = sys.stdin.read() if path == "-" else open(path, encoding="utf-8").read()
+    except OSError as exc:
+        raise PluginError(f"cannot read {path}: {exc.strerror}") from None
+    try:
+        documents = [d for d in yaml.safe_load_all(text) if d]
+    except yaml.YAMLError as exc:
+        raise PluginError(f"{path} is not YAML: {str(exc).splitlines()[0]}") from None
+    jobs = [d for d in documents if isinstance(d, dict) and d.get("kind") == "QiskitJob"]
+    if len(jobs) != 1:
+        raise PluginError(f"{path} holds {len(jobs)} QiskitJob objects; estimate prices exactly one")
+    return jobs[0]
+
+
+def cmd_estimate(args: argparse.Namespace) -> int:
+    manifest = _read_manifest(args.filename)
+    namespace = _namespace(args, manifest)
+    with _api(args) as api:
+        verdict = review_job(namespace, manifest.get("spec") or {}, ClusterSources(api))
+    name = (manifest.get("metadata") or {}).get("name", "")
+    if not verdict.allowed:
+        print(f"QiskitJob {namespace}/{name} would be refused ({verdict.reason}): {verdict.message}")
+        return EXIT_REFUSED
+    print(f"QiskitJob {namespace}/{name} would be admitted")
+    for warning in verdict.warnings:
+        print(f"  {warning}")
+    return 0
+
+
+def cmd_jobs(args: argparse.Namespace) -> int:
+    namespace = _namespace(args)
+    with _api(args) as api:
+        import kubernetes
+
+        items = kubernetes.client.CustomObjectsApi(api).list_namespaced_custom_object(
+            GROUP, VERSION, namespace, "qiskitjobs")["items"]
+    rows = [("NAME", "PHASE", "BACKEND", "ESTIMATE", "COST", "BUDGET")]
+    for job in sorted(items, key=lambda j: j["metadata"]["name"]):
+        status = JobStatus.of(job)
+        unit = status.currency
+        rows.append((job["metadata"]["name"], status.phase or "Pending", str((job.get("spec") or {}).get("backend", "")),
+                     "-" if status.estimated_micro is None else format_amount(status.estimated_micro, unit),
+                     format_amount(status.used_micro, unit) if status.counted_attempt else "-",
+                     status.budget or "-"))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("   ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="kubectl qgov", description="What quantum jobs will cost and what they cost.")
+    p.add_argument("--kubeconfig", help="kubeconfig file (default: in-cluster, then $KUBECONFIG or ~/.kube/config)")
+    p.add_argument("-n", "--namespace", help="namespace (default: the manifest's, then the context's)")
+    sub = p.add_subparsers(dest="command", required=True)
+    estimate = sub.add_parser("estimate", help="price a QiskitJob manifest against the cluster; creates nothing")
+    estimate.add_argument("-f", "--filename", required=True, help="the manifest (- for stdin)")
+    estimate.set_defaults(run=cmd_estimate)
+    jobs = sub.add_parser("jobs", help="the namespace's QiskitJobs with their estimate and cost")
+    jobs.set_defaults(run=cmd_jobs)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from kubernetes.client.rest import ApiException
+
+    args = parser().parse_args(argv)
+    try:
+        code: int = args.run(args)
+        return code
+    except PluginError as exc:
+        print(f"kubectl qgov: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except ApiException as exc:
+        print(f"kubectl qgov: the API server answered {exc.status} {exc.reason}", file=sys.stderr)
+        return EXIT_FAILED
+    except Exception as exc:  # noqa: BLE001 - a user sees one line, never a traceback
+        print(f"kubectl qgov: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

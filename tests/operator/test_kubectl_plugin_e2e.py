@@ -1,0 +1,77 @@
+"""`kubectl qgov` as a user runs it (the installed `kubectl-qgov` executable, a kubeconfig, nothing
+else): `estimate` prices a manifest to the micro-unit the operator then reserves, refuses what the
+budget cannot pay with the operator's own message, and creates nothing; `jobs` lists estimate and
+cost; a bad manifest is one line on stderr."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from governance.budget.money import format_amount
+
+from .conftest import BELL, NS, Env
+
+PLUGIN = str(Path(sys.executable).parent / "kubectl-qgov")
+
+
+def plugin(env: Env, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([PLUGIN, "--kubeconfig", str(env.cluster.kubeconfig), *args], capture_output=True,
+                          text=True, timeout=120)
+
+
+def manifest(tmp_path: Path, name: str, circuits: int) -> Path:
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump({"apiVersion": "qgov.dev/v1alpha1", "kind": "QiskitJob",
+                                    "metadata": {"name": name, "namespace": NS},
+                                    "spec": {"backend": "priced-aer", "circuits": [BELL] * circuits, "shots": 100}}))
+    return path
+
+
+def test_estimate_prices_what_the_operator_reserves_refuses_what_the_budget_cannot_pay_and_creates_nothing(
+        env: Env, tmp_path: Path) -> None:
+    env.budget("1.00")
+    first = plugin(env, "estimate", "-f", str(manifest(tmp_path, "bell", 1)))
+    assert first.returncode == 0, first.stderr
+    assert f"QiskitJob {NS}/bell would be admitted" in first.stdout
+    assert "estimated 0.30 USD" in first.stdout and f"budget {NS}/{NS}: 1.00 USD left this period" in first.stdout
+    assert env.jobs() == []  # estimate created nothing
+
+    env.job("bell", shots=100)
+    status = env.wait_terminal(["bell"])["bell"]
+    assert status["phase"] == "Succeeded"
+    assert int(status["estimatedMicro"]) == 300_000  # what estimate printed, to the micro-unit
+    env.wait(lambda: env.get("qiskitbudgets", NS).get("status", {}).get("spent") == "0.30", "the budget's status")
+
+    # 4 circuits = 1.20 USD against 0.70 USD left: refused with the operator's message, exit 3
+    big = plugin(env, "estimate", "-f", str(manifest(tmp_path, "big", 4)))
+    assert big.returncode == 3, big.stdout + big.stderr
+    assert f"QiskitJob {NS}/big would be refused (BudgetExceeded)" in big.stdout, big.stdout
+    assert f"exceeded budget {NS}/{NS}: requested 1.20 USD, spent 0.30 USD" in big.stdout, big.stdout
+    assert [j["metadata"]["name"] for j in env.jobs()] == ["bell"]
+
+    listed = plugin(env, "-n", NS, "jobs")
+    assert listed.returncode == 0, listed.stderr
+    header, row = listed.stdout.splitlines()
+    assert header.split() == ["NAME", "PHASE", "BACKEND", "ESTIMATE", "COST", "BUDGET"]
+    assert row.split() == ["bell", "Succeeded", "priced-aer", "0.30", "USD", format_amount(300_000), "USD", NS]
+
+
+def test_a_manifest_that_is_not_one_qiskitjob_is_one_line_on_stderr(env: Env, tmp_path: Path) -> None:
+    missing = plugin(env, "estimate", "-f", str(tmp_path / "nothing.yaml"))
+    assert missing.returncode == 1 and missing.stdout == ""
+    assert missing.stderr.strip() == f"kubectl qgov: cannot read {tmp_path / 'nothing.yaml'}: No such file or directory"
+    budget = tmp_path / "budget.yaml"
+    budget.write_text("apiVersion: qgov.dev/v1alpha1\nkind: QiskitBudget\nmetadata: {name: b}\nspec: {limit: '1'}\n")
+    wrong = plugin(env, "estimate", "-f", str(budget))
+    assert wrong.returncode == 1
+    assert wrong.stderr.strip() == f"kubectl qgov: {budget} holds 0 QiskitJob objects; estimate prices exactly one"
+    unknown = tmp_path / "unknown.yaml"
+    unknown.write_text(yaml.safe_dump({"kind": "QiskitJob", "metadata": {"name": "x", "namespace": NS},
+                                       "spec": {"backend": "no-such-backend", "circuits": [BELL]}}))
+    refused = plugin(env, "estimate", "-f", str(unknown))
+    assert refused.returncode == 3
+    assert "would be refused (UnknownBackend)" in refused.stdout and "no-such-backend" in refused.stdout
