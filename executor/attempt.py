@@ -16,22 +16,21 @@ Exit codes: 0 done; 2 a deterministic error (the job itself is wrong: retrying c
 
 from __future__ import annotations
 
-import base64
-import gzip
 import json
 import os
 import time
 from pathlib import Path
 from typing import Any
 
+from governance.jobs import results
 from governance.jobs.attempts import EXIT_DETERMINISTIC  # one home: the operator reads the same code
+from governance.jobs.results import CONFIGMAP_LIMIT, configmaps_for
 from governance.providers.base import RunRefusal
 
-__all__ = ["EXIT_DETERMINISTIC", "DeterministicError", "configmaps_for", "read_result", "run_attempt", "run_job",
+__all__ = ["CONFIGMAP_LIMIT", "EXIT_DETERMINISTIC", "DeterministicError", "configmaps_for", "read_result", "run_attempt", "run_job",
            "write_result"]
 
 TERMINATION_LOG = Path(os.environ.get("QGOV_TERMINATION_LOG", "/dev/termination-log"))
-CONFIGMAP_LIMIT = 900_000  # bytes of data per ConfigMap, below the API server's 1 MiB object limit
 
 
 class DeterministicError(Exception):
@@ -90,34 +89,9 @@ def run_job(job: dict[str, Any], backend_obj: dict[str, Any]) -> tuple[dict[str,
     return document, outcome.usage
 
 
-def configmaps_for(name: str, document: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
-    """The result as ConfigMap bodies: plain when small, gzip when large, split when larger still.
-
-    Never truncated: a reader joins the parts listed in the first ConfigMap's annotations.
-    """
-    text = json.dumps(document, separators=(",", ":"))
-    if len(text.encode()) <= CONFIGMAP_LIMIT:
-        return [(name, {"data": {"result.json": text}})]
-    packed = base64.b64encode(gzip.compress(text.encode(), 9)).decode()
-    chunks = [packed[i:i + CONFIGMAP_LIMIT] for i in range(0, len(packed), CONFIGMAP_LIMIT)]
-    names = [name] + [f"{name}-{i}" for i in range(1, len(chunks))]
-    annotations = {"qgov.dev/encoding": "gzip+base64", "qgov.dev/parts": ",".join(names)}
-    return [(n, {"metadata": {"annotations": annotations}, "binaryData": {"result.json.gz.part": c}})
-            for n, c in zip(names, chunks)]
-
-
 def read_result(core: Any, namespace: str, name: str) -> dict[str, Any]:
     """Read a result written by `configmaps_for` (used by the operator, tests and users)."""
-    first = core.read_namespaced_config_map(name, namespace)
-    result: dict[str, Any]
-    if first.data and "result.json" in first.data:
-        result = json.loads(first.data["result.json"])
-        return result
-    parts = (first.metadata.annotations or {})["qgov.dev/parts"].split(",")
-    packed = "".join(core.read_namespaced_config_map(p, namespace).binary_data["result.json.gz.part"]
-                     for p in parts)
-    result = json.loads(gzip.decompress(base64.b64decode(packed)))
-    return result
+    return results.read_result(lambda part: core.read_namespaced_config_map(part, namespace), name)
 
 
 def write_result(client: Any, job: dict[str, Any], document: dict[str, Any], attempt: int = 1) -> str:

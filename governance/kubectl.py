@@ -15,6 +15,7 @@ one line on stderr and a non-zero exit, never a traceback.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Mapping, Sequence
 from datetime import datetime
@@ -25,6 +26,7 @@ from .api import GROUP, VERSION
 from .api.specs import Backend
 from .budget.money import AmountError, format_amount, parse_amount
 from .budget.types import Balance
+from .jobs import results
 from .jobs.status import JobStatus
 from .webhook.review import BudgetView, review_job
 
@@ -182,6 +184,36 @@ def cmd_jobs(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_results(args: argparse.Namespace) -> int:
+    namespace = _namespace(args)
+    with _api(args) as api:
+        import kubernetes
+
+        job = _get_or_none(lambda: kubernetes.client.CustomObjectsApi(api).get_namespaced_custom_object(
+            GROUP, VERSION, namespace, "qiskitjobs", args.job))
+        if job is None:
+            raise PluginError(f"no QiskitJob {namespace}/{args.job}")
+        status = job.get("status") or {}
+        name = status.get("resultConfigMap")
+        if not name:
+            raise PluginError(f"QiskitJob {namespace}/{args.job} has no result (phase "
+                              f"{status.get('phase') or 'Pending'}){': ' + status['message'] if status.get('message') else ''}")
+        core = kubernetes.client.CoreV1Api(api)
+        document = results.read_result(lambda part: core.read_namespaced_config_map(part, namespace), str(name))
+    if args.output == "json":
+        print(json.dumps(document, indent=2, sort_keys=True))
+        return 0
+    for i, circuit in enumerate(document.get("circuits") or []):
+        if "counts" in circuit:
+            counts = ", ".join(f"{k}: {v}" for k, v in sorted(circuit["counts"].items(), key=lambda kv: (-kv[1], kv[0])))
+            print(f"circuit {i}: {counts}")
+        else:
+            values = ", ".join(f"{v} ± {s}" for v, s in zip(circuit.get("expectationValues") or [],
+                                                            circuit.get("stds") or []))
+            print(f"circuit {i}: {values}")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="kubectl qgov", description="What quantum jobs will cost and what they cost.")
     p.add_argument("--kubeconfig", help="kubeconfig file (default: in-cluster, then $KUBECONFIG or ~/.kube/config)")
@@ -192,6 +224,10 @@ def parser() -> argparse.ArgumentParser:
     estimate.set_defaults(run=cmd_estimate)
     jobs = sub.add_parser("jobs", help="the namespace's QiskitJobs with their estimate and cost")
     jobs.set_defaults(run=cmd_jobs)
+    result = sub.add_parser("results", help="a job's counts or expectation values (its result ConfigMaps, joined)")
+    result.add_argument("job")
+    result.add_argument("-o", "--output", choices=("text", "json"), default="text")
+    result.set_defaults(run=cmd_results)
     return p
 
 

@@ -10,12 +10,17 @@ says afterwards: a tenant who deletes or kills the pod once the result is writte
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import base64
+import gzip
+import json
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..api import JOB_LABEL
 
 ATTEMPT_ANNOTATION = "qgov.dev/attempt"  # on a result ConfigMap: the attempt that wrote it
+PARTS_ANNOTATION = "qgov.dev/parts"  # on each part of a split result: every part's name, in order
+CONFIGMAP_LIMIT = 900_000  # bytes of data per ConfigMap, below the API server's 1 MiB object limit
 
 
 def result_names(job_name: str, attempt: int) -> tuple[str, str]:
@@ -36,3 +41,33 @@ def written_by(configmap_meta: Mapping[str, Any], job_uid: str, attempt: int) ->
     if name.endswith(f"-result-attempt-{attempt}"):
         return True
     return (configmap_meta.get("annotations") or {}).get(ATTEMPT_ANNOTATION) == str(attempt)
+
+
+def configmaps_for(name: str, document: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """A result document as ConfigMap bodies: plain when small, gzip when large, split when larger
+    still. Never truncated: a reader joins the parts listed in the first ConfigMap's annotations."""
+    text = json.dumps(document, separators=(",", ":"))
+    if len(text.encode()) <= CONFIGMAP_LIMIT:
+        return [(name, {"data": {"result.json": text}})]
+    packed = base64.b64encode(gzip.compress(text.encode(), 9)).decode()
+    chunks = [packed[i:i + CONFIGMAP_LIMIT] for i in range(0, len(packed), CONFIGMAP_LIMIT)]
+    names = [name] + [f"{name}-{i}" for i in range(1, len(chunks))]
+    annotations = {"qgov.dev/encoding": "gzip+base64", PARTS_ANNOTATION: ",".join(names)}
+    return [(n, {"metadata": {"annotations": annotations}, "binaryData": {"result.json.gz.part": c}})
+            for n, c in zip(names, chunks)]
+
+
+def read_result(read: Callable[[str], Any], name: str) -> dict[str, Any]:
+    """The result document written by `configmaps_for` under `name`, its parts joined. `read(n)`:
+    the ConfigMap named n in the job's namespace (a kubernetes client V1ConfigMap)."""
+    first = read(name)
+    result: dict[str, Any]
+    if first.data and "result.json" in first.data:
+        result = json.loads(first.data["result.json"])
+        return result
+    parts = (first.metadata.annotations or {})[PARTS_ANNOTATION].split(",")
+    packed = "".join(first.binary_data["result.json.gz.part"] if part == name
+                     else read(part).binary_data["result.json.gz.part"] for part in parts)
+    result = json.loads(gzip.decompress(base64.b64decode(packed)))
+    return result
+

@@ -1,10 +1,11 @@
 """`kubectl qgov` as a user runs it (the installed `kubectl-qgov` executable, a kubeconfig, nothing
 else): `estimate` prices a manifest to the micro-unit the operator then reserves, refuses what the
 budget cannot pay with the operator's own message, and creates nothing; `jobs` lists estimate and
-cost; a bad manifest is one line on stderr."""
+cost; `results` shows the counts; a bad manifest is one line on stderr."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -58,6 +59,15 @@ def test_estimate_prices_what_the_operator_reserves_refuses_what_the_budget_cann
     header, row = listed.stdout.splitlines()
     assert header.split() == ["NAME", "PHASE", "BACKEND", "ESTIMATE", "COST", "BUDGET"]
     assert row.split() == ["bell", "Succeeded", "priced-aer", "0.30", "USD", format_amount(300_000), "USD", NS]
+
+    shown = plugin(env, "-n", NS, "results", "bell")
+    assert shown.returncode == 0, shown.stderr
+    counts = dict(pair.split(": ") for pair in shown.stdout.strip().removeprefix("circuit 0: ").split(", "))
+    assert set(counts) <= {"00", "11"} and sum(int(n) for n in counts.values()) == 100  # a Bell pair, 100 shots
+    as_json = json.loads(plugin(env, "-n", NS, "results", "bell", "-o", "json").stdout)
+    assert as_json["circuits"][0]["counts"] == {k: int(n) for k, n in counts.items()}
+    none = plugin(env, "-n", NS, "results", "big")
+    assert none.returncode == 1 and none.stderr.strip() == f"kubectl qgov: no QiskitJob {NS}/big"
 
 
 def test_a_manifest_that_is_not_one_qiskitjob_is_one_line_on_stderr(env: Env, tmp_path: Path) -> None:
