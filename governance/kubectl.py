@@ -170,7 +170,7 @@ def cmd_jobs(args: argparse.Namespace) -> int:
 
         items = kubernetes.client.CustomObjectsApi(api).list_namespaced_custom_object(
             GROUP, VERSION, namespace, "qiskitjobs")["items"]
-    rows = [("NAME", "PHASE", "BACKEND", "ESTIMATE", "COST", "BUDGET")]
+    rows: list[tuple[str, ...]] = [("NAME", "PHASE", "BACKEND", "ESTIMATE", "COST", "BUDGET")]
     for job in sorted(items, key=lambda j: j["metadata"]["name"]):
         status = JobStatus.of(job)
         unit = status.currency
@@ -178,9 +178,54 @@ def cmd_jobs(args: argparse.Namespace) -> int:
                      "-" if status.estimated_micro is None else format_amount(status.estimated_micro, unit),
                      format_amount(status.used_micro, unit) if status.counted_attempt else "-",
                      status.budget or "-"))
+    _table(rows)
+    return 0
+
+
+def _table(rows: list[tuple[str, ...]]) -> None:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("   ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+
+
+def _budgets_shown(args: argparse.Namespace) -> tuple[str, list[dict[str, Any]]]:
+    namespace = _namespace(args)
+    with _api(args) as api:
+        import kubernetes
+
+        items = kubernetes.client.CustomObjectsApi(api).list_namespaced_custom_object(
+            GROUP, VERSION, namespace, "qiskitbudgets")["items"]
+    if not items:
+        raise PluginError(f"namespace {namespace} has no QiskitBudget")
+    return namespace, sorted(items, key=lambda b: b["metadata"]["name"])
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """This period's spend of each budget of the namespace, as the operator last wrote it to the
+    budget's status, by backend or by session."""
+    namespace, budgets = _budgets_shown(args)
+    for budget in budgets:
+        status, name = budget.get("status") or {}, budget["metadata"]["name"]
+        unit = status.get("unit") or (budget.get("spec") or {}).get("unit", "USD")
+        print(f"budget {namespace}/{name}: {status.get('spent', '-')} {unit} spent, {status.get('reserved', '-')} "
+              f"reserved, {status.get('remaining', '-')} left of {status.get('limit', '-')} "
+              f"(period from {status.get('periodStart', '-')})")
+        lines = status.get("spendByBackend" if args.by == "backend" else "spendBySession") or []
+        rows: list[tuple[str, ...]] = [(args.by.upper(), "JOBS", f"AMOUNT ({unit})")]
+        rows += [(str(s.get("name")), str(s.get("jobs", "")), str(s.get("amount"))) for s in lines]
+        _table(rows)
+    return 0
+
+
+def cmd_top(args: argparse.Namespace) -> int:
+    """The most expensive jobs of this period, per budget (the budget's status.topJobs)."""
+    namespace, budgets = _budgets_shown(args)
+    rows: list[tuple[str, ...]] = [("BUDGET", "JOB", "STATE", "ESTIMATE", "ACTUAL")]
+    for budget in budgets:
+        for j in (budget.get("status") or {}).get("topJobs") or []:
+            rows.append((budget["metadata"]["name"], str(j.get("job")), str(j.get("state")), str(j.get("estimate")),
+                         str(j.get("actual") or "-")))
+    _table(rows)
     return 0
 
 
@@ -224,6 +269,11 @@ def parser() -> argparse.ArgumentParser:
     estimate.set_defaults(run=cmd_estimate)
     jobs = sub.add_parser("jobs", help="the namespace's QiskitJobs with their estimate and cost")
     jobs.set_defaults(run=cmd_jobs)
+    report = sub.add_parser("report", help="this period's spend of the namespace's budgets, by backend or session")
+    report.add_argument("--by", choices=("backend", "session"), default="backend")
+    report.set_defaults(run=cmd_report)
+    top = sub.add_parser("top", help="the most expensive jobs of this period")
+    top.set_defaults(run=cmd_top)
     result = sub.add_parser("results", help="a job's counts or expectation values (its result ConfigMaps, joined)")
     result.add_argument("job")
     result.add_argument("-o", "--output", choices=("text", "json"), default="text")

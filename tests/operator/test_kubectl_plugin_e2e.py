@@ -1,7 +1,7 @@
 """`kubectl qgov` as a user runs it (the installed `kubectl-qgov` executable, a kubeconfig, nothing
 else): `estimate` prices a manifest to the micro-unit the operator then reserves, refuses what the
 budget cannot pay with the operator's own message, and creates nothing; `jobs` lists estimate and
-cost; `results` shows the counts; a bad manifest is one line on stderr."""
+cost; `report` and `top` what the budget's status says; `results` shows the counts; a bad manifest is one line on stderr."""
 
 from __future__ import annotations
 
@@ -66,6 +66,12 @@ def test_estimate_prices_what_the_operator_reserves_refuses_what_the_budget_cann
     assert set(counts) <= {"00", "11"} and sum(int(n) for n in counts.values()) == 100  # a Bell pair, 100 shots
     as_json = json.loads(plugin(env, "-n", NS, "results", "bell", "-o", "json").stdout)
     assert as_json["circuits"][0]["counts"] == {k: int(n) for k, n in counts.items()}
+    report = plugin(env, "-n", NS, "report")
+    assert report.returncode == 0, report.stderr
+    assert report.stdout.splitlines()[0].startswith(f"budget {NS}/{NS}: 0.30 USD spent, 0.00 reserved, 0.70 left of 1.00")
+    assert report.stdout.splitlines()[2].split() == ["priced-aer", "1", "0.30"]
+    top = plugin(env, "-n", NS, "top")
+    assert top.stdout.splitlines()[1].split() == [NS, "bell", "settled", "0.30", "0.30"], top.stdout
     none = plugin(env, "-n", NS, "results", "big")
     assert none.returncode == 1 and none.stderr.strip() == f"kubectl qgov: no QiskitJob {NS}/big"
 
