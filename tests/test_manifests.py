@@ -240,3 +240,14 @@ def test_the_admission_policies_name_what_the_operator_creates_and_who_the_opera
         assert policy["spec"]["failurePolicy"] == "Fail"
     statuses = found["qgov-status"]["spec"]["matchConstraints"]["resourceRules"][0]["resources"]
     assert {"qiskitjobs/status", "qiskitsessions/status"} <= set(statuses)
+
+
+def test_the_no_budget_message_suggests_a_command_that_works() -> None:
+    """A refused job says `kubectl apply -n NS -f samples/budget.yaml`: kubectl refuses -n with a
+    file that pins another namespace, so the sample must name none."""
+    from governance.admission import choose_budget
+
+    problem = choose_budget("team-b", None, {}, allow_unbudgeted=False)
+    assert "`kubectl apply -n team-b -f samples/budget.yaml`" in problem.message
+    [budget] = load(ROOT / "samples" / "budget.yaml")
+    assert budget["kind"] == "QiskitBudget" and "namespace" not in budget["metadata"]
