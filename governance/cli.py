@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from . import __version__
 from .budget import db
 from .budget.errors import LedgerError
 from .budget.money import AmountError, format_amount, parse_amount
@@ -286,6 +287,7 @@ def _parse_percent(text: str) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="qgov", description="Govern quantum-computing spend on Kubernetes.")
+    parser.add_argument("--version", action="version", version=f"qgov {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def with_db(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -331,7 +333,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", required=True)
     p.add_argument("--limit", required=True, help="decimal, e.g. 10.00")
     p.add_argument("--unit", choices=("USD", "QPU-seconds"), default="USD")
-    p.add_argument("--period", choices=("none", "daily", "weekly", "monthly"), default="none")
+    p.add_argument("--period", choices=("none", "daily", "weekly", "monthly"), default="monthly",
+                   help="default monthly, as a QiskitBudget's spec.period")
     p.add_argument("--enforcement", choices=("hard", "queue"), default="hard")
     p.add_argument("--warn-at", default="", help="comma-separated percentages, e.g. 50,80,100")
     p = add(lp, "reserve", cmd_reserve, "reserve an amount for a key (normally the operator does this)")

@@ -93,6 +93,54 @@ def test_a_misspelt_setting_is_refused_not_ignored(helm: Any) -> None:
     assert result.returncode != 0 and "replicas" in result.stderr, result.stderr
 
 
+@pytest.mark.parametrize("setting, where", [
+    ("replica=3", "at '': additional properties 'replica' not allowed"),
+    ("metrics.serviceMonitr.enabled=true", "at '/metrics': additional properties 'serviceMonitr' not allowed"),
+    ("webhook.certManager.issuerRef.nam=ca", "additional properties 'nam' not allowed"),
+    ("serviceAccount.anotations.a=b", "additional properties 'anotations' not allowed"),
+    ("resources.request.cpu=1", "additional properties 'request' not allowed"),
+])
+def test_an_unknown_key_at_any_level_is_refused_by_lint_and_template(helm: Any, setting: str, where: str) -> None:
+    """values.schema.json closes every object of the chart's own (additionalProperties: false); only
+    pod-spec pass-throughs (labels, affinity, tolerations, probes, security contexts) stay open."""
+    for command in (("lint", "--strict", str(CHART)), ("template", "qgov", str(CHART))):
+        result = helm(*command, "--set", setting, check=False)
+        assert result.returncode != 0 and where in result.stdout + result.stderr, result.stdout + result.stderr
+
+
+def test_every_value_the_chart_sets_is_in_its_schema() -> None:
+    """An unknown key is refused, so each key of values.yaml and each .Values path the templates
+    read must be one the schema knows (a key added to values.yaml alone would break every install)."""
+    import json
+    import re
+
+    schema = json.loads((CHART / "values.schema.json").read_text())
+
+    def known(path: list[str]) -> bool:
+        node = schema
+        for key in path:
+            while "$ref" in node:
+                node = schema["definitions"][node["$ref"].rsplit("/", 1)[1]]
+            if key in (node.get("properties") or {}):
+                node = node["properties"][key]
+            elif node.get("additionalProperties") is False:
+                return False
+            else:
+                return True  # a pass-through map: any key
+        return True
+
+    def keys(values: Any, path: list[str]) -> list[list[str]]:
+        if not isinstance(values, dict):
+            return []
+        return [[*path, k] for k in values] + [p for k, v in values.items() for p in keys(v, [*path, k])]
+
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    used = {m.split(".")[2:] and tuple(m.split(".")[2:]) for t in (CHART / "templates").iterdir()
+            for m in re.findall(r"\.Values(?:\.[A-Za-z0-9_]+)+", t.read_text())}
+    unknown = [p for p in keys(values, []) + [list(u) for u in used] if not known(p)]
+    assert unknown == []
+
+
 # ---------------------------------------------------------------------------------------------- CRDs
 
 

@@ -56,6 +56,36 @@ def test_upgrade_budget_reserve_settle_through_the_command(tmp_path: Path) -> No
                                     url=url).stdout
 
 
+def test_version_is_the_installed_distributions() -> None:
+    """`qgov --version` says the version pip installed (pyproject reads governance.__version__)."""
+    from importlib.metadata import version
+
+    out = qgov("--version")
+    assert out.returncode == 0 and out.stdout.strip() == f"qgov {version('qgov')}", out
+    assert version("qgov") == __import__("governance").__version__
+
+
+def test_a_budget_set_from_the_command_is_monthly_like_a_qiskitbudgets_default(tmp_path: Path) -> None:
+    """Without --period the CLI makes the budget the CRD would (spec.period defaults to monthly)."""
+    import yaml
+
+    crd = yaml.safe_load((Path(__file__).resolve().parents[1] / "crds" / "qiskitbudgets.yaml").read_text())
+    [version] = crd["spec"]["versions"]
+    default = version["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["period"]["default"]
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    qgov("db", "upgrade", url=url)
+    assert qgov("ledger", "budget", "-n", "t", "--name", "t", "--limit", "5", url=url).returncode == 0
+    ledger = Ledger(url)
+    try:
+        balance = ledger.balance("t", "t")
+    finally:
+        ledger.close()
+    assert default == "monthly"
+    assert balance.period_end is not None and (balance.period_start.day, balance.period_start.hour) == (1, 0)
+    assert (balance.period_end.year * 12 + balance.period_end.month) - (
+        balance.period_start.year * 12 + balance.period_start.month) == 1
+
+
 def test_report_table_json_and_csv_agree_with_the_ledger(populated: str) -> None:
     table = qgov("ledger", "report", "-n", "team-a", url=populated)
     assert table.returncode == 0, table.stderr

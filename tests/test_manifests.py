@@ -44,6 +44,32 @@ def test_crds_are_structural_with_printer_columns_and_status(name: str, short: s
     assert structural_problems(version["schema"]["openAPIV3Schema"]) == []
 
 
+def undescribed(schema: dict, path: str) -> list[str]:
+    """Every property, at any depth (within objects and array items), whose schema has no
+    description: what `kubectl explain` would show as empty."""
+    missing = []
+    for name, sub in (schema.get("properties") or {}).items():
+        here = f"{path}.{name}"
+        if not str(sub.get("description") or "").strip():
+            missing.append(here)
+        missing += undescribed(sub, here)
+    if isinstance(schema.get("items"), dict):
+        missing += undescribed(schema["items"], f"{path}[]")
+    return missing
+
+
+@pytest.mark.parametrize("path", sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "crds").glob("qiskit*.yaml")))
+def test_every_crd_field_is_described_for_kubectl_explain(path: str) -> None:
+    """`kubectl explain qiskitjob.spec.shots` prints the schema's description: a kind without one, or
+    a field added without one, fails here (charts/qgov/crds are byte copies, test_chart.py)."""
+    [crd] = load(ROOT / path)
+    for version in crd["spec"]["versions"]:
+        schema = version["schema"]["openAPIV3Schema"]
+        kind = crd["spec"]["names"]["kind"]
+        assert str(schema.get("description") or "").strip(), f"{path}: {kind} has no top-level description"
+        assert undescribed(schema, kind) == [], f"{path}: fields without a description"
+
+
 def test_the_operator_role_covers_the_calls_it_makes() -> None:
     docs = load(ROOT / "operator" / "manifests" / "rbac.yaml")
     roles = {d["metadata"]["name"]: d for d in docs if d["kind"] == "ClusterRole"}
@@ -214,3 +240,14 @@ def test_the_admission_policies_name_what_the_operator_creates_and_who_the_opera
         assert policy["spec"]["failurePolicy"] == "Fail"
     statuses = found["qgov-status"]["spec"]["matchConstraints"]["resourceRules"][0]["resources"]
     assert {"qiskitjobs/status", "qiskitsessions/status"} <= set(statuses)
+
+
+def test_the_no_budget_message_suggests_a_command_that_works() -> None:
+    """A refused job says `kubectl apply -n NS -f samples/budget.yaml`: kubectl refuses -n with a
+    file that pins another namespace, so the sample must name none."""
+    from governance.admission import choose_budget
+
+    problem = choose_budget("team-b", None, {}, allow_unbudgeted=False)
+    assert "`kubectl apply -n team-b -f samples/budget.yaml`" in problem.message
+    [budget] = load(ROOT / "samples" / "budget.yaml")
+    assert budget["kind"] == "QiskitBudget" and "namespace" not in budget["metadata"]

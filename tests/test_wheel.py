@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SOURCES = ("pyproject.toml", "README.md", "governance", "executor", "qgov_dev", "migrations", "crds", "samples")
+SOURCES = ("pyproject.toml", "README.md", "LICENSE", "governance", "executor", "qgov_dev", "migrations", "crds", "samples")
 # package data: each a link in the source tree to the repository's own directory, the one copy
 DATA = {"governance/migrations": "migrations", "qgov_dev/crds": "crds", "qgov_dev/samples": "samples"}
 
@@ -94,6 +94,10 @@ def test_the_wheel_holds_the_product_the_dev_tools_and_their_data_and_no_tests(w
                 assert archive.read(member) == path.read_bytes(), member
         metadata = email.message_from_bytes(archive.read("qgov-0.1.0.dist-info/METADATA"))
         entry_points = archive.read("qgov-0.1.0.dist-info/entry_points.txt").decode()
+        # Apache-2.0, said in the metadata and carried in full (PEP 639)
+        assert archive.read("qgov-0.1.0.dist-info/licenses/LICENSE") == (ROOT / "LICENSE").read_bytes()
+    assert metadata["License-Expression"] == "Apache-2.0"
+    assert metadata["Version"] == __import__("governance").__version__
     assert {"dev", "executor", "test"} <= set(metadata.get_all("Provides-Extra"))
     requires = metadata.get_all("Requires-Dist")
     # PyYAML comes with qgov itself (`kubectl qgov estimate -f` reads manifests), and the wheel installs

@@ -52,8 +52,10 @@ def kubectl(cluster: Any, *args: str) -> str:
 def run_demo(cluster: Any) -> str:
     """Apply the samples, wait for every job to finish, and show what a team lead sees."""
     out = []
-    for name in ("namespace.yaml", "backends.yaml", "budget.yaml"):
+    for name in ("namespace.yaml", "backends.yaml"):
         out.append(kubectl(cluster, "apply", "-f", str(SAMPLES / name)).strip())
+    # the budget sample names no namespace, as the NoBudget refusal suggests applying it with -n
+    out.append(kubectl(cluster, "apply", "-n", "team-a", "-f", str(SAMPLES / "budget.yaml")).strip())
     deadline = time.monotonic() + 120  # the operator starts and puts the budget into the ledger
     while time.monotonic() < deadline and not kubectl(cluster, "get", "qbudget", "team-a", "-n", "team-a", "-o",
                                                       "jsonpath={.status.limit}").strip():

@@ -87,3 +87,16 @@ def test_the_python_client_gets_a_warning_and_the_field_is_dropped(core) -> None
 def test_kubectl_explain_reads_the_crd_schema(qgov_crds, kubectl) -> None:
     out = kubectl("explain", "qiskitbudget.spec").stdout
     assert "limit\t<string> -required-" in out and "warnAt\t<[]integer>" in out
+
+
+def test_kubectl_explain_shows_a_fields_description(kubectl) -> None:
+    """`kubectl explain` reads the CRD's schema from the server's OpenAPI: a user asking what
+    spec.shots or spec.enforcement means gets the description written in crds/."""
+    for name in ("qiskitjobs", "qiskitbudgets"):
+        kubectl("apply", "-f", str(CRDS / f"{name}.yaml"))
+    shots = " ".join(kubectl("explain", "qiskitjob.spec.shots").stdout.split())  # kubectl wraps lines
+    assert "shots per circuit" in shots, shots
+    job = " ".join(kubectl("explain", "qiskitjob").stdout.split())
+    assert "Quantum work: circuits to run" in job, job
+    enforcement = " ".join(kubectl("explain", "qiskitbudget.spec.enforcement").stdout.split())
+    assert "queue: it waits as Queued" in enforcement, enforcement
