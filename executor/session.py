@@ -26,6 +26,7 @@ from typing import Any
 from governance.api import GROUP as G
 from governance.api import VERSION as V
 from governance.jobs import runnerreport
+from governance.jobs.phases import ACTIVE
 
 from . import attempt as single
 
@@ -35,7 +36,7 @@ JOBS = "qiskitjobs"
 def runnable(job: dict[str, Any], session: str) -> int:
     """The attempt this runner should run for the job, or 0."""
     status = job.get("status") or {}
-    if status.get("session") != session or status.get("phase") not in ("Admitted", "Running"):
+    if status.get("session") != session or status.get("phase") not in ACTIVE:
         return 0
     if job["metadata"].get("deletionTimestamp") or status.get("retryAt"):
         return 0

@@ -7,7 +7,7 @@ status condition can carry. Reserving the estimate is the ledger's job.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,6 +42,18 @@ def backend_from_object(name: str, obj: Mapping[str, Any]) -> Backend | Problem:
         return parse_backend(name, obj.get("spec") or {})
     except SpecError as exc:
         return Problem("InvalidBackend", f"QiskitBackend {name}: {exc}")
+
+
+def look_up_backend(name: str, known: Mapping[str, Backend | Problem],
+                    get: Callable[[str], Mapping[str, Any] | None]) -> Backend | Problem | None:
+    """The QiskitBackend `name` as admission uses it: from `known` (what a watch or a list kept),
+    else from `get` (one read of the object; None when it does not exist), since a backend created
+    a moment ago may not be known yet. None: there is no such QiskitBackend."""
+    found = known.get(name)
+    if found is not None:
+        return found
+    obj = get(name)
+    return None if obj is None else backend_from_object(name, obj)
 
 
 def unknown_backend(name: str) -> Problem:

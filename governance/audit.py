@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 from .api import GROUP, VERSION
-from .jobs.phases import TERMINAL  # (governance.jobs does not import its qiskit-bound admission module)
+from .jobs.phases import ACTIVE, TERMINAL, Phase  # (governance.jobs does not import its qiskit-bound admission module)
 from .budget.money import AmountError, format_amount, parse_amount
 
 OPEN = frozenset({"held", "queued"})  # states in which a reservation still holds (or waits for) money
@@ -55,17 +55,17 @@ def _check_job(job: Mapping[str, Any], r: ReservationRow | None) -> list[str]:
         return []
     if phase in TERMINAL and r is not None and r.state in OPEN:
         return [f"{head}: finished job holds money: the ledger has {ledger}"]
-    if phase in ("Admitted", "Running"):
+    if phase in ACTIVE:
         if r is None:
             return [f"{head}: admitted job lacks a reservation in budget {status['budget']}"]
         if r.state != "held":
             return [f"{head}: an admitted job needs a held reservation, the ledger has {ledger}"]
-    elif phase == "Queued" and (r is None or r.state != "queued"):
+    elif phase == Phase.QUEUED.value and (r is None or r.state != "queued"):
         why = " (the ledger admitted it and the job was never started)" if r is not None and r.state == "held" else ""
         return [f"{head}: a queued job needs a queued reservation, the ledger has {ledger}{why}"]
-    elif phase in ("Succeeded", "Failed") and status.get("actualCost") is not None:
+    elif phase in (Phase.SUCCEEDED.value, Phase.FAILED.value) and status.get("actualCost") is not None:
         return _check_charge(head, status, r, unit)
-    elif phase == "Refused" and r is not None and r.state not in ("refused", "released"):
+    elif phase == Phase.REFUSED.value and r is not None and r.state not in ("refused", "released"):
         return [f"{head}: a refused job must hold or spend nothing, the ledger has {ledger}"]
     return []
 

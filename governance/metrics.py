@@ -35,6 +35,7 @@ from prometheus_client.registry import Collector
 
 from . import metricsauth
 from .budget.types import ReserveOutcome, ReserveRequest, SettleOutcome
+from .jobs.phases import FAILURES
 from .metricsauth import Gate
 from .providers.ibm.iam import Credential
 from .sessions.tokens import Token, TokenError
@@ -206,7 +207,7 @@ def forget_budget(key: tuple[str, str]) -> None:
 
 def _reason(status: dict[str, Any]) -> str:
     """Why the job is where it is: its Failed condition's reason if it ended, else Admitted's."""
-    wanted = "Failed" if status.get("phase") in ("Failed", "Refused") else "Admitted"
+    wanted = "Failed" if status.get("phase") in FAILURES else "Admitted"
     for condition in status.get("conditions") or ():
         if condition.get("type") == wanted:
             return str(condition.get("reason") or "")

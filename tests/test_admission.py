@@ -102,3 +102,24 @@ def test_a_huge_circuit_does_not_evict_the_others(transpiles: WorkerTasks) -> No
     assert len(transpiles) == 2
     assert isinstance(assess(job(BELL), AER, "USD"), Estimate)
     assert len(transpiles) == 2  # BELL is still known: it did not leave the operator
+
+
+def test_a_backend_is_looked_up_in_what_is_known_then_read_once() -> None:
+    """The operator (its watch) and the webhook (its list) look a backend up the same way: what
+    they keep first, else one read, since a backend created a moment ago may not be kept yet; a
+    backend that does not exist is None (each caller says so in its own words)."""
+    from governance.admission import backend_from_object, look_up_backend
+
+    obj = {"spec": {"provider": "aer", "pricing": {"perCPUSecond": "0.01"}}}
+    known = {"aer-sim": backend_from_object("aer-sim", obj)}
+    reads: list[str] = []
+
+    def get(name: str) -> dict | None:
+        reads.append(name)
+        return obj if name == "new" else None
+
+    assert look_up_backend("aer-sim", known, get) == known["aer-sim"] and reads == []
+    assert look_up_backend("new", known, get) == backend_from_object("new", obj) and reads == ["new"]
+    assert look_up_backend("gone", known, get) is None and reads == ["new", "gone"]
+    broken = look_up_backend("broken", {}, lambda name: {"spec": {"provider": "nope"}})
+    assert isinstance(broken, Problem) and broken.reason == "InvalidBackend"

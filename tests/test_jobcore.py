@@ -13,9 +13,10 @@ import pytest
 from governance.admission import Estimate, Problem
 from governance.api.specs import SpecError, parse_backend, parse_job
 from governance.budget.costmodel import PriceList, Usage
-from governance.budget.types import AttemptTotals, Balance, Decision, ReserveOutcome
+from governance.budget.types import AttemptTotals, Balance, Decision, QueueChange, ReserveOutcome
 from governance.jobs.events import Event
-from governance.jobs import TERMINAL, AlreadyCounted, Finish, JobStatus, Phase, Retry, after_attempt, attempt_charge, retry_delay
+from governance.jobs import (ACTIVE, FAILURES, TERMINAL, AlreadyCounted, Finish, JobStatus, Phase, Retry, after_attempt,
+                             attempt_charge, queued_change, queued_priced, retry_delay, stalled_with)
 from governance.jobs.attempts import reported_usage
 from governance.jobs.admission import (AdmissionFacts, Admit, Fail, NeedBackend, NeedBudget, NeedEstimate, NeedReservation,
                                        NeedSession, Queue, Refuse, decide_admission)
@@ -239,6 +240,59 @@ def test_outcomes_map_to_phases(outcome: object, phase: Phase) -> None:
     assert phase_of(outcome) is phase  # type: ignore[arg-type]
 
 
+def test_every_outcome_has_its_phase() -> None:
+    """handlers/jobs.py writes the phase phase_of gives: each outcome an admission can end in has
+    one, and the phases that carry a True Failed condition are the failures."""
+    from governance.jobs.admission import PHASE_OF, Outcome, Priced, phase_of
+
+    priced = Priced(ESTIMATE, "aer-sim", "b")
+    assert set(PHASE_OF) == set(Outcome.__args__)  # type: ignore[attr-defined]
+    assert phase_of(Queue(priced, "waits")) is Phase.QUEUED and phase_of(Admit(priced, "r", "m")) is Phase.ADMITTED
+    assert {p.value for p in (phase_of(Fail("x", "y")), phase_of(Refuse("x", "y")))} == FAILURES
+    assert FAILURES <= TERMINAL and not FAILURES & ACTIVE
+
+
+def test_a_stall_is_said_once_per_reason_while_it_lasts() -> None:
+    """The pod sweep (a pod stuck in Pending) and the pod's creation (refused by the API server)
+    both write Stalled only for a new reason. A Stalled condition that is False (the pod ran since)
+    stalls nothing: the same reason coming back is said again."""
+    said = {"conditions": [{"type": "Stalled", "status": "True", "message": "image cannot be pulled"}]}
+    over = {"conditions": [{"type": "Stalled", "status": "False", "message": "image cannot be pulled"}]}
+    assert stalled_with(said, "image cannot be pulled")
+    assert not stalled_with(said, "no node fits")
+    assert not stalled_with(over, "image cannot be pulled")
+    assert not stalled_with({}, "image cannot be pulled")
+    assert not stalled_with({"conditions": [{"type": "Admitted", "status": "True",
+                                             "message": "image cannot be pulled"}]}, "image cannot be pulled")
+
+
+def test_a_job_left_queued_catches_up_with_the_ledger() -> None:
+    """A job still Queued after the ledger admitted (held) or refused its reservation is started or
+    refused (by handle_job when the operator starts, by the pod sweep otherwise); a reservation
+    still queued, released or gone changes nothing. Only a priced job is waiting in the queue."""
+    assert queued_priced({"phase": "Queued", "estimatedMicro": "3200000"})
+    assert queued_priced({"phase": "Queued", "estimatedMicro": "0"})
+    assert not queued_priced({"phase": "Queued"}) and not queued_priced({"phase": "Queued", "estimatedMicro": ""})
+    assert not queued_priced({"phase": "Admitted", "estimatedMicro": "3200000"})
+    assert queued_change("uid", "held", "ignored") == QueueChange("uid", Decision.ADMITTED, "")
+    assert queued_change("uid", "refused", "the budget was lowered") == \
+        QueueChange("uid", Decision.REFUSED, "the budget was lowered")
+    assert queued_change("uid", "refused", "x").reason == "BudgetExceeded"
+    for state in ("queued", "released", "settled", None):
+        assert queued_change("uid", state, "x") is None
+
+
+def test_a_job_waiting_for_its_session_is_recognised_by_that_session_only() -> None:
+    """The session's tick starts the jobs that wait for it: the message the job was given, exactly,
+    for this session; not a message that only begins the same way, nor another session's."""
+    from governance.jobs.placement import WaitForSession, session_not_open, waits_for
+
+    step = session_not_open("s", None, "", False, 0, "ibm-torino")
+    assert isinstance(step, WaitForSession) and waits_for("s", step.message)
+    assert not waits_for("s2", step.message) and not waits_for("s", WaitForSession("s2").message)
+    assert not waits_for("s", "admitted from the queue: funds were freed")
+
+
 def test_an_attempts_end_says_so_in_one_event() -> None:
     retry = after_attempt(counted(1), False, 1, False, {"error": "node lost"}, 137, 2, 2.0, NOW)
     assert isinstance(retry, Retry) and (retry.event.type, retry.event.reason) == ("Warning", "AttemptFailed")
@@ -254,8 +308,8 @@ def test_an_attempts_end_says_so_in_one_event() -> None:
 def test_a_job_waits_for_its_session_to_open() -> None:
     from governance.jobs.placement import WaitForSession, session_not_open
 
-    assert session_not_open("s", None, "", True, 0, "ibm-torino") == \
-        WaitForSession("waiting for QiskitSession s to open")
+    assert session_not_open("s", None, "", True, 0, "ibm-torino") == WaitForSession("s")
+    assert WaitForSession("s").message == "waiting for QiskitSession s to open"
 
 
 def test_a_failed_session_fails_its_jobs_with_its_reason() -> None:

@@ -14,6 +14,7 @@ from .. import providers
 from ..budget.costmodel import PriceList
 from ..budget.money import AmountError, parse_amount
 from ..budget.types import BudgetSpec
+from ..sessions.lifecycle import DEFAULT_MAX_TIME_S
 
 MAX_SHOTS = 10_000_000  # above this no backend accepts a job; a typo, not a workload
 
@@ -135,7 +136,7 @@ def parse_session(spec: dict[str, Any]) -> SessionSpec:
     mode = spec.get("mode", "batch")
     if mode not in ("dedicated", "batch"):
         raise SpecError("spec.mode", f"{mode!r} is not one of dedicated, batch")
-    max_time = _int(spec.get("maxTime", 28800), "spec.maxTime")
+    max_time = _int(spec.get("maxTime", DEFAULT_MAX_TIME_S), "spec.maxTime")
     idle = _int(spec.get("idleTimeout", 300), "spec.idleTimeout")
     if max_time < 1 or idle < 1:
         raise SpecError("spec.maxTime" if max_time < 1 else "spec.idleTimeout", "must be at least 1 second")

@@ -17,6 +17,7 @@ from ..budget.burnrate import NO_SPEND, burn_rate, burn_status, next_midnight
 from ..budget.errors import DatabaseUnavailable, LedgerError, UnknownBudget
 from ..budget.ledger import Ledger
 from ..budget.money import format_amount
+from ..jobs import ACTIVE, Phase
 from ..jobs.events import Event
 from ..budget.types import QueueChange
 from .budgetnotify import BudgetNotifier
@@ -97,8 +98,9 @@ class Budgets:
             "reserved": format_amount(balance.held_micro), "remaining": format_amount(balance.remaining_micro),
             "unit": unit, "periodStart": balance.period_start.isoformat(),
             "periodEnd": balance.period_end.isoformat() if balance.period_end else None,
-            "jobs": {"admitted": phases["Admitted"] + phases["Running"], "refused": phases["Refused"],
-                     "queued": phases["Queued"], "succeeded": phases["Succeeded"], "failed": phases["Failed"]},
+            "jobs": {"admitted": sum(phases[p] for p in ACTIVE), "refused": phases[Phase.REFUSED.value],
+                     "queued": phases[Phase.QUEUED.value], "succeeded": phases[Phase.SUCCEEDED.value],
+                     "failed": phases[Phase.FAILED.value]},
             # lists of {name, amount}, not maps: kubectl describe would split a key such as fake_manila
             "spendByBackend": [{"name": s.name or "-", "amount": format_amount(s.spent + s.held), "jobs": s.jobs}
                                for s in report.by_backend],

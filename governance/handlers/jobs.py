@@ -23,7 +23,7 @@ import kopf
 from kubernetes.client.rest import ApiException
 
 from .. import metrics, providers
-from ..admission import Problem, assess, backend_from_object, unknown_backend
+from ..admission import Problem, assess, backend_from_object, look_up_backend, unknown_backend
 from ..admission import choose_budget as budget_that_pays
 from ..api import FINALIZER, GROUP, JOB_LABEL, JOB_UID_LABEL, SESSION_LABEL, VERSION, label_value
 from ..api.specs import Backend, JobSpec, SpecError, parse_job
@@ -34,9 +34,10 @@ from ..budget.money import format_amount, format_quantity
 from ..budget.costmodel import Usage
 from ..budget.types import (AttemptTotals, Decision, JobTerms, QueueChange, ReserveOutcome, ReserveRequest,
                             SettleOutcome)
-from ..jobs import ACTIVE, TERMINAL, AlreadyCounted, JobStatus, Phase, Retry, after_attempt, attempt_charge
+from ..jobs import (ACTIVE, FAILURES, STALLED, TERMINAL, AlreadyCounted, JobStatus, Phase, Retry, after_attempt,
+                    attempt_charge, queued_change, queued_priced, stalled_with)
 from ..jobs.admission import (AdmissionFacts, Fail, Need, NeedBackend, NeedBudget, NeedEstimate, NeedReservation,
-                              NeedSession, Outcome, Queue, Refuse, decide_admission)
+                              NeedSession, Outcome, Queue, Refuse, decide_admission, phase_of)
 from ..jobs.attempts import DEFAULT_BACKOFF_LIMIT, reported_usage
 from ..jobs.ownpod import NOT_RECORDED, foreign_pod
 from ..jobs.events import Event
@@ -55,7 +56,7 @@ from .identity import missing_account
 from .jobphases import JobPhases
 from .kube import JOBS as PLURAL
 from .kube import Kube, discard, emit, unless_gone
-from .pods import executor_pod, owner_name, pod_name
+from .pods import POD_ENDED, executor_pod, owner_name, pod_name
 from .retrying import NotYet, Watcher, later, run_retrying
 from .context import KopfContext
 from .sessionview import AUTO_BATCH_LABEL, SessionDirectory, ended_phase, local_runner, executor_session
@@ -84,17 +85,17 @@ def _ledger_answered(job: dict[str, Any]) -> tuple[tuple[str, bool, str, str], .
 
 def _terminal(job: dict[str, Any], phase: str, reason: str, message: str, **extra: Any) -> dict[str, Any]:
     """A status for a job that ends here; Events go out with the same reason."""
-    changes = [("Complete", phase == "Succeeded", reason, message), *_ledger_answered(job)]
-    if phase in ("Failed", "Refused"):
+    changes = [("Complete", phase == Phase.SUCCEEDED.value, reason, message), *_ledger_answered(job)]
+    if phase in FAILURES:
         changes.append(("Failed", True, reason, message))
-    if phase == "Refused":
+    if phase == Phase.REFUSED.value:
         changes.append(("Admitted", False, reason, message))
     conditions = job_conditions(job, *changes)
     return {"phase": phase, "message": message, "conditions": conditions, "completionTime": now_iso(),
             "retryAt": None, **extra}
 
 
-def _admitted(job: dict[str, Any], base: dict[str, Any], reason: str, message: str,
+def _admitted(job: dict[str, Any], base: dict[str, Any], phase: str, reason: str, message: str,
               event: bool = False) -> dict[str, Any]:
     """A job admitted at once. The Admitted condition records it (reason, message, time); an Event
     is posted only when the admission is out of the ordinary (no budget). A routine admission is
@@ -103,13 +104,13 @@ def _admitted(job: dict[str, Any], base: dict[str, Any], reason: str, message: s
     refusals, retries and the end of every job each post one."""
     if event:
         emit(job, Event("Normal", "Admitted", message))
-    return dict(base, phase="Admitted", message=message, attempts=1,
+    return dict(base, phase=phase, message=message, attempts=1,
                 conditions=job_conditions(job, ("Admitted", True, reason, message), *_ledger_answered(job)))
 
 
-def _fail(job: dict[str, Any], reason: str, message: str) -> dict[str, Any]:
+def _fail(job: dict[str, Any], phase: str, reason: str, message: str) -> dict[str, Any]:
     emit(job, Event("Warning", reason, message))
-    return _terminal(job, "Failed", reason, message)
+    return _terminal(job, phase, reason, message)
 
 
 # ---------------------------------------------------------------------- the job handlers' collaborators
@@ -191,7 +192,7 @@ class Jobs:
     async def executor_pod_arrived(self, type: str, body: Any) -> None:
         """An executor pod's watch event, on the event loop (see on_executor_pod)."""
         phase = (body.get("status") or {}).get("phase")
-        if phase in ("Running", "Succeeded", "Failed") if type != "DELETED" else phase not in ("Succeeded", "Failed"):
+        if (phase == "Running" or phase in POD_ENDED) if type != "DELETED" else phase not in POD_ENDED:
             pod = dict(body)
             meta, labels = pod["metadata"], pod["metadata"].get("labels") or {}
             ref = JobRef(meta["namespace"], owner_name(pod, "QiskitJob") or labels.get(JOB_LABEL, ""),
@@ -202,16 +203,10 @@ class Jobs:
     # ------------------------------------------------------------------ admission, running, settling
 
     def load_backend(self, name: str) -> Backend | Problem:
-        backend = self.backends.get(name)
-        if backend is not None:
-            return backend
-        try:  # not seen on the watch yet (created a moment ago): ask the API
-            obj = self.kube.custom.get_cluster_custom_object(GROUP, VERSION, "qiskitbackends", name)
-        except ApiException as exc:
-            if exc.status == 404:
-                return unknown_backend(name)
-            raise
-        return backend_from_object(name, obj)
+        """The backend as the watch keeps it, else one GET (created a moment ago, not seen yet)."""
+        found = look_up_backend(name, self.backends, lambda n: unless_gone(
+            lambda: self.kube.custom.get_cluster_custom_object(GROUP, VERSION, "qiskitbackends", n)))
+        return unknown_backend(name) if found is None else found
 
     def choose_budget(self, namespace: str, wanted: str | None) -> tuple[str, str] | Problem | None:
         """(name, unit) of the budget that pays; None when unbudgeted work is allowed."""
@@ -276,17 +271,17 @@ class Jobs:
         return outcome
 
     def _apply_admission(self, job: dict[str, Any], outcome: Outcome) -> dict[str, Any]:
-        """The status (and Events) for the admission's outcome."""
-        meta = job["metadata"]
+        """The status (and Events) for the admission's outcome; its phase is the core's (phase_of)."""
+        meta, phase = job["metadata"], phase_of(outcome).value
         if isinstance(outcome, Fail):
-            return _fail(job, outcome.reason, outcome.message)
+            return _fail(job, phase, outcome.reason, outcome.message)
         base = outcome.priced.status(meta.get("generation")) if outcome.priced is not None else None
         if isinstance(outcome, Refuse):
-            return self._refuse(job, outcome.reason, outcome.message, outcome.budget, base)
+            return self._refuse(job, outcome.reason, outcome.message, outcome.budget, base, phase)
         assert base is not None and outcome.priced is not None
         self._record_terms(job, outcome.priced)
         if isinstance(outcome, Queue):
-            status = dict(base, phase=Phase.QUEUED.value, message=outcome.message)
+            status = dict(base, phase=phase, message=outcome.message)
             status["conditions"] = job_conditions(job, ("Admitted", False, "Queued", outcome.message),
                                                   *_ledger_answered(job))
             emit(job, Event("Normal", "Queued", outcome.message))
@@ -296,7 +291,7 @@ class Jobs:
             # its pod runs as qgov-executor too, which a budget would have provided (a real API server
             # refuses a pod whose ServiceAccount does not exist)
             self.notifier.provide_executor_identity(job, meta["namespace"])
-        return _admitted(job, base, outcome.reason, outcome.message, event=outcome.unbudgeted)
+        return _admitted(job, base, phase, outcome.reason, outcome.message, event=outcome.unbudgeted)
 
     def _record_terms(self, job: dict[str, Any], priced: Any) -> JobTerms:
         """Record in the ledger what the job is admitted with, before its status says so: the budget,
@@ -343,18 +338,18 @@ class Jobs:
             format_quantity(model.cpu_seconds), model.shots, model.tasks))
 
     def _refuse(self, job: dict[str, Any], reason: str, message: str, budget: str | None,
-                base: dict[str, Any] | None = None) -> dict[str, Any]:
+                base: dict[str, Any] | None = None, phase: str = Phase.REFUSED.value) -> dict[str, Any]:
         emit(job, Event("Warning", reason, message))
         if budget:
             self.notifier.budget_event(job["metadata"]["namespace"], budget, "Warning", "JobRefused",
                                        f"refused QiskitJob {job['metadata']['name']}: {message}")
-        return _terminal(job, "Refused", reason, message, **(base or {}))
+        return _terminal(job, phase, reason, message, **(base or {}))
 
     def _start_attempt(self, job: dict[str, Any], attempt: int, status: dict[str, Any] | None = None) -> None:
         """Write the attempt into the job's status, THEN create its pod: a pod that finishes fast is
         never mistaken for a stale attempt. The pod's name is deterministic, so it can be named first."""
         meta = job["metadata"]
-        written = {**(status or {}), "phase": "Admitted", "attempts": attempt, "retryAt": None,
+        written = {**(status or {}), "phase": Phase.ADMITTED.value, "attempts": attempt, "retryAt": None,
                    "podName": pod_name(meta["name"], attempt)}
         self.kube.patch_job_status(meta["namespace"], meta["name"], written)
         self.create_attempt_pod(dict(job, status={**(job.get("status") or {}), **written}), attempt)
@@ -445,12 +440,12 @@ class Jobs:
             reason = _refusal_reason(exc)
             message = (f"the API server refused the executor pod (HTTP {exc.status} {reason}): "
                        f"{_refusal_message(exc)}; qgov keeps the money held and tries again with backoff")
-        if any(c.get("type") == "Stalled" and c.get("message") == message for c in JobStatus.of(job).conditions):
+        if stalled_with(job.get("status") or {}, message):
             return
         metrics.pod_stalled(reason)
         meta = job["metadata"]
         self.kube.patch_job_status(meta["namespace"], meta["name"], {
-            "message": message, "conditions": job_conditions(job, ("Stalled", True, reason, message))})
+            "message": message, "conditions": job_conditions(job, (STALLED, True, reason, message))})
         emit(job, Event("Warning", reason, message))
 
     def _session_not_open(self, job: dict[str, Any], session_name: str, session: dict[str, Any] | None) -> None:
@@ -515,10 +510,10 @@ class Jobs:
                 continue
             if change.decision is Decision.REFUSED:
                 self.kube.patch_job_status(namespace, name, self._refuse(job, change.reason, change.message, None))
-                metrics.queue_decision(job, "Refused", change.reason)
+                metrics.queue_decision(job, Phase.REFUSED.value, change.reason)
                 continue
             message = "admitted from the queue: funds were freed"
-            metrics.queue_decision(job, "Admitted", "AdmittedFromQueue")
+            metrics.queue_decision(job, Phase.ADMITTED.value, "AdmittedFromQueue")
             emit(job, Event("Normal", "Admitted", message))
             self._start_attempt(job, 1, {"message": message, "conditions": job_conditions(
                 job, ("Admitted", True, "AdmittedFromQueue", message))})
@@ -573,8 +568,10 @@ class Jobs:
         status = JobStatus.of(job)
         if status.terminal:
             return
-        if status.phase == Phase.QUEUED.value and status.estimated_micro is not None:
-            self._catch_up_queued(job)
+        if queued_priced(job.get("status") or {}):  # the operator stopped before acting on the ledger's decision?
+            change = self.queued_change(job["metadata"]["uid"])
+            if change is not None:
+                self.start_admitted([change])
             return
         if status.phase in ACTIVE and status.attempts:
             self._mark(job, finalizer=False, session=status.session)  # resume: labelled by an older operator?
@@ -587,26 +584,29 @@ class Jobs:
         new = self.admit(job)
         metrics.admission(job, new)
         namespace, name = job["metadata"]["namespace"], job["metadata"]["name"]
-        if new.get("phase") in ("Admitted", "Queued"):
+        if new.get("phase") in (Phase.ADMITTED.value, Phase.QUEUED.value):
             self._mark(job, finalizer=bool(new.get("budget")), session=new.get("session"))
-        if new.get("phase") == "Admitted":
+        if new.get("phase") == Phase.ADMITTED.value:
             self._start_attempt(job, 1, new)
         else:
             self.kube.patch_job_status(namespace, name, new)
         if new.get("budget"):
             self.notifier.refresh_budget_status(namespace, new["budget"])
 
-    def _catch_up_queued(self, job: dict[str, Any]) -> None:
-        """A job still Queued in the cluster whose reservation the ledger has since admitted or refused:
-        the operator stopped between the ledger's decision and acting on it. Act on it now."""
-        try:
-            reservation = self.ledger.reservation(job["metadata"]["uid"])
-        except UnknownReservation:
-            return
-        if reservation.state == "held":
-            self.start_admitted([QueueChange(reservation.key, Decision.ADMITTED, "")])
-        elif reservation.state == "refused":
-            self.start_admitted([QueueChange(reservation.key, Decision.REFUSED, reservation.message)])
+    def queued_change(self, uid: str, state: str | None = None) -> QueueChange | None:
+        """A job still Queued in the cluster whose reservation the ledger has since admitted or refused
+        (the operator stopped between the ledger's decision and acting on it, or an event was lost):
+        the change to act on now (start_admitted), or None (governance/jobs/status.py decides).
+        `state`: the reservation's state when the caller has read it already (the pod sweep's open
+        ones); the ledger is read when it is not known to be held."""
+        message = ""
+        if state != "held":
+            try:
+                reservation = self.ledger.reservation(uid)
+            except UnknownReservation:
+                return None
+            state, message = reservation.state, reservation.message
+        return queued_change(uid, state, message)
 
     def _mark(self, job: dict[str, Any], *, finalizer: bool, session: str | None) -> None:
         """What the operator puts on the job object itself, in one JSON patch: qgov's finalizer when
@@ -701,7 +701,7 @@ class Jobs:
     def executor_pod_event(self, type: str, pod: dict[str, Any]) -> None:
         labels = pod["metadata"].get("labels") or {}
         phase = (pod.get("status") or {}).get("phase")
-        evicted = type == "DELETED" and phase not in ("Succeeded", "Failed")
+        evicted = type == "DELETED" and phase not in POD_ENDED
         job = self.kube.get_job(pod["metadata"]["namespace"],
                                 owner_name(pod, "QiskitJob") or labels.get(JOB_LABEL, ""))
         if job is None or job["metadata"]["uid"] != labels.get(JOB_UID_LABEL) or job["metadata"].get(
@@ -729,10 +729,10 @@ class Jobs:
             if status.phase == Phase.ADMITTED.value:
                 running = {"phase": Phase.RUNNING.value, "podName": pod["metadata"]["name"],
                            "startTime": status.start_time or now_iso()}
-                if status.condition_is("Stalled", "True"):
+                if status.condition_is(STALLED, "True"):
                     message = f"executor pod {pod['metadata']['name']} is running"
                     running.update(message=message,
-                                   conditions=job_conditions(job, ("Stalled", False, "PodRunning", message)))
+                                   conditions=job_conditions(job, (STALLED, False, "PodRunning", message)))
                 self.kube.patch_job_status(namespace, name, running)
             return
         report, exit_code = _usage_of(pod)
@@ -861,7 +861,7 @@ class Jobs:
             label = (pod.metadata.labels or {}).get("qgov.dev/attempt", "0")
             attempt = int(label) if label.isdigit() else 0
             if not attempt or totals.counted(attempt) or not pod.status or \
-                    pod.status.phase not in ("Succeeded", "Failed") or foreign_pod(
+                    pod.status.phase not in POD_ENDED or foreign_pod(
                         body, uid, pod_name(job["metadata"]["name"], attempt), self.config.executor_image,
                         self.ledger.attempt_pod(uid, attempt)):
                 continue

@@ -16,6 +16,7 @@ def pod_name(job_name: str, attempt: int) -> str:
 
 
 SESSION_RUNNER_LABEL = "qgov.dev/session-runner"
+POD_ENDED = frozenset({"Succeeded", "Failed"})  # a Pod's phases once its containers stopped for good
 
 
 def runner_pod_name(session_name: str) -> str:

@@ -31,11 +31,12 @@ from kubernetes.client.rest import ApiException
 
 from .. import metrics
 from ..api import GROUP, MANAGED_BY_LABEL, VERSION
-from ..budget.errors import DatabaseUnavailable, UnknownReservation
-from ..budget.types import Decision, QueueChange
+from ..budget.errors import DatabaseUnavailable
+from ..budget.types import QueueChange
+from ..jobs import ACTIVE, STALLED, Phase, queued_priced, stalled_with
 from .retrying import NotYet, type_name
 from .jobs import Jobs, job_conditions
-from .pods import pending_problem, pod_name
+from .pods import POD_ENDED, pending_problem, pod_name
 from .context import KopfContext
 from .sessions import Sessions
 from .kube import Kube, unless_gone
@@ -88,11 +89,10 @@ def sweep(jobs_handlers: Jobs, session_handlers: Sessions) -> list[str]:
         meta, status = job["metadata"], job.get("status") or {}
         if meta.get("deletionTimestamp"):
             continue
-        if status.get("phase") == "Queued" and status.get("estimatedMicro") and open_states is not None and \
-                open_states.get(meta["uid"]) != "queued":
-            caught_up.append(_ledger_decision(jobs_handlers.ledger, meta["uid"], open_states.get(meta["uid"])))
+        if queued_priced(status) and open_states is not None and open_states.get(meta["uid"]) != "queued":
+            caught_up.append(jobs_handlers.queued_change(meta["uid"], open_states.get(meta["uid"])))
             continue
-        if status.get("phase") not in ("Admitted", "Running") or not status.get("podName") or status.get("retryAt"):
+        if status.get("phase") not in ACTIVE or not status.get("podName") or status.get("retryAt"):
             continue
         # the attempt's own pod name (not the status' podName, which a namespace member can write);
         # executor_pod_event takes only the pod the operator created (its UID is in the ledger)
@@ -101,10 +101,10 @@ def sweep(jobs_handlers: Jobs, session_handlers: Sessions) -> list[str]:
         if pod is not None:
             if _missed_end(pod):
                 jobs_handlers.executor_pod_event("MODIFIED", pod)
-            elif status.get("phase") == "Admitted":
+            elif status.get("phase") == Phase.ADMITTED.value:
                 report_stalled(kube, job, pod)
             continue
-        placed = jobs_handlers.attempt_placement(job) if status.get("phase") == "Admitted" else None
+        placed = jobs_handlers.attempt_placement(job) if status.get("phase") == Phase.ADMITTED.value else None
         # the watch's copy of the job may be older than the pod: a pod made meanwhile answers 409
         try:
             if placed is not None and placed.kind == "pod" and jobs_handlers.create_pod(
@@ -126,23 +126,9 @@ def sweep(jobs_handlers: Jobs, session_handlers: Sessions) -> list[str]:
     return created
 
 
-def _ledger_decision(ledger: Any, uid: str, state: str | None) -> QueueChange | None:
-    """A job the cluster shows Queued whose reservation is no longer queued: the ledger admitted
-    it (held) or refused it while whoever freed the funds did not get to act on it."""
-    if state == "held":
-        return QueueChange(uid, Decision.ADMITTED, "")
-    try:
-        reservation = ledger.reservation(uid)
-    except UnknownReservation:
-        return None
-    if reservation.state == "refused":
-        return QueueChange(uid, Decision.REFUSED, reservation.message)
-    return None
-
-
 def _missed_end(pod: dict[str, Any]) -> bool:
     """The executor pod ended a while ago (its job should have been settled by its event)."""
-    if (pod.get("status") or {}).get("phase") not in ("Succeeded", "Failed"):
+    if (pod.get("status") or {}).get("phase") not in POD_ENDED:
         return False
     statuses = (pod.get("status") or {}).get("containerStatuses") or []
     finished = ((statuses[0].get("state") or {}).get("terminated") or {}).get("finishedAt") if statuses else None
@@ -160,13 +146,12 @@ def report_stalled(kube: Kube, job: dict[str, Any], pod: dict[str, Any]) -> None
         return
     reason, text = problem
     message = f"executor pod {pod['metadata']['name']} cannot start: {reason}: {' '.join(text.split())[:500]}"
-    if any(c.get("type") == "Stalled" and c.get("status") == "True" and c.get("message") == message
-           for c in (job.get("status") or {}).get("conditions") or []):
+    if stalled_with(job.get("status") or {}, message):
         return
     metrics.pod_stalled(reason)
     meta = job["metadata"]
     kube.patch_job_status(meta["namespace"], meta["name"], {
-        "message": message, "conditions": job_conditions(job, ("Stalled", True, reason, message))})
+        "message": message, "conditions": job_conditions(job, (STALLED, True, reason, message))})
     log.warning(f"job {meta['namespace']}/{meta['name']}: {message}")
 
 

@@ -31,7 +31,9 @@ from ..budget.ledger import Ledger
 from ..budget.money import format_amount, format_quantity
 from ..budget.types import Decision, ReserveRequest
 from ..jobs.events import Event
-from ..jobs import JobStatus
+from ..jobs import ACTIVE, JobStatus
+from ..jobs import Phase as JobPhase
+from ..jobs.placement import waits_for
 from ..sessions.lifecycle import Action, Phase, SessionView, decide
 from ..sessions.status import SessionStatus
 from ..providers.ibm.iam import Credential, credential_from_secret, credentials_problem
@@ -40,7 +42,7 @@ from ..sessions.tokens import TokenError, TokenManager
 from .budgetnotify import BudgetNotifier
 from .conditions import iso, now_iso, parse_iso, set_condition
 from .config import OperatorConfig, session_interval_seconds
-from .pods import (SESSION_RUNNER_LABEL, owner_name, runner_pod_name, session_runner_pod,
+from .pods import (POD_ENDED, SESSION_RUNNER_LABEL, owner_name, runner_pod_name, session_runner_pod,
                    token_secret_name)
 from .retrying import HANDLER_RETRY_SECONDS, run_retrying
 from .context import KopfContext
@@ -49,7 +51,6 @@ from .kube import Kube, created, discard, emit, made_for
 from .sessionview import SessionDirectory, local_runner
 
 PLURAL = "qiskitsessions"
-JOB_ACTIVE = {"Admitted", "Running"}
 
 
 class TokenSecretTaken(Exception):
@@ -129,7 +130,7 @@ class Sessions:
     def _fail_unreported(self, namespace: str, session_name: str, runner: str) -> None:
         for job in self.directory.session_jobs(namespace, session_name):
             status = JobStatus.of(job)
-            if status.phase in JOB_ACTIVE and status.attempts > status.counted_attempt and not status.retry_at:
+            if status.phase in ACTIVE and status.attempts > status.counted_attempt and not status.retry_at:
                 ref = JobRef.of(job)
                 run_retrying(f"job {namespace}/{ref.name}: runner {runner} stopped",
                              partial(self._fail_unreported_attempt, ref, status.attempts, runner),
@@ -381,8 +382,8 @@ class Sessions:
         spec = parse_session(dict(session.get("spec") or {}))
         now = time.time()
         jobs = self.directory.session_jobs(namespace, name)
-        active = [j for j in jobs if JobStatus.of(j).phase in JOB_ACTIVE]
-        running = sum(JobStatus.of(j).phase == "Running" for j in active)
+        active = [j for j in jobs if JobStatus.of(j).phase in ACTIVE]
+        running = sum(JobStatus.of(j).phase == JobPhase.RUNNING.value for j in active)
         view = SessionView(Phase(phase), parse_iso(status.opened_time).timestamp(), _last_activity(status, jobs),
                            spec.max_time_s, spec.idle_timeout_s, waiting=len(active) - running, running=running)
         decision = decide(view, now)
@@ -435,7 +436,7 @@ class Sessions:
 
         for job in active if not status.runner else ():  # admitted while the session opened, started by neither
             js = JobStatus.of(job)
-            if js.phase == "Admitted" and js.message.startswith("waiting for QiskitSession"):
+            if js.phase == JobPhase.ADMITTED.value and waits_for(name, js.message):
                 self.jobs.create_attempt_pod(job, js.attempts or 1)
         if active:
             update["lastActivity"] = iso(datetime.fromtimestamp(view.last_activity, timezone.utc))
@@ -508,7 +509,7 @@ class Sessions:
         they retry, move on, or fail clearly."""
         pod = dict(body)
         phase = (pod.get("status") or {}).get("phase")
-        if not self.kopf_context.running or not (type == "DELETED" or phase in ("Succeeded", "Failed")):
+        if not self.kopf_context.running or not (type == "DELETED" or phase in POD_ENDED):
             return
         namespace = pod["metadata"]["namespace"]
         session_name = owner_name(pod, "QiskitSession") or pod["metadata"]["labels"][SESSION_RUNNER_LABEL]

@@ -19,7 +19,7 @@ from .. import providers
 from ..api.specs import Backend
 from ..providers.base import ExecutorSession
 from ..sessions.batching import BatchKey, Batcher
-from ..sessions.lifecycle import Phase
+from ..sessions.lifecycle import DEFAULT_MAX_TIME_S, Phase, expired
 from ..sessions.status import SessionStatus
 from ..jobs import JobStatus
 from .conditions import parse_iso
@@ -90,8 +90,8 @@ def ended_phase(session: dict[str, Any] | None) -> str | None:
     if status.ended:
         return status.phase
     if status.opened_time:
-        max_time = (session.get("spec") or {}).get("maxTime", 28800)
-        if time.time() >= parse_iso(status.opened_time).timestamp() + int(max_time):
+        max_time = (session.get("spec") or {}).get("maxTime", DEFAULT_MAX_TIME_S)
+        if expired(parse_iso(status.opened_time).timestamp(), int(max_time), time.time()):
             return Phase.EXPIRED.value
     return None
 

@@ -1,7 +1,8 @@
 """The job core: what qgov decides about a QiskitJob, without Kubernetes, kopf or a database.
 
-- phases.py: the phases (Phase, TERMINAL, ACTIVE);
-- status.py: JobStatus, a typed view of a job's status;
+- phases.py: the phases (Phase, TERMINAL, ACTIVE, FAILURES);
+- status.py: JobStatus, a typed view of a job's status; stalled_with (said stalled for a reason
+  already?), queued_priced and queued_change (a job left Queued after the ledger decided it);
 - admission.py: decide_admission, from a spec to fail / refuse / queue / admit (in a session);
 - events.py: Event, what qgov says happened (handlers/kube.py `emit` posts it);
 - placement.py: session_not_open, a job whose session is not open: wait, move to a new batch, or end;
@@ -24,8 +25,9 @@ from __future__ import annotations
 from .attempts import (EXIT_DETERMINISTIC, AlreadyCounted, Finish, Retry, after_attempt, attempt_charge,
                        retry_delay)
 from .events import Event
-from .phases import ACTIVE, TERMINAL, Phase
-from .status import JobStatus
+from .phases import ACTIVE, FAILURES, TERMINAL, Phase
+from .status import STALLED, JobStatus, queued_change, queued_priced, stalled_with
 
-__all__ = ["ACTIVE", "EXIT_DETERMINISTIC", "TERMINAL", "AlreadyCounted", "Event", "Finish", "JobStatus", "Phase", "Retry",
-           "after_attempt", "attempt_charge", "retry_delay"]
+__all__ = ["ACTIVE", "EXIT_DETERMINISTIC", "FAILURES", "TERMINAL", "AlreadyCounted", "Event", "Finish", "JobStatus", "Phase", "Retry",
+           "STALLED", "after_attempt", "attempt_charge", "queued_change",
+           "queued_priced", "retry_delay", "stalled_with"]

@@ -20,3 +20,4 @@ class Phase(str, enum.Enum):
 
 TERMINAL: frozenset[str] = frozenset(p.value for p in (Phase.SUCCEEDED, Phase.FAILED, Phase.REFUSED, Phase.CANCELLED))
 ACTIVE: frozenset[str] = frozenset((Phase.ADMITTED.value, Phase.RUNNING.value))  # an attempt is due or running
+FAILURES: frozenset[str] = frozenset((Phase.FAILED.value, Phase.REFUSED.value))  # ended with Failed=True

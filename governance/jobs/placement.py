@@ -7,16 +7,30 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Union
 
+from ..sessions.lifecycle import Phase as SessionPhase
 from ..sessions.lifecycle import requeue_or_fail
 from .admission import NeedBackend
 
 MAX_SESSION_MOVES = 2
-SESSION_FAILED = "Failed"
+SESSION_FAILED = SessionPhase.FAILED.value
 
 
 @dataclass(frozen=True)
 class WaitForSession:
-    message: str  # the session starts its jobs when it opens
+    """The job waits for QiskitSession `session` to open; the session starts its jobs when it does.
+    The job's status.message says so (`message`), and the session's tick finds its waiting jobs by
+    that message (`waits_for`): one spelling, here."""
+
+    session: str
+
+    @property
+    def message(self) -> str:
+        return f"waiting for QiskitSession {self.session} to open"
+
+
+def waits_for(session_name: str, job_message: str) -> bool:
+    """Whether a job's status.message says it waits for QiskitSession `session_name` to open."""
+    return job_message == WaitForSession(session_name).message
 
 
 @dataclass(frozen=True)
@@ -46,7 +60,7 @@ def session_not_open(session_name: str, ended: str | None, failure: str, automat
     one; `moves`: how often the job moved already. `backend_usable` is asked for (NeedBackend)
     when a move is possible: a new batch needs the job's backend."""
     if ended is None:
-        return WaitForSession(f"waiting for QiskitSession {session_name} to open")
+        return WaitForSession(session_name)
     if ended == SESSION_FAILED:
         return EndUnstarted("SessionFailed", f"QiskitSession {session_name} failed: {failure}")
     move, why = requeue_or_fail(moves, MAX_SESSION_MOVES)

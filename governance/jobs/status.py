@@ -12,7 +12,10 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from .phases import TERMINAL
+from ..budget.types import Decision, QueueChange
+from .phases import TERMINAL, Phase
+
+STALLED = "Stalled"  # the condition that says why an admitted job's pod does not start
 
 
 @dataclass(frozen=True)
@@ -62,3 +65,30 @@ class JobStatus:
     def counted(self, attempt: int) -> bool:
         """Whether this attempt's usage is already in used_micro."""
         return self.counted_attempt >= attempt
+
+
+def queued_priced(status: Mapping[str, Any]) -> bool:
+    """A job's status (as the API server returns it) says Queued after it was priced: the ledger
+    holds a queued reservation for it, or decided it since and the operator has not acted on that
+    yet (see `queued_change`). Read from the raw status: the pod sweep asks it of every job."""
+    return status.get("phase") == Phase.QUEUED.value and status.get("estimatedMicro") not in (None, "")
+
+
+def stalled_with(status: Mapping[str, Any], message: str) -> bool:
+    """A job's status already says it is stalled for this reason (Stalled True, same message): a
+    stall is written once per new reason. A Stalled condition that is False (its pod ran since)
+    says nothing is stalled, whatever its message, so the same reason coming back is said again."""
+    return any(c.get("type") == STALLED and c.get("status") == "True" and c.get("message") == message
+               for c in status.get("conditions") or ())
+
+
+def queued_change(key: str, reservation_state: str | None, message: str = "") -> QueueChange | None:
+    """What to do with a job the cluster still shows Queued whose reservation `key` is now in
+    `reservation_state` (None: the ledger has none): the ledger admitted it (held) or refused it
+    (`message`: why) while whoever freed the funds did not get to act on it (the operator
+    stopped, or the event was lost). None: nothing to catch up (still queued, released, gone)."""
+    if reservation_state == "held":
+        return QueueChange(key, Decision.ADMITTED, "")
+    if reservation_state == "refused":
+        return QueueChange(key, Decision.REFUSED, message)
+    return None

@@ -13,6 +13,9 @@ import enum
 from dataclasses import dataclass
 
 
+DEFAULT_MAX_TIME_S = 28800  # spec.maxTime when the QiskitSession does not say (8 hours)
+
+
 class Phase(str, enum.Enum):
     PENDING = "Pending"
     OPEN = "Open"
@@ -47,11 +50,16 @@ class SessionStep:
     wake_at: float | None  # when to look again, for a timer
 
 
+def expired(opened_at: float, max_time_s: float, now: float) -> bool:
+    """The session has reached its maxTime (`max_time_s` after it opened): it takes no more work."""
+    return now >= opened_at + max_time_s
+
+
 def decide(session: SessionView, now: float) -> SessionStep:
     if session.phase in (Phase.CLOSED, Phase.EXPIRED, Phase.FAILED) or session.opened_at is None:
         return SessionStep(Action.NOTHING, "", None)
     deadline = session.opened_at + session.max_time_s
-    if now >= deadline:
+    if expired(session.opened_at, session.max_time_s, now):
         if session.phase is Phase.DRAINING and session.running:
             return SessionStep(Action.NOTHING, "", None)  # past maxTime: what runs finishes, nothing new starts
         return SessionStep(Action.EXPIRE, f"the session reached its maxTime of {session.max_time_s:g}s with "

@@ -26,6 +26,7 @@ from ..budget.money import format_amount
 from ..budget.types import Balance
 from ..jobs.admission import (Admit, AdmissionFacts, Fail, Need, NeedBackend, NeedBudget, NeedEstimate, NeedReservation,
                               NeedSession, Outcome, Queue, Refuse, decide_admission)
+from ..jobs.phases import Phase
 from ..providers.ibm.iam import credentials_problem
 
 
@@ -129,7 +130,7 @@ def _job_update(old: Mapping[str, Any]) -> Verdict:
     """A job's spec may change until the controller has priced it, never after: the executor
     runs the generation that was priced, so an edit would only fail later, at run time."""
     status = old.get("status") or {}
-    phase = status.get("phase") or "Admitted"
+    phase = status.get("phase") or Phase.ADMITTED.value
     if status.get("admittedGeneration") is not None:
         price = f" at {status['estimatedCost']} {status.get('currency') or 'USD'}" if status.get("estimatedCost") else ""
         why = f"; it was priced{price} as admitted, generation {status['admittedGeneration']}"

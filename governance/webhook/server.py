@@ -38,7 +38,7 @@ from aiohttp import web
 from cachetools import TTLCache
 from prometheus_client import Counter, Histogram
 
-from ..admission import Problem, backend_from_object
+from ..admission import Problem, backend_from_object, look_up_backend
 from ..api import GROUP, VERSION
 from ..api.specs import Backend
 from .review import BudgetView, Verdict, response, review
@@ -90,8 +90,6 @@ class LiveSources:
     # ------------------------------------------------------------------ backends
 
     def backend(self, name: str) -> Backend | Problem | None:
-        from kubernetes.client.rest import ApiException
-
         if self._clock() - self._backends_at > self._backend_ttl:
             try:
                 items = self._custom().list_cluster_custom_object(GROUP, VERSION, "qiskitbackends")["items"]
@@ -101,19 +99,22 @@ class LiveSources:
                 fresh = {o["metadata"]["name"]: backend_from_object(o["metadata"]["name"], o) for o in items}
                 with self._lock:
                     self._backends, self._backends_at = fresh, self._clock()
-        found = self._backends.get(name)
-        if found is not None:
-            return found
-        try:  # created after the list was read
-            obj = self._custom().get_cluster_custom_object(GROUP, VERSION, "qiskitbackends", name)
+        known = self._backends
+        found = look_up_backend(name, known, self._get_backend)  # a GET: created after the list was read
+        if found is not None and name not in known:
+            with self._lock:
+                self._backends[name] = found
+        return found
+
+    def _get_backend(self, name: str) -> Mapping[str, Any] | None:
+        from kubernetes.client.rest import ApiException
+
+        try:
+            return self._custom().get_cluster_custom_object(GROUP, VERSION, "qiskitbackends", name)
         except ApiException as exc:
             if exc.status == 404:
                 return None
             raise
-        parsed = backend_from_object(name, obj)
-        with self._lock:
-            self._backends[name] = parsed
-        return parsed
 
     # ------------------------------------------------------------------ budgets
 

@@ -71,3 +71,29 @@ def test_waiting_jobs_are_requeued_then_failed_with_a_reason() -> None:
     assert requeue_or_fail(0) == (True, "re-queued into a new session (move 1 of 2)")
     ok, message = requeue_or_fail(2)
     assert not ok and "raise the QiskitSession's maxTime" in message
+
+
+def test_expiry_is_one_rule_for_the_timer_and_for_the_jobs() -> None:
+    """A session expires at opened + maxTime, to the second: the session's timer (decide) and a
+    job asking whether its session has ended (handlers/sessionview.ended_phase) use the same rule,
+    and a session whose spec omits maxTime gets the default the spec parser gives it."""
+    from governance.api.specs import parse_session
+    from governance.handlers.conditions import iso
+    from governance.handlers.sessionview import ended_phase
+    from governance.sessions.lifecycle import DEFAULT_MAX_TIME_S, expired
+    from datetime import datetime, timezone
+    import time
+
+    assert not expired(100.0, 3600, 3699.0) and expired(100.0, 3600, 3700.0)
+    assert decide(view(opened_at=100.0, waiting=1), now=3699).action is Action.NOTHING
+    assert decide(view(opened_at=100.0, waiting=1), now=3700).action is Action.EXPIRE
+    assert parse_session({"backend": "b"}).max_time_s == DEFAULT_MAX_TIME_S == 8 * 3600
+
+    def opened(ago: float, spec: dict) -> dict:
+        moment = datetime.fromtimestamp(time.time() - ago, timezone.utc)
+        return {"spec": spec, "status": {"phase": "Open", "openedTime": iso(moment)}}
+
+    assert ended_phase(opened(DEFAULT_MAX_TIME_S - 60, {})) is None  # no maxTime: the default applies
+    assert ended_phase(opened(DEFAULT_MAX_TIME_S + 60, {})) == Phase.EXPIRED.value
+    assert ended_phase(opened(120, {"maxTime": 60})) == Phase.EXPIRED.value
+    assert ended_phase(opened(30, {"maxTime": 3600})) is None
