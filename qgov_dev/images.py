@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import compileall
+import copy
 import gzip
 import hashlib
 import io
@@ -31,7 +32,7 @@ import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import IO, Any, Iterator
 
 REPO = Path(__file__).resolve().parent.parent
 CACHE = Path(os.environ.get("QGOV_IMAGE_CACHE", Path.home() / ".cache" / "qgov" / "images"))
@@ -100,10 +101,35 @@ def _normal(info: tarfile.TarInfo) -> tarfile.TarInfo:
     return info
 
 
+def _hardlinks_first_named(
+        ordered: list[tuple[tarfile.TarInfo, bytes | None]]) -> list[tuple[tarfile.TarInfo, bytes | None]]:
+    """In a name-sorted tar a hard link may come before its file, which no reader accepts: the
+    first name of each group of links carries the data, the others link to it."""
+    by_name = {info.name: i for i, (info, _) in enumerate(ordered)}
+    groups: dict[str, list[str]] = {}
+    for info, _ in ordered:
+        if info.islnk():
+            groups.setdefault(info.linkname, []).append(info.name)
+    for target, links in groups.items():
+        first = min([target, *links])
+        if first == target or target not in by_name:
+            continue
+        data_info, data = ordered[by_name[target]]
+        for name in [target, *links]:
+            info = copy.copy(data_info) if name == first else copy.copy(ordered[by_name[name]][0])
+            info.name = name
+            if name == first:
+                ordered[by_name[name]] = (info, data)
+            else:
+                info.type, info.linkname, info.size = tarfile.LNKTYPE, first, 0
+                ordered[by_name[name]] = (info, None)
+    return ordered
+
+
 def _write_layer(entries: Iterator[tuple[tarfile.TarInfo, bytes | None]], name: str,
                  key: str) -> Layer:
     """Sorted entries into a tar, gzipped without a timestamp, stored under CACHE/name-key."""
-    ordered = sorted(entries, key=lambda e: e[0].name)
+    ordered = _hardlinks_first_named(sorted(entries, key=lambda e: e[0].name))
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
         for info, data in ordered:
@@ -328,6 +354,10 @@ def config(image: Image, layers: list[Layer]) -> dict[str, object]:
                         for what in ("debian base", f"{image.lock}", "qgov")]}
 
 
+def _blob_name(digest: str) -> str:
+    return "blobs/sha256/" + digest.split(":", 1)[1]
+
+
 def write_archive(image: Image, layers: list[Layer], out: Path) -> str:
     """An OCI layout in a tar (index.json, blobs) with docker's manifest.json beside it."""
     cfg = _json(config(image, layers))
@@ -344,7 +374,7 @@ def write_archive(image: Image, layers: list[Layer], out: Path) -> str:
                                   "digest": man_digest, "size": len(manifest),
                                   "annotations": {"io.containerd.image.name": image.ref,
                                                   "org.opencontainers.image.ref.name": VERSION}}]})
-    blob = lambda d: "blobs/sha256/" + d.split(":", 1)[1]  # noqa: E731
+    blob = _blob_name
     docker = _json([{"Config": blob(cfg_digest), "RepoTags": [image.ref],
                      "Layers": [blob(l.digest) for l in layers]}])
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -363,8 +393,10 @@ def write_archive(image: Image, layers: list[Layer], out: Path) -> str:
             else:
                 info.size = len(data or b"")
                 tar.addfile(info, io.BytesIO(data or b""))
-        add("blobs/"), add("blobs/sha256/")
-        blobs = {blob(cfg_digest): (cfg, None), blob(man_digest): (manifest, None)}
+        add("blobs/")
+        add("blobs/sha256/")
+        blobs: dict[str, tuple[bytes | None, Path | None]] = {
+            blob(cfg_digest): (cfg, None), blob(man_digest): (manifest, None)}
         blobs.update({blob(l.digest): (None, l.path) for l in layers})
         for name in sorted(blobs):
             data, path = blobs[name]
@@ -379,8 +411,11 @@ def write_archive(image: Image, layers: list[Layer], out: Path) -> str:
 def unpack(archive: Path, dest: Path) -> dict[str, object]:
     """An archive's layers untarred in order into dest (whiteouts honoured); returns its config."""
     with tarfile.open(archive) as outer:
-        index = json.load(outer.extractfile("index.json"))  # type: ignore[arg-type]
-        blob = lambda d: outer.extractfile("blobs/sha256/" + d.split(":", 1)[1])  # noqa: E731
+        def blob(name: str) -> IO[bytes]:
+            f = outer.extractfile(name if name == "index.json" else _blob_name(name))
+            assert f is not None, name
+            return f
+        index = json.load(blob("index.json"))
         manifest = json.load(blob(index["manifests"][0]["digest"]))
         cfg = json.load(blob(manifest["config"]["digest"]))
         for layer in manifest["layers"]:
@@ -400,14 +435,14 @@ def unpack(archive: Path, dest: Path) -> dict[str, object]:
     return cfg  # type: ignore[no-any-return]
 
 
-def build(out: Path, use_cache: bool = True) -> dict[str, dict[str, object]]:
+def build(out: Path, use_cache: bool = True) -> dict[str, dict[str, Any]]:
     """Both images into out/<name>.tar; per image its digest, size and time, for the report."""
     CACHE.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
     base = base_layer(use_cache)
     app = app_layer(use_cache)
     shared = time.monotonic() - t0
-    result: dict[str, dict[str, object]] = {}
+    result: dict[str, dict[str, Any]] = {}
     for image in IMAGES:
         t1 = time.monotonic()
         layers = [base, deps_layer(image, base, use_cache), app]

@@ -67,9 +67,11 @@ def test_skopeo_reads_the_archive_with_the_dockerfiles_config(
     if name == "operator":
         assert set(config["ExposedPorts"]) == {"8080/tcp", "9090/tcp"}
     # what `docker load` reads: manifest.json names the image by its chart reference
+    # (skopeo lists its layers by their uncompressed digests: the config's diff_ids)
     docker = _skopeo("docker-archive", archive)
-    assert docker["Layers"] == _skopeo("oci-archive", archive)["Layers"]
-    assert len(docker["Layers"]) == 3  # type: ignore[arg-type]
+    diff_ids = _skopeo("oci-archive", archive, "--config")["rootfs"]["diff_ids"]  # type: ignore[index]
+    assert docker["Layers"] == diff_ids and len(diff_ids) == 3
+    assert docker["Env"] == config["Env"]
 
 
 def _run_in_rootfs(rootfs: Path, config: dict[str, object], script: str) -> str:
