@@ -16,6 +16,17 @@ if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
   fi
 fi
 
+# the daemonless image build (scripts/build-images.sh) and its tests: mmdebstrap, skopeo
+if ! command -v mmdebstrap >/dev/null 2>&1 || ! command -v skopeo >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ]; then
+    echo "setup: installing mmdebstrap and skopeo (Debian packages, for scripts/build-images.sh)"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mmdebstrap skopeo >/dev/null
+  else
+    echo "setup: scripts/build-images.sh needs mmdebstrap and skopeo: sudo apt-get install -y mmdebstrap skopeo" >&2
+  fi
+fi
+
 PY=${PYTHON:-python3}
 need_kubectl=0
 command -v kubectl >/dev/null 2>&1 || need_kubectl=1
