@@ -110,7 +110,8 @@ class LiveSources:
         from kubernetes.client.rest import ApiException
 
         try:
-            return self._custom().get_cluster_custom_object(GROUP, VERSION, "qiskitbackends", name)
+            found: Mapping[str, Any] = self._custom().get_cluster_custom_object(GROUP, VERSION, "qiskitbackends", name)
+            return found
         except ApiException as exc:
             if exc.status == 404:
                 return None
