@@ -19,6 +19,7 @@ import compileall
 import copy
 import gzip
 import hashlib
+import importlib.metadata
 import io
 import json
 import os
@@ -44,7 +45,9 @@ SUITE = "bookworm"  # Python 3.11, what the locks' cp311 wheels need
 MIRROR = os.environ.get("QGOV_DEBIAN_MIRROR", "http://deb.debian.org/debian")
 SECURITY = os.environ.get("QGOV_DEBIAN_SECURITY", "http://deb.debian.org/debian-security")
 PACKAGES = ("python3", "ca-certificates", "libstdc++6")
-LAYOUT = "4"  # bump when the way a layer is made changes (its cache key)
+# Part of every layer's cache key: this builder's own code and the pip that installs (a change to how
+# a layer is made makes a new one; a cached layer of an older builder is never taken for a fresh one)
+LAYOUT = hashlib.sha256(Path(__file__).read_bytes() + importlib.metadata.version("pip").encode()).hexdigest()[:16]
 PATH = f"{PREFIX}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # paths a container runtime provides or that only record the build: never in a layer
 DROP = ("dev/", "proc/", "sys/", "run/", "tmp/", "var/cache/", "var/log/", "var/lib/apt/lists/",
@@ -296,7 +299,7 @@ def deps_layer(image: Image, base: Layer, use_cache: bool = True) -> Layer:
 
 def _app_files() -> list[str]:
     """What the Dockerfiles COPY, as tracked by git (the working tree's content)."""
-    out = subprocess.run(["git", "ls-files", "-z", "pyproject.toml", "README.md", "governance",
+    out = subprocess.run(["git", "ls-files", "-z", "pyproject.toml", "README.md", "LICENSE", "governance",
                           "executor", "migrations"], cwd=REPO, check=True, capture_output=True)
     return sorted(p for p in out.stdout.decode().split("\0") if p)
 
