@@ -23,7 +23,7 @@ from typing import Any
 
 from .admission import Problem, backend_from_object
 from .api import GROUP, VERSION
-from .api.specs import Backend
+from .api.specs import Backend, budgets_that_may_come
 from .budget.money import AmountError, format_amount, parse_amount
 from .budget.types import Balance
 from .jobs import results
@@ -75,7 +75,7 @@ class ClusterSources:
         return views
 
     def budgets_in_cluster(self, namespace: str) -> Mapping[str, str]:
-        return {b["metadata"]["name"]: (b.get("spec") or {}).get("unit", "USD") for b in self._budget_objects(namespace)}
+        return budgets_that_may_come(self._budget_objects(namespace))
 
     def secret_keys(self, namespace: str, name: str) -> frozenset[str] | None:
         """Only the key names leave this function: values are neither kept nor printed."""

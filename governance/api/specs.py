@@ -143,6 +143,14 @@ def parse_session(spec: dict[str, Any]) -> SessionSpec:
     return SessionSpec(backend, mode, max_time, idle, spec.get("credentialsSecret") or None)
 
 
+def budgets_that_may_come(items: list[dict[str, Any]]) -> dict[str, str]:
+    """The QiskitBudget objects of a namespace (as listed) the ledger may still take in, name -> unit:
+    not being deleted, and not found invalid (a budget whose spec the operator refused never comes)."""
+    return {b["metadata"]["name"]: (b.get("spec") or {}).get("unit", "USD") for b in items
+            if not b["metadata"].get("deletionTimestamp")
+            and not any(c.get("reason") == "InvalidSpec" for c in (b.get("status") or {}).get("conditions") or [])}
+
+
 def parse_budget(namespace: str, name: str, spec: dict[str, Any]) -> BudgetSpec:
     try:
         limit = parse_amount(str(spec.get("limit", "")), field="spec.limit")

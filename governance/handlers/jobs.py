@@ -26,7 +26,7 @@ from .. import metrics, providers
 from ..admission import Problem, assess, backend_from_object, look_up_backend, unknown_backend
 from ..admission import choose_budget as budget_that_pays
 from ..api import FINALIZER, GROUP, JOB_LABEL, JOB_UID_LABEL, SESSION_LABEL, VERSION, label_value
-from ..api.specs import Backend, JobSpec, SpecError, parse_job
+from ..api.specs import Backend, JobSpec, SpecError, budgets_that_may_come, parse_job
 from ..budget.batcher import ReservationBatcher
 from ..budget.errors import DatabaseUnavailable, UnknownBudget, UnknownReservation
 from ..budget.ledger import Ledger
@@ -223,8 +223,7 @@ class Jobs:
         not know yet, the job waits for it (NotYet: retried within seconds) instead of being refused.
         A budget whose spec was found invalid never comes: its jobs are refused."""
         listed = self.kube.custom.list_namespaced_custom_object(GROUP, VERSION, namespace, "qiskitbudgets")["items"]
-        names = {b["metadata"]["name"] for b in listed if not b["metadata"].get("deletionTimestamp")
-                 and not any(c.get("reason") == "InvalidSpec" for c in (b.get("status") or {}).get("conditions") or [])}
+        names = set(budgets_that_may_come(listed))
         coming = wanted in names if wanted else bool(names)
         if coming:
             raise NotYet(f"QiskitBudget {wanted or ', '.join(sorted(names))} in {namespace} is not in the ledger yet")

@@ -40,7 +40,7 @@ from prometheus_client import Counter, Histogram
 
 from ..admission import Problem, backend_from_object, look_up_backend
 from ..api import GROUP, VERSION
-from ..api.specs import Backend
+from ..api.specs import Backend, budgets_that_may_come
 from .review import BudgetView, Verdict, response, review
 from .tls import Material
 
@@ -156,9 +156,7 @@ class LiveSources:
         except Exception as exc:  # noqa: BLE001
             log.warning(f"cannot list the QiskitBudgets of {namespace}: {type(exc).__name__}")
             return {}
-        found = {b["metadata"]["name"]: (b.get("spec") or {}).get("unit", "USD") for b in items
-                 if not b["metadata"].get("deletionTimestamp")
-                 and not any(c.get("reason") == "InvalidSpec" for c in (b.get("status") or {}).get("conditions") or [])}
+        found = budgets_that_may_come(items)
         if found:
             self._cluster_budgets[namespace] = found
         return found
