@@ -15,7 +15,6 @@ over their inputs, so a second build only assembles the archives.
 from __future__ import annotations
 
 import argparse
-import compileall
 import copy
 import gzip
 import hashlib
@@ -23,7 +22,6 @@ import importlib.metadata
 import io
 import json
 import os
-import py_compile
 import shutil
 import subprocess
 import sys
@@ -213,7 +211,7 @@ def base_layer(use_cache: bool = True) -> Layer:
     env = dict(os.environ, SOURCE_DATE_EPOCH=str(SOURCE_DATE_EPOCH))
     hooks = [
         'find "$1/usr" -name __pycache__ -prune -exec rm -rf {} +',
-        'chroot "$1" python3 -m compileall -q -j0 --invalidation-mode checked-hash'
+        'chroot "$1" python3 -I -S -m compileall -q -j1 --invalidation-mode checked-hash'
         ' /usr/lib/python3.11 /usr/lib/python3/dist-packages >/dev/null',
         'echo "qgov:x:10001:10001::/nonexistent:/usr/sbin/nologin" >> "$1/etc/passwd"',
         'echo "qgov:x:10001:" >> "$1/etc/group"',
@@ -266,10 +264,20 @@ def _finish_prefix(stage: Path) -> None:
         direct.unlink()
     for cache in list(prefix.rglob("__pycache__")):
         shutil.rmtree(cache)
-    ok = compileall.compile_dir(prefix / "lib", quiet=2, workers=0, stripdir=str(stage),
-                                prependdir="/",
-                                invalidation_mode=py_compile.PycInvalidationMode.CHECKED_HASH)
-    if not ok:
+    _compile(prefix / "lib", strip=stage)
+
+
+def _compile(tree: Path, strip: Path) -> None:
+    """Checked-hash .pyc for every module under tree, the same bytes on every build.
+
+    marshal marks an object it writes as shared when its reference count is above one, so a
+    .pyc's bytes depend on which strings the compiling process holds (modules it imported, earlier
+    builds in it) and, with worker processes, on which worker took which file. One fresh,
+    isolated interpreter without site compiles the whole tree in order."""
+    done = subprocess.run([sys.executable, "-I", "-S", "-m", "compileall", "-qq", "-j", "1",
+                           "--invalidation-mode", "checked-hash", "-s", str(strip), "-p", "/",
+                           str(tree)], check=False)
+    if done.returncode != 0:
         _log("some files did not compile (left without .pyc)")
 
 
