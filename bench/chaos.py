@@ -1,4 +1,4 @@
-"""Chaos benchmark: the scenarios of tests/operator/test_chaos_e2e.py at larger sizes, one table.
+"""Chaos benchmark: the scenarios of qgov_dev/chaos.py (which tests/operator/test_chaos_e2e.py asserts on) at larger sizes, one table.
 
     python bench/chaos.py                                   # all four scenarios, default sizes
     python bench/chaos.py --only rolling --rolling-pays-for 600 --rolling-rate 20 --existing 3000
@@ -41,8 +41,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.operator import test_chaos_e2e as chaos  # noqa: E402
-from tests.operator.conftest import chaos_environment  # noqa: E402
+from qgov_dev import chaos  # noqa: E402
+from qgov_dev.harness import chaos_environment  # noqa: E402
 
 SCENARIOS = ("rolling", "two-operators", "outage-fast", "outage-immediate")
 

@@ -37,8 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from qgov_dev.devcluster.controlplane import free_port  # noqa: E402
 from qgov_dev.devcluster.upstream import SYSTEM_NAMESPACE, UpstreamCluster, kubectl_binary  # noqa: E402
-from tests.operator.conftest import BELL, G, NS, V, Operator  # noqa: E402
-from tests.operator.test_webhook_upstream import restore_configuration, webhook_url  # noqa: E402
+from qgov_dev.harness import BELL, G, NS, V, Operator, restore_configuration, webhook_url  # noqa: E402
 
 
 def percentiles(samples: list[float]) -> str:

@@ -48,3 +48,17 @@ def test_only_the_listed_modules_are_exempt_from_strict_typing() -> None:
     exempt = [m for o in config.get("overrides", []) if o.get("ignore_errors") for m in o["module"]]
     assert set(exempt) <= {"governance.handlers.jobs", "governance.handlers.sessions", "governance.handlers.podsweep",
                            "governance.cli"}, exempt
+
+
+def test_benchmarks_and_the_test_bed_never_import_the_test_suite() -> None:
+    """bench/ and qgov_dev/ are run on their own (a benchmark against another checkout, the demo):
+    what they share with the tests lives in qgov_dev (harness, chaos), never in tests/."""
+    import ast
+
+    offenders = []
+    for path in sorted([*ROOT.glob("bench/*.py"), *ROOT.glob("qgov_dev/**/*.py")]):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else [])
+            offenders += [f"{path.relative_to(ROOT)}: {n}" for n in names if n == "tests" or n.startswith("tests.")]
+    assert offenders == []

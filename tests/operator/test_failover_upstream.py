@@ -37,7 +37,7 @@ from qgov_dev.testing import pgserver
 
 from .conftest import BELL, G, NS, V
 from .conftest import wait_for as wait_until
-from .test_chaos_e2e import ledger_rows
+from qgov_dev.chaos import ledger_rows
 
 FAST = Timing(duration_s=4, renew_every_s=0.8, renew_deadline_s=2.8, retry_every_s=0.8)
 LEASE = "qgov-operator"  # the Deployment's (QGOV_LEASE_NAME's default)

@@ -87,4 +87,4 @@ def test_only_the_api_servers_certificate_gets_an_answer_and_kubectl_apply_is_st
             "limit 1.00 USD") in over.stderr
     assert not guarded.exists("too-dear")
     log = guarded.operator.log.read_text()
-    assert f"refused an admission review from a client certificate for 'qgov-admin'" in log
+    assert "refused an admission review from a client certificate for 'qgov-admin'" in log

@@ -28,12 +28,12 @@ import yaml
 from kubernetes.client.rest import ApiException
 
 from qgov_dev.devcluster.controlplane import free_port
-from qgov_dev.devcluster.upstream import MANIFESTS, SYSTEM_NAMESPACE, kubectl_binary
+from qgov_dev.devcluster.upstream import SYSTEM_NAMESPACE, kubectl_binary
+from qgov_dev.harness import CONFIGURATION, restore_configuration, webhook_url
 from tests.operator.conftest import BELL, G, NS, TERMINAL, V, Env, Operator
 
 pytestmark = pytest.mark.slow
 
-CONFIGURATION = "qgov-webhook"
 SECRET = "qgov-webhook-tls"
 DENIED = 'admission webhook "validate.qgov.dev" denied the request: '
 
@@ -69,22 +69,6 @@ class Webhooked(Env):
 def qjob(name: str, backend: str = "priced-aer", circuits: list[str] | None = None, **spec: Any) -> dict[str, Any]:
     return {"apiVersion": f"{G}/{V}", "kind": "QiskitJob", "metadata": {"name": name, "namespace": NS},
             "spec": {"backend": backend, "circuits": circuits or [BELL], **spec}}
-
-
-def restore_configuration(api: Any) -> None:
-    """The configuration as operator/manifests has it (the Service, no caBundle)."""
-    [shipped] = [d for d in yaml.safe_load_all((MANIFESTS / "webhook.yaml").read_text())
-                 if d and d["kind"] == "ValidatingWebhookConfiguration"]
-    admission = kubernetes.client.AdmissionregistrationV1Api(api)
-    current = admission.read_validating_webhook_configuration(CONFIGURATION)
-    body = dict(shipped, metadata={**shipped["metadata"], "resourceVersion": current.metadata.resource_version})
-    admission.replace_validating_webhook_configuration(CONFIGURATION, body)
-
-
-def webhook_url(api: Any) -> str | None:
-    config = kubernetes.client.AdmissionregistrationV1Api(api).read_validating_webhook_configuration(CONFIGURATION)
-    client = config.webhooks[0].client_config
-    return client.url if client.ca_bundle else None
 
 
 @contextmanager
