@@ -103,6 +103,14 @@ def test_a_misspelt_setting_is_refused_not_ignored(helm: Any) -> None:
     ("webhook.certManager.issuerRef.nam=ca", "additional properties 'nam' not allowed"),
     ("serviceAccount.anotations.a=b", "additional properties 'anotations' not allowed"),
     ("resources.request.cpu=1", "additional properties 'request' not allowed"),
+    ("crds.kep=false", "at '/crds': additional properties 'kep' not allowed"),
+    ("podDisruptionBudget.maxUnavaliable=1", "additional properties 'maxUnavaliable' not allowed"),
+    ("metrics.prometheusRule.enable=true", "at '/metrics/prometheusRule': additional properties 'enable' not allowed"),
+    ("metrics.grafanaDashboard.label.a=b", "additional properties 'label' not allowed"),
+    ("serviceAccount.nmae=x", "additional properties 'nmae' not allowed"),
+    ("executor.tolerations[0].opertor=Exists", "additional properties 'opertor' not allowed"),
+    ("topologySpreadConstraints[0].topologykey=zone", "additional properties 'topologykey' not allowed"),
+    ("networkPolicy.metricsFrom[0].namespaceSelecter.matchLabels.a=b", "additional properties 'namespaceSelecter' not allowed"),
 ])
 def test_an_unknown_key_at_any_level_is_refused_by_lint_and_template(helm: Any, setting: str, where: str) -> None:
     """values.schema.json closes every object of the chart's own (additionalProperties: false); only
@@ -110,6 +118,25 @@ def test_an_unknown_key_at_any_level_is_refused_by_lint_and_template(helm: Any, 
     for command in (("lint", "--strict", str(CHART)), ("template", "qgov", str(CHART))):
         result = helm(*command, "--set", setting, check=False)
         assert result.returncode != 0 and where in result.stdout + result.stderr, result.stdout + result.stderr
+
+
+def test_every_object_of_the_charts_own_is_closed_in_the_schema() -> None:
+    """Each object the schema spells out (it has properties) refuses other keys; the open ones are
+    maps (labels, quantities) or pod-spec pass-throughs, which say so in their description."""
+    schema = json.loads((CHART / "values.schema.json").read_text())
+
+    def walk(node: Any, where: str) -> list[str]:
+        if not isinstance(node, dict):
+            return []
+        bad = [where] if "properties" in node and node.get("additionalProperties") is not False else []
+        if node.get("type") == "object" and "properties" not in node and "additionalProperties" not in node:
+            bad += [] if "pass" in node.get("description", "") else [where]
+        children = [(f"{where}/{k}", v) for k, v in (node.get("properties") or {}).items()]
+        children += [(f"{where}[]", node["items"])] if isinstance(node.get("items"), dict) else []
+        children += [(f"#{k}", v) for k, v in (node.get("definitions") or {}).items()]
+        return bad + [b for path, child in children for b in walk(child, path)]
+
+    assert walk(schema, "") == []
 
 
 def test_every_value_the_chart_sets_is_in_its_schema() -> None:
