@@ -127,6 +127,9 @@ IBM_ANSWERS = Counter("qgov_ibm_api_answers", "Answers of IBM Quantum's Runtime 
 LEADER = Gauge("qgov_leader", "1 on the replica that holds the lease and acts, 0 on a standby")
 POD_STALLS = Counter("qgov_executor_pod_start_failures", "Executor pods found unable to start, "
                                                          "once per job and reason", ("reason",))
+LEDGER_UNAVAILABLE = Counter("qgov_ledger_unavailable", "Ledger work of the acting replica (a budget's status, a "
+                             "job's reservation or settlement) that found the database unreachable; each is "
+                             "retried while the outage lasts (the alert QgovLedgerUnreachable)")
 
 
 # ---------------------------------------------------------------------- budgets
@@ -381,6 +384,11 @@ class CountedSession(requests.Session):
             raise
         IBM_ANSWERS.labels(_statuses(verb), _statuses(response.status_code)).inc()
         return response
+
+
+def ledger_unavailable() -> None:
+    """Ledger work found the database unreachable (it is tried again)."""
+    LEDGER_UNAVAILABLE.inc()
 
 
 def pod_stalled(reason: str) -> None:

@@ -80,7 +80,11 @@ def test_helm_lint_strict_passes_with_defaults_and_with_every_option(helm: Any) 
                  ["executor.nodeSelector.pool=quantum", "executor.imagePullSecrets[0].name=regcred",
                   "executor.priorityClassName=low", "networkPolicy.metricsFrom[0].podSelector.matchLabels.app=prom"],
                  ["metrics.readers[0].name=prometheus-k8s", "metrics.readers[0].namespace=monitoring",
-                  "webhook.clientCA.configMap=apiserver-webhook-ca", "webhook.clientCA.names[0]=kube-apiserver"]):
+                  "webhook.clientCA.configMap=apiserver-webhook-ca", "webhook.clientCA.names[0]=kube-apiserver"],
+                 ["fullnameOverride=qgov", "nameOverride=quantum", "serviceAccount.create=false",
+                  "serviceAccount.name=platform-qgov", "crds.enabled=false"],
+                 ["metrics.prometheusRule.enabled=true", "metrics.grafanaDashboard.enabled=true", "crds.keep=false",
+                  "replicas=3", "podDisruptionBudget.minAvailable=2", "podDisruptionBudget.maxUnavailable=null"]):
         result = helm("lint", "--strict", str(CHART), *(a for s in sets for a in ("--set", s)))
         assert "0 chart(s) failed" in result.stdout, result.stdout
 
@@ -99,6 +103,14 @@ def test_a_misspelt_setting_is_refused_not_ignored(helm: Any) -> None:
     ("webhook.certManager.issuerRef.nam=ca", "additional properties 'nam' not allowed"),
     ("serviceAccount.anotations.a=b", "additional properties 'anotations' not allowed"),
     ("resources.request.cpu=1", "additional properties 'request' not allowed"),
+    ("crds.kep=false", "at '/crds': additional properties 'kep' not allowed"),
+    ("podDisruptionBudget.maxUnavaliable=1", "additional properties 'maxUnavaliable' not allowed"),
+    ("metrics.prometheusRule.enable=true", "at '/metrics/prometheusRule': additional properties 'enable' not allowed"),
+    ("metrics.grafanaDashboard.label.a=b", "additional properties 'label' not allowed"),
+    ("serviceAccount.nmae=x", "additional properties 'nmae' not allowed"),
+    ("executor.tolerations[0].opertor=Exists", "additional properties 'opertor' not allowed"),
+    ("topologySpreadConstraints[0].topologykey=zone", "additional properties 'topologykey' not allowed"),
+    ("networkPolicy.metricsFrom[0].namespaceSelecter.matchLabels.a=b", "additional properties 'namespaceSelecter' not allowed"),
 ])
 def test_an_unknown_key_at_any_level_is_refused_by_lint_and_template(helm: Any, setting: str, where: str) -> None:
     """values.schema.json closes every object of the chart's own (additionalProperties: false); only
@@ -106,6 +118,25 @@ def test_an_unknown_key_at_any_level_is_refused_by_lint_and_template(helm: Any, 
     for command in (("lint", "--strict", str(CHART)), ("template", "qgov", str(CHART))):
         result = helm(*command, "--set", setting, check=False)
         assert result.returncode != 0 and where in result.stdout + result.stderr, result.stdout + result.stderr
+
+
+def test_every_object_of_the_charts_own_is_closed_in_the_schema() -> None:
+    """Each object the schema spells out (it has properties) refuses other keys; the open ones are
+    maps (labels, quantities) or pod-spec pass-throughs, which say so in their description."""
+    schema = json.loads((CHART / "values.schema.json").read_text())
+
+    def walk(node: Any, where: str) -> list[str]:
+        if not isinstance(node, dict):
+            return []
+        bad = [where] if "properties" in node and node.get("additionalProperties") is not False else []
+        if node.get("type") == "object" and "properties" not in node and "additionalProperties" not in node:
+            bad += [] if "pass" in node.get("description", "") else [where]
+        children = [(f"{where}/{k}", v) for k, v in (node.get("properties") or {}).items()]
+        children += [(f"{where}[]", node["items"])] if isinstance(node.get("items"), dict) else []
+        children += [(f"#{k}", v) for k, v in (node.get("definitions") or {}).items()]
+        return bad + [b for path, child in children for b in walk(child, path)]
+
+    assert walk(schema, "") == []
 
 
 def test_every_value_the_chart_sets_is_in_its_schema() -> None:
@@ -145,16 +176,31 @@ def test_every_value_the_chart_sets_is_in_its_schema() -> None:
 
 
 def test_the_chart_ships_exactly_the_crds_of_crds_dir(render: Any) -> None:
-    ours = sorted(p.name for p in (CHART / "crds").iterdir())
+    """crds/ is the one source: the chart's files/crds/ are byte copies, and what the templates render
+    is those CRDs, field for field (the text is inserted, never re-marshalled), plus Helm's labels."""
+    ours = sorted(p.name for p in (CHART / "files" / "crds").iterdir())
     theirs = sorted(p.name for p in (ROOT / "crds").glob("*.yaml") if p.name != "kustomization.yaml")
     assert ours == theirs
-    for name in theirs:  # byte for byte: copy crds/*.yaml into charts/qgov/crds/ after editing a CRD
-        assert (CHART / "crds" / name).read_bytes() == (ROOT / "crds" / name).read_bytes(), (
-            f"charts/qgov/crds/{name} differs from crds/{name}: cp crds/{name} charts/qgov/crds/")
-    rendered = {d["metadata"]["name"] for d in render(crds=True) if d["kind"] == "CustomResourceDefinition"}
-    assert rendered == {f"{p.stem}.qgov.dev" for p in (ROOT / "crds").glob("qiskit*.yaml")}
-    # and never as templates: Helm would then delete them (and every QiskitJob) on uninstall
-    assert not [d for d in render() if d["kind"] == "CustomResourceDefinition"]
+    for name in theirs:  # byte for byte: copy crds/*.yaml into charts/qgov/files/crds/ after editing a CRD
+        assert (CHART / "files" / "crds" / name).read_bytes() == (ROOT / "crds" / name).read_bytes(), (
+            f"charts/qgov/files/crds/{name} differs from crds/{name}: cp crds/{name} charts/qgov/files/crds/")
+    rendered = {d["metadata"]["name"]: d for d in render() if d["kind"] == "CustomResourceDefinition"}
+    source = {d["metadata"]["name"]: d for p in (ROOT / "crds").glob("qiskit*.yaml") for d in yaml.safe_load_all(p.read_text())}
+    assert sorted(rendered) == sorted(source) == [f"{k}.qgov.dev" for k in
+                                                   ("qiskitbackends", "qiskitbudgets", "qiskitjobs", "qiskitsessions")]
+    for name, crd in rendered.items():
+        meta = crd["metadata"]
+        assert meta.pop("annotations") == {"helm.sh/resource-policy": "keep"}  # crds.keep: uninstall leaves them
+        assert meta.pop("labels")["app.kubernetes.io/managed-by"] == "Helm"
+        assert crd == source[name], f"the rendered {name} differs from crds/"
+    # --include-crds adds nothing: Helm's crds/ directory, which `helm upgrade` never updates, is empty
+    assert len([d for d in render(crds=True) if d["kind"] == "CustomResourceDefinition"]) == 4
+
+
+def test_crds_can_be_left_out_or_left_to_helm_to_delete(render: Any) -> None:
+    assert not [d for d in render("crds.enabled=false") if d["kind"] == "CustomResourceDefinition"]
+    crds = [d for d in render("crds.keep=false") if d["kind"] == "CustomResourceDefinition"]
+    assert len(crds) == 4 and not any("annotations" in d["metadata"] for d in crds)
 
 
 # ---------------------------------------------------------------------------------------------- RBAC
@@ -529,3 +575,119 @@ def test_the_network_policy_admits_only_the_webhook_metrics_and_health_ports(ren
     assert [(r["ports"][0]["port"], r.get("from")) for r in policy["ingress"]] == [
         ("metrics", [{"namespaceSelector": {"matchLabels": {"team": "monitoring"}}}]), ("health", None)]
     assert not [d for d in render("networkPolicy.enabled=false") if d["kind"] == "NetworkPolicy"]
+
+
+# ---------------------------------------------------------------------------------------------- names, HA
+
+
+def test_kube_version_is_the_oldest_with_what_the_chart_uses(helm: Any) -> None:
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    assert chart["kubeVersion"] == ">=1.30.0-0"  # matchConditions and ValidatingAdmissionPolicy: GA in 1.30
+    result = helm("template", "qgov", str(CHART), "--kube-version", "1.29.9", check=False)
+    assert result.returncode != 0 and "kubeVersion" in result.stderr, result.stderr
+    helm("template", "qgov", str(CHART), "--kube-version", "1.30.0")
+
+
+def test_names_follow_fullname_and_name_overrides(render: Any) -> None:
+    docs = render("fullnameOverride=qgov", "nameOverride=quantum")
+    deployment = one(docs, "Deployment", "qgov")
+    assert deployment["spec"]["selector"]["matchLabels"]["app.kubernetes.io/name"] == "quantum"
+    assert deployment["spec"]["template"]["spec"]["serviceAccountName"] == "qgov"
+    one(docs, "ServiceAccount", "qgov")
+    one(docs, "Service", "qgov-metrics")
+    one(docs, "NetworkPolicy", "qgov")
+    one(docs, "PodDisruptionBudget", "qgov")
+    binding = one(docs, "ClusterRoleBinding", "qgov")
+    assert (binding["roleRef"]["name"], binding["subjects"][0]["name"]) == ("qgov", "qgov")
+    assert one(docs, "RoleBinding", "qgov-leader-election")["subjects"][0]["name"] == "qgov"
+    # what the operator and tenants find by name keeps its name
+    for kind, name in (("ClusterRole", "qgov-executor"), ("ClusterRole", "qgov-edit"), ("Service", "qgov-webhook"),
+                       ("ValidatingWebhookConfiguration", "qgov-webhook")):
+        one(docs, kind, name)
+    # no object of the release's own keeps the default name (the admission policies are qgov's, by fixed names)
+    kept = [d["metadata"]["name"] for d in docs if d["metadata"]["name"].startswith("qgov-operator")
+            and not d["kind"].startswith("ValidatingAdmissionPolicy")]
+    assert kept == []
+    # the admission policies let the operator's account (now qgov) do the operator's work
+    policies = yaml.safe_dump([d for d in docs if d["kind"] == "ValidatingAdmissionPolicy"])
+    assert "system:serviceaccount:qgov-system:qgov'" in policies and ":qgov-operator'" not in policies
+    # nameOverride alone: the name and the names of the objects
+    assert one(render("nameOverride=quantum"), "Deployment")["metadata"]["name"] == "quantum"
+
+
+def test_the_operator_can_run_as_a_service_account_of_yours(render: Any) -> None:
+    docs = render("serviceAccount.create=false", "serviceAccount.name=platform-qgov")
+    assert not [d for d in docs if d["kind"] == "ServiceAccount"]
+    assert one(docs, "Deployment")["spec"]["template"]["spec"]["serviceAccountName"] == "platform-qgov"
+    subjects = [s for d in docs if d["kind"] in ("ClusterRoleBinding", "RoleBinding") for s in d["subjects"]
+                if s["kind"] == "ServiceAccount"]
+    assert {s["name"] for s in subjects} == {"platform-qgov"} and len(subjects) == 3  # operator, leases, webhook
+    assert "system:serviceaccount:qgov-system:platform-qgov" in yaml.safe_dump(
+        [d for d in docs if d["kind"] == "ValidatingAdmissionPolicy"])
+    # a created account of another name
+    docs = render("serviceAccount.name=ops")
+    assert one(docs, "ServiceAccount")["metadata"]["name"] == "ops"
+    assert one(docs, "Deployment")["spec"]["template"]["spec"]["serviceAccountName"] == "ops"
+
+
+def test_two_replicas_get_a_disruption_budget_and_are_spread_over_nodes(render: Any) -> None:
+    docs = render()
+    pod = one(docs, "Deployment")["spec"]["template"]
+    budget = one(docs, "PodDisruptionBudget", "qgov-operator")["spec"]
+    assert budget == {"maxUnavailable": 1, "selector": one(docs, "Deployment")["spec"]["selector"]}
+    [spread] = pod["spec"]["topologySpreadConstraints"]
+    assert spread == {"maxSkew": 1, "topologyKey": "kubernetes.io/hostname", "whenUnsatisfiable": "ScheduleAnyway",
+                      "labelSelector": {"matchLabels": one(docs, "Deployment")["spec"]["selector"]["matchLabels"]},
+                      "matchLabelKeys": ["pod-template-hash"]}
+    assert spread["labelSelector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
+    # one replica: a budget would only block drains, and there is nothing to spread
+    docs = render("replicas=1")
+    assert not [d for d in docs if d["kind"] == "PodDisruptionBudget"]
+    assert "topologySpreadConstraints" not in one(docs, "Deployment")["spec"]["template"]["spec"]
+    spec = one(render("replicas=3", "podDisruptionBudget.minAvailable=2"), "PodDisruptionBudget")["spec"]
+    assert spec["minAvailable"] == 2 and "maxUnavailable" not in spec  # a PDB takes one of the two
+    assert not [d for d in render("podDisruptionBudget.enabled=false") if d["kind"] == "PodDisruptionBudget"]
+    # constraints of your own, as written; [] for none
+    zone = render("topologySpreadConstraints[0].maxSkew=2", "topologySpreadConstraints[0].topologyKey=zone",
+                  "topologySpreadConstraints[0].whenUnsatisfiable=DoNotSchedule",
+                  "topologySpreadConstraints[0].labelSelector.matchLabels.app=x")
+    assert one(zone, "Deployment")["spec"]["template"]["spec"]["topologySpreadConstraints"] == [
+        {"maxSkew": 2, "topologyKey": "zone", "whenUnsatisfiable": "DoNotSchedule",
+         "labelSelector": {"matchLabels": {"app": "x"}}}]
+    assert "topologySpreadConstraints" not in one(render("topologySpreadConstraints=null"), "Deployment")[
+        "spec"]["template"]["spec"]
+
+
+def test_the_readiness_probe_asks_an_endpoint_the_operator_serves(render: Any) -> None:
+    probe = container(render())["readinessProbe"]
+    assert probe["httpGet"] == {"path": "/healthz", "port": "health"}
+    # the port it names is the container's, where the image's entrypoint serves /healthz
+    assert {"name": "health", "containerPort": 8080} in container(render())["ports"]
+    assert "--liveness\", \"http://0.0.0.0:8080/healthz" in (ROOT / "operator" / "Dockerfile").read_text()
+    webhook = container(render("readinessProbe.httpGet.port=webhook", "readinessProbe.httpGet.scheme=HTTPS"))
+    assert webhook["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": "webhook", "scheme": "HTTPS"}
+
+
+def test_the_alerts_and_the_dashboard_install_with_the_chart_when_asked(render: Any) -> None:
+    docs = render()
+    assert not [d for d in docs if d["kind"] in ("PrometheusRule", "ConfigMap")]
+    docs = render("metrics.prometheusRule.enabled=true", "metrics.prometheusRule.labels.release=kps",
+                  "metrics.grafanaDashboard.enabled=true", "metrics.grafanaDashboard.namespace=grafana",
+                  "metrics.grafanaDashboard.annotations.grafana_folder=qgov")
+    rule = one(docs, "PrometheusRule", "qgov-operator")
+    assert (rule["apiVersion"], rule["metadata"]["namespace"]) == ("monitoring.coreos.com/v1", NAMESPACE)
+    assert rule["metadata"]["labels"]["release"] == "kps"
+    assert rule["spec"] == yaml.safe_load((ROOT / "monitoring/prometheus/qgov-alerts.yaml").read_text())
+    board = one(docs, "ConfigMap", "qgov-operator-dashboard")
+    assert board["metadata"]["namespace"] == "grafana"
+    assert board["metadata"]["labels"]["grafana_dashboard"] == "1"  # what Grafana's sidecar looks for
+    assert board["metadata"]["annotations"] == {"grafana_folder": "qgov"}
+    assert json.loads(board["data"]["qgov-dashboard.json"]) == json.loads(
+        (ROOT / "monitoring/grafana/qgov-dashboard.json").read_text())
+    # the chart's copies are the monitoring/ files, byte for byte (the scripts there write both)
+    assert (CHART / "files/qgov-alerts.yaml").read_bytes() == (ROOT / "monitoring/prometheus/qgov-alerts.yaml").read_bytes(), \
+        "run python monitoring/prometheus/prometheusrule.py"
+    assert (CHART / "files/qgov-dashboard.json").read_bytes() == (ROOT / "monitoring/grafana/qgov-dashboard.json").read_bytes(), \
+        "run python monitoring/grafana/dashboard.py"
+    # without metrics there is nothing to alert on
+    assert not [d for d in render("metrics.enabled=false", "metrics.prometheusRule.enabled=true") if d["kind"] == "PrometheusRule"]

@@ -61,7 +61,7 @@ def undescribed(schema: dict, path: str) -> list[str]:
 @pytest.mark.parametrize("path", sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "crds").glob("qiskit*.yaml")))
 def test_every_crd_field_is_described_for_kubectl_explain(path: str) -> None:
     """`kubectl explain qiskitjob.spec.shots` prints the schema's description: a kind without one, or
-    a field added without one, fails here (charts/qgov/crds are byte copies, test_chart.py)."""
+    a field added without one, fails here (charts/qgov/files/crds are byte copies, test_chart.py)."""
     [crd] = load(ROOT / path)
     for version in crd["spec"]["versions"]:
         schema = version["schema"]["openAPIV3Schema"]

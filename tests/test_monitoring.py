@@ -20,6 +20,7 @@ import yaml
 from prometheus_client import REGISTRY
 
 import governance.metrics  # noqa: F401  (registers the operator's metrics)
+import governance.webhook.server  # noqa: F401  (and the webhook's, registered when a replica serves it)
 from qgov_dev.devcluster.controlplane import ControlPlaneError, tool
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,7 +30,10 @@ PROMETHEUS_RULE = ROOT / "monitoring/prometheus/qgov-prometheusrule.yaml"
 DASHBOARD = ROOT / "monitoring/grafana/qgov-dashboard.json"
 PROBE = "__qgov_probe__"
 ALERTS = {"QgovBudgetPastWarningThreshold", "QgovBudgetExhausted", "QgovJobQueuedTooLong",
-          "QgovIamTokenRefreshFailing", "QgovDedicatedSessionBilledIdle"}
+          "QgovIamTokenRefreshFailing", "QgovDedicatedSessionBilledIdle",
+          # the operator itself
+          "QgovOperatorDown", "QgovNoLeader", "QgovLedgerUnreachable", "QgovWebhookUnreachable",
+          "QgovExecutorPodsStalled"}
 
 
 @pytest.fixture(scope="module")
@@ -109,7 +113,24 @@ def test_every_alert_says_how_bad_and_what_happened() -> None:
     assert {rule["alert"] for rule in rules()} == ALERTS
     for rule in rules():
         assert rule["labels"]["severity"] in ("warning", "critical"), rule["alert"]
-        assert rule["annotations"]["summary"] and "$labels." in rule["annotations"]["description"], rule["alert"]
+        assert rule["annotations"]["summary"] and rule["annotations"]["description"], rule["alert"]
+        # an alert per namespace, budget or reason names which one (the operator-wide ones have no labels)
+        grouped = re.findall(r"\bby \(([^)]*)\)", rule["expr"])
+        if grouped:
+            assert "$labels." in rule["annotations"]["description"], rule["alert"]
+
+
+def test_every_alert_links_its_runbook() -> None:
+    """runbook_url: the anchor of the alert's section in the docs' runbooks page (docs/runbooks.md)."""
+    for rule in rules():
+        assert rule["annotations"]["runbook_url"] == f"https://qgov.dev/docs/runbooks/#{rule['alert'].lower()}"
+
+
+def test_each_alert_has_a_firing_and_a_quiet_case_in_the_unit_tests() -> None:
+    cases = [case for test in yaml.safe_load(RULE_TESTS.read_text())["tests"] for case in test["alert_rule_test"]]
+    for alert in ALERTS:
+        mine = [case for case in cases if case["alertname"] == alert]
+        assert [c for c in mine if c["exp_alerts"]] and [c for c in mine if not c["exp_alerts"]], alert
 
 
 def test_every_rule_names_only_metrics_the_operator_exports(promtool: Path) -> None:

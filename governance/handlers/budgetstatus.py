@@ -130,6 +130,7 @@ class BudgetStatusWriter:
             self.forget(key)
             return True
         except DatabaseUnavailable as exc:
+            metrics.ledger_unavailable()
             self._quietly(self._unavailable, key, exc)
         except Exception as exc:  # noqa: BLE001 - one budget's failure must not stop the others
             log.warning(f"budget {key[0]}/{key[1]}: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}")

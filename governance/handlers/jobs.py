@@ -979,6 +979,7 @@ class JobWatcher(Watcher):
     def failed(self, exc: BaseException, delay: float) -> None:
         if not isinstance(exc, DatabaseUnavailable):
             return
+        metrics.ledger_unavailable()
         message = f"waiting for the budget ledger, which cannot be reached ({exc}); qgov keeps trying"
 
         def update(job: dict[str, Any]) -> dict[str, Any] | None:

@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 TARGET = Path(__file__).resolve().parent / "qgov-dashboard.json"
+# the chart's copy (its ConfigMap with metrics.grafanaDashboard.enabled; a chart reads no file outside it)
+CHART_COPY = Path(__file__).resolve().parents[2] / "charts" / "qgov" / "files" / "qgov-dashboard.json"
 DS = {"type": "prometheus", "uid": "${datasource}"}
 BUDGET = 'namespace=~"$namespace", budget=~"$budget"'  # the budget template variables, as label matchers
 NAMESPACE = 'namespace=~"$namespace"'
@@ -256,7 +258,8 @@ def render() -> str:
 
 def main() -> int:
     TARGET.write_text(render())
-    print(f"wrote {TARGET}")
+    CHART_COPY.write_text(render())
+    print(f"wrote {TARGET} and {CHART_COPY}")
     return 0
 
 

@@ -1,6 +1,7 @@
 """Writes qgov-prometheusrule.yaml, the Prometheus Operator's PrometheusRule, from qgov-alerts.yaml
-(the plain rules file, the one source): `python monitoring/prometheus/prometheusrule.py`.
-tests/test_monitoring.py checks that the two say the same."""
+(the plain rules file, the one source), and copies that file into the chart (charts/qgov/files/,
+its PrometheusRule with metrics.prometheusRule.enabled; a chart reads no file outside its directory):
+`python monitoring/prometheus/prometheusrule.py`. tests/test_monitoring.py checks that all say the same."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 SOURCE, TARGET = HERE / "qgov-alerts.yaml", HERE / "qgov-prometheusrule.yaml"
+CHART_COPY = HERE.parents[1] / "charts" / "qgov" / "files" / "qgov-alerts.yaml"
 
 HEADER = """\
 # Generated from qgov-alerts.yaml by prometheusrule.py: edit that file, then run
@@ -35,7 +37,8 @@ def render(source: str) -> str:
 
 def main() -> int:
     TARGET.write_text(render(SOURCE.read_text()))
-    print(f"wrote {TARGET}")
+    CHART_COPY.write_text(SOURCE.read_text())
+    print(f"wrote {TARGET} and {CHART_COPY}")
     return 0
 
 

@@ -1,5 +1,30 @@
-{{/* Fixed names: qgov is one per cluster, and the operator binds the ClusterRole qgov-executor by name. */}}
-{{- define "qgov.name" -}}qgov-operator{{- end -}}
+{{/* The app.kubernetes.io/name label: nameOverride, else qgov-operator. */}}
+{{- define "qgov.name" -}}
+{{- default "qgov-operator" .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* The name of the release's own objects (Deployment, Services, ClusterRole qgov-operator, ...):
+fullnameOverride, else the name. Not prefixed with the release's name as most charts do: qgov is one
+per cluster, and the defaults keep the names of the kustomize install (operator/manifests). Objects
+the operator or tenants find by name keep theirs: the ClusterRoles qgov-executor (bound by the
+operator in each budget's namespace), qgov-view/-edit/-budget-admin, and the webhook's objects. */}}
+{{- define "qgov.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- include "qgov.name" . -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The operator's ServiceAccount: serviceAccount.name, else (created by the chart) the fullname,
+else (yours) "default". */}}
+{{- define "qgov.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "qgov.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
 
 {{- define "qgov.selectorLabels" -}}
 app.kubernetes.io/name: {{ include "qgov.name" . }}
