@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Regenerate the hashed lock files from pyproject.toml (run after changing a dependency, and
 # commit the result; tests/test_dependencies.py fails while pyproject and the locks disagree):
-#   requirements.lock           dependencies + the dev and test extras (+ setuptools, pip): scripts/setup.sh (CI, developers)
+#   requirements.lock           dependencies + the dev, test and docs extras (+ setuptools, pip): scripts/setup.sh (CI, developers)
 #   requirements-operator.lock  dependencies only, pinned to the same versions: operator/Dockerfile
 #   requirements-executor.lock  the executor extra, pinned to the same versions: executor/Dockerfile
 # For CPython 3.11 on Linux x86_64 (the images' and CI's), whatever machine runs this. Every
@@ -22,7 +22,7 @@ target=(--python-version 3.11 --python-platform x86_64-unknown-linux-gnu --gener
 "$tool/venv/bin/python" -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["build-system"]["requires"]))' \
   > "$tool/build.in"
 echo pip >> "$tool/build.in"  # the installer too: scripts/setup.sh installs it from here first
-uv pip compile pyproject.toml "$tool/build.in" --extra dev --extra test "${target[@]}" -o requirements.lock
+uv pip compile pyproject.toml "$tool/build.in" --extra dev --extra test --extra docs "${target[@]}" -o requirements.lock
 sed -i "s#-r $tool/build.in#pyproject.toml (build-system), scripts/setup.sh (pip)#" requirements.lock
 # the images' subsets, constrained to the versions above (one version of each package in the project)
 "$tool/venv/bin/python" - "$tool" <<'PY'

@@ -181,7 +181,7 @@ def test_the_runtime_package_does_not_import_the_dev_tools_at_module_level() -> 
 
 # ---------------------------------------------------------------------- the hashed locks (scripts/lock.sh)
 
-LOCKS = {"requirements.lock": ("dependencies", "dev", "test", "build"),
+LOCKS = {"requirements.lock": ("dependencies", "dev", "test", "docs", "build"),
          "requirements-operator.lock": ("dependencies", "build"),
          "requirements-executor.lock": ("executor", "build")}
 

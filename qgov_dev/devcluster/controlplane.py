@@ -242,7 +242,7 @@ class ControlPlane:
             # all) the call fails at once and failurePolicy decides, instead of waiting out timeoutSeconds
             "--enable-aggregator-routing=true",
             # the API server presents a client certificate to every admission webhook it calls (a webhook
-            # may then refuse anyone else: QGOV_WEBHOOK_CLIENT_CA, as the README tells a cluster admin)
+            # may then refuse anyone else: QGOV_WEBHOOK_CLIENT_CA, as docs/platform/webhook.md tells a cluster admin)
             "--admission-control-config-file", str(admission),
             "--allow-privileged=true", "--v=1", *self.apiserver_args], logs / "kube-apiserver.log", bed=self.bed)
         self.components = [etcd, apiserver]

@@ -10,7 +10,7 @@ ServiceAccount and RBAC applies to it.
 
 Not a kubelet: no images, no cgroups, no probes, no securityContext (every process runs as the
 node's user), and the Service `kubernetes` reaches the API server's real address (there is no
-kube-proxy); see the README's list of differences.
+kube-proxy); see the list of differences in docs/testbed.md.
 """
 
 from __future__ import annotations

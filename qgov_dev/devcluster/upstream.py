@@ -1,5 +1,5 @@
 """`qgov dev --cluster upstream`: a real control plane and a node, with qgov installed the way the
-README tells a user (`kubectl apply -k operator/manifests`), for tests, benchmarks and trying.
+docs tell a user (`kubectl apply -k operator/manifests`, docs/platform/install.md), for tests, benchmarks and trying.
 
 The operator either runs as the manifests' own Deployment (`start_operator_deployment`: the
 node maps its image to the local `qgov operator`; in-cluster configuration, ServiceAccount
