@@ -127,6 +127,9 @@ IBM_ANSWERS = Counter("qgov_ibm_api_answers", "Answers of IBM Quantum's Runtime 
 LEADER = Gauge("qgov_leader", "1 on the replica that holds the lease and acts, 0 on a standby")
 POD_STALLS = Counter("qgov_executor_pod_start_failures", "Executor pods found unable to start, "
                                                          "once per job and reason", ("reason",))
+WEBHOOK_REACHABLE = Gauge("qgov_webhook_reachable", "1 while the API server calls qgov's admission webhook "
+                          "(this replica's dry-run probe was refused by the webhook), 0 while it admits the probe "
+                          "unreviewed; absent where no webhook is served or before the first answer")
 LEDGER_UNAVAILABLE = Counter("qgov_ledger_unavailable", "Ledger work of the acting replica (a budget's status, a "
                              "job's reservation or settlement) that found the database unreachable; each is "
                              "retried while the outage lasts (the alert QgovLedgerUnreachable)")

@@ -32,7 +32,7 @@ PROBE = "__qgov_probe__"
 ALERTS = {"QgovBudgetPastWarningThreshold", "QgovBudgetExhausted", "QgovJobQueuedTooLong",
           "QgovIamTokenRefreshFailing", "QgovDedicatedSessionBilledIdle",
           # the operator itself
-          "QgovOperatorDown", "QgovNoLeader", "QgovLedgerUnreachable", "QgovWebhookUnreachable",
+          "QgovOperatorDown", "QgovNoLeader", "QgovLedgerUnreachable", "QgovWebhookUnreachable", "QgovWebhookNotCalled",
           "QgovExecutorPodsStalled"}
 
 

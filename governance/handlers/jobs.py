@@ -41,6 +41,7 @@ from ..jobs.admission import (AdmissionFacts, Fail, Need, NeedBackend, NeedBudge
 from ..jobs.attempts import DEFAULT_BACKOFF_LIMIT, reported_usage
 from ..jobs.ownpod import NOT_RECORDED, foreign_pod
 from ..jobs.events import Event
+from ..jobs import webhookprobe
 from ..providers.base import ExecutorNeeds
 from ..jobs.placement import EndUnstarted, MoveToNewBatch, WaitForSession, session_not_open
 from ..sessions.status import SessionStatus
@@ -182,6 +183,10 @@ class Jobs:
                 self.expiry.set(key, at)
         for namespace, name in changed:  # the budget's status shows these counts
             self.notifier.refresh_budget_status(namespace, name)
+        if type != "DELETED" and not status.get("phase") and meta.get("creationTimestamp") and \
+                webhookprobe.STATE.warn_once(meta["uid"], parse_iso(meta["creationTimestamp"])):
+            emit(dict(body), Event("Warning", webhookprobe.NOT_CALLED_REASON,
+                                   webhookprobe.not_called_message(webhookprobe.STATE.detail)))
         if _job_has_work(type, body):
             job = dict(body)
             ref = JobRef.of(job)

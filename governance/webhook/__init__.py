@@ -20,6 +20,10 @@ Settings (environment):
   WebhookAdmissionConfiguration kubeConfigFile): a forged AdmissionReview from anywhere else gets
   no TLS connection; QGOV_WEBHOOK_CLIENT_NAMES: comma-separated common names of that certificate,
   if the CA signs others too (unset: any certificate the CA signed);
+- QGOV_WEBHOOK_PROBE_SECONDS: how often this replica asks the API server, with a dry-run
+  QiskitJob marked as a probe, whether it calls the webhook at all (jobs/webhookprobe.py;
+  default 60, 0: never); the answer is the gauge qgov_webhook_reachable, a log line when it
+  changes, and a Warning Event WebhookNotCalled on each job created while it is not called;
 - QGOV_WEBHOOK_CERTIFICATES: `operator` (default: qgov makes and renews its CA and certificate in
   the Secret and writes the CA into the configuration's caBundle) or `external` (cert-manager, or
   you, write the Secret's tls.crt, tls.key and ca.crt, and cert-manager's CA injector the
@@ -34,8 +38,11 @@ import logging
 import os
 import threading
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import urlparse
+
+from ..api import GROUP, VERSION
 
 log = logging.getLogger("qgov.webhook")
 
@@ -53,6 +60,7 @@ class WebhookConfig:
     external_certificates: bool = False  # QGOV_WEBHOOK_CERTIFICATES=external
     client_ca: str | None = None  # QGOV_WEBHOOK_CLIENT_CA: require the API server's client certificate
     client_names: frozenset[str] = frozenset()  # QGOV_WEBHOOK_CLIENT_NAMES: and one of these CNs
+    probe_seconds: float = 60.0  # QGOV_WEBHOOK_PROBE_SECONDS; 0: no probe
 
     @classmethod
     def from_env(cls) -> WebhookConfig | None:
@@ -79,6 +87,7 @@ class WebhookConfig:
                    secret=os.environ.get("QGOV_WEBHOOK_SECRET", "qgov-webhook-tls"),
                    configuration=os.environ.get("QGOV_WEBHOOK_CONFIGURATION", "qgov-webhook"),
                    url=url, cert_check_seconds=float(os.environ.get("QGOV_WEBHOOK_CERT_CHECK_SECONDS", "3600")),
+                   probe_seconds=float(os.environ.get("QGOV_WEBHOOK_PROBE_SECONDS") or "60"),
                    # the replica's address (its pod IP, as its other listeners), so replicas sharing a
                    # host cannot collide; a URL on loopback (an operator run outside) binds loopback
                    host="127.0.0.1" if url and urlparse(url).hostname in ("127.0.0.1", "localhost")
@@ -103,6 +112,7 @@ class Webhook:
     pool: concurrent.futures.ThreadPoolExecutor = field(
         default_factory=lambda: concurrent.futures.ThreadPoolExecutor(4, thread_name_prefix="qgov-webhook"))
     ready: threading.Event = field(default_factory=threading.Event)
+    prober: asyncio.Task[None] | None = None
 
     def start(self) -> Webhook:
         self.thread = threading.Thread(target=self._run, name="qgov-webhook", daemon=True)
@@ -179,6 +189,8 @@ class Webhook:
                     else "any client: set QGOV_WEBHOOK_CLIENT_CA to require the API server's certificate") + ")")
         self.ready.set()
         self.pool.submit(_warm_up)
+        if config.probe_seconds > 0:
+            self.prober = loop.create_task(self._probe_forever(api_client))
         trusted, retry = False, 5.0
         while True:
             if not trusted:
@@ -210,6 +222,55 @@ class Webhook:
 
                 load_certificate(context, material)  # new connections get the new certificate
                 log.info(f"the webhook serves certificate {material.fingerprint()} now")
+
+
+    async def _probe_forever(self, api_client: Any) -> None:
+        """Ask the API server whether it calls the webhook, every probe_seconds (jobs/webhookprobe.py)."""
+        import kubernetes
+
+        from ..jobs import webhookprobe
+        from ..metrics import WEBHOOK_REACHABLE
+
+        loop = asyncio.get_running_loop()
+        namespace = self.config.namespace
+
+        def probe() -> tuple[webhookprobe.Answer, str]:
+            nonce = webhookprobe.new_nonce()
+            custom = kubernetes.client.CustomObjectsApi(api_client())
+            try:
+                custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "qiskitjobs",
+                                                       webhookprobe.probe_job(namespace, nonce), dry_run="All")
+            except kubernetes.client.ApiException as exc:
+                return webhookprobe.read_answer(nonce, False, exc.status, _api_message(exc))
+            return webhookprobe.read_answer(nonce, True)
+
+        await asyncio.sleep(min(5.0, self.config.probe_seconds))  # the caBundle written just now
+        while True:
+            try:
+                answer, detail = await loop.run_in_executor(self.pool, probe)
+            except Exception as exc:  # noqa: BLE001 - the API server unreachable: nothing learnt
+                answer, detail = "unknown", _one_line(exc)
+            state = webhookprobe.STATE
+            if state.record(answer, detail, datetime.now(timezone.utc)):
+                WEBHOOK_REACHABLE.set(1 if state.reachable else 0)
+                if state.reachable:
+                    log.info("the API server calls qgov's admission webhook")
+                else:
+                    log.warning(f"the API server does not call qgov's admission webhook: {detail}; jobs are "
+                                "admitted at apply without review (the controller still decides them)")
+            elif answer == "unknown":
+                log.warning(f"cannot tell whether the API server calls the webhook: {detail}")
+            await asyncio.sleep(self.config.probe_seconds)
+
+
+def _api_message(exc: Any) -> str:
+    """The Status message of an API server refusal (its body), else the exception's reason."""
+    import json
+
+    try:
+        return str(json.loads(exc.body or "{}").get("message") or exc.reason or "")
+    except (ValueError, AttributeError):
+        return str(exc.reason or "")
 
 
 def _warm_up() -> None:

@@ -461,3 +461,63 @@ def _served_pem(env: Webhooked, port: int) -> str | None:
         return ssl.DER_cert_to_PEM_cert(env.served_certificate(port)).strip()
     except OSError:
         return None
+
+
+def test_an_api_server_that_stops_calling_the_webhook_is_seen_and_the_jobs_it_let_in_say_so(
+        upstream_cluster: Any, tmp_path: Path) -> None:
+    """failurePolicy Ignore makes an unreachable webhook silent: the operator's probe (a dry-run job
+    the webhook refuses with a nonce) notices, says so in /metrics and its log, and each job the API
+    server lets in meanwhile gets a Warning Event WebhookNotCalled; the controller still refuses what
+    the webhook would have. Called again, the gauge comes back and apply refuses again."""
+    import urllib.request
+
+    port = free_port()
+
+    def reachable(token: str) -> float | None:
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/metrics", headers={"Authorization": f"Bearer {token}"})
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            for line in answer.read().decode().splitlines():
+                if line.startswith("qgov_webhook_reachable "):
+                    return float(line.split()[1])
+        return None
+
+    def warned(env: Webhooked, name: str) -> list[Any]:
+        return [e for e in env.core.list_namespaced_event(NS, field_selector=f"involvedObject.name={name}").items
+                if e.reason == "WebhookNotCalled"]
+
+    with webhooked(upstream_cluster, tmp_path, {"QGOV_WEBHOOK_PROBE_SECONDS": "1", "QGOV_METRICS_PORT": str(port)},
+                   ("priced-aer", {"pricing": {"perTask": "0.30"},
+                                   "limits": {"maxQubits": 20, "maxShots": 100000, "maxCircuits": 4}})) as env:
+        token = upstream_cluster.metrics_token()
+        env.wait(lambda: reachable(token) == 1.0, "the probe refused by the webhook (qgov_webhook_reachable 1)")
+        env.budget("1.00")
+        dear = [BELL] * 4  # 1.20 USD against 1.00
+        refused = env.apply(qjob("dear-1", circuits=dear))
+        assert refused.returncode == 1 and DENIED in refused.stderr, refused
+
+        # the API server stops reaching the webhook (as with a Service without endpoints)
+        admission = kubernetes.client.AdmissionregistrationV1Api(env.custom.api_client)
+        served_url = webhook_url(env.custom.api_client)
+        admission.patch_validating_webhook_configuration(CONFIGURATION, [
+            {"op": "replace", "path": "/webhooks/0/clientConfig/url",
+             "value": f"https://127.0.0.1:{free_port()}/validate"}])
+        env.wait(lambda: reachable(token) == 0.0, "qgov_webhook_reachable 0", timeout=60)
+        assert "the API server does not call qgov's admission webhook" in env.operator.log.read_text()
+        let_in = env.apply(qjob("dear-2", circuits=dear))
+        assert let_in.returncode == 0, let_in  # failurePolicy Ignore: accepted at apply
+        [event] = env.wait(lambda: warned(env, "dear-2"), "the WebhookNotCalled Event on dear-2")
+        assert event.type == "Warning" and "accepted at apply without qgov's admission review" in event.message
+        env.wait_terminal(["dear-2"])
+        assert env.status("dear-2")["phase"] == "Refused"  # the controller decides as always
+
+        # called again
+        admission.patch_validating_webhook_configuration(CONFIGURATION, [
+            {"op": "replace", "path": "/webhooks/0/clientConfig/url", "value": served_url}])
+        env.wait(lambda: reachable(token) == 1.0, "qgov_webhook_reachable 1 again", timeout=60)
+        refused = env.apply(qjob("dear-3", circuits=dear))
+        assert refused.returncode == 1 and DENIED in refused.stderr, refused
+        fits = env.apply(qjob("fits"))
+        assert fits.returncode == 0, fits
+        env.wait_terminal(["fits"])
+        assert warned(env, "fits") == []
+        assert len(warned(env, "dear-2")) == 1
