@@ -1,6 +1,6 @@
 """The Helm chart on the real control plane: `helm install` (CRDs, RBAC, the operator Deployment,
 run by the test node as `qgov operator`), a job admitted and settled in the ledger, `helm upgrade`
-of a setting, and `helm uninstall` with a job in flight, as the README's "Helm" section tells it.
+of a setting, and `helm uninstall` with a job in flight, as docs/platform/helm.md tells it.
 
 Its own cluster, without the kustomize install: the chart's cluster-wide objects have the same
 names (the operator binds the ClusterRole qgov-executor by name), and Helm adopts nothing it did not

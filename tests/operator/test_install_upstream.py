@@ -1,4 +1,4 @@
-"""The install as the README gives it, on the real control plane: `kubectl apply -k
+"""The install as docs/platform/install.md gives it, on the real control plane: `kubectl apply -k
 operator/manifests`, the ledger Secret, and the manifests' own Deployment running the operator
 (in-cluster configuration, ServiceAccount qgov-operator, exactly the manifests' ClusterRole).
 Executor pods run as qgov-executor, which the operator provides in each budget's namespace; where
