@@ -78,6 +78,7 @@ class Layer:
     digest: str
     diff_id: str
     cached: bool
+    packages: tuple[str, ...] = ()  # the base layer's Debian packages, name=version: its real input
 
     @property
     def size(self) -> int:
@@ -131,6 +132,7 @@ def _write_layer(entries: Iterator[tuple[tarfile.TarInfo, bytes | None]], name: 
                  key: str) -> Layer:
     """Sorted entries into a tar, gzipped without a timestamp, stored under CACHE/name-key."""
     ordered = _hardlinks_first_named(sorted(entries, key=lambda e: e[0].name))
+    status = next((data for info, data in ordered if info.name == "var/lib/dpkg/status"), None)
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
         for info, data in ordered:
@@ -144,11 +146,41 @@ def _write_layer(entries: Iterator[tuple[tarfile.TarInfo, bytes | None]], name: 
         f.write(tarbytes)
     blob = gz.getvalue()
     (tmp / "layer.tar.gz").write_bytes(blob)
-    meta = {"digest": "sha256:" + _sha(blob), "diff_id": "sha256:" + _sha(tarbytes)}
+    meta = {"digest": "sha256:" + _sha(blob), "diff_id": "sha256:" + _sha(tarbytes),
+            "packages": _packages(status) if status is not None else []}
     (tmp / "layer.json").write_text(json.dumps(meta))
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)
-    return Layer(out / "layer.tar.gz", meta["digest"], meta["diff_id"], cached=False)
+    return Layer(out / "layer.tar.gz", meta["digest"], meta["diff_id"], cached=False,
+                 packages=tuple(meta["packages"]))
+
+
+def _packages(status: bytes) -> list[str]:
+    """name=version of every package in a dpkg status file, sorted."""
+    found = []
+    for stanza in status.decode(errors="replace").split("\n\n"):
+        fields = dict(line.split(": ", 1) for line in stanza.splitlines() if ": " in line and not line[0].isspace())
+        if "Package" in fields and "Version" in fields:
+            found.append(f"{fields['Package']}={fields['Version']}")
+    return sorted(found)
+
+
+def differences(a: Path, b: Path, limit: int = 20) -> list[str]:
+    """The entries two gzipped layer tars differ in (name, and how), at most `limit`: what a
+    reproducibility failure names."""
+    def members(path: Path) -> dict[str, tuple[object, ...]]:
+        out: dict[str, tuple[object, ...]] = {}
+        with tarfile.open(path) as tar:
+            for info in tar:
+                f = tar.extractfile(info) if info.isreg() else None
+                out[info.name] = (info.type, info.mode, info.uid, info.gid, info.mtime, info.linkname,
+                                  _sha(f.read()) if f else "")
+        return out
+    ma, mb = members(a), members(b)
+    found = [f"only in the first: {n}" for n in sorted(set(ma) - set(mb))]
+    found += [f"only in the second: {n}" for n in sorted(set(mb) - set(ma))]
+    found += [f"differs: {n} {ma[n]} != {mb[n]}" for n in sorted(set(ma) & set(mb)) if ma[n] != mb[n]]
+    return found[:limit]
 
 
 def _cached(name: str, key: str) -> Layer | None:
@@ -156,7 +188,8 @@ def _cached(name: str, key: str) -> Layer | None:
     if not (d / "layer.json").is_file():
         return None
     meta = json.loads((d / "layer.json").read_text())
-    return Layer(d / "layer.tar.gz", meta["digest"], meta["diff_id"], cached=True)
+    return Layer(d / "layer.tar.gz", meta["digest"], meta["diff_id"], cached=True,
+                 packages=tuple(meta.get("packages", ())))
 
 
 def _tree_entries(root: Path) -> Iterator[tuple[tarfile.TarInfo, bytes | None]]:
@@ -463,6 +496,7 @@ def build(out: Path, use_cache: bool = True) -> dict[str, dict[str, Any]]:
             "ref": image.ref, "archive": str(path), "digest": digest,
             "size_mb": round(path.stat().st_size / 1e6, 1),
             "layers_cached": [l.cached for l in layers],
+            "layers": layers,
             "seconds": round(time.monotonic() - t1 + shared, 1)}
     return result
 

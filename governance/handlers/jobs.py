@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import json
+import secrets
 from decimal import Decimal
 import logging
 import sys
@@ -39,7 +40,8 @@ from ..jobs import (ACTIVE, FAILURES, STALLED, TERMINAL, AlreadyCounted, JobStat
 from ..jobs.admission import (AdmissionFacts, Fail, Need, NeedBackend, NeedBudget, NeedEstimate, NeedReservation,
                               NeedSession, Outcome, Queue, Refuse, decide_admission, phase_of)
 from ..jobs.attempts import DEFAULT_BACKOFF_LIMIT, reported_usage
-from ..jobs.ownpod import NOT_RECORDED, foreign_pod
+from ..jobs.ownpod import (CLAIM_ANNOTATION, CLAIM_PREFIX, NOT_RECORDED, adoptable, carries_claim, claim_record,
+                           foreign_pod, recorded_uid)
 from ..jobs.events import Event
 from ..jobs import webhookprobe
 from ..providers.base import ExecutorNeeds
@@ -398,30 +400,43 @@ class Jobs:
         body = executor_pod(job, attempt, self.config.executor_image, needs, self.config.executor_image_pull_policy,
                             self.config.executor_pod)
         previous = self.ledger.attempt_pod(meta["uid"], attempt)
+        # claimed before the create, so a pod created by an operator that dies before recording its
+        # UID is still known for its own (ownpod.adoptable) and its work is charged; a claim already
+        # held is kept, since the pod of the operator that made it may carry it
+        claim = previous if previous is not None and previous.startswith(CLAIM_PREFIX) \
+            else claim_record(secrets.token_hex(16))
+        if not self.ledger.record_pod(meta["uid"], attempt, claim, previous):
+            return False  # another operator is creating the attempt's pod, or the attempt was counted
+        body["metadata"].setdefault("annotations", {})[CLAIM_ANNOTATION] = claim.removeprefix(CLAIM_PREFIX)
         try:
             uid = self.kube.create_pod(meta["namespace"], body)
         except ApiException as exc:
             if exc.status == 409:
-                return self._name_taken(job, attempt, body["metadata"]["name"])
+                return self._name_taken(job, attempt, body["metadata"]["name"], previous, claim)
             if exc.status is not None and 400 <= exc.status < 500:
                 self._stalled_on_refusal(job, exc)
             raise
-        if not self.ledger.record_pod(meta["uid"], attempt, uid, previous):
+        if not self.ledger.record_pod(meta["uid"], attempt, uid, claim):
             # another operator recorded its own pod for the attempt meanwhile (a failover): this one goes
             self.kube.delete_pod_uid(meta["namespace"], body["metadata"]["name"], uid)
             return False
         return True
 
-    def _name_taken(self, job: dict[str, Any], attempt: int, name: str) -> bool:
-        """The attempt's pod name is taken: by the operator's own pod (a replay: False), or by a pod
-        it did not create, which is deleted, said on the job, and replaced (NotYet: retried)."""
+    def _name_taken(self, job: dict[str, Any], attempt: int, name: str, previous: str | None, claim: str) -> bool:
+        """The attempt's pod name is taken: by the operator's own pod (a replay: False; its record,
+        `previous` before this create's `claim`, is put back), or by a pod it did not create, which
+        is deleted, said on the job, and replaced (NotYet: retried)."""
         namespace, uid = job["metadata"]["namespace"], job["metadata"]["uid"]
         pod = self.kube.core.read_namespaced_pod(name, namespace)
+        body = self.kube.core.api_client.sanitize_for_serialization(pod)
+        if pod.metadata.uid == recorded_uid(previous) or adoptable(body, previous, _young(body)):
+            self.ledger.record_pod(uid, attempt, pod.metadata.uid, claim)
+            return False
         recorded = self.ledger.attempt_pod(uid, attempt)
         if pod.metadata.uid == recorded:
             return False
         age = (datetime.now(timezone.utc) - pod.metadata.creation_timestamp).total_seconds()
-        if recorded is None and age < ADOPTION_GRACE_SECONDS and pod.metadata.deletion_timestamp is None:
+        if recorded_uid(previous) is None and age < ADOPTION_GRACE_SECONDS and pod.metadata.deletion_timestamp is None:
             # maybe another operator's, created a moment ago and not recorded yet (a failover): wait
             # for its record before calling it a squatter
             raise NotYet(f"pod {namespace}/{name} is not recorded as the attempt's pod (yet)")
@@ -655,6 +670,18 @@ class Jobs:
                 return
             meta = fresh["metadata"]
 
+    def attempt_pod_uid(self, job_uid: str, attempt: int, pod: dict[str, Any]) -> str | None:
+        """The UID of the pod the operator created for the attempt, as the ledger records it; `pod`,
+        found in the attempt's name, is adopted when an operator created it and died before
+        recording it (ownpod.adoptable), so the work it did is charged."""
+        recorded = self.ledger.attempt_pod(job_uid, attempt)
+        if adoptable(pod, recorded, _young(pod)) and \
+                self.ledger.record_pod(job_uid, attempt, pod["metadata"]["uid"], recorded):
+            log.info(f"pod {pod['metadata']['namespace']}/{pod['metadata']['name']} is attempt {attempt}'s: "
+                     "the operator that created it stopped before recording it")
+            return str(pod["metadata"]["uid"])
+        return recorded_uid(recorded)
+
     def result_written(self, job: dict[str, Any], attempt: int) -> bool:
         """Whether attempt `attempt` wrote the job's result (governance/jobs/results.py): a ConfigMap
         only that attempt's executor pod can create, so the attempt ran to its end whatever its pod
@@ -714,7 +741,7 @@ class Jobs:
         attempt = int(labels.get("qgov.dev/attempt", "0") or 0) if str(labels.get("qgov.dev/attempt", "0")).isdigit() else 0
         foreign = attempt and foreign_pod(pod, job["metadata"]["uid"], pod_name(job["metadata"]["name"], attempt),
                                           self.config.executor_image,
-                                          self.ledger.attempt_pod(job["metadata"]["uid"], attempt))
+                                          self.attempt_pod_uid(job["metadata"]["uid"], attempt, pod))
         if not attempt or foreign:
             if foreign and foreign.endswith(NOT_RECORDED) and _young(pod) and not JobStatus.of(job).terminal:
                 raise NotYet(foreign)  # the operator that created it may be recording it this moment
@@ -864,10 +891,13 @@ class Jobs:
             body = self.kube.core.api_client.sanitize_for_serialization(pod)
             label = (pod.metadata.labels or {}).get("qgov.dev/attempt", "0")
             attempt = int(label) if label.isdigit() else 0
-            if not attempt or totals.counted(attempt) or not pod.status or \
-                    pod.status.phase not in POD_ENDED or foreign_pod(
-                        body, uid, pod_name(job["metadata"]["name"], attempt), self.config.executor_image,
-                        self.ledger.attempt_pod(uid, attempt)):
+            if not attempt or totals.counted(attempt) or not pod.status or pod.status.phase not in POD_ENDED:
+                continue
+            if foreign_pod(body, uid, pod_name(job["metadata"]["name"], attempt), self.config.executor_image,
+                           self.attempt_pod_uid(uid, attempt, body)):
+                if _young(body) and carries_claim(body, self.ledger.attempt_pod(uid, attempt)):
+                    # created a moment ago under the attempt's claim: its creator may be recording it
+                    raise NotYet(f"pod {namespace}/{pod.metadata.name} is not recorded as attempt {attempt}'s (yet)")
                 continue
             report = _usage_of(body)[0]
             charge, qpu, source, _ = self.trusted_charge(job, attempt, pod.status.phase == "Succeeded", report)
@@ -1040,7 +1070,8 @@ def _young(pod: dict[str, Any]) -> bool:
     created = (pod.get("metadata") or {}).get("creationTimestamp")
     if not created:
         return False
-    when = parse_iso(created) if isinstance(created, str) else created
+    # a watch event's string ends in Z, a serialized client object's in +00:00
+    when = datetime.fromisoformat(created) if isinstance(created, str) else created
     return (datetime.now(timezone.utc) - when).total_seconds() < ADOPTION_GRACE_SECONDS
 
 

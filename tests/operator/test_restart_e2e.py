@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
-from sqlalchemy import func, select
+import pytest
+from kubernetes.client.rest import ApiException
+from sqlalchemy import func, select, update
 
-from governance.budget.models import LedgerEntry
+from governance.budget.models import JobAttempt, LedgerEntry, Reservation
 from governance.handlers.startup import LIST_CHUNK
+from governance.jobs.ownpod import CLAIM_ANNOTATION, claim_record
 
 from .conftest import NS, TERMINAL, Env
 
@@ -53,8 +57,6 @@ def test_sigkill_mid_flight_then_restart_charges_nothing_twice(env: Env) -> None
 
 
 def _keys(ledger) -> list[str]:
-    from governance.budget.models import Reservation
-
     with ledger.engine.connect() as conn:
         return [r[0] for r in conn.execute(select(Reservation.key))]
 
@@ -100,3 +102,44 @@ def test_after_a_restart_the_operator_knows_the_finished_jobs_of_a_listing_of_ma
         env.get("qiskitbudgets", NS).get("status") or {}), "the budget to count every other finished job", timeout=60)
     assert status["jobs"] == {"admitted": 0, "refused": 0, "queued": 0, "succeeded": count - 1, "failed": 0}
     assert len(env.jobs()) == count - 1
+
+
+
+@pytest.mark.parametrize("then", ["deleted", "kept"])
+def test_a_pod_created_by_an_operator_that_died_before_recording_it_is_charged_once(env: Env, then: str) -> None:
+    """The crash window between an attempt's pod create and the ledger recording its UID: the
+    ledger holds the operator's claim, the pod carries the claim's nonce. After a restart the pod is
+    the attempt's: its work is charged (the job deleted meanwhile, or kept), and it is not replaced."""
+    env.budget("3.00")
+    env.job("crash", shots=100)
+    pod = env.wait(lambda: _pod("crash-run-1", env), "the attempt's pod")
+    env.operator.kill()  # seconds before the pod can finish: its attempt is not counted yet
+    uid = env.get("qiskitjobs", "crash")["metadata"]["uid"]
+    ledger = env.ledger()
+    assert not ledger.attempt_totals(uid).counted(1)
+    nonce = (pod.metadata.annotations or {})[CLAIM_ANNOTATION]
+    with ledger.engine.begin() as conn:  # the operator's last step undone: the claim, not the pod's UID
+        conn.execute(update(JobAttempt).where(JobAttempt.key == uid, JobAttempt.attempt == 1)
+                     .values(pod_uid=claim_record(nonce)))
+    env.wait(lambda: _pod("crash-run-1", env).status.phase == "Succeeded", "the pod to finish")
+    if then == "deleted":
+        env.custom.delete_namespaced_custom_object("qgov.dev", "v1alpha1", NS, "qiskitjobs", "crash")
+    env.operator.start()
+    env.wait(lambda: ledger.reservation(uid).state == "settled", "the reservation settled", timeout=120)
+    assert ledger.reservation(uid).actual_micro == 300_000  # it ran: charged, not released
+    assert ledger.attempt_pod(uid, 1) == pod.metadata.uid  # adopted
+    assert ledger.verify() == [] and ledger.open_reservations() == []
+    if then == "kept":
+        status = env.wait_terminal(["crash"])["crash"]
+        assert status["phase"] == "Succeeded" and status["actualCost"] == "0.30"
+        assert _pod("crash-run-1", env).metadata.uid == pod.metadata.uid  # not replaced
+    ledger.close()
+
+
+def _pod(name: str, env: Env) -> Any:
+    try:
+        return env.core.read_namespaced_pod(name, NS)
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
