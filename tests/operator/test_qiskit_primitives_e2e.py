@@ -1,4 +1,4 @@
-"""Qiskit code run through qgov (governance/qiskit.py), as a user with a kubeconfig runs it: a
+"""Qiskit code run through qgov (governance/qiskit.py) as docs/qiskit.md tells it, with a kubeconfig: a
 Sampler's counts of a Bell pair, an Estimator's <ZZ> of one, a 20-point sweep that is one QiskitJob
 priced as 20 bound circuits; the ledger charges what the QiskitJobs say; a job the budget cannot pay
 raises QgovJobRefused with the budget's message."""
