@@ -199,7 +199,8 @@ class QgovJob(BasePrimitiveJob[PrimitiveResult, JobStatus]):  # type: ignore[mis
             if obj is None:
                 raise QgovJobFailed(full, "the QiskitJob was deleted (cancelled) before it finished", None)
             phase = self._last.get("phase")
-            if phase == "Refused":
+            if phase == "Refused" or (phase == "Failed" and not self._last.get("attempts")):
+                # Failed before any attempt: admission found the job itself wrong (InvalidParameters, ...)
                 raise QgovJobRefused(full, _reason(self._last), str(self._last.get("message") or ""))
             if phase == "Failed":
                 raise QgovJobFailed(full, str(self._last.get("message") or ""), self._last.get("actualCost"))
@@ -216,9 +217,12 @@ class QgovJob(BasePrimitiveJob[PrimitiveResult, JobStatus]):  # type: ignore[mis
 
 
 def _reason(status: dict[str, Any]) -> str:
-    for condition in status.get("conditions") or ():
-        if condition.get("type") == "Admitted" and condition.get("status") == "False":
-            return str(condition.get("reason") or "")
+    """The refusal's reason: the Failed condition's (or the Admitted one's, when False)."""
+    conditions = status.get("conditions") or ()
+    for kind in ("Failed", "Admitted"):
+        for condition in conditions:
+            if condition.get("type") == kind and condition.get("status") == ("True" if kind == "Failed" else "False"):
+                return str(condition.get("reason") or "")
     return ""
 
 

@@ -16,6 +16,7 @@ from qiskit.quantum_info import SparsePauliOp
 from governance.qiskit import Estimator, QgovJobRefused, Sampler
 
 from .conftest import NS, Env
+from .test_kubectl_plugin_e2e import plugin
 
 TASK = 300_000  # priced-aer: 0.30 USD a bound circuit
 
@@ -59,6 +60,11 @@ def test_sampler_estimator_and_a_sweep_are_charged_what_their_jobs_say_and_a_ref
     status = env.status(sweep_job.job_id())
     assert int(status["estimatedMicro"]) == int(status["usedMicro"]) == 20 * TASK and status["actualCost"] == "6.00"
 
+    shown = plugin(env, "-n", NS, "results", sweep_job.job_id())  # one line per point, with its values
+    lines = shown.stdout.splitlines()
+    assert shown.returncode == 0 and len(lines) == 20, shown.stdout + shown.stderr
+    assert lines[0] == "circuit 0 [0] (theta=0): 0: 200" and lines[19] == f"circuit 0 [19] (theta={math.pi:g}): 1: 200"
+
     statuses = [env.status(j["metadata"]["name"]) for j in env.jobs()]
     assert len(statuses) == 3 and all(s["phase"] == "Succeeded" for s in statuses)
     ledger = env.ledger()
@@ -74,3 +80,18 @@ def test_sampler_estimator_and_a_sweep_are_charged_what_their_jobs_say_and_a_ref
     assert caught.value.reason == "BudgetExceeded"
     assert caught.value.message.startswith(f"exceeded budget {NS}/{NS}: requested 0.60 USD, spent 6.60 USD")
     assert refused.status() == JobStatus.ERROR
+
+    # a manifest whose circuit has a parameter without values: failed at admission, the parameter named
+    unbound = ('OPENQASM 3.0;\ninclude "stdgates.inc";\ninput float[64] phi;\nqubit[1] q;\nbit[1] c;\n'
+               'rx(phi) q[0];\nc[0] = measure q[0];\n')
+    env.job("unbound", circuits=[unbound], shots=10, parameterValues={"theta": [1.0]})
+    status = env.wait_terminal(["unbound"])["unbound"]
+    assert status["phase"] == "Failed" and not status.get("attempts") and status["message"] == (
+        "spec.parameterValues: circuit 0 has parameter phi with no values (give an array of numbers for each)")
+    assert [c["reason"] for c in status["conditions"] if c["type"] == "Failed"] == ["InvalidParameters"]
+
+    # a job admission finds wrong (more shots than the backend takes) raises QgovJobRefused too, not Failed
+    too_many = Sampler(**where).run([bell()], shots=200_000)
+    with pytest.raises(QgovJobRefused) as wrong:
+        too_many.result(timeout=120)
+    assert wrong.value.reason == "TooManyShots" and "accepts at most 100000" in wrong.value.message
