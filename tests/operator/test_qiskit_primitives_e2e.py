@@ -6,9 +6,11 @@ raises QgovJobRefused with the budget's message."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
-from qiskit import QuantumCircuit
+import yaml
+from qiskit import QuantumCircuit, qasm3
 from qiskit.circuit import Parameter
 from qiskit.providers import JobStatus
 from qiskit.quantum_info import SparsePauliOp
@@ -30,7 +32,8 @@ def bell(measure: bool = True) -> QuantumCircuit:
     return circuit
 
 
-def test_sampler_estimator_and_a_sweep_are_charged_what_their_jobs_say_and_a_refusal_raises(env: Env) -> None:
+def test_sampler_estimator_and_a_sweep_are_charged_what_their_jobs_say_and_a_refusal_raises(env: Env,
+                                                                                           tmp_path: Path) -> None:
     env.budget("7.00")
     where = {"namespace": NS, "backend": "priced-aer", "kubeconfig": str(env.cluster.kubeconfig)}
 
@@ -49,6 +52,13 @@ def test_sampler_estimator_and_a_sweep_are_charged_what_their_jobs_say_and_a_ref
     rotation.rx(theta, 0)
     rotation.measure_all()
     points = [math.pi * i / 19 for i in range(20)]
+    manifest = tmp_path / "sweep.yaml"  # the same sweep as a manifest: kubectl qgov estimate prices it as 20 circuits
+    manifest.write_text(yaml.safe_dump({"apiVersion": "qgov.dev/v1alpha1", "kind": "QiskitJob",
+                                        "metadata": {"name": "sweep", "namespace": NS},
+                                        "spec": {"backend": "priced-aer", "circuits": [qasm3.dumps(rotation)],
+                                                 "shots": 200, "parameterValues": {"theta": points}}}))
+    estimate = plugin(env, "estimate", "-f", str(manifest))
+    assert estimate.returncode == 0 and "estimated 6.00 USD" in estimate.stdout, estimate.stdout + estimate.stderr
     sweep_job = Sampler(**where).run([(rotation, [[p] for p in points])], shots=200)
     swept = sweep_job.result(timeout=240)
     bits = swept[0].data.meas
