@@ -87,3 +87,34 @@ def test_a_sweep_runs_every_point_with_its_values() -> None:
     assert [p["parameters"] for p in circuit["bindings"]] == [{"theta": 0.0}, {"theta": 3.141592653589793}]
     for point in circuit["bindings"]:
         assert set(point["counts"]) <= {"00", "11"} and sum(point["counts"].values()) == 100
+
+
+def test_an_estimator_sweep_gives_qiskit_shaped_values_per_point() -> None:
+    """The estimator binds each point too, and governance.qiskit shapes what it wrote as Qiskit does:
+    <Z> after rx(theta) is cos(theta); an observable with coefficients sums its terms."""
+    import math
+
+    from qiskit import QuantumCircuit
+    from qiskit.circuit import Parameter
+    from qiskit.primitives.containers.estimator_pub import EstimatorPub
+    from qiskit.quantum_info import SparsePauliOp
+
+    from governance.qiskit import _estimator_result
+
+    theta = Parameter("theta")
+    circuit = QuantumCircuit(1)
+    circuit.rx(theta, 0)
+    points = [0.0, math.pi / 2, math.pi]
+    pub = EstimatorPub.coerce((circuit, [[SparsePauliOp("Z")], [SparsePauliOp.from_list([("Z", 2), ("X", 1)])]],
+                               [[p] for p in points]), 0.01)
+    assert pub.shape == (2, 3)
+    rotation = ('OPENQASM 3.0;\ninclude "stdgates.inc";\ninput float[64] theta;\nqubit[1] q;\nrx(theta) q[0];\n')
+    spec = parse_job({"backend": "aer", "circuits": [rotation], "primitive": "estimator", "shots": 10_000,
+                      "observables": [["X", "Z"]], "parameterValues": {"theta": points}})
+    assert isinstance(assess(spec, AER, "USD"), Estimate)
+    outcome = simulate(spec, parse_circuits(spec.circuits), None)
+    result = _estimator_result([pub], [["X", "Z"]], {"circuits": outcome.results}, {})
+    evs = result[0].data.evs
+    assert evs.shape == (2, 3)
+    for j, p in enumerate(points):
+        assert abs(evs[0, j] - math.cos(p)) < 0.05 and abs(evs[1, j] - 2 * math.cos(p)) < 0.1
