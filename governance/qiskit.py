@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 from qiskit import qasm3
+from qiskit.circuit import Parameter
 from qiskit.primitives import (BaseEstimatorV2, BasePrimitiveJob, BaseSamplerV2, DataBin, PrimitiveResult,
                                PubResult, SamplerPubResult)
 from qiskit.primitives.containers import BitArray
@@ -239,13 +240,33 @@ def _sweep(values: BindingsArray, where: str) -> dict[str, list[float]]:
     return sweep
 
 
+def _exported(circuit: Any) -> tuple[str, dict[str, str]]:
+    """The circuit as OpenQASM 3, and its parameters' names there (Qiskit's name -> the input's name).
+    The exporter renames what is not a plain identifier (a ParameterVector's `θ[0]`, a keyword);
+    those become qgov_p<i>, so that spec.parameterValues names exactly the circuit's inputs."""
+    names = {p.name: p.name for p in circuit.parameters}
+    for attempt in range(2):
+        text = qasm3.dumps(circuit.assign_parameters(
+            {p: Parameter(names[p.name]) for p in circuit.parameters if names[p.name] != p.name}) if attempt else circuit)
+        kept = {p.name for p in qasm3.loads(text).parameters}
+        lost = [name for name in sorted(names) if names[name] not in kept]
+        if not lost:
+            return text, names
+        for i, name in enumerate(sorted(names)):
+            if name in lost:
+                names[name] = f"qgov_p{i}"
+    raise ValueError(f"the circuit's parameters {', '.join(lost)} cannot be named in OpenQASM 3")
+
+
 def _job_body(prefix: str, backend: str, primitive: str, circuits: list[Any], shots: int,
               sweep: dict[str, list[float]], budget: str | None, max_cost: str | None,
               observables: list[list[str]] | None = None) -> dict[str, Any]:
+    exported = [_exported(c) for c in circuits]
+    renamed = {old: new for _, names in exported for old, new in names.items()}
     spec: dict[str, Any] = {"backend": backend, "primitive": primitive, "shots": shots,
-                            "circuits": [qasm3.dumps(c) for c in circuits]}
+                            "circuits": [text for text, _ in exported]}
     if sweep:
-        spec["parameterValues"] = sweep
+        spec["parameterValues"] = {renamed.get(name, name): values for name, values in sweep.items()}
     if observables is not None:
         spec["observables"] = observables
     if budget:

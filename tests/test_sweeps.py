@@ -118,3 +118,24 @@ def test_an_estimator_sweep_gives_qiskit_shaped_values_per_point() -> None:
     assert evs.shape == (2, 3)
     for j, p in enumerate(points):
         assert abs(evs[0, j] - math.cos(p)) < 0.05 and abs(evs[1, j] - 2 * math.cos(p)) < 0.1
+
+
+def test_a_parameter_vector_is_swept_under_names_openqasm_3_keeps() -> None:
+    """Qiskit's exporter renames θ[0] (and keywords); the QiskitJob a Sampler makes names its inputs
+    exactly, so admission binds them."""
+    from qiskit import QuantumCircuit
+    from qiskit.circuit import Parameter, ParameterVector
+
+    from governance.qiskit import _job_body
+
+    angles = ParameterVector("θ", 2)
+    circuit = QuantumCircuit(1)
+    circuit.rx(angles[0], 0)
+    circuit.ry(angles[1], 0)
+    circuit.rz(Parameter("phi"), 0)
+    circuit.measure_all()
+    body = _job_body("t", "aer", "sampler", [circuit], 10, {"θ[0]": [0.0, 1.0], "θ[1]": [2.0], "phi": [3.0]},
+                     None, None)
+    assert body["spec"]["parameterValues"] == {"qgov_p1": [0.0, 1.0], "qgov_p2": [2.0], "phi": [3.0]}
+    estimate = assess(parse_job(body["spec"]), AER, "USD")
+    assert isinstance(estimate, Estimate) and estimate.usage.tasks == 2
