@@ -139,3 +139,22 @@ def test_a_parameter_vector_is_swept_under_names_openqasm_3_keeps() -> None:
     assert body["spec"]["parameterValues"] == {"qgov_p1": [0.0, 1.0], "qgov_p2": [2.0], "phi": [3.0]}
     estimate = assess(parse_job(body["spec"]), AER, "USD")
     assert isinstance(estimate, Estimate) and estimate.usage.tasks == 2
+
+
+def test_each_classical_register_has_its_own_counts() -> None:
+    """result[0].data.<register> per register, as Qiskit's sampler gives it, from the executor's
+    space-separated keys (the last register first)."""
+    from qiskit import QuantumCircuit
+    from qiskit.primitives.containers.sampler_pub import SamplerPub
+
+    from governance.qiskit import _job_body, _sampler_result
+
+    circuit = QuantumCircuit(2, 1)
+    circuit.x(1)
+    circuit.measure(0, 0)  # register c: always 0
+    circuit.measure_all()  # register meas: q1 set, so "10"
+    body = _job_body("t", "aer", "sampler", [circuit], 50, {}, None, None)
+    spec = parse_job(body["spec"])
+    outcome = simulate(spec, parse_circuits(spec.circuits), None)
+    result = _sampler_result([SamplerPub.coerce(circuit, 50)], {"circuits": outcome.results}, {})
+    assert result[0].data.c.get_counts() == {"0": 50} and result[0].data.meas.get_counts() == {"10": 50}
