@@ -102,6 +102,9 @@ def _submit(spec: Any, backend: Any, circuits: list[Any], session_id: str,
                                                RuntimeJobFailureError, RuntimeJobMaxTimeoutError)
     from qiskit_ibm_runtime.api.exceptions import RequestsApiError
 
+    from governance.providers.simulate import bind, per_circuit
+
+    points = [spec.binding(j) for j in range(spec.bindings)] if spec.parameter_values else [{}]
     url = os.environ.get("QGOV_IBM_URL") or None
     try:
         service = QiskitRuntimeService(
@@ -117,15 +120,16 @@ def _submit(spec: Any, backend: Any, circuits: list[Any], session_id: str,
         if spec.primitive == "sampler":
             from qiskit_ibm_runtime.executor_sampler import Sampler
 
-            compiled = transpile(circuits, target, optimization_level=1, seed_transpiler=0)
+            compiled = transpile(circuits, target, optimization_level=1, seed_transpiler=0)  # once: then each point
+            compiled = [bind(c, point) for c in compiled for point in points]
             job = Sampler(mode=mode).run(compiled, shots=spec.shots)
         else:
             from qiskit_ibm_runtime.executor_estimator import Estimator
 
             compiled = transpile([c.remove_final_measurements(inplace=False) for c in circuits], target,
                                  optimization_level=1, seed_transpiler=0)
-            pubs = [(c, [SparsePauliOp(p).apply_layout(c.layout) for p in obs])
-                    for c, obs in zip(compiled, spec.observables)]
+            pubs = [(bind(c, point), [SparsePauliOp(p).apply_layout(c.layout) for p in obs])
+                    for c, obs in zip(compiled, spec.observables) for point in points]
             job = Estimator(mode=mode).run(pubs, precision=1 / spec.shots ** 0.5)
         _wait_or_cancel(job)
         result = job.result()
@@ -153,9 +157,10 @@ def _submit(spec: Any, backend: Any, circuits: list[Any], session_id: str,
     seconds = (metrics.get("usage") or {}).get("quantum_seconds", 0)
     from governance.budget.money import format_quantity
 
-    usage = {"qpuSeconds": format_quantity(Decimal(str(seconds))), "shots": str(spec.shots * len(circuits)),
-             "tasks": str(len(circuits))}
-    return results, usage, job.job_id()
+    runs = len(circuits) * len(points)
+    usage = {"qpuSeconds": format_quantity(Decimal(str(seconds))), "shots": str(spec.shots * runs),
+             "tasks": str(runs)}
+    return per_circuit(results, points, spec.parameter_values != ()), usage, job.job_id()
 
 
 def _refusal(status: int | None, message: str) -> RuntimeRefusal:

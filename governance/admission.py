@@ -7,7 +7,7 @@ status condition can carry. Reserving the estimate is the ledger's job.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -82,6 +82,32 @@ def choose_budget(namespace: str, wanted: str | None, budgets: Mapping[str, str]
                                "(kind: QiskitBudget, spec.limit: \"10.00\")")
 
 
+def check_parameters(values: Sequence[tuple[str, Sequence[float]]],
+                     circuit_parameters: Sequence[Sequence[str]]) -> Problem | None:
+    """Why spec.parameterValues cannot bind the circuits (None: it can). Every parameter of every
+    circuit needs values, every name given must be some circuit's parameter, and the arrays
+    broadcast as Qiskit's do: all N long, or 1 long to be used at every one of the N points."""
+    given = {name for name, _ in values}
+    for i, names in enumerate(circuit_parameters):
+        missing = sorted(set(names) - given)
+        if missing:
+            return Problem("InvalidParameters", f"spec.parameterValues: circuit {i} has parameter"
+                                                f"{'s' if len(missing) > 1 else ''} {', '.join(missing)} "
+                                                "with no values (give an array of numbers for each)")
+    used = {name for names in circuit_parameters for name in names}
+    unknown = sorted(given - used)
+    if unknown:
+        return Problem("InvalidParameters", f"spec.parameterValues: {', '.join(unknown)} "
+                                            f"{'is not a parameter' if len(unknown) == 1 else 'are not parameters'} "
+                                            f"of any circuit (their parameters: {', '.join(sorted(used)) or 'none'})")
+    lengths = {len(array) for _, array in values} - {1}
+    if len(lengths) > 1:
+        described = ", ".join(f"{name} has {len(array)}" for name, array in values)
+        return Problem("InvalidParameters", f"spec.parameterValues: the arrays do not broadcast ({described}): "
+                                            "each must have the same length N, or length 1 to be used at every point")
+    return None
+
+
 def assess(job: JobSpec, backend: Backend, unit: str) -> Estimate | Problem:
     """Validate the job against its backend and estimate what it will cost: its provider says how
     many qubits the backend has, which device model to transpile for and what the circuits use."""
@@ -135,9 +161,14 @@ def assess(job: JobSpec, backend: Backend, unit: str) -> Estimate | Problem:
                 if len(pauli) != circuit.qubits:
                     return Problem("InvalidObservable", f"spec.observables[{i}][{j}]: {pauli!r} has {len(pauli)} "
                                                         f"terms, circuit {i} has {circuit.qubits} qubits")
+    if all(circuit is not None for circuit in facts):
+        unbindable = check_parameters(job.parameter_values, [c.parameters for c in facts if c is not None])
+        if unbindable is not None:
+            return unbindable
     if transpile_error is not None:
         return Problem("TranspileFailed", f"cannot transpile for {backend.name}: {transpile_error}")
-    shapes = [circuit.shape for circuit in facts if circuit is not None and circuit.shape is not None]
+    # a sweep runs each circuit once per point: priced as the bound circuits it makes
+    shapes = [circuit.shape for circuit in facts if circuit is not None and circuit.shape is not None] * job.bindings
     usage = provider.estimate(shapes, job.shots)
     try:
         amount = amount_in_unit(usage, backend.prices, unit)

@@ -249,14 +249,20 @@ def cmd_results(args: argparse.Namespace) -> int:
         print(json.dumps(document, indent=2, sort_keys=True))
         return 0
     for i, circuit in enumerate(document.get("circuits") or []):
-        if "counts" in circuit:
-            counts = ", ".join(f"{k}: {v}" for k, v in sorted(circuit["counts"].items(), key=lambda kv: (-kv[1], kv[0])))
-            print(f"circuit {i}: {counts}")
+        if "bindings" in circuit:  # a sweep: one line per point, with its values
+            for j, point in enumerate(circuit["bindings"]):
+                values = ", ".join(f"{k}={v:g}" for k, v in sorted((point.get("parameters") or {}).items()))
+                print(f"circuit {i} [{j}] ({values}): {_describe_result(point)}")
         else:
-            values = ", ".join(f"{v} ± {s}" for v, s in zip(circuit.get("expectationValues") or [],
-                                                            circuit.get("stds") or []))
-            print(f"circuit {i}: {values}")
+            print(f"circuit {i}: {_describe_result(circuit)}")
     return 0
+
+
+def _describe_result(result: dict[str, Any]) -> str:
+    """One circuit's (or one point's) counts, most frequent first, or its expectation values."""
+    if "counts" in result:
+        return ", ".join(f"{k}: {v}" for k, v in sorted(result["counts"].items(), key=lambda kv: (-kv[1], kv[0])))
+    return ", ".join(f"{v} ± {s}" for v, s in zip(result.get("expectationValues") or [], result.get("stds") or []))
 
 
 def parser() -> argparse.ArgumentParser:

@@ -81,6 +81,7 @@ class Facts:
     qubits: int
     clbits: int
     shape: CircuitShape | None  # None: not transpiled (it cannot run there anyway)
+    parameters: tuple[str, ...] = ()  # the names of its unbound parameters (spec.parameterValues binds them)
 
 
 # ------------------------------------------------------------------ the count
@@ -277,8 +278,8 @@ def _in_worker(source: str, model: str | None, primitive: str, capacity: int, op
         raise _Invalid(*result[1:])
     if result[0] == "transpile":
         raise TranspileError(result[1])
-    _, qubits, clbits, shape = result
-    return Facts(qubits, clbits, shape)
+    _, qubits, clbits, shape, parameters = result
+    return Facts(qubits, clbits, shape, tuple(parameters))
 
 
 def clear_caches() -> None:

@@ -46,7 +46,7 @@ def _limit_cpu(seconds: float) -> None:
 
 def price(source: str, model: str | None, primitive: str, capacity: int, cpu_seconds: float,
           operations: int | None) -> tuple[Any, ...]:
-    """("ok", qubits, clbits, shape or None) — the shape is None when the circuit cannot run here
+    """("ok", qubits, clbits, shape or None, parameter names) — the shape is None when the circuit cannot run here
     anyway (more qubits than `capacity`, a sampler circuit without measurements) —
     ("invalid", message, line, column) or ("transpile", message)."""
     from .circuits import CircuitError, parse_circuit
@@ -59,8 +59,9 @@ def price(source: str, model: str | None, primitive: str, capacity: int, cpu_sec
         message = str(exc).split(": ", 1)[1] if ": " in str(exc) else str(exc)
         return ("invalid", message, exc.line, exc.column)
     qubits, clbits = circuit.num_qubits, circuit.num_clbits
+    parameters = tuple(sorted(p.name for p in circuit.parameters))
     if qubits > capacity or (primitive == "sampler" and clbits == 0):
-        return ("ok", qubits, clbits, None)
+        return ("ok", qubits, clbits, None, parameters)
     try:
         measured = circuit.remove_final_measurements(inplace=False) if primitive == "estimator" else circuit
         target = None
@@ -73,7 +74,7 @@ def price(source: str, model: str | None, primitive: str, capacity: int, cpu_sec
         raise
     except Exception as exc:  # noqa: BLE001 - the transpiler's many error types
         return ("transpile", " ".join(str(exc).split()))
-    return ("ok", qubits, clbits, shape)
+    return ("ok", qubits, clbits, shape, parameters)
 
 
 def ready() -> bool:

@@ -79,6 +79,18 @@ class JobSpec:
     max_cost_micro: int | None
     backoff_limit: int
     credentials_secret: str | None = None  # ibm: the Secret an automatic batch authenticates with
+    # spec.parameterValues: parameter name -> values, every array N long or 1 (broadcast), as Qiskit does
+    parameter_values: tuple[tuple[str, tuple[float, ...]], ...] = ()
+
+    @property
+    def bindings(self) -> int:
+        """How many bound circuits each circuit makes: the sweep's length (1 without a sweep).
+        Lengths that do not broadcast are refused by parse_job; this is their longest."""
+        return max((len(values) for _, values in self.parameter_values), default=1)
+
+    def binding(self, index: int) -> dict[str, float]:
+        """The values of point `index` of the sweep (a length-1 array is broadcast)."""
+        return {name: values[0] if len(values) == 1 else values[index] for name, values in self.parameter_values}
 
 
 def _int(value: Any, field: str) -> int:
@@ -202,4 +214,33 @@ def parse_job(spec: dict[str, Any]) -> JobSpec:
             raise SpecError("spec.maxCost", str(exc).removeprefix("spec.maxCost: ")) from None
     backoff = _int(spec.get("backoffLimit", 2), "spec.backoffLimit")
     return JobSpec(backend, primitive, tuple(circuits), shots, tuple(parsed_obs), spec.get("session") or None,
-                   spec.get("budget") or None, max_cost, backoff, spec.get("credentialsSecret") or None)
+                   spec.get("budget") or None, max_cost, backoff, spec.get("credentialsSecret") or None,
+                   parse_parameter_values(spec.get("parameterValues")))
+
+
+MAX_PARAMETERS = 100  # the CRD's maxProperties: names a sweep may bind
+MAX_SWEEP = 10_000  # the CRD's maxItems: points of a sweep
+
+
+def parse_parameter_values(values: Any) -> tuple[tuple[str, tuple[float, ...]], ...]:
+    """spec.parameterValues as (name, values) pairs in name order. Whether the arrays broadcast and
+    name the circuits' parameters is admission's check (admission.check_parameters)."""
+    if values is None:
+        return ()
+    if not isinstance(values, dict):
+        raise SpecError("spec.parameterValues", "must be a map of parameter name to an array of numbers")
+    if len(values) > MAX_PARAMETERS:
+        raise SpecError("spec.parameterValues", f"{len(values)} parameters, at most {MAX_PARAMETERS}")
+    parsed: list[tuple[str, tuple[float, ...]]] = []
+    for name in sorted(values):
+        field = f"spec.parameterValues.{name}"
+        array = values[name]
+        if not isinstance(array, list) or not array:
+            raise SpecError(field, "must be a non-empty array of numbers")
+        if len(array) > MAX_SWEEP:
+            raise SpecError(field, f"{len(array)} values, at most {MAX_SWEEP}")
+        for i, v in enumerate(array):
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or v != v or v in (float("inf"), float("-inf")):
+                raise SpecError(f"{field}[{i}]", f"must be a finite number, not {v!r}")
+        parsed.append((name, tuple(float(v) for v in array)))
+    return tuple(parsed)

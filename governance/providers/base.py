@@ -87,7 +87,7 @@ class Provider:
         from .estimate import shape_on_target
 
         target = self.target(backend)
-        shapes = [shape_on_target(c, target) for c in parse_circuits(job.circuits)]
+        shapes = [shape_on_target(c, target) for c in parse_circuits(job.circuits)] * job.bindings  # a sweep's points
         return self.estimate(shapes, job.shots, safety=Decimal(1))
 
     def describe_usage(self, usage: Usage, backend: Backend) -> str:
