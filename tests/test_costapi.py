@@ -145,3 +145,93 @@ def test_validate_catches_what_breaks_focus() -> None:
     for says in ["BilledCost '1.5e0' is not a decimal", "ChargeCategory 'Quantum'", "ChargePeriodEnd",
                  "Tags '[1]' is not a JSON object", "ServiceName is null"]:
         assert says in problems
+
+
+# ---------------------------------------------------------------------- the HTTP server
+
+
+def _reviews(users: dict[str, tuple[str, set[str]]]):  # type: ignore[no-untyped-def]
+    """TokenReview and SubjectAccessReview answers for a table token -> (user, namespaces it may get
+    qiskitbudgets in; "" for all). The real API server's answers are tested in
+    tests/operator/test_cost_api_upstream.py; here the cost API's own part: which rows each caller gets."""
+    from governance.metricsauth import User
+
+    asked: list[tuple[str, str]] = []
+
+    def authenticate(token: str) -> User | None:
+        return User(users[token][0]) if token in users else None
+
+    def access(user: User, attributes: dict) -> bool:  # type: ignore[type-arg]
+        a = attributes["resourceAttributes"]
+        assert (a["group"], a["resource"], a["verb"]) == ("qgov.dev", "qiskitbudgets", "get")
+        asked.append((user.username, a["namespace"]))
+        allowed = next(v[1] for v in users.values() if v[0] == user.username)
+        return "" in allowed or a["namespace"] in allowed
+
+    return authenticate, access, asked
+
+
+def _get(port: int, query: str, token: str | None) -> tuple[int, str, str]:
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/costs{query}",
+                                     headers={"Authorization": f"Bearer {token}"} if token else {})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return answer.status, answer.headers.get("Content-Type", ""), answer.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.headers.get("Content-Type", ""), exc.read().decode()
+
+
+@pytest.fixture
+def cost_server(history: str):  # type: ignore[no-untyped-def]
+    import threading
+    from wsgiref.simple_server import make_server
+
+    from prometheus_client.exposition import ThreadingWSGIServer
+
+    from governance.costapi import NamespaceAccess, app
+
+    authenticate, access, asked = _reviews({"tok-a": ("alice", {"team-a"}), "tok-admin": ("root", {""}),
+                                            "tok-none": ("nobody", set())})
+    ledger = Ledger(history)
+    server = make_server("127.0.0.1", 0, app(lambda: ledger, NamespaceAccess(authenticate, access)),
+                         ThreadingWSGIServer)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server.server_port, asked
+    server.shutdown()
+    server.server_close()
+    ledger.close()
+
+
+def test_cost_api_shows_each_caller_only_the_namespaces_it_may_read(cost_server) -> None:  # type: ignore[no-untyped-def]
+    port, asked = cost_server
+    window = "?window=2026-01-01T00:00:00Z,2027-01-01T00:00:00Z"
+    status, kind, body = _get(port, window, "tok-a")
+    assert status == 200 and kind.startswith("application/json")
+    answer = json.loads(body)
+    assert answer["namespaces"] == ["team-a"]
+    assert answer["items"] == [{"name": "team-a", "unit": "USD", "jobs": 3, "cost": "6.255663",
+                                "estimate": "9.00", "late": "0.00"}]
+    status, _, body = _get(port, window + "&aggregate=namespace", "tok-admin")
+    assert [i["name"] for i in json.loads(body)["items"]] == ["team-a", "team-b", "team-c"]
+    status, kind, body = _get(port, window + "&aggregate=backend&format=csv", "tok-a")
+    assert status == 200 and kind.startswith("text/csv")
+    assert [r["backend"] for r in csv.DictReader(io.StringIO(body))] == ["aer_simulator", "ibm_torino"]
+    # another team's namespace, asked for by name: refused, not an empty answer
+    status, _, body = _get(port, window + "&namespace=team-b", "tok-a")
+    assert status == 403 and "alice may not get qiskitbudgets.qgov.dev in namespace team-b" in body
+    assert _get(port, window + "&namespace=team-a&aggregate=session", "tok-a")[0] == 200
+    status, _, body = _get(port, window, "tok-none")
+    assert status == 403 and "in any namespace that has a budget" in body
+    assert _get(port, window, None)[0] == 401
+    assert _get(port, window, "forged")[0] == 401
+    for query, says in [("?window=yesterday", "bad window"), ("?aggregate=label", "bad aggregate"),
+                        ("?format=xml", "bad format"), ("?windw=7d", "unknown parameter 'windw'")]:
+        status, _, body = _get(port, query, "tok-a")
+        assert status == 400 and says in body, (query, body)
+    # verdicts are cached: asking again asks the API server nothing
+    before = len(asked)
+    assert _get(port, window, "tok-a")[0] == 200
+    assert len(asked) == before
