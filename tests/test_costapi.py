@@ -191,13 +191,13 @@ def cost_server(history: str):  # type: ignore[no-untyped-def]
 
     from prometheus_client.exposition import ThreadingWSGIServer
 
-    from governance.costapi import NamespaceAccess, app
+    from governance.costapi import NamespaceAccess, _QuietHandler, app
 
     authenticate, access, asked = _reviews({"tok-a": ("alice", {"team-a"}), "tok-admin": ("root", {""}),
                                             "tok-none": ("nobody", set())})
     ledger = Ledger(history)
     server = make_server("127.0.0.1", 0, app(lambda: ledger, NamespaceAccess(authenticate, access)),
-                         ThreadingWSGIServer)
+                         ThreadingWSGIServer, handler_class=_QuietHandler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield server.server_port, asked
     server.shutdown()
@@ -235,3 +235,27 @@ def test_cost_api_shows_each_caller_only_the_namespaces_it_may_read(cost_server)
     before = len(asked)
     assert _get(port, window, "tok-a")[0] == 200
     assert len(asked) == before
+
+
+def test_kubectl_qgov_report_reads_the_cost_api(cost_server, capsys) -> None:  # type: ignore[no-untyped-def]
+    from governance import kubectl
+
+    port, _ = cost_server
+    server = f"http://127.0.0.1:{port}"
+    window = "2026-12-01T00:00:00Z,2027-01-01T00:00:00Z"
+    assert kubectl.main(["report", "--server", server, "--token", "tok-a", "--window", window, "--by", "budget"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "costs from 2026-12-01T00:00:00Z to 2027-01-01T00:00:00Z, namespaces: team-a"
+    assert out[1].split() == ["BUDGET", "UNIT", "JOBS", "COST", "ESTIMATE"]
+    assert out[2].split() == ["team-a/research", "USD", "1", "4.00", "5.00"]
+    assert out[3].split() == ["team-a/team-a", "USD", "1", "0.999999", "1.00"]
+    assert out[4].split() == ["TOTAL", "USD", "2", "4.999999"]
+    assert kubectl.main(["-n", "team-a", "report", "--server", server, "--token", "tok-a", "--window", window,
+                         "-o", "csv"]) == 0
+    assert [r["backend"] for r in csv.DictReader(io.StringIO(capsys.readouterr().out))] == ["aer_simulator", "ibm_torino"]
+    assert kubectl.main(["-n", "team-b", "report", "--server", server, "--token", "tok-a"]) == 1
+    err = capsys.readouterr().err
+    assert err.strip() == ("kubectl qgov: the cost API answered 403: alice may not get qiskitbudgets.qgov.dev "
+                           "in namespace team-b")
+    assert kubectl.main(["report", "--window", "7d"]) == 1
+    assert "need --server" in capsys.readouterr().err
