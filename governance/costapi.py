@@ -200,7 +200,13 @@ def serve(port: int, address: str, database_url: str | None, auth_mode: str) -> 
         from .kubeconfig import client_configuration
         from .metricsauth import kubernetes_reviews
 
-        access = NamespaceAccess(*kubernetes_reviews(kubernetes.client.ApiClient(client_configuration(retries=1))))
+        try:
+            api_client = kubernetes.client.ApiClient(client_configuration(retries=1))
+        except Exception as exc:  # noqa: BLE001 - the cost API must never stop the operator: it says why it is off
+            log.error(f"cost API: not served, no API server to review callers' tokens with ({exc}); "
+                      "set QGOV_COST_API_PORT=0 to turn it off")
+            return
+        access = NamespaceAccess(*kubernetes_reviews(api_client))
     lock = threading.Lock()
     made: list[Any] = []
 
