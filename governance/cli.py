@@ -79,6 +79,20 @@ def cmd_chargeback(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from .budget import focus
+    from .budget.costview import parse_cost_window
+
+    window = parse_cost_window(args.window)
+    charges = _ledger(args).charges(window, args.namespace or None)
+    result = focus.export(charges, focus.Issuer(args.account, args.account, args.provider))
+    if result.skipped:
+        print(f"qgov: {result.skipped} job(s) charged in QPU-seconds budgets left out: FOCUS costs are in a currency",
+              file=sys.stderr)
+    sys.stdout.write(focus.render_csv(result.rows))
+    return 0
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
     problems = _ledger(args).verify()
     for line in problems:
@@ -317,6 +331,13 @@ def build_parser() -> argparse.ArgumentParser:
                                               "(or week, or day): one CSV row per budget")
     p.add_argument("--period", help="2026-11 (month), 2026-W48 (ISO week) or 2026-11-24 (day); default this month")
     p.add_argument("--format", "-o", choices=("csv", "markdown"), default="csv")
+    p = add(lp, "export", cmd_export, "every settled job charged in a window, as FOCUS 1.1 CSV rows for FinOps tools")
+    p.add_argument("--format", "-o", choices=("focus",), default="focus")
+    p.add_argument("--window", "-w", default=None,
+                   help="start,end (RFC 3339), thismonth (default), lastmonth, 7d, 24h, or 2026-11 / 2026-W48 / 2026-11-24")
+    p.add_argument("--namespace", "-n", action="append", help="only this namespace (repeatable; default: all)")
+    p.add_argument("--provider", default="qgov", help="ProviderName, PublisherName and InvoiceIssuerName (default qgov)")
+    p.add_argument("--account", default="qgov", help="BillingAccountId and BillingAccountName (default qgov)")
     add(lp, "verify", cmd_verify, "recompute every balance from the entry log and compare")
     p = add(lp, "compact", cmd_compact,
             "remove the settled, released and refused reservations of periods that ended before PERIOD; "

@@ -200,9 +200,65 @@ def _budgets_shown(args: argparse.Namespace) -> tuple[str, list[dict[str, Any]]]
     return namespace, sorted(items, key=lambda b: b["metadata"]["name"])
 
 
+def _cost_token(args: argparse.Namespace) -> str:
+    """--token, else the bearer token of the kubeconfig's user (a ServiceAccount's, an OIDC id token)."""
+    if args.token:
+        return str(args.token)
+    from .kubeconfig import client_configuration
+
+    try:
+        header = client_configuration(args.kubeconfig).api_key.get("authorization") or ""
+    except Exception:  # noqa: BLE001 - no kubeconfig: say what to give instead
+        header = ""
+    if not header.lower().startswith("bearer "):
+        raise PluginError("--server needs a bearer token: give --token (e.g. $(kubectl create token NAME)); "
+                          "the kubeconfig's user has none")
+    return header.split(" ", 1)[1].strip()
+
+
+def report_from_cost_api(args: argparse.Namespace) -> str:
+    """GET the operator's cost API (docs/cost-api.md) with the caller's own token: it answers only
+    the namespaces that token may get QiskitBudgets in."""
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    query = {"aggregate": args.by, "format": "csv" if args.output == "csv" else "json"}
+    if args.window:
+        query["window"] = args.window
+    if args.namespace:
+        query["namespace"] = args.namespace
+    url = f"{args.server.rstrip('/')}/costs?{urllib.parse.urlencode(query)}"
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {_cost_token(args)}"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            return str(answer.read().decode())
+    except urllib.error.HTTPError as exc:
+        reason = exc.read().decode(errors="replace").strip().splitlines()
+        raise PluginError(f"the cost API answered {exc.code}: {reason[0] if reason else exc.reason}") from None
+    except (urllib.error.URLError, OSError) as exc:
+        raise PluginError(f"cannot reach the cost API at {args.server}: {getattr(exc, 'reason', exc)}") from None
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     """This period's spend of each budget of the namespace, as the operator last wrote it to the
-    budget's status, by backend or by session."""
+    budget's status, by backend or by session; with --server, any window from the operator's cost API."""
+    if args.server:
+        body = report_from_cost_api(args)
+        if args.output == "csv":
+            sys.stdout.write(body)
+            return 0
+        answer = json.loads(body)
+        print(f"costs from {answer['window']['start']} to {answer['window']['end']}, "
+              f"namespaces: {', '.join(answer['namespaces']) or '-'}")
+        table: list[tuple[str, ...]] = [(args.by.upper(), "UNIT", "JOBS", "COST", "ESTIMATE")]
+        table += [(i["name"] or "-", i["unit"], str(i["jobs"]), i["cost"], i["estimate"]) for i in answer["items"]]
+        table += [("TOTAL", t["unit"], str(t["jobs"]), t["cost"], "") for t in answer["totals"]]
+        _table(table)
+        return 0
+    if args.window or args.by in ("namespace", "budget") or args.output != "table":
+        raise PluginError("--window, --by namespace|budget and -o csv need --server (the operator's cost API): "
+                          "without it the report is this period's, from the budgets' status")
     namespace, budgets = _budgets_shown(args)
     for budget in budgets:
         status, name = budget.get("status") or {}, budget["metadata"]["name"]
@@ -276,7 +332,13 @@ def parser() -> argparse.ArgumentParser:
     jobs = sub.add_parser("jobs", help="the namespace's QiskitJobs with their estimate and cost")
     jobs.set_defaults(run=cmd_jobs)
     report = sub.add_parser("report", help="this period's spend of the namespace's budgets, by backend or session")
-    report.add_argument("--by", choices=("backend", "session"), default="backend")
+    report.add_argument("--by", choices=("backend", "session", "namespace", "budget"), default="backend",
+                        help="namespace and budget need --server")
+    report.add_argument("--window", help="with --server: start,end (RFC 3339), thismonth (default), lastmonth, 7d, 24h")
+    report.add_argument("--server", help="the operator's cost API, e.g. http://qgov-operator-costs.qgov-system:9091 "
+                                         "(default: none, read the budgets' status)")
+    report.add_argument("--token", help="bearer token for --server (default: the kubeconfig user's)")
+    report.add_argument("-o", "--output", choices=("table", "csv"), default="table", help="csv needs --server")
     report.set_defaults(run=cmd_report)
     top = sub.add_parser("top", help="the most expensive jobs of this period")
     top.set_defaults(run=cmd_top)

@@ -103,9 +103,10 @@ class Gate:
         return Verdict(200, user.username)
 
 
-def kubernetes_gate(api_client: Any, **cache: Any) -> Gate:
-    """A Gate that asks the API server `api_client` talks to (the operator's identity needs
-    `create` on tokenreviews and subjectaccessreviews: its ClusterRole grants both)."""
+def kubernetes_reviews(api_client: Any) -> tuple[Authenticate, Callable[[User, dict[str, Any]], bool]]:
+    """TokenReview (token -> User or None) and SubjectAccessReview (User and the review's attributes,
+    `nonResourceAttributes` or `resourceAttributes` -> allowed?) against the API server `api_client`
+    talks to; ReviewUnavailable when it cannot be asked. Shared by /metrics and the cost API."""
     import kubernetes
     from kubernetes.client.rest import ApiException
     from urllib3.exceptions import HTTPError
@@ -125,9 +126,8 @@ def kubernetes_gate(api_client: Any, **cache: Any) -> Gate:
         extra = tuple(sorted((k, tuple(v)) for k, v in (status.user.extra or {}).items()))
         return User(status.user.username or "", status.user.uid or "", tuple(status.user.groups or ()), extra)
 
-    def authorize(user: User) -> bool:
-        spec: dict[str, Any] = {"user": user.username, "groups": list(user.groups),
-                                "nonResourceAttributes": {"path": PATH, "verb": "get"}}
+    def access(user: User, attributes: dict[str, Any]) -> bool:
+        spec: dict[str, Any] = {"user": user.username, "groups": list(user.groups), **attributes}
         if user.uid:
             spec["uid"] = user.uid
         if user.extra:
@@ -139,6 +139,17 @@ def kubernetes_gate(api_client: Any, **cache: Any) -> Gate:
         except (ApiException, HTTPError, OSError) as exc:
             raise ReviewUnavailable(f"SubjectAccessReview: {_why(exc)}") from None
         return bool(review.status and review.status.allowed)
+
+    return authenticate, access
+
+
+def kubernetes_gate(api_client: Any, **cache: Any) -> Gate:
+    """A Gate that asks the API server `api_client` talks to (the operator's identity needs
+    `create` on tokenreviews and subjectaccessreviews: its ClusterRole grants both)."""
+    authenticate, access = kubernetes_reviews(api_client)
+
+    def authorize(user: User) -> bool:
+        return access(user, {"nonResourceAttributes": {"path": PATH, "verb": "get"}})
 
     return Gate(authenticate, authorize, **cache)
 

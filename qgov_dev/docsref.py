@@ -50,6 +50,8 @@ NOTES = {
                                         "(chart: `executor.imagePullSecrets`)",
     "QGOV_EXECUTOR_PRIORITY_CLASS_NAME": "executor pods' priorityClassName (chart: `executor.priorityClassName`)",
     "QGOV_METRICS_PORT": "the port of /metrics; 0 serves none (chart: `metrics.port`, `metrics.enabled`)",
+    "QGOV_COST_API_PORT": "the port of the cost API, GET /costs (docs/cost-api.md); 0 serves none "
+                          "(chart: `costApi.port`, `costApi.enabled`)",
     "QGOV_WEBHOOK_PORT": "the admission webhook's HTTPS port; unset, as for a local `qgov operator`: no webhook "
                          "(chart: `webhook.port`)",
     "QGOV_WEBHOOK_CLIENT_CA": "a PEM file of the CA that signs the API server's client certificate; set, only "

@@ -57,6 +57,7 @@ class Operator:
         env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), "QGOV_DATABASE_URL": self.database_url,
                "QGOV_RETRY_BASE_SECONDS": "1", "QGOV_STATUS_INTERVAL_SECONDS": "1",
                "QGOV_METRICS_PORT": "0",  # tests that scrape pick a free port
+               "QGOV_COST_API_PORT": "0",  # (and those that read costs)
                # the emulator serves no TokenReview or SubjectAccessReview: its scrapes carry no token
                **({} if hasattr(self.cluster, "metrics_token") else {"QGOV_METRICS_AUTH": "none"}),
                **self.extra_env}

@@ -301,6 +301,7 @@ DEFAULT = re.compile(r"""os\.environ\.get\(\s*["'](QGOV_[A-Z0-9_]+)["']\s*,\s*["
 # what the chart sets from other values than config.<name>
 SPECIAL = {"QGOV_DATABASE_URL": "ledger", "QGOV_EXECUTOR_IMAGE": "executorImage",
            "QGOV_EXECUTOR_IMAGE_PULL_POLICY": "executorImage.pullPolicy", "QGOV_METRICS_PORT": "metrics.port",
+           "QGOV_COST_API_PORT": "costApi.port",
            "QGOV_WEBHOOK_PORT": "webhook.port",
            # the webhook's objects are the chart's, named as the operator's defaults, in the release's
            # namespace (the pod's own): nothing to set; QGOV_WEBHOOK_URL is for an operator run outside
@@ -559,21 +560,21 @@ def test_the_admission_policies_are_the_kustomize_ones_for_the_releases_namespac
     assert not names & {d["metadata"]["name"] for d in render("tenantRoles.enabled=false") if d["kind"] == "ClusterRole"}
 
 
-def test_the_network_policy_admits_only_the_webhook_metrics_and_health_ports(render: Any) -> None:
+def test_the_network_policy_admits_only_the_webhook_metrics_costs_and_health_ports(render: Any) -> None:
     docs = render()
     policy = one(docs, "NetworkPolicy", "qgov-operator")["spec"]
     assert policy["podSelector"]["matchLabels"].items() <= one(docs, "Deployment")["spec"]["template"]["metadata"][
         "labels"].items()
     assert policy["policyTypes"] == ["Ingress"]
     ports = [(r["ports"][0]["port"], r.get("from")) for r in policy["ingress"]]
-    assert ports == [("webhook", None), ("metrics", None), ("health", None)]
+    assert ports == [("webhook", None), ("metrics", None), ("costs", None), ("health", None)]
     named = {p["name"] for p in container(docs)["ports"]}
-    assert {"webhook", "metrics", "health"} <= named  # the names the policy uses exist on the container
+    assert {"webhook", "metrics", "costs", "health"} <= named  # the names the policy uses exist on the container
 
     docs = render("networkPolicy.metricsFrom[0].namespaceSelector.matchLabels.team=monitoring", "webhook.enabled=false")
     policy = one(docs, "NetworkPolicy", "qgov-operator")["spec"]
     assert [(r["ports"][0]["port"], r.get("from")) for r in policy["ingress"]] == [
-        ("metrics", [{"namespaceSelector": {"matchLabels": {"team": "monitoring"}}}]), ("health", None)]
+        ("metrics", [{"namespaceSelector": {"matchLabels": {"team": "monitoring"}}}]), ("costs", None), ("health", None)]
     assert not [d for d in render("networkPolicy.enabled=false") if d["kind"] == "NetworkPolicy"]
 
 
@@ -691,3 +692,24 @@ def test_the_alerts_and_the_dashboard_install_with_the_chart_when_asked(render: 
         "run python monitoring/grafana/dashboard.py"
     # without metrics there is nothing to alert on
     assert not [d for d in render("metrics.enabled=false", "metrics.prometheusRule.enabled=true") if d["kind"] == "PrometheusRule"]
+
+
+def test_cost_api_has_a_service_a_port_and_an_ingress_rule_and_can_be_turned_off(render: Any) -> None:
+    docs = render()
+    assert env(docs)["QGOV_COST_API_PORT"] == "9091"
+    assert {"name": "costs", "containerPort": 9091} in container(docs)["ports"]
+    service = one(docs, "Service", "qgov-operator-costs")
+    assert service["spec"]["ports"] == [{"name": "costs", "port": 9091, "targetPort": "costs", "protocol": "TCP"}]
+    rules = one(docs, "NetworkPolicy")["spec"]["ingress"]
+    assert {"ports": [{"port": "costs", "protocol": "TCP"}]} in rules
+    docs = render("costApi.port=9500", "networkPolicy.costApiFrom[0].namespaceSelector.matchLabels.team=finops")
+    assert env(docs)["QGOV_COST_API_PORT"] == "9500"
+    assert one(docs, "Service", "qgov-operator-costs")["spec"]["ports"][0]["port"] == 9500
+    assert [r for r in one(docs, "NetworkPolicy")["spec"]["ingress"] if r["ports"][0]["port"] == "costs"][0]["from"] == [
+        {"namespaceSelector": {"matchLabels": {"team": "finops"}}}]
+    docs = render("costApi.enabled=false")
+    assert env(docs)["QGOV_COST_API_PORT"] == "0"
+    assert not [d for d in docs if d["metadata"]["name"] == "qgov-operator-costs"]
+    assert "costs" not in [p["name"] for p in container(docs)["ports"]]
+    kustomized = kustomize()
+    assert one(kustomized, "Service", "qgov-costs")["spec"]["ports"][0]["targetPort"] == "costs"

@@ -641,6 +641,19 @@ class Ledger:
 
         return self._read(lambda conn: chargeback(conn, window), one_statement=True)
 
+    def charges(self, window: Any, namespaces: Sequence[str] | None = None) -> list[Any]:
+        """The settled jobs charged in a costview.CostWindow (of these namespaces only, if given):
+        what the cost API sums and `qgov ledger export` writes."""
+        from .costview import charges
+
+        return self._read(lambda conn: charges(conn, window, namespaces), one_statement=True)
+
+    def namespaces(self) -> list[str]:
+        """Every namespace that has (or had) a budget."""
+        from .costview import namespaces
+
+        return self._read(namespaces)
+
     def daily_spend(self, namespace: str, budget: str, days: int = BURN_DAYS) -> dict[date, int]:
         """Micro-units committed per UTC day over the last `days` days, today included (the burn rate's input)."""
         since = _first_day(utc(self.clock()), days)

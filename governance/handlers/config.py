@@ -11,6 +11,7 @@ from collections.abc import Mapping
 
 from .pods import DEFAULT_RESOURCES, ExecutorPodSettings
 
+from ..costapi import port_from_env as costapi_port
 from ..metricsauth import mode_from_env
 
 
@@ -79,6 +80,7 @@ class OperatorConfig:
     job_ttl_seconds: int | None = None  # finished QiskitJobs without spec.ttlSecondsAfterFinished (expiry.py)
     provision_executor_identity: bool = True  # ServiceAccount + RoleBinding qgov-executor per budget (identity.py)
     metrics_port: int = 9090  # Prometheus /metrics (governance/metrics.py); 0 serves none
+    cost_api_port: int = 9091  # the cost API, GET /costs (governance/costapi.py); 0 serves none
     metrics_auth: str = "kubernetes"  # who may read it: TokenReview + SubjectAccessReview, or "none" (metricsauth.py)
     executor_image_pull_policy: str | None = None  # executor pods' imagePullPolicy (None: Kubernetes' default)
     executor_pod: ExecutorPodSettings = field(default_factory=ExecutorPodSettings)  # resources, scheduling
@@ -102,6 +104,7 @@ class OperatorConfig:
             provision_executor_identity=os.environ.get("QGOV_PROVISION_EXECUTOR_IDENTITY", "true").lower()
             not in ("0", "false", "no"),
             metrics_port=int(os.environ.get("QGOV_METRICS_PORT", "9090")),
+            cost_api_port=costapi_port(os.environ.get("QGOV_COST_API_PORT")),
             metrics_auth=mode_from_env(os.environ.get("QGOV_METRICS_AUTH")),
             executor_image_pull_policy=os.environ.get("QGOV_EXECUTOR_IMAGE_PULL_POLICY") or None,
             executor_pod=executor_pod_settings(),

@@ -12,7 +12,7 @@ from typing import Any
 import kopf
 import kubernetes
 
-from .. import metrics, metricsauth
+from .. import costapi, metrics, metricsauth
 from ..api import MANAGED_BY_LABEL, OPERATOR_FINALIZER
 from ..budget import db
 from ..budget.batcher import ReservationBatcher
@@ -148,6 +148,7 @@ def start(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: Any, **_: An
     operator.sweeper.start()
     if config.metrics_port:  # (already served by the replica: a no-op)
         metrics.serve(config.metrics_port, listen_address(), metricsauth.gate_for(config.metrics_auth))
+    costapi.serve(config.cost_api_port, listen_address(), config.database_url, config.metrics_auth)  # (idem)
     _tune_gc()
     logger.info(f"qgov operator started; ledger {db.redact(str(ledger.engine.url))}")
 

@@ -169,7 +169,7 @@ def run(liveness: str | None, election: Election | None = None) -> int:
 async def _replica(liveness: str | None, election: Election) -> int:
     import kopf
 
-    from .. import metrics, metricsauth
+    from .. import costapi, metrics, metricsauth
     from ..handlers.config import OperatorConfig, listen_address
 
     loop = asyncio.get_running_loop()
@@ -183,6 +183,7 @@ async def _replica(liveness: str | None, election: Election) -> int:
         await health.start()
     config = OperatorConfig.from_env()
     metrics.serve(config.metrics_port, address, metricsauth.gate_for(config.metrics_auth) if config.metrics_port else None)
+    costapi.serve(config.cost_api_port, address, config.database_url, config.metrics_auth)  # every replica
     metrics.LEADER.set(0)
     elector: Elector | None = None
     try:
