@@ -31,7 +31,8 @@ from cachetools import TTLCache
 from prometheus_client.exposition import ThreadingWSGIServer
 from sqlalchemy.exc import SQLAlchemyError
 
-from .budget.costview import AGGREGATES, BadQuery, aggregate, parse_cost_window, render
+from .budget.costquery import BadQuery, check_aggregate
+from .budget.costview import aggregate, parse_cost_window, render
 from .budget.errors import LedgerError
 from .metricsauth import Authenticate, ReviewUnavailable, User
 
@@ -132,8 +133,7 @@ def app(ledger: Callable[[], Any], access: NamespaceAccess | Everyone) -> Callab
         try:
             if unknown:
                 raise BadQuery(f"unknown parameter {unknown[0]!r}: use window, aggregate, namespace, format")
-            if by not in AGGREGATES:
-                raise BadQuery(f"bad aggregate {by!r}: use one of {', '.join(AGGREGATES)}")
+            check_aggregate(by)
             if fmt not in ("json", "csv"):
                 raise BadQuery(f"bad format {fmt!r}: use json or csv")
             window = parse_cost_window(query.get("window"))

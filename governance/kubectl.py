@@ -24,6 +24,7 @@ from typing import Any
 from .admission import Problem, backend_from_object
 from .api import GROUP, VERSION
 from .api.specs import Backend, budgets_that_may_come
+from .budget.costquery import BadQuery, check_aggregate
 from .budget.money import AmountError, format_amount, parse_amount
 from .budget.types import Balance
 from .jobs import results
@@ -240,6 +241,15 @@ def report_from_cost_api(args: argparse.Namespace) -> str:
         raise PluginError(f"cannot reach the cost API at {args.server}: {getattr(exc, 'reason', exc)}") from None
 
 
+def _aggregate(text: str) -> str:
+    """--by's value, checked as the cost API checks it (costview.check_aggregate)."""
+    try:
+        check_aggregate(text)
+    except BadQuery as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     """This period's spend of each budget of the namespace, as the operator last wrote it to the
     budget's status, by backend or by session; with --server, any window from the operator's cost API."""
@@ -256,8 +266,8 @@ def cmd_report(args: argparse.Namespace) -> int:
         table += [("TOTAL", t["unit"], str(t["jobs"]), t["cost"], "") for t in answer["totals"]]
         _table(table)
         return 0
-    if args.window or args.by in ("namespace", "budget") or args.output != "table":
-        raise PluginError("--window, --by namespace|budget and -o csv need --server (the operator's cost API): "
+    if args.window or args.by not in ("backend", "session") or args.output != "table":
+        raise PluginError("--window, --by namespace|budget|label:KEY and -o csv need --server (the operator's cost API): "
                           "without it the report is this period's, from the budgets' status")
     namespace, budgets = _budgets_shown(args)
     for budget in budgets:
@@ -332,8 +342,9 @@ def parser() -> argparse.ArgumentParser:
     jobs = sub.add_parser("jobs", help="the namespace's QiskitJobs with their estimate and cost")
     jobs.set_defaults(run=cmd_jobs)
     report = sub.add_parser("report", help="this period's spend of the namespace's budgets, by backend or session")
-    report.add_argument("--by", choices=("backend", "session", "namespace", "budget"), default="backend",
-                        help="namespace and budget need --server")
+    report.add_argument("--by", type=_aggregate, default="backend",
+                        help="backend (default), session, namespace, budget or label:KEY (the jobs' label KEY when "
+                             "they were admitted); namespace, budget and label:KEY need --server")
     report.add_argument("--window", help="with --server: start,end (RFC 3339), thismonth (default), lastmonth, 7d, 24h")
     report.add_argument("--server", help="the operator's cost API, e.g. http://qgov-operator-costs.qgov-system:9091 "
                                          "(default: none, read the budgets' status)")

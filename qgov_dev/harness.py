@@ -111,9 +111,10 @@ class Env:
             "spec": {"limit": limit, **spec}})
         self.wait(lambda: self.get("qiskitbudgets", name).get("status", {}).get("limit"), "budget in the ledger")
 
-    def job(self, name: str, backend: str = "priced-aer", circuits: list[str] | None = None, **spec: Any) -> None:
+    def job(self, name: str, backend: str = "priced-aer", circuits: list[str] | None = None,
+            labels: dict[str, str] | None = None, **spec: Any) -> None:
         self.custom.create_namespaced_custom_object(G, V, NS, "qiskitjobs", {
-            "apiVersion": f"{G}/{V}", "kind": "QiskitJob", "metadata": {"name": name},
+            "apiVersion": f"{G}/{V}", "kind": "QiskitJob", "metadata": {"name": name, "labels": labels or {}},
             "spec": {"backend": backend, "circuits": circuits or [BELL], **spec}})
 
     def get(self, plural: str, name: str) -> dict[str, Any]:

@@ -11,9 +11,10 @@ from datetime import datetime, timezone
 import pytest
 
 from governance.budget import focus
-from governance.budget.costview import BadQuery, aggregate, parse_cost_window, render
+from governance.budget.costquery import BadQuery
+from governance.budget.costview import aggregate, parse_cost_window, render
 from governance.budget.ledger import Ledger
-from governance.budget.types import BudgetSpec, ReserveRequest
+from governance.budget.types import BudgetSpec, JobTerms, ReserveRequest, job_labels
 
 from .conftest import FakeClock
 from .test_cli import assert_one_line_error, qgov
@@ -43,7 +44,10 @@ def test_windows() -> None:
 
 
 def _settle(ledger: Ledger, key: str, ns: str, budget: str, amount: int, actual: int, backend: str,
-            session: str = "") -> None:
+            session: str = "", labels: dict[str, str] | None = None) -> None:
+    if labels is not None:  # what the operator records at admission (handlers/jobs.py _record_terms)
+        ledger.record_terms(JobTerms(key, f"{ns}/{key}", f"{ns}/{budget}", "USD", False, backend, session, "0", "0",
+                                     0, 0, job_labels(labels)))
     ledger.reserve(ReserveRequest(key, ns, budget, amount, job=f"{ns}/{key}", backend=backend, session=session))
     ledger.settle(key, actual)
 
@@ -58,14 +62,17 @@ def history(database_url: str) -> str:
     ledger.upsert_budget(BudgetSpec("team-a", "research", 100_000_000))
     ledger.upsert_budget(BudgetSpec("team-b", "team-b", 100_000_000, period="monthly"))
     ledger.upsert_budget(BudgetSpec("team-c", "qpu", 100_000_000, unit="QPU-seconds"))
-    _settle(ledger, "a1", "team-a", "team-a", 3_000_000, 1_255_664, "ibm_torino")
+    _settle(ledger, "a1", "team-a", "team-a", 3_000_000, 1_255_664, "ibm_torino",
+            labels={"team": "quantum", "example.com/cost-center": "cc-7", "qgov.dev/session": "not-the-owners"})
     ledger.record_pod("a1", 1, "pod-a1")
     ledger.count_attempt("a1", 1, 1_255_664, "1.255664", "runtime usage")
     _settle(ledger, "b1", "team-b", "team-b", 2_000_000, 100_001, "aer_simulator")
     _settle(ledger, "c1", "team-c", "qpu", 9_000_000, 8_000_000, "ibm_torino")
     clock.advance(days=25)  # December 5th
-    _settle(ledger, "a2", "team-a", "team-a", 1_000_000, 999_999, "aer_simulator", session="team-a/s1")
-    _settle(ledger, "a3", "team-a", "research", 5_000_000, 4_000_000, "ibm_torino", session="team-a/s1")
+    _settle(ledger, "a2", "team-a", "team-a", 1_000_000, 999_999, "aer_simulator", session="team-a/s1",
+            labels={"team": "chemistry"})
+    _settle(ledger, "a3", "team-a", "research", 5_000_000, 4_000_000, "ibm_torino", session="team-a/s1",
+            labels={"team": "quantum"})
     ledger.reserve(ReserveRequest("a4", "team-a", "team-a", 7_000_000, job="team-a/a4", backend="ibm_torino"))
     ledger.close()
     return database_url
@@ -89,6 +96,17 @@ def test_cost_view_aggregates_by_namespace_budget_backend_session(history: str) 
     assert ledger.namespaces() == ["team-a", "team-b", "team-c"]
     with pytest.raises(BadQuery, match="bad aggregate 'label'"):
         aggregate([], "label")
+    # by a label the jobs had when admitted; "" for jobs without it, units never summed together
+    by_team = aggregate(ledger.charges(everything), "label:team")
+    assert [(x.name, x.unit, x.jobs, x.cost) for x in by_team] == [
+        ("", "QPU-seconds", 1, 8_000_000), ("", "USD", 1, 100_001), ("chemistry", "USD", 1, 999_999),
+        ("quantum", "USD", 2, 5_255_664)]
+    assert [(x.name, x.unit, x.cost) for x in aggregate(ledger.charges(nov), "label:example.com/cost-center")] == [
+        ("", "QPU-seconds", 8_000_000), ("", "USD", 100_001), ("cc-7", "USD", 1_255_664)]
+    assert [x.name for x in aggregate(ledger.charges(everything), "label:qgov.dev/session")] == ["", ""]  # qgov's own
+    for bad in ("label:", "label:Team!", "label:-team", "label:a/b/c"):
+        with pytest.raises(BadQuery, match="is not a label key"):
+            aggregate([], bad)
 
     body = json.loads(render(dec, "namespace", aggregate(ledger.charges(dec), "namespace"), "json", ["team-a"]))
     assert body == {"window": {"start": "2026-12-01T00:00:00Z", "end": "2027-01-01T00:00:00Z"},
@@ -123,7 +141,10 @@ def test_focus_export_validates_against_the_mandatory_columns(history: str) -> N
     assert (a1["ConsumedQuantity"], a1["ConsumedUnit"]) == ("1.255664", "QPU-seconds")
     assert (a1["SubAccountId"], a1["ResourceName"], a1["ResourceType"]) == ("team-a", "team-a/a1", "QiskitJob")
     assert json.loads(a1["Tags"]) == {"qgov.dev/namespace": "team-a", "qgov.dev/budget": "team-a",
-                                      "qgov.dev/backend": "ibm_torino"}
+                                      "qgov.dev/backend": "ibm_torino", "team": "quantum",
+                                      "example.com/cost-center": "cc-7"}  # a label of qgov's own is not the job's
+    assert json.loads(rows[1]["Tags"]) == {"qgov.dev/namespace": "team-b", "qgov.dev/budget": "team-b",
+                                           "qgov.dev/backend": "aer_simulator"}
     assert json.loads(rows[3]["Tags"])["qgov.dev/session"] == "team-a/s1"
     assert rows[1]["ConsumedQuantity"] == "" and rows[1]["BilledCost"] == "0.100001"
     # one namespace, one month
@@ -223,11 +244,15 @@ def test_cost_api_shows_each_caller_only_the_namespaces_it_may_read(cost_server)
     status, _, body = _get(port, window + "&namespace=team-b", "tok-a")
     assert status == 403 and "alice may not get qiskitbudgets.qgov.dev in namespace team-b" in body
     assert _get(port, window + "&namespace=team-a&aggregate=session", "tok-a")[0] == 200
+    status, _, body = _get(port, window + "&aggregate=label:team", "tok-a")
+    assert status == 200 and [(i["name"], i["cost"]) for i in json.loads(body)["items"]] == [
+        ("chemistry", "0.999999"), ("quantum", "5.255664")]
     status, _, body = _get(port, window, "tok-none")
     assert status == 403 and "in any namespace that has a budget" in body
     assert _get(port, window, None)[0] == 401
     assert _get(port, window, "forged")[0] == 401
     for query, says in [("?window=yesterday", "bad window"), ("?aggregate=label", "bad aggregate"),
+                        ("?aggregate=label:no%20spaces", "is not a label key"),
                         ("?format=xml", "bad format"), ("?windw=7d", "unknown parameter 'windw'")]:
         status, _, body = _get(port, query, "tok-a")
         assert status == 400 and says in body, (query, body)
@@ -257,5 +282,15 @@ def test_kubectl_qgov_report_reads_the_cost_api(cost_server, capsys) -> None:  #
     err = capsys.readouterr().err
     assert err.strip() == ("kubectl qgov: the cost API answered 403: alice may not get qiskitbudgets.qgov.dev "
                            "in namespace team-b")
+    assert kubectl.main(["report", "--server", server, "--token", "tok-a", "--window", window, "--by",
+                         "label:team"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[1].split() == ["LABEL:TEAM", "UNIT", "JOBS", "COST", "ESTIMATE"]
+    assert [line.split()[0] for line in out[2:]] == ["chemistry", "quantum", "TOTAL"]
+    with pytest.raises(SystemExit):
+        kubectl.main(["report", "--by", "label:Not A Key"])
+    assert "is not a label key" in capsys.readouterr().err
+    assert kubectl.main(["report", "--by", "label:team"]) == 1
+    assert "need --server" in capsys.readouterr().err
     assert kubectl.main(["report", "--window", "7d"]) == 1
     assert "need --server" in capsys.readouterr().err

@@ -24,20 +24,15 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, func, select
 
-from .errors import LedgerError
+from .costquery import BadQuery, check_aggregate
 from .models import Budget, JobAttempt, JobMoney, Reservation, table_of
 from .money import format_amount
 from .periods import utc
 from .report import BadPeriod, parse_window
-from .types import LATE_MESSAGE
+from .types import LATE_MESSAGE, labels_of
 
 B, R, M, A = table_of(Budget), table_of(Reservation), table_of(JobMoney), table_of(JobAttempt)
-AGGREGATES = ("namespace", "budget", "backend", "session")
 FORMATS = ("json", "csv")
-
-
-class BadQuery(LedgerError):
-    """A cost query a user got wrong (window, aggregate, format): said plainly, nothing read."""
 
 
 @dataclass(frozen=True)
@@ -127,13 +122,20 @@ class Charge:
     started: datetime  # admitted (or created, if never admitted)
     finished: datetime  # settled: when it was charged
     qpu_seconds: Decimal | None  # measured QPU time of its counted attempts, if any
+    labels: tuple[tuple[str, str], ...] = ()  # the job's own labels at admission (JobTerms.labels)
+
+    def label(self, key: str) -> str:
+        """The value of the job's label `key` at admission; "" when it had none."""
+        return next((v for k, v in self.labels if k == key), "")
 
 
 def charges(conn: Connection, window: CostWindow, namespaces: Iterable[str] | None = None) -> list[Charge]:
     """Settled reservations charged in `window` (optionally only these namespaces), oldest first."""
     query = (select(R.c.key, R.c.job, R.c.backend, R.c.session, R.c.amount_micro, R.c.actual_micro, R.c.message,
-                    R.c.created_at, R.c.admitted_at, R.c.finished_at, B.c.namespace, B.c.name, B.c.unit)
+                    R.c.created_at, R.c.admitted_at, R.c.finished_at, B.c.namespace, B.c.name, B.c.unit,
+                    M.c.labels)
              .join(B, B.c.id == R.c.budget_id)
+             .outerjoin(M, M.c.key == R.c.key)
              .where(R.c.state == "settled", R.c.finished_at >= window.start, R.c.finished_at < window.end)
              .order_by(R.c.finished_at, R.c.key))
     if namespaces is not None:
@@ -146,7 +148,7 @@ def charges(conn: Connection, window: CostWindow, namespaces: Iterable[str] | No
     return [
         Charge(r.key, r.job, r.namespace, r.name, r.unit, r.backend, r.session, r.amount_micro, r.actual_micro or 0,
                (r.message or "").startswith(LATE_MESSAGE), utc(r.admitted_at or r.created_at), utc(r.finished_at),
-               seconds.get(r.key))
+               seconds.get(r.key), labels_of(r.labels))
         for r in rows
     ]
 
@@ -180,12 +182,13 @@ class CostLine:
 
 
 def aggregate(items: Iterable[Charge], by: str) -> list[CostLine]:
-    """Sum by `by` (namespace, budget as namespace/name, backend or session) and unit."""
-    if by not in AGGREGATES:
-        raise BadQuery(f"bad aggregate {by!r}: use one of {', '.join(AGGREGATES)}")
+    """Sum by `by` (namespace, budget as namespace/name, backend, session, or label:KEY: the job's
+    label KEY at admission, "" for jobs without it) and unit."""
+    label = check_aggregate(by)
     sums: dict[tuple[str, str], list[int]] = {}
     for c in items:
-        name = f"{c.namespace}/{c.budget}" if by == "budget" else getattr(c, by)
+        name = c.label(label) if label is not None else f"{c.namespace}/{c.budget}" if by == "budget" \
+            else getattr(c, by)
         cell = sums.setdefault((name, c.unit), [0, 0, 0, 0])
         cell[0] += 1
         cell[1] += c.actual

@@ -3,7 +3,7 @@
 One row per settled job charged in the window (costview.charges): ChargeCategory `Usage`, the
 job's actual cost as BilledCost = EffectiveCost = ListCost = ContractedCost (qgov applies no
 discounts or commitments), the QiskitJob as the resource, its namespace as the sub account, and
-budget, backend and session in Tags. Money is written as exact decimal strings from integer
+budget, backend and session in Tags, with the job's own labels at admission. Money is written as exact decimal strings from integer
 micro-units. Pure: no kopf, no kubernetes.
 
 FOCUS costs are in an ISO 4217 currency: budgets kept in QPU-seconds have none, so their jobs are
@@ -107,7 +107,8 @@ def row(charge: Charge, issuer: Issuer) -> dict[str, str]:
     if end <= start:  # FOCUS wants a period with an exclusive end after its start
         end = start + timedelta(seconds=1)
     cost = format_amount(charge.actual)
-    tags = {"qgov.dev/namespace": charge.namespace, "qgov.dev/budget": charge.budget,
+    tags = dict(charge.labels)  # the job's own labels at admission (never qgov.dev/*: job_labels)
+    tags |= {"qgov.dev/namespace": charge.namespace, "qgov.dev/budget": charge.budget,
             "qgov.dev/backend": charge.backend}
     if charge.session:
         tags["qgov.dev/session"] = charge.session

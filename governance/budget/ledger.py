@@ -51,6 +51,8 @@ from .money import format_amount, format_quantity
 from .periods import Window, utc, window_at
 from .report import Report, ReportWindow, StatusReads, daily_spend, period_window, report_on
 from .types import (
+    labels_json,
+    labels_of,
     LATE_CHARGE,
     LATE_MESSAGE,
     Balance,
@@ -779,7 +781,8 @@ class Ledger:
                     key=terms.key, job=terms.job, budget=terms.budget, unit=terms.unit,
                     paid_by_session=terms.paid_by_session, backend=terms.backend, session=terms.session,
                     model_qpu_seconds=terms.model_qpu_seconds, model_cpu_seconds=terms.model_cpu_seconds,
-                    model_shots=terms.model_shots, model_tasks=terms.model_tasks, created_at=utc(self.clock())))
+                    model_shots=terms.model_shots, model_tasks=terms.model_tasks, created_at=utc(self.clock()),
+                    labels=labels_json(terms.labels)))
                 return terms
             return _terms(row)
 
@@ -1289,8 +1292,8 @@ def _among(conn: Connection, column: Any, ids: list[int]) -> Any:
 
 def _terms(row: Any) -> JobTerms:
     return JobTerms(row.key, row.job, row.budget, row.unit, bool(row.paid_by_session), row.backend, row.session,
-                    row.model_qpu_seconds,
-                    row.model_cpu_seconds, int(row.model_shots), int(row.model_tasks))
+                    row.model_qpu_seconds, row.model_cpu_seconds, int(row.model_shots), int(row.model_tasks),
+                    labels_of(row.labels))
 
 
 def _totals(conn: Connection, key: str) -> AttemptTotals:

@@ -327,6 +327,8 @@ class JobMoney(Base):
     model_shots: Mapped[int] = mapped_column(BigInteger, default=0)
     model_tasks: Mapped[int] = mapped_column(BigInteger, default=0)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # the job's labels at admission, a JSON object (cost attribution: costview, FOCUS Tags)
+    labels: Mapped[str] = mapped_column(Text, default="{}", server_default="{}")
 
 
 class JobAttempt(Base):

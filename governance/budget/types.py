@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import enum
+import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -192,6 +194,31 @@ class JobTerms:
     model_cpu_seconds: str
     model_shots: int
     model_tasks: int
+    # the job's own labels when it was admitted (qgov's own, qgov.dev/*, left out), sorted: what its
+    # cost is attributed by (the cost API's aggregate=label:KEY, FOCUS Tags), never what it costs
+    labels: tuple[tuple[str, str], ...] = ()
+
+
+QGOV_LABEL_PREFIX = "qgov.dev/"  # the labels qgov itself puts on jobs: not the job owner's attribution
+
+
+def job_labels(labels: Mapping[str, str] | None) -> tuple[tuple[str, str], ...]:
+    """A job's own labels as JobTerms holds them: sorted, qgov's own left out."""
+    return tuple(sorted((str(k), str(v)) for k, v in (labels or {}).items() if not str(k).startswith(QGOV_LABEL_PREFIX)))
+
+
+def labels_json(labels: tuple[tuple[str, str], ...]) -> str:
+    """How the ledger stores a job's labels: a JSON object, keys sorted."""
+    return json.dumps(dict(labels), sort_keys=True, separators=(",", ":"))
+
+
+def labels_of(stored: str | None) -> tuple[tuple[str, str], ...]:
+    """The labels the ledger stored (labels_json); nothing for a row from before labels were kept."""
+    try:
+        value = json.loads(stored or "{}")
+    except ValueError:
+        return ()
+    return job_labels(value) if isinstance(value, dict) else ()
 
 
 @dataclass(frozen=True)

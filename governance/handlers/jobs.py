@@ -33,7 +33,7 @@ from ..budget.errors import DatabaseUnavailable, UnknownBudget, UnknownReservati
 from ..budget.ledger import Ledger
 from ..budget.money import format_amount, format_quantity
 from ..budget.costmodel import Usage
-from ..budget.types import (AttemptTotals, Decision, JobTerms, QueueChange, ReserveOutcome, ReserveRequest,
+from ..budget.types import (AttemptTotals, Decision, JobTerms, job_labels, QueueChange, ReserveOutcome, ReserveRequest,
                             SettleOutcome)
 from ..jobs import (ACTIVE, FAILURES, STALLED, TERMINAL, AlreadyCounted, JobStatus, Phase, Retry, after_attempt,
                     attempt_charge, queued_change, queued_priced, stalled_with)
@@ -311,7 +311,7 @@ class Jobs:
             meta["uid"], f"{meta['namespace']}/{meta['name']}",
             f"{meta['namespace']}/{priced.budget}" if priced.budget else "", priced.estimate.unit,
             priced.paid_by_session, priced.backend, priced.session or "", format_quantity(model.qpu_seconds),
-            format_quantity(model.cpu_seconds), model.shots, model.tasks))
+            format_quantity(model.cpu_seconds), model.shots, model.tasks, job_labels(meta.get("labels"))))
 
     def terms(self, job: dict[str, Any]) -> JobTerms:
         """What the job was admitted with, from the ledger. A job admitted by an operator older than
@@ -341,7 +341,7 @@ class Jobs:
             meta["uid"], f"{namespace}/{meta['name']}", f"{namespace}/{budget_row.name}" if budget_row else "",
             budget_row.unit if budget_row else "USD", reservation is None and JobStatus.of(job).paid_by_session,
             backend_name, (reservation.session if reservation else "") or "", format_quantity(model.qpu_seconds),
-            format_quantity(model.cpu_seconds), model.shots, model.tasks))
+            format_quantity(model.cpu_seconds), model.shots, model.tasks, job_labels(meta.get("labels"))))
 
     def _refuse(self, job: dict[str, Any], reason: str, message: str, budget: str | None,
                 base: dict[str, Any] | None = None, phase: str = Phase.REFUSED.value) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from executor.attempt import read_result
+from governance.budget.costview import aggregate, parse_cost_window
 
 from .conftest import BELL, NS, Env
 
@@ -66,6 +67,27 @@ def test_exactly_the_jobs_that_fit_run_and_the_rest_are_refused(env: Env) -> Non
     assert "Succeeded:   3" in described and "Refused:     2" in described
     jobs_table = kubectl(env, "get", "qjob", "-n", NS).splitlines()
     assert jobs_table[0].split() == ["NAME", "PHASE", "BACKEND", "EST", "COST", "AGE"]
+
+
+def test_spend_is_attributed_by_the_labels_a_job_had_when_admitted(env: Env) -> None:
+    """Costs by label (the cost API's aggregate=label:KEY, FOCUS Tags) come from the job's labels at
+    admission, recorded in the ledger: relabelling a job afterwards moves none of its cost."""
+    env.budget("2.00")
+    env.job("q1", shots=2000, labels={"team": "quantum", "example.com/cost-center": "cc-7"})
+    env.job("q2", shots=2000, labels={"team": "quantum"})
+    env.job("c1", shots=2000, labels={"team": "chemistry"})
+    env.job("plain", shots=2000)
+    statuses = env.wait_terminal(["q1", "q2", "c1", "plain"])
+    assert {s["phase"] for s in statuses.values()} == {"Succeeded"}
+    env.custom.patch_namespaced_custom_object("qgov.dev", "v1alpha1", NS, "qiskitjobs", "c1",
+                                              {"metadata": {"labels": {"team": "quantum"}}})
+    ledger = env.ledger()
+    window = parse_cost_window("24h")
+    assert [(x.name, x.jobs, x.cost) for x in aggregate(ledger.charges(window, [NS]), "label:team")] == [
+        ("", 1, 300_000), ("chemistry", 1, 300_000), ("quantum", 2, 600_000)]
+    terms = ledger.job_terms(env.get("qiskitjobs", "q1")["metadata"]["uid"])
+    assert terms is not None and dict(terms.labels) == {"team": "quantum", "example.com/cost-center": "cc-7"}
+    ledger.close()
 
 
 def test_the_estimator_returns_expectation_values(env: Env) -> None:
