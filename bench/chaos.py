@@ -138,7 +138,7 @@ def main() -> None:
             "charged (job statuses)",
             "double charges", "audit problems", "told during outage (job/event/budget)", "recovery s", "wall s")
     table = [head]
-    for name, f, seen, error, took in rows:
+    for name, f, seen, _error, took in rows:
         if f is None:
             table.append((name, "error", *["-"] * (len(head) - 3), f"{took:.0f}"))
             continue

@@ -245,7 +245,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
             raise
         raise CliError(f"{DEV_TOOLS_MISSING} (missing: {exc.name})", EXIT_USAGE) from None
 
-    return dev_main(args.port, args.workdir, not args.no_operator, args.demo, args.cluster)
+    return int(dev_main(args.port, args.workdir, not args.no_operator, args.demo, args.cluster))
 
 
 def cmd_operator(args: argparse.Namespace) -> int:
@@ -309,7 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="ledger database (default: $QGOV_DATABASE_URL, else a SQLite file under ~/.local/share/qgov)")
         return p
 
-    def add(parent: argparse._SubParsersAction, name: str, func: Callable[[argparse.Namespace], int], help: str
+    def add(parent: argparse._SubParsersAction[argparse.ArgumentParser], name: str, func: Callable[[argparse.Namespace], int], help: str
             ) -> argparse.ArgumentParser:
         p = with_db(parent.add_parser(name, help=help, description=help))
         p.set_defaults(func=func)
@@ -402,7 +402,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return args.func(args)
+        return int(args.func(args))
     except CliError as exc:
         print(f"qgov: error: {exc}", file=sys.stderr)
         return exc.code

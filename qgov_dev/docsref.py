@@ -292,7 +292,7 @@ def metrics_page(root: Path) -> str:
     missing = [n for n in unregistered if n.removesuffix("_total") not in metrics]
     if missing:
         raise SystemExit(f"docsref: metrics defined in governance/ but not in the registry: {missing}")
-    rows = [[code(exposed(name, kind)), kind, ", ".join(f"`{l}`" for l in labels), cell(doc)]
+    rows = [[code(exposed(name, kind)), kind, ", ".join(f"`{label}`" for label in labels), cell(doc)]
             for name, (kind, doc, labels) in sorted(metrics.items())]
     return (HEADER.format(source="prometheus_client's registry, after importing "
                           + ", ".join(sorted(set(defined.values()))))

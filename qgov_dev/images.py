@@ -293,7 +293,7 @@ def _finish_prefix(stage: Path) -> None:
     for direct in prefix.glob("lib/python3.11/site-packages/*.dist-info/direct_url.json"):
         record = direct.parent / "RECORD"
         lines = record.read_text().splitlines(keepends=True)
-        record.write_text("".join(l for l in lines if "/direct_url.json," not in l))
+        record.write_text("".join(line for line in lines if "/direct_url.json," not in line))
         direct.unlink()
     for cache in list(prefix.rglob("__pycache__")):
         shutil.rmtree(cache)
@@ -393,7 +393,7 @@ def config(image: Image, layers: list[Layer]) -> dict[str, object]:
     if image.ports:
         cfg["ExposedPorts"] = {f"{p}/tcp": {} for p in image.ports}
     return {"architecture": "amd64", "os": "linux", "created": created, "config": cfg,
-            "rootfs": {"type": "layers", "diff_ids": [l.diff_id for l in layers]},
+            "rootfs": {"type": "layers", "diff_ids": [layer.diff_id for layer in layers]},
             "history": [{"created": created, "created_by": f"qgov_dev.images: {what}"}
                         for what in ("debian base", f"{image.lock}", "qgov")]}
 
@@ -411,7 +411,7 @@ def write_archive(image: Image, layers: list[Layer], out: Path) -> str:
         "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
                    "digest": cfg_digest, "size": len(cfg)},
         "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
-                    "digest": l.digest, "size": l.size} for l in layers]})
+                    "digest": layer.digest, "size": layer.size} for layer in layers]})
     man_digest = "sha256:" + _sha(manifest)
     index = _json({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
                    "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json",
@@ -420,7 +420,7 @@ def write_archive(image: Image, layers: list[Layer], out: Path) -> str:
                                                   "org.opencontainers.image.ref.name": VERSION}}]})
     blob = _blob_name
     docker = _json([{"Config": blob(cfg_digest), "RepoTags": [image.ref],
-                     "Layers": [blob(l.digest) for l in layers]}])
+                     "Layers": [blob(layer.digest) for layer in layers]}])
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".partial")
     with tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT) as tar:
@@ -441,7 +441,7 @@ def write_archive(image: Image, layers: list[Layer], out: Path) -> str:
         add("blobs/sha256/")
         blobs: dict[str, tuple[bytes | None, Path | None]] = {
             blob(cfg_digest): (cfg, None), blob(man_digest): (manifest, None)}
-        blobs.update({blob(l.digest): (None, l.path) for l in layers})
+        blobs.update({blob(layer.digest): (None, layer.path) for layer in layers})
         for name in sorted(blobs):
             data, path = blobs[name]
             add(name, data, path)
@@ -495,7 +495,7 @@ def build(out: Path, use_cache: bool = True) -> dict[str, dict[str, Any]]:
         result[image.name] = {
             "ref": image.ref, "archive": str(path), "digest": digest,
             "size_mb": round(path.stat().st_size / 1e6, 1),
-            "layers_cached": [l.cached for l in layers],
+            "layers_cached": [layer.cached for layer in layers],
             "layers": layers,
             "seconds": round(time.monotonic() - t1 + shared, 1)}
     return result
@@ -511,7 +511,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     started = time.monotonic()
     result = build(args.out, use_cache=not args.no_cache)
-    for name, r in result.items():
+    for r in result.values():
         cached = "cached" if all(r["layers_cached"]) else (
             "cold" if not any(r["layers_cached"]) else "partly cached")
         print(f"{r['ref']}  {r['archive']}  {r['size_mb']} MB  {r['seconds']} s ({cached})  "

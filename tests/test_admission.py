@@ -8,7 +8,7 @@ from decimal import Decimal
 
 import pytest
 
-from governance import circuits, pricing
+from governance import pricing
 from governance.admission import Estimate, Problem, assess
 from governance.api.specs import parse_backend, parse_job
 

@@ -234,7 +234,7 @@ def test_the_admission_policies_name_what_the_operator_creates_and_who_the_opera
     for name in ("qgov-executor-pods", "qgov-status", "qgov-operator-rbac", "qgov-owned-objects"):
         assert f"'{identity}'" in text[name], name
     # a refusal says why: every validation has a message and a message expression
-    for name, policy in found.items():
+    for policy in found.values():
         for validation in policy["spec"]["validations"]:
             assert validation["message"] and validation["messageExpression"] and validation["reason"] == "Forbidden"
         assert policy["spec"]["failurePolicy"] == "Fail"

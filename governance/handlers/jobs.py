@@ -18,7 +18,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from functools import partial
 from datetime import datetime, timezone
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import kopf
 from kubernetes.client.rest import ApiException
@@ -267,7 +267,8 @@ class Jobs:
         try:
             outcome = metrics.timed_reserve(self.batcher.reserve, ReserveRequest(
                 meta["uid"], namespace, step.budget, step.amount_micro, job=f"{namespace}/{meta['name']}",
-                backend=facts.backend.name, session=step.session))
+                # decide_admission asks for a reservation only once the backend is known (a Backend)
+                backend=facts.backend.name if isinstance(facts.backend, Backend) else "", session=step.session))
         except UnknownBudget as exc:  # deleted a moment ago
             return Problem("UnknownBudget", str(exc))
         if outcome.thresholds_crossed:
@@ -1148,7 +1149,7 @@ def listed_job(job: dict[str, Any]) -> dict[str, Any]:
 
 
 # past kopf's per-event processing; at start-up, finished jobs are held slimmed (rawevents.py)
-rawevents.route(GROUP, PLURAL, on_job_event, listed=listed_job)
+rawevents.route(GROUP, PLURAL, cast(rawevents.RawHandler, on_job_event), listed=listed_job)
 
 
 @kopf.on.event("", "v1", "pods", labels={JOB_UID_LABEL: kopf.PRESENT})

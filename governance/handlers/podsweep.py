@@ -90,7 +90,9 @@ def sweep(jobs_handlers: Jobs, session_handlers: Sessions) -> list[str]:
         if meta.get("deletionTimestamp"):
             continue
         if queued_priced(status) and open_states is not None and open_states.get(meta["uid"]) != "queued":
-            caught_up.append(jobs_handlers.queued_change(meta["uid"], open_states.get(meta["uid"])))
+            change = jobs_handlers.queued_change(meta["uid"], open_states.get(meta["uid"]))
+            if change is not None:  # None: the ledger has no news for it (still queued, or no reservation)
+                caught_up.append(change)
             continue
         if status.get("phase") not in ACTIVE or not status.get("podName") or status.get("retryAt"):
             continue

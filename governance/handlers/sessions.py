@@ -115,7 +115,7 @@ class Sessions:
         status = SessionStatus.of(session)
         usage = sum(JobStatus.of(j).qpu_seconds for j in jobs)
         if status.mode == "dedicated" and not status.runner:
-            opened = parse_iso(status.opened_time).timestamp()
+            opened = _opened(session, status)
             closed_at = closed_time or status.closed_time
             closed = parse_iso(closed_at).timestamp() if closed_at else now
             seconds = int(max(0.0, closed - opened))
@@ -190,7 +190,7 @@ class Sessions:
     def _write_token_secret(self, session: dict[str, Any], token_value: str) -> None:
         """The session's bearer token, for its executor pods (created, or replaced when rotated)."""
         meta = session["metadata"]
-        body = {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+        body: dict[str, Any] = {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
                 "metadata": {"name": token_secret_name(meta["name"]), "namespace": meta["namespace"],
                              "labels": {MANAGED_BY_LABEL: "qgov", SESSION_LABEL: label_value(meta["name"])},
                              "ownerReferences": [{"apiVersion": f"{GROUP}/{VERSION}", "kind": "QiskitSession",
@@ -384,7 +384,7 @@ class Sessions:
         jobs = self.directory.session_jobs(namespace, name)
         active = [j for j in jobs if JobStatus.of(j).phase in ACTIVE]
         running = sum(JobStatus.of(j).phase == JobPhase.RUNNING.value for j in active)
-        view = SessionView(Phase(phase), parse_iso(status.opened_time).timestamp(), _last_activity(status, jobs),
+        view = SessionView(Phase(phase), _opened(session, status), _last_activity(status, jobs),
                            spec.max_time_s, spec.idle_timeout_s, waiting=len(active) - running, running=running)
         decision = decide(view, now)
         update: dict[str, Any] = {}
@@ -419,7 +419,8 @@ class Sessions:
                 if decision.action is Action.CLOSE or (decision.action is Action.EXPIRE and phase == Phase.OPEN.value):
                     # at maxTime IBM ends the session by itself and cancels what still waits in it (reason
                     # 1305); those executors report MaxTimeExceeded and their jobs move to a new session
-                    api.close_session(status.session_id)
+                    if status.session_id:  # none yet: IBM has nothing to close
+                        api.close_session(status.session_id)
             except RuntimeApiError as exc:
                 emit(session, Event("Warning", "RuntimeUnavailable", str(exc)))
                 return
@@ -537,20 +538,31 @@ class Sessions:
         self._fail_unreported(namespace, session_name, pod["metadata"]["name"])
 
 
+def _opened(session: dict[str, Any], status: SessionStatus) -> float:
+    """When the session opened (epoch seconds). A live session's status says so; were it missing,
+    its creation, before which it cannot have opened (maxTime then comes no later than it should)."""
+    when = status.opened_time or session["metadata"].get("creationTimestamp")
+    return parse_iso(when).timestamp() if when else time.time()
+
+
 @kopf.on.create(GROUP, VERSION, PLURAL, backoff=HANDLER_RETRY_SECONDS)
 @kopf.on.resume(GROUP, VERSION, PLURAL, backoff=HANDLER_RETRY_SECONDS)
-def on_session(body: kopf.Body, namespace: str, name: str, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
+def on_session(body: kopf.Body, namespace: str | None, name: str, patch: kopf.Patch, memo: kopf.Memo,
+               **_: Any) -> None:
+    assert namespace is not None  # QiskitSession is namespaced
     memo.sessions.on_session(body, namespace, name, patch)
 
 
 @kopf.timer(GROUP, VERSION, PLURAL, interval=session_interval_seconds(), initial_delay=session_interval_seconds(),
             backoff=HANDLER_RETRY_SECONDS, when=_live)
-def session_tick(body: kopf.Body, namespace: str, name: str, memo: kopf.Memo, **_: Any) -> None:
+def session_tick(body: kopf.Body, namespace: str | None, name: str, memo: kopf.Memo, **_: Any) -> None:
+    assert namespace is not None
     memo.sessions.session_tick(body, namespace, name)
 
 
 @kopf.on.delete(GROUP, VERSION, PLURAL, backoff=HANDLER_RETRY_SECONDS)
-def on_session_deleted(body: kopf.Body, namespace: str, name: str, memo: kopf.Memo, **_: Any) -> None:
+def on_session_deleted(body: kopf.Body, namespace: str | None, name: str, memo: kopf.Memo, **_: Any) -> None:
+    assert namespace is not None
     memo.sessions.on_session_deleted(body, namespace, name)
 
 

@@ -210,7 +210,7 @@ class DevBed:
         except subprocess.TimeoutExpired:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(10)
-            raise AssertionError(f"qgov dev did not stop within 60 s of {how.name}:\n{self.output()}")
+            raise AssertionError(f"qgov dev did not stop within 60 s of {how.name}:\n{self.output()}") from None
 
     def kubectl(self, *args: str) -> str:
         from qgov_dev.devcluster.upstream import kubectl_binary
