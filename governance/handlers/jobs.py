@@ -401,6 +401,11 @@ class Jobs:
         body = executor_pod(job, attempt, self.config.executor_image, needs, self.config.executor_image_pull_policy,
                             self.config.executor_pod)
         previous = self.ledger.attempt_pod(meta["uid"], attempt)
+        if recorded_uid(previous) is not None:  # a replay (a resume, a second operator): is the recorded pod there?
+            name, namespace = body["metadata"]["name"], meta["namespace"]
+            existing = unless_gone(lambda: self.kube.core.read_namespaced_pod(name, namespace))
+            if existing is not None and existing.metadata.uid == previous:
+                return False  # the record stays the pod's UID: its events are never taken for a stranger's
         # claimed before the create, so a pod created by an operator that dies before recording its
         # UID is still known for its own (ownpod.adoptable) and its work is charged; a claim already
         # held is kept, since the pod of the operator that made it may carry it
