@@ -15,6 +15,7 @@ over their inputs, so a second build only assembles the archives.
 from __future__ import annotations
 
 import argparse
+import base64
 import copy
 import gzip
 import hashlib
@@ -282,14 +283,20 @@ def _pip(*args: str) -> None:
 
 
 def _finish_prefix(stage: Path) -> None:
-    """Console scripts point at the image's python, no install-time URLs, checked-hash .pyc."""
+    """Console scripts point at the image's python (and their RECORD lines say so), no
+    install-time URLs, checked-hash .pyc: nothing of the building machine (where its python
+    lives) is left in the layer."""
     prefix = stage / PREFIX.lstrip("/")
+    rewritten: dict[Path, bytes] = {}
     for script in (prefix / "bin").glob("*"):
         if script.is_file() and not script.is_symlink():
             data = script.read_bytes()
             if data.startswith(b"#!"):
                 rest = data.split(b"\n", 1)[1] if b"\n" in data else b""
-                script.write_bytes(f"#!{PREFIX}/bin/python\n".encode() + rest)
+                rewritten[script.resolve()] = f"#!{PREFIX}/bin/python\n".encode() + rest
+                script.write_bytes(rewritten[script.resolve()])
+    for record in prefix.glob("lib/python3.11/site-packages/*.dist-info/RECORD"):
+        _rehash_record(record, rewritten)
     for direct in prefix.glob("lib/python3.11/site-packages/*.dist-info/direct_url.json"):
         record = direct.parent / "RECORD"
         lines = record.read_text().splitlines(keepends=True)
@@ -298,6 +305,21 @@ def _finish_prefix(stage: Path) -> None:
     for cache in list(prefix.rglob("__pycache__")):
         shutil.rmtree(cache)
     _compile(prefix / "lib", strip=stage)
+
+
+def _rehash_record(record: Path, rewritten: dict[Path, bytes]) -> None:
+    """A wheel's RECORD with the hash and size of each console script as `rewritten` (pip
+    recorded them with the building interpreter's path in the shebang)."""
+    site = record.parent.parent
+    lines = []
+    for line in record.read_text().splitlines(keepends=True):
+        path, sep, _ = line.partition(",")
+        data = rewritten.get((site / path).resolve()) if sep else None
+        if data is not None:
+            digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+            line = f"{path},sha256={digest},{len(data)}\n"
+        lines.append(line)
+    record.write_text("".join(lines))
 
 
 def _compile(tree: Path, strip: Path) -> None:

@@ -127,3 +127,44 @@ def test_the_operator_image_runs_qgov(built: dict[str, dict[str, object]],
                          'python -c "import kopf, sqlalchemy, alembic, governance; print(42)"')
     assert "operator" in out and "--liveness" in out
     assert out.splitlines()[-1] == "42"
+
+
+def _staged(root: Path, python: str) -> Path:
+    """A prefix as `pip install --prefix --root` leaves it: a console script whose shebang names the
+    building python, recorded in its wheel's RECORD with that content's hash."""
+    import base64
+    import hashlib
+
+    prefix = root / images.PREFIX.lstrip("/")
+    site = prefix / "lib/python3.11/site-packages"
+    (site / "idna-3.20.dist-info").mkdir(parents=True)
+    (site / "idna").mkdir()
+    (site / "idna/__init__.py").write_text("VERSION = 1\n")
+    script = f"#!{python}\nimport sys\nfrom idna.cli import main\nsys.exit(main())\n".encode()
+    (prefix / "bin").mkdir()
+    (prefix / "bin/idna").write_bytes(script)
+    digest = base64.urlsafe_b64encode(hashlib.sha256(script).digest()).rstrip(b"=").decode()
+    (site / "idna-3.20.dist-info/RECORD").write_text(
+        f"../../../bin/idna,sha256={digest},{len(script)}\nidna/__init__.py,,\nidna-3.20.dist-info/RECORD,,\n")
+    return site
+
+
+def test_a_layer_keeps_nothing_of_where_the_builder_s_python_lives(tmp_path: Path) -> None:
+    """Two builders whose pythons live at different paths (a checkout's venv, CI's) make the same
+    prefix: console scripts point at the image's python, and their RECORD lines hash what is there
+    (pip's own check of an installed wheel would otherwise fail)."""
+    import base64
+    import hashlib
+
+    made = []
+    for n, python in enumerate(("/work/main/.venv/bin/python", "/tmp/ci1/.venv/bin/python")):
+        stage = tmp_path / str(n)
+        site = _staged(stage, python)
+        images._finish_prefix(stage)
+        script = (stage / images.PREFIX.lstrip("/") / "bin/idna").read_bytes()
+        assert script.startswith(f"#!{images.PREFIX}/bin/python\n".encode())
+        record = (site / "idna-3.20.dist-info/RECORD").read_text()
+        digest = base64.urlsafe_b64encode(hashlib.sha256(script).digest()).rstrip(b"=").decode()
+        assert record.splitlines()[0] == f"../../../bin/idna,sha256={digest},{len(script)}"
+        made.append((script, record))
+    assert made[0] == made[1]
