@@ -46,7 +46,8 @@ from .pods import (POD_ENDED, SESSION_RUNNER_LABEL, owner_name, runner_pod_name,
                    token_secret_name)
 from .retrying import HANDLER_RETRY_SECONDS, run_retrying
 from .context import KopfContext
-from .jobs import JobRef, Jobs
+from .jobs import Jobs
+from .jobstatus import JobRef
 from .kube import Kube, created, discard, emit, made_for
 from .sessionview import SessionDirectory, local_runner
 
@@ -102,7 +103,7 @@ class Sessions:
 
     def _wall_cost(self, session: dict[str, Any], seconds: int) -> int:
         """What `seconds` of a dedicated session cost: its backend's QPU-second price, in its budget's unit."""
-        backend = self.jobs.load_backend(session["spec"]["backend"])
+        backend = self.jobs.admission.load_backend(session["spec"]["backend"])
         if isinstance(backend, Problem):
             return 0
         unit = SessionStatus.of(session).currency
@@ -141,7 +142,7 @@ class Sessions:
         fresh = self.clients.get_job(ref.namespace, ref.name)
         if fresh is not None and fresh["metadata"]["uid"] == ref.uid and \
                 JobStatus.of(fresh).counted_attempt < attempt:
-            self.jobs.attempt_finished(fresh, attempt, False,
+            self.jobs.attempts.attempt_finished(fresh, attempt, False,
                                        {"error": f"the session runner {runner} stopped before the job finished"}, 137)
 
     def load_credential(self, namespace: str, secret: str, endpoints: IbmEndpoints) -> Credential:
@@ -161,7 +162,7 @@ class Sessions:
         The endpoints are the session's QiskitBackend's (spec.ibm); if that backend is gone, IBM's
         public ones (never anything a tenant wrote)."""
         if backend is None:
-            found = self.jobs.load_backend(spec.backend)
+            found = self.jobs.admission.load_backend(spec.backend)
             backend = found if isinstance(found, Backend) else None
         endpoints = backend.endpoints if backend is not None else IbmEndpoints()
         credential = self.load_credential(namespace, self.directory.credentials_secret(spec.credentials_secret),
@@ -244,7 +245,7 @@ class Sessions:
                                backend: Backend) -> Problem | tuple[int, str]:
         """A dedicated session is billed for its wall-clock time: reserve maxTime × price up front."""
         meta = session["metadata"]
-        choice = self.jobs.choose_budget(meta["namespace"], None)
+        choice = self.jobs.admission.choose_budget(meta["namespace"], None)
         if isinstance(choice, Problem):
             return choice
         if choice is None:  # unbudgeted work is allowed: nothing to reserve
@@ -278,7 +279,7 @@ class Sessions:
             spec = parse_session(dict(session.get("spec") or {}))
         except SpecError as exc:
             return self._fail(session, "InvalidSpec", str(exc), patch)
-        backend = self.jobs.load_backend(spec.backend)
+        backend = self.jobs.admission.load_backend(spec.backend)
         if isinstance(backend, Problem):
             return self._fail(session, backend.reason, backend.message, patch)
         if not providers.of(backend).remote_sessions:
@@ -438,7 +439,7 @@ class Sessions:
         for job in active if not status.runner else ():  # admitted while the session opened, started by neither
             js = JobStatus.of(job)
             if js.phase == JobPhase.ADMITTED.value and waits_for(name, js.message):
-                self.jobs.create_attempt_pod(job, js.attempts or 1)
+                self.jobs.attempts.create_attempt_pod(job, js.attempts or 1)
         if active:
             update["lastActivity"] = iso(datetime.fromtimestamp(view.last_activity, timezone.utc))
         self._patch(namespace, name, update)
