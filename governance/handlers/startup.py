@@ -90,7 +90,7 @@ def assemble(config: OperatorConfig, ledger: Ledger, executor: Executor | None =
     # the QiskitSession handlers' (sessions.py); the pod sweep re-creates runners with it
     sessions = Sessions(ledger, kube, TokenManager(metrics.counted_exchange(iam_exchange)), config, budget_units,
                         jobs, budgets.notifier, directory, kopf_context)
-    jobs.settlement.metering = sessions.metered_usage  # IBM's meter, read with the session's own credential
+    jobs.settlement.metering = sessions.credentials.metered_usage  # IBM's meter, read with the session's own credential
     sweeper = PodSweeper(config.pod_sweep_seconds, jobs, sessions, kopf_context)
     return Operator(kopf_context, kube, ledger, budgets, jobs, sessions, sweeper)
 
