@@ -19,21 +19,8 @@ from ..budget.ledger import Ledger
 from ..budget.money import format_quantity
 from ..budget.types import JobTerms, ReserveOutcome, ReserveRequest, job_labels
 from ..jobs import JobStatus, Phase
-from ..jobs.admission import (
-    AdmissionFacts,
-    Fail,
-    Need,
-    NeedBackend,
-    NeedBudget,
-    NeedEstimate,
-    NeedReservation,
-    NeedSession,
-    Outcome,
-    Queue,
-    Refuse,
-    decide_admission,
-    phase_of,
-)
+from ..jobs.admission import (AdmissionFacts, Fail, Need, NeedBackend, NeedBudget, NeedEstimate, NeedReservation,
+                              NeedSession, Outcome, Queue, Refuse, decide_admission, phase_of)
 from ..jobs.events import Event
 from .budgetnotify import BudgetNotifier
 from .config import OperatorConfig
