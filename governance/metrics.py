@@ -284,7 +284,7 @@ def dedicated_settled(session: dict[str, Any], budgets: Mapping[str, str], summa
     """A dedicated session paid for its wall-clock time: billed seconds, the idle part of them
     (wall time minus the quantum seconds its jobs were metered for, exact, floored at 0), and what
     that idle part cost (the charge times idle over wall, exact until the one float). `budgets`: the
-    namespace's, name -> unit; a dedicated session reserves in its only one (handlers/jobs.py choose_budget)."""
+    namespace's, name -> unit; a dedicated session reserves in its only one (handlers/jobadmission.py choose_budget)."""
     if outcome.replayed:
         return
     names = list(budgets)

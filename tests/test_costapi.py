@@ -45,7 +45,7 @@ def test_windows() -> None:
 
 def _settle(ledger: Ledger, key: str, ns: str, budget: str, amount: int, actual: int, backend: str,
             session: str = "", labels: dict[str, str] | None = None) -> None:
-    if labels is not None:  # what the operator records at admission (handlers/jobs.py _record_terms)
+    if labels is not None:  # what the operator records at admission (handlers/jobadmission.py _record_terms)
         ledger.record_terms(JobTerms(key, f"{ns}/{key}", f"{ns}/{budget}", "USD", False, backend, session, "0", "0",
                                      0, 0, job_labels(labels)))
     ledger.reserve(ReserveRequest(key, ns, budget, amount, job=f"{ns}/{key}", backend=backend, session=session))

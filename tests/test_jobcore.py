@@ -241,7 +241,7 @@ def test_outcomes_map_to_phases(outcome: object, phase: Phase) -> None:
 
 
 def test_every_outcome_has_its_phase() -> None:
-    """handlers/jobs.py writes the phase phase_of gives: each outcome an admission can end in has
+    """handlers/jobadmission.py writes the phase phase_of gives: each outcome an admission can end in has
     one, and the phases that carry a True Failed condition are the failures."""
     from governance.jobs.admission import PHASE_OF, Outcome, Priced, phase_of
 

@@ -12,7 +12,7 @@ import kopf
 from kopf._cogs.structs.references import Resource
 
 from governance.api import FINALIZER, GROUP, VERSION
-from governance.handlers import jobs, rawevents
+from governance.handlers import jobs, jobwatch, rawevents
 from governance.handlers.expiry import expires_at
 
 
@@ -22,13 +22,13 @@ def test_the_fast_path_installs_on_this_kopf() -> None:
 
 
 def test_qiskitjobs_have_no_kopf_handler_but_the_routed_one() -> None:
-    resource = Resource(GROUP, VERSION, jobs.PLURAL, kind="QiskitJob", namespaced=True)
+    resource = Resource(GROUP, VERSION, jobwatch.PLURAL, kind="QiskitJob", namespaced=True)
     registry = kopf.get_default_registry()
     handlers = [handler for part in (registry._watching, registry._changing, registry._spawning, registry._indexing)
                 for handler in part.get_all_handlers() if handler.selector is not None
                 and handler.selector.check(resource)]
-    assert [h.fn for h in handlers] == [jobs.on_job_event]
-    assert rawevents._handlers[(GROUP, jobs.PLURAL)] is jobs.on_job_event
+    assert [h.fn for h in handlers] == [jobwatch.on_job_event]
+    assert rawevents._handlers[(GROUP, jobwatch.PLURAL)] is jobwatch.on_job_event
 
 
 def _finished(**status) -> dict:
@@ -43,26 +43,26 @@ def _finished(**status) -> dict:
 
 def test_a_listed_finished_job_keeps_what_its_handler_reads_and_no_more() -> None:
     job = _finished()
-    slim = jobs.listed_job(job)
+    slim = jobwatch.listed_job(job)
     assert slim == {"metadata": {"name": "done-1", "namespace": "team-a", "uid": "u-1", "resourceVersion": "7"},
                     "status": {"phase": "Succeeded", "budget": "team-a", "completionTime": "2026-11-01T00:00:00Z"},
                     "spec": {"ttlSecondsAfterFinished": 60}}
     # what the event handler decides from it is what it decides from the whole job
-    assert jobs._job_has_work(None, slim) is jobs._job_has_work(None, job) is False
+    assert jobs.job_has_work(None, slim) is jobs.job_has_work(None, job) is False
     assert expires_at(slim, None) == expires_at(job, None)
     assert expires_at(slim, 5) == expires_at(job, 5)
     # the strings every finished job repeats are one object each, not one copy per job
-    other = jobs.listed_job(_finished())
+    other = jobwatch.listed_job(_finished())
     assert other["metadata"]["namespace"] is slim["metadata"]["namespace"]
     assert other["status"]["budget"] is slim["status"]["budget"]
 
 
 def test_a_listed_job_with_work_is_kept_whole() -> None:
     running = _finished(phase="Admitted")
-    assert jobs.listed_job(running) is running
+    assert jobwatch.listed_job(running) is running
     deleting = _finished()
     deleting["metadata"] |= {"deletionTimestamp": "2026-11-02T00:00:00Z", "finalizers": [FINALIZER]}
-    assert jobs.listed_job(deleting) is deleting  # its finalizer still settles the money
+    assert jobwatch.listed_job(deleting) is deleting  # its finalizer still settles the money
 
 
 def test_the_fast_path_lets_go_of_a_listed_body_before_its_handler_waits() -> None:

@@ -3,4 +3,4 @@
 Importing this package registers the handlers with kopf (`qgov operator` does).
 """
 
-from . import budgets, jobs, observe, sessions, startup  # noqa: F401  (registration by import)
+from . import budgets, jobwatch, observe, sessions, startup  # noqa: F401  (registration by import)

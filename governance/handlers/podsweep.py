@@ -35,7 +35,8 @@ from ..budget.errors import DatabaseUnavailable
 from ..budget.types import QueueChange
 from ..jobs import ACTIVE, STALLED, Phase, queued_priced, stalled_with
 from .retrying import NotYet, type_name
-from .jobs import Jobs, job_conditions
+from .jobs import Jobs
+from .jobstatus import job_conditions
 from .pods import POD_ENDED, pending_problem, pod_name
 from .context import KopfContext
 from .sessions import Sessions
@@ -102,14 +103,14 @@ def sweep(jobs_handlers: Jobs, session_handlers: Sessions) -> list[str]:
         pod = pods.get((meta["namespace"], name)) or read_pod(kube.core, meta["namespace"], name)
         if pod is not None:
             if _missed_end(pod):
-                jobs_handlers.executor_pod_event("MODIFIED", pod)
+                jobs_handlers.attempts.executor_pod_event("MODIFIED", pod)
             elif status.get("phase") == Phase.ADMITTED.value:
                 report_stalled(kube, job, pod)
             continue
-        placed = jobs_handlers.attempt_placement(job) if status.get("phase") == Phase.ADMITTED.value else None
+        placed = jobs_handlers.attempts.attempt_placement(job) if status.get("phase") == Phase.ADMITTED.value else None
         # the watch's copy of the job may be older than the pod: a pod made meanwhile answers 409
         try:
-            if placed is not None and placed.kind == "pod" and jobs_handlers.create_pod(
+            if placed is not None and placed.kind == "pod" and jobs_handlers.pods.create_pod(
                     job, int(status.get("attempts") or 1), placed.needs):
                 created.append(f"{meta['namespace']}/{name}")
         except NotYet as exc:  # a pod qgov did not create was in the way (deleted): the next sweep creates
@@ -124,7 +125,7 @@ def sweep(jobs_handlers: Jobs, session_handlers: Sessions) -> list[str]:
                 and session_handlers.create_runner(session):
             created.append(f"{namespace}/{runner}")
     if open_states is not None:
-        jobs_handlers.reconcile_ledger(jobs, sessions, list(open_states))
+        jobs_handlers.settlement.reconcile_ledger(jobs, sessions, list(open_states))
     return created
 
 

@@ -12,7 +12,6 @@ Runtime calls are governance/providers/ibm/runtime_api.py's. Here they meet the 
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import time
 from datetime import datetime, timezone
@@ -20,12 +19,11 @@ from functools import partial
 from typing import Any
 
 import kopf
-from kubernetes.client.rest import ApiException
 
 from .. import metrics, providers
 from ..admission import Problem
-from ..api import GROUP, MANAGED_BY_LABEL, SESSION_LABEL, VERSION, label_value
-from ..api.specs import Backend, IbmEndpoints, SessionSpec, SpecError, parse_session
+from ..api import GROUP, VERSION
+from ..api.specs import Backend, SessionSpec, SpecError, parse_session
 from ..budget.errors import InvalidTransition, UnknownBudget, UnknownReservation
 from ..budget.ledger import Ledger
 from ..budget.money import format_amount, format_quantity
@@ -36,8 +34,7 @@ from ..jobs import Phase as JobPhase
 from ..jobs.placement import waits_for
 from ..sessions.lifecycle import Action, Phase, SessionView, decide
 from ..sessions.status import SessionStatus
-from ..providers.ibm.iam import Credential, credential_from_secret, credentials_problem
-from ..providers.ibm.runtime_api import RuntimeApi, RuntimeApiError
+from ..providers.ibm.runtime_api import RuntimeApiError
 from ..sessions.tokens import TokenError, TokenManager
 from .budgetnotify import BudgetNotifier
 from .conditions import iso, now_iso, parse_iso, set_condition
@@ -46,21 +43,13 @@ from .pods import (POD_ENDED, SESSION_RUNNER_LABEL, owner_name, runner_pod_name,
                    token_secret_name)
 from .retrying import HANDLER_RETRY_SECONDS, run_retrying
 from .context import KopfContext
-from .jobs import JobRef, Jobs
-from .kube import Kube, created, discard, emit, made_for
+from .jobs import Jobs
+from .jobstatus import JobRef
+from .kube import Kube, created, discard, emit
+from .sessioncredentials import SessionCredentials, TokenSecretTaken
 from .sessionview import SessionDirectory, local_runner
 
 PLURAL = "qiskitsessions"
-
-
-class TokenSecretTaken(Exception):
-    """`<session>-token` exists and is not this session's: it is never adopted or written over."""
-
-    reason = "TokenSecretTaken"
-
-    def __init__(self, namespace: str, name: str) -> None:
-        super().__init__(f"Secret {namespace}/{name} exists and was not made by qgov for this session: the "
-                         "session's token is never written over it; delete or rename that Secret")
 
 
 def _stalled_on_secret(status: SessionStatus) -> bool:
@@ -99,10 +88,12 @@ class Sessions:
         self.ledger, self.clients, self.tokens, self.config = ledger, clients, tokens, config
         self.budget_units, self.jobs, self.notifier, self.directory = budget_units, jobs, notifier, directory
         self.kopf_context = kopf_context
+        # its IBM credential and token (sessioncredentials.py)
+        self.credentials = SessionCredentials(clients, tokens, directory, jobs.admission)
 
     def _wall_cost(self, session: dict[str, Any], seconds: int) -> int:
         """What `seconds` of a dedicated session cost: its backend's QPU-second price, in its budget's unit."""
-        backend = self.jobs.load_backend(session["spec"]["backend"])
+        backend = self.jobs.admission.load_backend(session["spec"]["backend"])
         if isinstance(backend, Problem):
             return 0
         unit = SessionStatus.of(session).currency
@@ -141,94 +132,11 @@ class Sessions:
         fresh = self.clients.get_job(ref.namespace, ref.name)
         if fresh is not None and fresh["metadata"]["uid"] == ref.uid and \
                 JobStatus.of(fresh).counted_attempt < attempt:
-            self.jobs.attempt_finished(fresh, attempt, False,
-                                       {"error": f"the session runner {runner} stopped before the job finished"}, 137)
-
-    def load_credential(self, namespace: str, secret: str, endpoints: IbmEndpoints) -> Credential:
-        """The IBM credential in a Secret of the session's namespace, for the backend's `endpoints`
-        (a Secret naming others is refused); errors name the Secret, not values."""
-        try:
-            obj = self.clients.core.read_namespaced_secret(secret, namespace)
-        except ApiException as exc:
-            if exc.status == 404:
-                raise TokenError(str(credentials_problem(secret, namespace, None)), "CredentialsMissing") from None
-            raise
-        return credential_from_secret(secret, obj.data or {}, endpoints)
-
-    def runtime_api(self, namespace: str, spec: SessionSpec,
-                    backend: Backend | None = None) -> tuple[Credential, RuntimeApi]:
-        """The session's credential and the Runtime API on it (TokenError when the Secret is wrong).
-        The endpoints are the session's QiskitBackend's (spec.ibm); if that backend is gone, IBM's
-        public ones (never anything a tenant wrote)."""
-        if backend is None:
-            found = self.jobs.load_backend(spec.backend)
-            backend = found if isinstance(found, Backend) else None
-        endpoints = backend.endpoints if backend is not None else IbmEndpoints()
-        credential = self.load_credential(namespace, self.directory.credentials_secret(spec.credentials_secret),
-                                          endpoints)
-        return credential, RuntimeApi(credential, self.tokens, http=metrics.CountedSession())
-
-    def metered_usage(self, namespace: str, session_name: str, runtime_job: str) -> tuple[Any, str]:
-        """What IBM metered for `runtime_job`, read with the credential of the QiskitSession the job was
-        placed in (the ledger's), and only if the Runtime job is in the Runtime session the operator
-        opened for it (its status' sessionId): (Usage, '') or (None, why not)."""
-        from ..providers.ibm.metering import metered_usage
-
-        session = self.clients.get_session(namespace, session_name)
-        status = SessionStatus.of(session)
-        if session is None or not status.session_id:
-            return None, f"session {session_name} has no Runtime session to read the meter of"
-        try:
-            _, api = self.runtime_api(namespace, parse_session(session.get("spec") or {}))
-            return metered_usage(api, runtime_job, status.session_id)
-        except (TokenError, RuntimeApiError) as exc:
-            return None, f"IBM's meter could not be read ({exc})"
+            self.jobs.attempts.attempt_finished(
+                fresh, attempt, False, {"error": f"the session runner {runner} stopped before the job finished"}, 137)
 
     def _patch(self, namespace: str, name: str, status: dict[str, Any]) -> None:
         self.clients.custom.patch_namespaced_custom_object_status(GROUP, VERSION, namespace, PLURAL, name, {"status": status})
-
-    def _write_token_secret(self, session: dict[str, Any], token_value: str) -> None:
-        """The session's bearer token, for its executor pods (created, or replaced when rotated)."""
-        meta = session["metadata"]
-        body: dict[str, Any] = {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-                "metadata": {"name": token_secret_name(meta["name"]), "namespace": meta["namespace"],
-                             "labels": {MANAGED_BY_LABEL: "qgov", SESSION_LABEL: label_value(meta["name"])},
-                             "ownerReferences": [{"apiVersion": f"{GROUP}/{VERSION}", "kind": "QiskitSession",
-                                                  "name": meta["name"], "uid": meta["uid"], "controller": True}]},
-                "data": {"token": base64.b64encode(token_value.encode()).decode()}}
-        try:
-            self.clients.core.create_namespaced_secret(meta["namespace"], body)
-        except ApiException as exc:
-            if exc.status != 409:
-                raise
-            existing = self.clients.core.read_namespaced_secret(body["metadata"]["name"], meta["namespace"])
-            if not made_for(existing.metadata, meta["uid"]):
-                raise TokenSecretTaken(meta["namespace"], body["metadata"]["name"]) from None
-            body["metadata"]["resourceVersion"] = existing.metadata.resource_version  # ours: rotated in place
-            self.clients.core.replace_namespaced_secret(body["metadata"]["name"], meta["namespace"], body)
-
-    def _token_secret_free(self, session: dict[str, Any]) -> None:
-        """Raise TokenSecretTaken if `<session>-token` exists and is not this session's (before
-        anything is opened at IBM: a session that cannot hand its token to its pods opens nothing)."""
-        meta = session["metadata"]
-        name = token_secret_name(meta["name"])
-        try:
-            existing = self.clients.core.read_namespaced_secret(name, meta["namespace"])
-        except ApiException as exc:
-            if exc.status == 404:
-                return
-            raise
-        if not made_for(existing.metadata, meta["uid"]):
-            raise TokenSecretTaken(meta["namespace"], name)
-
-    def _fresh_token(self, session: dict[str, Any], credential: Credential, force: bool = False) -> str:
-        """Refresh the token when it is due and rotate the Secret (`force`: write it even if the
-        token did not change); returns the token's expiry (ISO)."""
-        token = self.tokens.token(credential)
-        expiry = iso(datetime.fromtimestamp(token.expires_at, timezone.utc))
-        if force or SessionStatus.of(session).token_expiry != expiry:
-            self._write_token_secret(session, token.value)
-        return expiry
 
     def _fail(self, session: dict[str, Any], reason: str, message: str, patch: kopf.Patch) -> None:
         """The session cannot open; the jobs waiting for it fail with this reason (written first, so they see it)."""
@@ -244,7 +152,7 @@ class Sessions:
                                backend: Backend) -> Problem | tuple[int, str]:
         """A dedicated session is billed for its wall-clock time: reserve maxTime × price up front."""
         meta = session["metadata"]
-        choice = self.jobs.choose_budget(meta["namespace"], None)
+        choice = self.jobs.admission.choose_budget(meta["namespace"], None)
         if isinstance(choice, Problem):
             return choice
         if choice is None:  # unbudgeted work is allowed: nothing to reserve
@@ -278,17 +186,17 @@ class Sessions:
             spec = parse_session(dict(session.get("spec") or {}))
         except SpecError as exc:
             return self._fail(session, "InvalidSpec", str(exc), patch)
-        backend = self.jobs.load_backend(spec.backend)
+        backend = self.jobs.admission.load_backend(spec.backend)
         if isinstance(backend, Problem):
             return self._fail(session, backend.reason, backend.message, patch)
         if not providers.of(backend).remote_sessions:
             return self._open_local(session, spec, backend)
         try:
-            self._token_secret_free(session)
+            self.credentials.token_secret_free(session)
         except TokenSecretTaken as exc:
             return self._fail(session, TokenSecretTaken.reason, str(exc), patch)
         try:
-            credential, api = self.runtime_api(namespace, spec, backend)
+            credential, api = self.credentials.runtime_api(namespace, spec, backend)
             usage = api.instance_usage()
         except (TokenError, RuntimeApiError) as exc:
             reason = exc.reason if isinstance(exc, TokenError) else (
@@ -317,7 +225,7 @@ class Sessions:
             self._release(session)
             return self._fail(session, "RuntimeRefused", f"IBM Quantum did not open the session: {exc}", patch)
         try:
-            expiry = self._fresh_token(session, credential)
+            expiry = self.credentials.fresh_token(session, credential)
         except (TokenError, RuntimeApiError, TokenSecretTaken) as exc:
             with contextlib.suppress(RuntimeApiError):  # nothing may run in it: close it at once
                 api.close_session(session_id)
@@ -397,8 +305,8 @@ class Sessions:
         else:
             stalled = _stalled_on_secret(status)
             try:
-                credential, api = self.runtime_api(namespace, spec)
-                update["tokenExpiry"] = self._fresh_token(session, credential, force=stalled)
+                credential, api = self.credentials.runtime_api(namespace, spec)
+                update["tokenExpiry"] = self.credentials.fresh_token(session, credential, force=stalled)
             except (TokenError, RuntimeApiError) as exc:
                 emit(session, Event("Warning", "TokenRefreshFailed", str(exc)))
                 return
@@ -438,7 +346,7 @@ class Sessions:
         for job in active if not status.runner else ():  # admitted while the session opened, started by neither
             js = JobStatus.of(job)
             if js.phase == JobPhase.ADMITTED.value and waits_for(name, js.message):
-                self.jobs.create_attempt_pod(job, js.attempts or 1)
+                self.jobs.attempts.create_attempt_pod(job, js.attempts or 1)
         if active:
             update["lastActivity"] = iso(datetime.fromtimestamp(view.last_activity, timezone.utc))
         self._patch(namespace, name, update)
@@ -490,7 +398,7 @@ class Sessions:
         elif status.session_id and not status.ended:
             spec = parse_session(dict(session.get("spec") or {}))
             try:
-                self.runtime_api(namespace, spec)[1].cancel_session(status.session_id)
+                self.credentials.runtime_api(namespace, spec)[1].cancel_session(status.session_id)
             except (TokenError, RuntimeApiError) as exc:
                 emit(session, Event("Warning", "CancelFailed", str(exc)))
                 raise kopf.TemporaryError(str(exc), delay=10) from None

@@ -44,7 +44,7 @@ class SessionDirectory:
         return name or self.config.ibm_default_secret
 
     def session_jobs(self, namespace: str, name: str) -> list[dict[str, Any]]:
-        """The session's jobs, selected by the API server by their session label (jobs.py `_mark`);
+        """The session's jobs, selected by the API server by their session label (jobmarks.py `mark`);
         the label holds 63 characters of the name, the status all of it."""
         jobs = self.clients.custom.list_namespaced_custom_object(
             GROUP, VERSION, namespace, "qiskitjobs", label_selector=f"{SESSION_LABEL}={label_value(name)}")["items"]

@@ -90,7 +90,7 @@ def assemble(config: OperatorConfig, ledger: Ledger, executor: Executor | None =
     # the QiskitSession handlers' (sessions.py); the pod sweep re-creates runners with it
     sessions = Sessions(ledger, kube, TokenManager(metrics.counted_exchange(iam_exchange)), config, budget_units,
                         jobs, budgets.notifier, directory, kopf_context)
-    jobs.metering = sessions.metered_usage  # IBM's meter, read with the session's own credential
+    jobs.settlement.metering = sessions.credentials.metered_usage  # IBM's meter, read with the session's own credential
     sweeper = PodSweeper(config.pod_sweep_seconds, jobs, sessions, kopf_context)
     return Operator(kopf_context, kube, ledger, budgets, jobs, sessions, sweeper)
 
@@ -120,7 +120,7 @@ def start(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: Any, **_: An
     # pulled; a pod deleted while Pending is found by the pod sweep (podsweep.py)
     settings.watching.label_selectors["v1", "pods"] = f"{MANAGED_BY_LABEL}=qgov"
     settings.watching.field_selectors["v1", "pods"] = "status.phase!=Pending"
-    # a local session's runner reports each attempt in a ConfigMap of its own (jobs.runner_report):
+    # a local session's runner reports each attempt in a ConfigMap of its own (jobattempts.py runner_report):
     # only those are sent, not every ConfigMap of the cluster
     settings.watching.label_selectors["v1", "configmaps"] = REPORT_LABEL
     # kopf logs every handler and timer run on an object at INFO ("Handler 'on_job_event'
@@ -137,14 +137,14 @@ def start(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: Any, **_: An
     # the process-wide default the handlers' clients start from: the one rule every qgov client follows
     kubernetes.client.Configuration.set_default(client_configuration())
     operator = assemble(config, ledger, settings.execution.executor)
-    # the kopf handlers find theirs in kopf's memo (budgets.py, jobs.py, sessions.py)
+    # the kopf handlers find theirs in kopf's memo (budgets.py, jobwatch.py, sessions.py)
     memo.operator = operator
     memo.budgets, memo.jobs, memo.sessions = operator.budgets, operator.jobs, operator.sessions
     operator.kopf_context.running = True
     operator.budgets.status_writer.start()
     operator.jobs.expiry.start()
     # in the background if it fails
-    run_retrying("start-up reconciliation of the ledger", operator.jobs.reconcile_ledger)
+    run_retrying("start-up reconciliation of the ledger", operator.jobs.settlement.reconcile_ledger)
     operator.sweeper.start()
     if config.metrics_port:  # (already served by the replica: a no-op)
         metrics.serve(config.metrics_port, listen_address(), metricsauth.gate_for(config.metrics_auth))

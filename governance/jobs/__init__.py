@@ -13,7 +13,8 @@
 - runnerreport.py: a local session's runner's report ConfigMap per attempt;
 - results.py: an attempt's result ConfigMaps, and whether a given attempt wrote one.
 
-handlers/jobs.py reads the cluster and the ledger, calls these, and applies their answers.
+handlers/jobs.py and its job*.py parts read the cluster and the ledger, call these, and apply
+their answers.
 
 The package imports the light modules only: admission.py prices circuits (qiskit), so it is
 imported as `governance.jobs.admission` by those that decide admissions, and what needs only

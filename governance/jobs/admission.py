@@ -3,7 +3,7 @@ or with a reservation in its budget).
 
 `decide_admission` is called with what is known so far (`AdmissionFacts`) and answers either with
 what it needs to know next (a `Need...`: the backend, the budget that pays, the estimate, a
-session, the ledger's answer) or with the outcome. The caller (handlers/jobs.py) finds each
+session, the ledger's answer) or with the outcome. The caller (handlers/jobadmission.py) finds each
 answer (API reads, the cost model, the ledger) and asks again, so each read happens only when
 the one before allows it, and the decisions are here, without I/O:
 

@@ -142,7 +142,7 @@ def _job_update(old: Mapping[str, Any]) -> Verdict:
 
 def review_job(namespace: str, spec: Mapping[str, Any], sources: Sources) -> Verdict:
     """The controller's admission of a job, up to the reservation: the same `decide_admission`
-    loop as handlers/jobs.py `admit`, each fact it asks for answered from `sources` (`_Answers`)."""
+    loop as handlers/jobadmission.py `admit`, each fact it asks for answered from `sources` (`_Answers`)."""
     try:
         parsed: JobSpec | SpecError = parse_job(dict(spec))
     except SpecError as exc:

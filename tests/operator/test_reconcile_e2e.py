@@ -30,7 +30,7 @@ def in_process(env: Env) -> Iterator[Operator]:
 @pytest.mark.no_pod_runner  # executor pods stay Pending: the jobs stay Admitted, their money held
 def test_a_job_missing_from_a_stale_list_keeps_its_reservation_and_a_deleted_one_is_released(
         env: Env, in_process: Operator) -> None:
-    reconcile_ledger, ledger = in_process.jobs.reconcile_ledger, in_process.ledger
+    reconcile_ledger, ledger = in_process.jobs.settlement.reconcile_ledger, in_process.ledger
     env.budget("12.00")
     for name in ("live", "gone"):
         env.job(name, shots=100)
