@@ -18,23 +18,22 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import socket
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qs
-from wsgiref.simple_server import WSGIRequestHandler, make_server
+from wsgiref.simple_server import WSGIServer
 
 from cachetools import TTLCache
-from prometheus_client.exposition import ThreadingWSGIServer
 from sqlalchemy.exc import SQLAlchemyError
 
 from .budget.costquery import BadQuery, check_aggregate
 from .budget.costview import aggregate, parse_cost_window, render
 from .budget.errors import LedgerError
 from .metricsauth import Authenticate, ReviewUnavailable, User
+from .wsgiserve import serve_in_thread, shut
 
 log = logging.getLogger("qgov.costapi")
 PATH = "/costs"
@@ -167,12 +166,7 @@ def app(ledger: Callable[[], Any], access: NamespaceAccess | Everyone) -> Callab
     return serve_costs
 
 
-class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
-_server: Any = None
+_server: WSGIServer | None = None
 
 
 def port_from_env(value: str | None) -> int:
@@ -218,24 +212,17 @@ def serve(port: int, address: str, database_url: str | None, auth_mode: str) -> 
                 made.append(Ledger(database_url))
             return made[0]
 
-    host = address or "0.0.0.0"
-
-    class Server(ThreadingWSGIServer):
-        address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
-
     try:
-        _server = make_server(host.strip("[]"), port, app(ledger, access), Server, handler_class=_QuietHandler)
+        _server = serve_in_thread(app(ledger, access), address, port, "costapi")
     except OSError as exc:
         log.error(f"cost API: cannot serve {PATH} on port {port} ({exc.strerror or exc}); "
                   "set QGOV_COST_API_PORT to a free port, or 0")
         return
-    threading.Thread(target=_server.serve_forever, name="costapi", daemon=True).start()
-    log.info(f"cost API on http://{host}:{port}{PATH}")
+    log.info(f"cost API on http://{address or '0.0.0.0'}:{port}{PATH}")
 
 
 def stop() -> None:
     global _server
     if _server is not None:
-        _server.shutdown()
-        _server.server_close()
+        shut(_server)
         _server = None

@@ -15,7 +15,6 @@ a status) go through `Bounded`, which keeps the first few distinct values and ca
 from __future__ import annotations
 
 import logging
-import socket
 import threading
 import time
 from collections import Counter as Tally
@@ -25,18 +24,18 @@ from decimal import Decimal
 from fractions import Fraction
 from http import HTTPStatus
 from typing import Any
-from wsgiref.simple_server import WSGIRequestHandler, make_server
+from wsgiref.simple_server import WSGIServer
 
 import requests
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram, disable_created_metrics, make_wsgi_app
 from prometheus_client.core import GaugeMetricFamily
-from prometheus_client.exposition import ThreadingWSGIServer
 from prometheus_client.registry import Collector
 
 from . import metricsauth
 from .budget.types import ReserveOutcome, ReserveRequest, SettleOutcome
 from .jobs.phases import FAILURES
 from .metricsauth import Gate
+from .wsgiserve import serve_in_thread, shut
 from .providers.ibm.iam import Credential
 from .sessions.tokens import Token, TokenError
 
@@ -401,12 +400,7 @@ def pod_stalled(reason: str) -> None:
 
 # ---------------------------------------------------------------------- the endpoint
 
-_server: Any = None
-
-
-class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:  # a line per scrape says nothing
-        pass
+_server: WSGIServer | None = None
 
 
 def _guarded(gate: Gate | None) -> Callable[..., Iterable[bytes]]:
@@ -438,17 +432,11 @@ def serve(port: int, address: str = "", gate: Gate | None = None) -> None:
     global _server
     if port and _server is None:
         try:
-            host = address or "0.0.0.0"
-
-            class Server(ThreadingWSGIServer):  # an IPv6 pod address (POD_IP) needs an AF_INET6 socket
-                address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
-
-            _server = make_server(host.strip("[]"), port, _guarded(gate), Server, handler_class=_QuietHandler)
+            _server = serve_in_thread(_guarded(gate), address, port, "metrics")
         except OSError as exc:
             log.error(f"metrics: cannot serve /metrics on port {port} ({exc.strerror or exc}); "
                       "set QGOV_METRICS_PORT to a free port, or 0")
             return
-        threading.Thread(target=_server.serve_forever, name="metrics", daemon=True).start()
         who = "anyone (QGOV_METRICS_AUTH=none)" if gate is None else "bearer tokens the API server allows"
         log.info(f"metrics on http://{address or '0.0.0.0'}:{port}/metrics, for {who}")
 
@@ -456,6 +444,5 @@ def serve(port: int, address: str = "", gate: Gate | None = None) -> None:
 def stop() -> None:
     global _server
     if _server is not None:
-        _server.shutdown()
-        _server.server_close()
+        shut(_server)
         _server = None

@@ -207,22 +207,15 @@ def _get(port: int, query: str, token: str | None) -> tuple[int, str, str]:
 
 @pytest.fixture
 def cost_server(history: str):  # type: ignore[no-untyped-def]
-    import threading
-    from wsgiref.simple_server import make_server
-
-    from prometheus_client.exposition import ThreadingWSGIServer
-
-    from governance.costapi import NamespaceAccess, _QuietHandler, app
+    from governance.costapi import NamespaceAccess, app
+    from governance.wsgiserve import serve_in_thread, shut
 
     authenticate, access, asked = _reviews({"tok-a": ("alice", {"team-a"}), "tok-admin": ("root", {""}),
                                             "tok-none": ("nobody", set())})
     ledger = Ledger(history)
-    server = make_server("127.0.0.1", 0, app(lambda: ledger, NamespaceAccess(authenticate, access)),
-                         ThreadingWSGIServer, handler_class=_QuietHandler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    server = serve_in_thread(app(lambda: ledger, NamespaceAccess(authenticate, access)), "127.0.0.1", 0, "costapi")
     yield server.server_port, asked
-    server.shutdown()
-    server.server_close()
+    shut(server)
     ledger.close()
 
 
