@@ -82,15 +82,20 @@ def job() -> dict[str, Any]:
             "status": {"phase": "Running", "attempts": 1, "budget": BUDGET, "podName": "bell-run-1"}}
 
 
-def test_a_finished_attempt_is_charged_once_when_its_event_is_replayed(
-        ledger: Ledger, posted: Callable[[], list[tuple[str, str, str]]]) -> None:
+def admitted(ledger: Ledger) -> OperatorConfig:
+    """The job admitted: 6.00 USD held of a 10.00 USD budget, and the terms admission recorded (the
+    model says 2.5 QPU-seconds, so an attempt costs 4.00 USD); the operator's config."""
     ledger.upsert_budget(BudgetSpec(NAMESPACE, BUDGET, 10_000_000))
     ledger.reserve(ReserveRequest(UID, NAMESPACE, BUDGET, 6_000_000, job=f"{NAMESPACE}/bell", backend="fake-manila"))
-    # what admission recorded: the model says 2.5 QPU-seconds, so the attempt costs 4.00 USD
     ledger.record_terms(JobTerms(UID, f"{NAMESPACE}/bell", f"{NAMESPACE}/{BUDGET}", "USD", False, "fake-manila", "",
                                  "2.5", "0", 100, 1))
-    config = OperatorConfig(database_url=None, executor_image="ghcr.io/qgov/executor:0.1.0", allow_unbudgeted=False,
-                            retry_base_seconds=2, status_interval_seconds=1)
+    return OperatorConfig(database_url=None, executor_image="ghcr.io/qgov/executor:0.1.0", allow_unbudgeted=False,
+                          retry_base_seconds=2, status_interval_seconds=1)
+
+
+def test_a_finished_attempt_is_charged_once_when_its_event_is_replayed(
+        ledger: Ledger, posted: Callable[[], list[tuple[str, str, str]]]) -> None:
+    config = admitted(ledger)
     kube, notifier, freed = StatusWrites(), BudgetRefreshes(), []
     # the Kubernetes side: none of these is read on this path (the backend comes from its watch)
     as_kube, as_notifier = cast(Kube, kube), cast(BudgetNotifier, notifier)
@@ -125,13 +130,8 @@ def test_a_finished_attempt_is_charged_once_when_its_event_is_replayed(
 
 def test_work_that_ran_after_its_hold_was_released_is_charged_late_and_said_so(
         ledger: Ledger, posted: Callable[[], list[tuple[str, str, str]]]) -> None:
-    ledger.upsert_budget(BudgetSpec(NAMESPACE, BUDGET, 10_000_000))
-    ledger.reserve(ReserveRequest(UID, NAMESPACE, BUDGET, 6_000_000, job=f"{NAMESPACE}/bell", backend="fake-manila"))
-    ledger.record_terms(JobTerms(UID, f"{NAMESPACE}/bell", f"{NAMESPACE}/{BUDGET}", "USD", False, "fake-manila", "",
-                                 "2.5", "0", 100, 1))
+    config = admitted(ledger)
     ledger.release(UID)  # say, an operator that thought the job gone
-    config = OperatorConfig(database_url=None, executor_image="ghcr.io/qgov/executor:0.1.0", allow_unbudgeted=False,
-                            retry_base_seconds=2, status_interval_seconds=1)
     kube, notifier = cast(Kube, StatusWrites()), BudgetRefreshes()
     admission = Admission(config, ledger, cast(Any, None), kube, cast(BudgetNotifier, notifier),
                           cast(SessionDirectory, None), {})

@@ -88,8 +88,7 @@ class AttemptPods:
         recorded = self.ledger.attempt_pod(uid, attempt)
         if pod.metadata.uid == recorded:
             return False
-        age = (datetime.now(timezone.utc) - pod.metadata.creation_timestamp).total_seconds()
-        if recorded_uid(previous) is None and age < ADOPTION_GRACE_SECONDS and pod.metadata.deletion_timestamp is None:
+        if recorded_uid(previous) is None and young(body) and pod.metadata.deletion_timestamp is None:
             # maybe another operator's, created a moment ago and not recorded yet (a failover): wait
             # for its record before calling it a squatter
             raise NotYet(f"pod {namespace}/{name} is not recorded as the attempt's pod (yet)")

@@ -3,6 +3,8 @@ The harness itself (Operator, Env, the chaos environment) is qgov_dev.harness, w
 
 from __future__ import annotations
 
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -89,3 +91,14 @@ def pg_env(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[ChaosEnv]
         yield environment
     finally:
         manager.__exit__(None, None, None)
+
+
+def bearer_get(url: str, token: str | None) -> tuple[int, str]:
+    """GET `url` with `Authorization: Bearer <token>` (none when token is None): the HTTP status and
+    body, a refusal's as well as a success's."""
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token is not None else {})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return answer.status, answer.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,20 +18,15 @@ from governance.budget import db
 from governance.budget.ledger import Ledger
 from governance.budget.types import BudgetSpec, ReserveRequest
 from qgov_dev.devcluster.controlplane import free_port
-from tests.operator.conftest import Operator, wait_for
+from tests.operator.conftest import Operator, bearer_get, wait_for
 
 pytestmark = pytest.mark.slow
 TEAMS = ("cost-team-a", "cost-team-b")
 
 
 def get(port: int, token: str | None, query: str = "?window=thismonth") -> tuple[int, str]:
-    request = urllib.request.Request(f"http://127.0.0.1:{port}/costs{query}",
-                                     headers={"Authorization": f"Bearer {token}"} if token is not None else {})
     try:
-        with urllib.request.urlopen(request, timeout=10) as answer:
-            return answer.status, answer.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
+        return bearer_get(f"http://127.0.0.1:{port}/costs{query}", token)
     except (urllib.error.URLError, ConnectionError):
         return 0, "not serving yet"
 

@@ -8,8 +8,6 @@ subjectaccessreviews create) is what lets it ask."""
 
 from __future__ import annotations
 
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,19 +16,13 @@ import kubernetes
 import pytest
 
 from qgov_dev.devcluster.controlplane import free_port
-from tests.operator.conftest import NS, Operator
+from tests.operator.conftest import NS, Operator, bearer_get
 
 pytestmark = pytest.mark.slow
 
 
 def get(port: int, token: str | None, path: str = "/metrics") -> tuple[int, str]:
-    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}",
-                                     headers={"Authorization": f"Bearer {token}"} if token is not None else {})
-    try:
-        with urllib.request.urlopen(request, timeout=10) as answer:
-            return answer.status, answer.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
+    return bearer_get(f"http://127.0.0.1:{port}{path}", token)
 
 
 def token_reviews(upstream: Any) -> float:

@@ -6,11 +6,11 @@ import time
 from typing import Any
 
 import pytest
-from kubernetes.client.rest import ApiException
 from sqlalchemy import func, select, update
 
 from governance.budget.models import JobAttempt, LedgerEntry, Reservation
 from governance.handlers.startup import LIST_CHUNK
+from governance.handlers.kube import unless_gone
 from governance.jobs.ownpod import CLAIM_ANNOTATION, claim_record
 
 from .conftest import NS, TERMINAL, Env
@@ -137,9 +137,4 @@ def test_a_pod_created_by_an_operator_that_died_before_recording_it_is_charged_o
 
 
 def _pod(name: str, env: Env) -> Any:
-    try:
-        return env.core.read_namespaced_pod(name, NS)
-    except ApiException as exc:
-        if exc.status == 404:
-            return None
-        raise
+    return unless_gone(lambda: env.core.read_namespaced_pod(name, NS))
