@@ -151,10 +151,10 @@ def main() -> None:
             f"{f.status_charged_micro / 1e6:.2f}", str(len(f.double_charged)), audit, told,
             "-" if f.recovery_s is None else f"{f.recovery_s:.1f}", f"{took:.0f}"))
     widths = [max(len(r[i]) for r in table) for i in range(len(head))]
-    print("| " + " | ".join(h.ljust(w) for h, w in zip(head, widths)) + " |")
+    print("| " + " | ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)) + " |")
     print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
     for r in table[1:]:
-        print("| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |")
+        print("| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |")
     print("\nrecovery s: from the last disruption (stream end / last restart / database back) until every job is "
           "final (outage: and no LedgerUnavailable=True left, the budget Ready=True showing the ledger's balances); "
           "'-' = not within the wait. Overspend = spent (or what the statuses say was charged) above the limit.")

@@ -129,7 +129,7 @@ def _submit(spec: Any, backend: Any, circuits: list[Any], session_id: str,
             compiled = transpile([c.remove_final_measurements(inplace=False) for c in circuits], target,
                                  optimization_level=1, seed_transpiler=0)
             pubs = [(bind(c, point), [SparsePauliOp(p).apply_layout(c.layout) for p in obs])
-                    for c, obs in zip(compiled, spec.observables) for point in points]
+                    for c, obs in zip(compiled, spec.observables, strict=True) for point in points]
             job = Estimator(mode=mode).run(pubs, precision=1 / spec.shots ** 0.5)
         _wait_or_cancel(job)
         result = job.result()

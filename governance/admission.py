@@ -122,7 +122,7 @@ def assess(job: JobSpec, backend: Backend, unit: str) -> Estimate | Problem:
     size_limits = pricing.Limits.from_env()
     keys = [digest(source) for source in job.circuits]
     try:
-        counts = [pricing.count(i, source, key) for i, (source, key) in enumerate(zip(job.circuits, keys))]
+        counts = [pricing.count(i, source, key) for i, (source, key) in enumerate(zip(job.circuits, keys, strict=True))]
         for i, counted in enumerate(counts):
             pricing.check_size(i, counted, size_limits)
         total = sum(c.operations for c in counts)
@@ -134,7 +134,7 @@ def assess(job: JobSpec, backend: Backend, unit: str) -> Estimate | Problem:
         model = provider.device_model(backend)
         facts: list[pricing.Facts | None] = []
         transpile_error = None
-        for i, (source, key, counted) in enumerate(zip(job.circuits, keys, counts)):
+        for i, (source, key, counted) in enumerate(zip(job.circuits, keys, counts, strict=True)):
             try:
                 facts.append(pricing.circuit_facts(i, source, key, model, job.primitive, capacity,
                                                    counted.operations, size_limits))

@@ -18,7 +18,6 @@ import argparse
 import json
 import sys
 from collections.abc import Mapping, Sequence
-from datetime import datetime
 from typing import Any
 
 from .admission import Problem, backend_from_object
@@ -30,6 +29,7 @@ from .budget.types import Balance
 from .jobs import results
 from .jobs.status import JobStatus
 from .webhook.review import BudgetView, review_job
+from .timestamps import parse_iso, parse_optional
 
 EXIT_FAILED, EXIT_USAGE, EXIT_REFUSED = 1, 2, 3
 
@@ -87,8 +87,8 @@ class ClusterSources:
 def _balance(namespace: str, name: str, spec: Mapping[str, Any], status: Mapping[str, Any]) -> Balance | None:
     try:
         micro = {k: parse_amount(str(status.get(k) or "0"), field=k) for k in ("limit", "spent", "reserved")}
-        start = datetime.fromisoformat(str(status["periodStart"]))
-        end = datetime.fromisoformat(str(status["periodEnd"])) if status.get("periodEnd") else None
+        start = parse_iso(str(status["periodStart"]))
+        end = parse_optional(status.get("periodEnd"))
     except (AmountError, ValueError, KeyError):
         return None  # a status this version cannot read: price the job, the operator decides the rest
     queued = int(((status.get("jobs") or {}).get("queued")) or 0)
@@ -186,7 +186,7 @@ def cmd_jobs(args: argparse.Namespace) -> int:
 def _table(rows: list[tuple[str, ...]]) -> None:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for row in rows:
-        print("   ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+        print("   ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
 
 
 def _budgets_shown(args: argparse.Namespace) -> tuple[str, list[dict[str, Any]]]:
@@ -328,7 +328,7 @@ def _describe_result(result: dict[str, Any]) -> str:
     """One circuit's (or one point's) counts, most frequent first, or its expectation values."""
     if "counts" in result:
         return ", ".join(f"{k}: {v}" for k, v in sorted(result["counts"].items(), key=lambda kv: (-kv[1], kv[0])))
-    return ", ".join(f"{v} ± {s}" for v, s in zip(result.get("expectationValues") or [], result.get("stds") or []))
+    return ", ".join(f"{v} ± {s}" for v, s in zip(result.get("expectationValues") or [], result.get("stds") or [], strict=False))
 
 
 def parser() -> argparse.ArgumentParser:

@@ -38,6 +38,7 @@ from .metricsauth import Gate
 from .wsgiserve import serve_in_thread, shut
 from .providers.ibm.iam import Credential
 from .sessions.tokens import Token, TokenError
+from .timestamps import parse_optional
 
 log = logging.getLogger("qgov.metrics")
 disable_created_metrics()  # type: ignore[no-untyped-call]  # a `_created` twin of every counter and histogram series says nothing here
@@ -223,9 +224,8 @@ def _age(job: dict[str, Any]) -> float | None:
     created = job["metadata"].get("creationTimestamp")
     if not created:
         return None
-    try:
-        moment = datetime.fromisoformat(str(created).replace("Z", "+00:00"))
-    except ValueError:
+    moment = parse_optional(created)
+    if moment is None:
         return None
     return max(0.0, (datetime.now(timezone.utc) - moment).total_seconds())
 

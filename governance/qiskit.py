@@ -325,9 +325,17 @@ class Sampler(_Primitive, BaseSamplerV2):  # type: ignore[misc]
         return QgovJob(self._cluster, name, lambda document, status: _sampler_result(coerced, document, status))
 
 
+def _circuits_of(pubs: list[Any], document: dict[str, Any]) -> list[dict[str, Any]]:
+    """The result's circuits, one per pub, or a ValueError saying they do not match."""
+    circuits = document.get("circuits") or []
+    if len(circuits) != len(pubs):
+        raise ValueError(f"the job's result holds {len(circuits)} circuits for the {len(pubs)} pubs it ran")
+    return list(circuits)
+
+
 def _sampler_result(pubs: list[SamplerPub], document: dict[str, Any], status: dict[str, Any]) -> PrimitiveResult:
     out = []
-    for pub, circuit in zip(pubs, document["circuits"]):
+    for pub, circuit in zip(pubs, _circuits_of(pubs, document), strict=True):
         points = circuit["bindings"] if "bindings" in circuit else [circuit]
         registers = {}
         for position, creg in enumerate(reversed(pub.circuit.cregs)):  # Aer's keys: the last register first
@@ -379,7 +387,7 @@ class Estimator(_Primitive, BaseEstimatorV2):  # type: ignore[misc]
 def _estimator_result(pubs: list[EstimatorPub], terms: list[list[str]], document: dict[str, Any],
                       status: dict[str, Any]) -> PrimitiveResult:
     out = []
-    for pub, labels, circuit in zip(pubs, terms, document["circuits"]):
+    for pub, labels, circuit in zip(pubs, terms, _circuits_of(pubs, document), strict=True):
         points = circuit["bindings"] if "bindings" in circuit else [circuit]
         shape = pub.shape
         observables = pub.observables.ravel().tolist()
@@ -389,8 +397,8 @@ def _estimator_result(pubs: list[EstimatorPub], terms: list[list[str]], document
         evs, stds = np.zeros(shape), np.zeros(shape)
         for at in np.ndindex(*shape):
             point = points[int(par_index[at])]
-            value = dict(zip(labels, point["expectationValues"]))
-            spread = dict(zip(labels, point["stds"]))
+            value = dict(zip(labels, point["expectationValues"], strict=True))
+            spread = dict(zip(labels, point["stds"], strict=True))
             observable = observables[int(obs_index[at])]
             evs[at] = float(sum(np.real(c) * value[label] for label, c in observable.items()))
             stds[at] = math.sqrt(sum(abs(c) ** 2 * spread[label] ** 2 for label, c in observable.items()))

@@ -22,12 +22,13 @@ from ..jobs.events import Event
 from ..budget.types import QueueChange
 from .budgetnotify import BudgetNotifier
 from .budgetstatus import BudgetStatusWriter
-from .conditions import set_condition
+from ..conditions import set_condition
 from .jobs import Jobs
 from .kube import discard, emit
 from .retrying import HANDLER_RETRY_SECONDS
 from .context import KopfContext
 from .jobphases import JobPhases
+from ..timestamps import parse_optional
 
 PLURAL = "qiskitbudgets"
 TOP_JOBS = 5
@@ -150,7 +151,7 @@ class Budgets:
             self._patch_budget_status(namespace, name, status)
         if self._ledger_was_unavailable(body):
             emit(body, Event("Normal", "LedgerAvailable", "the budget ledger is reachable again"))
-        end = datetime.fromisoformat(status["periodEnd"]) if status.get("periodEnd") else None
+        end = parse_optional(status.get("periodEnd"))
         # the burn rate moves at midnight (a day leaves its window) even when nothing else happens
         change = None if status["burnRate"]["forecast"] == NO_SPEND else next_midnight(self.ledger.clock())
         return min((t for t in (end, change) if t is not None), default=None)

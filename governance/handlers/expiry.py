@@ -12,13 +12,13 @@ kopf's initial listing, and deletes at once whatever expired while it was down.
 from __future__ import annotations
 
 import logging
-from datetime import datetime
 from typing import Any
 
 from kubernetes.client import V1DeleteOptions, V1Preconditions
 from kubernetes.client.rest import ApiException
 
 from ..api import GROUP, VERSION
+from ..timestamps import parse_optional
 
 log = logging.getLogger("qgov.expiry")
 
@@ -29,10 +29,10 @@ def expires_at(job: dict[str, Any], default_ttl: int | None) -> float | None:
     """When a finished job is deleted (epoch seconds), or None when it is kept."""
     status, spec = job.get("status") or {}, job.get("spec") or {}
     ttl = spec.get("ttlSecondsAfterFinished", default_ttl)
-    finished = status.get("completionTime")
-    if ttl is None or not finished:
+    finished = parse_optional(status.get("completionTime"))
+    if ttl is None or finished is None:
         return None
-    return datetime.fromisoformat(finished.replace("Z", "+00:00")).timestamp() + int(ttl)
+    return finished.timestamp() + int(ttl)
 
 
 def delete_job(custom: Any, key: JobKey) -> None:

@@ -24,7 +24,8 @@ from ..jobs.admission import (AdmissionFacts, Fail, Need, NeedBackend, NeedBudge
 from ..jobs.events import Event
 from .budgetnotify import BudgetNotifier
 from .config import OperatorConfig
-from .jobstatus import admitted_status, failed_status, job_conditions, ledger_answered, terminal_status
+from ..jobs.status import job_conditions, ledger_answered, terminal_status
+from .jobstatus import admitted_status, failed_status
 from .kube import Kube, emit, unless_gone
 from .retrying import NotYet
 from .sessionview import SessionDirectory

@@ -28,13 +28,14 @@ from ..jobs.placement import EndUnstarted, MoveToNewBatch, WaitForSession, sessi
 from ..providers.base import ExecutorNeeds
 from ..sessions.status import SessionStatus
 from .budgetnotify import BudgetNotifier
-from .conditions import iso, now_iso, parse_iso
+from ..timestamps import iso, now_iso, parse_iso
 from .config import OperatorConfig
 from .jobadmission import Admission
 from .jobmarks import mark
 from .jobpods import AttemptPods, young
 from .jobsettlement import Settlement
-from .jobstatus import job_conditions, terminal_status, usage_of
+from ..jobs.status import job_conditions, terminal_status
+from .jobstatus import usage_of
 from .kube import Kube, emit, unless_gone
 from .pods import POD_ENDED, owner_name, pod_name
 from .retrying import NotYet, later

@@ -20,10 +20,11 @@ from ..jobs.ownpod import CLAIM_ANNOTATION, CLAIM_PREFIX, adoptable, claim_recor
 from ..providers.base import ExecutorNeeds
 from .config import OperatorConfig
 from .identity import missing_account
-from .jobstatus import job_conditions
+from ..jobs.status import job_conditions
 from .kube import Kube, emit, unless_gone
 from .pods import executor_pod
 from .retrying import NotYet
+from ..timestamps import parse_iso
 
 log = logging.getLogger("qgov.jobs")
 
@@ -137,8 +138,7 @@ def young(pod: dict[str, Any]) -> bool:
     created = (pod.get("metadata") or {}).get("creationTimestamp")
     if not created:
         return False
-    # a watch event's string ends in Z, a serialized client object's in +00:00
-    when = datetime.fromisoformat(created) if isinstance(created, str) else created
+    when = parse_iso(created)  # a watch event's string, or a client object's datetime
     return (datetime.now(timezone.utc) - when).total_seconds() < ADOPTION_GRACE_SECONDS
 
 

@@ -26,7 +26,7 @@ from ..jobs import ACTIVE, TERMINAL, JobStatus, Phase, queued_change, queued_pri
 from ..jobs.events import Event
 from .alarms import Alarms
 from .budgetnotify import BudgetNotifier
-from .conditions import parse_iso
+from ..timestamps import parse_iso
 from .config import OperatorConfig
 from .context import KopfContext
 from .expiry import expires_at
@@ -36,7 +36,8 @@ from .jobmarks import mark, remove_finalizer
 from .jobphases import JobPhases
 from .jobpods import AttemptPods
 from .jobsettlement import Settlement
-from .jobstatus import JobRef, JobWatcher, job_conditions
+from ..jobs.status import job_conditions
+from .jobstatus import JobRef, JobWatcher
 from .kube import Kube, emit
 from .pods import POD_ENDED, owner_name
 from .retrying import run_retrying

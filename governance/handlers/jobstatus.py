@@ -1,6 +1,6 @@
-"""A QiskitJob's status as the job controller writes it: conditions, the status of a job that ends
-(terminal, admitted, failed), the LedgerUnavailable condition of a job whose work waits for the
-ledger (JobWatcher), and what an executor pod reported."""
+"""A QiskitJob's status as the job controller writes it. The statuses themselves are built by the
+pure `jobs.status`; here are the Events that go with them, the LedgerUnavailable condition of a
+job whose work waits for the ledger (JobWatcher), and what an executor pod reported."""
 
 from __future__ import annotations
 
@@ -13,57 +13,25 @@ from kubernetes.client.rest import ApiException
 from .. import metrics
 from ..api import GROUP, VERSION
 from ..budget.errors import DatabaseUnavailable
-from ..jobs import FAILURES, JobStatus, Phase
+from ..jobs import JobStatus
 from ..jobs.events import Event
+from ..jobs.status import LEDGER_UNAVAILABLE, job_conditions, terminal_status
+from ..jobs.status import admitted_status as core_admitted_status
 from .budgetnotify import BudgetNotifier
-from .conditions import now_iso, set_condition
 from .kube import JOBS as PLURAL
 from .kube import Kube, discard, emit
 from .retrying import Watcher
 
 
-# ---------------------------------------------------------------------- status helpers
-
-
-def job_conditions(job: dict[str, Any], *changes: tuple[str, bool, str, str]) -> list[dict[str, Any]]:
-    conditions = (job.get("status") or {}).get("conditions")
-    for type_, ok, reason, message in changes:
-        conditions = set_condition(conditions, type_, ok, reason, message, job["metadata"].get("generation"))
-    return conditions or []
-
-
-def ledger_answered(job: dict[str, Any]) -> tuple[tuple[str, bool, str, str], ...]:
-    """The condition change for a status written after the ledger answered (an admission, a
-    settlement): LedgerUnavailable turns False in the same write. Written on its own later, the
-    clearing could be undone by a write built from an older read of the job."""
-    if JobStatus.of(job).condition_is(LEDGER_UNAVAILABLE, "True"):
-        return ((LEDGER_UNAVAILABLE, False, "LedgerAvailable", "the budget ledger is reachable again"),)
-    return ()
-
-
-def terminal_status(job: dict[str, Any], phase: str, reason: str, message: str, **extra: Any) -> dict[str, Any]:
-    """A status for a job that ends here; Events go out with the same reason."""
-    changes = [("Complete", phase == Phase.SUCCEEDED.value, reason, message), *ledger_answered(job)]
-    if phase in FAILURES:
-        changes.append(("Failed", True, reason, message))
-    if phase == Phase.REFUSED.value:
-        changes.append(("Admitted", False, reason, message))
-    conditions = job_conditions(job, *changes)
-    return {"phase": phase, "message": message, "conditions": conditions, "completionTime": now_iso(),
-            "retryAt": None, **extra}
-
-
 def admitted_status(job: dict[str, Any], base: dict[str, Any], phase: str, reason: str, message: str,
-              event: bool = False) -> dict[str, Any]:
-    """A job admitted at once. The Admitted condition records it (reason, message, time); an Event
-    is posted only when the admission is out of the ordinary (no budget). A routine admission is
-    the expected path: an Event for each doubled the API writes of a burst (and etcd's Event
-    load) and was a tenth of the operator's CPU per job. Queueing, admission from the queue,
-    refusals, retries and the end of every job each post one."""
+                    event: bool = False) -> dict[str, Any]:
+    """`jobs.status.admitted_status`, posting the Admitted Event when the admission is out of the
+    ordinary (no budget). A routine admission is the expected path: an Event for each doubled the
+    API writes of a burst (and etcd's Event load) and was a tenth of the operator's CPU per job.
+    Queueing, admission from the queue, refusals, retries and the end of every job each post one."""
     if event:
         emit(job, Event("Normal", "Admitted", message))
-    return dict(base, phase=phase, message=message, attempts=1,
-                conditions=job_conditions(job, ("Admitted", True, reason, message), *ledger_answered(job)))
+    return core_admitted_status(job, base, phase, reason, message)
 
 
 def failed_status(job: dict[str, Any], phase: str, reason: str, message: str) -> dict[str, Any]:
@@ -81,9 +49,6 @@ class JobRef:
     def of(cls, job: dict[str, Any]) -> JobRef:
         meta = job["metadata"]
         return cls(meta["namespace"], meta["name"], meta["uid"])
-
-
-LEDGER_UNAVAILABLE = "LedgerUnavailable"
 
 
 class JobWatcher(Watcher):

@@ -36,12 +36,13 @@ from ..budget.types import QueueChange
 from ..jobs import ACTIVE, STALLED, Phase, queued_priced, stalled_with
 from .retrying import NotYet, type_name
 from .jobs import Jobs
-from .jobstatus import job_conditions
+from ..jobs.status import job_conditions
 from .pods import POD_ENDED, pending_problem, pod_name
 from .context import KopfContext
 from .sessions import Sessions
 from .kube import Kube, unless_gone
 from .sessionview import local_runner
+from ..timestamps import parse_optional
 
 # a pod that finished this long ago and whose job is not final lost its event: settle it here
 # (sooner would race the event being handled right now, and post its Events twice)
@@ -135,10 +136,7 @@ def _missed_end(pod: dict[str, Any]) -> bool:
         return False
     statuses = (pod.get("status") or {}).get("containerStatuses") or []
     finished = ((statuses[0].get("state") or {}).get("terminated") or {}).get("finishedAt") if statuses else None
-    try:
-        ended = datetime.fromisoformat(finished) if finished else None
-    except ValueError:
-        ended = None
+    ended = parse_optional(finished)
     return ended is None or datetime.now(timezone.utc) - ended > timedelta(seconds=MISSED_END_SECONDS)
 
 

@@ -17,7 +17,7 @@ from ..providers.ibm.iam import Credential, credential_from_secret, credentials_
 from ..providers.ibm.runtime_api import RuntimeApi, RuntimeApiError
 from ..sessions.status import SessionStatus
 from ..sessions.tokens import TokenError, TokenManager
-from .conditions import iso
+from ..timestamps import iso
 from .jobadmission import Admission
 from .kube import Kube, made_for
 from .pods import token_secret_name

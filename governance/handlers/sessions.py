@@ -37,7 +37,8 @@ from ..sessions.status import SessionStatus
 from ..providers.ibm.runtime_api import RuntimeApiError
 from ..sessions.tokens import TokenError, TokenManager
 from .budgetnotify import BudgetNotifier
-from .conditions import iso, now_iso, parse_iso, set_condition
+from ..conditions import set_condition
+from ..timestamps import iso, now_iso, parse_iso
 from .config import OperatorConfig, session_interval_seconds
 from .pods import (POD_ENDED, SESSION_RUNNER_LABEL, owner_name, runner_pod_name, session_runner_pod,
                    token_secret_name)

@@ -22,7 +22,7 @@ from ..sessions.batching import BatchKey, Batcher
 from ..sessions.lifecycle import DEFAULT_MAX_TIME_S, Phase, expired
 from ..sessions.status import SessionStatus
 from ..jobs import JobStatus
-from .conditions import parse_iso
+from ..timestamps import parse_iso
 from .kube import SESSIONS as PLURAL
 from .kube import created
 from .pods import token_secret_name

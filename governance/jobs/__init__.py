@@ -3,6 +3,7 @@
 - phases.py: the phases (Phase, TERMINAL, ACTIVE, FAILURES);
 - status.py: JobStatus, a typed view of a job's status; stalled_with (said stalled for a reason
   already?), queued_priced and queued_change (a job left Queued after the ledger decided it);
+  the status builders the controller writes (terminal_status, admitted_status, job_conditions);
 - admission.py: decide_admission, from a spec to fail / refuse / queue / admit (in a session);
 - events.py: Event, what qgov says happened (handlers/kube.py `emit` posts it);
 - placement.py: session_not_open, a job whose session is not open: wait, move to a new batch, or end;

@@ -54,7 +54,7 @@ def configmaps_for(name: str, document: dict[str, Any]) -> list[tuple[str, dict[
     names = [name] + [f"{name}-{i}" for i in range(1, len(chunks))]
     annotations = {"qgov.dev/encoding": "gzip+base64", PARTS_ANNOTATION: ",".join(names)}
     return [(n, {"metadata": {"annotations": annotations}, "binaryData": {"result.json.gz.part": c}})
-            for n, c in zip(names, chunks)]
+            for n, c in zip(names, chunks, strict=True)]
 
 
 def read_result(read: Callable[[str], Any], name: str) -> dict[str, Any]:

@@ -13,9 +13,12 @@ from decimal import Decimal
 from typing import Any
 
 from ..budget.types import Decision, QueueChange
-from .phases import TERMINAL, Phase
+from ..conditions import set_condition
+from ..timestamps import now_iso
+from .phases import FAILURES, TERMINAL, Phase
 
 STALLED = "Stalled"  # the condition that says why an admitted job's pod does not start
+LEDGER_UNAVAILABLE = "LedgerUnavailable"  # the condition of a job whose work waits for the ledger
 
 
 @dataclass(frozen=True)
@@ -92,3 +95,46 @@ def queued_change(key: str, reservation_state: str | None, message: str = "") ->
     if reservation_state == "refused":
         return QueueChange(key, Decision.REFUSED, message)
     return None
+
+
+# ---------------------------------------------------------------------- status builders
+# Pure: what the job controller writes as a job's status, built from the job as read. The handlers
+# post the Events that go with them and write the result.
+
+
+def job_conditions(job: Mapping[str, Any], *changes: tuple[str, bool, str, str]) -> list[dict[str, Any]]:
+    """The job's conditions with these (type, ok, reason, message) changes applied."""
+    conditions = (job.get("status") or {}).get("conditions")
+    for type_, ok, reason, message in changes:
+        conditions = set_condition(conditions, type_, ok, reason, message, job["metadata"].get("generation"))
+    return conditions or []
+
+
+def ledger_answered(job: Mapping[str, Any]) -> tuple[tuple[str, bool, str, str], ...]:
+    """The condition change for a status written after the ledger answered (an admission, a
+    settlement): LedgerUnavailable turns False in the same write. Written on its own later, the
+    clearing could be undone by a write built from an older read of the job."""
+    if JobStatus.of(job).condition_is(LEDGER_UNAVAILABLE, "True"):
+        return ((LEDGER_UNAVAILABLE, False, "LedgerAvailable", "the budget ledger is reachable again"),)
+    return ()
+
+
+def terminal_status(job: Mapping[str, Any], phase: str, reason: str, message: str, **extra: Any) -> dict[str, Any]:
+    """A status for a job that ends here (Complete, and Failed or Admitted False as the phase says);
+    Events go out with the same reason."""
+    changes = [("Complete", phase == Phase.SUCCEEDED.value, reason, message), *ledger_answered(job)]
+    if phase in FAILURES:
+        changes.append(("Failed", True, reason, message))
+    if phase == Phase.REFUSED.value:
+        changes.append(("Admitted", False, reason, message))
+    conditions = job_conditions(job, *changes)
+    return {"phase": phase, "message": message, "conditions": conditions, "completionTime": now_iso(),
+            "retryAt": None, **extra}
+
+
+def admitted_status(job: Mapping[str, Any], base: Mapping[str, Any], phase: str, reason: str,
+                    message: str) -> dict[str, Any]:
+    """A job admitted at once: `base` (its pricing fields) with the phase, the first attempt and the
+    Admitted condition, which records the admission (reason, message, time)."""
+    return dict(base, phase=phase, message=message, attempts=1,
+                conditions=job_conditions(job, ("Admitted", True, reason, message), *ledger_answered(job)))

@@ -38,7 +38,7 @@ def simulate(job: JobSpec, circuits: list[Any], model: Any | None) -> RunOutcome
             options["backend_options"] = {"noise_model": NoiseModel.from_backend(model)}
         estimator = EstimatorV2(options=options)
         pubs = []
-        for circuit, observables in zip(circuits, job.observables):
+        for circuit, observables in zip(circuits, job.observables, strict=True):
             bare = circuit.remove_final_measurements(inplace=False)
             for point in points:
                 pubs.append((bind(bare, point), [SparsePauliOp(p) for p in observables]))

@@ -30,7 +30,7 @@ def _dropped(before: Any, after: Any, path: str) -> list[str]:
             found += [where] if key not in after else _dropped(value, after[key], where)
         return found
     if isinstance(before, list) and isinstance(after, list) and len(before) == len(after):
-        return [p for i, (b, a) in enumerate(zip(before, after)) for p in _dropped(b, a, f"{path}[{i}]")]
+        return [p for i, (b, a) in enumerate(zip(before, after, strict=True)) for p in _dropped(b, a, f"{path}[{i}]")]
     return []
 
 

@@ -78,7 +78,7 @@ def test_expiry_is_one_rule_for_the_timer_and_for_the_jobs() -> None:
     job asking whether its session has ended (handlers/sessionview.ended_phase) use the same rule,
     and a session whose spec omits maxTime gets the default the spec parser gives it."""
     from governance.api.specs import parse_session
-    from governance.handlers.conditions import iso
+    from governance.timestamps import iso
     from governance.handlers.sessionview import ended_phase
     from governance.sessions.lifecycle import DEFAULT_MAX_TIME_S, expired
     from datetime import datetime, timezone

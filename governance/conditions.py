@@ -1,26 +1,13 @@
 """status.conditions the Kubernetes way: type, status, reason, message, lastTransitionTime,
-observedGeneration; the transition time only moves when the status does."""
+observedGeneration; the transition time only moves when the status does. Pure: the job and
+session cores build statuses with it, the handlers only write them."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timezone
 from typing import Any
 
-
-ISO = "%Y-%m-%dT%H:%M:%SZ"  # Kubernetes' timestamp format
-
-
-def iso(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).strftime(ISO)
-
-
-def parse_iso(text: str) -> datetime:
-    return datetime.strptime(text, ISO).replace(tzinfo=timezone.utc)
-
-
-def now_iso() -> str:
-    return iso(datetime.now(timezone.utc))
+from .timestamps import now_iso
 
 
 def set_condition(conditions: Sequence[Mapping[str, Any]] | None, type_: str, status: bool, reason: str, message: str,
