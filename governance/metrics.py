@@ -33,7 +33,7 @@ from prometheus_client.registry import Collector
 
 from . import metricsauth
 from .budget.types import ReserveOutcome, ReserveRequest, SettleOutcome
-from .jobs.phases import FAILURES
+from .jobs.status import reason_of
 from .metricsauth import Gate
 from .wsgiserve import serve_in_thread, shut
 from .providers.ibm.iam import Credential
@@ -211,13 +211,6 @@ def forget_budget(key: tuple[str, str]) -> None:
 # ---------------------------------------------------------------------- admission
 
 
-def _reason(status: dict[str, Any]) -> str:
-    """Why the job is where it is: its Failed condition's reason if it ended, else Admitted's."""
-    wanted = "Failed" if status.get("phase") in FAILURES else "Admitted"
-    for condition in status.get("conditions") or ():
-        if condition.get("type") == wanted:
-            return str(condition.get("reason") or "")
-    return ""
 
 
 def _age(job: dict[str, Any]) -> float | None:
@@ -234,7 +227,7 @@ def admission(job: dict[str, Any], status: dict[str, Any]) -> None:
     """A job's first decision (`status` as admission wrote it): counted, and its latency observed."""
     outcome = str(status.get("phase") or "")
     ADMISSIONS.labels(job["metadata"]["namespace"], status.get("budget") or "", outcome,
-                      _reasons(_reason(status))).inc()
+                      _reasons(reason_of(status))).inc()
     age = _age(job)
     if age is not None:
         ADMISSION_LATENCY.labels(outcome).observe(age)

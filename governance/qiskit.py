@@ -33,16 +33,18 @@ from qiskit.primitives.containers.sampler_pub import SamplerPub
 from qiskit.providers import JobStatus
 
 from .api import GROUP, VERSION
-from .jobs import results
+from .jobs import Phase, results
+from .jobs.status import reason_of
 
 DEFAULT_SHOTS = 1024  # what Qiskit's reference sampler takes when neither run() nor the sampler says
 DEFAULT_PRECISION = 0.015625  # Qiskit's reference estimator's: 4096 shots
 POLL_SECONDS = 0.5
 
 # QiskitJob phase -> what Qiskit calls it; a job not yet looked at by the operator is queued
-PHASES = {"": JobStatus.QUEUED, "Queued": JobStatus.QUEUED, "Admitted": JobStatus.QUEUED,
-          "Running": JobStatus.RUNNING, "Succeeded": JobStatus.DONE, "Failed": JobStatus.ERROR,
-          "Refused": JobStatus.ERROR}
+PHASES = {"": JobStatus.QUEUED, Phase.QUEUED.value: JobStatus.QUEUED, Phase.ADMITTED.value: JobStatus.QUEUED,
+          Phase.RUNNING.value: JobStatus.RUNNING, Phase.SUCCEEDED.value: JobStatus.DONE,
+          Phase.FAILED.value: JobStatus.ERROR, Phase.REFUSED.value: JobStatus.ERROR,
+          Phase.CANCELLED.value: JobStatus.CANCELLED}
 
 
 class QgovJobRefused(Exception):
@@ -200,12 +202,12 @@ class QgovJob(BasePrimitiveJob[PrimitiveResult, JobStatus]):  # type: ignore[mis
             if obj is None:
                 raise QgovJobFailed(full, "the QiskitJob was deleted (cancelled) before it finished", None)
             phase = self._last.get("phase")
-            if phase == "Refused" or (phase == "Failed" and not self._last.get("attempts")):
+            if phase == Phase.REFUSED.value or (phase == Phase.FAILED.value and not self._last.get("attempts")):
                 # Failed before any attempt: admission found the job itself wrong (InvalidParameters, ...)
-                raise QgovJobRefused(full, _reason(self._last), str(self._last.get("message") or ""))
-            if phase == "Failed":
+                raise QgovJobRefused(full, reason_of(self._last), str(self._last.get("message") or ""))
+            if phase == Phase.FAILED.value:
                 raise QgovJobFailed(full, str(self._last.get("message") or ""), self._last.get("actualCost"))
-            if phase == "Succeeded" and self._last.get("resultConfigMap"):
+            if phase == Phase.SUCCEEDED.value and self._last.get("resultConfigMap"):
                 break
             if deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError(f"QiskitJob {full} is still {phase or 'Pending'} after {timeout} s")
@@ -215,16 +217,6 @@ class QgovJob(BasePrimitiveJob[PrimitiveResult, JobStatus]):  # type: ignore[mis
                                        str(self._last["resultConfigMap"]))
         self._result = self._build(document, self._last)
         return self._result
-
-
-def _reason(status: dict[str, Any]) -> str:
-    """The refusal's reason: the Failed condition's (or the Admitted one's, when False)."""
-    conditions = status.get("conditions") or ()
-    for kind in ("Failed", "Admitted"):
-        for condition in conditions:
-            if condition.get("type") == kind and condition.get("status") == ("True" if kind == "Failed" else "False"):
-                return str(condition.get("reason") or "")
-    return ""
 
 
 def _sweep(values: BindingsArray, where: str) -> dict[str, list[float]]:

@@ -24,7 +24,7 @@ from ..jobs.admission import (AdmissionFacts, Fail, Need, NeedBackend, NeedBudge
 from ..jobs.events import Event
 from .budgetnotify import BudgetNotifier
 from .config import OperatorConfig
-from ..jobs.status import job_conditions, ledger_answered, terminal_status
+from ..jobs.status import queued_status, terminal_status
 from .jobstatus import admitted_status, failed_status
 from .kube import Kube, emit, unless_gone
 from .retrying import NotYet
@@ -129,11 +129,8 @@ class Admission:
         assert base is not None and outcome.priced is not None
         self._record_terms(job, outcome.priced)
         if isinstance(outcome, Queue):
-            status = dict(base, phase=phase, message=outcome.message)
-            status["conditions"] = job_conditions(job, ("Admitted", False, "Queued", outcome.message),
-                                                  *ledger_answered(job))
             emit(job, Event("Normal", "Queued", outcome.message))
-            return status
+            return queued_status(job, base, phase, outcome.message)
         if outcome.unbudgeted:
             log.info(f"admitting {meta['namespace']}/{meta['name']} without a budget (QGOV_ALLOW_UNBUDGETED)")
             # its pod runs as qgov-executor too, which a budget would have provided (a real API server

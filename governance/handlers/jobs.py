@@ -36,7 +36,7 @@ from .jobmarks import mark, remove_finalizer
 from .jobphases import JobPhases
 from .jobpods import AttemptPods
 from .jobsettlement import Settlement
-from ..jobs.status import job_conditions
+from ..jobs.status import admitted_from_queue
 from .jobstatus import JobRef, JobWatcher
 from .kube import Kube, emit
 from .pods import POD_ENDED, owner_name
@@ -154,8 +154,7 @@ class Jobs:
             message = "admitted from the queue: funds were freed"
             metrics.queue_decision(job, Phase.ADMITTED.value, "AdmittedFromQueue")
             emit(job, Event("Normal", "Admitted", message))
-            self.attempts.start_attempt(job, 1, {"message": message, "conditions": job_conditions(
-                job, ("Admitted", True, "AdmittedFromQueue", message))})
+            self.attempts.start_attempt(job, 1, admitted_from_queue(job, message))
 
     def job_event(self, type: str | None, job: dict[str, Any]) -> None:
         """What a job's event asks for, in a worker thread. Raises when it could not be done (a

@@ -7,6 +7,7 @@ namespace member who writes them can only confuse its own job, never lower what 
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
@@ -17,8 +18,20 @@ from ..conditions import set_condition
 from ..timestamps import now_iso
 from .phases import FAILURES, TERMINAL, Phase
 
-STALLED = "Stalled"  # the condition that says why an admitted job's pod does not start
-LEDGER_UNAVAILABLE = "LedgerUnavailable"  # the condition of a job whose work waits for the ledger
+
+
+class Condition(str, enum.Enum):
+    """The types of a QiskitJob's status.conditions (what `kubectl wait --for=condition=...` takes)."""
+
+    ADMITTED = "Admitted"  # True: paid for (or unbudgeted); False: queued or refused, the reason says which
+    COMPLETE = "Complete"  # the job ended: True when it succeeded
+    FAILED = "Failed"  # the job ended failed or refused
+    STALLED = "Stalled"  # why an admitted job's pod does not start
+    LEDGER_UNAVAILABLE = "LedgerUnavailable"  # its work waits for the ledger
+
+
+STALLED = Condition.STALLED.value
+LEDGER_UNAVAILABLE = Condition.LEDGER_UNAVAILABLE.value
 
 
 @dataclass(frozen=True)
@@ -68,6 +81,17 @@ class JobStatus:
     def counted(self, attempt: int) -> bool:
         """Whether this attempt's usage is already in used_micro."""
         return self.counted_attempt >= attempt
+
+
+def reason_of(status: Mapping[str, Any]) -> str:
+    """Why a job is where it is, as its conditions say: the Failed condition's reason once it
+    failed or was refused, else the Admitted condition's (Queued, OverBudget, Reserved, ...). The
+    metrics label and the Qiskit client's refusal read the same."""
+    wanted = Condition.FAILED.value if status.get("phase") in FAILURES else Condition.ADMITTED.value
+    for condition in status.get("conditions") or ():
+        if condition.get("type") == wanted:
+            return str(condition.get("reason") or "")
+    return ""
 
 
 def queued_priced(status: Mapping[str, Any]) -> bool:
@@ -122,11 +146,11 @@ def ledger_answered(job: Mapping[str, Any]) -> tuple[tuple[str, bool, str, str],
 def terminal_status(job: Mapping[str, Any], phase: str, reason: str, message: str, **extra: Any) -> dict[str, Any]:
     """A status for a job that ends here (Complete, and Failed or Admitted False as the phase says);
     Events go out with the same reason."""
-    changes = [("Complete", phase == Phase.SUCCEEDED.value, reason, message), *ledger_answered(job)]
+    changes = [(Condition.COMPLETE.value, phase == Phase.SUCCEEDED.value, reason, message), *ledger_answered(job)]
     if phase in FAILURES:
-        changes.append(("Failed", True, reason, message))
+        changes.append((Condition.FAILED.value, True, reason, message))
     if phase == Phase.REFUSED.value:
-        changes.append(("Admitted", False, reason, message))
+        changes.append((Condition.ADMITTED.value, False, reason, message))
     conditions = job_conditions(job, *changes)
     return {"phase": phase, "message": message, "conditions": conditions, "completionTime": now_iso(),
             "retryAt": None, **extra}
@@ -137,4 +161,18 @@ def admitted_status(job: Mapping[str, Any], base: Mapping[str, Any], phase: str,
     """A job admitted at once: `base` (its pricing fields) with the phase, the first attempt and the
     Admitted condition, which records the admission (reason, message, time)."""
     return dict(base, phase=phase, message=message, attempts=1,
-                conditions=job_conditions(job, ("Admitted", True, reason, message), *ledger_answered(job)))
+                conditions=job_conditions(job, (Condition.ADMITTED.value, True, reason, message),
+                                                *ledger_answered(job)))
+
+
+def queued_status(job: Mapping[str, Any], base: Mapping[str, Any], phase: str, message: str) -> dict[str, Any]:
+    """A job its budget cannot pay yet: `base` (its pricing fields), Queued, Admitted False."""
+    return dict(base, phase=phase, message=message,
+                conditions=job_conditions(job, (Condition.ADMITTED.value, False, "Queued", message),
+                                          *ledger_answered(job)))
+
+
+def admitted_from_queue(job: Mapping[str, Any], message: str) -> dict[str, Any]:
+    """What a queued job's status gains when the ledger admits it (funds were freed)."""
+    return {"message": message,
+            "conditions": job_conditions(job, (Condition.ADMITTED.value, True, "AdmittedFromQueue", message))}

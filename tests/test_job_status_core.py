@@ -9,7 +9,8 @@ import pytest
 
 from governance.handlers.expiry import expires_at
 from governance.jobs import Phase
-from governance.jobs.status import LEDGER_UNAVAILABLE, admitted_status, terminal_status
+from governance.jobs.status import (LEDGER_UNAVAILABLE, admitted_from_queue, admitted_status, queued_status, reason_of,
+                                    terminal_status)
 from governance.timestamps import iso, parse_iso, parse_optional
 
 NOON = datetime(2026, 12, 6, 12, 0, tzinfo=timezone.utc)
@@ -77,3 +78,13 @@ def test_a_succeeded_job_is_complete_and_an_admitted_one_starts_its_first_attemp
     admitted = admitted_status(_job(), {"estimatedMicro": 300000}, Phase.ADMITTED.value, "Reserved", "0.30 USD")
     assert admitted["attempts"] == 1 and admitted["estimatedMicro"] == 300000
     assert [(c["type"], c["status"]) for c in admitted["conditions"]] == [("Admitted", "True")]
+
+
+def test_why_a_job_is_where_it_is_reads_the_condition_its_phase_points_at() -> None:
+    queued = queued_status(_job(), {"estimatedMicro": 5}, Phase.QUEUED.value, "waits for 2.00 USD")
+    assert reason_of(queued) == "Queued" and queued["message"] == "waits for 2.00 USD"
+    refused = terminal_status({"metadata": {}, "status": queued}, Phase.REFUSED.value, "OverBudget", "no")
+    assert reason_of(refused) == "OverBudget"
+    moved_on = admitted_from_queue({"metadata": {}, "status": queued}, "funds were freed")
+    assert reason_of({"phase": Phase.ADMITTED.value, **moved_on}) == "AdmittedFromQueue"
+    assert reason_of({}) == ""
