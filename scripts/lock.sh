@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Regenerate the hashed lock files from pyproject.toml (run after changing a dependency, and
-# commit the result; tests/test_dependencies.py fails while pyproject and the locks disagree):
+# commit the result; tests/project/test_dependencies.py fails while pyproject and the locks disagree):
 #   requirements.lock           dependencies + the dev, test and docs extras (+ setuptools, pip): scripts/setup.sh (CI, developers)
 #   requirements-operator.lock  dependencies only, pinned to the same versions: operator/Dockerfile
 #   requirements-executor.lock  the executor extra, pinned to the same versions: executor/Dockerfile

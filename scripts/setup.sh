@@ -40,7 +40,7 @@ want=$(cat pyproject.toml requirements.lock | sha256sum | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "setup: installing qgov and its dependencies into .venv from requirements.lock (a few minutes the first time)"
   # exactly the locked files (versions and sha256 hashes: scripts/lock.sh), the dependencies and the
-  # dev (qgov dev, the tests' clusters), test and docs (mkdocs: tests/test_docs.py builds the site) extras;
+  # dev (qgov dev, the tests' clusters), test and docs (mkdocs: tests/project/test_docs.py builds the site) extras;
   # then qgov itself, resolving nothing
   # pip itself first, the locked one (the venv's own pip 23 takes half again as long over the rest)
   sed -n '/^pip==/,/# via/p' requirements.lock > .venv/pip.lock

@@ -1,5 +1,5 @@
 """Writes qgov-dashboard.json, the Grafana dashboard (import it as is): `python monitoring/grafana/dashboard.py`.
-tests/test_monitoring.py checks that the JSON is what this writes, and that its queries name only
+tests/operations/test_monitoring.py checks that the JSON is what this writes, and that its queries name only
 metrics the operator exports."""
 
 from __future__ import annotations

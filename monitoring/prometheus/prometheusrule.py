@@ -1,7 +1,7 @@
 """Writes qgov-prometheusrule.yaml, the Prometheus Operator's PrometheusRule, from qgov-alerts.yaml
 (the plain rules file, the one source), and copies that file into the chart (charts/qgov/files/,
 its PrometheusRule with metrics.prometheusRule.enabled; a chart reads no file outside its directory):
-`python monitoring/prometheus/prometheusrule.py`. tests/test_monitoring.py checks that all say the same."""
+`python monitoring/prometheus/prometheusrule.py`. tests/operations/test_monitoring.py checks that all say the same."""
 
 from __future__ import annotations
 

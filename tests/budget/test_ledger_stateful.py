@@ -19,7 +19,7 @@ from governance.budget.ledger import Ledger
 from governance.budget.periods import window_at
 from governance.budget.types import BudgetSpec, Decision, ReserveRequest
 
-from .conftest import FakeClock
+from tests.conftest import FakeClock
 
 NS, NAME = "team-s", "team-s"
 ANCHOR = datetime(2026, 1, 1, tzinfo=timezone.utc)

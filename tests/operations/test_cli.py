@@ -69,7 +69,7 @@ def test_a_budget_set_from_the_command_is_monthly_like_a_qiskitbudgets_default(t
     """Without --period the CLI makes the budget the CRD would (spec.period defaults to monthly)."""
     import yaml
 
-    crd = yaml.safe_load((Path(__file__).resolve().parents[1] / "crds" / "qiskitbudgets.yaml").read_text())
+    crd = yaml.safe_load((Path(__file__).resolve().parents[2] / "crds" / "qiskitbudgets.yaml").read_text())
     [version] = crd["spec"]["versions"]
     default = version["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["period"]["default"]
     url = f"sqlite:///{tmp_path / 'cli.db'}"

@@ -21,7 +21,7 @@ from prometheus_client import REGISTRY, Gauge
 
 from qgov_dev import docsref
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 NEW_ALERTS = ("QgovOperatorDown", "QgovNoLeader", "QgovLedgerUnreachable", "QgovWebhookUnreachable",
               "QgovExecutorPodsStalled")
 

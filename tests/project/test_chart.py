@@ -16,7 +16,7 @@ import yaml
 from qgov_dev.devcluster.controlplane import tool
 from qgov_dev.devcluster.upstream import kubectl_binary
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "qgov"
 NAMESPACE = "qgov-system"  # the kustomize install's namespace, so that bindings compare equal
 
@@ -499,7 +499,7 @@ def test_cert_manager_can_keep_the_webhooks_certificate(render: Any) -> None:
 
 
 def test_the_operator_pod_meets_the_restricted_pod_security_profile(render: Any) -> None:
-    from tests.test_executor_pods import restricted_violations
+    from tests.jobs.test_executor_pods import restricted_violations
 
     assert restricted_violations(one(render(), "Deployment")["spec"]["template"]) == []
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SOURCES = ("pyproject.toml", "README.md", "LICENSE", "governance", "executor", "qgov_dev", "migrations", "crds", "samples")
 # package data: each a link in the source tree to the repository's own directory, the one copy
 DATA = {"governance/migrations": "migrations", "qgov_dev/crds": "crds", "qgov_dev/samples": "samples"}

@@ -23,7 +23,7 @@ import governance.metrics  # noqa: F401  (registers the operator's metrics)
 import governance.webhook.server  # noqa: F401  (and the webhook's, registered when a replica serves it)
 from qgov_dev.devcluster.controlplane import ControlPlaneError, tool
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "monitoring/prometheus/qgov-alerts.yaml"
 RULE_TESTS = ROOT / "monitoring/prometheus/qgov-alerts.test.yaml"
 PROMETHEUS_RULE = ROOT / "monitoring/prometheus/qgov-prometheusrule.yaml"

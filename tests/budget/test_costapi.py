@@ -16,8 +16,8 @@ from governance.budget.costview import aggregate, parse_cost_window, render
 from governance.budget.ledger import Ledger
 from governance.budget.types import BudgetSpec, JobTerms, ReserveRequest, job_labels
 
-from .conftest import FakeClock
-from .test_cli import assert_one_line_error, qgov
+from tests.conftest import FakeClock
+from tests.operations.test_cli import assert_one_line_error, qgov
 
 NOW = datetime(2026, 12, 5, 15, 0, tzinfo=timezone.utc)
 

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from governance.budget.ledger import Ledger
 from governance.budget.types import BudgetSpec, ReserveOutcome, ReserveRequest
 
-from .conftest import DatabaseFactory, FakeClock
+from tests.conftest import DatabaseFactory, FakeClock
 
 NS = "team-b"
 USD = 1_000_000

@@ -33,7 +33,7 @@ from governance.budget.report import (
 )
 from governance.budget.types import LATE_MESSAGE, BudgetSpec, Decision, ReserveRequest
 
-from .conftest import FakeClock
+from tests.conftest import FakeClock
 
 NS = "team-a"
 USD = 1_000_000

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def load(path: Path) -> list[dict]:
@@ -166,7 +166,7 @@ def test_two_operator_replicas_elect_a_leader_over_a_lease_in_their_namespace() 
 
 
 def test_the_operator_pod_meets_the_restricted_pod_security_profile() -> None:
-    from tests.test_executor_pods import restricted_violations
+    from tests.jobs.test_executor_pods import restricted_violations
 
     [deployment] = load(ROOT / "operator" / "manifests" / "deployment.yaml")
     assert restricted_violations(deployment["spec"]["template"]) == []

@@ -20,7 +20,7 @@ import tomllib
 from importlib.metadata import packages_distributions
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 OWN = {"governance", "executor", "qgov_dev"}
 PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
 OPERATOR_ONLY = {"kopf", "sqlalchemy", "alembic"}

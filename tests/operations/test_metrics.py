@@ -24,7 +24,7 @@ from governance.handlers.jobphases import JobPhases
 from governance.providers.ibm.iam import Credential
 from governance.sessions.tokens import Token, TokenError, TokenManager
 
-from .conftest import FakeClock
+from tests.conftest import FakeClock
 
 
 def sample(name: str, **labels: str) -> float:
