@@ -9,25 +9,15 @@ module crosses the two. `audit` is pure (plain dicts from the API, rows from
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any
 
 from .api import GROUP, VERSION
 from .jobs.phases import ACTIVE, TERMINAL, Phase  # (governance.jobs does not import its qiskit-bound admission module)
 from .budget.money import AmountError, format_amount, parse_amount
+from .budget.types import OPEN_STATES, ReservationRow, ReservationState
 
-OPEN = frozenset({"held", "queued"})  # states in which a reservation still holds (or waits for) money
+UNCHARGED = (ReservationState.RELEASED, ReservationState.REFUSED)  # finished without a charge
 PAGE = 500
-
-
-class ReservationRow(Protocol):
-    """The columns of a `Ledger.reservations()` row that the audit reads."""
-
-    key: str
-    job: str
-    state: str
-    amount_micro: int
-    actual_micro: int | None
-    overrun_micro: int
 
 
 def audit(jobs: Sequence[Mapping[str, Any]], sessions: Sequence[Mapping[str, Any]],
@@ -39,7 +29,7 @@ def audit(jobs: Sequence[Mapping[str, Any]], sessions: Sequence[Mapping[str, Any
     problems = [p for job in jobs if not job["metadata"].get("deletionTimestamp")
                 for p in _check_job(job, by_key.get(job["metadata"]["uid"]))]
     problems += [f"{r.job or r.key}: reservation for a job that does not exist: {_describe(r)}, key {r.key}"
-                 for r in by_key.values() if r.state in OPEN and r.key not in existing]
+                 for r in by_key.values() if r.state in OPEN_STATES and r.key not in existing]
     return sorted(problems)
 
 
@@ -50,22 +40,23 @@ def _check_job(job: Mapping[str, Any], r: ReservationRow | None) -> list[str]:
     head = f"{meta['namespace']}/{meta['name']} (phase {phase})"
     ledger = _describe(r, unit)
     if not status.get("budget"):  # unbudgeted, failed before pricing, or paid by a dedicated session
-        if r is not None and r.state in OPEN:
+        if r is not None and r.state in OPEN_STATES:
             return [f"{head}: no budget in its status, yet the ledger has {ledger}"]
         return []
-    if phase in TERMINAL and r is not None and r.state in OPEN:
+    if phase in TERMINAL and r is not None and r.state in OPEN_STATES:
         return [f"{head}: finished job holds money: the ledger has {ledger}"]
     if phase in ACTIVE:
         if r is None:
             return [f"{head}: admitted job lacks a reservation in budget {status['budget']}"]
-        if r.state != "held":
+        if r.state != ReservationState.HELD:
             return [f"{head}: an admitted job needs a held reservation, the ledger has {ledger}"]
-    elif phase == Phase.QUEUED.value and (r is None or r.state != "queued"):
-        why = " (the ledger admitted it and the job was never started)" if r is not None and r.state == "held" else ""
+    elif phase == Phase.QUEUED.value and (r is None or r.state != ReservationState.QUEUED):
+        why = (" (the ledger admitted it and the job was never started)"
+               if r is not None and r.state == ReservationState.HELD else "")
         return [f"{head}: a queued job needs a queued reservation, the ledger has {ledger}{why}"]
     elif phase in (Phase.SUCCEEDED.value, Phase.FAILED.value) and status.get("actualCost") is not None:
         return _check_charge(head, status, r, unit)
-    elif phase == Phase.REFUSED.value and r is not None and r.state not in ("refused", "released"):
+    elif phase == Phase.REFUSED.value and r is not None and r.state not in UNCHARGED:
         return [f"{head}: a refused job must hold or spend nothing, the ledger has {ledger}"]
     return []
 
@@ -77,11 +68,12 @@ def _check_charge(head: str, status: Mapping[str, Any], r: ReservationRow | None
         used = int(status["usedMicro"]) if status.get("usedMicro") not in (None, "") else None
     except (AmountError, ValueError) as exc:
         return [f"{head}: unreadable charge in its status ({exc}), the ledger has {_describe(r, unit)}"]
-    if charged == 0 and not used and r is not None and r.state in ("released", "refused") and not r.actual_micro:
+    if charged == 0 and not used and r is not None and r.state in UNCHARGED and not r.actual_micro:
         return []  # nothing ran that cost anything, nothing is held: the books agree (the ledger charges no 0)
     said = f"charged {format_amount(charged, unit)}" + (
         f" (usedMicro {format_amount(used, unit)})" if used is not None and used != charged else "")
-    if r is None or r.state != "settled" or r.actual_micro != charged or (used is not None and used != charged):
+    if (r is None or r.state != ReservationState.SETTLED or r.actual_micro != charged
+            or (used is not None and used != charged)):
         return [f"{head}: status says {said}, the ledger has {_describe(r, unit)}"]
     return []
 
@@ -114,6 +106,6 @@ def audit_cluster(custom_api: Any, ledger: Any) -> tuple[list[str], int, int]:
     deleted meanwhile has already released its reservation (its finalizer does that first)."""
     jobs = _list_all(custom_api, "qiskitjobs")
     sessions = _list_all(custom_api, "qiskitsessions")
-    reservations = ledger.reservations()
+    reservations: list[ReservationRow] = ledger.reservations()
     checked = sum(1 for j in jobs if not j["metadata"].get("deletionTimestamp"))
     return audit(jobs, sessions, reservations), checked, len(reservations)

@@ -24,6 +24,7 @@ import kubernetes
 from kubernetes.client.rest import ApiException
 from sqlalchemy import create_engine, text
 
+from governance.budget.types import OPEN_STATES, ReservationState
 from qgov_dev.harness import BELL, JOB_LABEL_KEY, NS, TERMINAL, ChaosEnv, Operator, condition
 
 G, V = "qgov.dev", "v1alpha1"
@@ -222,15 +223,15 @@ def count(env: ChaosEnv, scenario: str, names: list[str], *, recovery_s: float |
         r = reservations.get(job["metadata"]["uid"])
         if phase not in TERMINAL:
             found.stranded.append(f"{name}: {phase}")
-        elif r is not None and r.state in ("held", "queued"):
+        elif r is not None and r.state in OPEN_STATES:
             found.holding.append(f"{name}: {phase}, reservation {r.state}")
-        if name in found.pods_per_job and (r is None or r.state not in ("held", "settled")):
+        if name in found.pods_per_job and (r is None or r.state not in (ReservationState.HELD, ReservationState.SETTLED)):
             found.unreserved_pods.append(f"{name}: pods {found.pods_per_job[name]}, reservation "
                                          f"{r.state if r is not None else 'none'}")
         if status.get("actualCost") is not None:
             charged = micro(status["actualCost"])
             found.status_charged_micro += charged
-            if status.get("budget") and (r is None or r.state != "settled" or r.actual_micro != charged):
+            if status.get("budget") and (r is None or r.state != ReservationState.SETTLED or r.actual_micro != charged):
                 found.status_mismatch.append(
                     f"{name}: status says charged {status['actualCost']}, ledger has "
                     + (f"{r.state} (actual {r.actual_micro})" if r is not None else "no reservation"))

@@ -47,16 +47,17 @@ from .db import driver_cursor
 from .models import (CompactedReservation, LedgerEntry, ReportCell, ReportLine, ReportRatio, ReportTop, Reservation,
                      table_of)
 from .periods import utc
-from .types import LATE_MESSAGE
+from .types import LATE_MESSAGE, ReservationState
 
 C, L, H, TOP = table_of(ReportCell), table_of(ReportLine), table_of(ReportRatio), table_of(ReportTop)
 R, T, E = table_of(Reservation), table_of(CompactedReservation), table_of(LedgerEntry)
+S = ReservationState  # the reservation states, as short as the tables' names above
 
 PERIOD, DAY = "P", "D"
 NANO = 10**9
 FINE_BUCKETS = 10_000  # thousandths below this are buckets of their own
 TOP_JOBS = 10  # the report's top jobs (report.TOP_JOBS)
-CHARGED = ("held", "settled")
+CHARGED = (S.HELD, S.SETTLED)
 
 CellKey = tuple[int, str, bool, datetime, datetime]  # budget_id, grain, compacted, cell_start, period_start
 
@@ -126,9 +127,9 @@ def day_of(moment: datetime) -> datetime:
 
 def top_cost(state: str, amount: int, actual: int | None) -> int | None:
     """A reservation's rank among the report's top jobs (NULL: not a candidate)."""
-    if state == "settled":
+    if state == S.SETTLED:
         return actual
-    if state == "held":
+    if state == S.HELD:
         return amount
     return None
 
@@ -159,8 +160,8 @@ class Deltas:
             actual: int | None, backend: str, session: str, late: bool, sign: int = 1,
             compacted: bool = False) -> None:
         at = utc(created_at)
-        settled = state == "settled"
-        charged = settled or state == "held"
+        settled = state == S.SETTLED
+        charged = settled or state == S.HELD
         used = 0 if actual is None else actual  # a settled reservation always has its actual
         ratio = settled and amount > 0
         nano = bucket = group = 0
@@ -214,7 +215,7 @@ class Deltas:
         """A reservation row's contribution; `now` overrides the columns that change (state, actual)."""
         state = now.get("state", row.state)
         actual = now.get("actual", row.actual_micro)
-        late = now.get("late", state == "settled" and (row.message or "").startswith(LATE_MESSAGE))
+        late = now.get("late", state == S.SETTLED and (row.message or "").startswith(LATE_MESSAGE))
         self.add(row.budget_id, row.created_period, row.created_at, state, row.amount_micro, actual,
                  row.backend, row.session, late, sign, compacted)
 
@@ -423,7 +424,7 @@ def recompute(conn: Connection, budget_ids: Iterable[int] | None = None,
             found = times[value] = utc(value if isinstance(value, datetime) else datetime.fromisoformat(value))
         return found
 
-    late = case((and_(R.c.state == "settled", R.c.message.like(f"{LATE_MESSAGE}%")), 1), else_=0)
+    late = case((and_(R.c.state == S.SETTLED, R.c.message.like(f"{LATE_MESSAGE}%")), 1), else_=0)
     grouped = (
         select(R.c.budget_id, as_text(R.c.created_period), day, R.c.state, R.c.backend, R.c.session, late,
                func.count(), func.coalesce(func.sum(R.c.amount_micro), 0), func.coalesce(func.sum(R.c.actual_micro), 0),
@@ -435,7 +436,7 @@ def recompute(conn: Connection, budget_ids: Iterable[int] | None = None,
     for (budget_id, period, day_text, state, backend, session, is_late, n, amounts, actuals, over, first,
          last) in conn.execute(grouped).all():
         period, first, last = moment(period), moment(first), moment(last)
-        settled, charged = state == "settled", state in CHARGED
+        settled, charged = state == S.SETTLED, state in CHARGED
         for key in ((budget_id, PERIOD, False, period, period), (budget_id, DAY, False, moment(day_text), period)):
             cell = out.cells.get(key)
             if cell is None:
@@ -458,7 +459,7 @@ def recompute(conn: Connection, budget_ids: Iterable[int] | None = None,
     ratios: dict[tuple[Any, Any, Any], list[Any]] = {}
     histograms: dict[tuple[Any, Any, Any], dict[int, int]] = {}
     query = (select(R.c.budget_id, as_text(R.c.created_period), day, R.c.amount_micro, R.c.actual_micro)
-             .where(mine, R.c.created_period.is_not(None), R.c.state == "settled", R.c.amount_micro > 0))
+             .where(mine, R.c.created_period.is_not(None), R.c.state == S.SETTLED, R.c.amount_micro > 0))
     for budget_id, period, day_text, amount, actual in conn.execute(query.execution_options(yield_per=50_000)):
         k = (budget_id, period, day_text)
         acc = ratios.get(k)
@@ -490,7 +491,7 @@ def recompute(conn: Connection, budget_ids: Iterable[int] | None = None,
                 for rk in (key + (bucket,), key + (group_code(bucket),)):
                     out.ratios[rk] = out.ratios.get(rk, 0) + n
     if problems is not None:
-        expected = case((R.c.state == "settled", R.c.actual_micro), (R.c.state == "held", R.c.amount_micro))
+        expected = case((R.c.state == S.SETTLED, R.c.actual_micro), (R.c.state == S.HELD, R.c.amount_micro))
         for r in conn.execute(select(R.c.key, R.c.state, R.c.created_period, R.c.top_cost, expected.label("expected"))
                               .where(mine, or_(R.c.created_period.is_(None),
                                                R.c.top_cost.is_distinct_from(expected)))):
@@ -616,7 +617,7 @@ def _verify_compacted(conn: Connection, names: dict[int, str]) -> list[str]:
             problems.append(_diff(f"budget {names.get(k[0], k[0])}: compacted {k[1]} reservations",
                                   states.get(k, 0), f"{tomb_states.get(k, 0)} tombstones"))
     tomb_spend = {r.budget_id: int(r.spent) for r in conn.execute(
-        select(T.c.budget_id, func.sum(T.c.actual_micro).label("spent")).where(T.c.state == "settled")
+        select(T.c.budget_id, func.sum(T.c.actual_micro).label("spent")).where(T.c.state == S.SETTLED)
         .group_by(T.c.budget_id))}
     for bid in set(spend) | set(tomb_spend):
         if spend.get(bid, 0) != tomb_spend.get(bid, 0):
@@ -637,20 +638,20 @@ def _verify_compacted(conn: Connection, names: dict[int, str]) -> list[str]:
         folded[k] = folded.get(k, 0) + int(pending.s)
     tombs = {(r.budget_id, utc(r.period_start)): int(r.s) for r in conn.execute(
         select(T.c.budget_id, T.c.period_start, func.sum(T.c.actual_micro).label("s"))
-        .where(T.c.state == "settled").group_by(T.c.budget_id, T.c.period_start))}
+        .where(T.c.state == S.SETTLED).group_by(T.c.budget_id, T.c.period_start))}
     for k in set(folded) | set(tombs):
         if folded.get(k, 0) != tombs.get(k, 0):
             problems.append(_diff(f"budget {names.get(k[0], k[0])} period {k[1].date()}: compacted entries' spend",
                                   folded.get(k, 0), f"{tombs.get(k, 0)} settled in tombstones"))
     # kept top jobs: at most TOP_JOBS per cell, each a settled tombstone with those amounts
-    settled_parts = {k[:2] + k[3:5]: v[0] for k, v in parts.lines.items() if k[5] == "state" and k[6] == "settled"}
+    settled_parts = {k[:2] + k[3:5]: v[0] for k, v in parts.lines.items() if k[5] == "state" and k[6] == S.SETTLED}
     tops: dict[tuple[Any, ...], int] = {}
     for r in conn.execute(select(TOP, T.c.state.label("t_state"), T.c.actual_micro.label("t_actual"),
                                  T.c.amount_micro.label("t_amount"), T.c.budget_id.label("t_budget"))
                           .join(T, T.c.key == TOP.c.key, isouter=True)):
         k = (r.budget_id, r.grain, utc(r.cell_start), utc(r.period_start))
         tops[k] = tops.get(k, 0) + 1
-        if (r.t_state, r.t_actual, r.t_amount, r.t_budget) != ("settled", r.actual_micro, r.estimate_micro,
+        if (r.t_state, r.t_actual, r.t_amount, r.t_budget) != (S.SETTLED, r.actual_micro, r.estimate_micro,
                                                                r.budget_id):
             problems.append(f"budget {names.get(r.budget_id)}: kept top job {r.key} is not a settled compacted "
                             f"reservation with those amounts")

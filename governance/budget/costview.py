@@ -29,7 +29,7 @@ from .models import Budget, JobAttempt, JobMoney, Reservation, table_of
 from .money import format_amount
 from .periods import utc
 from .report import BadPeriod, parse_window
-from .types import LATE_MESSAGE, labels_of
+from .types import LATE_MESSAGE, ReservationState, labels_of
 
 B, R, M, A = table_of(Budget), table_of(Reservation), table_of(JobMoney), table_of(JobAttempt)
 FORMATS = ("json", "csv")
@@ -136,7 +136,8 @@ def charges(conn: Connection, window: CostWindow, namespaces: Iterable[str] | No
                     M.c.labels)
              .join(B, B.c.id == R.c.budget_id)
              .outerjoin(M, M.c.key == R.c.key)
-             .where(R.c.state == "settled", R.c.finished_at >= window.start, R.c.finished_at < window.end)
+             .where(R.c.state == ReservationState.SETTLED,
+                    R.c.finished_at >= window.start, R.c.finished_at < window.end)
              .order_by(R.c.finished_at, R.c.key))
     if namespaces is not None:
         allowed = sorted(set(namespaces))

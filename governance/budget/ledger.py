@@ -37,7 +37,7 @@ from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, and_, bindparam, delete, func, select, text, update
+from sqlalchemy import Connection, Engine, Select, Table, and_, bindparam, delete, func, select, text, update
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from . import aggregates, policy
@@ -55,7 +55,10 @@ from .types import (
     labels_of,
     LATE_CHARGE,
     LATE_MESSAGE,
+    FINISHED_STATES,
+    OPEN_STATES,
     Balance,
+    BudgetRow,
     BudgetSpec,
     CompactionResult,
     Decision,
@@ -64,6 +67,8 @@ from .types import (
     ReserveOutcome,
     AttemptTotals,
     JobTerms,
+    ReservationRow,
+    ReservationState,
     ReserveRequest,
     SettleOutcome,
 )
@@ -77,7 +82,8 @@ TS = table_of(CompactedReservation)
 TOP = table_of(ReportTop)
 JM = table_of(JobMoney)
 JA = table_of(JobAttempt)
-FINISHED = ("settled", "released", "refused")
+S = ReservationState  # the reservation states, as short as the tables' names above
+FINISHED = FINISHED_STATES
 BURN_DAYS = WEEK + 1  # the days burn_rate reads: today, and the seven before for the last week's
 
 T = TypeVar("T")
@@ -258,11 +264,11 @@ class Ledger:
             conn.execute(update(B).where(B.c.id == budget.id).values(retired_at=now, queued_count=0, updated_at=now))
             message = f"budget {namespace}/{name} was deleted while this job waited in its queue"
             changes = []
-            for row in conn.execute(select(R).where(R.c.budget_id == budget.id, R.c.state == "queued")).all():
-                conn.execute(update(R).where(R.c.id == row.id).values(state="refused", message=message,
+            for row in conn.execute(select(R).where(R.c.budget_id == budget.id, R.c.state == S.QUEUED)).all():
+                conn.execute(update(R).where(R.c.id == row.id).values(state=S.REFUSED, message=message,
                                                                       finished_at=now))
                 self._deltas().add_row(row, -1)
-                self._deltas().add_row(row, +1, state="refused")
+                self._deltas().add_row(row, +1, state=S.REFUSED)
                 changes.append(QueueChange(row.key, Decision.REFUSED, message, "BudgetDeleted"))
             return tuple(changes)
 
@@ -318,11 +324,12 @@ class Ledger:
         self._period_config[(namespace, budget)] = (row.period, utc(row.anchor))
         return self._balance(conn, row, moment)
 
-    def budgets(self, namespace: str | None = None) -> list[Any]:
+    def budgets(self, namespace: str | None = None) -> list[BudgetRow]:
+        """The budgets not retired (of `namespace`, or all), by namespace and name."""
         query = select(B).where(B.c.retired_at.is_(None)).order_by(B.c.namespace, B.c.name)
         if namespace is not None:
             query = query.where(B.c.namespace == namespace)
-        return self._read(lambda conn: list(conn.execute(query)))
+        return self._read(lambda conn: [_budget_row(row) for row in conn.execute(query)])
 
     # ------------------------------------------------------------------ reserve
 
@@ -401,27 +408,27 @@ class Ledger:
             )
             if decision is Decision.ADMITTED:
                 new_rows.append(
-                    dict(base, state="held", period_start=period.period_start, queue_seq=None, message="",
+                    dict(base, state=S.HELD, period_start=period.period_start, queue_seq=None, message="",
                          admitted_at=now, finished_at=None, top_cost=amount)
                 )
                 entries.append(
                     dict(budget_id=budget.id, period_start=period.period_start, reservation_key=req.key,
                          kind="reserve", held_delta=amount, spent_delta=0, note="", created_at=now)
                 )
-                state = "held"
+                state = S.HELD
             elif decision is Decision.QUEUED:
                 seq += 1
                 new_rows.append(
-                    dict(base, state="queued", period_start=None, queue_seq=seq, message=message,
+                    dict(base, state=S.QUEUED, period_start=None, queue_seq=seq, message=message,
                          admitted_at=None, finished_at=None)
                 )
-                state = "queued"
+                state = S.QUEUED
             else:
                 new_rows.append(
-                    dict(base, state="refused", period_start=None, queue_seq=None, message=message,
+                    dict(base, state=S.REFUSED, period_start=None, queue_seq=None, message=message,
                          admitted_at=None, finished_at=now)
                 )
-                state = "refused"
+                state = S.REFUSED
             [after] = ruling.after
             outcome = ReserveOutcome(
                 key=req.key, decision=decision, state=state, amount_micro=amount,
@@ -449,21 +456,21 @@ class Ledger:
     def _replay_reserve(self, conn: Connection, budget: Any, row: Any, now: datetime) -> ReserveOutcome:
         if row.budget_id != budget.id:
             raise LedgerError(f"reservation {row.key} was made against another budget")
-        if row.state == "refused":
+        if row.state == S.REFUSED:
             decision = Decision.REFUSED
         elif row.admitted_at is None:
             decision = Decision.QUEUED
         else:
             decision = Decision.ADMITTED
         position = None
-        if row.state == "queued":
+        if row.state == S.QUEUED:
             position = conn.execute(
                 select(func.count()).where(
-                    R.c.budget_id == budget.id, R.c.state == "queued", R.c.queue_seq <= row.queue_seq
+                    R.c.budget_id == budget.id, R.c.state == S.QUEUED, R.c.queue_seq <= row.queue_seq
                 )
             ).scalar_one()
         return ReserveOutcome(
-            key=row.key, decision=decision, state=row.state, amount_micro=row.amount_micro,
+            key=row.key, decision=decision, state=S(row.state), amount_micro=row.amount_micro,
             balance=self._balance(conn, budget, now), message=row.message, replayed=True,
             queue_position=position,
         )
@@ -473,13 +480,13 @@ class Ledger:
         a new admission."""
         if tomb.budget_id != budget.id:
             raise LedgerError(f"reservation {tomb.key} was made against another budget")
-        if tomb.state == "refused":
+        if tomb.state == S.REFUSED:
             decision = Decision.REFUSED
             message = (f"exceeded budget {budget.namespace}/{budget.name} (refused; the reservation was "
                        "compacted, its message is no longer kept)")
         else:
             decision, message = (Decision.ADMITTED if tomb.admitted else Decision.QUEUED), ""
-        return ReserveOutcome(key=tomb.key, decision=decision, state=tomb.state, amount_micro=tomb.amount_micro,
+        return ReserveOutcome(key=tomb.key, decision=decision, state=S(tomb.state), amount_micro=tomb.amount_micro,
                               balance=self._balance(conn, budget, now), message=message, replayed=True)
 
     # ------------------------------------------------------------------ settle / release
@@ -502,14 +509,14 @@ class Ledger:
                 row, budget = self._lock_reservation(conn, key)
             except _Compacted as compacted:
                 return _settle_compacted(compacted.tombstone, actual_micro, ran)
-            if row.state == "settled":
+            if row.state == S.SETTLED:
                 return SettleOutcome(
-                    key, "settled", row.amount_micro, row.actual_micro, max(0, row.amount_micro - row.actual_micro),
+                    key, S.SETTLED, row.amount_micro, row.actual_micro, max(0, row.amount_micro - row.actual_micro),
                     row.overrun_micro, replayed=True, late=row.message.startswith(LATE_MESSAGE),
                 )
-            if row.state != "held":
+            if row.state != S.HELD:
                 if ran and actual_micro == 0:  # nothing was used: nothing to charge, late or not
-                    return SettleOutcome(key, row.state, row.amount_micro, 0, 0, 0, replayed=True)
+                    return SettleOutcome(key, S(row.state), row.amount_micro, 0, 0, 0, replayed=True)
                 if ran:
                     return self._charge_late(conn, budget, row, actual_micro, now)
                 raise InvalidTransition(
@@ -518,14 +525,14 @@ class Ledger:
             overrun = max(0, actual_micro - row.amount_micro)
             conn.execute(
                 update(R).where(R.c.id == row.id).values(
-                    state="settled", actual_micro=actual_micro, overrun_micro=overrun, finished_at=now,
+                    state=S.SETTLED, actual_micro=actual_micro, overrun_micro=overrun, finished_at=now,
                     top_cost=actual_micro,
                 )
             )
             self._deltas().add_row(row, -1)
-            self._deltas().add_row(row, +1, state="settled", actual=actual_micro, late=False)
+            self._deltas().add_row(row, +1, state=S.SETTLED, actual=actual_micro, late=False)
             changes = self._finish_held(conn, budget, row, "settle", actual_micro, overrun, now)
-            return SettleOutcome(key, "settled", row.amount_micro, actual_micro,
+            return SettleOutcome(key, S.SETTLED, row.amount_micro, actual_micro,
                                  max(0, row.amount_micro - actual_micro), overrun, queue_changes=changes)
 
         return self._transaction(work)
@@ -541,20 +548,20 @@ class Ledger:
         message = (f"{LATE_MESSAGE}: the work ran after its reservation was {row.state}; "
                    f"{format_amount(actual, budget.unit)} charged outside any hold")
         conn.execute(update(R).where(R.c.id == row.id).values(
-            state="settled", actual_micro=actual, overrun_micro=actual, period_start=period.period_start,
+            state=S.SETTLED, actual_micro=actual, overrun_micro=actual, period_start=period.period_start,
             queue_seq=None, message=message, finished_at=now, top_cost=actual))
         self._deltas().add_row(row, -1)
-        self._deltas().add_row(row, +1, state="settled", actual=actual, late=True)
+        self._deltas().add_row(row, +1, state=S.SETTLED, actual=actual, late=True)
         conn.execute(E.insert().values(
             budget_id=budget.id, period_start=period.period_start, reservation_key=row.key, kind=LATE_CHARGE,
             held_delta=0, spent_delta=actual, note=message, created_at=now))
         conn.execute(update(P).where(P.c.id == period.id).values(
             spent_micro=P.c.spent_micro + actual, overrun_micro=P.c.overrun_micro + actual))
-        if row.state == "queued":
+        if row.state == S.QUEUED:
             conn.execute(update(B).where(B.c.id == budget.id).values(queued_count=B.c.queued_count - 1))
             budget = conn.execute(select(B).where(B.c.id == budget.id)).one()
-        changes = self._admit_queued(conn, budget, now) if row.state == "queued" else ()
-        return SettleOutcome(row.key, "settled", row.amount_micro, actual, 0, actual, late=True,
+        changes = self._admit_queued(conn, budget, now) if row.state == S.QUEUED else ()
+        return SettleOutcome(row.key, S.SETTLED, row.amount_micro, actual, 0, actual, late=True,
                              queue_changes=changes)
 
     def release(self, key: str) -> ReleaseOutcome:
@@ -565,18 +572,18 @@ class Ledger:
             try:
                 row, budget = self._lock_reservation(conn, key)
             except _Compacted as compacted:
-                return ReleaseOutcome(key, compacted.tombstone.state, 0, replayed=True)
-            if row.state in ("settled", "released", "refused"):
-                return ReleaseOutcome(key, row.state, 0, replayed=True)
-            conn.execute(update(R).where(R.c.id == row.id).values(state="released", finished_at=now, top_cost=None))
+                return ReleaseOutcome(key, S(compacted.tombstone.state), 0, replayed=True)
+            if row.state in FINISHED:
+                return ReleaseOutcome(key, S(row.state), 0, replayed=True)
+            conn.execute(update(R).where(R.c.id == row.id).values(state=S.RELEASED, finished_at=now, top_cost=None))
             self._deltas().add_row(row, -1)
-            self._deltas().add_row(row, +1, state="released")
-            if row.state == "queued":  # cancelled while waiting: whoever was behind it may fit now
+            self._deltas().add_row(row, +1, state=S.RELEASED)
+            if row.state == S.QUEUED:  # cancelled while waiting: whoever was behind it may fit now
                 conn.execute(update(B).where(B.c.id == budget.id).values(queued_count=B.c.queued_count - 1))
                 budget = conn.execute(select(B).where(B.c.id == budget.id)).one()
-                return ReleaseOutcome(key, "released", 0, queue_changes=self._admit_queued(conn, budget, now))
+                return ReleaseOutcome(key, S.RELEASED, 0, queue_changes=self._admit_queued(conn, budget, now))
             changes = self._finish_held(conn, budget, row, "release", 0, 0, now)
-            return ReleaseOutcome(key, "released", row.amount_micro, queue_changes=changes)
+            return ReleaseOutcome(key, S.RELEASED, row.amount_micro, queue_changes=changes)
 
         return self._transaction(work)
 
@@ -629,7 +636,7 @@ class Ledger:
 
     def open_reservations(self) -> list[str]:
         """Keys of reservations still held or queued (for reconciliation against live jobs)."""
-        query = select(R.c.key).where(R.c.state.in_(("held", "queued")))
+        query = select(R.c.key).where(R.c.state.in_(OPEN_STATES))
         return self._read(lambda conn: [r[0] for r in conn.execute(query)])
 
     def report(self, namespace: str, window: ReportWindow, budget: str | None = None) -> Report:
@@ -667,41 +674,41 @@ class Ledger:
         moment = self._read(lambda conn: conn.execute(_oldest_queued(namespace, budget)).scalar(), one_statement=True)
         return utc(moment) if moment is not None else None
 
-    def reservations(self, states: Sequence[str] | None = None) -> list[Any]:
+    def reservations(self, states: Sequence[ReservationState] | None = None) -> list[ReservationRow]:
         """Every reservation (or those in `states`), with its budget's namespace and name: what an
         audit against the cluster reads. Compacted ones come last, from their tombstones: key,
         state and amounts (job, backend, session and times are no longer kept)."""
-        query = select(R, B.c.namespace.label("budget_namespace"), B.c.name.label("budget_name")).join(
-            B, B.c.id == R.c.budget_id).order_by(R.c.id)
-        gone = select(TS, B.c.namespace.label("budget_namespace"), B.c.name.label("budget_name")).join(
-            B, B.c.id == TS.c.budget_id).order_by(TS.c.key)
+        query = _with_budget(R).order_by(R.c.id)
+        gone = _with_budget(TS).order_by(TS.c.key)
         if states is not None:
             query = query.where(R.c.state.in_(tuple(states)))
             gone = gone.where(TS.c.state.in_(tuple(states)))
 
-        def work(conn: Connection) -> list[Any]:
-            rows: list[Any] = list(conn.execute(query))
+        def work(conn: Connection) -> list[ReservationRow]:
+            rows = [_reservation_row(r) for r in conn.execute(query)]
             if states is None or set(states) & set(FINISHED):
                 rows += [_tombstone_row(t) for t in conn.execute(gone)]
             return rows
 
         return self._read(work)
 
-    def reservation(self, key: str) -> Any:
-        """The reservation's row; UnknownReservation if there is none (CompactedKey, a subclass,
-        if `compact` removed it: its outcome still replays, its row is gone)."""
+    def reservation(self, key: str) -> ReservationRow:
+        """The reservation, with its budget's namespace and name; UnknownReservation if there is none
+        (CompactedKey, a subclass, if `compact` removed it: its outcome still replays, its row is gone)."""
 
-        def work(conn: Connection) -> tuple[Any, Any]:
-            row = conn.execute(select(R).where(R.c.key == key)).first()
-            return row, (conn.execute(select(TS).where(TS.c.key == key)).first() if row is None else None)
+        def work(conn: Connection) -> tuple[ReservationRow | None, str | None]:
+            row = conn.execute(_with_budget(R).where(R.c.key == key)).first()
+            if row is not None:
+                return _reservation_row(row), None
+            return None, conn.execute(select(TS.c.state).where(TS.c.key == key)).scalar()
 
-        row, tombstone = self._read(work)
-        if tombstone is not None:
-            raise CompactedKey(f"reservation {key!r} was {tombstone.state} and has been compacted "
+        found, compacted_state = self._read(work)
+        if compacted_state is not None:
+            raise CompactedKey(f"reservation {key!r} was {compacted_state} and has been compacted "
                                f"(qgov ledger compact): its outcome is kept, its row is not")
-        if row is None:
+        if found is None:
             raise UnknownReservation(f"no reservation with key {key!r}")
-        return row
+        return found
 
     # ------------------------------------------------------------------ verification
 
@@ -720,7 +727,7 @@ class Ledger:
                 (r.budget_id, _utc_or_none(r.period_start)): r.held
                 for r in conn.execute(
                     select(R.c.budget_id, R.c.period_start, func.sum(R.c.amount_micro).label("held"))
-                    .where(R.c.state == "held").group_by(R.c.budget_id, R.c.period_start)
+                    .where(R.c.state == S.HELD).group_by(R.c.budget_id, R.c.period_start)
                 )
             }
             names = {r.id: f"{r.namespace}/{r.name}" for r in conn.execute(select(B.c.id, B.c.namespace, B.c.name))}
@@ -742,7 +749,7 @@ class Ledger:
                 problems.append(f"entries for budget {names.get(orphan[0])} period {orphan[1]} have no period row")
             queued: dict[int, int] = dict(
                 conn.execute(
-                    select(R.c.budget_id, func.count()).where(R.c.state == "queued").group_by(R.c.budget_id)
+                    select(R.c.budget_id, func.count()).where(R.c.state == S.QUEUED).group_by(R.c.budget_id)
                 ).all()
             )
             for b in conn.execute(select(B.c.id, B.c.queued_count)):
@@ -756,7 +763,7 @@ class Ledger:
                 select(JA.c.key, func.sum(JA.c.charge_micro).label("total")).where(JA.c.counted.is_(True))
                 .group_by(JA.c.key))}
             if counted:
-                for r in conn.execute(select(R.c.key, R.c.actual_micro).where(R.c.state == "settled",
+                for r in conn.execute(select(R.c.key, R.c.actual_micro).where(R.c.state == S.SETTLED,
                                                                               R.c.key.in_(list(counted)))):
                     if r.actual_micro != counted[r.key]:
                         problems.append(f"reservation {r.key}: settled {r.actual_micro} != its counted attempts "
@@ -920,10 +927,10 @@ class Ledger:
         for r in rows:
             moved.add_row(r, +1, compacted=True)
         aggregates.write(conn, moved)
-        self._keep_top(conn, [r for r in rows if r.state == "settled"])
+        self._keep_top(conn, [r for r in rows if r.state == S.SETTLED])
         tombstones = [
             dict(key=r.key, budget_id=r.budget_id, state=r.state, admitted=r.admitted_at is not None,
-                 late=r.state == "settled" and r.message.startswith(LATE_MESSAGE), amount_micro=r.amount_micro,
+                 late=r.state == S.SETTLED and r.message.startswith(LATE_MESSAGE), amount_micro=r.amount_micro,
                  actual_micro=r.actual_micro, overrun_micro=r.overrun_micro, period_start=r.period_start,
                  compacted_at=now)
             for r in rows]
@@ -1111,24 +1118,24 @@ class Ledger:
             return ()
         period = self._current_period(conn, budget, now)
         rows = conn.execute(
-            select(R).where(R.c.budget_id == budget.id, R.c.state == "queued").order_by(R.c.queue_seq)
+            select(R).where(R.c.budget_id == budget.id, R.c.state == S.QUEUED).order_by(R.c.queue_seq)
         ).all()
         rulings, after, _ = policy.admit_queued(_snapshot(budget, period), [row.amount_micro for row in rows])
         changes: list[QueueChange] = []
         for row, ruling in zip(rows, rulings):
             if ruling.decision is Decision.REFUSED:
-                conn.execute(update(R).where(R.c.id == row.id).values(state="refused", message=ruling.message,
+                conn.execute(update(R).where(R.c.id == row.id).values(state=S.REFUSED, message=ruling.message,
                                                                       finished_at=now))
                 self._deltas().add_row(row, -1)
-                self._deltas().add_row(row, +1, state="refused")
+                self._deltas().add_row(row, +1, state=S.REFUSED)
                 changes.append(QueueChange(row.key, Decision.REFUSED, ruling.message))
                 continue
             conn.execute(
-                update(R).where(R.c.id == row.id).values(state="held", period_start=period.period_start,
+                update(R).where(R.c.id == row.id).values(state=S.HELD, period_start=period.period_start,
                                                          admitted_at=now, message="", top_cost=row.amount_micro)
             )
             self._deltas().add_row(row, -1)
-            self._deltas().add_row(row, +1, state="held")
+            self._deltas().add_row(row, +1, state=S.HELD)
             conn.execute(
                 E.insert().values(budget_id=budget.id, period_start=period.period_start, reservation_key=row.key,
                                   kind="reserve", held_delta=row.amount_micro, spent_delta=0,
@@ -1186,7 +1193,7 @@ def _balance_in(report: Report, window: Window, config: tuple[str, datetime]) ->
 def _oldest_queued(namespace: str, budget: str) -> Any:
     """When the head of the budget's queue was queued (FIFO: the lowest queue_seq; ix_reservations_queue)."""
     return select(R.c.created_at).join(B, B.c.id == R.c.budget_id).where(
-        B.c.namespace == namespace, B.c.name == budget, R.c.state == "queued").order_by(R.c.queue_seq).limit(1)
+        B.c.namespace == namespace, B.c.name == budget, R.c.state == S.QUEUED).order_by(R.c.queue_seq).limit(1)
 
 
 # A budget and its period row starting at :start (if there is one yet).
@@ -1309,12 +1316,12 @@ def _totals(conn: Connection, key: str) -> AttemptTotals:
 def _settle_compacted(tomb: Any, actual: int, ran: bool) -> SettleOutcome:
     """settle() of a compacted key: a settled one replays its settlement; a released or refused one
     cannot take a late charge any more (its period was compacted as final), and says so."""
-    if tomb.state == "settled":
-        return SettleOutcome(tomb.key, "settled", tomb.amount_micro, tomb.actual_micro,
+    if tomb.state == S.SETTLED:
+        return SettleOutcome(tomb.key, S.SETTLED, tomb.amount_micro, tomb.actual_micro,
                              max(0, tomb.amount_micro - tomb.actual_micro), tomb.overrun_micro, replayed=True,
                              late=tomb.late)
     if ran and actual == 0:
-        return SettleOutcome(tomb.key, tomb.state, tomb.amount_micro, 0, 0, 0, replayed=True)
+        return SettleOutcome(tomb.key, S(tomb.state), tomb.amount_micro, 0, 0, 0, replayed=True)
     if ran:
         raise CompactedKey(
             f"reservation {tomb.key} was {tomb.state} in a period that has since been compacted: a late charge "
@@ -1322,15 +1329,41 @@ def _settle_compacted(tomb: Any, actual: int, ran: bool) -> SettleOutcome:
     raise InvalidTransition(f"reservation {tomb.key} is {tomb.state}, not held: only admitted work can be settled")
 
 
-def _tombstone_row(t: Any) -> SimpleNamespace:
-    """A compacted reservation with the columns of a reservation row (those no longer kept empty)."""
-    return SimpleNamespace(
-        id=None, key=t.key, budget_id=t.budget_id, job="", backend="", session="", amount_micro=t.amount_micro,
-        actual_micro=t.actual_micro, overrun_micro=t.overrun_micro, state=t.state, period_start=t.period_start,
+def _with_budget(table: Table) -> Select[Any]:
+    """The rows of `table` (reservations or their tombstones) with their budget's namespace and name."""
+    return select(table, B.c.namespace.label("budget_namespace"), B.c.name.label("budget_name")).join(
+        B, B.c.id == table.c.budget_id)
+
+
+def _budget_row(row: Any) -> BudgetRow:
+    """A budgets row as the typed view callers read (a copy, detached from the connection)."""
+    return BudgetRow(
+        id=row.id, namespace=row.namespace, name=row.name, limit_micro=row.limit_micro, unit=row.unit,
+        period=row.period, anchor=row.anchor, enforcement=row.enforcement, warn_at=row.warn_at,
+        queue_seq=row.queue_seq, queued_count=row.queued_count, retired_at=row.retired_at,
+        source_uid=row.source_uid, source_generation=row.source_generation, created_at=row.created_at)
+
+
+def _reservation_row(row: Any) -> ReservationRow:
+    """A reservations row joined with its budget's namespace and name (_with_budget) as the typed view."""
+    return ReservationRow(
+        id=row.id, key=row.key, budget_id=row.budget_id, budget_namespace=row.budget_namespace,
+        budget_name=row.budget_name, job=row.job, backend=row.backend, session=row.session,
+        amount_micro=row.amount_micro, actual_micro=row.actual_micro, overrun_micro=row.overrun_micro,
+        state=ReservationState(row.state), period_start=row.period_start, queue_seq=row.queue_seq,
+        message=row.message, created_at=row.created_at, admitted_at=row.admitted_at, finished_at=row.finished_at,
+        created_period=row.created_period, top_cost=row.top_cost)
+
+
+def _tombstone_row(t: Any) -> ReservationRow:
+    """A compacted reservation (its tombstone, _with_budget) as a reservation view: the columns no
+    longer kept are empty."""
+    return ReservationRow(
+        id=None, key=t.key, budget_id=t.budget_id, budget_namespace=t.budget_namespace, budget_name=t.budget_name,
+        job="", backend="", session="", amount_micro=t.amount_micro, actual_micro=t.actual_micro,
+        overrun_micro=t.overrun_micro, state=ReservationState(t.state), period_start=t.period_start,
         queue_seq=None, message=f"{LATE_MESSAGE} (compacted)" if t.late else "(compacted)", created_at=None,
-        admitted_at=None, finished_at=None, created_period=None, top_cost=None,
-        budget_namespace=t.budget_namespace, budget_name=t.budget_name,
-    )
+        admitted_at=None, finished_at=None, created_period=None, top_cost=None, compacted=True)
 
 
 def _as_replay(outcome: ReserveOutcome) -> ReserveOutcome:

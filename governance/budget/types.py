@@ -20,6 +20,23 @@ class Decision(str, enum.Enum):
     REFUSED = "refused"
 
 
+class ReservationState(enum.StrEnum):
+    """Where a reservation is in its life. The values are what the ledger stores (the reservations
+    table's CHECK constraint, the tombstones, the report's per-state lines): a StrEnum equals its
+    value, so rows written before it, SQL built with it and tests comparing strings all agree."""
+
+    QUEUED = "queued"  # waits in its budget's FIFO queue for funds
+    HELD = "held"  # admitted: its estimate is held against the budget's period
+    SETTLED = "settled"  # charged its actual usage (finished)
+    RELEASED = "released"  # given back uncharged: cancelled, never ran (finished)
+    REFUSED = "refused"  # never admitted: over the limit, or its budget was deleted (finished)
+
+
+# tuples (a fixed order) so SQL built with them (`state IN (...)`) reads the same every time
+OPEN_STATES = (ReservationState.HELD, ReservationState.QUEUED)  # still holds, or waits for, money
+FINISHED_STATES = (ReservationState.SETTLED, ReservationState.RELEASED, ReservationState.REFUSED)
+
+
 @dataclass(frozen=True)
 class BudgetSpec:
     namespace: str
@@ -107,7 +124,7 @@ LATE_MESSAGE = "late charge"  # how such a reservation's message starts
 class ReserveOutcome:
     key: str
     decision: Decision
-    state: str  # the reservation's state now: queued, held, settled, released, refused
+    state: ReservationState  # the reservation's state now
     amount_micro: int
     balance: Balance
     message: str
@@ -123,7 +140,7 @@ class ReserveOutcome:
 @dataclass(frozen=True)
 class SettleOutcome:
     key: str
-    state: str
+    state: ReservationState
     amount_micro: int
     actual_micro: int
     released_micro: int
@@ -144,7 +161,7 @@ class SettleOutcome:
 @dataclass(frozen=True)
 class ReleaseOutcome:
     key: str
-    state: str
+    state: ReservationState
     released_micro: int
     replayed: bool = False
     queue_changes: tuple[QueueChange, ...] = field(default=())  # queued work this movement admitted or refused
@@ -234,3 +251,58 @@ class AttemptTotals:
 
     def counted(self, attempt: int) -> bool:
         return attempt in self.attempts
+
+
+# ---------------------------------------------------------------------- read views of ledger rows
+
+
+@dataclass(frozen=True)
+class BudgetRow:
+    """A budget as the ledger stores it (`Ledger.budgets()`): its spec and queue counters, not its
+    balance (`Ledger.balance` reads that). A copy: holding it holds no connection or row."""
+
+    id: int
+    namespace: str
+    name: str
+    limit_micro: int
+    unit: str
+    period: str
+    anchor: datetime
+    enforcement: str
+    warn_at: str  # comma-separated percentages, as stored
+    queue_seq: int  # the last FIFO ticket handed out
+    queued_count: int  # reservations waiting in its queue
+    retired_at: datetime | None  # set when its QiskitBudget was deleted (then not listed by budgets())
+    source_uid: str | None
+    source_generation: int | None
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class ReservationRow:
+    """A reservation as the ledger holds it (`Ledger.reservation()`, `Ledger.reservations()`), with
+    its budget's namespace and name. A compacted one (`compacted`, read from its tombstone by
+    `reservations()`) keeps only its key, budget, state, amounts and period: its id and times are
+    None and its job, backend and session empty."""
+
+    id: int | None
+    key: str
+    budget_id: int
+    budget_namespace: str
+    budget_name: str
+    job: str  # "namespace/name" of the job (or dedicated session) it is for
+    backend: str
+    session: str
+    amount_micro: int  # the estimate requested / held
+    actual_micro: int | None  # what was charged, once settled
+    overrun_micro: int
+    state: ReservationState
+    period_start: datetime | None  # the period it was admitted in (None until admitted)
+    queue_seq: int | None
+    message: str
+    created_at: datetime | None
+    admitted_at: datetime | None
+    finished_at: datetime | None
+    created_period: datetime | None
+    top_cost: int | None
+    compacted: bool = False

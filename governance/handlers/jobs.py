@@ -21,7 +21,7 @@ from ..api import FINALIZER, JOB_LABEL, JOB_UID_LABEL
 from ..budget.batcher import ReservationBatcher
 from ..budget.errors import UnknownReservation
 from ..budget.ledger import Ledger
-from ..budget.types import Decision, QueueChange
+from ..budget.types import Decision, QueueChange, ReservationState
 from ..jobs import ACTIVE, TERMINAL, JobStatus, Phase, queued_change, queued_priced, webhookprobe
 from ..jobs.events import Event
 from .alarms import Alarms
@@ -204,14 +204,14 @@ class Jobs:
         if new.get("budget"):
             self.notifier.refresh_budget_status(namespace, new["budget"])
 
-    def queued_change(self, uid: str, state: str | None = None) -> QueueChange | None:
+    def queued_change(self, uid: str, state: ReservationState | None = None) -> QueueChange | None:
         """A job still Queued in the cluster whose reservation the ledger has since admitted or refused
         (the operator stopped between the ledger's decision and acting on it, or an event was lost):
         the change to act on now (start_admitted), or None (governance/jobs/status.py decides).
         `state`: the reservation's state when the caller has read it already (the pod sweep's open
         ones); the ledger is read when it is not known to be held."""
         message = ""
-        if state != "held":
+        if state != ReservationState.HELD:
             try:
                 reservation = self.ledger.reservation(uid)
             except UnknownReservation:

@@ -16,7 +16,7 @@ from ..budget.costmodel import Usage
 from ..budget.errors import UnknownBudget, UnknownReservation
 from ..budget.ledger import Ledger
 from ..budget.money import format_amount, format_quantity
-from ..budget.types import QueueChange, SettleOutcome
+from ..budget.types import OPEN_STATES, QueueChange, ReservationState, SettleOutcome
 from ..jobs import JobStatus, attempt_charge
 from ..jobs.events import Event
 from ..jobs.ownpod import carries_claim, foreign_pod
@@ -157,13 +157,13 @@ class Settlement:
             reservation = self.ledger.reservation(uid)
         except UnknownReservation:
             return
-        if used > 0 and reservation.state != "settled":  # it ran: charged, late if its hold was gone
+        if used > 0 and reservation.state != ReservationState.SETTLED:  # it ran: charged, late if its hold was gone
             outcome = self.ledger.settle(uid, used, ran=True)
             metrics.job_settled(job, outcome)
             if outcome.late and not outcome.replayed:
                 self._late_charge_events(job, outcome)
             self.start_admitted(outcome.queue_changes)
-        elif reservation.state in ("held", "queued"):
+        elif reservation.state in OPEN_STATES:
             self.start_admitted(self.ledger.release(uid).queue_changes)
         if status.budget:
             self.notifier.refresh_budget_status(namespace, status.budget)
@@ -195,7 +195,7 @@ class Settlement:
                 continue
             try:
                 reservation = self.ledger.reservation(key)
-                if reservation.state not in ("held", "queued") or self._owner_exists(reservation.job, key):
+                if reservation.state not in OPEN_STATES or self._owner_exists(reservation.job, key):
                     continue
                 self.start_admitted(self.ledger.release(key).queue_changes)
             except (UnknownReservation, UnknownBudget):

@@ -32,7 +32,7 @@ from kubernetes.client.rest import ApiException
 from .. import metrics
 from ..api import GROUP, MANAGED_BY_LABEL, VERSION
 from ..budget.errors import DatabaseUnavailable
-from ..budget.types import QueueChange
+from ..budget.types import OPEN_STATES, QueueChange, ReservationState
 from ..jobs import ACTIVE, STALLED, Phase, queued_priced, stalled_with
 from .retrying import NotYet, type_name
 from .jobs import Jobs
@@ -75,8 +75,8 @@ def sweep(jobs_handlers: Jobs, session_handlers: Sessions) -> list[str]:
     nothing."""
     # the open reservations BEFORE the jobs: reconcile_ledger relies on that order
     try:
-        open_states: dict[str, str] | None = {
-            r.key: r.state for r in jobs_handlers.ledger.reservations(("held", "queued"))}
+        open_states: dict[str, ReservationState] | None = {
+            r.key: r.state for r in jobs_handlers.ledger.reservations(OPEN_STATES)}
     except DatabaseUnavailable as exc:  # the pods are still swept; the money waits for the next sweep
         log.warning(f"pod sweep: {exc}")
         jobs_handlers.notifier.refresh_namespace_budgets()  # the budgets say so
@@ -91,7 +91,8 @@ def sweep(jobs_handlers: Jobs, session_handlers: Sessions) -> list[str]:
         meta, status = job["metadata"], job.get("status") or {}
         if meta.get("deletionTimestamp"):
             continue
-        if queued_priced(status) and open_states is not None and open_states.get(meta["uid"]) != "queued":
+        if (queued_priced(status) and open_states is not None
+                and open_states.get(meta["uid"]) != ReservationState.QUEUED):
             change = jobs_handlers.queued_change(meta["uid"], open_states.get(meta["uid"]))
             if change is not None:  # None: the ledger has no news for it (still queued, or no reservation)
                 caught_up.append(change)

@@ -27,7 +27,7 @@ from ..api.specs import Backend, SessionSpec, SpecError, parse_session
 from ..budget.errors import InvalidTransition, UnknownBudget, UnknownReservation
 from ..budget.ledger import Ledger
 from ..budget.money import format_amount, format_quantity
-from ..budget.types import Decision, ReserveRequest
+from ..budget.types import Decision, ReservationState, ReserveRequest
 from ..jobs.events import Event
 from ..jobs import ACTIVE, JobStatus
 from ..jobs import Phase as JobPhase
@@ -379,7 +379,7 @@ class Sessions:
             reservation = self.ledger.reservation(uid)
         except UnknownReservation:
             return 0
-        if reservation.state == "settled":
+        if reservation.state == ReservationState.SETTLED:
             return reservation.actual_micro or 0
         # the session ran for its wall-clock time: charged even if its hold was released (a late charge)
         outcome = self.ledger.settle(uid, self._wall_cost(session, int(summary["wallSeconds"])), ran=True)

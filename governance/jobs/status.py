@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from ..budget.types import Decision, QueueChange
+from ..budget.types import Decision, QueueChange, ReservationState
 from ..conditions import set_condition
 from ..timestamps import now_iso
 from .phases import FAILURES, TERMINAL, Phase
@@ -109,14 +109,14 @@ def stalled_with(status: Mapping[str, Any], message: str) -> bool:
                for c in status.get("conditions") or ())
 
 
-def queued_change(key: str, reservation_state: str | None, message: str = "") -> QueueChange | None:
+def queued_change(key: str, reservation_state: ReservationState | None, message: str = "") -> QueueChange | None:
     """What to do with a job the cluster still shows Queued whose reservation `key` is now in
     `reservation_state` (None: the ledger has none): the ledger admitted it (held) or refused it
     (`message`: why) while whoever freed the funds did not get to act on it (the operator
     stopped, or the event was lost). None: nothing to catch up (still queued, released, gone)."""
-    if reservation_state == "held":
+    if reservation_state == ReservationState.HELD:
         return QueueChange(key, Decision.ADMITTED, "")
-    if reservation_state == "refused":
+    if reservation_state == ReservationState.REFUSED:
         return QueueChange(key, Decision.REFUSED, message)
     return None
 

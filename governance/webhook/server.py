@@ -32,7 +32,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from cachetools import TTLCache
@@ -44,6 +44,9 @@ from ..api.specs import Backend, budgets_that_may_come
 from ..jobs.webhookprobe import PROBE_REASON, is_probe, probe_refusal
 from .review import BudgetView, Verdict, response, review
 from .tls import Material
+
+if TYPE_CHECKING:  # for the types only: the ledger is imported where it is first needed (_the_ledger)
+    from ..budget.ledger import Ledger
 
 log = logging.getLogger("qgov.webhook")
 
@@ -77,7 +80,7 @@ class LiveSources:
                                                                                  timer=clock)
         self._cluster_budgets: TTLCache[str, Mapping[str, str]] = TTLCache(maxsize=4096, ttl=budget_ttl, timer=clock)
         self._lock = threading.Lock()
-        self._ledger: Any = None
+        self._ledger: Ledger | None = None
         self._ledger_down_until = float("-inf")
         self._local = threading.local()
 
@@ -120,7 +123,7 @@ class LiveSources:
 
     # ------------------------------------------------------------------ budgets
 
-    def _the_ledger(self) -> Any:
+    def _the_ledger(self) -> Ledger:
         if self._ledger is None:
             from ..budget.ledger import Ledger
 
@@ -180,7 +183,7 @@ class LiveSources:
             self._ledger.close()
 
 
-def ledger_budgets(ledger: Any, namespace: str) -> dict[str, BudgetView]:
+def ledger_budgets(ledger: Ledger, namespace: str) -> dict[str, BudgetView]:
     """The namespace's budgets and their balances in this period, read without a lock."""
     return {row.name: BudgetView(row.name, row.unit, row.enforcement, ledger.balance(namespace, row.name))
             for row in ledger.budgets(namespace)}

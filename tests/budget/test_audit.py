@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from types import SimpleNamespace
 from typing import Any
 
 from governance.audit import audit
+from governance.budget.types import ReservationRow, ReservationState
 
 NS = "team-a"
 
@@ -25,11 +25,13 @@ def job(name: str, phase: str | None = None, *, budget: str | None = NS, uid: st
 
 
 def res(key: str, state: str, amount: int = 300_000, actual: int | None = None, overrun: int = 0,
-        job_name: str | None = None) -> SimpleNamespace:
-    """A row of Ledger.reservations()."""
-    return SimpleNamespace(key=key, job=f"{NS}/{job_name or key.removeprefix('uid-')}", state=state,
-                           amount_micro=amount, actual_micro=actual, overrun_micro=overrun, message="",
-                           budget_namespace=NS, budget_name=NS)
+        job_name: str | None = None) -> ReservationRow:
+    """A row of Ledger.reservations() (the columns the audit does not read left empty)."""
+    return ReservationRow(id=None, key=key, budget_id=1, budget_namespace=NS, budget_name=NS,
+                          job=f"{NS}/{job_name or key.removeprefix('uid-')}", backend="", session="",
+                          amount_micro=amount, actual_micro=actual, overrun_micro=overrun,
+                          state=ReservationState(state), period_start=None, queue_seq=None, message="",
+                          created_at=None, admitted_at=None, finished_at=None, created_period=None, top_cost=None)
 
 
 def only(problems: list[str]) -> str:

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import re
 import threading
+from dataclasses import FrozenInstanceError
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from sqlalchemy import CheckConstraint
 
 from governance.budget.batcher import ReservationBatcher
 from governance.budget.errors import InvalidTransition, LedgerError, UnknownBudget, UnknownReservation
 from governance.budget.ledger import Ledger
+from governance.budget.models import Reservation
 from governance.budget.report import period_window
-from governance.budget.types import BudgetSpec, Decision, ReserveRequest
+from governance.budget.types import (FINISHED_STATES, OPEN_STATES, BudgetRow, BudgetSpec, Decision,
+                                     ReservationRow, ReservationState, ReserveRequest)
 
 NS = "team-a"
 USD = 1_000_000
@@ -392,3 +397,41 @@ def test_a_budgets_status_reads_the_same_figures_as_its_separate_reads(ledger: L
     assert reads.balance == ledger.balance(NS, NS)
     assert reads.balance.period_end - reads.balance.period_start == timedelta(days=7)
     assert reads.report == ledger.report(NS, period_window(reads.balance.period_start, reads.balance.period_end), NS)
+
+
+def test_the_reservation_states_are_exactly_what_the_schema_stores() -> None:
+    """ReservationState's values are the strings the reservations table allows (its CHECK
+    constraint, unchanged since the first migration): the enum changed no stored value."""
+    [check] = [c for c in Reservation.__table__.constraints
+               if isinstance(c, CheckConstraint) and "state IN" in str(c.sqltext)]
+    assert set(re.findall(r"'(\w+)'", str(check.sqltext))) == {s.value for s in ReservationState}
+    assert set(OPEN_STATES) | set(FINISHED_STATES) == set(ReservationState)
+    assert not set(OPEN_STATES) & set(FINISHED_STATES)
+    assert ReservationState.HELD == "held" and f"{ReservationState.SETTLED}" == "settled"
+
+
+def test_the_ledger_reads_are_typed_views_that_outlive_their_connection(ledger: Ledger) -> None:
+    """budgets(), reservation() and reservations() return frozen copies with the stored values,
+    the state a ReservationState, the budget named on every reservation."""
+    budget(ledger, 3 * USD, enforcement="queue", warn_at=(50, 90))
+    budget(ledger, 60 * USD, name="qpu", unit="QPU-seconds")
+    ledger.reserve(req("ran", USD, backend="aer", session="s1"))
+    ledger.settle("ran", 700_000)
+    ledger.reserve(req("runs", 2 * USD))
+    ledger.reserve(req("waits", USD))
+    [qpu, usd] = ledger.budgets(NS)
+    assert isinstance(usd, BudgetRow) and (usd.name, usd.unit, usd.limit_micro, usd.enforcement) == (
+        NS, "USD", 3 * USD, "queue")
+    assert (qpu.name, qpu.unit, usd.warn_at, usd.queued_count, usd.retired_at) == (
+        "qpu", "QPU-seconds", "50,90", 1, None)
+    ran = ledger.reservation("ran")
+    assert isinstance(ran, ReservationRow) and ran.state is ReservationState.SETTLED and not ran.compacted
+    assert (ran.budget_namespace, ran.budget_name, ran.job, ran.backend, ran.session) == (NS, NS, "ran", "aer", "s1")
+    assert (ran.amount_micro, ran.actual_micro, ran.overrun_micro, ran.budget_id) == (USD, 700_000, 0, usd.id)
+    with pytest.raises(FrozenInstanceError):
+        ran.state = ReservationState.HELD  # type: ignore[misc]
+    assert ledger.reservation("waits").state is ReservationState.QUEUED and ledger.reservation("waits").queue_seq
+    assert [(r.key, r.state) for r in ledger.reservations(OPEN_STATES)] == [
+        ("runs", ReservationState.HELD), ("waits", ReservationState.QUEUED)]
+    assert [r.key for r in ledger.reservations()] == ["ran", "runs", "waits"]
+    assert [r.key for r in ledger.reservations((ReservationState.RELEASED,))] == []

@@ -31,7 +31,7 @@ from governance.budget.report import (
     parse_window,
     period_window,
 )
-from governance.budget.types import LATE_MESSAGE, BudgetSpec, Decision, ReserveRequest
+from governance.budget.types import LATE_MESSAGE, BudgetSpec, Decision, ReservationState, ReserveRequest
 
 from tests.conftest import FakeClock
 
@@ -286,8 +286,10 @@ def test_a_compacted_key_replays_and_is_never_admitted_again(ledger: Ledger, clo
         ledger.reservation("settled")
     with pytest.raises(UnknownReservation):
         ledger.settle("never-seen", 1)
-    gone = {r.key: r for r in ledger.reservations(("settled",))}
+    gone = {r.key: r for r in ledger.reservations((ReservationState.SETTLED,))}
     assert gone["settled"].actual_micro == 700_000 and gone["late"].message.startswith(LATE_MESSAGE)
+    assert gone["settled"].compacted and gone["settled"].id is None and gone["settled"].job == ""
+    assert (gone["settled"].state, gone["settled"].budget_namespace) == (ReservationState.SETTLED, NS)
     assert ledger.balance(NS, NS, at=clock.now - timedelta(days=2)).spent_micro == spent
     assert ledger.verify() == []
 

@@ -13,7 +13,7 @@ import pytest
 from governance.admission import Estimate, Problem
 from governance.api.specs import SpecError, parse_backend, parse_job
 from governance.budget.costmodel import PriceList, Usage
-from governance.budget.types import AttemptTotals, Balance, Decision, QueueChange, ReserveOutcome
+from governance.budget.types import AttemptTotals, Balance, Decision, QueueChange, ReservationState, ReserveOutcome
 from governance.jobs.events import Event
 from governance.jobs import (ACTIVE, FAILURES, TERMINAL, AlreadyCounted, Finish, JobStatus, Phase, Retry, after_attempt,
                              attempt_charge, queued_change, queued_priced, retry_delay, stalled_with)
@@ -274,11 +274,11 @@ def test_a_job_left_queued_catches_up_with_the_ledger() -> None:
     assert queued_priced({"phase": "Queued", "estimatedMicro": "0"})
     assert not queued_priced({"phase": "Queued"}) and not queued_priced({"phase": "Queued", "estimatedMicro": ""})
     assert not queued_priced({"phase": "Admitted", "estimatedMicro": "3200000"})
-    assert queued_change("uid", "held", "ignored") == QueueChange("uid", Decision.ADMITTED, "")
-    assert queued_change("uid", "refused", "the budget was lowered") == \
+    assert queued_change("uid", ReservationState.HELD, "ignored") == QueueChange("uid", Decision.ADMITTED, "")
+    assert queued_change("uid", ReservationState.REFUSED, "the budget was lowered") == \
         QueueChange("uid", Decision.REFUSED, "the budget was lowered")
-    assert queued_change("uid", "refused", "x").reason == "BudgetExceeded"
-    for state in ("queued", "released", "settled", None):
+    assert queued_change("uid", ReservationState.REFUSED, "x").reason == "BudgetExceeded"
+    for state in (ReservationState.QUEUED, ReservationState.RELEASED, ReservationState.SETTLED, None):
         assert queued_change("uid", state, "x") is None
 
 
