@@ -110,7 +110,14 @@ class LiveSources:
             else:
                 self._listed.replace_backends(items)
                 self._backends_at = self._clock()
-        return self._listed.backend(name, self._get_backend)  # a GET: created after the list was read
+        return self._listed.backend(name, self._get_and_keep)  # a GET: created after the list was read
+
+    def _get_and_keep(self, name: str) -> Mapping[str, Any] | None:
+        """One read of a backend the list did not have, kept until the list is read again."""
+        found = self._get_backend(name)
+        if found is not None:
+            self._listed.backend_seen(name, found)
+        return found
 
     def _get_backend(self, name: str) -> Mapping[str, Any] | None:
         from kubernetes.client.rest import ApiException
