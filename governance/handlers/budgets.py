@@ -47,11 +47,11 @@ class MetricsOnly:
 class Budgets:
     """What the QiskitBudget handlers use, given at start-up (startup.py) rather than looked up:
     the ledger, the API clients (`clients.custom`: one client per thread, see kube.Kube), the
-    jobs' phase counts, the cluster snapshot (whose budgets' units admission reads), and the status writer, which this
-    object's write_status, rollover and ledger_unavailable drive. It makes the notifier through
-    which jobs and sessions tell budgets what changed (budgetnotify.py); the jobs a budget change
-    admits start through the job handlers' object, connected once that exists (it needs the
-    notifier). The kopf handlers below find it in kopf's memo (`memo.budgets`)."""
+    jobs' phase counts, the cluster snapshot (the budgets' units admission reads, kept here), and
+    the status writer, which this object's write_status, rollover and ledger_unavailable drive.
+    It makes the notifier through which jobs and sessions tell budgets what changed
+    (budgetnotify.py); the jobs a budget change admits start through the job handlers' object,
+    connected once that exists (it needs the notifier). The kopf handlers below find it in kopf's memo (`memo.budgets`)."""
 
     def __init__(self, ledger: Ledger, clients: Any, job_phases: JobPhases, snapshot: ClusterSnapshot,
                  status_interval_seconds: float = 1.0, provision_executor_identity: bool = False,

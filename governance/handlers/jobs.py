@@ -60,8 +60,9 @@ class Jobs:
         jobs run in (sessionview.py); `kopf_context`: whether the operator runs, and kopf's context
         for kopf.event; `job_phases`: the counts per budget and phase a budget's status shows (kept
         from the watch here); `snapshot`: backends, budgets and sessions as the watches see them
-        (handlers/startup.py's, shared with the budget and session handlers and the webhook); `expiry`: finished jobs' deletion times (expiry.py); `executor`: kopf's
-        thread pool, for the work the async handlers hand off."""
+        (governance/snapshot.py, shared with the budget and session handlers and the webhook);
+        `expiry`: finished jobs' deletion times (expiry.py); `executor`: kopf's thread pool, for the
+        work the async handlers hand off."""
         self.config, self.ledger, self.batcher, self.kube = config, ledger, batcher, kube
         self.notifier, self.directory, self.kopf_context = notifier, directory, kopf_context
         self.job_phases, self.snapshot, self.expiry, self.executor = job_phases, snapshot, expiry, executor
