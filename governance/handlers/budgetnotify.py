@@ -14,6 +14,7 @@ from kubernetes.client.rest import ApiException
 
 from ..api import GROUP, VERSION
 from ..jobs.events import Event
+from ..snapshot import ClusterSnapshot
 from .budgetstatus import BudgetStatusWriter
 from .identity import ensure_executor_identity
 from .kube import BUDGETS, emit
@@ -21,12 +22,12 @@ from .retrying import type_name
 
 
 class BudgetNotifier:
-    def __init__(self, clients: Any, status_writer: BudgetStatusWriter, budget_units: dict[str, dict[str, str]],
+    def __init__(self, clients: Any, status_writer: BudgetStatusWriter, snapshot: ClusterSnapshot,
                  provision_executor_identity: bool) -> None:
         """`clients`: the API clients (`.custom`, `.core`, `.rbac`: one per thread, see
-        kube.Kube); `budget_units`: the budgets known, by namespace (shared with admission);
+        kube.Kube); `snapshot`: the cluster as the watches see it (the budgets known, by namespace);
         `provision_executor_identity`: QGOV_PROVISION_EXECUTOR_IDENTITY."""
-        self.clients, self.status_writer, self.budget_units = clients, status_writer, budget_units
+        self.clients, self.status_writer, self.snapshot = clients, status_writer, snapshot
         self.provision_executor_identity = provision_executor_identity
         self.identities: set[str] = set()  # namespaces whose executor identity exists (identity.py)
 
@@ -47,10 +48,8 @@ class BudgetNotifier:
     def refresh_namespace_budgets(self, namespace: str | None = None) -> None:
         """Every budget of the namespace (or of the cluster) may show something new: when the ledger
         fails, for instance, they say so."""
-        for ns, budgets in list(self.budget_units.items()):
-            if namespace is None or ns == namespace:
-                for name in list(budgets):
-                    self.refresh_budget_status(ns, name)
+        for ns, name in self.snapshot.budget_keys(namespace):
+            self.refresh_budget_status(ns, name)
 
     def provide_executor_identity(self, budget: dict[str, Any], namespace: str) -> None:
         """The namespace's executor ServiceAccount and RoleBinding (identity.py), once per namespace

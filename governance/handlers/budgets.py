@@ -19,6 +19,7 @@ from ..budget.ledger import Ledger
 from ..budget.money import format_amount
 from ..jobs import ACTIVE, Phase
 from ..jobs.events import Event
+from ..snapshot import ClusterSnapshot
 from ..budget.types import QueueChange
 from .budgetnotify import BudgetNotifier
 from .budgetstatus import BudgetStatusWriter
@@ -47,20 +48,20 @@ class MetricsOnly:
 class Budgets:
     """What the QiskitBudget handlers use, given at start-up (startup.py) rather than looked up:
     the ledger, the API clients (`clients.custom`: one client per thread, see kube.Kube), the
-    jobs' phase counts, the budgets' units admission reads, and the status writer, which this
-    object's write_status, rollover and ledger_unavailable drive. It makes the notifier through
-    which jobs and sessions tell budgets what changed (budgetnotify.py); the jobs a budget change
-    admits start through the job handlers' object, connected once that exists (it needs the
-    notifier). The kopf handlers below find it in kopf's memo (`memo.budgets`)."""
+    jobs' phase counts, the cluster snapshot (the budgets' units admission reads, kept here), and
+    the status writer, which this object's write_status, rollover and ledger_unavailable drive.
+    It makes the notifier through which jobs and sessions tell budgets what changed
+    (budgetnotify.py); the jobs a budget change admits start through the job handlers' object,
+    connected once that exists (it needs the notifier). The kopf handlers below find it in kopf's memo (`memo.budgets`)."""
 
-    def __init__(self, ledger: Ledger, clients: Any, job_phases: JobPhases, budget_units: dict[str, dict[str, str]],
+    def __init__(self, ledger: Ledger, clients: Any, job_phases: JobPhases, snapshot: ClusterSnapshot,
                  status_interval_seconds: float = 1.0, provision_executor_identity: bool = False,
                  kopf_context: KopfContext | None = None) -> None:
-        self.ledger, self.clients, self.job_phases, self.budget_units = ledger, clients, job_phases, budget_units
+        self.ledger, self.clients, self.job_phases, self.snapshot = ledger, clients, job_phases, snapshot
         self.kopf_context = kopf_context or KopfContext()
         self.status_writer = BudgetStatusWriter(self.write_status, self.rollover, self.ledger_unavailable,
                                                 status_interval_seconds, self.kopf_context)
-        self.notifier = BudgetNotifier(clients, self.status_writer, budget_units, provision_executor_identity)
+        self.notifier = BudgetNotifier(clients, self.status_writer, snapshot, provision_executor_identity)
         self.jobs: Jobs | None = None
 
     def connect(self, jobs: Jobs) -> None:
@@ -187,7 +188,7 @@ class Budgets:
             # (another operator applied it first; kopf offers no lock between operators)
             parsed = replace(parse_budget(namespace, name, spec), uid=meta.get("uid"), generation=meta.get("generation"))
             _, changes = self.ledger.upsert_budget(parsed)
-            self.budget_units.setdefault(namespace, {})[name] = parsed.unit  # what admission reads
+            self.snapshot.budget_seen(namespace, name, parsed.unit)  # what admission reads
         except DatabaseUnavailable as exc:
             self.status_writer.mark((namespace, name))  # the writer says so in its status
             raise kopf.TemporaryError(str(exc), delay=HANDLER_RETRY_SECONDS) from None
@@ -202,7 +203,7 @@ class Budgets:
 
     def deleted(self, namespace: str, name: str) -> None:
         """A deleted budget admits nothing more; its queued jobs are refused; what it holds still settles."""
-        self.budget_units.get(namespace, {}).pop(name, None)
+        self.snapshot.budget_gone(namespace, name)
         self.status_writer.forget((namespace, name))
         try:
             self.start_admitted(self.ledger.retire_budget(namespace, name))

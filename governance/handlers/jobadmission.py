@@ -8,7 +8,7 @@ import logging
 from typing import Any
 
 from .. import metrics, providers
-from ..admission import Problem, assess, backend_from_object, look_up_backend, unknown_backend
+from ..admission import Problem, assess, unknown_backend
 from ..admission import choose_budget as budget_that_pays
 from ..api import GROUP, VERSION
 from ..api.specs import Backend, JobSpec, SpecError, budgets_that_may_come, parse_job
@@ -22,6 +22,7 @@ from ..jobs import JobStatus, Phase
 from ..jobs.admission import (AdmissionFacts, Fail, Need, NeedBackend, NeedBudget, NeedEstimate, NeedReservation,
                               NeedSession, Outcome, Queue, Refuse, decide_admission, phase_of)
 from ..jobs.events import Event
+from ..snapshot import ClusterSnapshot
 from .budgetnotify import BudgetNotifier
 from .config import OperatorConfig
 from ..jobs.status import queued_status, terminal_status
@@ -38,29 +39,24 @@ class Admission:
 
     def __init__(self, config: OperatorConfig, ledger: Ledger, batcher: ReservationBatcher, kube: Kube,
                  notifier: BudgetNotifier, directory: SessionDirectory,
-                 budget_units: dict[str, dict[str, str]]) -> None:
+                 snapshot: ClusterSnapshot) -> None:
+        """`snapshot`: backends and budgets as the watches see them (governance/snapshot.py): admission
+        needs no API call for them."""
         self.config, self.ledger, self.batcher, self.kube = config, ledger, batcher, kube
-        self.notifier, self.directory, self.budget_units = notifier, directory, budget_units
-        self.backends: dict[str, Backend | Problem] = {}  # QiskitBackend name -> parsed (from the watch)
-
-    def backend_event(self, type: str | None, name: str, body: dict[str, Any]) -> None:
-        """Keep the backends in memory, from their watch: admission needs no API call for them."""
-        if type == "DELETED":
-            self.backends.pop(name, None)
-        else:
-            self.backends[name] = backend_from_object(name, body)
+        self.notifier, self.directory, self.snapshot = notifier, directory, snapshot
 
     def load_backend(self, name: str) -> Backend | Problem:
         """The backend as the watch keeps it, else one GET (created a moment ago, not seen yet)."""
-        found = look_up_backend(name, self.backends, lambda n: unless_gone(
-            lambda: self.kube.custom.get_cluster_custom_object(GROUP, VERSION, "qiskitbackends", n)))
+        found = self.snapshot.backend(name, self._get_backend)
         return unknown_backend(name) if found is None else found
+
+    def _get_backend(self, name: str) -> dict[str, Any] | None:
+        return unless_gone(lambda: self.kube.custom.get_cluster_custom_object(GROUP, VERSION, "qiskitbackends", name))
 
     def choose_budget(self, namespace: str, wanted: str | None) -> tuple[str, str] | Problem | None:
         """(name, unit) of the budget that pays; None when unbudgeted work is allowed."""
-        budgets = self.budget_units.get(namespace)
-        if budgets is None:  # first job of the namespace since start: read the ledger once
-            budgets = self.budget_units.setdefault(namespace, {b.name: b.unit for b in self.ledger.budgets(namespace)})
+        # the first job of the namespace since start: the ledger's budgets, read once
+        budgets = self.snapshot.budgets_or_load(namespace, lambda: {b.name: b.unit for b in self.ledger.budgets(namespace)})
         if (wanted and wanted not in budgets) or not budgets:
             self._unless_budget_is_coming(namespace, wanted)
         return budget_that_pays(namespace, wanted, budgets, self.config.allow_unbudgeted)

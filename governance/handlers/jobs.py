@@ -24,6 +24,7 @@ from ..budget.ledger import Ledger
 from ..budget.types import Decision, QueueChange, ReservationState
 from ..jobs import ACTIVE, TERMINAL, JobStatus, Phase, queued_change, queued_priced, webhookprobe
 from ..jobs.events import Event
+from ..snapshot import ClusterSnapshot
 from .alarms import Alarms
 from .budgetnotify import BudgetNotifier
 from ..timestamps import parse_iso
@@ -53,22 +54,23 @@ class Jobs:
 
     def __init__(self, config: OperatorConfig, ledger: Ledger, batcher: ReservationBatcher, kube: Kube,
                  notifier: BudgetNotifier, directory: SessionDirectory, kopf_context: KopfContext,
-                 job_phases: JobPhases, budget_units: dict[str, dict[str, str]], expiry: Alarms,
+                 job_phases: JobPhases, snapshot: ClusterSnapshot, expiry: Alarms,
                  executor: Executor | None) -> None:
         """`batcher`: the ledger's reservations, batched (budget/batcher.py); `kube`: the API
         (kube.py); `notifier`: what jobs tell budgets (budgetnotify.py); `directory`: the sessions
         jobs run in (sessionview.py); `kopf_context`: whether the operator runs, and kopf's context
         for kopf.event; `job_phases`: the counts per budget and phase a budget's status shows (kept
-        from the watch here); `budget_units`: the budgets known, by namespace (shared with the
-        budget handlers); `expiry`: finished jobs' deletion times (expiry.py); `executor`: kopf's
-        thread pool, for the work the async handlers hand off."""
+        from the watch here); `snapshot`: backends, budgets and sessions as the watches see them
+        (governance/snapshot.py, shared with the budget and session handlers and the webhook);
+        `expiry`: finished jobs' deletion times (expiry.py); `executor`: kopf's thread pool, for the
+        work the async handlers hand off."""
         self.config, self.ledger, self.batcher, self.kube = config, ledger, batcher, kube
         self.notifier, self.directory, self.kopf_context = notifier, directory, kopf_context
-        self.job_phases, self.budget_units, self.expiry, self.executor = job_phases, budget_units, expiry, executor
+        self.job_phases, self.snapshot, self.expiry, self.executor = job_phases, snapshot, expiry, executor
         self.active_jobs: dict[str, dict[str, Any]] = {}  # uid -> latest body of unfinished jobs (the pod sweep's)
         # one part per concern, each given what it uses; the queue (start_admitted, here) is handed in
         # where freed funds start queued jobs
-        self.admission = Admission(config, ledger, batcher, kube, notifier, directory, budget_units)
+        self.admission = Admission(config, ledger, batcher, kube, notifier, directory, snapshot)
         self.pods = AttemptPods(config, ledger, kube)
         self.settlement = Settlement(config, ledger, kube, notifier, self.admission, self.pods, self.start_admitted)
         self.attempts = Attempts(config, ledger, kube, notifier, directory, self.admission, self.pods,

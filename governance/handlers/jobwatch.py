@@ -23,7 +23,7 @@ from .retrying import run_retrying
 @kopf.on.event(GROUP, VERSION, "qiskitbackends")
 def on_backend_event(type: str | None, body: kopf.Body, name: str, memo: kopf.Memo, **_: Any) -> None:
     if (jobs := running(memo)) is not None:
-        jobs.admission.backend_event(type, name, dict(body))
+        jobs.snapshot.backend_event(type, name, dict(body))
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)

@@ -36,6 +36,7 @@ from ..sessions.lifecycle import Action, Phase, SessionView, decide
 from ..sessions.status import SessionStatus
 from ..providers.ibm.runtime_api import RuntimeApiError
 from ..sessions.tokens import TokenError, TokenManager
+from ..snapshot import ClusterSnapshot
 from .budgetnotify import BudgetNotifier
 from ..conditions import set_condition
 from ..timestamps import iso, now_iso, parse_iso
@@ -84,10 +85,10 @@ class Sessions:
     given it to re-create runners."""
 
     def __init__(self, ledger: Ledger, clients: Kube, tokens: TokenManager, config: OperatorConfig,
-                 budget_units: dict[str, dict[str, str]], jobs: Jobs, notifier: BudgetNotifier,
+                 snapshot: ClusterSnapshot, jobs: Jobs, notifier: BudgetNotifier,
                  directory: SessionDirectory, kopf_context: KopfContext) -> None:
         self.ledger, self.clients, self.tokens, self.config = ledger, clients, tokens, config
-        self.budget_units, self.jobs, self.notifier, self.directory = budget_units, jobs, notifier, directory
+        self.snapshot, self.jobs, self.notifier, self.directory = snapshot, jobs, notifier, directory
         self.kopf_context = kopf_context
         # its IBM credential and token (sessioncredentials.py)
         self.credentials = SessionCredentials(clients, tokens, directory, jobs.admission)
@@ -383,7 +384,7 @@ class Sessions:
             return reservation.actual_micro or 0
         # the session ran for its wall-clock time: charged even if its hold was released (a late charge)
         outcome = self.ledger.settle(uid, self._wall_cost(session, int(summary["wallSeconds"])), ran=True)
-        metrics.dedicated_settled(session, self.budget_units.get(session["metadata"]["namespace"], {}), summary, outcome)
+        metrics.dedicated_settled(session, self.snapshot.budgets(session["metadata"]["namespace"]) or {}, summary, outcome)
         self.notifier.refresh_namespace_budgets(session["metadata"]["namespace"])  # its budget's status shows the charge
         self.jobs.start_admitted(outcome.queue_changes)
         return outcome.actual_micro

@@ -18,6 +18,7 @@ from ..budget import db
 from ..budget.batcher import ReservationBatcher
 from ..budget.ledger import Ledger
 from ..kubeconfig import client_configuration
+from ..snapshot import ClusterSnapshot, publish, withdraw
 from ..sessions.batching import Batcher
 from ..providers.ibm.iam import iam_exchange
 from ..sessions.tokens import TokenManager
@@ -66,6 +67,7 @@ class Operator:
     kopf_context: KopfContext
     kube: Kube
     ledger: Ledger
+    snapshot: ClusterSnapshot
     budgets: Budgets
     jobs: Jobs
     sessions: Sessions
@@ -75,24 +77,24 @@ class Operator:
 def assemble(config: OperatorConfig, ledger: Ledger, executor: Executor | None = None) -> Operator:
     """Build the handlers' objects over the ledger; nothing is started (see start)."""
     kopf_context, kube = KopfContext(), Kube()
-    budget_units: dict[str, dict[str, str]] = {}  # namespace -> budget name -> unit: admission reads it
+    snapshot = ClusterSnapshot()  # backends, budgets, sessions as the watches see them: admission reads it
     job_phases = JobPhases()
     # the QiskitBudget handlers' (budgets.py), and through its notifier what jobs and sessions tell budgets
-    budgets = Budgets(ledger, kube, job_phases, budget_units, config.status_interval_seconds,
+    budgets = Budgets(ledger, kube, job_phases, snapshot, config.status_interval_seconds,
                       config.provision_executor_identity, kopf_context)
     # which session a job runs in, automatic batches (sessionview.py)
     directory = SessionDirectory(kube, Batcher(window_s=config.batch_window_seconds, max_jobs=config.batch_max_jobs),
                                  config)
     expiry = Alarms(lambda key: delete_job(kube.custom, key), "qgov-job-expiry")
     jobs = Jobs(config, ledger, ReservationBatcher(ledger), kube, budgets.notifier, directory, kopf_context,
-                job_phases, budget_units, expiry, executor)
+                job_phases, snapshot, expiry, executor)
     budgets.connect(jobs)
     # the QiskitSession handlers' (sessions.py); the pod sweep re-creates runners with it
-    sessions = Sessions(ledger, kube, TokenManager(metrics.counted_exchange(iam_exchange)), config, budget_units,
+    sessions = Sessions(ledger, kube, TokenManager(metrics.counted_exchange(iam_exchange)), config, snapshot,
                         jobs, budgets.notifier, directory, kopf_context)
     jobs.settlement.metering = sessions.credentials.metered_usage  # IBM's meter, read with the session's own credential
     sweeper = PodSweeper(config.pod_sweep_seconds, jobs, sessions, kopf_context)
-    return Operator(kopf_context, kube, ledger, budgets, jobs, sessions, sweeper)
+    return Operator(kopf_context, kube, ledger, snapshot, budgets, jobs, sessions, sweeper)
 
 
 @kopf.on.startup()
@@ -141,6 +143,7 @@ def start(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: Any, **_: An
     memo.operator = operator
     memo.budgets, memo.jobs, memo.sessions = operator.budgets, operator.jobs, operator.sessions
     operator.kopf_context.running = True
+    publish(operator.snapshot)  # the webhook in this process reads what the watches feed
     operator.budgets.status_writer.start()
     operator.jobs.expiry.start()
     # in the background if it fails
@@ -168,6 +171,7 @@ def _tune_gc() -> None:
 @kopf.on.cleanup()
 def stop(memo: kopf.Memo, **_: Any) -> None:
     operator: Operator = memo.operator
+    withdraw(operator.snapshot)
     metrics.stop()
     operator.sweeper.stop()
     operator.budgets.status_writer.stop()

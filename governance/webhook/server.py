@@ -5,8 +5,11 @@ kopf does, on a standby replica): it reads and never writes, so every replica an
 review itself (parsing OpenQASM, transpiling to price it) is CPU work and runs in a small
 thread pool, never on the loop; what it needs comes from short-lived caches:
 
-- QiskitBackends: the whole list, read again when older than `backend_ttl` (5 s), and one GET
-  for a name the list does not have yet (created a moment ago);
+- QiskitBackends: in a replica whose operator runs (the one holding the lease), the snapshot its
+  watches feed (governance/snapshot.py, the one the controller's admission reads); elsewhere (a
+  standby, or before the operator started) a snapshot of the webhook's own, listed again when
+  older than `backend_ttl` (5 s). Either way one GET for a name it does not have yet (created a
+  moment ago);
 - budgets and their balances: the ledger, read without a lock, per namespace, kept `budget_ttl`
   (1 s): a reservation made since can make the webhook too generous, never too strict for
   long, and the controller decides under the lock anyway;
@@ -38,10 +41,11 @@ from aiohttp import web
 from cachetools import TTLCache
 from prometheus_client import Counter, Histogram
 
-from ..admission import Problem, backend_from_object, look_up_backend
+from ..admission import Problem
 from ..api import GROUP, VERSION
 from ..api.specs import Backend, budgets_that_may_come
 from ..jobs.webhookprobe import PROBE_REASON, is_probe, probe_refusal
+from ..snapshot import ClusterSnapshot, published
 from .review import BudgetView, Verdict, response, review
 from .tls import Material
 
@@ -62,19 +66,23 @@ BUSY_WARNING = "not reviewed: the webhook is busy; the controller still decides"
 
 
 class LiveSources:
-    """`review.Sources` over the cluster (a kubernetes ApiClient factory) and the ledger."""
+    """`review.Sources` over the cluster snapshot (the operator's, when its watches feed one in this
+    process; else one this object lists), the cluster (a kubernetes ApiClient factory) and the ledger."""
 
     def __init__(self, api_client: Any, database_url: str | None, allow_unbudgeted: bool, *,
                  ibm_default_secret: str = "ibm-quantum", backend_ttl: float = 5.0, budget_ttl: float = 1.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        """`clock`: seconds, what every time-to-live here is measured by (tests pass their own)."""
+                 clock: Callable[[], float] = time.monotonic,
+                 snapshot: Callable[[], ClusterSnapshot | None] = published) -> None:
+        """`clock`: seconds, what every time-to-live here is measured by (tests pass their own);
+        `snapshot`: the snapshot the operator's watches feed in this process, if they run."""
         self.ibm_default_secret = ibm_default_secret
         self._clock = clock
         self._api_client = api_client  # () -> kubernetes.client.ApiClient, one per thread
         self._database_url = database_url
         self.allow_unbudgeted = allow_unbudgeted
         self._backend_ttl = backend_ttl
-        self._backends: dict[str, Backend | Problem] = {}
+        self._watched = snapshot
+        self._listed = ClusterSnapshot()  # where no watch feeds one: backends only, listed every backend_ttl
         self._backends_at = float("-inf")
         self._budgets: TTLCache[str, Mapping[str, BudgetView] | None] = TTLCache(maxsize=4096, ttl=budget_ttl,
                                                                                  timer=clock)
@@ -94,20 +102,24 @@ class LiveSources:
     # ------------------------------------------------------------------ backends
 
     def backend(self, name: str) -> Backend | Problem | None:
+        watched = self._watched()
+        if watched is not None:
+            return watched.backend(name, self._get_backend)
         if self._clock() - self._backends_at > self._backend_ttl:
             try:
                 items = self._custom().list_cluster_custom_object(GROUP, VERSION, "qiskitbackends")["items"]
             except Exception as exc:  # noqa: BLE001 - keep the last list; the GET below may still answer
                 log.warning(f"cannot list QiskitBackends: {type(exc).__name__}")
             else:
-                fresh = {o["metadata"]["name"]: backend_from_object(o["metadata"]["name"], o) for o in items}
-                with self._lock:
-                    self._backends, self._backends_at = fresh, self._clock()
-        known = self._backends
-        found = look_up_backend(name, known, self._get_backend)  # a GET: created after the list was read
-        if found is not None and name not in known:
-            with self._lock:
-                self._backends[name] = found
+                self._listed.replace_backends(items)
+                self._backends_at = self._clock()
+        return self._listed.backend(name, self._get_and_keep)  # a GET: created after the list was read
+
+    def _get_and_keep(self, name: str) -> Mapping[str, Any] | None:
+        """One read of a backend the list did not have, kept until the list is read again."""
+        found = self._get_backend(name)
+        if found is not None:
+            self._listed.backend_seen(name, found)
         return found
 
     def _get_backend(self, name: str) -> Mapping[str, Any] | None:

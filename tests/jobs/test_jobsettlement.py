@@ -23,6 +23,7 @@ from governance.handlers.jobpods import AttemptPods
 from governance.handlers.jobsettlement import Settlement
 from governance.handlers.kube import Kube
 from governance.handlers.sessionview import SessionDirectory
+from governance.snapshot import ClusterSnapshot
 
 NAMESPACE, BUDGET, UID = "team-a", "team-a", "job-uid-1"
 # IBM's fake_manila model priced at 1.60 USD per QPU-second (samples/backends.yaml)
@@ -99,8 +100,9 @@ def test_a_finished_attempt_is_charged_once_when_its_event_is_replayed(
     kube, notifier, freed = StatusWrites(), BudgetRefreshes(), []
     # the Kubernetes side: none of these is read on this path (the backend comes from its watch)
     as_kube, as_notifier = cast(Kube, kube), cast(BudgetNotifier, notifier)
-    admission = Admission(config, ledger, cast(Any, None), as_kube, as_notifier, cast(SessionDirectory, None), {})
-    admission.backend_event("ADDED", "fake-manila", BACKEND)
+    admission = Admission(config, ledger, cast(Any, None), as_kube, as_notifier, cast(SessionDirectory, None),
+                          ClusterSnapshot())
+    admission.snapshot.backend_event("ADDED", "fake-manila", BACKEND)
     pods = AttemptPods(config, ledger, as_kube)
 
     def start_admitted(changes: tuple[QueueChange, ...] | list[QueueChange]) -> None:
@@ -134,7 +136,7 @@ def test_work_that_ran_after_its_hold_was_released_is_charged_late_and_said_so(
     ledger.release(UID)  # say, an operator that thought the job gone
     kube, notifier = cast(Kube, StatusWrites()), BudgetRefreshes()
     admission = Admission(config, ledger, cast(Any, None), kube, cast(BudgetNotifier, notifier),
-                          cast(SessionDirectory, None), {})
+                          cast(SessionDirectory, None), ClusterSnapshot())
     settlement = Settlement(config, ledger, kube, cast(BudgetNotifier, notifier), admission,
                             AttemptPods(config, ledger, kube), lambda changes: None)
 

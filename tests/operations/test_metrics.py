@@ -23,6 +23,7 @@ from governance.handlers.budgets import Budgets
 from governance.handlers.jobphases import JobPhases
 from governance.providers.ibm.iam import Credential
 from governance.sessions.tokens import Token, TokenError, TokenManager
+from governance.snapshot import ClusterSnapshot
 
 from tests.conftest import FakeClock
 
@@ -105,7 +106,7 @@ def budget_runtime(sqlite_template: Path, tmp_path: Path, clock: FakeClock) -> I
     shutil.copy(sqlite_template, path)
     ledger = Ledger(f"sqlite:///{path}", clock=clock)
     global _budgets
-    _budgets = Budgets(ledger, clients=None, job_phases=JobPhases(), budget_units={})
+    _budgets = Budgets(ledger, clients=None, job_phases=JobPhases(), snapshot=ClusterSnapshot())
     try:
         yield ledger
     finally:
