@@ -8,13 +8,12 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from kubernetes.client.rest import ApiException
-
 from .. import metrics
 from ..api import GROUP, VERSION
 from ..budget.errors import DatabaseUnavailable
 from ..jobs import FAILURES, JobStatus, Phase
 from ..jobs.events import Event
+from ..kubeerrors import Conflict, api_errors
 from .budgetnotify import BudgetNotifier
 from .conditions import now_iso, set_condition
 from .kube import JOBS as PLURAL
@@ -134,14 +133,14 @@ class JobWatcher(Watcher):
             if status is None:
                 return None
             try:
-                discard(self.kube.custom.patch_namespaced_custom_object_status(
-                    GROUP, VERSION, self.ref.namespace, PLURAL, self.ref.name,
-                    {"metadata": {"resourceVersion": job["metadata"]["resourceVersion"]}, "status": status},
-                    _preload_content=False))
+                with api_errors():
+                    discard(self.kube.custom.patch_namespaced_custom_object_status(
+                        GROUP, VERSION, self.ref.namespace, PLURAL, self.ref.name,
+                        {"metadata": {"resourceVersion": job["metadata"]["resourceVersion"]}, "status": status},
+                        _preload_content=False))
                 return job
-            except ApiException as exc:
-                if exc.status != 409:
-                    raise
+            except Conflict:
+                pass  # written meanwhile: read it again
         return None
 
 
