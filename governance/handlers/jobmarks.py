@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-
 from ..api import FINALIZER, GROUP, SESSION_LABEL, VERSION, label_value
 from ..kubeerrors import Conflict, Invalid, NotFound, api_errors
 from .kube import JOBS as PLURAL
