@@ -101,10 +101,9 @@ def write_result(client: Any, job: dict[str, Any], document: dict[str, Any], att
     that name exists already and is this job's (an earlier attempt wrote it, then died before
     reporting), this attempt writes `<job>-result-attempt-<n>` and reports that name. If it is
     anyone else's, nothing is written over it: the attempt fails and says the name is taken."""
-    from kubernetes.client.rest import ApiException
-
     from governance.api import JOB_LABEL, label_value
     from governance.jobs.results import ATTEMPT_ANNOTATION, result_names
+    from governance.kubeerrors import Conflict, api_errors
 
     core = client.CoreV1Api()
     meta = job["metadata"]
@@ -117,10 +116,9 @@ def write_result(client: Any, job: dict[str, Any], document: dict[str, Any], att
                                                     "labels": {JOB_LABEL: label_value(meta["name"])}})
             body["metadata"].setdefault("annotations", {})[ATTEMPT_ANNOTATION] = str(attempt)
             try:
-                core.create_namespaced_config_map(meta["namespace"], body)
-            except ApiException as exc:
-                if exc.status != 409:
-                    raise
+                with api_errors():
+                    core.create_namespaced_config_map(meta["namespace"], body)
+            except Conflict:
                 taken = core.read_namespaced_config_map(cm_name, meta["namespace"])
                 break
         if taken is None:

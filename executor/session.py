@@ -95,26 +95,19 @@ class Runner:
                 code: int | None = None) -> None:
         """Create the attempt's report ConfigMap for `state` (one per state: the runner never updates
         a ConfigMap). One that exists already was this runner's before a restart: left as it is."""
-        from kubernetes.client.rest import ApiException
+        from governance.kubeerrors import created
 
         body = runnerreport.report_body(job, attempt, state, os.environ.get("HOSTNAME", ""), outcome, code)
-        try:
-            self.core.create_namespaced_config_map(self.namespace, body)
-        except ApiException as exc:
-            if exc.status != 409:
-                raise
+        created(lambda: self.core.create_namespaced_config_map(self.namespace, body))
 
     def _ended(self, job: dict[str, Any], attempt: int) -> bool:
         """Whether this attempt was reported ended already (a runner restarted after reporting it)."""
-        from kubernetes.client.rest import ApiException
+        from governance.kubeerrors import unless_gone
 
-        try:
-            cm = self.core.read_namespaced_config_map(
-                runnerreport.report_name(job["metadata"]["name"], attempt, runnerreport.ENDED), self.namespace)
-        except ApiException as exc:
-            if exc.status == 404:
-                return False
-            raise
+        name = runnerreport.report_name(job["metadata"]["name"], attempt, runnerreport.ENDED)
+        cm = unless_gone(lambda: self.core.read_namespaced_config_map(name, self.namespace))
+        if cm is None:
+            return False
         return f'"state":"{runnerreport.ENDED}"' in ((cm.data or {}).get(runnerreport.REPORT_KEY) or "")
 
     def run_one(self, job: dict[str, Any], attempt: int) -> None:

@@ -97,14 +97,10 @@ def _balance(namespace: str, name: str, spec: Mapping[str, Any], status: Mapping
 
 
 def _get_or_none(read: Any) -> Any:
-    from kubernetes.client.rest import ApiException
+    """kubeerrors.unless_gone, imported at the first call: loading the plugin loads no kubernetes client."""
+    from .kubeerrors import unless_gone
 
-    try:
-        return read()
-    except ApiException as exc:
-        if exc.status == 404:
-            return None
-        raise
+    return unless_gone(read)
 
 
 # ---------------------------------------------------------------------- commands

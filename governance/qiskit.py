@@ -79,26 +79,23 @@ class _Cluster:
         self.core = kubernetes.client.CoreV1Api(self.api)
 
     def create(self, body: dict[str, Any]) -> str:
-        from kubernetes.client.rest import ApiException
+        from .kubeerrors import BadRequest, Forbidden, Invalid, api_errors
 
         try:
-            created = self.custom.create_namespaced_custom_object(GROUP, VERSION, self.namespace, "qiskitjobs", body)
-        except ApiException as exc:
-            if exc.status in (400, 403, 422):  # the admission webhook's (or the schema's) refusal
-                raise QgovJobRefused(f"{self.namespace}/{body['metadata'].get('generateName', '')}", "",
-                                     _api_message(exc)) from None
-            raise
+            with api_errors():
+                created = self.custom.create_namespaced_custom_object(GROUP, VERSION, self.namespace, "qiskitjobs",
+                                                                      body)
+        except (BadRequest, Forbidden, Invalid) as exc:  # the admission webhook's (or the schema's) refusal
+            raise QgovJobRefused(f"{self.namespace}/{body['metadata'].get('generateName', '')}", "",
+                                 exc.message) from None
         return str(created["metadata"]["name"])
 
     def get(self, name: str) -> dict[str, Any] | None:
-        from kubernetes.client.rest import ApiException
+        from .kubeerrors import unless_gone
 
-        try:
-            return dict(self.custom.get_namespaced_custom_object(GROUP, VERSION, self.namespace, "qiskitjobs", name))
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
+        found = unless_gone(lambda: self.custom.get_namespaced_custom_object(GROUP, VERSION, self.namespace,
+                                                                             "qiskitjobs", name))
+        return None if found is None else dict(found)
 
 
 def _default_namespace(kubeconfig: str | None) -> str:
@@ -115,15 +112,6 @@ def _default_namespace(kubeconfig: str | None) -> str:
         return str((context.get("context") or {}).get("namespace") or "default")
     except Exception:  # noqa: BLE001 - no kubeconfig: kubectl's default
         return "default"
-
-
-def _api_message(exc: Any) -> str:
-    import json
-
-    try:
-        return str(json.loads(exc.body).get("message") or exc.reason)
-    except (TypeError, ValueError, AttributeError):
-        return str(exc.reason)
 
 
 class QgovJob(BasePrimitiveJob[PrimitiveResult, JobStatus]):  # type: ignore[misc]  # qiskit is untyped
@@ -181,14 +169,11 @@ class QgovJob(BasePrimitiveJob[PrimitiveResult, JobStatus]):  # type: ignore[mis
 
     def cancel(self) -> None:
         """Delete the QiskitJob: the operator stops its pod and charges what it used so far."""
-        from kubernetes.client.rest import ApiException
+        from .kubeerrors import unless_gone
 
-        try:
-            self._cluster.custom.delete_namespaced_custom_object(GROUP, VERSION, self._cluster.namespace,
-                                                                 "qiskitjobs", self._job_id)
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
+        cluster = self._cluster
+        unless_gone(lambda: cluster.custom.delete_namespaced_custom_object(GROUP, VERSION, cluster.namespace,
+                                                                           "qiskitjobs", self._job_id))
 
     def result(self, timeout: float | None = None) -> PrimitiveResult:
         """Wait for the job (at most `timeout` seconds) and give its results as Qiskit's own

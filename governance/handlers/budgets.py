@@ -8,7 +8,6 @@ from datetime import datetime
 from typing import Any
 
 import kopf
-from kubernetes.client.rest import ApiException
 
 from .. import metrics
 from ..api import GROUP, VERSION
@@ -21,6 +20,7 @@ from ..jobs import ACTIVE, Phase
 from ..jobs.events import Event
 from ..snapshot import ClusterSnapshot
 from ..budget.types import QueueChange
+from ..kubeerrors import NotFound, api_errors
 from .budgetnotify import BudgetNotifier
 from .budgetstatus import BudgetStatusWriter
 from ..conditions import set_condition
@@ -122,13 +122,12 @@ class Budgets:
 
     def _get_budget(self, namespace: str, name: str) -> dict[str, Any]:
         try:
-            budget: dict[str, Any] = self.clients.custom.get_namespaced_custom_object(GROUP, VERSION, namespace,
-                                                                                      PLURAL, name)
+            with api_errors():
+                budget: dict[str, Any] = self.clients.custom.get_namespaced_custom_object(GROUP, VERSION, namespace,
+                                                                                          PLURAL, name)
             return budget
-        except ApiException as exc:
-            if exc.status == 404:
-                raise UnknownBudget(f"QiskitBudget {namespace}/{name} is gone") from None
-            raise
+        except NotFound:
+            raise UnknownBudget(f"QiskitBudget {namespace}/{name} is gone") from None
 
     def _patch_budget_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
         discard(self.clients.custom.patch_namespaced_custom_object_status(GROUP, VERSION, namespace, PLURAL, name,

@@ -15,10 +15,10 @@ import logging
 from typing import Any
 
 from kubernetes.client import V1DeleteOptions, V1Preconditions
-from kubernetes.client.rest import ApiException
 
 from ..api import GROUP, VERSION
 from ..timestamps import parse_optional
+from ..kubeerrors import Conflict, NotFound, api_errors
 
 log = logging.getLogger("qgov.expiry")
 
@@ -39,10 +39,10 @@ def delete_job(custom: Any, key: JobKey) -> None:
     """Delete the finished job, this very one (its UID), with what it owns."""
     namespace, name, uid = key
     try:
-        custom.delete_namespaced_custom_object(
-            GROUP, VERSION, namespace, "qiskitjobs", name,
-            body=V1DeleteOptions(preconditions=V1Preconditions(uid=uid), propagation_policy="Background"))
+        with api_errors():
+            custom.delete_namespaced_custom_object(
+                GROUP, VERSION, namespace, "qiskitjobs", name,
+                body=V1DeleteOptions(preconditions=V1Preconditions(uid=uid), propagation_policy="Background"))
         log.info(f"deleted finished QiskitJob {namespace}/{name}: its time to live is over")
-    except ApiException as exc:
-        if exc.status not in (404, 409):  # gone already; another job of that name now
-            raise
+    except (NotFound, Conflict):  # gone already; another job of that name now
+        pass

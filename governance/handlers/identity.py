@@ -12,11 +12,12 @@ QGOV_PROVISION_EXECUTOR_IDENTITY=false.
 from __future__ import annotations
 
 import logging
+from functools import partial
 from typing import Any
 
-from kubernetes.client.rest import ApiException
-
 from ..api import MANAGED_BY_LABEL
+from ..kubeerrors import Forbidden, KubeError
+from ..kubeerrors import created as kube_created
 
 EXECUTOR_ACCOUNT = "qgov-executor"
 EXECUTOR_ROLE = "qgov-executor"  # the ClusterRole in operator/manifests/rbac.yaml
@@ -43,21 +44,16 @@ def ensure_executor_identity(core: Any, rbac: Any, namespace: str) -> bool:
     created = False
     for create, body in ((core.create_namespaced_service_account, account),
                          (rbac.create_namespaced_role_binding, binding)):
-        try:
-            create(namespace, body)
-            created = True
-        except ApiException as exc:
-            if exc.status != 409:
-                raise
+        created = kube_created(partial(create, namespace, body)) or created
     if created:
         log.info(f"namespace {namespace}: created ServiceAccount and RoleBinding {EXECUTOR_ACCOUNT} for executor pods")
     return created
 
 
-def missing_account(exc: ApiException) -> str | None:
+def missing_account(exc: KubeError) -> str | None:
     """The API server's refusal of a pod whose ServiceAccount does not exist, as a job message."""
     body = str(getattr(exc, "body", "") or "")
-    if exc.status == 403 and "serviceaccount" in body.lower() and "not found" in body.lower():
+    if isinstance(exc, Forbidden) and "serviceaccount" in body.lower() and "not found" in body.lower():
         return (f"ServiceAccount {EXECUTOR_ACCOUNT} does not exist in this namespace, so the executor pod cannot be "
                 f"created: create it with a RoleBinding to the ClusterRole {EXECUTOR_ROLE} (the operator does this "
                 f"for every namespace with a QiskitBudget unless QGOV_PROVISION_EXECUTOR_IDENTITY=false)")

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from kubernetes.client.rest import ApiException
-
 from ..api import FINALIZER, GROUP, SESSION_LABEL, VERSION, label_value
+from ..kubeerrors import Conflict, Invalid, NotFound, api_errors
 from .kube import JOBS as PLURAL
 from .kube import Kube
 
@@ -38,17 +37,18 @@ def remove_finalizer(kube: Kube, job: dict[str, Any]) -> None:
         if FINALIZER not in current:
             return
         try:
-            kube.custom.patch_namespaced_custom_object(
-                GROUP, VERSION, meta["namespace"], PLURAL, meta["name"],
-                [{"op": "test", "path": "/metadata/finalizers", "value": current},
-                 {"op": "replace", "path": "/metadata/finalizers", "value": [f for f in current if f != FINALIZER]}],
-                _content_type="application/json-patch+json")
+            with api_errors():
+                kube.custom.patch_namespaced_custom_object(
+                    GROUP, VERSION, meta["namespace"], PLURAL, meta["name"],
+                    [{"op": "test", "path": "/metadata/finalizers", "value": current},
+                     {"op": "replace", "path": "/metadata/finalizers",
+                      "value": [f for f in current if f != FINALIZER]}],
+                    _content_type="application/json-patch+json")
             return
-        except ApiException as exc:
-            if exc.status == 404:
-                return
-            if exc.status not in (409, 422):
-                raise
+        except NotFound:
+            return
+        except (Conflict, Invalid):  # changed meanwhile (the JSON patch's test fails with 422): read it again
+            pass
         fresh = kube.get_job(meta["namespace"], meta["name"])
         if fresh is None:
             return

@@ -4,19 +4,17 @@ create is said on the job (Stalled)."""
 
 from __future__ import annotations
 
-import json
 import logging
 import secrets
 from datetime import datetime, timezone
 from typing import Any
-
-from kubernetes.client.rest import ApiException
 
 from .. import metrics
 from ..budget.ledger import Ledger
 from ..jobs import STALLED, stalled_with
 from ..jobs.events import Event
 from ..jobs.ownpod import CLAIM_ANNOTATION, CLAIM_PREFIX, adoptable, claim_record, recorded_uid
+from ..kubeerrors import Conflict, KubeError, Refused, api_errors
 from ..providers.base import ExecutorNeeds
 from .config import OperatorConfig
 from .identity import missing_account
@@ -63,12 +61,12 @@ class AttemptPods:
             return False  # another operator is creating the attempt's pod, or the attempt was counted
         body["metadata"].setdefault("annotations", {})[CLAIM_ANNOTATION] = claim.removeprefix(CLAIM_PREFIX)
         try:
-            uid = self.kube.create_pod(meta["namespace"], body)
-        except ApiException as exc:
-            if exc.status == 409:
-                return self._name_taken(job, attempt, body["metadata"]["name"], previous, claim)
-            if exc.status is not None and 400 <= exc.status < 500:
-                self._stalled_on_refusal(job, exc)
+            with api_errors():
+                uid = self.kube.create_pod(meta["namespace"], body)
+        except Conflict:
+            return self._name_taken(job, attempt, body["metadata"]["name"], previous, claim)
+        except Refused as exc:
+            self._stalled_on_refusal(job, exc)
             raise
         if not self.ledger.record_pod(meta["uid"], attempt, uid, claim):
             # another operator recorded its own pod for the attempt meanwhile (a failover): this one goes
@@ -101,7 +99,7 @@ class AttemptPods:
         self.kube.delete_pod_uid(namespace, name, pod.metadata.uid)
         raise NotYet(f"pod {namespace}/{name} was taken by a pod qgov did not create; it was deleted")
 
-    def _stalled_on_refusal(self, job: dict[str, Any], exc: ApiException) -> None:
+    def _stalled_on_refusal(self, job: dict[str, Any], exc: KubeError) -> None:
         """The API server refused the attempt's pod (a missing ServiceAccount, Pod Security admission,
         a quota...): say why on the job, once per reason (Stalled, and a Warning Event with the API
         server's words); the money stays held, and the creation is retried with backoff (run_retrying)
@@ -142,19 +140,11 @@ def young(pod: dict[str, Any]) -> bool:
     return (datetime.now(timezone.utc) - when).total_seconds() < ADOPTION_GRACE_SECONDS
 
 
-def refusal_reason(exc: ApiException) -> str:
+def refusal_reason(exc: KubeError) -> str:
     """The API server's CamelCase reason for a refusal (its Status `reason`, else the HTTP reason)."""
-    try:
-        reason = str(json.loads(exc.body or "{}").get("reason") or "")
-    except (ValueError, AttributeError):
-        reason = ""
-    return reason or "".join(w.capitalize() for w in str(exc.reason or "Refused").split()) or "Refused"
+    return exc.kube_reason or "".join(w.capitalize() for w in (exc.reason or "Refused").split()) or "Refused"
 
 
-def refusal_message(exc: ApiException) -> str:
-    """The API server's message for a refusal, on one line, bounded."""
-    try:
-        message = str(json.loads(exc.body or "{}").get("message") or "")
-    except (ValueError, AttributeError):
-        message = ""
-    return " ".join((message or str(exc.reason or "")).split())[:500]
+def refusal_message(exc: KubeError) -> str:
+    """The API server's message for a refusal, on one line, bounded (its Status message, else the HTTP reason)."""
+    return " ".join(exc.message.split())[:500]

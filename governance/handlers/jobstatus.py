@@ -8,8 +8,6 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from kubernetes.client.rest import ApiException
-
 from .. import metrics
 from ..api import GROUP, VERSION
 from ..budget.errors import DatabaseUnavailable
@@ -17,6 +15,7 @@ from ..jobs import JobStatus
 from ..jobs.events import Event
 from ..jobs.status import LEDGER_UNAVAILABLE, job_conditions, terminal_status
 from ..jobs.status import admitted_status as core_admitted_status
+from ..kubeerrors import Conflict, api_errors
 from .budgetnotify import BudgetNotifier
 from .kube import JOBS as PLURAL
 from .kube import Kube, discard, emit
@@ -99,14 +98,14 @@ class JobWatcher(Watcher):
             if status is None:
                 return None
             try:
-                discard(self.kube.custom.patch_namespaced_custom_object_status(
-                    GROUP, VERSION, self.ref.namespace, PLURAL, self.ref.name,
-                    {"metadata": {"resourceVersion": job["metadata"]["resourceVersion"]}, "status": status},
-                    _preload_content=False))
+                with api_errors():
+                    discard(self.kube.custom.patch_namespaced_custom_object_status(
+                        GROUP, VERSION, self.ref.namespace, PLURAL, self.ref.name,
+                        {"metadata": {"resourceVersion": job["metadata"]["resourceVersion"]}, "status": status},
+                        _preload_content=False))
                 return job
-            except ApiException as exc:
-                if exc.status != 409:
-                    raise
+            except Conflict:
+                pass  # written meanwhile: read it again
         return None
 
 

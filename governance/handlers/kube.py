@@ -1,5 +1,5 @@
 """The Kubernetes adapter the handlers share: reads and writes of qgov's objects and pods, with
-the API server's 404 (gone) and 409 (exists already / changed meanwhile) answers handled in one
+the API server's refusals as typed errors (kubeerrors.py: NotFound, Conflict...) handled in one
 place. The admission's writes go over the thread's kept-alive connection (apiwrites.py) when
 there is one."""
 
@@ -10,14 +10,15 @@ import json
 import logging
 import threading
 from collections.abc import Callable, Mapping
-from typing import Any, TypeVar, cast
+from typing import Any, cast
 
 import kopf
 import kubernetes
-from kubernetes.client.rest import ApiException
 
 from ..api import GROUP, MANAGED_BY_LABEL, VERSION
 from ..jobs.events import Event
+from ..kubeerrors import created as created  # the typed API errors' helpers, as the handlers know them
+from ..kubeerrors import unless_gone as unless_gone
 from .apiwrites import Connection, custom_path, pods_path
 
 JOBS = "qiskitjobs"
@@ -25,7 +26,6 @@ SESSIONS = "qiskitsessions"
 BUDGETS = "qiskitbudgets"
 BACKENDS = "qiskitbackends"
 
-T = TypeVar("T")
 log = logging.getLogger("qgov.kube")
 
 
@@ -34,27 +34,6 @@ def discard(answer: Any) -> None:
     and parsing the whole object back costs more CPU than the call; undrained, it breaks the pool."""
     answer.read()
     answer.release_conn()
-
-
-def unless_gone(call: Callable[[], T]) -> T | None:
-    """call(), or None when the API server answers 404 (the object is gone)."""
-    try:
-        return call()
-    except ApiException as exc:
-        if exc.status == 404:
-            return None
-        raise
-
-
-def created(call: Callable[[], Any]) -> bool:
-    """call() (a creation): True, or False when the API server answers 409 (it exists already)."""
-    try:
-        call()
-        return True
-    except ApiException as exc:
-        if exc.status != 409:
-            raise
-        return False
 
 
 def made_for(metadata: Any, owner_uid: str) -> bool:
@@ -136,8 +115,9 @@ class Kube:
                                                                _preload_content=False))
 
     def create_pod(self, namespace: str, body: dict[str, Any]) -> str:
-        """Create a pod (an ApiException when refused, 409 included); returns the new pod's UID (what
-        makes it the operator's own: the ledger records it, pod events are checked against it)."""
+        """Create a pod (an ApiException when refused, 409 included; api_errors types it); returns the
+        new pod's UID (what makes it the operator's own: the ledger records it, pod events are
+        checked against it)."""
         http = self.http
         if http is not None:
             data = http.request("POST", pods_path(namespace), body)

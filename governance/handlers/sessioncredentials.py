@@ -8,18 +8,17 @@ import base64
 from datetime import datetime, timezone
 from typing import Any
 
-from kubernetes.client.rest import ApiException
-
 from .. import metrics
 from ..api import GROUP, MANAGED_BY_LABEL, SESSION_LABEL, VERSION, label_value
 from ..api.specs import Backend, IbmEndpoints, SessionSpec, parse_session
+from ..kubeerrors import NotFound, api_errors
 from ..providers.ibm.iam import Credential, credential_from_secret, credentials_problem
 from ..providers.ibm.runtime_api import RuntimeApi, RuntimeApiError
 from ..sessions.status import SessionStatus
 from ..sessions.tokens import TokenError, TokenManager
 from ..timestamps import iso
 from .jobadmission import Admission
-from .kube import Kube, made_for
+from .kube import Kube, created, made_for, unless_gone
 from .pods import token_secret_name
 from .sessionview import SessionDirectory
 
@@ -47,11 +46,10 @@ class SessionCredentials:
         """The IBM credential in a Secret of the session's namespace, for the backend's `endpoints`
         (a Secret naming others is refused); errors name the Secret, not values."""
         try:
-            obj = self.clients.core.read_namespaced_secret(secret, namespace)
-        except ApiException as exc:
-            if exc.status == 404:
-                raise TokenError(str(credentials_problem(secret, namespace, None)), "CredentialsMissing") from None
-            raise
+            with api_errors():
+                obj = self.clients.core.read_namespaced_secret(secret, namespace)
+        except NotFound:
+            raise TokenError(str(credentials_problem(secret, namespace, None)), "CredentialsMissing") from None
         return credential_from_secret(secret, obj.data or {}, endpoints)
 
     def runtime_api(self, namespace: str, spec: SessionSpec,
@@ -92,14 +90,10 @@ class SessionCredentials:
                              "ownerReferences": [{"apiVersion": f"{GROUP}/{VERSION}", "kind": "QiskitSession",
                                                   "name": meta["name"], "uid": meta["uid"], "controller": True}]},
                 "data": {"token": base64.b64encode(token_value.encode()).decode()}}
-        try:
-            self.clients.core.create_namespaced_secret(meta["namespace"], body)
-        except ApiException as exc:
-            if exc.status != 409:
-                raise
+        if not created(lambda: self.clients.core.create_namespaced_secret(meta["namespace"], body)):
             existing = self.clients.core.read_namespaced_secret(body["metadata"]["name"], meta["namespace"])
             if not made_for(existing.metadata, meta["uid"]):
-                raise TokenSecretTaken(meta["namespace"], body["metadata"]["name"]) from None
+                raise TokenSecretTaken(meta["namespace"], body["metadata"]["name"])
             body["metadata"]["resourceVersion"] = existing.metadata.resource_version  # ours: rotated in place
             self.clients.core.replace_namespaced_secret(body["metadata"]["name"], meta["namespace"], body)
 
@@ -108,12 +102,9 @@ class SessionCredentials:
         anything is opened at IBM: a session that cannot hand its token to its pods opens nothing)."""
         meta = session["metadata"]
         name = token_secret_name(meta["name"])
-        try:
-            existing = self.clients.core.read_namespaced_secret(name, meta["namespace"])
-        except ApiException as exc:
-            if exc.status == 404:
-                return
-            raise
+        existing = unless_gone(lambda: self.clients.core.read_namespaced_secret(name, meta["namespace"]))
+        if existing is None:
+            return
         if not made_for(existing.metadata, meta["uid"]):
             raise TokenSecretTaken(meta["namespace"], name)
 

@@ -22,8 +22,8 @@ from datetime import datetime, timezone
 from typing import Any
 
 import kubernetes
-from kubernetes.client.rest import ApiException
 
+from ..kubeerrors import Conflict, NotFound, api_errors
 from .decide import Action, LeaseStep, LeaseRecord, Memory, Timing, decide, observe, renew_deadline
 
 log = logging.getLogger("qgov.leader")
@@ -67,13 +67,12 @@ class LeaseApi:
 
     def get(self, timeout: tuple[float, float]) -> LeaseRecord | None:
         try:
-            answer = self.leases.read_namespaced_lease(self.name, self.namespace, _preload_content=False,
-                                                       _request_timeout=timeout)
-        except ApiException as exc:
-            if exc.status == 404:
-                self._body = None
-                return None
-            raise
+            with api_errors():
+                answer = self.leases.read_namespaced_lease(self.name, self.namespace, _preload_content=False,
+                                                           _request_timeout=timeout)
+        except NotFound:
+            self._body = None
+            return None
         self._body = json.loads(answer.data)
         return _record(self._body)
 
@@ -115,12 +114,11 @@ class LeaseApi:
 
     def _answer(self, call: Callable[[], Any]) -> LeaseRecord:
         try:
-            answer = call()
-        except ApiException as exc:
-            if exc.status == 409:
-                self._body = None  # read it again before the next write
-                raise LeaseConflict(f"the lease {self.namespace}/{self.name} changed") from None
-            raise
+            with api_errors():
+                answer = call()
+        except Conflict:
+            self._body = None  # read it again before the next write
+            raise LeaseConflict(f"the lease {self.namespace}/{self.name} changed") from None
         self._body = json.loads(answer.data)
         return _record(self._body)
 

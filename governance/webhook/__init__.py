@@ -229,6 +229,7 @@ class Webhook:
         import kubernetes
 
         from ..jobs import webhookprobe
+        from ..kubeerrors import KubeError, api_errors
         from ..metrics import WEBHOOK_REACHABLE
 
         loop = asyncio.get_running_loop()
@@ -238,10 +239,11 @@ class Webhook:
             nonce = webhookprobe.new_nonce()
             custom = kubernetes.client.CustomObjectsApi(api_client())
             try:
-                custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "qiskitjobs",
-                                                       webhookprobe.probe_job(namespace, nonce), dry_run="All")
-            except kubernetes.client.ApiException as exc:
-                return webhookprobe.read_answer(nonce, False, exc.status, _api_message(exc))
+                with api_errors():
+                    custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "qiskitjobs",
+                                                           webhookprobe.probe_job(namespace, nonce), dry_run="All")
+            except KubeError as exc:  # its message: the Status message of the refusal, else the HTTP reason
+                return webhookprobe.read_answer(nonce, False, exc.status, exc.message)
             return webhookprobe.read_answer(nonce, True)
 
         await asyncio.sleep(min(5.0, self.config.probe_seconds))  # the caBundle written just now
@@ -263,14 +265,6 @@ class Webhook:
             await asyncio.sleep(self.config.probe_seconds)
 
 
-def _api_message(exc: Any) -> str:
-    """The Status message of an API server refusal (its body), else the exception's reason."""
-    import json
-
-    try:
-        return str(json.loads(exc.body or "{}").get("message") or exc.reason or "")
-    except (ValueError, AttributeError):
-        return str(exc.reason or "")
 
 
 def _warm_up() -> None:

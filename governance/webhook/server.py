@@ -123,15 +123,11 @@ class LiveSources:
         return found
 
     def _get_backend(self, name: str) -> Mapping[str, Any] | None:
-        from kubernetes.client.rest import ApiException
+        from ..kubeerrors import unless_gone
 
-        try:
-            found: Mapping[str, Any] = self._custom().get_cluster_custom_object(GROUP, VERSION, "qiskitbackends", name)
-            return found
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
+        found: Mapping[str, Any] | None = unless_gone(
+            lambda: self._custom().get_cluster_custom_object(GROUP, VERSION, "qiskitbackends", name))
+        return found
 
     # ------------------------------------------------------------------ budgets
 
@@ -180,14 +176,13 @@ class LiveSources:
     def secret_keys(self, namespace: str, name: str) -> frozenset[str] | None:
         """Only the key names leave this function: values are neither kept nor logged."""
         import kubernetes
-        from kubernetes.client.rest import ApiException
 
-        try:
-            secret = kubernetes.client.CoreV1Api(self._api_client()).read_namespaced_secret(name, namespace)
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
+        from ..kubeerrors import unless_gone
+
+        core = kubernetes.client.CoreV1Api(self._api_client())
+        secret = unless_gone(lambda: core.read_namespaced_secret(name, namespace))
+        if secret is None:
+            return None
         return frozenset(k for k, v in (secret.data or {}).items() if v)
 
     def close(self) -> None:

@@ -19,13 +19,14 @@ import datetime
 import logging
 import os
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
-from kubernetes.client.rest import ApiException
 
 from .. import pki
+from ..kubeerrors import Conflict, NotFound, api_errors, created
 
 log = logging.getLogger("qgov.webhook")
 
@@ -107,20 +108,15 @@ def ensure_secret(core: Any, namespace: str, name: str, hosts: tuple[str, ...],
     due. Safe with any number of replicas doing the same at once. `now`: the clock (tests)."""
     for _ in range(MAX_CONFLICTS):
         try:
-            secret = core.read_namespaced_secret(name, namespace)
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
+            with api_errors():
+                secret = core.read_namespaced_secret(name, namespace)
+        except NotFound:
             issued, ca_key = issue(hosts, now=now)
-            try:
-                core.create_namespaced_secret(namespace, _body(name, namespace, issued, ca_key))
+            if created(partial(core.create_namespaced_secret, namespace, _body(name, namespace, issued, ca_key))):
                 log.info(f"created the webhook's CA and serving certificate in Secret {namespace}/{name} "
                          f"({issued.fingerprint()}, for {', '.join(hosts)})")
                 return issued
-            except ApiException as exc2:
-                if exc2.status != 409:
-                    raise
-                continue  # another replica created it first: use theirs
+            continue  # another replica created it first: use theirs
         material = _material(secret)
         ca_key_pem = _ca_key(secret)
         why = "it is incomplete" if material is None or ca_key_pem is None else _due(
@@ -135,14 +131,14 @@ def ensure_secret(core: Any, namespace: str, name: str, hosts: tuple[str, ...],
                 ca = (ca_cert, pki.load_key(ca_key_pem))
         renewed, ca_key = issue(hosts, ca, now)
         try:
-            core.replace_namespaced_secret(name, namespace, _body(name, namespace, renewed, ca_key,
-                                                                  secret.metadata.resource_version))
+            with api_errors():
+                core.replace_namespaced_secret(name, namespace, _body(name, namespace, renewed, ca_key,
+                                                                      secret.metadata.resource_version))
             log.info(f"renewed the webhook's serving certificate in Secret {namespace}/{name}: {why} "
                      f"(now {renewed.fingerprint()})")
             return renewed
-        except ApiException as exc:
-            if exc.status not in (409, 404):
-                raise
+        except (Conflict, NotFound):
+            pass  # changed or deleted meanwhile (another replica): read it again
     raise RuntimeError(f"Secret {namespace}/{name} kept changing under {MAX_CONFLICTS} attempts to read it")
 
 
@@ -150,12 +146,11 @@ def read_secret(core: Any, namespace: str, name: str) -> Material:
     """The serving certificate someone else keeps in Secret `namespace/name` (cert-manager writes
     tls.crt, tls.key and ca.crt): QGOV_WEBHOOK_CERTIFICATES=external. Never written from here."""
     try:
-        secret = core.read_namespaced_secret(name, namespace)
-    except ApiException as exc:
-        if exc.status == 404:
-            raise RuntimeError(f"Secret {namespace}/{name} does not exist (yet): with external certificates, "
-                               "cert-manager or an admin writes its tls.crt, tls.key and ca.crt") from None
-        raise
+        with api_errors():
+            secret = core.read_namespaced_secret(name, namespace)
+    except NotFound:
+        raise RuntimeError(f"Secret {namespace}/{name} does not exist (yet): with external certificates, "
+                           "cert-manager or an admin writes its tls.crt, tls.key and ca.crt") from None
     material = _material(secret)
     if material is None:
         raise RuntimeError(f"Secret {namespace}/{name} lacks one of tls.crt, tls.key, ca.crt")
@@ -169,13 +164,12 @@ def patch_configuration(admission: Any, name: str, ca_pem: bytes, url: str | Non
     Returns whether anything changed; False also when the configuration is not installed."""
     for _ in range(MAX_CONFLICTS):
         try:
-            config = admission.read_validating_webhook_configuration(name)
-        except ApiException as exc:
-            if exc.status == 404:
-                log.warning(f"no ValidatingWebhookConfiguration {name}: the API server does not call the webhook "
-                            "(install operator/manifests)")
-                return False
-            raise
+            with api_errors():
+                config = admission.read_validating_webhook_configuration(name)
+        except NotFound:
+            log.warning(f"no ValidatingWebhookConfiguration {name}: the API server does not call the webhook "
+                        "(install operator/manifests)")
+            return False
         changed = False
         for hook in config.webhooks or []:
             client = hook.client_config
@@ -187,13 +181,13 @@ def patch_configuration(admission: Any, name: str, ca_pem: bytes, url: str | Non
         if not changed:
             return False
         try:
-            admission.replace_validating_webhook_configuration(name, config)
+            with api_errors():
+                admission.replace_validating_webhook_configuration(name, config)
             log.info(f"ValidatingWebhookConfiguration {name} trusts the webhook's CA"
                      + (f" and calls {url}" if url else ""))
             return True
-        except ApiException as exc:
-            if exc.status != 409:
-                raise
+        except Conflict:
+            pass  # changed meanwhile: read it again
     raise RuntimeError(f"ValidatingWebhookConfiguration {name} kept changing under {MAX_CONFLICTS} attempts")
 
 
