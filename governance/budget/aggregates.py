@@ -298,19 +298,28 @@ PG_CTES = ", ".join([
 _PG_WRITE = text(f"WITH {PG_CTES} SELECT 1")
 
 
-def _json_value(value: Any) -> str:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    raise TypeError(f"not JSON: {value!r}")
+_TIMES = ("cell_start", "period_start", "first_at", "last_at")
 
 
 def pg_params(deltas: Deltas | None) -> dict[str, str]:
-    """The PG_CTES parameters: each table's rows as a JSON array of objects ('[]': nothing to add)."""
+    """The PG_CTES parameters: each table's rows as a JSON array of objects ('[]': nothing to add).
+    A batch's rows share a few moments (their cells'), each formatted once."""
     if not deltas:
         return dict(agg_cells="[]", agg_lines="[]", agg_ratios="[]")
-    return dict(agg_cells=json.dumps(deltas.cell_rows(), default=_json_value),
-                agg_lines=json.dumps(deltas.line_rows(), default=_json_value),
-                agg_ratios=json.dumps(deltas.ratio_rows(), default=_json_value))
+    iso: dict[datetime, str] = {}
+    out = {}
+    for param, rows in (("agg_cells", deltas.cell_rows()), ("agg_lines", deltas.line_rows()),
+                        ("agg_ratios", deltas.ratio_rows())):
+        for row in rows:
+            for c in _TIMES:
+                if c in row:
+                    moment = row[c]
+                    text_ = iso.get(moment)
+                    if text_ is None:
+                        text_ = iso[moment] = moment.isoformat()
+                    row[c] = text_
+        out[param] = json.dumps(rows)
+    return out
 
 
 def _sqlite_upsert(table: str, cols: tuple[str, ...], keys: tuple[str, ...], sets: list[str]) -> str:
