@@ -169,16 +169,16 @@ def main() -> None:
                 else:
                     url = f"sqlite:///{Path(tempfile.mkdtemp(prefix='qgov-bench-')) / 'ledger.db'}"
                 results = run_tree(tree, url, args)
+                for r in results:
+                    print(f"  {database:10} {Path(tree).name:12} {r['mode']:7} {r['workers']:3} workers: "
+                          f"{r['per_s']:8.0f}/s", file=sys.stderr)
                 tps = None
                 if server and args.pgbench:
                     after = pgbench(server, args.pgbench)
                     tps_runs.append(after)
                     print(f"  pgbench TPC-B: {after:8.0f} tps", file=sys.stderr)
                     tps, before = (before + after) / 2, after
-                for r in results:
-                    rows.append((database, tree, r, tps))
-                    print(f"  {database:10} {Path(tree).name:12} {r['mode']:7} {r['workers']:3} workers: "
-                          f"{r['per_s']:8.0f}/s", file=sys.stderr)
+                rows.extend((database, tree, r, tps) for r in results)
         finally:
             if server:
                 server.stop()
