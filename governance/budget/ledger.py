@@ -523,12 +523,6 @@ class Ledger:
                     f"reservation {key} is {row.state}, not held: only admitted work can be settled"
                 )
             overrun = max(0, actual_micro - row.amount_micro)
-            conn.execute(
-                update(R).where(R.c.id == row.id).values(
-                    state=S.SETTLED, actual_micro=actual_micro, overrun_micro=overrun, finished_at=now,
-                    top_cost=actual_micro,
-                )
-            )
             self._deltas().add_row(row, -1)
             self._deltas().add_row(row, +1, state=S.SETTLED, actual=actual_micro, late=False)
             changes = self._finish_held(conn, budget, row, "settle", actual_micro, overrun, now)
@@ -575,10 +569,11 @@ class Ledger:
                 return ReleaseOutcome(key, S(compacted.tombstone.state), 0, replayed=True)
             if row.state in FINISHED:
                 return ReleaseOutcome(key, S(row.state), 0, replayed=True)
-            conn.execute(update(R).where(R.c.id == row.id).values(state=S.RELEASED, finished_at=now, top_cost=None))
             self._deltas().add_row(row, -1)
             self._deltas().add_row(row, +1, state=S.RELEASED)
             if row.state == S.QUEUED:  # cancelled while waiting: whoever was behind it may fit now
+                conn.execute(update(R).where(R.c.id == row.id).values(state=S.RELEASED, finished_at=now,
+                                                                      top_cost=None))
                 conn.execute(update(B).where(B.c.id == budget.id).values(queued_count=B.c.queued_count - 1))
                 budget = conn.execute(select(B).where(B.c.id == budget.id)).one()
                 return ReleaseOutcome(key, S.RELEASED, 0, queue_changes=self._admit_queued(conn, budget, now))
@@ -1048,15 +1043,25 @@ class Ledger:
 
     def _finish_held(self, conn: Connection, budget: Any, row: Any, kind: str, spent: int, overrun: int,
                      now: datetime) -> tuple[QueueChange, ...]:
-        """A held reservation ends (settled with `spent`, or released with 0): the hold leaves the
-        period it was admitted in, the spend lands there, and freed funds go to the queue."""
-        conn.execute(
-            E.insert().values(
-                budget_id=budget.id, period_start=row.period_start, reservation_key=row.key, kind=kind,
-                held_delta=-row.amount_micro, spent_delta=spent, note=f"overrun {overrun}" if overrun else "",
-                created_at=now,
-            )
-        )
+        """A held reservation ends (settled with `spent`, or released with 0): the row says so, the
+        hold leaves the period it was admitted in, the spend lands there, and freed funds go to
+        the queue. On PostgreSQL the row, the entry, the period and the report aggregates are ONE
+        statement: the budget's lock is held for round trips."""
+        settled = kind == "settle"
+        values = dict(state=S.SETTLED if settled else S.RELEASED, finished_at=now,
+                      actual_micro=spent if settled else row.actual_micro,
+                      overrun_micro=overrun if settled else row.overrun_micro, top_cost=spent if settled else None)
+        entry = dict(budget_id=budget.id, period_start=row.period_start, reservation_key=row.key, kind=kind,
+                     held_delta=-row.amount_micro, spent_delta=spent, note=f"overrun {overrun}" if overrun else "",
+                     created_at=now)
+        if conn.dialect.name == "postgresql":
+            conn.execute(_PG_FINISH_HELD, dict(
+                {f"r_{c}": v for c, v in values.items()}, r_id=row.id, amount=row.amount_micro, overrun=overrun,
+                **{f"e_{c}": v for c, v in entry.items()}, **aggregates.pg_params(self._deltas())))
+            self._local.deltas = Deltas()
+            return self._admit_queued(conn, budget, now)
+        conn.execute(update(R).where(R.c.id == row.id).values(**values))
+        conn.execute(E.insert().values(**entry))
         conn.execute(
             update(P).where(P.c.budget_id == budget.id, P.c.period_start == row.period_start).values(
                 held_micro=P.c.held_micro - row.amount_micro,
@@ -1263,6 +1268,18 @@ _PG_WRITE_BATCH = text(
     "UPDATE budget_periods SET held_micro = :held, warned_pct = :warned WHERE id = :period_id AND :update_period"
 )
 
+
+# Ledger._finish_held on PostgreSQL: the reservation, its entry, the period and the aggregates at once.
+_PG_FINISH_HELD = text(
+    "WITH r AS (UPDATE reservations SET state = :r_state, finished_at = :r_finished_at, "
+    "actual_micro = :r_actual_micro, overrun_micro = :r_overrun_micro, top_cost = :r_top_cost WHERE id = :r_id), "
+    "e AS (INSERT INTO ledger_entries (budget_id, period_start, reservation_key, kind, held_delta, spent_delta, "
+    "note, created_at) VALUES (:e_budget_id, :e_period_start, :e_reservation_key, :e_kind, :e_held_delta, "
+    f":e_spent_delta, :e_note, :e_created_at)), {aggregates.PG_CTES} "
+    "UPDATE budget_periods SET held_micro = held_micro - :amount, spent_micro = spent_micro + :e_spent_delta, "
+    "overrun_micro = overrun_micro + :overrun "
+    "WHERE budget_id = :e_budget_id AND period_start = :e_period_start"
+)
 
 # ---------------------------------------------------------------------- helpers
 
