@@ -22,7 +22,9 @@ import hashlib
 import io
 import json
 import os
+import shlex
 import shutil
+import signal
 import subprocess
 import tarfile
 import time
@@ -203,6 +205,10 @@ state = "{self.run_dir / 'state'}"
       sandbox = '{PAUSE_IMAGE}'
   [plugins.'io.containerd.cri.v1.runtime']
     netns_mounts_under_state_dir = true
+    # no lower oom_score_adj than containerd's own: the sandbox's -998 (and Guaranteed pods' -997)
+    # need CAP_SYS_RESOURCE, which this machine's root lacks (runc: "failed to update
+    # /proc/self/oom_score_adj: Permission denied")
+    restrict_oom_score_adj = true
     [plugins.'io.containerd.cri.v1.runtime'.containerd]
       default_runtime_name = 'runc'
       [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc]
@@ -395,8 +401,10 @@ state = "{self.run_dir / 'state'}"
             if component.name == "containerd":
                 component.stop()
         self.components = []
+        self._end_shims()
         if "kube-proxy" in self.bin:
             subprocess.run([str(self.bin["kube-proxy"]), "--cleanup"], capture_output=True, timeout=60)
+        _remove_chains(("KUBE-", "CNI-"))  # the kubelet's own (canary, firewall), and any a crash left
         subprocess.run(["ip", "link", "delete", self.bridge], capture_output=True)
         for point in _mounts_under(self.workdir, self.run_dir):
             subprocess.run(["umount", "-l", point], capture_output=True)
@@ -417,12 +425,24 @@ state = "{self.run_dir / 'state'}"
         except (ControlPlaneError, subprocess.TimeoutExpired):
             pass
 
+    def _end_shims(self, wait: float = 10) -> None:
+        """The runc shims (each names this containerd's socket) outlive containerd by design: end them."""
+        deadline = time.monotonic() + wait
+        while (pids := _processes_named(self.socket)) and time.monotonic() < deadline:
+            for pid in pids:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            time.sleep(0.2)
+
     def leftovers(self) -> list[str]:
         """What of this node is still on the machine (empty after `stop()`): for tests."""
         found = [f"mount {p}" for p in _mounts_under(self.workdir, self.run_dir)]
         if subprocess.run(["ip", "link", "show", self.bridge], capture_output=True).returncode == 0:
             found.append(f"interface {self.bridge}")
-        rules = subprocess.run(["iptables-save"], capture_output=True, text=True).stdout
+        rules = "".join(subprocess.run([save], capture_output=True, text=True).stdout
+                        for save in ("iptables-save", "ip6tables-save") if shutil.which(save))
         found += [f"iptables {line}" for line in rules.splitlines()
                   if line.startswith(":") and line[1:].startswith(("KUBE-", "CNI-"))]
         found += [f"cgroup {h / self.cgroup_root}" for h in _v1_hierarchies() if (h / self.cgroup_root).exists()]
@@ -444,6 +464,31 @@ def _primary_address() -> str:
         raise ControlPlaneError(f"no default route to take the node's address from: {out!r}") from None
 
 
+def _remove_chains(prefixes: tuple[str, ...]) -> None:
+    """Every iptables/ip6tables chain named with one of `prefixes`: the rules that jump to them
+    first, then the chains (flushed, deleted). The kubelet makes some that no cleanup of its removes."""
+    for save, command in (("iptables-save", "iptables"), ("ip6tables-save", "ip6tables")):
+        if shutil.which(save) is None:
+            continue
+        table, chains, jumps = "", [], []
+        for line in subprocess.run([save], capture_output=True, text=True).stdout.splitlines():
+            if line.startswith("*"):
+                table = line[1:]
+            elif line.startswith(":") and line[1:].startswith(prefixes):
+                chains.append((table, line[1:].split()[0]))
+            elif line.startswith("-A "):
+                words = shlex.split(line)  # (comments are quoted)
+                target = words[words.index("-j") + 1] if "-j" in words else ""
+                if target.startswith(prefixes) and not words[1].startswith(prefixes):
+                    jumps.append((table, words[1:]))
+        for table, rule in jumps:
+            subprocess.run([command, "-w", "-t", table, "-D", *rule], capture_output=True)
+        for table, chain in chains:
+            subprocess.run([command, "-w", "-t", table, "-F", chain], capture_output=True)
+        for table, chain in chains:
+            subprocess.run([command, "-w", "-t", table, "-X", chain], capture_output=True)
+
+
 def _processes_named(needle: Path) -> list[int]:
     """Processes whose command line mentions `needle` (a shim names its containerd's socket)."""
     pids = []
@@ -455,3 +500,53 @@ def _processes_named(needle: Path) -> list[int]:
             except OSError:
                 pass
     return pids
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m qgov_dev.devcluster.kubeletnode [WORKDIR]`: the upstream control plane (with the
+    endpoint and EndpointSlice controllers) and this node, the images built by qgov_dev.images
+    imported, until Ctrl-C or SIGTERM; then everything is taken away again."""
+    import argparse
+    import signal
+    import tempfile
+
+    from .. import images
+    from .controlplane import CONTROLLERS, ROUTING_CONTROLLERS
+
+    parser = argparse.ArgumentParser(prog="python -m qgov_dev.devcluster.kubeletnode", description=main.__doc__)
+    parser.add_argument("workdir", nargs="?", type=Path)
+    parser.add_argument("--no-images", action="store_true", help="do not build and import qgov's images")
+    args = parser.parse_args(argv)
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="qgov-kubelet-"))
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    with Bed.claim() as bed:
+        plane = ControlPlane(workdir / "control-plane", bed=bed, controllers=CONTROLLERS + ROUTING_CONTROLLERS)
+        node = KubeletNode(plane, workdir / "node", bed)
+        try:
+            t0 = time.monotonic()
+            plane.start()
+            node.start()
+            print(f"control plane and kubelet node up in {time.monotonic() - t0:.1f} s (logs: {workdir}/*/logs)",
+                  flush=True)
+            if not args.no_images:
+                for built in images.build(workdir / "images").values():
+                    t0 = time.monotonic()
+                    node.import_image(Path(built["archive"]))
+                    print(f"{built['ref']} ({built['digest']}) imported in {time.monotonic() - t0:.1f} s", flush=True)
+            print(f"export KUBECONFIG={plane.kubeconfig}; kubectl get nodes -o wide\n"
+                  f"ctr: {node.bin['ctr']} --address {node.socket} -n {K8S_NAMESPACE} images ls\nCtrl-C to stop.",
+                  flush=True)
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            node.stop()
+            plane.stop()
+            left = node.leftovers()
+            print(f"stopped; left behind: {left or 'nothing'}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
