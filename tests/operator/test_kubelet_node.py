@@ -156,6 +156,32 @@ def test_service_cluster_ip_reaches_a_pod(kubelet_cluster: Any) -> None:
     assert core.read_namespaced_pod_log("client", NAMESPACE).strip() == "200", pod["status"]
 
 
+def test_exec_and_memory_limit(kubelet_cluster: Any) -> None:
+    """What the process node cannot do: `kubectl exec` into a container (the kubelet's streaming
+    through containerd), and a container over its memory limit OOM-killed by the kernel."""
+    plane, node, core, facts = kubelet_cluster
+    kubectl = [str(node.bin["kubectl"]), "--kubeconfig", str(plane.kubeconfig), "-n", NAMESPACE]
+    run_pod(core, "sleeper", ["python", "-c", "import time; time.sleep(600)"], wait_for="Running")
+    out = subprocess.run([*kubectl, "exec", "sleeper", "--", "python", "-c", "import os; print('uid', os.getuid())"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "uid 10001", out  # the image's user, not the node's root
+    t0 = time.monotonic()
+    core.create_namespaced_pod(NAMESPACE, {
+        "metadata": {"name": "hog"},
+        "spec": {"restartPolicy": "Never", "automountServiceAccountToken": False, "containers": [{
+            "name": "main", "image": EXECUTOR, "imagePullPolicy": "Never",
+            "resources": {"limits": {"memory": "64Mi"}},
+            "command": ["python", "-c", "x = bytearray(512 * 1024 * 1024); print('not killed')"]}]}})
+    while time.monotonic() < t0 + 120:
+        pod = core.read_namespaced_pod("hog", NAMESPACE)
+        if pod.status.phase in ("Failed", "Succeeded"):
+            break
+        time.sleep(0.2)
+    terminated = pod.status.container_statuses[0].state.terminated
+    assert pod.status.phase == "Failed" and terminated.reason == "OOMKilled", pod.status
+    assert terminated.exit_code == 137
+
+
 def test_process_node_pod_latency(tmp_path: Path) -> None:
     """The same pod on the process node (node.py), for the comparison."""
     from qgov_dev.devcluster.upstream import UpstreamCluster
