@@ -55,6 +55,14 @@ int main(void) {
 """
 
 
+def apiserver_args() -> tuple[str, ...]:
+    """kube-apiserver flags for a control plane with this node (ControlPlane(apiserver_args=...)):
+    it listens on every address and advertises the host's, so the Service `kubernetes` has an
+    endpoint a container can reach (127.0.0.1 is the container's own) and in-cluster clients work."""
+    return ("--bind-address", "0.0.0.0", "--advertise-address", _primary_address(),
+            "--endpoint-reconciler-type", "lease")
+
+
 def node_binaries() -> dict[str, Path]:
     """binary name -> path, for everything a node needs (an error naming the build command if not built)."""
     result = subprocess.run(["bash", str(BINARIES_SCRIPT), "--print-path", *NODE_COMPONENTS],
@@ -520,7 +528,8 @@ def main(argv: list[str] | None = None) -> int:
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="qgov-kubelet-"))
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     with Bed.claim() as bed:
-        plane = ControlPlane(workdir / "control-plane", bed=bed, controllers=CONTROLLERS + ROUTING_CONTROLLERS)
+        plane = ControlPlane(workdir / "control-plane", bed=bed, controllers=CONTROLLERS + ROUTING_CONTROLLERS,
+                             apiserver_args=apiserver_args())
         node = KubeletNode(plane, workdir / "node", bed)
         try:
             t0 = time.monotonic()

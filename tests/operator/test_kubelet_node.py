@@ -35,13 +35,14 @@ EXECUTOR = f"ghcr.io/qgov/executor:{images.VERSION}"
 
 
 def run_pod(core: kubernetes.client.CoreV1Api, name: str, command: list[str], *, image: str = EXECUTOR,
-            labels: dict[str, str] | None = None, wait_for: str = "Succeeded", timeout: float = 180) -> dict[str, Any]:
+            labels: dict[str, str] | None = None, wait_for: str = "Succeeded", timeout: float = 180,
+            token: bool = False) -> dict[str, Any]:
     """Create a pod and wait for `wait_for` (a phase); returns it with `_started` (seconds from
     create to the container's start) and `_done` (seconds from create to that phase)."""
     t0 = time.monotonic()
     core.create_namespaced_pod(NAMESPACE, {
         "metadata": {"name": name, "labels": labels or {}},
-        "spec": {"restartPolicy": "Never", "automountServiceAccountToken": False, "containers": [{
+        "spec": {"restartPolicy": "Never", "automountServiceAccountToken": token, "containers": [{
             "name": "main", "image": image, "imagePullPolicy": "Never", "command": command}]}})
     started = None
     deadline = t0 + timeout
@@ -80,14 +81,15 @@ def make_namespace(core: kubernetes.client.CoreV1Api) -> None:
 @pytest.fixture(scope="module")
 def kubelet_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     from qgov_dev.devcluster.controlplane import CONTROLLERS, ROUTING_CONTROLLERS, ControlPlane
-    from qgov_dev.devcluster.kubeletnode import KubeletNode
+    from qgov_dev.devcluster.kubeletnode import KubeletNode, apiserver_args
 
     if os.geteuid() != 0:
         pytest.skip("the kubelet node needs root")
     workdir = tmp_path_factory.mktemp("kubelet-node")
     built = images.build(workdir / "images")
     with Bed.claim() as bed:
-        plane = ControlPlane(workdir / "control-plane", bed=bed, controllers=CONTROLLERS + ROUTING_CONTROLLERS)
+        plane = ControlPlane(workdir / "control-plane", bed=bed, controllers=CONTROLLERS + ROUTING_CONTROLLERS,
+                             apiserver_args=apiserver_args())
         plane.start()
         node = KubeletNode(plane, workdir / "node", bed)
         try:
@@ -154,6 +156,16 @@ def test_service_cluster_ip_reaches_a_pod(kubelet_cluster: Any) -> None:
     pod = run_pod(core, "client", ["python", "-c",
                                    f"import urllib.request; print(urllib.request.urlopen('http://{ip}/').status)"])
     assert core.read_namespaced_pod_log("client", NAMESPACE).strip() == "200", pod["status"]
+
+
+def test_in_cluster_client_reaches_the_api_server(kubelet_cluster: Any) -> None:
+    """The Service `kubernetes` routes (its endpoint is the API server's host address): a container
+    with its ServiceAccount token talks to the API server as that ServiceAccount."""
+    plane, node, core, facts = kubelet_cluster
+    run_pod(core, "in-cluster", ["python", "-c", (
+        "import kubernetes; kubernetes.config.load_incluster_config(); "
+        "print(kubernetes.client.VersionApi().get_code().git_version)")], token=True)
+    assert "v1.37.2" in core.read_namespaced_pod_log("in-cluster", NAMESPACE)  # (the client may show it as b'...')
 
 
 def test_exec_and_memory_limit(kubelet_cluster: Any) -> None:
