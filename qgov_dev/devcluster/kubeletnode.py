@@ -10,6 +10,8 @@ with the test bed's guardian): its containers and pod sandboxes (the kubelet tea
 so the CNI plugins take their addresses and iptables rules back), then the processes, kube-proxy's
 iptables chains (`kube-proxy --cleanup`), the CNI bridge, leftover mounts under its directories,
 its cgroups and net.ipv4.ip_forward (put back as it was). Needs root, Linux, overlayfs.
+One kubelet node per machine at a time (a lock says so): kube-proxy's rules and the chains
+taken away at the end are the machine's, not the bed slot's.
 
 The sandbox ("pause") image cannot be pulled here: it is built locally (a static C binary, the
 same job as upstream's build/pause) into an OCI archive and imported like qgov's images.
@@ -17,6 +19,7 @@ same job as upstream's build/pause) into an OCI archive and imported like qgov's
 
 from __future__ import annotations
 
+import fcntl
 import gzip
 import hashlib
 import io
@@ -38,6 +41,7 @@ from .node import node_kubeconfig
 
 NODE_COMPONENTS = ("kubelet", "containerd", "runc", "cni")
 PAUSE_IMAGE = "registry.k8s.io/pause:3.10"
+MACHINE_LOCK = "/run/qgov-kubelet-node.lock"
 K8S_NAMESPACE = "k8s.io"  # containerd's namespace for the CRI's images and containers
 PAUSE_C = r"""
 #include <signal.h>
@@ -188,6 +192,7 @@ class KubeletNode:
         self.cgroup_root = f"qgov-node-{slot}"
         self.node_ip = _primary_address()
         self._ip_forward: str | None = None
+        self._lock_fd = -1
 
     # ------------------------------------------------------------------ configuration
 
@@ -320,6 +325,14 @@ state = "{self.run_dir / 'state'}"
             raise
 
     def _start(self, timeout: float) -> None:
+        self._lock_fd = os.open(MACHINE_LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self._lock_fd)
+            self._lock_fd = -1
+            raise ControlPlaneError(f"another kubelet node runs on this machine ({MACHINE_LOCK} is locked): "
+                                    "its iptables rules are the machine's, so one at a time") from None
         logs = self.workdir / "logs"
         self.run_dir.mkdir(parents=True, exist_ok=True)
         forward = Path("/proc/sys/net/ipv4/ip_forward")
@@ -397,6 +410,8 @@ state = "{self.run_dir / 'state'}"
             time.sleep(0.5)
 
     def stop(self) -> None:
+        if self._lock_fd < 0:
+            return  # never started (or another node holds the machine: nothing here is ours)
         running = {c.name for c in self.components if c.proc is not None and c.proc.poll() is None}
         if {"kubelet", "containerd"} <= running:
             self._drain()
@@ -423,6 +438,8 @@ state = "{self.run_dir / 'state'}"
         if self._ip_forward is not None:
             Path("/proc/sys/net/ipv4/ip_forward").write_text(self._ip_forward)
             self._ip_forward = None
+        os.close(self._lock_fd)
+        self._lock_fd = -1
 
     def _kill_leftover_containers(self) -> None:
         """Tasks the kubelet did not tear down (it died first): killed, so their shims exit."""
