@@ -16,7 +16,11 @@
 # so a second run finds it and does nothing (no `go` call, well under a second).
 #
 # Usage: scripts/kube-binaries.sh [--print-path] [COMPONENT...]
-#   COMPONENT   kubernetes | etcd | helm | promtool (default: all of them)
+#   COMPONENT   kubernetes | etcd | helm | promtool (default: these four), or the
+#               pieces of a real node, built only when named: kubelet (kubelet,
+#               kube-proxy, kubectl) | containerd (containerd, ctr, the runc shim) |
+#               runc (cgo; seccomp if libseccomp-dev and pkg-config are installed) |
+#               cni (bridge, loopback, host-local, portmap)
 #   --print-path  build nothing; print the bin dirs, or fail naming what is missing
 # Progress goes to stderr; stdout is one line, the bin dirs joined with ':', so
 #   export PATH="$(scripts/kube-binaries.sh):$PATH"
@@ -48,9 +52,16 @@ KUBERNETES_VERSION=${QGOV_KUBERNETES_VERSION:-v1.37.2}
 ETCD_VERSION=${QGOV_ETCD_VERSION:-v3.7.3}
 HELM_VERSION=${QGOV_HELM_VERSION:-v3.22.0}
 PROMETHEUS_VERSION=${QGOV_PROMETHEUS_VERSION:-v0.316.0}   # Go module version of Prometheus 3.16.0
+# A real node (opt-in components, not in the default set): kubelet, kube-proxy and
+# kubectl from the same k8s.io/kubernetes as the control plane; containerd 2 (the
+# kubelets of 1.36+ refuse containerd 1.x, Debian 12 ships 1.6); runc; CNI plugins.
+CONTAINERD_VERSION=${QGOV_CONTAINERD_VERSION:-v2.4.2}
+RUNC_VERSION=${QGOV_RUNC_VERSION:-v1.5.3}
+CNI_VERSION=${QGOV_CNI_VERSION:-v1.10.0}
 
 CACHE=${QGOV_KUBE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/qgov/kube}
 ALL_COMPONENTS=(kubernetes etcd helm promtool)
+NODE_COMPONENTS=(kubelet containerd runc cni)   # built only when named
 
 log() { echo "[kube-binaries] $*" >&2; }
 die() { echo "[kube-binaries] ERROR: $*" >&2; exit 1; }
@@ -69,11 +80,14 @@ timed() {
 # version_of NAME, binaries_of NAME ("binary=package" pairs)
 version_of() {
   case $1 in
-    kubernetes) echo "$KUBERNETES_VERSION" ;;
+    kubernetes|kubelet) echo "$KUBERNETES_VERSION" ;;
+    containerd) echo "$CONTAINERD_VERSION" ;;
+    runc)       echo "$RUNC_VERSION" ;;
+    cni)        echo "$CNI_VERSION" ;;
     etcd)       echo "$ETCD_VERSION" ;;
     helm)       echo "$HELM_VERSION" ;;
     promtool)   echo "$PROMETHEUS_VERSION" ;;
-    *) die "unknown component '$1' (known: ${ALL_COMPONENTS[*]})" ;;
+    *) die "unknown component '$1' (known: ${ALL_COMPONENTS[*]} ${NODE_COMPONENTS[*]})" ;;
   esac
 }
 binaries_of() {
@@ -84,6 +98,15 @@ binaries_of() {
     etcd)       echo "etcd=go.etcd.io/etcd/server/v3" ;;
     helm)       echo "helm=helm.sh/helm/v3/cmd/helm" ;;
     promtool)   echo "promtool=github.com/prometheus/prometheus/cmd/promtool" ;;
+    kubelet)    echo "kubelet=k8s.io/kubernetes/cmd/kubelet" \
+                     "kube-proxy=k8s.io/kubernetes/cmd/kube-proxy" \
+                     "kubectl=k8s.io/kubernetes/cmd/kubectl" ;;
+    containerd) echo "containerd=github.com/containerd/containerd/v2/cmd/containerd" \
+                     "ctr=github.com/containerd/containerd/v2/cmd/ctr" \
+                     "containerd-shim-runc-v2=github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2" ;;
+    runc)       echo "runc=github.com/opencontainers/runc" ;;
+    cni)        local p; for p in main/bridge main/loopback ipam/host-local meta/portmap; do
+                  echo "${p#*/}=github.com/containernetworking/plugins/plugins/$p"; done ;;
   esac
 }
 dir_of() { echo "$CACHE/$1-$(version_of "$1")"; }
@@ -101,7 +124,7 @@ write_wrapper() {
   local mod=$1 name=$2 version; version=$(version_of "$name")
   local -a tags=() x=()
   case $name in
-    kubernetes)
+    kubernetes|kubelet)
       local meta gomod date minor
       meta=$(go list -m -f '{{.GoMod}} {{.Time.UTC.Format "2006-01-02T15:04:05Z"}}' \
         "k8s.io/kubernetes@$version") \
@@ -160,6 +183,26 @@ write_wrapper() {
           "-X github.com/prometheus/common/version.BuildUser=qgov-kube-binaries"
           "-X github.com/prometheus/common/version.BuildDate=$date")
       ;;
+    containerd)
+      printf 'module qgov.invalid/kube-binaries/%s\ngo 1.26\nrequire github.com/containerd/containerd/v2 %s\n' \
+        "$name" "$version" >"$mod/go.mod"
+      tags=(no_btrfs no_devmapper urfave_cli_no_docs)   # static build: no cgo snapshotters
+      x+=("-X github.com/containerd/containerd/v2/version.Version=$version"
+          "-X github.com/containerd/containerd/v2/version.Package=github.com/containerd/containerd/v2")
+      ;;
+    runc)   # needs cgo (its nsenter is C); seccomp when libseccomp's headers are here
+      printf 'module qgov.invalid/kube-binaries/%s\ngo 1.26\nrequire github.com/opencontainers/runc %s\n' \
+        "$name" "$version" >"$mod/go.mod"
+      tags=(urfave_cli_no_docs)
+      if pkg-config --exists libseccomp 2>/dev/null; then tags+=(seccomp)
+      else log "runc: libseccomp headers not found (apt-get install libseccomp-dev pkg-config): building WITHOUT seccomp"; fi
+      x+=("-X main.version=${version#v}")
+      ;;
+    cni)
+      printf 'module qgov.invalid/kube-binaries/%s\ngo 1.26\nrequire github.com/containernetworking/plugins %s\n' \
+        "$name" "$version" >"$mod/go.mod"
+      x+=("-X github.com/containernetworking/plugins/pkg/utils/buildversion.BuildVersion=$version")
+      ;;
   esac
   (IFS=,; echo "${tags[*]-}")
   echo "${x[*]-}"
@@ -169,6 +212,8 @@ write_wrapper() {
 version_cmd() {
   case $1 in
     helm) echo "version" ;;
+    kubectl) echo "version --client" ;;
+    bridge|loopback|host-local|portmap) echo "" ;;   # CNI plugins: CNI_COMMAND=VERSION
     *)    echo "--version" ;;
   esac
 }
@@ -185,6 +230,8 @@ build() {
   write_wrapper "$stage/module" "$name" >"$stage/module/flags"
   { read -r tags; read -r xflags; } <"$stage/module/flags"
   local -a pkgs=() buildflags=(-mod=mod -trimpath "-tags=$tags" "-ldflags=-s -w $xflags")
+  local cgo=0; [ "$name" != runc ] || cgo=1
+  export CGO_ENABLED=$cgo
   for pair in $(binaries_of "$name"); do pkgs+=("${pair#*=}"); done
   # Resolve and download every module the binaries need (updates go.mod/go.sum).
   timed "$took" go -C "$stage/module" list "${buildflags[@]:0:3}" -deps "${pkgs[@]}" >/dev/null \
@@ -193,7 +240,7 @@ build() {
     echo "component: $name $version"
     echo "go: $(go version)"
     echo "built: $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(nproc) cores"
-    echo "flags: CGO_ENABLED=0 go build ${buildflags[*]@Q}"
+    echo "flags: CGO_ENABLED=$cgo go build ${buildflags[*]@Q}"
     echo "resolve+download: $(cat "$took")"
   } >"$stage/BUILDINFO"
   log "$name $version: modules resolved in $(cat "$took")"
@@ -202,7 +249,7 @@ build() {
     log "$name $version: building $bin"
     timed "$took" go -C "$stage/module" build "${buildflags[@]}" -o "$stage/bin/$bin" "$pkg" \
       || die "$name $version: building $bin ($pkg) failed (see go's message above)"
-    local out; out=$("$stage/bin/$bin" $(version_cmd "$bin") 2>&1 | head -3) \
+    local out; out=$(CNI_COMMAND=VERSION "$stage/bin/$bin" $(version_cmd "$bin") 2>&1 | head -3) \
       || die "$name $version: $stage/bin/$bin does not run: $out"
     log "$name $version: $bin built in $(cat "$took"); it says: $(tr '\n' ' ' <<<"$out")"
     { echo "$bin: $(cat "$took")"; sed 's/^/  | /' <<<"$out"; } >>"$stage/BUILDINFO"

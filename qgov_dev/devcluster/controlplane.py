@@ -40,6 +40,8 @@ CONTROLLERS = ("garbage-collector-controller", "namespace-controller", "servicea
                "serviceaccount-token-controller", "root-ca-certificate-publisher-controller",
                "deployment-controller", "replicaset-controller", "clusterrole-aggregation-controller",
                "pod-garbage-collector-controller", "node-lifecycle-controller")
+# What makes a Service route (kube-proxy reads EndpointSlices): a real node's control plane runs them.
+ROUTING_CONTROLLERS = ("endpoints-controller", "endpointslice-controller", "endpointslice-mirroring-controller")
 
 
 class ControlPlaneError(RuntimeError):
@@ -107,10 +109,11 @@ class Component:
     log: Path
     proc: subprocess.Popen[bytes] | None = None
     bed: Bed | None = None  # the test bed whose guardian ends it with the bed (bed.py)
+    env: dict[str, str] | None = None  # None: this process's environment
 
     def start(self) -> None:
         self.proc = subprocess.Popen(self.argv, stdout=open(self.log, "ab"), stderr=subprocess.STDOUT,
-                                     start_new_session=True,
+                                     start_new_session=True, env=self.env,
                                      preexec_fn=self.bed.preexec() if self.bed else _die_with_parent)
         if self.bed is not None:
             self.bed.started(self.proc.pid)
@@ -155,6 +158,8 @@ class ControlPlane:
     # is served by etcd and `compact_etcd()` expires its history (the watch cache keeps its own)
     apiserver_args: tuple[str, ...] = ()
     bed: Bed | None = None  # whose guardian ends the components if this process dies (bed.py)
+    # what kube-controller-manager runs; a node with kube-proxy adds ROUTING_CONTROLLERS
+    controllers: tuple[str, ...] = CONTROLLERS
 
     def __post_init__(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -258,7 +263,7 @@ class ControlPlane:
             controllers = Component("kube-controller-manager", [
                 str(b / "kube-controller-manager"), "--kubeconfig", str(cm_kubeconfig),
                 "--authentication-kubeconfig", str(cm_kubeconfig), "--authorization-kubeconfig", str(cm_kubeconfig),
-                "--controllers", ",".join(CONTROLLERS), "--use-service-account-credentials=true",
+                "--controllers", ",".join(self.controllers), "--use-service-account-credentials=true",
                 "--service-account-private-key-file", str(sa.key), "--root-ca-file", str(pki.pair.cert),
                 "--leader-elect=false", "--bind-address", "127.0.0.1", "--secure-port", str(free_port()),
                 "--concurrent-gc-syncs", "5", "--v=1"], logs / "kube-controller-manager.log", bed=self.bed)
