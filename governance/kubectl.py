@@ -20,7 +20,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .admission import Problem, backend_from_object
+from .assessment import Problem, backend_from_object
 from .api import GROUP, VERSION
 from .api.specs import Backend, budgets_that_may_come
 from .budget.costquery import BadQuery, check_aggregate

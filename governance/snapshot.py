@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .admission import Problem, backend_from_object, look_up_backend
+from .assessment import Problem, backend_from_object, look_up_backend
 from .api.specs import Backend
 
 BackendGet = Callable[[str], "Mapping[str, Any] | None"]  # one read of a QiskitBackend; None: there is none

@@ -8,8 +8,8 @@ import logging
 from typing import Any
 
 from .. import metrics, providers
-from ..admission import Problem, assess, unknown_backend
-from ..admission import choose_budget as budget_that_pays
+from ..assessment import Problem, assess, unknown_backend
+from ..assessment import choose_budget as budget_that_pays
 from ..api import GROUP, VERSION
 from ..api.specs import Backend, JobSpec, SpecError, budgets_that_may_come, parse_job
 from ..budget.batcher import ReservationBatcher

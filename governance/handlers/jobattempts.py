@@ -12,7 +12,7 @@ from functools import partial
 from typing import Any, Literal
 
 from .. import providers
-from ..admission import Problem
+from ..assessment import Problem
 from ..api import JOB_LABEL, JOB_UID_LABEL
 from ..api.specs import Backend
 from ..budget.ledger import Ledger

@@ -10,7 +10,7 @@ from decimal import Decimal
 from typing import Any
 
 from .. import metrics, providers
-from ..admission import Problem
+from ..assessment import Problem
 from ..api import GROUP, JOB_UID_LABEL, VERSION
 from ..budget.costmodel import Usage
 from ..budget.errors import UnknownBudget, UnknownReservation

@@ -21,7 +21,7 @@ from typing import Any
 import kopf
 
 from .. import metrics, providers
-from ..admission import Problem
+from ..assessment import Problem
 from ..api import GROUP, VERSION
 from ..api.specs import Backend, SessionSpec, SpecError, parse_session
 from ..budget.errors import InvalidTransition, UnknownBudget, UnknownReservation

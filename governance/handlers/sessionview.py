@@ -13,7 +13,7 @@ import threading
 import time
 from typing import Any
 
-from ..admission import Problem
+from ..assessment import Problem
 from ..api import GROUP, MANAGED_BY_LABEL, SESSION_LABEL, VERSION, label_value
 from .. import providers
 from ..api.specs import Backend

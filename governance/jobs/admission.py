@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any, Union
 
-from ..admission import Estimate, Problem
+from ..assessment import Estimate, Problem
 from ..api.specs import Backend, JobSpec, SpecError
 from ..budget.money import format_amount
 from ..budget.policy import Ruling

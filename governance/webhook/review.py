@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from .. import providers
-from ..admission import Estimate, Problem, assess, backend_from_object, choose_budget, unknown_backend
+from ..assessment import Estimate, Problem, assess, backend_from_object, choose_budget, unknown_backend
 from ..providers.base import UnknownBackendModel
 from ..api.specs import Backend, JobSpec, SpecError, parse_budget, parse_job, parse_session
 from ..budget import policy

@@ -41,7 +41,7 @@ from aiohttp import web
 from cachetools import TTLCache
 from prometheus_client import Counter, Histogram
 
-from ..admission import Problem
+from ..assessment import Problem
 from ..api import GROUP, VERSION
 from ..api.specs import Backend, budgets_that_may_come
 from ..jobs.webhookprobe import PROBE_REASON, is_probe, probe_refusal

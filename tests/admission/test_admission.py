@@ -9,7 +9,7 @@ from decimal import Decimal
 import pytest
 
 from governance import pricing
-from governance.admission import Estimate, Problem, assess
+from governance.assessment import Estimate, Problem, assess
 from governance.api.specs import parse_backend, parse_job
 
 BELL = 'OPENQASM 2.0;\ninclude "qelib1.inc";\nqreg q[2];\ncreg c[2];\nh q[0];\ncx q[0],q[1];\nmeasure q -> c;\n'
@@ -108,7 +108,7 @@ def test_a_backend_is_looked_up_in_what_is_known_then_read_once() -> None:
     """The operator (its watch) and the webhook (its list) look a backend up the same way: what
     they keep first, else one read, since a backend created a moment ago may not be kept yet; a
     backend that does not exist is None (each caller says so in its own words)."""
-    from governance.admission import backend_from_object, look_up_backend
+    from governance.assessment import backend_from_object, look_up_backend
 
     obj = {"spec": {"provider": "aer", "pricing": {"perCPUSecond": "0.01"}}}
     known = {"aer-sim": backend_from_object("aer-sim", obj)}

@@ -11,7 +11,7 @@ import pytest
 from qiskit import qasm2, qasm3
 
 from governance import pricing
-from governance.admission import Estimate, Problem, assess
+from governance.assessment import Estimate, Problem, assess
 from governance.api.specs import parse_backend, parse_job
 from governance.opcount import SATURATED, Uncountable, count_operations
 from governance.providers.estimate import expanded_operations

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from governance.admission import Problem, backend_from_object
+from governance.assessment import Problem, backend_from_object
 from governance.api.specs import Backend
 from governance.budget import db
 from governance.budget.ledger import Ledger

@@ -10,7 +10,7 @@ from decimal import Decimal
 
 import pytest
 
-from governance.admission import Estimate, Problem
+from governance.assessment import Estimate, Problem
 from governance.api.specs import SpecError, parse_backend, parse_job
 from governance.budget.costmodel import PriceList, Usage
 from governance.budget.types import AttemptTotals, Balance, Decision, QueueChange, ReservationState, ReserveOutcome

@@ -12,7 +12,7 @@ import pytest
 import kopf
 from kopf._core.engines.posting import event_queue_loop_var, event_queue_var, settings_var
 
-from governance.admission import backend_from_object
+from governance.assessment import backend_from_object
 from governance.budget.ledger import Ledger
 from governance.budget.types import BudgetSpec, JobTerms, QueueChange, ReserveRequest
 from governance.handlers.budgetnotify import BudgetNotifier

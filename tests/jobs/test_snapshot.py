@@ -15,7 +15,7 @@ import kopf
 import pytest
 
 from governance import snapshot as snapshots
-from governance.admission import Problem, backend_from_object
+from governance.assessment import Problem, backend_from_object
 from governance.budget import db
 from governance.budget.ledger import Ledger
 from governance.budget.types import BudgetSpec

@@ -1,13 +1,13 @@
 """Parameter sweeps (spec.parameterValues): what admission refuses, with the parameter or the lengths
 named, and what a sweep costs: the bound circuits it makes, circuits x points, as the webhook and the
-operator both price it (the same admission.assess)."""
+operator both price it (the same assessment.assess)."""
 
 from __future__ import annotations
 
 import pytest
 
 from governance import pricing
-from governance.admission import Estimate, Problem, assess, check_parameters
+from governance.assessment import Estimate, Problem, assess, check_parameters
 from governance.api.specs import SpecError, parse_backend, parse_job
 from governance.providers.simulate import simulate
 from governance.circuits import parse_circuits

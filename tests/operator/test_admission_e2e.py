@@ -164,7 +164,7 @@ def test_bell_circuit_text_is_the_sample(env: Env) -> None:
     """The samples the README's demo applies parse and price (guards the demo against drift)."""
     import yaml
 
-    from governance.admission import Estimate, assess
+    from governance.assessment import Estimate, assess
     from governance.api.specs import parse_backend, parse_job
 
     root = Path(__file__).resolve().parents[2] / "samples"

@@ -245,7 +245,7 @@ def test_the_admission_policies_name_what_the_operator_creates_and_who_the_opera
 def test_the_no_budget_message_suggests_a_command_that_works() -> None:
     """A refused job says `kubectl apply -n NS -f samples/budget.yaml`: kubectl refuses -n with a
     file that pins another namespace, so the sample must name none."""
-    from governance.admission import choose_budget
+    from governance.assessment import choose_budget
 
     problem = choose_budget("team-b", None, {}, allow_unbudgeted=False)
     assert "`kubectl apply -n team-b -f samples/budget.yaml`" in problem.message

@@ -12,7 +12,7 @@ from decimal import Decimal
 import pytest
 
 from governance import providers
-from governance.admission import Estimate, Problem, assess, backend_from_object, modelled_usage
+from governance.assessment import Estimate, Problem, assess, backend_from_object, modelled_usage
 from governance.api.specs import SpecError, parse_backend, parse_job
 from governance.budget.money import format_quantity, micro_from_decimal_ceil
 from governance.circuits import parse_circuits

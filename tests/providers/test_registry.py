@@ -12,7 +12,7 @@ import pytest
 
 from executor.attempt import DeterministicError, run_attempt, run_job
 from governance import providers
-from governance.admission import Estimate, Problem, assess, backend_from_object
+from governance.assessment import Estimate, Problem, assess, backend_from_object
 from governance.api.specs import Backend, JobSpec, SpecError, parse_backend, parse_job
 from governance.budget.costmodel import Usage
 from governance.providers.base import Provider, RunOutcome, RunRefusal

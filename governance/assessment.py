@@ -1,4 +1,7 @@
-"""The admission decision for a QiskitJob, before any money moves: validate, then price.
+"""A QiskitJob assessed before any money moves: validated, then priced, and which budget pays.
+
+What the admission decision (`jobs.admission.decide_admission`: fail, refuse, queue or admit)
+asks for, here so the controller, the webhook and the CLI price a job the same way.
 
 Pure with respect to Kubernetes and the ledger: given a job spec, its backend and the unit
 of the budget that pays, it returns an estimate or the first problem, each with a reason a
