@@ -241,7 +241,7 @@ class Deltas:
             row = dict(budget_id=budget_id, grain=grain, compacted=compacted, cell_start=cell_start,
                        period_start=period_start, first_at=v[_F_FIRST], last_at=v[_F_LAST], max_units=units,
                        max_nanos=nanos, max_actual=v[_F_MAX_ACTUAL], max_estimate=v[_F_MAX_ESTIMATE])
-            row.update(zip(_SUMS, v[_F_SUMS:]))
+            row.update(zip(_SUMS, v[_F_SUMS:], strict=True))
             out.append(row)
         return out
 
@@ -377,7 +377,7 @@ def write(conn: Connection, deltas: Deltas) -> None:
         return
     cursor = driver_cursor(conn)  # in the transaction SQLAlchemy began
     try:
-        for sql, rows in zip(_SQLITE, _sqlite_rows(deltas)):
+        for sql, rows in zip(_SQLITE, _sqlite_rows(deltas), strict=True):
             if rows:
                 cursor.executemany(sql, rows)
     finally:

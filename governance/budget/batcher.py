@@ -99,5 +99,5 @@ class ReservationBatcher:
             except BaseException as exc:  # noqa: BLE001 - every waiting caller must learn of the failure
                 results.extend((future, exc) for _, future in group)
             else:
-                results.extend((future, outcome) for (_, future), outcome in zip(group, outcomes))
+                results.extend((future, outcome) for (_, future), outcome in zip(group, outcomes, strict=True))
         return results

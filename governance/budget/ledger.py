@@ -349,7 +349,7 @@ class Ledger:
         for (namespace, name), indexes in sorted(groups.items()):
             batch = [requests[i] for i in indexes]
             decided = self._transaction(lambda conn: self._reserve_group(conn, namespace, name, batch))
-            for i, outcome in zip(indexes, decided):
+            for i, outcome in zip(indexes, decided, strict=True):
                 outcomes[i] = outcome
         return [o for o in outcomes if o is not None]
 
@@ -379,7 +379,7 @@ class Ledger:
             if req.key not in compacted and req.key not in existing:
                 fresh_requests.setdefault(req.key, req)
         decided = policy.decide_all([snapshot], [req.amount_micro for req in fresh_requests.values()])
-        rulings = dict(zip(fresh_requests, decided.rulings))
+        rulings = dict(zip(fresh_requests, decided.rulings, strict=True))
 
         seq = budget.queue_seq
         new_rows: list[dict[str, Any]] = []
@@ -1127,7 +1127,7 @@ class Ledger:
         ).all()
         rulings, after, _ = policy.admit_queued(_snapshot(budget, period), [row.amount_micro for row in rows])
         changes: list[QueueChange] = []
-        for row, ruling in zip(rows, rulings):
+        for row, ruling in zip(rows, rulings, strict=False):  # rulings stop where FIFO admission stops
             if ruling.decision is Decision.REFUSED:
                 conn.execute(update(R).where(R.c.id == row.id).values(state=S.REFUSED, message=ruling.message,
                                                                       finished_at=now))

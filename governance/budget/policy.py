@@ -158,8 +158,8 @@ def decide_all(chain: Sequence[Snapshot], amounts: Sequence[int]) -> Rulings:
         ruling = decide(after, amount)
         rulings.append(ruling)
         after = ruling.after
-    crossed = tuple(crossings(b) if b.held != a.held else () for a, b in zip(before, after))
-    after = tuple(replace(b, warned_pct=max(c)) if c else b for b, c in zip(after, crossed))
+    crossed = tuple(crossings(b) if b.held != a.held else () for a, b in zip(before, after, strict=True))
+    after = tuple(replace(b, warned_pct=max(c)) if c else b for b, c in zip(after, crossed, strict=True))
     return Rulings(tuple(rulings), after, crossed)
 
 

@@ -450,7 +450,7 @@ class _Sums:
             for bucket, jobs in conn.execute(_BUCKETS, dict(key, **ranges)).all():
                 buckets[bucket] = buckets.get(bucket, 0) + jobs
         found: list[int] = []
-        for index, (group, before) in zip(wanted, spots):
+        for index, (group, before) in zip(wanted, spots, strict=True):
             for bucket in sorted(b for b in buckets if b // GROUP == group):
                 before += buckets[bucket]
                 if before > index:
@@ -510,9 +510,9 @@ def render(report: Report, fmt: str) -> str:
 def _jsonable(report: Report) -> dict[str, Any]:
     """Amounts as exact decimal strings (never floats), with the unit beside them."""
     data = asdict(report)
-    for b, line in zip(data["budgets"], report.budgets):
+    for b, line in zip(data["budgets"], report.budgets, strict=True):
         b["limit"] = format_amount(line.limit)
-        for p, period in zip(b["periods"], line.periods):
+        for p, period in zip(b["periods"], line.periods, strict=True):
             for k in ("limit", "spent", "held", "overrun"):
                 p[k] = format_amount(p[k])
             p["remaining"] = format_amount(period.remaining)

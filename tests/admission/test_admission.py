@@ -62,7 +62,7 @@ def test_a_repeated_circuit_is_transpiled_once_per_device_and_priced_the_same(tr
 def test_cached_estimates_equal_fresh_ones_for_every_circuit_in_a_sweep() -> None:
     sweep = [rotation(0.1 * k) for k in range(6)]
     cached = [assess(job(text, shots=500), MANILA, "USD") for text in sweep + sweep]
-    for text, estimate in zip(sweep + sweep, cached):
+    for text, estimate in zip(sweep + sweep, cached, strict=True):
         pricing.clear_caches()
         assert assess(job(text, shots=500), MANILA, "USD") == estimate
     assert all(isinstance(e, Estimate) and e.usage.qpu_seconds > Decimal(0) for e in cached)

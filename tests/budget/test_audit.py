@@ -129,7 +129,7 @@ def test_every_finished_job_that_holds_money_is_reported() -> None:
     for line, (name, phase, state) in zip(problems, [("cancelled", "Cancelled", "queued"),
                                                       ("failed", "Failed", "queued"),
                                                       ("refused", "Refused", "held"),
-                                                      ("succeeded", "Succeeded", "held")]):
+                                                      ("succeeded", "Succeeded", "held")], strict=True):
         assert line == (f"team-a/{name} (phase {phase}): finished job holds money: the ledger has a {state} "
                         "reservation (reserved 0.30 USD, actual none)")
 

@@ -61,7 +61,7 @@ def test_a_batch_is_decided_in_order_over_the_balances_each_request_leaves() -> 
     assert decided.after[0].held == 10 * USD
     # and the same requests one at a time give the same rulings
     chain = [snap()]
-    for amount, batched in zip(amounts, decided.rulings):
+    for amount, batched in zip(amounts, decided.rulings, strict=True):
         single = policy.decide(chain, amount)
         assert single == batched
         chain = list(single.after)
@@ -125,13 +125,13 @@ def test_no_sequence_of_requests_takes_a_budget_past_its_limit(chain: list[Snaps
     amount, in every budget."""
     decided = policy.decide_all(chain, amounts)
     before = chain
-    for amount, ruling in zip(amounts, decided.rulings):
-        for b, a in zip(before, ruling.after):
+    for amount, ruling in zip(amounts, decided.rulings, strict=True):
+        for b, a in zip(before, ruling.after, strict=True):
             assert a.committed <= a.limit
             assert a.held - b.held == (amount if ruling.decision is Decision.ADMITTED else 0)
             assert a.spent == b.spent
         before = ruling.after
-    for b, a in zip(chain, decided.after):
+    for b, a in zip(chain, decided.after, strict=True):
         assert b.warned_pct <= a.warned_pct <= 100
         if a.held != b.held:  # what the batch crossed is recorded: never announced twice
             assert policy.crossings(a) == ()

@@ -46,7 +46,7 @@ def test_rebuilding_every_layer_gives_the_same_digests(
         built, again = again, images.build(tmp_path / "third", use_cache=False)
         assert base(again).packages == base(built).packages, "the mirror moved twice in minutes"
     for name in again:
-        for first, second, what in zip(built[name]["layers"], again[name]["layers"], ("base", "deps", "app")):
+        for first, second, what in zip(built[name]["layers"], again[name]["layers"], ("base", "deps", "app"), strict=True):
             assert first.digest == second.digest, (f"{name}: the {what} layer differs", images.differences(
                 first.path, second.path))
     assert {n: r["digest"] for n, r in again.items()} == {n: r["digest"] for n, r in built.items()}
