@@ -122,6 +122,16 @@ class Component:
         if self.proc is not None and self.proc.poll() is not None:
             raise ControlPlaneError(f"{self.name} exited with {self.proc.returncode}:\n{tail(self.log)}")
 
+    def wait_ready(self, ready: Callable[[], bool], timeout: float, interval: float = 0.2) -> None:
+        """Until `ready()` says so; a component that exits meanwhile, or the timeout, raises with its log."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.check()
+            if ready():
+                return
+            time.sleep(interval)
+        raise ControlPlaneError(f"{self.name} was not ready within {timeout:.0f} s:\n{tail(self.log)}")
+
     def stop(self, grace: float = 10) -> None:
         if self.proc is None or self.proc.poll() is not None:
             return
@@ -253,9 +263,9 @@ class ControlPlane:
         self.components = [etcd, apiserver]
         try:
             etcd.start()
-            self._wait(etcd, lambda: _http_ok(f"{self.etcd_url}/health"), timeout)
+            etcd.wait_ready(lambda: _http_ok(f"{self.etcd_url}/health"), timeout)
             apiserver.start()
-            self._wait(apiserver, lambda: self._api_ok("/readyz"), timeout)
+            apiserver.wait_ready(lambda: self._api_ok("/readyz"), timeout)
             if before_controllers is not None:
                 before_controllers(self)
             cm_kubeconfig = self.client_kubeconfig("controller-manager", "system:kube-controller-manager")
@@ -277,10 +287,10 @@ class ControlPlane:
             controllers.start()
             scheduler.start()
             # the controllers are up once the ServiceAccount controller made `default` in `default`
-            self._wait(controllers, lambda: self._api_ok("/api/v1/namespaces/default/serviceaccounts/default"),
-                       timeout)
-            self._wait(controllers, lambda: self._api_ok("/api/v1/namespaces/default/configmaps/kube-root-ca.crt"),
-                       timeout)
+            controllers.wait_ready(lambda: self._api_ok("/api/v1/namespaces/default/serviceaccounts/default"),
+                                   timeout)
+            controllers.wait_ready(lambda: self._api_ok("/api/v1/namespaces/default/configmaps/kube-root-ca.crt"),
+                                   timeout)
             scheduler.check()
         except BaseException:
             self.stop()
@@ -291,15 +301,6 @@ class ControlPlane:
         admin = self.workdir / "pki"
         context.load_cert_chain(admin / "admin.crt", admin / "admin.key")
         return _http_ok(self.url + path, context)
-
-    def _wait(self, component: Component, ready, timeout: float) -> None:  # type: ignore[no-untyped-def]
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            component.check()
-            if ready():
-                return
-            time.sleep(0.2)
-        raise ControlPlaneError(f"{component.name} was not ready within {timeout:.0f} s:\n{tail(component.log)}")
 
     def compact_etcd(self) -> int:
         """Compact etcd's history up to now (what the API server does every 5 minutes), so a watch

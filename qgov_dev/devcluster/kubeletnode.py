@@ -33,10 +33,9 @@ import tarfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from .bed import Bed
-from .controlplane import BINARIES_SCRIPT, ROOT, Component, ControlPlane, ControlPlaneError, free_port, tail
+from .controlplane import BINARIES_SCRIPT, ROOT, Component, ControlPlane, ControlPlaneError, free_port
 from .node import node_kubeconfig
 
 NODE_COMPONENTS = ("kubelet", "containerd", "runc", "cni")
@@ -347,7 +346,7 @@ state = "{self.run_dir / 'state'}"
                                logs / "containerd.log", bed=self.bed, env=env)
         self.components = [containerd]
         containerd.start()
-        self._wait(containerd, lambda: self.socket.exists() and self._ctr_ok(), timeout)
+        containerd.wait_ready(lambda: self.socket.exists() and self._ctr_ok(), timeout, interval=0.5)
         self.import_image(pause_archive(Path(BINARIES_CACHE())))
         kubeconfig = node_kubeconfig(self.control_plane, self.name)
         kubelet = Component("kubelet", [
@@ -366,7 +365,7 @@ state = "{self.run_dir / 'state'}"
                         "--user=kube-apiserver-kubelet-client"], capture_output=True, timeout=60)
         kubelet.start()
         proxy.start()
-        self._wait(kubelet, self._node_ready, timeout)
+        kubelet.wait_ready(self._node_ready, timeout, interval=0.5)
 
     def _ctr_ok(self) -> bool:
         try:
@@ -381,15 +380,6 @@ state = "{self.run_dir / 'state'}"
                                  "jsonpath={.status.conditions[?(@.type=='Ready')].status}"],
                                 capture_output=True, text=True, timeout=30)
         return result.stdout.strip() == "True"
-
-    def _wait(self, component: Component, ready: Any, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            component.check()
-            if ready():
-                return
-            time.sleep(0.5)
-        raise ControlPlaneError(f"{component.name} was not ready within {timeout:.0f} s:\n{tail(component.log)}")
 
     # ------------------------------------------------------------------ the end
 
